@@ -1,0 +1,3 @@
+from feedback_mta.cli import main
+
+main()

@@ -1,0 +1,208 @@
+"""The one place that changes accounts, users, contacts and leads.
+
+Every change writes an ``Event`` row (who, what, why, from which inbound message) in the same
+transaction as the change, and a log line with the same stable name once it is committed.
+The SMTP processing, the scheduler and the command line all come through here, so the
+audit trail is complete by construction.
+
+Operations are idempotent: opting out an opted-out contact changes nothing and records
+nothing, so a message processed twice (or a scheduler run twice) changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from feedback_mta import logs
+from feedback_mta.addresses import AddressBook, Box
+from feedback_mta.models import (
+    Account,
+    Contact,
+    ContactStatus,
+    Event,
+    Lead,
+    Role,
+    User,
+    utcnow,
+)
+
+log = logs.get("feedback_mta.actions")
+
+
+class ActionError(Exception):
+    """An action that cannot be done as asked (the message says why)."""
+
+
+class NotFound(ActionError):
+    pass
+
+
+class Invalid(ActionError):
+    pass
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: ``cli``, ``email:<sender>``, ``scheduler``, ``system``; and by which way."""
+
+    name: str
+    via: str = "cli"
+
+
+CLI = Actor("cli", "cli")
+SYSTEM = Actor("system", "auto")
+
+_EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"]+@[a-z0-9.-]+\.[a-z0-9-]+$")
+
+
+def normalize_email(address: str) -> str:
+    """Lower-case and check the shape of an address (full validation comes with quality checks)."""
+    address = address.strip().lower()
+    if not _EMAIL.match(address) or len(address) > 254:
+        raise Invalid(f"not an email address: {address!r}")
+    return address
+
+
+@dataclass
+class Actions:
+    session: Session
+    actor: Actor
+    inbound_message_id: int | None = None
+    _logged: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    # -- audit ------------------------------------------------------------------------------
+    def record(self, action: str, subject_type: str, subject_id: int | None,
+               account_id: int | None, reason: str | None = None, **data: Any) -> Event:
+        """Write an audit event now and queue its log line for after the commit."""
+        event = Event(account_id=account_id, actor=self.actor.name, action=action,
+                      subject_type=subject_type, subject_id=subject_id,
+                      inbound_message_id=self.inbound_message_id, reason=reason,
+                      data=json.dumps(data, default=str, sort_keys=True))
+        self.session.add(event)
+        fields = {f"{subject_type}_id": subject_id, "account_id": account_id,
+                  "actor": self.actor.name, "via": self.actor.via}
+        if reason:
+            fields["reason"] = reason
+        if self.inbound_message_id is not None:
+            fields["inbound_message_id"] = self.inbound_message_id
+        fields.update(data)
+        self._logged.append((action, fields))
+        return event
+
+    def emit_logs(self) -> None:
+        for action, fields in self._logged:
+            log.info(action, **fields)
+        self._logged.clear()
+
+    # -- lookups ----------------------------------------------------------------------------
+    def account(self, account_id: int) -> Account:
+        account = self.session.get(Account, account_id)
+        if account is None:
+            raise NotFound(f"no account {account_id}")
+        return account
+
+    def contact(self, contact_id: int) -> Contact:
+        contact = self.session.get(Contact, contact_id)
+        if contact is None:
+            raise NotFound(f"no contact {contact_id}")
+        return contact
+
+    def lead(self, lead_id: int) -> Lead:
+        lead = self.session.get(Lead, lead_id)
+        if lead is None:
+            raise NotFound(f"no lead {lead_id}")
+        return lead
+
+    # -- changes ----------------------------------------------------------------------------
+    def add_account(self, name: str) -> Account:
+        name = name.strip()
+        if not name:
+            raise Invalid("an account needs a name")
+        account = Account(name=name)
+        self.session.add(account)
+        self.session.flush()
+        self.record("account.created", "account", account.id, account.id, name=name)
+        return account
+
+    def add_user(self, account_id: int, email: str, roles: Iterable[str] = ()) -> User:
+        """Add a user, or grant more roles to an existing one."""
+        self.account(account_id)
+        email = normalize_email(email)
+        roles = {Role(r).value for r in roles}
+        user = self.session.exec(
+            select(User).where(User.account_id == account_id, User.email == email)).first()
+        if user is None:
+            user = User(account_id=account_id, email=email, roles=" ".join(sorted(roles)))
+            self.session.add(user)
+            self.session.flush()
+            self.record("user.created", "user", user.id, account_id, roles=sorted(roles))
+        elif not roles <= user.role_set:
+            user.roles = " ".join(sorted(user.role_set | roles))
+            self.session.add(user)
+            self.record("user.roles_granted", "user", user.id, account_id, roles=sorted(roles))
+        return user
+
+    def add_contact(self, account_id: int, email: str, first: str = "",
+                    last: str = "") -> tuple[Contact, bool]:
+        """The account's contact with this address (created if new) and whether it was new."""
+        self.account(account_id)
+        email = normalize_email(email)
+        contact = self.session.exec(
+            select(Contact).where(Contact.account_id == account_id,
+                                  Contact.email == email)).first()
+        if contact is not None:
+            return contact, False
+        contact = Contact(account_id=account_id, email=email, first_name=first.strip(),
+                          last_name=last.strip())
+        self.session.add(contact)
+        self.session.flush()
+        self.record("contact.created", "contact", contact.id, account_id)
+        return contact, True
+
+    def add_lead(self, book: AddressBook, account_id: int, email: str, first: str = "",
+                 last: str = "", ip: str | None = None, comments: str = "") -> Lead:
+        contact, _ = self.add_contact(account_id, email, first, last)
+        lead = Lead(account_id=account_id, contact_id=contact.id, source_ip=ip or None,
+                    comments=comments)
+        self.session.add(lead)
+        self.session.flush()
+        lead.notification_message_id = notification_message_id(book, lead.id)
+        self.session.add(lead)
+        self.record("lead.created", "lead", lead.id, account_id, contact_id=contact.id)
+        return lead
+
+    def opt_out(self, contact: Contact, reason: str) -> bool:
+        """Opt the contact out; False (and no event) when it already was."""
+        if contact.status == ContactStatus.OPTED_OUT:
+            return False
+        contact.status = ContactStatus.OPTED_OUT
+        contact.opt_out_reason = reason
+        contact.opted_out_at = contact.updated_at = utcnow()
+        self.session.add(contact)
+        self.record("contact.opted_out", "contact", contact.id, contact.account_id, reason=reason)
+        return True
+
+
+def notification_message_id(book: AddressBook, lead_id: int) -> str:
+    """The Message-ID (without brackets) for the lead-notification email of ``lead_id``."""
+    token = book.address(Box.REPLY, lead_id).split("@")[0].partition("+")[2]
+    return f"lead.{token}@{book.domain}"
+
+
+@contextmanager
+def unit_of_work(engine: Engine, actor: Actor,
+                 inbound_message_id: int | None = None) -> Iterator[Actions]:
+    """A transaction for a batch of actions: commit, then log what was done."""
+    with Session(engine, expire_on_commit=False) as session:
+        actions = Actions(session, actor, inbound_message_id)
+        yield actions
+        session.commit()
+        actions.emit_logs()

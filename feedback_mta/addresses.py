@@ -1,0 +1,84 @@
+"""The addresses we own (DESIGN.md, "Addresses we own") and nothing else.
+
+``resolve`` is the single answer to "is this a recipient we accept?", used at RCPT time
+(anything else gets 550, so the server is never a relay) and again when a stored message
+is processed. It is pure: no database, so RCPT stays fast and works when the database
+is down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from feedback_mta import tokens
+from feedback_mta.tokens import Purpose
+
+
+class Box(StrEnum):
+    REPLY = "reply"
+    FBL = "fbl"
+    BOUNCE = "bounce"
+    UNSUBSCRIBE = "unsubscribe"
+
+
+_TOKEN_BOXES = {Box.REPLY: Purpose.REPLY, Box.BOUNCE: Purpose.BOUNCE,
+                Box.UNSUBSCRIBE: Purpose.UNSUBSCRIBE}
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """A recipient we own: which box, and the lead (reply) or contact (bounce, unsubscribe)."""
+
+    address: str
+    box: Box
+    object_id: int | None = None
+
+
+@dataclass(frozen=True)
+class AddressBook:
+    domain: str
+    secrets: tuple[str, ...]
+    fbl_aliases: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, config) -> AddressBook:
+        sec = config.security
+        return cls(domain=config.smtp.domain.lower(),
+                   secrets=(sec.secret_key, *sec.previous_secret_keys),
+                   fbl_aliases=tuple(config.smtp.fbl_aliases))
+
+    def address(self, box: Box, object_id: int | None = None) -> str:
+        if box is Box.FBL:
+            return f"fbl@{self.domain}"
+        token = tokens.make(self.secrets[0], _TOKEN_BOXES[box], object_id)
+        return f"{box.value}+{token}@{self.domain}"
+
+    def resolve(self, address: str) -> Recipient | None:
+        """The recipient ``address`` names, or None if it is not one of ours."""
+        local, at, domain = address.strip().strip("<>").rpartition("@")
+        if not at or domain.lower().rstrip(".") != self.domain:
+            return None
+        local = local.lower()
+        if local.startswith('"') and local.endswith('"') and len(local) >= 2:
+            local = local[1:-1]
+        if local == Box.FBL or local in self.fbl_aliases:
+            return Recipient(address, Box.FBL)
+        box_name, plus, token = local.partition("+")
+        if not plus:
+            return None
+        try:
+            box = Box(box_name)
+        except ValueError:
+            return None
+        purpose = _TOKEN_BOXES.get(box)
+        if purpose is None:
+            return None
+        object_id = tokens.verify(self.secrets, purpose, token)
+        if object_id is None:
+            return None
+        return Recipient(address, box, object_id)
+
+    def resolve_all(self, addresses: Sequence[str]) -> list[Recipient]:
+        return [r for r in map(self.resolve, addresses) if r is not None]

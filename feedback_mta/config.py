@@ -1,0 +1,320 @@
+"""Configuration: one TOML file, a few environment overrides, validated once at start.
+
+Why strict: a typo in a mail server's config (``prot = 25``) silently falling back to a
+default is how messages get lost. Unknown keys and wrong types are errors that name the
+key, so ``feedback-mta check-config`` and ``serve`` fail loudly and precisely instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_CONFIG = "FEEDBACK_MTA_CONFIG"
+ENV_DATABASE_URL = "FEEDBACK_MTA_DATABASE_URL"
+DEFAULT_CONFIG_PATHS = ("config/feedback-mta.toml", "/etc/feedback-mta/feedback-mta.toml")
+
+#: The secret shipped in the example config; serving with it logs a warning.
+EXAMPLE_SECRET = "change-me-this-is-the-example-secret-key"
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the file and key."""
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``30``, ``"30s"``, ``"5m"``, ``"36h"``, ``"7d"`` (bare numbers are seconds)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30, '30s', '5m', '7d'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"expected a duration such as 30, '30s', '5m', '7d', got {value!r}")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from ``10485760``, ``"10MB"``, ``"512k"`` (K/M/G are powers of 1024)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 10485760 or '10MB'")
+    if isinstance(value, int):
+        return value
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ValueError(f"expected a size such as 10485760 or '10MB', got {value!r}")
+    unit = (match.group(2) or "b")[0].lower()
+    return int(match.group(1)) * {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit]
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = "sqlite:///data/feedback-mta.sqlite3"
+    #: Run pending migrations when ``serve`` starts (convenient on SQLite; production
+    #: installs run ``db upgrade`` from a one-shot unit and may turn this off).
+    auto_upgrade: bool = True
+    #: SQLite ``synchronous``: ``full`` survives power loss, ``normal`` only process crashes.
+    sqlite_synchronous: str = "full"
+    #: Seconds a writer waits for a lock (SQLite busy timeout / PostgreSQL lock_timeout).
+    busy_timeout: float = 10.0
+    #: Seconds to wait for a connection to the server (PostgreSQL).
+    connect_timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str = "127.0.0.1"
+    port: int = 2525
+    domain: str = "feedback.example.com"
+    lmtp: bool = False
+    max_message_size: int = 10 * 1024 * 1024
+    #: Name in the greeting; the domain when empty.
+    hostname: str = ""
+    max_recipients: int = 50
+    #: Seconds a client may stay silent between commands (RFC 5321 4.5.3.2.7: 5 minutes).
+    idle_timeout: float = 300.0
+    #: Seconds the whole DATA phase may take (RFC 5321 4.5.3.2.6 suggests 10 minutes).
+    data_timeout: float = 600.0
+    #: Concurrent sessions; the next one gets ``421 4.3.2`` and is closed.
+    max_sessions: int = 200
+    #: Seconds a DATA reply may wait for the intake to commit before we say ``451``.
+    store_timeout: float = 30.0
+    #: Seconds SIGTERM waits for sessions in the middle of DATA to finish.
+    drain_timeout: float = 30.0
+    #: More local parts for feedback-loop reports, besides ``fbl``.
+    fbl_aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    secret_key: str = ""
+    #: Old secrets still accepted when verifying tokens, so a rotation breaks nothing in flight.
+    previous_secret_keys: tuple[str, ...] = ()
+    #: authserv-ids (RFC 8601) of upstream MTAs whose Authentication-Results we trust.
+    trusted_authserv_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ProcessingConfig:
+    #: Threads that parse, classify and act on stored messages (keep 1 on SQLite).
+    workers: int = 1
+    #: How often the scheduler looks for stored messages nobody is processing
+    #: (left by a crash, another node, or a retry).
+    sweep_interval: float = 30.0
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "info"
+    #: ``auto`` (JSON lines, or a console renderer on a TTY), ``json`` or ``console``.
+    format: str = "auto"
+
+
+@dataclass(frozen=True)
+class Config:
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    processing: ProcessingConfig = field(default_factory=ProcessingConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    #: Where the config was read from (None: defaults only).
+    path: Path | None = None
+
+    @property
+    def banner_hostname(self) -> str:
+        return self.smtp.hostname or self.smtp.domain
+
+
+# --- validation --------------------------------------------------------------------------------
+
+def _bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"expected true or false, got {v!r}")
+    return v
+
+
+def _int(lo: int, hi: int) -> Callable[[Any], int]:
+    def check(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise ValueError(f"expected a whole number from {lo} to {hi}, got {v!r}")
+        return v
+    return check
+
+
+def _str(nonempty: bool = True) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        if not isinstance(v, str) or (nonempty and not v.strip()):
+            raise ValueError(f"expected a {'non-empty ' if nonempty else ''}string, got {v!r}")
+        return v
+    return check
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        if v not in options:
+            raise ValueError(f"expected one of {', '.join(options)}, got {v!r}")
+        return v
+    return check
+
+
+def _strings(v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+        raise ValueError(f"expected a list of strings, got {v!r}")
+    return tuple(v)
+
+
+def _positive_duration(v: Any) -> float:
+    seconds = parse_duration(v)
+    if seconds <= 0:
+        raise ValueError("must be more than zero")
+    return seconds
+
+
+def _domain(v: Any) -> str:
+    v = _str()(v).strip().lower().rstrip(".")
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+", v):
+        raise ValueError(f"expected a domain name such as feedback.example.com, got {v!r}")
+    return v
+
+
+def _db_url(v: Any) -> str:
+    v = _str()(v)
+    if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", v):
+        raise ValueError(
+            "expected a sqlite:///PATH or postgresql+psycopg://USER@HOST/DB URL, "
+            f"got {v.split('://')[0]!r}://..."
+        )
+    return v
+
+
+def _secret(v: Any) -> str:
+    v = _str()(v)
+    if len(v) < 16:
+        raise ValueError("must be at least 16 characters (use a long random string)")
+    return v
+
+
+def _local_parts(v: Any) -> tuple[str, ...]:
+    parts = _strings(v)
+    for part in parts:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", part.lower()) or "+" in part:
+            raise ValueError(f"not a plain local part: {part!r}")
+    return tuple(p.lower() for p in parts)
+
+
+_SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
+    "database": (DatabaseConfig, {
+        "url": _db_url,
+        "auto_upgrade": _bool,
+        "sqlite_synchronous": _choice("full", "normal", "extra"),
+        "busy_timeout": _positive_duration,
+        "connect_timeout": _positive_duration,
+    }),
+    "smtp": (SmtpConfig, {
+        "host": _str(),
+        "port": _int(0, 65535),
+        "domain": _domain,
+        "lmtp": _bool,
+        "max_message_size": lambda v: _int(1024, 2**31)(parse_size(v)),
+        "hostname": _str(nonempty=False),
+        "max_recipients": _int(1, 10000),
+        "idle_timeout": _positive_duration,
+        "data_timeout": _positive_duration,
+        "max_sessions": _int(1, 100000),
+        "store_timeout": _positive_duration,
+        "drain_timeout": parse_duration,
+        "fbl_aliases": _local_parts,
+    }),
+    "security": (SecurityConfig, {
+        "secret_key": _secret,
+        "previous_secret_keys": lambda v: tuple(_secret(x) for x in _strings(v)),
+        "trusted_authserv_ids": _strings,
+    }),
+    "processing": (ProcessingConfig, {
+        "workers": _int(1, 64),
+        "sweep_interval": _positive_duration,
+    }),
+    "logging": (LoggingConfig, {
+        "level": _choice("debug", "info", "warning", "error"),
+        "format": _choice("auto", "json", "console"),
+    }),
+}
+
+#: Keys without which we refuse to start, as the design promises.
+_REQUIRED = (("database", "url"), ("smtp", "host"), ("smtp", "port"), ("smtp", "domain"),
+             ("smtp", "lmtp"), ("smtp", "max_message_size"), ("security", "secret_key"))
+
+
+def from_mapping(data: Mapping[str, Any], *, source: str = "config",
+                 env: Mapping[str, str] | None = None, path: Path | None = None) -> Config:
+    """Validate a parsed TOML document (plus environment overrides) into a frozen Config."""
+    env = os.environ if env is None else env
+    data = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+    if env.get(ENV_DATABASE_URL):
+        data.setdefault("database", {})["url"] = env[ENV_DATABASE_URL]
+    sections: dict[str, Any] = {}
+    for name, value in data.items():
+        if name not in _SCHEMA:
+            raise ConfigError(f"{source}: unknown section [{name}] "
+                              f"(known: {', '.join(f'[{s}]' for s in _SCHEMA)})")
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{source}: [{name}] must be a table")
+        cls, checks = _SCHEMA[name]
+        values = {}
+        for key, raw in value.items():
+            if key not in checks:
+                raise ConfigError(f"{source}: [{name}] {key}: unknown key "
+                                  f"(known: {', '.join(checks)})")
+            try:
+                values[key] = checks[key](raw)
+            except ValueError as exc:
+                raise ConfigError(f"{source}: [{name}] {key}: {exc}") from None
+        sections[name] = cls(**values)
+    for section, key in _REQUIRED:
+        if key not in data.get(section, {}):
+            raise ConfigError(f"{source}: [{section}] {key}: missing (it is required)")
+    return Config(**sections, path=path)
+
+
+def load(path: str | os.PathLike[str] | None = None,
+         env: Mapping[str, str] | None = None) -> Config:
+    """Read the config named by ``path``, else ``$FEEDBACK_MTA_CONFIG``, else a default place."""
+    env = os.environ if env is None else env
+    candidate = path or env.get(ENV_CONFIG)
+    if candidate is None:
+        for default in DEFAULT_CONFIG_PATHS:
+            if Path(default).is_file():
+                candidate = default
+                break
+        else:
+            raise ConfigError(
+                f"no config file: pass --config FILE or set {ENV_CONFIG} "
+                f"(looked in {', '.join(DEFAULT_CONFIG_PATHS)})")
+    file = Path(candidate)
+    try:
+        with file.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+    # Relative SQLite paths stay relative to the working directory, as in SQLAlchemy.
+    return from_mapping(data, source=str(file), env=env, path=file)

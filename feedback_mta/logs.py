@@ -1,0 +1,58 @@
+"""structlog, configured once: JSON lines (or a console renderer on a TTY).
+
+Event names are stable (admins and their ``jq`` filters rely on them): ``message.accepted``,
+``message.processed``, ``smtp.rcpt_refused``, ... Fields are ids, kinds, states, reasons
+and timings; never message bodies.
+
+``serve`` logs to stdout (journald picks it up). Other commands log to stderr, because
+with ``--json`` their stdout carries nothing but the JSON answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TextIO
+
+import structlog
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+           "error": logging.ERROR}
+
+
+def _canonical_order(_logger, _name, event_dict):
+    """ts, level, event first: what a person scanning the lines reads first."""
+    head = {k: event_dict.pop(k) for k in ("ts", "level", "event") if k in event_dict}
+    head.update(event_dict)
+    return head
+
+
+def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    stream = stream or sys.stdout
+    console = fmt == "console" or (fmt == "auto" and stream.isatty())
+    renderer = (structlog.dev.ConsoleRenderer() if console
+                else structlog.processors.JSONRenderer(sort_keys=False))
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+            structlog.processors.format_exc_info,
+            _canonical_order,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
+        logger_factory=structlog.WriteLoggerFactory(file=stream),
+        cache_logger_on_first_use=True,
+    )
+    # aiosmtpd logs every command at INFO through the stdlib logger "mail.log": a session
+    # transcript is not an event, and it would carry addresses into the logs unasked.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s")
+
+
+def get(name: str | None = None) -> structlog.typing.FilteringBoundLogger:
+    return structlog.get_logger(name)

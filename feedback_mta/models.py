@@ -1,0 +1,210 @@
+"""The tables. Changing one means writing an alembic migration (``migrations/versions``);
+``tests/test_migrations.py`` fails when the models and the migrations disagree.
+
+Names follow ``shared/DESIGN.md``: account, user, contact, lead, tag, inbound message, event.
+Every index here serves a lookup the flow makes (token -> lead, Message-ID -> lead,
+sender -> user of an account, state -> inbound messages to process), so nothing scans.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import Column, DateTime, Index, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(nullable: bool = False, index: bool = False) -> Column:
+    return Column(DateTime(timezone=True), nullable=nullable, index=index)
+
+
+class ContactStatus(StrEnum):
+    ACTIVE = "active"
+    OPTED_OUT = "opted_out"
+
+
+class LeadStatus(StrEnum):
+    ACTIVE = "active"
+    SPAM = "spam"
+
+
+class MessageState(StrEnum):
+    """Inbound message states (DESIGN.md): received -> processed | ignored | failed."""
+
+    RECEIVED = "received"
+    PROCESSED = "processed"
+    IGNORED = "ignored"
+    FAILED = "failed"
+
+
+class Role(StrEnum):
+    CONTACT_ADMIN = "contact-admin"
+
+
+class Account(SQLModel, table=True):
+    __tablename__ = "account"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class User(SQLModel, table=True):
+    """A person of an account who may write to us (``user`` is reserved in PostgreSQL)."""
+
+    __tablename__ = "app_user"
+    __table_args__ = (
+        UniqueConstraint("account_id", "email", name="uq_app_user_account_email"),
+        Index("ix_app_user_email", "email"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", nullable=False)
+    #: Lower-cased addr-spec; senders are compared lower-cased too.
+    email: str = Field(sa_column=Column(Text, nullable=False))
+    #: Space-separated roles, e.g. ``contact-admin``.
+    roles: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+    @property
+    def role_set(self) -> frozenset[str]:
+        return frozenset(self.roles.split())
+
+
+class Contact(SQLModel, table=True):
+    __tablename__ = "contact"
+    __table_args__ = (
+        UniqueConstraint("account_id", "email", name="uq_contact_account_email"),
+        Index("ix_contact_email", "email"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", nullable=False)
+    email: str = Field(sa_column=Column(Text, nullable=False))
+    first_name: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    last_name: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    status: str = Field(default=ContactStatus.ACTIVE,
+                        sa_column=Column(Text, nullable=False, server_default="active"))
+    opt_out_reason: str | None = Field(default=None, sa_column=Column(Text))
+    opted_out_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class Lead(SQLModel, table=True):
+    """One activity of a contact (a form submission)."""
+
+    __tablename__ = "lead"
+    __table_args__ = (
+        Index("ix_lead_account_status_created", "account_id", "status", "created_at"),
+        Index("ix_lead_contact_id", "contact_id"),
+        Index("uq_lead_notification_message_id", "notification_message_id", unique=True),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", nullable=False)
+    contact_id: int = Field(foreign_key="contact.id", nullable=False)
+    source_ip: str | None = Field(default=None, sa_column=Column(Text))
+    comments: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    status: str = Field(default=LeadStatus.ACTIVE,
+                        sa_column=Column(Text, nullable=False, server_default="active"))
+    flagged_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    flagged_by: str | None = Field(default=None, sa_column=Column(Text))
+    #: How it was flagged: ``email``, ``cli`` or ``auto``.
+    flagged_via: str | None = Field(default=None, sa_column=Column(Text))
+    exported_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    #: Message-ID (without angle brackets) to put on the lead-notification email, so a reply's
+    #: In-Reply-To / References finds the lead when the reply went to another address.
+    notification_message_id: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class Tag(SQLModel, table=True):
+    """A label on a contact; ``SYSTEM - ...`` tags are set by the system."""
+
+    __tablename__ = "tag"
+    __table_args__ = (
+        UniqueConstraint("contact_id", "name", name="uq_tag_contact_name"),
+        Index("ix_tag_name", "name"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contact.id", nullable=False)
+    name: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    created_by: str = Field(default="system",
+                            sa_column=Column(Text, nullable=False, server_default="system"))
+
+
+class InboundMessage(SQLModel, table=True):
+    """One message received over SMTP/LMTP, stored raw before we said 250."""
+
+    __tablename__ = "inbound_message"
+    __table_args__ = (
+        Index("ix_inbound_message_state_id", "state", "id"),
+        Index("ix_inbound_message_message_id", "message_id"),
+        Index("ix_inbound_message_content_hash", "content_hash"),
+        Index("uq_inbound_message_dedupe_key", "dedupe_key", unique=True),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    received_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    #: ``smtp`` or ``lmtp``.
+    protocol: str = Field(default="smtp", sa_column=Column(Text, nullable=False))
+    peer: str | None = Field(default=None, sa_column=Column(Text))
+    helo: str | None = Field(default=None, sa_column=Column(Text))
+    #: Envelope sender; empty for the null sender ``<>`` of bounces.
+    mail_from: str = Field(default="", sa_column=Column(Text, nullable=False))
+    #: Envelope recipients, JSON list.
+    rcpt_tos: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    size: int = 0
+    #: Message-ID header without angle brackets, if any.
+    message_id: str | None = Field(default=None, sa_column=Column(Text))
+    #: Hash of recipients + Message-ID + content without trace headers: the same message
+    #: delivered twice (even through different relays) has the same hash.
+    content_hash: str = Field(sa_column=Column(Text, nullable=False))
+    #: Set to ``content_hash`` in the same transaction that acts on the message; the unique
+    #: index makes a second copy fail to claim it, so it is acted on once (even on two nodes).
+    dedupe_key: str | None = Field(default=None, sa_column=Column(Text))
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    state: str = Field(default=MessageState.RECEIVED,
+                       sa_column=Column(Text, nullable=False, server_default="received"))
+    #: Why it is ignored (``duplicate``, ``no action``, ...).
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    #: Why it failed (exception type and message), for ``inbox retry``.
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    #: What classify said: complaint | bounce | unsubscribe | reply | auto-reply | unknown.
+    kind: str | None = Field(default=None, sa_column=Column(Text))
+    attempts: int = 0
+    processed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    duplicate_of: int | None = None
+
+
+class Event(SQLModel, table=True):
+    """One audit record of a change: who/what/why, from which inbound message."""
+
+    __tablename__ = "event"
+    __table_args__ = (
+        Index("ix_event_subject", "subject_type", "subject_id"),
+        Index("ix_event_inbound_message_id", "inbound_message_id"),
+        Index("ix_event_account_id_at", "account_id", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    account_id: int | None = None
+    #: Who did it: ``cli``, ``email:<sender>``, ``scheduler``, ``system``.
+    actor: str = Field(sa_column=Column(Text, nullable=False))
+    #: Stable event name, the same as the log line (``lead.flagged_spam``, ...).
+    action: str = Field(sa_column=Column(Text, nullable=False))
+    subject_type: str = Field(sa_column=Column(Text, nullable=False))
+    subject_id: int | None = None
+    inbound_message_id: int | None = None
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    #: Extra detail as JSON (never message bodies).
+    data: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))

@@ -1,0 +1,94 @@
+"""``feedback-mta serve``: wires the flow together and runs it until SIGTERM / SIGINT.
+
+Start: check (or upgrade) the schema, start the intake writer and the processors, queue
+whatever a previous run left ``received``, start the scheduler, then listen. Stop: close
+the listener, tell idle sessions 421, let sessions in the middle of DATA finish (up to
+``drain_timeout``), commit what the intake holds, finish the message in hand, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+
+from feedback_mta import db, logs, scheduler
+from feedback_mta.addresses import AddressBook
+from feedback_mta.config import EXAMPLE_SECRET, Config
+from feedback_mta.intake import Intake
+from feedback_mta.process import Processor
+from feedback_mta.smtp import FeedbackHandler, Sessions, protocol_factory
+
+log = logs.get("feedback_mta.serve")
+
+
+def prepare_database(config: Config):
+    engine = db.create_engine(config.database, pool_size=4 + config.processing.workers)
+    if config.database.auto_upgrade:
+        before, after = db.upgrade(engine)
+        if before != after:
+            log.info("db.upgraded", before=before, after=after)
+    db.check_schema(engine)
+    return engine
+
+
+async def run(config: Config, *, ready_fd: int | None = None) -> None:
+    engine = prepare_database(config)
+    book = AddressBook.from_config(config)
+    if config.security.secret_key == EXAMPLE_SECRET:
+        log.warning("config.example_secret",
+                    hint="set [security] secret_key to a long random string before real use")
+    processor = Processor(engine, book, workers=config.processing.workers)
+    intake = Intake(engine, on_stored=processor.submit)
+    processor.start()
+    intake.start()
+    recovered = processor.sweep()
+    jobs = scheduler.start(config, processor)
+
+    sessions = Sessions(config.smtp.max_sessions)
+    handler = FeedbackHandler(config, book, intake)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        protocol_factory(config, handler, sessions),
+        host=config.smtp.host, port=config.smtp.port, reuse_address=True, backlog=1024)
+    bound = server.sockets[0].getsockname()
+    log.info("server.started", host=bound[0], port=bound[1],
+             protocol="lmtp" if config.smtp.lmtp else "smtp", domain=config.smtp.domain,
+             recovered=recovered, pid=os.getpid())
+    if ready_fd is not None:
+        os.write(ready_fd, f"{bound[1]}\n".encode())
+    _notify_systemd("READY=1")
+
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+    log.info("server.stopping", sessions=len(sessions.active))
+    _notify_systemd("STOPPING=1")
+    server.close()
+    sessions.close_idle()
+    drained = await sessions.wait_empty(config.smtp.drain_timeout)
+    await server.wait_closed()
+    jobs.shutdown(wait=True)
+    await asyncio.to_thread(intake.stop)
+    await asyncio.to_thread(processor.stop)
+    engine.dispose()
+    log.info("server.stopped", drained=drained, stored=intake.stored,
+             processed=processor.processed, refused_sessions=sessions.refused)
+
+
+def _notify_systemd(state: str) -> None:
+    """sd_notify(3) without a dependency: one datagram to $NOTIFY_SOCKET, if set."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(address)
+            sock.sendall(state.encode())
+    except OSError:
+        log.warning("systemd.notify_failed", state=state)

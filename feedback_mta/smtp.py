@@ -1,0 +1,208 @@
+"""The SMTP / LMTP edge: who may send us what, and the reply codes.
+
+* RCPT: only the addresses we own (``addresses.AddressBook``), with a genuine token where
+  one is needed; anything else is ``550 5.1.1``. The server is never a relay.
+* DATA: the message goes to ``intake.Intake.store``; ``250`` only once it is committed,
+  ``451 4.3.0`` if it could not be. LMTP (RFC 2033) answers once per recipient.
+* Limits: SIZE in EHLO and ``552 5.3.4`` past ``max_message_size``; ``452 4.5.3`` past
+  ``max_recipients``; idle and DATA timeouts; ``421 4.3.2`` past ``max_sessions``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from feedback_mta import logs
+from feedback_mta.addresses import AddressBook
+from feedback_mta.config import Config
+from feedback_mta.intake import Arrival, Intake, StoreError
+
+log = logs.get("feedback_mta.smtp")
+
+# Reply codes we send, as named constants (tests assert them).
+OK_RCPT = "250 2.1.5 Ok"
+NO_SUCH_USER = "550 5.1.1 Recipient address rejected: no such mailbox here"
+TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
+STORE_FAILED = "451 4.3.0 Could not store the message, try again later"
+TOO_MANY_SESSIONS = "421 4.3.2 Too many connections, try again later"
+SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
+TOO_BIG = "552 5.3.4 Message too big for system"
+SIZE_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
+LINE_TOO_LONG = "500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)"
+
+
+def stored(message_id: int) -> str:
+    return f"250 2.0.0 Ok: stored as {message_id}"
+
+
+#: aiosmtpd's own replies, rewritten to carry RFC 3463 enhanced status codes.
+_REWRITES = {
+    b"552 Error: Too much mail data": TOO_BIG.encode(),
+    b"552 Error: message size exceeds fixed maximum message size": SIZE_TOO_BIG.encode(),
+    b"500 Line too long (see RFC5321 4.5.3.1.6)": LINE_TOO_LONG.encode(),
+}
+
+
+def _peer_ip(session: Session) -> str | None:
+    peer = session.peer
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return None if peer is None else str(peer)
+
+
+class FeedbackHandler:
+    """aiosmtpd handler: the RCPT and DATA hooks, nothing else."""
+
+    def __init__(self, config: Config, book: AddressBook, intake: Intake) -> None:
+        self.book = book
+        self.intake = intake
+        self.lmtp = config.smtp.lmtp
+        self.max_recipients = config.smtp.max_recipients
+        self.store_timeout = config.smtp.store_timeout
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        if len(envelope.rcpt_tos) >= self.max_recipients:
+            return TOO_MANY_RCPTS
+        if self.book.resolve(address) is None:
+            log.info("smtp.rcpt_refused", peer=_peer_ip(session), rcpt=address[:254])
+            return NO_SUCH_USER
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return OK_RCPT
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        started = time.perf_counter()
+        mail_from = envelope.mail_from or ""
+        arrival = Arrival(
+            raw=bytes(envelope.original_content or b""),
+            mail_from="" if mail_from == "<>" else mail_from,
+            rcpt_tos=tuple(envelope.rcpt_tos),
+            protocol="lmtp" if self.lmtp else "smtp",
+            peer=_peer_ip(session),
+            helo=(session.host_name or "")[:255] or None,
+        )
+        try:
+            message_id = await self.intake.store(arrival, self.store_timeout)
+        except StoreError as exc:
+            log.warning("message.store_failed", peer=arrival.peer, size=len(arrival.raw),
+                        error=str(exc))
+            return self._reply(STORE_FAILED, envelope)
+        log.info("message.accepted", id=message_id, peer=arrival.peer, size=len(arrival.raw),
+                 rcpts=len(arrival.rcpt_tos), protocol=arrival.protocol,
+                 store_ms=round((time.perf_counter() - started) * 1000, 2))
+        return self._reply(stored(message_id), envelope)
+
+    def _reply(self, status: str, envelope: Envelope) -> str:
+        if not self.lmtp:
+            return status
+        # RFC 2033 4.2: one reply per accepted recipient, in RCPT order.
+        code, _, text = status.partition(" ")
+        return "\r\n".join(f"{code} {text} <{rcpt}>" for rcpt in envelope.rcpt_tos)
+
+
+class Sessions:
+    """The sessions in flight: the cap on their number, and the drain on shutdown."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active: set[Any] = set()
+        self.closing = False
+        self.refused = 0
+
+    def close_idle(self) -> None:
+        """Tell sessions that are not in the middle of DATA to come back later."""
+        self.closing = True
+        for proto in list(self.active):
+            if not proto.busy:
+                proto.say_goodbye()
+
+    async def wait_empty(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.active and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for proto in list(self.active):  # past the deadline: cut them off
+            proto.say_goodbye()
+        return not self.active
+
+
+class _SessionMixin:
+    """Counts the session, rewrites replies, applies the DATA timeout, drains on shutdown."""
+
+    sessions: Sessions
+    data_timeout: float
+    busy = False
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self.sessions.active.add(self)
+
+    def connection_lost(self, error):
+        self.sessions.active.discard(self)
+        super().connection_lost(error)
+
+    async def push(self, status):
+        if isinstance(status, str):
+            status = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
+        await super().push(_REWRITES.get(status, status))
+
+    async def smtp_DATA(self, arg):
+        self.busy = True
+        self._reset_timeout(self.data_timeout)
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self.busy = False
+            if self.transport is not None:
+                self._reset_timeout()
+        if self.sessions.closing:
+            self.say_goodbye()
+
+    def say_goodbye(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self._writer.write(SHUTTING_DOWN.encode() + b"\r\n")
+            self.transport.close()
+
+
+class FeedbackSMTP(_SessionMixin, SMTP):
+    pass
+
+
+class FeedbackLMTP(_SessionMixin, LMTP):
+    pass
+
+
+class _Refuse(asyncio.Protocol):
+    """Answers ``421`` and hangs up: more sessions than ``max_sessions``."""
+
+    def connection_made(self, transport):
+        transport.write(TOO_MANY_SESSIONS.encode() + b"\r\n")
+        transport.close()
+
+
+def protocol_factory(config: Config, handler: FeedbackHandler, sessions: Sessions):
+    cls = FeedbackLMTP if config.smtp.lmtp else FeedbackSMTP
+    smtp = config.smtp
+
+    def factory() -> asyncio.Protocol:
+        if len(sessions.active) >= sessions.limit or sessions.closing:
+            sessions.refused += 1
+            return _Refuse()
+        proto = cls(
+            handler,
+            data_size_limit=smtp.max_message_size,
+            hostname=config.banner_hostname,
+            ident="feedback-mta",
+            timeout=smtp.idle_timeout,
+            enable_SMTPUTF8=True,
+        )
+        proto.sessions = sessions
+        proto.data_timeout = smtp.data_timeout
+        return proto
+
+    return factory
