@@ -1,0 +1,207 @@
+"""Fixtures: a real database (SQLite file; PostgreSQL when reachable) and the real server.
+
+The server runs as its own process (``python -m feedback_mta serve``) on a free loopback
+port, exactly as an admin starts it, so tests can SIGTERM and ``kill -9`` it.
+PostgreSQL tests skip with the reason when no server answers; ``.ci/run`` sets
+``FEEDBACK_MTA_REQUIRE_PG=1`` so that a missing server fails CI instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from feedback_mta import config as config_mod
+from feedback_mta import db
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).parent / "fixtures"
+SECRET = "test-secret-key-0123456789abcdef"
+DOMAIN = "fb.test"
+PG_ADMIN = os.environ.get("FEEDBACK_MTA_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _pg_reachable() -> str | None:
+    """None when PostgreSQL answers, else why not."""
+    try:
+        engine = sa.create_engine(PG_ADMIN, connect_args={"connect_timeout": 2})
+        with engine.connect() as conn:
+            conn.execute(sa.text("select 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # any failure means: not reachable here
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+_PG_PROBLEM = _pg_reachable()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path) -> Iterator[str]:
+    """A fresh, empty database of each engine: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'feedback.sqlite3'}"
+        return
+    if _PG_PROBLEM is not None:
+        if os.environ.get("FEEDBACK_MTA_REQUIRE_PG"):
+            pytest.fail(f"PostgreSQL required but not reachable at {PG_ADMIN}: {_PG_PROBLEM}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN}: {_PG_PROBLEM}")
+    name = f"fbmta_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'feedback.sqlite3'}"
+
+
+def write_config(path: Path, url: str, **sections: dict) -> Path:
+    """A config file for tests: port 0 (the server reports the port it bound)."""
+    base: dict[str, dict] = {
+        "database": {"url": url, "busy_timeout": "10s"},
+        "smtp": {"host": "127.0.0.1", "port": 0, "domain": DOMAIN, "lmtp": False,
+                 "max_message_size": 1024 * 1024, "drain_timeout": "10s"},
+        "security": {"secret_key": SECRET},
+        "processing": {"sweep_interval": "1s"},
+        "logging": {"format": "json"},
+    }
+    for name, values in sections.items():
+        base.setdefault(name, {}).update(values)
+    lines = []
+    for name, values in base.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def config_file(tmp_path, database_url) -> Path:
+    return write_config(tmp_path / "feedback-mta.toml", database_url)
+
+
+@pytest.fixture
+def cfg(config_file) -> config_mod.Config:
+    return config_mod.load(config_file, env={})
+
+
+@pytest.fixture
+def engine(cfg):
+    engine = db.create_engine(cfg.database)
+    db.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+class Server:
+    """``feedback-mta serve`` in a child process; its JSON log lines are collected."""
+
+    def __init__(self, config_path: Path, env: dict[str, str] | None = None) -> None:
+        self.config_path = config_path
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+        self.events: list[dict] = []
+        self._lines: queue.Queue = queue.Queue()
+
+    def start(self, timeout: float = 30) -> Server:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "feedback_mta", "serve", "--config", str(self.config_path)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
+        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        started = self.wait_for("server.started", timeout=timeout)
+        self.port = started["port"]
+        return self
+
+    def _read(self, proc) -> None:
+        for line in proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                event = {"event": "raw", "line": line.decode(errors="replace").rstrip()}
+            self._lines.put(event)
+
+    def _pump(self, timeout: float) -> dict | None:
+        try:
+            event = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        self.events.append(event)
+        return event
+
+    def wait_for(self, name: str, timeout: float = 30, **match) -> dict:
+        """The first logged event ``name`` (with these fields) since start, waiting for it."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            for event in self.events[seen:]:
+                if event.get("event") == name and all(event.get(k) == v for k, v in match.items()):
+                    return event
+            seen = len(self.events)
+            if time.monotonic() > deadline:
+                tail = "\n".join(json.dumps(e) for e in self.events[-20:])
+                raise AssertionError(f"no {name} {match} within {timeout}s; last lines:\n{tail}")
+            if self.proc.poll() is not None and self._lines.empty():
+                time.sleep(0.1)
+                if self._lines.empty():
+                    tail = "\n".join(json.dumps(e) for e in self.events[-20:])
+                    raise AssertionError(f"server exited {self.proc.returncode}:\n{tail}")
+            self._pump(0.05)
+
+    def count(self, name: str) -> int:
+        while self._pump(0) is not None:
+            pass
+        return sum(1 for e in self.events if e.get("event") == name)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout)
+        while self._pump(0.05) is not None:
+            pass
+        return code
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def server_factory():
+    servers: list[Server] = []
+
+    def make(config_path: Path, **kwargs) -> Server:
+        server = Server(config_path, **kwargs)
+        servers.append(server)
+        return server.start()
+
+    yield make
+    for server in servers:
+        server.stop(signal.SIGKILL if server.proc and server.proc.poll() is None else 0)
+
+
+@pytest.fixture
+def server(server_factory, config_file, engine) -> Server:
+    """A running server on a fresh database of each engine (schema already upgraded)."""
+    return server_factory(config_file)

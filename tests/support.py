@@ -1,0 +1,92 @@
+"""Helpers shared by the tests: seeding data through the actions layer, building messages."""
+
+from __future__ import annotations
+
+import smtplib
+import uuid
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from feedback_mta.actions import CLI, unit_of_work
+from feedback_mta.addresses import AddressBook, Box
+from feedback_mta.models import InboundMessage
+
+
+@dataclass(frozen=True)
+class Seed:
+    account_id: int
+    contact_ids: tuple[int, ...]
+    lead_id: int
+    book: AddressBook
+
+    def unsubscribe(self, contact_id: int) -> str:
+        return self.book.address(Box.UNSUBSCRIBE, contact_id)
+
+    def bounce(self, contact_id: int) -> str:
+        return self.book.address(Box.BOUNCE, contact_id)
+
+    @property
+    def reply(self) -> str:
+        return self.book.address(Box.REPLY, self.lead_id)
+
+
+def seed(engine, cfg, contacts: int = 3) -> Seed:
+    book = AddressBook.from_config(cfg)
+    with unit_of_work(engine, CLI) as act:
+        account = act.add_account("Dealer One")
+        act.add_user(account.id, "boss@dealer.test", ["contact-admin"])
+        lead = act.add_lead(book, account.id, "lead0@people.test", "Ann", "Lee", "192.0.2.1")
+        ids = [lead.contact_id]
+        for i in range(1, contacts):
+            contact, _ = act.add_contact(account.id, f"lead{i}@people.test", "Bo", f"Li{i}")
+            ids.append(contact.id)
+    return Seed(account.id, tuple(ids), lead.id, book)
+
+
+def message(subject: str = "hello", body: str = "hi there", sender: str = "someone@else.test",
+            message_id: str | None = None, extra: str = "") -> bytes:
+    message_id = message_id or f"{uuid.uuid4().hex}@client.test"
+    return (f"From: {sender}\r\nTo: x@fb.test\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{message_id}>\r\n{extra}\r\n{body}\r\n").encode()
+
+
+def send(port: int, mail_from: str, rcpts: list[str], raw: bytes, *, lmtp: bool = False):
+    """One transaction; returns the final reply (code, text) or, for LMTP, the list of them."""
+    client = smtplib.LMTP("127.0.0.1", port) if lmtp else smtplib.SMTP("127.0.0.1", port,
+                                                                          timeout=30)
+    try:
+        client.ehlo_or_helo_if_needed()
+        code, text = client.mail(mail_from)
+        assert code == 250, (code, text)
+        accepted = []
+        for rcpt in rcpts:
+            code, text = client.rcpt(rcpt)
+            if code == 250:
+                accepted.append(rcpt)
+        if not accepted:
+            return (code, text)
+        if lmtp:
+            return lmtp_data(client, raw, len(accepted))
+        return client.data(raw)
+    finally:
+        try:
+            client.quit()
+        except smtplib.SMTPException:
+            pass
+
+
+def lmtp_data(client: smtplib.LMTP, raw: bytes, n: int) -> list[tuple[int, bytes]]:
+    """smtplib's LMTP reads only one reply after DATA; RFC 2033 sends one per recipient."""
+    code, text = client.docmd("DATA")
+    assert code == 354, (code, text)
+    client.send(smtplib._quote_periods(raw) + (b"" if raw.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+    return [client.getreply() for _ in range(n)]
+
+
+def inbound_rows(engine) -> list[dict]:
+    t = InboundMessage.__table__
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(
+            sa.select(t.c.id, t.c.state, t.c.reason, t.c.kind, t.c.message_id, t.c.mail_from,
+                      t.c.rcpt_tos, t.c.duplicate_of, t.c.error).order_by(t.c.id))]

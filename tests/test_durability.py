@@ -1,0 +1,200 @@
+"""Nothing accepted is lost; nothing is acted on twice (DESIGN.md, invariants)."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import smtplib
+import socket
+import sqlite3
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from feedback_mta import smtp as codes
+from feedback_mta.intake import Arrival, Intake
+from feedback_mta.models import Contact, Event
+from tests.conftest import write_config
+from tests.support import inbound_rows, message, seed, send
+
+
+def _wait_all_done(engine, expected: int, timeout: float = 60) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = inbound_rows(engine)
+        if len(rows) >= expected and all(r["state"] != "received" for r in rows):
+            return rows
+        if time.monotonic() > deadline:
+            states = [r["state"] for r in rows]
+            raise AssertionError(f"not processed in {timeout}s: {len(rows)} rows, {states[-20:]}")
+        time.sleep(0.1)
+
+
+def _opt_out_events(engine) -> list[tuple[int, int]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(
+            sa.select(Event.subject_id, Event.inbound_message_id)
+            .where(Event.action == "contact.opted_out"))]
+
+
+def test_same_message_twice_is_recorded_and_acted_on_once(server, engine, cfg):
+    s = seed(engine, cfg)
+    rcpt = s.unsubscribe(s.contact_ids[0])
+    raw = message(subject="unsubscribe", message_id="twice@client.test")
+    # The second copy came through another relay: an extra Received line, CRLF kept.
+    relayed = b"Received: from mx2.isp.test by us; Sat, 21 Nov 2026 10:00:00 +0000\r\n" + raw
+    assert send(server.port, "", [rcpt], raw)[0] == 250
+    assert send(server.port, "", [rcpt.upper()], relayed)[0] == 250
+    rows = _wait_all_done(engine, 2)
+    assert [(r["state"], r["reason"]) for r in rows] == [("processed", "opted out"),
+                                                           ("ignored", "duplicate")]
+    assert rows[1]["duplicate_of"] == rows[0]["id"]
+    assert _opt_out_events(engine) == [(s.contact_ids[0], rows[0]["id"])]
+
+
+def test_same_message_id_with_other_content_is_not_a_duplicate(server, engine, cfg):
+    s = seed(engine, cfg)
+    for i in range(2):
+        raw = message(body=f"copy {i}", message_id="same@client.test")
+        assert send(server.port, "", [s.unsubscribe(s.contact_ids[i])], raw)[0] == 250
+    rows = _wait_all_done(engine, 2)
+    assert [r["state"] for r in rows] == ["processed", "processed"]
+
+
+def test_received_messages_are_processed_on_start(tmp_path, config_file, engine, cfg,
+                                                  server_factory):
+    """Messages stored by an earlier run that died before processing them."""
+    s = seed(engine, cfg)
+    intake = Intake(engine)
+    intake.start()
+    futures = [intake.submit(Arrival(raw=message(), mail_from="",
+                                     rcpt_tos=(s.unsubscribe(cid),)))
+               for cid in s.contact_ids]
+    ids = [f.result(10) for f in futures]
+    intake.stop()
+    assert {r["state"] for r in inbound_rows(engine)} == {"received"}
+
+    server = server_factory(config_file)
+    assert server.wait_for("server.started")["recovered"] == len(ids)
+    rows = _wait_all_done(engine, len(ids))
+    assert [r["state"] for r in rows] == ["processed"] * len(ids)
+    with engine.connect() as conn:
+        statuses = conn.execute(sa.select(Contact.status)).scalars().all()
+    assert statuses == ["opted_out"] * len(ids)
+
+
+def test_store_failure_answers_451_then_recovers(tmp_path, database_url, engine, cfg,
+                                                 server_factory):
+    server = server_factory(write_config(
+        tmp_path / "c.toml", database_url, database={"busy_timeout": "0.5s"},
+        smtp={"store_timeout": "5s"}))
+    url = sa.engine.make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        blocker = sqlite3.connect(url.database, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        release = blocker.rollback
+    else:
+        blocker_engine = sa.create_engine(database_url)
+        blocker = blocker_engine.connect()
+        blocker.execute(sa.text("LOCK TABLE inbound_message IN ACCESS EXCLUSIVE MODE"))
+        release = blocker.rollback
+    try:
+        code, text = send(server.port, "a@isp.test", ["fbl@fb.test"], message())
+        assert (code, text) == (int(codes.STORE_FAILED[:3]), codes.STORE_FAILED[4:].encode())
+    finally:
+        release()
+    server.wait_for("message.store_failed")
+    assert send(server.port, "a@isp.test", ["fbl@fb.test"], message())[0] == 250
+    assert len(inbound_rows(engine)) == 1  # the refused one is not stored, the retry is
+
+
+def test_sigterm_finishes_the_message_in_flight_and_exits_0(server, engine):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        f = sock.makefile("rb")
+        f.readline()
+        for cmd in (b"HELO x\r\n", b"MAIL FROM:<a@b.test>\r\n", b"RCPT TO:<fbl@fb.test>\r\n",
+                    b"DATA\r\n"):
+            sock.sendall(cmd)
+            assert f.readline()[:1] in (b"2", b"3")
+        sock.sendall(b"Subject: in flight\r\n\r\nbody\r\n")
+        # An idle second session is told to come back later.
+        idle = smtplib.SMTP("127.0.0.1", server.port)
+        server.proc.send_signal(signal.SIGTERM)
+        server.wait_for("server.stopping")
+        sock.sendall(b".\r\n")
+        assert f.readline().startswith(b"250 2.0.0 Ok: stored as ")
+        assert f.readline().startswith(codes.SHUTTING_DOWN.encode())
+        # The idle session already got its 421 and was closed; smtplib reads it now.
+        assert idle.noop()[0] == 421
+    assert server.proc.wait(30) == 0
+    stopped = server.wait_for("server.stopped")
+    assert stopped["drained"] is True
+    assert len(inbound_rows(engine)) == 1
+
+
+class _Client(threading.Thread):
+    """Sends unsubscribe mails in a loop and remembers every id a 250 named."""
+
+    def __init__(self, port_ref: list[int], rcpts: list[str], stop: threading.Event, seed_):
+        super().__init__(daemon=True)
+        self.port_ref, self.rcpts, self.stop, self.rng = port_ref, rcpts, stop, random.Random(seed_)
+        self.acked: list[int] = []
+        self.attempts = 0
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                client = smtplib.SMTP("127.0.0.1", self.port_ref[0], timeout=10)
+                client.ehlo()
+                while not self.stop.is_set():
+                    client.mail("")
+                    client.rcpt(self.rng.choice(self.rcpts))
+                    self.attempts += 1
+                    code, text = client.data(message(subject="unsubscribe"))
+                    if code == 250:
+                        self.acked.append(int(text.rsplit(b" ", 1)[1]))
+            except (smtplib.SMTPException, OSError):
+                time.sleep(0.02)
+
+
+@pytest.mark.parametrize("kills", [3])
+def test_kill_9_under_load_loses_nothing_and_acts_once(tmp_path, database_url, engine, cfg,
+                                                       server_factory, kills):
+    """Short form of the crash soak (bench/soak runs it many more times)."""
+    s = seed(engine, cfg, contacts=20)
+    rcpts = [s.unsubscribe(c) for c in s.contact_ids]
+    config_path = write_config(tmp_path / "c.toml", database_url,
+                               smtp={"port": 0})
+    server = server_factory(config_path)
+    port_ref = [server.port]
+    stop = threading.Event()
+    clients = [_Client(port_ref, rcpts, stop, i) for i in range(6)]
+    for c in clients:
+        c.start()
+    rng = random.Random(7)
+    try:
+        for _ in range(kills):
+            time.sleep(rng.uniform(0.3, 1.2))
+            server.kill()
+            server = server_factory(config_path)
+            port_ref[0] = server.port
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for c in clients:
+            c.join(15)
+    acked = [i for c in clients for i in c.acked]
+    assert len(acked) > 20, "the load did not get going"
+    server.wait_for("server.started")
+    rows = _wait_all_done(engine, len(set(acked)))
+    states = {r["id"]: r["state"] for r in rows}
+    missing = [i for i in acked if i not in states]
+    assert missing == [], f"acknowledged with 250 but not stored: {missing}"
+    assert set(states.values()) <= {"processed", "ignored"}
+    # Each contact opted out at most once, whatever was redelivered or replayed.
+    events = _opt_out_events(engine)
+    assert len(events) == len({subject for subject, _ in events})
+    assert len(events) == len(s.contact_ids)
