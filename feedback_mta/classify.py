@@ -115,7 +115,7 @@ def auto_reply_marker(msg: ParsedMessage) -> str | None:
         return f"precedence:{precedence}"
     if _OOO_SUBJECT.search(msg.subject or ""):
         return "subject"
-    if not msg.mail_from:
+    if msg.mail_from == "":
         return "null-sender"
     return None
 

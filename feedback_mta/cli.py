@@ -16,6 +16,7 @@ to stderr. Errors are one line on stderr. Exit codes:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 from collections.abc import Iterable, Sequence
@@ -400,7 +401,7 @@ def parse_files(files: Annotated[list[Path], typer.Argument(metavar="FILE...")],
                 config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Classify raw messages without touching the database."""
     from feedback_mta.classify import classify
-    from feedback_mta.parse import ParseError, parse
+    from feedback_mta.parse import ParseError, envelope_from_headers, parse
 
     def go():
         book = None
@@ -412,7 +413,9 @@ def parse_files(files: Annotated[list[Path], typer.Argument(metavar="FILE...")],
             try:
                 raw = file.read_bytes()
                 parsed = parse(raw)
-                result = classify(parsed, book.resolve_all(parsed.rcpt_tos) if book else [])
+                mail_from, rcpts = envelope_from_headers(parsed)
+                parsed = dataclasses.replace(parsed, mail_from=mail_from, rcpt_tos=rcpts)
+                result = classify(parsed, book.resolve_all(rcpts) if book else [])
                 rows.append({"file": str(file), "kind": result.kind.value,
                              "feedback_type": result.feedback_type,
                              "recipients": list(result.recipients), "intent": None,

@@ -25,7 +25,8 @@ class ParseError(Exception):
 class ParsedMessage:
     """What the decisions need of one message: envelope, headers, text, and MIME structure."""
 
-    mail_from: str
+    #: Envelope sender; "" is the null sender ``<>``, None when unknown (a file on disk).
+    mail_from: str | None
     rcpt_tos: tuple[str, ...]
     #: Lower-case header name -> values, in order (top-level headers only).
     headers: Mapping[str, tuple[str, ...]]
@@ -62,7 +63,8 @@ def _stdlib_headers(message: Message) -> dict[str, tuple[str, ...]]:
     return {k: tuple(v) for k, v in headers.items()}
 
 
-def parse(raw: bytes, mail_from: str = "", rcpt_tos: tuple[str, ...] = ()) -> ParsedMessage:
+def parse(raw: bytes, mail_from: str | None = None,
+          rcpt_tos: tuple[str, ...] = ()) -> ParsedMessage:
     defects: list[str] = []
     try:
         mp = mailparser.parse_from_bytes(raw)
@@ -86,7 +88,7 @@ def parse(raw: bytes, mail_from: str = "", rcpt_tos: tuple[str, ...] = ()) -> Pa
             from_address = pairs[0][1].strip().lower()
     message_id = _msgids(headers.get("message-id", ("",))[0])
     return ParsedMessage(
-        mail_from="" if mail_from in ("", "<>") else mail_from,
+        mail_from="" if mail_from == "<>" else mail_from,
         rcpt_tos=tuple(rcpt_tos),
         headers=headers,
         subject=_decoded(headers.get("subject", ("",))[0]),
@@ -124,3 +126,17 @@ def _stdlib_text(message: Message) -> tuple[str, str]:
             decoded = payload.decode("utf-8", "replace")
         (text if ctype == "text/plain" else html).append(decoded)
     return "\n".join(text), "\n".join(html)
+
+
+def envelope_from_headers(parsed: ParsedMessage) -> tuple[str | None, tuple[str, ...]]:
+    """Best guess at the envelope of a message read from a file (``feedback-mta parse``):
+    Return-Path for the sender; Delivered-To / X-Original-To, else To and Cc, for recipients."""
+    return_path = parsed.header("return-path")
+    mail_from = None
+    if return_path is not None:
+        mail_from = return_path.strip().strip("<>").strip()
+    rcpts = [v for name in ("delivered-to", "x-original-to") for v in parsed.headers.get(name, ())]
+    if not rcpts:
+        rcpts = [v for name in ("to", "cc") for v in parsed.headers.get(name, ())]
+    addresses = tuple(a.lower() for _, a in getaddresses(rcpts) if "@" in a)
+    return mail_from, addresses

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 import uuid
 from dataclasses import dataclass
@@ -70,17 +71,16 @@ def send(port: int, mail_from: str, rcpts: list[str], raw: bytes, *, lmtp: bool 
             return lmtp_data(client, raw, len(accepted))
         return client.data(raw)
     finally:
-        try:
+        with contextlib.suppress(smtplib.SMTPException):
             client.quit()
-        except smtplib.SMTPException:
-            pass
 
 
 def lmtp_data(client: smtplib.LMTP, raw: bytes, n: int) -> list[tuple[int, bytes]]:
     """smtplib's LMTP reads only one reply after DATA; RFC 2033 sends one per recipient."""
     code, text = client.docmd("DATA")
     assert code == 354, (code, text)
-    client.send(smtplib._quote_periods(raw) + (b"" if raw.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+    ending = b"" if raw.endswith(b"\r\n") else b"\r\n"
+    client.send(smtplib._quote_periods(raw) + ending + b".\r\n")
     return [client.getreply() for _ in range(n)]
 
 

@@ -1,0 +1,133 @@
+"""The ``feedback-mta`` command as scripts use it: JSON on stdout, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from feedback_mta.cli import EXIT_CONFIG, EXIT_DATABASE, EXIT_FAILED
+from tests.conftest import FIXTURES, ROOT, write_config
+from tests.support import message, send
+
+
+def run(config: Path | None, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "feedback_mta", *args]
+    if config is not None:
+        argv += ["--config", str(config)]
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDBACK_MTA_")}
+    return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          env={**full_env, **(env or {})})
+
+
+def ok_json(config, *args, **kw):
+    result = run(config, *args, "--json", **kw)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout  # one object, nothing else on stdout
+    return json.loads(lines[0])
+
+
+def test_account_user_lead_contact_flow(config_file):
+    account = ok_json(config_file, "account", "add", "Dealer One")
+    assert isinstance(account["id"], int)
+    user = ok_json(config_file, "user", "add", "--account", str(account["id"]),
+                   "--email", "Boss@Dealer.TEST", "--role", "contact-admin")
+    assert user["email"] == "boss@dealer.test" and user["roles"] == ["contact-admin"]
+    lead = ok_json(config_file, "lead", "add", "--account", str(account["id"]), "--email",
+                   "ann@people.test", "--first", "Ann", "--last", "Lee", "--ip", "192.0.2.7",
+                   "--comments", "call me")
+    assert re.fullmatch(rf"reply\+{lead['id']}-[a-z2-7]{{16}}@fb\.test", lead["reply_to"])
+    assert lead["message_id"].endswith("@fb.test") and lead["status"] == "active"
+    assert ok_json(config_file, "lead", "show", str(lead["id"]))["reply_to"] == lead["reply_to"]
+    contact = ok_json(config_file, "contact", "show", str(lead["contact_id"]))
+    assert (contact["status"], contact["opt_out_reason"], contact["tags"]) == ("active", None, [])
+    headers = ok_json(config_file, "contact", "headers", str(lead["contact_id"]))
+    assert headers["Return-Path"].startswith("<bounce+")
+    assert headers["List-Unsubscribe"].startswith("<mailto:unsubscribe+")
+    assert re.fullmatch(rf"{lead['contact_id']}-[a-z2-7]{{16}}", headers["X-Feedback-Token"])
+    listed = run(config_file, "lead", "list", "--json")
+    assert [json.loads(line)["id"] for line in listed.stdout.splitlines()] == [lead["id"]]
+    table = run(config_file, "lead", "list")
+    assert table.stdout.splitlines()[0].split()[:2] == ["ID", "ACCOUNT_ID"]
+
+
+@pytest.mark.parametrize(("args", "code", "stderr"), [
+    (("lead", "show", "999"), EXIT_FAILED, "no lead 999"),
+    (("contact", "show", "999"), EXIT_FAILED, "no contact 999"),
+    (("user", "add", "--account", "999", "--email", "a@b.test"), EXIT_FAILED, "no account 999"),
+    (("lead", "add", "--account", "1", "--email", "not-an-address"), EXIT_FAILED,
+     "no account 1"),
+])
+def test_operation_errors(config_file, args, code, stderr):
+    result = run(config_file, *args, "--json")
+    assert result.returncode == code
+    assert result.stdout == ""
+    assert stderr in result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("feedback-mta:")] \
+        == [f"feedback-mta: error: {stderr}"]
+
+
+def test_config_errors_exit_3_and_name_the_key(tmp_path, sqlite_url):
+    bad = write_config(tmp_path / "bad.toml", sqlite_url, smtp={"port": "twenty-five"})
+    result = run(bad, "account", "add", "x")
+    assert result.returncode == EXIT_CONFIG
+    assert result.stderr.strip() == (f"feedback-mta: error: {bad}: [smtp] port: expected a "
+                                     "whole number from 0 to 65535, got 'twenty-five'")
+    missing = run(None, "account", "add", "x", env={"FEEDBACK_MTA_CONFIG": "/nonexistent.toml"})
+    assert missing.returncode == EXIT_CONFIG and "no such file" in missing.stderr
+
+
+def test_unreachable_database_exits_4(tmp_path, sqlite_url):
+    cfg = write_config(tmp_path / "c.toml", sqlite_url, database={"connect_timeout": "1s"})
+    result = run(cfg, "account", "add", "x",
+                 env={"FEEDBACK_MTA_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/x"})
+    assert result.returncode == EXIT_DATABASE
+    assert result.stderr.startswith("feedback-mta: error: database: ")
+
+
+def test_db_upgrade(tmp_path, sqlite_url):
+    cfg = write_config(tmp_path / "c.toml", sqlite_url, database={"auto_upgrade": False})
+    first = ok_json(cfg, "db", "upgrade")
+    assert first["before"] is None and first["changed"] is True
+    assert ok_json(cfg, "db", "upgrade")["changed"] is False
+
+
+def test_without_upgrade_commands_refuse_an_empty_database(tmp_path, sqlite_url):
+    cfg = write_config(tmp_path / "c.toml", sqlite_url, database={"auto_upgrade": False})
+    result = run(cfg, "account", "add", "x")
+    assert result.returncode == EXIT_DATABASE
+    assert "run `feedback-mta db upgrade`" in result.stderr
+
+
+def test_inbox_list_and_retry(server, config_file, engine):
+    assert send(server.port, "a@isp.test", ["fbl@fb.test"], message(message_id="i1@isp.test"))[0] \
+        == 250
+    server.wait_for("message.processed")
+    result = run(config_file, "inbox", "list", "--json")
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 1
+    assert {"id", "message_id", "state", "kind", "received_at"} <= rows[0].keys()
+    assert (rows[0]["message_id"], rows[0]["state"], rows[0]["kind"], rows[0]["reason"]) == \
+        ("i1@isp.test", "ignored", "unknown", "no action")
+    assert rows[0]["received_at"].endswith("Z")
+    assert ok_json(config_file, "inbox", "retry", "--failed")["requeued"] == 0
+
+
+def test_parse_prints_one_object_per_file():
+    files = [FIXTURES / "messages" / n for n in ("arf-rfc5965-abuse.eml", "dsn-postfix-hard.eml",
+                                                 "plain-unknown.eml")]
+    result = run(None, "parse", *map(str, files), "--json")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["kind"], r["feedback_type"]) for r in rows] == [
+        ("complaint", "abuse"), ("bounce", None), ("unknown", None)]
+    assert rows[0]["recipients"] == ["user@example.com", "user@example.com"]
+    assert {"file", "kind", "feedback_type", "recipients", "intent"} <= rows[0].keys()
+    missing = run(None, "parse", "/nonexistent.eml", "--json")
+    assert missing.returncode == EXIT_FAILED and missing.stdout == ""
