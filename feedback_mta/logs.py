@@ -49,6 +49,9 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     # transcript is not an event, and it would carry addresses into the logs unasked.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # mail-parser warns on every part type it does not decode (text/rfc822-headers in each
+    # DSN): expected input, not an event, and not a JSON line.
+    logging.getLogger("mailparser").setLevel(logging.ERROR)
     if not logging.getLogger().handlers:
         logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s")

@@ -155,3 +155,16 @@ def test_data_timeout_cuts_a_slow_sender(server_factory, tmp_path, sqlite_url):
         sock.sendall(b"Subject: slow\r\n")
         assert f.readline() == b""   # cut off; nothing stored, nothing acknowledged
         assert time.monotonic() - started < 5
+
+
+def test_server_output_is_json_lines_only(server, engine, cfg):
+    """A DSN makes mail-parser warn through stdlib logging; none of it may reach stdout."""
+    from tests.conftest import FIXTURES
+
+    s = seed(engine, cfg)
+    raw = (FIXTURES / "messages" / "dsn-postfix-hard.eml").read_bytes()
+    assert send(server.port, "", [s.bounce(s.contact_ids[0])], raw)[0] == 250
+    processed = server.wait_for("message.processed")
+    assert processed["kind"] == "bounce"
+    assert [e for e in server.events if e.get("event") == "raw"] == []
+    assert all({"ts", "level", "event"} <= e.keys() for e in server.events)
