@@ -20,6 +20,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -158,8 +159,6 @@ def start(argv: list[str], ready: str | None = None, env=None) -> tuple[subproce
             continue
         if event.get("event") == ready:
             # keep draining its log so the pipe never blocks the server
-            import threading
-
             threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
             return proc, event["port"]
     raise RuntimeError(f"{argv} did not start")

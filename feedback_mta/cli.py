@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -405,7 +406,7 @@ def parse_files(files: Annotated[list[Path], typer.Argument(metavar="FILE...")],
 
     def go():
         book = None
-        if config is not None or config_mod.os.environ.get(config_mod.ENV_CONFIG):
+        if config is not None or os.environ.get(config_mod.ENV_CONFIG):
             book = AddressBook.from_config(_load(config))
         failed = False
         rows = []

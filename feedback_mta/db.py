@@ -38,11 +38,6 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def is_sqlite(engine_or_url: Engine | str) -> bool:
-    url = engine_or_url.url if isinstance(engine_or_url, Engine) else make_url(engine_or_url)
-    return url.get_backend_name() == "sqlite"
-
-
 def create_engine(cfg: DatabaseConfig, *, pool_size: int = 5) -> Engine:
     url = make_url(normalize_url(cfg.url))
     if url.get_backend_name() == "sqlite":

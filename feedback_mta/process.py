@@ -183,10 +183,6 @@ class Processor:
         self.submit(ids)
         return len(ids)
 
-    @property
-    def backlog(self) -> int:
-        return self._queue.qsize()
-
     def stop(self) -> None:
         """Finish the message in hand and stop; what is still queued stays ``received``."""
         with self._lock:
@@ -200,16 +196,6 @@ class Processor:
             self._queue.put(_STOP)
         for thread in self._threads:
             thread.join()
-
-    def drain(self, timeout: float) -> bool:
-        """Wait until the queue is empty (tests, benchmarks); True if it emptied."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if not self._pending:
-                    return True
-            time.sleep(0.01)
-        return False
 
     def _run(self) -> None:
         while True:

@@ -84,6 +84,21 @@ def lmtp_data(client: smtplib.LMTP, raw: bytes, n: int) -> list[tuple[int, bytes
     return [client.getreply() for _ in range(n)]
 
 
+def open_data(sock) -> object:
+    """Greeting, EHLO, MAIL, RCPT fbl@, DATA on a raw socket; returns its reader at 354."""
+    f = sock.makefile("rb")
+    f.readline()
+    for cmd in (b"EHLO x\r\n", b"MAIL FROM:<a@b.test>\r\n", b"RCPT TO:<fbl@fb.test>\r\n",
+                b"DATA\r\n"):
+        sock.sendall(cmd)
+        line = f.readline()
+        while line[3:4] == b"-":  # multi-line EHLO reply
+            line = f.readline()
+        assert line[:1] in (b"2", b"3"), line
+    assert line.startswith(b"354"), line
+    return f
+
+
 def inbound_rows(engine) -> list[dict]:
     t = InboundMessage.__table__
     with engine.connect() as conn:

@@ -17,7 +17,7 @@ from feedback_mta import smtp as codes
 from feedback_mta.intake import Arrival, Intake
 from feedback_mta.models import Contact, Event
 from tests.conftest import write_config
-from tests.support import inbound_rows, message, seed, send
+from tests.support import inbound_rows, message, open_data, seed, send
 
 
 def _wait_all_done(engine, expected: int, timeout: float = 60) -> list[dict]:
@@ -112,12 +112,7 @@ def test_store_failure_answers_451_then_recovers(tmp_path, database_url, engine,
 
 def test_sigterm_finishes_the_message_in_flight_and_exits_0(server, engine):
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        f = sock.makefile("rb")
-        f.readline()
-        for cmd in (b"HELO x\r\n", b"MAIL FROM:<a@b.test>\r\n", b"RCPT TO:<fbl@fb.test>\r\n",
-                    b"DATA\r\n"):
-            sock.sendall(cmd)
-            assert f.readline()[:1] in (b"2", b"3")
+        f = open_data(sock)
         sock.sendall(b"Subject: in flight\r\n\r\nbody\r\n")
         # An idle second session is told to come back later.
         idle = smtplib.SMTP("127.0.0.1", server.port)

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from feedback_mta import smtp as codes
-from tests.support import inbound_rows, message, seed, send
+from tests.support import inbound_rows, message, open_data, seed, send
 
 
 def _code(reply: str) -> int:
@@ -142,15 +142,7 @@ def test_data_timeout_cuts_a_slow_sender(server_factory, tmp_path, sqlite_url):
     server = server_factory(write_config(tmp_path / "c.toml", sqlite_url,
                                          smtp={"idle_timeout": "30s", "data_timeout": "1s"}))
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        f = sock.makefile("rb")
-        f.readline()
-        for cmd in (b"EHLO x\r\n", b"MAIL FROM:<a@b.test>\r\n", b"RCPT TO:<fbl@fb.test>\r\n",
-                    b"DATA\r\n"):
-            sock.sendall(cmd)
-            line = f.readline()
-            while line[3:4] == b"-":
-                line = f.readline()
-        assert line.startswith(b"354")
+        f = open_data(sock)
         started = time.monotonic()
         sock.sendall(b"Subject: slow\r\n")
         assert f.readline() == b""   # cut off; nothing stored, nothing acknowledged
