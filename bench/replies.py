@@ -1,10 +1,10 @@
-"""Measure reply trimming: feedback_mta.reply against reply-parsing libraries, on public corpora.
+"""Measure reply trimming: feedback_mta.reply_text against reply-parsing libraries.
 
     python3 -m pip install mail-parser-reply email-reply-parser     # the candidates
     python3 bench/replies.py [--talon DIR]                           # DIR: talon's sdist
 
 Corpora:
-* ours: ``tests/fixtures/replies`` with the table in ``tests/test_reply.py`` (new text and
+* ours: ``tests/fixtures/replies`` with the table in ``tests/test_reply_text.py`` (new text and
   intent per message; clients, languages, HTML-only, the notification's own "Reply SPAM").
 * talon (``--talon``, an unpacked ``pip download --no-binary :all: talon`` sdist):
   ``tests/fixtures/standard_replies/*.eml`` with the reply text its own tests expect, and
@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from feedback_mta.parse import parse  # noqa: E402
-from feedback_mta.reply import intent, new_text  # noqa: E402
-from tests.test_reply import REPLIES, REPLIES_DIR  # noqa: E402
+from feedback_mta.reply_text import intent, new_text  # noqa: E402
+from tests.test_reply_text import REPLIES, REPLIES_DIR  # noqa: E402
 
 
 def _norm(text: str, *, loose: bool = False) -> str:
@@ -48,7 +48,7 @@ def _plain(text: str, body_html: str) -> str:
 
 
 def trimmers() -> dict:
-    found = {"feedback_mta.reply": lambda text, body_html: new_text(text, body_html)}
+    found = {"feedback_mta.reply_text": lambda text, body_html: new_text(text, body_html)}
     try:
         from mailparser_reply import EmailReplyParser as MPR
         mpr = MPR(languages=["en", "de", "fr", "es"])

@@ -29,6 +29,8 @@ from feedback_mta.models import (
     ContactStatus,
     Event,
     Lead,
+    LeadStatus,
+    OutboundMessage,
     Role,
     User,
     utcnow,
@@ -77,6 +79,8 @@ class Actions:
     actor: Actor
     inbound_message_id: int | None = None
     _logged: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: Outbound mail queued in this transaction, to hand to the sender after the commit.
+    queued_mail: list[int] = field(default_factory=list)
 
     # -- audit ------------------------------------------------------------------------------
     def record(self, action: str, subject_type: str, subject_id: int | None,
@@ -120,6 +124,20 @@ class Actions:
         if lead is None:
             raise NotFound(f"no lead {lead_id}")
         return lead
+
+    def lead_by_notification(self, message_ids: Iterable[str]) -> Lead | None:
+        """The lead whose notification has one of these Message-IDs (first match wins)."""
+        ids = [m.strip("<>").strip() for m in message_ids if m]
+        if not ids:
+            return None
+        found = {lead.notification_message_id: lead for lead in self.session.exec(
+            select(Lead).where(Lead.notification_message_id.in_(ids)))}
+        return next((found[m] for m in ids if m in found), None)
+
+    def user(self, account_id: int, email: str) -> User | None:
+        """The account's user with this address, or None."""
+        return self.session.exec(select(User).where(
+            User.account_id == account_id, User.email == email.strip().lower())).first()
 
     # -- changes ----------------------------------------------------------------------------
     def add_account(self, name: str) -> Account:
@@ -189,6 +207,62 @@ class Actions:
         self.session.add(contact)
         self.record("contact.opted_out", "contact", contact.id, contact.account_id, reason=reason)
         return True
+
+
+    def flag_spam(self, lead: Lead) -> bool:
+        """Mark this lead (only this activity) spam: it leaves the inbox, search, reports and,
+        if not exported yet, the CRM export. False (and no event) when it already was."""
+        if lead.status == LeadStatus.SPAM:
+            return False
+        lead.status = LeadStatus.SPAM
+        lead.flagged_at = utcnow()
+        lead.flagged_by = self.actor.name
+        lead.flagged_via = self.actor.via
+        self.session.add(lead)
+        self.record("lead.flagged_spam", "lead", lead.id, lead.account_id,
+                    contact_id=lead.contact_id, exported=lead.exported_at is not None)
+        return True
+
+    def restore(self, lead: Lead) -> bool:
+        """Undo ``flag_spam``; False (and no event) when the lead is not spam."""
+        if lead.status != LeadStatus.SPAM:
+            return False
+        lead.status = LeadStatus.ACTIVE
+        lead.flagged_at = lead.flagged_by = lead.flagged_via = None
+        self.session.add(lead)
+        self.record("lead.restored", "lead", lead.id, lead.account_id,
+                    contact_id=lead.contact_id)
+        return True
+
+    def mark_exported(self, lead: Lead) -> bool:
+        """Record that the lead went to the CRM; spam leads are never exported."""
+        if lead.status != LeadStatus.ACTIVE or lead.exported_at is not None:
+            return False
+        lead.exported_at = utcnow()
+        self.session.add(lead)
+        self.record("lead.exported", "lead", lead.id, lead.account_id)
+        return True
+
+    def refuse(self, reason: str, lead: Lead | None, **data: Any) -> Event:
+        """Record an asked-for change we did not make, and why (a reply not allowed, ...)."""
+        return self.record("reply.refused", "lead", lead.id if lead else None,
+                           lead.account_id if lead else None, reason=reason, **data)
+
+    # -- outbound mail ----------------------------------------------------------------------
+    def queue_mail(self, purpose: str, rcpt_to: str, raw: bytes,
+                   lead: Lead | None = None) -> OutboundMessage:
+        """Queue a mail in this transaction; it is sent after the commit (see ``outbound``)."""
+        mail = OutboundMessage(inbound_message_id=self.inbound_message_id,
+                               lead_id=lead.id if lead else None, purpose=purpose,
+                               mail_from="", rcpt_to=rcpt_to, raw=raw)
+        self.session.add(mail)
+        self.session.flush()
+        self.queued_mail.append(mail.id)
+        self._logged.append(("mail.queued", {
+            "outbound_id": mail.id, "purpose": purpose,
+            "lead_id": lead.id if lead else None,
+            "inbound_message_id": self.inbound_message_id}))
+        return mail
 
 
 def notification_message_id(book: AddressBook, lead_id: int) -> str:

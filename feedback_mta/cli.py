@@ -32,7 +32,14 @@ from sqlmodel import Session, select
 
 from feedback_mta import config as config_mod
 from feedback_mta import db, logs, tokens
-from feedback_mta.actions import CLI, ActionError, Actions, notification_message_id, unit_of_work
+from feedback_mta.actions import (
+    CLI,
+    ActionError,
+    Actions,
+    Actor,
+    notification_message_id,
+    unit_of_work,
+)
 from feedback_mta.addresses import AddressBook, Box
 from feedback_mta.models import Contact, InboundMessage, Lead, LeadStatus, MessageState, Role, Tag
 
@@ -300,6 +307,63 @@ def lead_list(
     _run(go)
 
 
+ByOpt = Annotated[str | None, typer.Option(
+    "--by", help="Who is acting, for the audit trail (default: cli).")]
+
+
+def _change_lead(lead_id: int, by: str | None, change: str, config: Path | None,
+                 as_json: bool) -> None:
+    def go():
+        cfg = _load(config)
+        actor = Actor(f"cli:{by}" if by else CLI.name, "cli")
+        with unit_of_work(_engine(cfg), actor) as act:
+            lead = act.lead(lead_id)
+            changed = getattr(act, change)(lead)
+        _emit({**_lead_dict(lead, AddressBook.from_config(cfg)), "changed": changed}, as_json)
+
+    _run(go)
+
+
+@lead_app.command("flag")
+def lead_flag(lead_id: Annotated[int, typer.Argument(metavar="ID")], by: ByOpt = None,
+              config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Mark a lead spam (as a dealer's SPAM reply would); "changed": false if it was."""
+    _change_lead(lead_id, by, "flag_spam", config, as_json)
+
+
+@lead_app.command("restore")
+def lead_restore(lead_id: Annotated[int, typer.Argument(metavar="ID")], by: ByOpt = None,
+                 config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Undo a spam flag; "changed": false if the lead was not spam."""
+    _change_lead(lead_id, by, "restore", config, as_json)
+
+
+@lead_app.command("export")
+def lead_export(
+    account: Annotated[int, typer.Option("--account", help="Account id.")],
+    limit: Annotated[int, typer.Option("--limit", min=1)] = 1000,
+    config: ConfigOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Hand the account's new leads to the CRM: prints them and marks them exported.
+    Spam leads are held back; a lead restored before export goes out with the next run."""
+    def go():
+        cfg = _load(config)
+        book = AddressBook.from_config(cfg)
+        with unit_of_work(_engine(cfg), CLI) as act:
+            act.account(account)
+            leads = act.session.exec(
+                select(Lead).where(Lead.account_id == account,
+                                   Lead.status == LeadStatus.ACTIVE.value,
+                                   Lead.exported_at.is_(None))
+                .order_by(Lead.id).limit(limit)).all()
+            for lead in leads:
+                act.mark_exported(lead)
+        _emit_rows((_lead_dict(lead, book) for lead in leads),
+                   ("id", "account_id", "contact_id", "source_ip", "exported_at"), as_json)
+
+    _run(go)
+
+
 # --- contacts ------------------------------------------------------------------------------
 
 @contact_app.command("show")
@@ -311,10 +375,15 @@ def contact_show(contact_id: Annotated[int, typer.Argument(metavar="ID")],
             contact = Actions(session, CLI).contact(contact_id)
             tags = session.exec(select(Tag.name).where(Tag.contact_id == contact_id)
                                 .order_by(Tag.name)).all()
+            # The contact's activities as its inbox shows them: spam leads are left out.
+            leads = session.exec(select(Lead.id).where(
+                Lead.contact_id == contact_id, Lead.status == LeadStatus.ACTIVE.value)
+                .order_by(Lead.id.desc())).all()
             _emit({"id": contact.id, "account_id": contact.account_id, "email": contact.email,
                    "first_name": contact.first_name, "last_name": contact.last_name,
                    "status": contact.status, "opt_out_reason": contact.opt_out_reason,
                    "opted_out_at": contact.opted_out_at, "tags": list(tags),
+                   "leads": list(leads),
                    "created_at": contact.created_at, "updated_at": contact.updated_at},
                   as_json)
 
@@ -401,8 +470,9 @@ def inbox_retry(
 def parse_files(files: Annotated[list[Path], typer.Argument(metavar="FILE...")],
                 config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Classify raw messages without touching the database."""
-    from feedback_mta.classify import classify
+    from feedback_mta.classify import Kind, classify
     from feedback_mta.parse import ParseError, envelope_from_headers, parse
+    from feedback_mta.reply_text import intent, new_text
 
     def go():
         book = None
@@ -417,9 +487,13 @@ def parse_files(files: Annotated[list[Path], typer.Argument(metavar="FILE...")],
                 mail_from, rcpts = envelope_from_headers(parsed)
                 parsed = dataclasses.replace(parsed, mail_from=mail_from, rcpt_tos=rcpts)
                 result = classify(parsed, book.resolve_all(rcpts) if book else [])
+                wanted = None
+                if result.kind is Kind.REPLY:
+                    wanted = intent(new_text(parsed.text, parsed.html), parsed.subject)
                 rows.append({"file": str(file), "kind": result.kind.value,
                              "feedback_type": result.feedback_type,
-                             "recipients": list(result.recipients), "intent": None,
+                             "recipients": list(result.recipients),
+                             "intent": wanted.value if wanted else None,
                              "why": result.why, "message_id": parsed.message_id})
             except (OSError, ParseError) as exc:
                 failed = True

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from feedback_mta.reply_text import NOTIFICATION_MARKERS
+
 ENV_CONFIG = "FEEDBACK_MTA_CONFIG"
 ENV_DATABASE_URL = "FEEDBACK_MTA_DATABASE_URL"
 DEFAULT_CONFIG_PATHS = ("config/feedback-mta.toml", "/etc/feedback-mta/feedback-mta.toml")
@@ -120,6 +122,36 @@ class ProcessingConfig:
 
 
 @dataclass(frozen=True)
+class RepliesConfig:
+    #: Lower-case phrases of the lead notification's own instructions ("Reply SPAM to flag
+    #: this lead"): where one appears in a reply, the quoted notification starts.
+    markers: tuple[str, ...] = NOTIFICATION_MARKERS
+    #: Answer understood replies (done / not allowed) through ``[outbound] relay``.
+    acknowledge: bool = True
+
+
+@dataclass(frozen=True)
+class OutboundConfig:
+    #: ``host:port`` of the MTA that sends our acknowledgements; empty: we send nothing.
+    relay: str = ""
+    #: Display name on our acknowledgements.
+    from_name: str = "Lead feedback"
+    #: Seconds one delivery attempt may take.
+    timeout: float = 30.0
+    #: Attempts before an outbound mail is left ``failed``.
+    max_attempts: int = 5
+    #: Seconds between attempts (and how often the scheduler looks for due ones).
+    retry_interval: float = 60.0
+
+    @property
+    def relay_address(self) -> tuple[str, int] | None:
+        if not self.relay:
+            return None
+        host, _, port = self.relay.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "info"
     #: ``auto`` (JSON lines, or a console renderer on a TTY), ``json`` or ``console``.
@@ -132,6 +164,8 @@ class Config:
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     processing: ProcessingConfig = field(default_factory=ProcessingConfig)
+    replies: RepliesConfig = field(default_factory=RepliesConfig)
+    outbound: OutboundConfig = field(default_factory=OutboundConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     #: Where the config was read from (None: defaults only).
     path: Path | None = None
@@ -218,6 +252,19 @@ def _local_parts(v: Any) -> tuple[str, ...]:
     return tuple(p.lower() for p in parts)
 
 
+def _relay(v: Any) -> str:
+    v = _str(nonempty=False)(v).strip()
+    if v and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}", v):
+        raise ValueError(f"expected host:port such as 127.0.0.1:25, or empty, got {v!r}")
+    if v and not 0 < int(v.rpartition(":")[2]) < 65536:
+        raise ValueError(f"port out of range in {v!r}")
+    return v
+
+
+def _markers(v: Any) -> tuple[str, ...]:
+    return tuple(m.strip().lower() for m in _strings(v))
+
+
 _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
     "database": (DatabaseConfig, {
         "url": _db_url,
@@ -249,6 +296,17 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
     "processing": (ProcessingConfig, {
         "workers": _int(1, 64),
         "sweep_interval": _positive_duration,
+    }),
+    "replies": (RepliesConfig, {
+        "markers": _markers,
+        "acknowledge": _bool,
+    }),
+    "outbound": (OutboundConfig, {
+        "relay": _relay,
+        "from_name": _str(),
+        "timeout": _positive_duration,
+        "max_attempts": _int(1, 100),
+        "retry_interval": _positive_duration,
     }),
     "logging": (LoggingConfig, {
         "level": _choice("debug", "info", "warning", "error"),

@@ -15,6 +15,7 @@ from feedback_mta.addresses import AddressBook
 from feedback_mta.classify import Classification
 from feedback_mta.models import MessageState
 from feedback_mta.parse import ParsedMessage
+from feedback_mta.reply_text import NOTIFICATION_MARKERS
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,26 @@ class Outcome:
 NO_ACTION = Outcome(MessageState.IGNORED, "no action")
 
 
+@dataclass(frozen=True)
+class Settings:
+    """What handlers take from the config (kept small so tests can build one by hand)."""
+
+    #: authserv-ids whose Authentication-Results we trust; empty: DMARC is not checked.
+    trusted_authserv_ids: tuple[str, ...] = ()
+    #: Where a reply's quoted notification starts (see ``reply_text``).
+    markers: tuple[str, ...] = NOTIFICATION_MARKERS
+    #: Queue acknowledgements (only when an outbound relay is configured).
+    acknowledge: bool = False
+    from_name: str = "Lead feedback"
+
+    @classmethod
+    def from_config(cls, config) -> Settings:
+        return cls(trusted_authserv_ids=tuple(config.security.trusted_authserv_ids),
+                   markers=tuple(config.replies.markers),
+                   acknowledge=config.replies.acknowledge and bool(config.outbound.relay),
+                   from_name=config.outbound.from_name)
+
+
 @dataclass
 class HandlerContext:
     message_id: int
@@ -33,6 +54,7 @@ class HandlerContext:
     classification: Classification
     actions: Actions
     book: AddressBook
+    settings: Settings = Settings()
 
 
 Handler = Callable[[HandlerContext], Outcome]

@@ -208,3 +208,38 @@ class Event(SQLModel, table=True):
     reason: str | None = Field(default=None, sa_column=Column(Text))
     #: Extra detail as JSON (never message bodies).
     data: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
+
+
+class OutboundState(StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class OutboundMessage(SQLModel, table=True):
+    """A mail we send (acknowledgements of dealer replies): written in the transaction that
+    decided to send it, delivered through ``[outbound] relay`` after the commit, retried by
+    the scheduler (a transactional outbox, so a crash neither loses nor invents a mail)."""
+
+    __tablename__ = "outbound_message"
+    __table_args__ = (
+        Index("ix_outbound_message_state_next", "state", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    #: The inbound message this answers, if any.
+    inbound_message_id: int | None = None
+    lead_id: int | None = None
+    #: What it says: ``ack.flagged``, ``ack.restored``, ``ack.refused``, ...
+    purpose: str = Field(sa_column=Column(Text, nullable=False))
+    #: Envelope sender; empty: the null sender, so nothing ever answers an answer.
+    mail_from: str = Field(default="", sa_column=Column(Text, nullable=False))
+    rcpt_to: str = Field(sa_column=Column(Text, nullable=False))
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    state: str = Field(default=OutboundState.QUEUED,
+                       sa_column=Column(Text, nullable=False, server_default="queued"))
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    sent_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))

@@ -21,18 +21,18 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from feedback_mta import db, logs, unsubscribe
+from feedback_mta import db, logs, reply, unsubscribe
 from feedback_mta.actions import Actions, Actor
 from feedback_mta.addresses import AddressBook
 from feedback_mta.classify import Classification, Kind, classify
-from feedback_mta.handler import NO_ACTION, Handler, HandlerContext, Outcome
+from feedback_mta.handler import NO_ACTION, Handler, HandlerContext, Outcome, Settings
 from feedback_mta.models import InboundMessage, MessageState, utcnow
 from feedback_mta.parse import ParsedMessage, parse
 
@@ -48,6 +48,7 @@ def _no_action(_ctx: HandlerContext) -> Outcome:
 #: The handler for each kind. Kinds without a handler yet are stored and end ``ignored``
 #: (``no action``): kept, visible in ``inbox list``, and re-processable once one exists.
 HANDLERS: dict[Kind, Handler] = {
+    Kind.REPLY: reply.handle,
     Kind.UNSUBSCRIBE: unsubscribe.handle,
     Kind.AUTO_REPLY: lambda ctx: Outcome(MessageState.IGNORED, "auto-reply"),
 }
@@ -62,8 +63,15 @@ def _actor(parsed: ParsedMessage) -> Actor:
     return Actor(f"email:{sender}", "email")
 
 
-def process_one(engine: Engine, book: AddressBook, message_id: int) -> Outcome | None:
-    """Process one stored message; None when it was not ``received`` (someone else has it)."""
+MailSink = Callable[[list[int]], None]
+
+
+def process_one(engine: Engine, book: AddressBook, message_id: int,
+                settings: Settings = Settings(), on_mail: MailSink | None = None
+                ) -> Outcome | None:
+    """Process one stored message; None when it was not ``received`` (someone else has it).
+
+    Mail the handler queued (acknowledgements) goes to ``on_mail`` once committed."""
     started = time.perf_counter()
     with db.reader(engine).connect() as conn:
         row = conn.execute(
@@ -78,7 +86,8 @@ def process_one(engine: Engine, book: AddressBook, message_id: int) -> Outcome |
         parsed = parse(row.raw, row.mail_from, rcpt_tos)
         classification = classify(parsed, book.resolve_all(rcpt_tos))
         kind = classification.kind
-        outcome = _act(engine, book, message_id, row.content_hash, parsed, classification)
+        outcome = _act(engine, book, message_id, row.content_hash, parsed, classification,
+                       settings, on_mail)
     except _Duplicate:
         outcome = _finish_duplicate(engine, message_id, row.content_hash, kind)
     except sa.exc.OperationalError:
@@ -97,7 +106,8 @@ def process_one(engine: Engine, book: AddressBook, message_id: int) -> Outcome |
 
 
 def _act(engine: Engine, book: AddressBook, message_id: int, content_hash: str,
-         parsed: ParsedMessage, classification: Classification) -> Outcome | None:
+         parsed: ParsedMessage, classification: Classification, settings: Settings,
+         on_mail: MailSink | None) -> Outcome | None:
     with Session(engine, expire_on_commit=False) as session:
         claimed = session.execute(
             sa.update(_T).where(_T.c.id == message_id, _T.c.state == MessageState.RECEIVED)
@@ -112,13 +122,15 @@ def _act(engine: Engine, book: AddressBook, message_id: int, content_hash: str,
             session.rollback()
             raise _Duplicate from None
         actions = Actions(session, _actor(parsed), inbound_message_id=message_id)
-        ctx = HandlerContext(message_id, parsed, classification, actions, book)
+        ctx = HandlerContext(message_id, parsed, classification, actions, book, settings)
         outcome = HANDLERS.get(classification.kind, _no_action)(ctx)
         session.execute(sa.update(_T).where(_T.c.id == message_id).values(
             state=outcome.state.value, reason=outcome.reason, kind=classification.kind.value,
             processed_at=utcnow(), error=None))
         session.commit()
         actions.emit_logs()
+        if actions.queued_mail and on_mail is not None:
+            on_mail(actions.queued_mail)
         return outcome
 
 
@@ -156,9 +168,12 @@ _STOP = object()
 class Processor:
     """Worker threads that process stored messages, fed by the intake and the sweep."""
 
-    def __init__(self, engine: Engine, book: AddressBook, workers: int = 1) -> None:
+    def __init__(self, engine: Engine, book: AddressBook, workers: int = 1,
+                 settings: Settings = Settings(), on_mail: MailSink | None = None) -> None:
         self._engine = engine
         self._book = book
+        self._settings = settings
+        self._on_mail = on_mail
         self._queue: queue.Queue = queue.Queue()
         self._pending: set[int] = set()
         self._lock = threading.Lock()
@@ -198,12 +213,9 @@ class Processor:
             thread.join()
 
     def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
+        for item in iter(self._queue.get, _STOP):
             try:
-                process_one(self._engine, self._book, item)
+                process_one(self._engine, self._book, item, self._settings, self._on_mail)
                 self.processed += 1
             except Exception:  # database gone: it stays received; the sweep retries it
                 log.exception("message.process_error", id=item)

@@ -16,7 +16,9 @@ import socket
 from feedback_mta import db, logs, scheduler
 from feedback_mta.addresses import AddressBook
 from feedback_mta.config import EXAMPLE_SECRET, Config
+from feedback_mta.handler import Settings
 from feedback_mta.intake import Intake
+from feedback_mta.outbound import Outbox
 from feedback_mta.process import Processor
 from feedback_mta.smtp import FeedbackHandler, Sessions, protocol_factory
 
@@ -39,12 +41,16 @@ async def run(config: Config, *, ready_fd: int | None = None) -> None:
     if config.security.secret_key == EXAMPLE_SECRET:
         log.warning("config.example_secret",
                     hint="set [security] secret_key to a long random string before real use")
-    processor = Processor(engine, book, workers=config.processing.workers)
+    outbox = Outbox(engine, config.outbound)
+    processor = Processor(engine, book, workers=config.processing.workers,
+                          settings=Settings.from_config(config), on_mail=outbox.submit)
     intake = Intake(engine, on_stored=processor.submit)
+    outbox.start()
     processor.start()
     intake.start()
     recovered = processor.sweep()
-    jobs = scheduler.start(config, processor)
+    outbox.flush()
+    jobs = scheduler.start(config, processor, outbox)
 
     sessions = Sessions(config.smtp.max_sessions)
     handler = FeedbackHandler(config, book, intake)
@@ -74,6 +80,7 @@ async def run(config: Config, *, ready_fd: int | None = None) -> None:
     jobs.shutdown(wait=True)
     await asyncio.to_thread(intake.stop)
     await asyncio.to_thread(processor.stop)
+    await asyncio.to_thread(outbox.stop)
     engine.dispose()
     log.info("server.stopped", drained=drained, stored=intake.stored,
              processed=processor.processed, refused_sessions=sessions.refused)

@@ -12,6 +12,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -205,3 +206,44 @@ def server_factory():
 def server(server_factory, config_file, engine) -> Server:
     """A running server on a fresh database of each engine (schema already upgraded)."""
     return server_factory(config_file)
+
+
+class Relay:
+    """A second, plain aiosmtpd server standing in for the outbound relay; keeps what it gets."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[tuple[str, list[str], bytes]] = []
+        self._arrived = threading.Condition()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server, session, envelope):
+        with self._arrived:
+            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
+                                  bytes(envelope.original_content)))
+            self._arrived.notify_all()
+        return "250 2.0.0 OK"
+
+    def wait(self, n: int, timeout: float = 20) -> list[tuple[str, list[str], bytes]]:
+        with self._arrived:
+            self._arrived.wait_for(lambda: len(self.messages) >= n, timeout)
+        assert len(self.messages) >= n, f"relay got {len(self.messages)} of {n} mails"
+        return self.messages[:n]
+
+    def start(self) -> Relay:
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+
+@pytest.fixture
+def relay() -> Iterator[Relay]:
+    relay = Relay().start()
+    yield relay
+    relay.stop()

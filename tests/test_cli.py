@@ -131,3 +131,66 @@ def test_parse_prints_one_object_per_file():
     assert {"file", "kind", "feedback_type", "recipients", "intent"} <= rows[0].keys()
     missing = run(None, "parse", "/nonexistent.eml", "--json")
     assert missing.returncode == EXIT_FAILED and missing.stdout == ""
+
+
+def _lines(result) -> list[dict]:
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_lead_flag_restore_list_and_export_hold(config_file, engine):
+    account = ok_json(config_file, "account", "add", "Dealer One")["id"]
+    ids = [ok_json(config_file, "lead", "add", "--account", str(account), "--email",
+                   f"p{i}@people.test")["id"] for i in range(3)]
+    spam, kept, _ = ids
+
+    flagged = ok_json(config_file, "lead", "flag", str(spam), "--by", "alice")
+    assert (flagged["status"], flagged["flagged_via"], flagged["flagged_by"], flagged["changed"]
+            ) == ("spam", "cli", "cli:alice", True)
+    assert ok_json(config_file, "lead", "flag", str(spam))["changed"] is False  # idempotent
+
+    listed = run(config_file, "lead", "list", "--account", str(account), "--json")
+    assert spam not in [row["id"] for row in _lines(listed)]
+    only_spam = run(config_file, "lead", "list", "--account", str(account), "--status", "spam",
+                    "--json")
+    assert [row["id"] for row in _lines(only_spam)] == [spam]
+    contact = ok_json(config_file, "contact", "show", str(flagged["contact_id"]))
+    assert contact["leads"] == [] and contact["status"] == "active"
+
+    # Export: the spam lead is held back; once restored it goes out with the next run.
+    first = _lines(run(config_file, "lead", "export", "--account", str(account), "--json"))
+    assert spam not in [row["id"] for row in first] and kept in [row["id"] for row in first]
+    assert all(row["exported_at"] for row in first)
+    assert _lines(run(config_file, "lead", "export", "--account", str(account), "--json")) == []
+    restored = ok_json(config_file, "lead", "restore", str(spam))
+    assert (restored["status"], restored["flagged_at"], restored["changed"]) == (
+        "active", None, True)
+    assert ok_json(config_file, "lead", "restore", str(spam))["changed"] is False
+    again = _lines(run(config_file, "lead", "export", "--account", str(account), "--json"))
+    assert [row["id"] for row in again] == [spam]
+
+    import sqlalchemy as sa
+
+    from feedback_mta.models import Event
+    t = Event.__table__
+    with engine.connect() as conn:
+        trail = conn.execute(sa.select(t.c.action, t.c.actor).where(t.c.subject_id == spam,
+                             t.c.subject_type == "lead").order_by(t.c.id)).all()
+    assert [tuple(r) for r in trail] == [
+        ("lead.created", "cli"), ("lead.flagged_spam", "cli:alice"), ("lead.restored", "cli"),
+        ("lead.exported", "cli")]
+
+
+def test_lead_flag_unknown_lead_fails_with_a_clear_line(config_file, engine):
+    result = run(config_file, "lead", "flag", "999")
+    assert result.returncode == EXIT_FAILED
+    assert result.stderr.strip() == "feedback-mta: error: no lead 999"
+
+
+def test_parse_reads_the_intent_of_replies():
+    files = [FIXTURES / "replies" / name for name in
+             ("gmail-spam.eml", "gmail-not-spam.eml", "chatty-mentions-spam.eml")]
+    result = run(None, "parse", *map(str, files), "--json")
+    rows = _lines(result)
+    assert [(r["kind"], r["intent"]) for r in rows] == [
+        ("reply", "flag"), ("reply", "restore"), ("reply", None)]

@@ -42,6 +42,11 @@ def test_example_config_is_valid_and_on_sqlite():
     ("database", {"url": "mysql://x/y"}, "[database] url: expected a sqlite:///PATH"),
     ("database", {"sqlite_synchronous": "off"}, "[database] sqlite_synchronous: expected one"),
     ("processing", {"workers": 0}, "[processing] workers: expected a whole number"),
+    ("outbound", {"relay": "localhost"}, "[outbound] relay: expected host:port"),
+    ("outbound", {"relay": "localhost:99999"}, "[outbound] relay: port out of range"),
+    ("outbound", {"max_attempts": 0}, "[outbound] max_attempts: expected a whole number"),
+    ("replies", {"markers": "reply spam"}, "[replies] markers: expected a list of strings"),
+    ("replies", {"acknowledge": 1}, "[replies] acknowledge: expected true or false"),
     ("smtpd", {"port": 1}, "unknown section [smtpd]"),
 ])
 def test_errors_name_the_key(section, values, message):
@@ -58,6 +63,15 @@ def test_required_keys(missing):
     del data[missing[0]][missing[1]]
     with pytest.raises(ConfigError, match=rf"\[{missing[0]}\] {missing[1]}: missing"):
         from_mapping(data, env={})
+
+
+def test_outbound_and_replies():
+    cfg = from_mapping({**MINIMAL, "outbound": {"relay": "[::1]:25", "retry_interval": "2m"},
+                        "replies": {"markers": ["Answer SPAM to flag"]}}, env={})
+    assert cfg.outbound.relay_address == ("::1", 25)
+    assert cfg.outbound.retry_interval == 120
+    assert cfg.replies.markers == ("answer spam to flag",)
+    assert from_mapping(MINIMAL, env={}).outbound.relay_address is None
 
 
 def test_environment_overrides_the_database_url():

@@ -13,7 +13,7 @@ import re
 import pytest
 
 from feedback_mta.parse import parse
-from feedback_mta.reply import Intent, command, html_to_text, intent, new_text
+from feedback_mta.reply_text import Intent, command, html_to_text, intent, new_text
 from tests.conftest import FIXTURES
 
 REPLIES_DIR = FIXTURES / "replies"

@@ -1,0 +1,176 @@
+"""The mail we send: short acknowledgements of dealer replies, through ``[outbound] relay``.
+
+A transactional outbox. The handler queues the mail (``Actions.queue_mail``) in the same
+transaction that flags the lead, so a crash can neither flag without answering nor answer
+without flagging. After the commit the ``Outbox`` thread delivers it. Delivery failures
+are retried by the scheduler (``outbox.flush``), up to ``max_attempts``, then the mail is
+left ``failed`` with its error. A crash between the relay's 250 and our ``sent`` can send
+one mail twice; that is the trade against ever losing one.
+
+What we send follows RFC 3834: ``Auto-Submitted: auto-replied``, the null envelope sender
+(so no bounce or vacation reply ever comes back to us), threaded to the reply with
+In-Reply-To / References. We never answer auto-replies or the null sender: those never
+reach the reply handler with a command.
+"""
+
+from __future__ import annotations
+
+import queue
+import smtplib
+import threading
+from datetime import timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, make_msgid
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from feedback_mta import db, logs
+from feedback_mta.config import OutboundConfig
+from feedback_mta.models import OutboundMessage, OutboundState, utcnow
+
+log = logs.get("feedback_mta.outbound")
+
+_T = OutboundMessage.__table__
+
+#: purpose -> text; ``{lead}`` is the lead id, ``{sender}`` the address answered.
+TEXTS = {
+    "ack.flagged": "Lead #{lead} marked as spam. Reply NOT SPAM to undo.",
+    "ack.already_spam": "Lead #{lead} was already marked as spam. Reply NOT SPAM to undo.",
+    "ack.restored": "Lead #{lead} restored: it is back in your leads. Reply SPAM to flag it "
+                    "again.",
+    "ack.not_spam": "Lead #{lead} is not marked as spam, so there was nothing to undo.",
+    "ack.refused": "We read your reply about lead #{lead}, but {sender} may not flag or restore "
+                   "leads of this account: that needs the Contact Admin role. Ask your account "
+                   "administrator for it, or use the control panel.",
+}
+
+
+def compose(purpose: str, *, lead_id: int, to: str, reply_address: str, from_name: str,
+            domain: str, subject: str, in_reply_to: str | None,
+            references: tuple[str, ...] = ()) -> bytes:
+    """The acknowledgement as bytes, ready for the relay. Pure."""
+    msg = EmailMessage()
+    msg["From"] = formataddr((from_name, reply_address))
+    msg["To"] = to
+    msg["Subject"] = subject if subject.lower().startswith("re:") else f"Re: {subject}".strip()
+    msg["Date"] = format_datetime(utcnow())
+    msg["Message-ID"] = make_msgid("ack", domain=domain)
+    if in_reply_to:
+        msg["In-Reply-To"] = f"<{in_reply_to}>"
+        refs = [*references, in_reply_to][-10:]
+        msg["References"] = " ".join(f"<{r}>" for r in refs)
+    msg["Auto-Submitted"] = "auto-replied"
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg["Precedence"] = "auto_reply"
+    msg.set_content(TEXTS[purpose].format(lead=lead_id, sender=to) + "\n")
+    return bytes(msg)
+
+
+class _Permanent(Exception):
+    pass
+
+
+def _send(cfg: OutboundConfig, mail_from: str, rcpt_to: str, raw: bytes) -> None:
+    address = cfg.relay_address
+    if address is None:
+        raise RuntimeError("no [outbound] relay configured")
+    with smtplib.SMTP(address[0], address[1], timeout=cfg.timeout) as client:
+        client.ehlo_or_helo_if_needed()
+        try:
+            client.sendmail(mail_from, [rcpt_to], raw)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = next(iter(exc.recipients.values()))
+            if 500 <= code < 600:
+                raise _Permanent(f"{code} {text.decode(errors='replace')}") from None
+            raise
+        except (smtplib.SMTPDataError, smtplib.SMTPSenderRefused) as exc:
+            if 500 <= exc.smtp_code < 600:
+                raise _Permanent(f"{exc.smtp_code} {exc.smtp_error!r}") from None
+            raise
+
+
+def deliver_one(engine: Engine, cfg: OutboundConfig, mail_id: int) -> str | None:
+    """One attempt at one queued mail; its new state, or None if it was not ours to try."""
+    now = utcnow()
+    with engine.begin() as conn:
+        claimed = conn.execute(
+            sa.update(_T).where(_T.c.id == mail_id, _T.c.state == OutboundState.QUEUED,
+                                _T.c.next_attempt_at <= now)
+            .values(attempts=_T.c.attempts + 1,
+                    next_attempt_at=now + timedelta(seconds=cfg.retry_interval))).rowcount
+    if not claimed:
+        return None
+    with db.reader(engine).connect() as conn:
+        row = conn.execute(sa.select(_T.c.mail_from, _T.c.rcpt_to, _T.c.raw, _T.c.attempts,
+                                     _T.c.purpose).where(_T.c.id == mail_id)).one()
+    try:
+        _send(cfg, row.mail_from, row.rcpt_to, row.raw)
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        final = isinstance(exc, _Permanent) or row.attempts >= cfg.max_attempts
+        state = OutboundState.FAILED if final else OutboundState.QUEUED
+        with engine.begin() as conn:
+            conn.execute(sa.update(_T).where(_T.c.id == mail_id)
+                         .values(state=state.value, last_error=error))
+        (log.error if final else log.warning)(
+            "mail.failed" if final else "mail.deferred", outbound_id=mail_id,
+            purpose=row.purpose, attempts=row.attempts, error=error[:200])
+        return state.value
+    with engine.begin() as conn:
+        conn.execute(sa.update(_T).where(_T.c.id == mail_id)
+                     .values(state=OutboundState.SENT.value, sent_at=utcnow(), last_error=None))
+    log.info("mail.sent", outbound_id=mail_id, purpose=row.purpose, attempts=row.attempts)
+    return OutboundState.SENT.value
+
+
+def due_ids(engine: Engine, limit: int = 1000) -> list[int]:
+    with db.reader(engine).connect() as conn:
+        return list(conn.execute(
+            sa.select(_T.c.id).where(_T.c.state == OutboundState.QUEUED,
+                                     _T.c.next_attempt_at <= utcnow())
+            .order_by(_T.c.id).limit(limit)).scalars())
+
+
+_STOP = object()
+
+
+class Outbox:
+    """One thread that delivers queued mail, so a slow relay never holds up processing."""
+
+    def __init__(self, engine: Engine, cfg: OutboundConfig) -> None:
+        self._engine = engine
+        self._cfg = cfg
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
+
+    @property
+    def enabled(self) -> bool:
+        return self._cfg.relay_address is not None
+
+    def start(self) -> None:
+        if self.enabled:
+            self._thread.start()
+
+    def submit(self, ids: list[int]) -> None:
+        if self.enabled:
+            for mail_id in ids:
+                self._queue.put(mail_id)
+
+    def flush(self) -> int:
+        """Queue every mail that is due (retries, or left by a crash or another node)."""
+        ids = due_ids(self._engine) if self.enabled else []
+        self.submit(ids)
+        return len(ids)
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join(timeout=self._cfg.timeout + 5)
+
+    def _run(self) -> None:
+        for item in iter(self._queue.get, _STOP):
+            try:
+                deliver_one(self._engine, self._cfg, item)
+            except Exception:  # the database, not the mail: the scheduler tries again
+                log.exception("mail.deliver_error", outbound_id=item)

@@ -1,0 +1,114 @@
+"""The outbox: queued in the deciding transaction, delivered after it, retried, never lost."""
+
+from __future__ import annotations
+
+import email
+import socket
+import time
+
+import sqlalchemy as sa
+
+from feedback_mta import authres, outbound
+from feedback_mta.actions import CLI, unit_of_work
+from feedback_mta.config import OutboundConfig
+from feedback_mta.models import OutboundMessage
+from tests.conftest import Relay
+
+T = OutboundMessage.__table__
+
+
+def _queue(engine, n: int = 1) -> list[int]:
+    raw = outbound.compose("ack.flagged", lead_id=7, to="boss@dealer.test",
+                           reply_address="reply+7-x@fb.test", from_name="Lead feedback",
+                           domain="fb.test", subject="New lead", in_reply_to="m1@dealer.test",
+                           references=("lead.7-x@fb.test",))
+    with unit_of_work(engine, CLI) as act:
+        return [act.queue_mail("ack.flagged", "boss@dealer.test", raw).id for _ in range(n)]
+
+
+def _row(engine, mail_id):
+    with engine.connect() as conn:
+        return conn.execute(sa.select(T).where(T.c.id == mail_id)).one()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_compose_is_an_rfc3834_auto_reply_threaded_to_the_reply():
+    raw = outbound.compose("ack.refused", lead_id=3, to="clerk@dealer.test",
+                           reply_address="reply+3-x@fb.test", from_name="Lead feedback",
+                           domain="fb.test", subject="Re: New lead", in_reply_to="r@d.test",
+                           references=("lead.3-x@fb.test",))
+    msg = email.message_from_bytes(raw)
+    assert msg["Auto-Submitted"] == "auto-replied"
+    assert msg["Subject"] == "Re: New lead"
+    assert msg["In-Reply-To"] == "<r@d.test>"
+    assert msg["References"] == "<lead.3-x@fb.test> <r@d.test>"
+    assert msg["Message-ID"].endswith("@fb.test>")
+    assert "clerk@dealer.test may not flag" in msg.get_payload()
+
+
+def test_delivered_once_then_marked_sent(engine):
+    relay = Relay().start()
+    try:
+        cfg = OutboundConfig(relay=f"127.0.0.1:{relay.port}")
+        (mail_id,) = _queue(engine)
+        assert outbound.due_ids(engine) == [mail_id]
+        assert outbound.deliver_one(engine, cfg, mail_id) == "sent"
+        assert outbound.deliver_one(engine, cfg, mail_id) is None  # not queued any more
+        assert len(relay.wait(1)) == 1
+        row = _row(engine, mail_id)
+        assert (row.state, row.attempts, row.last_error) == ("sent", 1, None)
+        assert outbound.due_ids(engine) == []
+    finally:
+        relay.stop()
+
+
+def test_relay_down_is_retried_then_left_failed_with_the_error(engine):
+    cfg = OutboundConfig(relay=f"127.0.0.1:{_closed_port()}", max_attempts=2,
+                         retry_interval=0.2, timeout=5)
+    (mail_id,) = _queue(engine)
+    assert outbound.deliver_one(engine, cfg, mail_id) == "queued"
+    row = _row(engine, mail_id)
+    assert row.attempts == 1 and "ConnectionRefused" in row.last_error
+    assert outbound.deliver_one(engine, cfg, mail_id) is None  # not due yet
+    time.sleep(0.3)
+    assert outbound.due_ids(engine) == [mail_id]
+    assert outbound.deliver_one(engine, cfg, mail_id) == "failed"
+    assert _row(engine, mail_id).state == "failed"
+
+
+class _Refusing(Relay):
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        return "550 5.1.1 no such user"
+
+
+def test_permanent_refusal_fails_at_once(engine):
+    relay = _Refusing().start()
+    try:
+        cfg = OutboundConfig(relay=f"127.0.0.1:{relay.port}", max_attempts=5)
+        (mail_id,) = _queue(engine)
+        assert outbound.deliver_one(engine, cfg, mail_id) == "failed"
+        assert "550" in _row(engine, mail_id).last_error
+    finally:
+        relay.stop()
+
+
+def test_authentication_results_parsing():
+    values = [
+        "mx.fb.test; spf=pass smtp.mailfrom=dealer.test; dkim=pass header.d=dealer.test;\n"
+        " dmarc=fail (p=reject dis=none) header.from=dealer.test",
+        "mx.fb.test 1; dmarc=pass header.from=other.test",
+    ]
+    assert authres.dmarc(values, ["mx.fb.test"], "dealer.test") == "fail"
+    assert authres.dmarc(values, ["mx.fb.test"], "other.test") == "pass"
+    assert authres.dmarc(values, ["MX.FB.TEST."], "Dealer.Test") == "fail"
+    assert authres.dmarc(values, ["elsewhere.test"], "dealer.test") is None
+    assert authres.dmarc(["mx.fb.test; none"], ["mx.fb.test"], "dealer.test") is None
+    assert authres.dmarc(["mx.fb.test (comment; with=semicolon); dmarc=pass"],
+                         ["mx.fb.test"], "dealer.test") == "pass"
+    assert authres.parse("") is None
+    assert authres.parse(";;;===") is None  # no authserv-id: ignored, never raises
