@@ -106,11 +106,11 @@ def run(corpus_name: str, rows: list, found: dict, loose: bool = False) -> None:
                 intent_n += 1
                 intent_ok += intent(got, subject) == expected_intent
         ms = (time.perf_counter() - started) * 1000 / max(1, len(rows))
-        line = f"{label:22} new text {text_ok}/{len(rows)} ({100 * text_ok / len(rows):.0f}%)"
+        line = f"{label:24} new text {text_ok}/{len(rows)} ({100 * text_ok / len(rows):.0f}%)"
         if intent_n:
             line += f"   intent {intent_ok}/{intent_n} ({100 * intent_ok / intent_n:.0f}%)"
         print(f"{line}   {ms:.2f} ms/msg")
-        print(f"{'':22} misses: {', '.join(misses) or '-'}")
+        print(f"{'':24} misses: {', '.join(misses) or '-'}")
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from feedback_mta.actions import CLI, unit_of_work
-from feedback_mta.models import Event, Lead
+from feedback_mta.models import Contact, Event, Lead
 from tests.conftest import DOMAIN, write_config
 from tests.support import Seed, inbound_rows, seed, send
 
@@ -34,6 +34,8 @@ class Setup:
     relay: object
     seed: Seed
     notification_id: str
+    #: Another lead (activity) of the same contact: a flag must not touch it.
+    sibling_id: int
 
 
 @pytest.fixture
@@ -53,8 +55,9 @@ def setup(tmp_path, database_url, server_factory, relay) -> Setup:
         other = act.add_account("Dealer Two")
         act.add_user(other.id, "admin@other.test", ["contact-admin"])
         notification_id = act.lead(s.lead_id).notification_message_id
+        sibling = act.add_lead(s.book, s.account_id, "lead0@people.test", "Ann", "Lee")
     server = server_factory(path)
-    yield Setup(server, engine, relay, s, notification_id)
+    yield Setup(server, engine, relay, s, notification_id, sibling.id)
     engine.dispose()
 
 
@@ -80,10 +83,11 @@ def deliver(st: Setup, raw: bytes, *, mail_from: str = "boss@dealer.test",
     return st.server.wait_for("message.processed", id=stored)
 
 
-def lead_row(st: Setup) -> dict:
+def lead_row(st: Setup, lead_id: int | None = None) -> dict:
     t = Lead.__table__
     with st.engine.connect() as conn:
-        return dict(conn.execute(sa.select(t).where(t.c.id == st.seed.lead_id)).one()._mapping)
+        return dict(conn.execute(
+            sa.select(t).where(t.c.id == (lead_id or st.seed.lead_id))).one()._mapping)
 
 
 def events(st: Setup, action: str) -> list[dict]:
@@ -118,8 +122,13 @@ def test_spam_flags_the_lead_and_not_spam_restores_it(setup):
     assert f"Lead #{st.seed.lead_id} marked as spam. Reply NOT SPAM to undo." in ack.get_payload()
     st.server.wait_for("mail.sent", purpose="ack.flagged")
 
-    # The contact is untouched: only this activity is spam.
-    assert st.seed.contact_ids[0] == lead["contact_id"]
+    # Only this activity is spam: the contact and its other lead are untouched.
+    sibling = lead_row(st, st.sibling_id)
+    assert (sibling["contact_id"], sibling["status"]) == (lead["contact_id"], "active")
+    with st.engine.connect() as conn:
+        status = conn.execute(sa.select(Contact.__table__.c.status).where(
+            Contact.__table__.c.id == lead["contact_id"])).scalar()
+    assert status == "active"
 
     done = deliver(st, reply(st, "NOT SPAM"))
     assert (done["state"], done["reason"]) == ("processed", "restored")

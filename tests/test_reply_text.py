@@ -57,11 +57,19 @@ REPLIES = [
     ("windows-1252-smart-quotes", "\u201cSpam\u201d \u2013 thanks", F),
     ("html-only-not-spam", "NOT SPAM", R),
     ("subject-spam", "", F),  # body empty, subject changed to SPAM
+    ("apple-mail-html-only", "Spam", F),
+    ("protonmail-html", "not spam", R),
+    ("outlook-ios-html", "Spam", F),
+    ("thunderbird-german-html", "Das ist Spam.", F),
+    ("zimbra", "Spam", F),
+    ("emoji-spam", "\U0001F6AB SPAM \U0001F6AB", F),
+    ("french-greeting-faux-lead", "Bonjour,\n\nC'est un faux lead.\n\nCordialement,\nBob", F),
     # Not commands: the notification's "Reply SPAM" must never count.
     ("chatty-mentions-spam",
      "Hi team, we got this one yesterday too. I don't think it's spam but the phone number "
      "looks odd, can you check before we call? Thanks", None),
     ("question-is-this-spam", "Is this spam?", None),
+    ("not-sure-call-first", "Not sure if spam, will call first", None),
     ("long-message-spam-word",
      "Spam filters keep eating our mail, so please call me instead of replying.", None),
     ("empty-reply-quote-only", "", None),
