@@ -472,12 +472,13 @@ def parse_files(files: Annotated[list[Path], typer.Argument(metavar="FILE...")],
     """Classify raw messages without touching the database."""
     from feedback_mta.classify import Kind, classify
     from feedback_mta.parse import ParseError, envelope_from_headers, parse
-    from feedback_mta.reply_text import intent, new_text
+    from feedback_mta.reply_text import NOTIFICATION_MARKERS, intent, new_text
 
     def go():
-        book = None
+        book, markers = None, NOTIFICATION_MARKERS
         if config is not None or os.environ.get(config_mod.ENV_CONFIG):
-            book = AddressBook.from_config(_load(config))
+            cfg = _load(config)
+            book, markers = AddressBook.from_config(cfg), cfg.replies.markers
         failed = False
         rows = []
         for file in files:
@@ -489,7 +490,8 @@ def parse_files(files: Annotated[list[Path], typer.Argument(metavar="FILE...")],
                 result = classify(parsed, book.resolve_all(rcpts) if book else [])
                 wanted = None
                 if result.kind is Kind.REPLY:
-                    wanted = intent(new_text(parsed.text, parsed.html), parsed.subject)
+                    wanted = intent(new_text(parsed.text, parsed.html, markers),
+                                    parsed.subject)
                 rows.append({"file": str(file), "kind": result.kind.value,
                              "feedback_type": result.feedback_type,
                              "recipients": list(result.recipients),
