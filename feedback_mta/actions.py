@@ -127,7 +127,7 @@ class Actions:
 
     def lead_by_notification(self, message_ids: Iterable[str]) -> Lead | None:
         """The lead whose notification has one of these Message-IDs (first match wins)."""
-        ids = [m.strip("<>").strip() for m in message_ids if m]
+        ids = [m for m in message_ids if m]  # parse already took off the angle brackets
         if not ids:
             return None
         found = {lead.notification_message_id: lead for lead in self.session.exec(
@@ -155,8 +155,7 @@ class Actions:
         self.account(account_id)
         email = normalize_email(email)
         roles = {Role(r).value for r in roles}
-        user = self.session.exec(
-            select(User).where(User.account_id == account_id, User.email == email)).first()
+        user = self.user(account_id, email)
         if user is None:
             user = User(account_id=account_id, email=email, roles=" ".join(sorted(roles)))
             self.session.add(user)
@@ -207,7 +206,6 @@ class Actions:
         self.session.add(contact)
         self.record("contact.opted_out", "contact", contact.id, contact.account_id, reason=reason)
         return True
-
 
     def flag_spam(self, lead: Lead) -> bool:
         """Mark this lead (only this activity) spam: it leaves the inbox, search, reports and,

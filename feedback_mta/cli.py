@@ -20,7 +20,7 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -311,14 +311,14 @@ ByOpt = Annotated[str | None, typer.Option(
     "--by", help="Who is acting, for the audit trail (default: cli).")]
 
 
-def _change_lead(lead_id: int, by: str | None, change: str, config: Path | None,
-                 as_json: bool) -> None:
+def _change_lead(lead_id: int, by: str | None, change: Callable[[Actions, Lead], bool],
+                 config: Path | None, as_json: bool) -> None:
     def go():
         cfg = _load(config)
         actor = Actor(f"cli:{by}" if by else CLI.name, "cli")
         with unit_of_work(_engine(cfg), actor) as act:
             lead = act.lead(lead_id)
-            changed = getattr(act, change)(lead)
+            changed = change(act, lead)
         _emit({**_lead_dict(lead, AddressBook.from_config(cfg)), "changed": changed}, as_json)
 
     _run(go)
@@ -328,14 +328,14 @@ def _change_lead(lead_id: int, by: str | None, change: str, config: Path | None,
 def lead_flag(lead_id: Annotated[int, typer.Argument(metavar="ID")], by: ByOpt = None,
               config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Mark a lead spam (as a dealer's SPAM reply would); "changed": false if it was."""
-    _change_lead(lead_id, by, "flag_spam", config, as_json)
+    _change_lead(lead_id, by, Actions.flag_spam, config, as_json)
 
 
 @lead_app.command("restore")
 def lead_restore(lead_id: Annotated[int, typer.Argument(metavar="ID")], by: ByOpt = None,
                  config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Undo a spam flag; "changed": false if the lead was not spam."""
-    _change_lead(lead_id, by, "restore", config, as_json)
+    _change_lead(lead_id, by, Actions.restore, config, as_json)
 
 
 @lead_app.command("export")
@@ -472,7 +472,7 @@ def parse_files(files: Annotated[list[Path], typer.Argument(metavar="FILE...")],
     """Classify raw messages without touching the database."""
     from feedback_mta.classify import Kind, classify
     from feedback_mta.parse import ParseError, envelope_from_headers, parse
-    from feedback_mta.reply_text import NOTIFICATION_MARKERS, intent, new_text
+    from feedback_mta.reply_text import NOTIFICATION_MARKERS, read
 
     def go():
         book, markers = None, NOTIFICATION_MARKERS
@@ -488,10 +488,7 @@ def parse_files(files: Annotated[list[Path], typer.Argument(metavar="FILE...")],
                 mail_from, rcpts = envelope_from_headers(parsed)
                 parsed = dataclasses.replace(parsed, mail_from=mail_from, rcpt_tos=rcpts)
                 result = classify(parsed, book.resolve_all(rcpts) if book else [])
-                wanted = None
-                if result.kind is Kind.REPLY:
-                    wanted = intent(new_text(parsed.text, parsed.html, markers),
-                                    parsed.subject)
+                wanted = read(parsed, markers) if result.kind is Kind.REPLY else None
                 rows.append({"file": str(file), "kind": result.kind.value,
                              "feedback_type": result.feedback_type,
                              "recipients": list(result.recipients),

@@ -43,7 +43,8 @@ class Settings:
     def from_config(cls, config) -> Settings:
         return cls(trusted_authserv_ids=tuple(config.security.trusted_authserv_ids),
                    markers=tuple(config.replies.markers),
-                   acknowledge=config.replies.acknowledge and bool(config.outbound.relay),
+                   acknowledge=(config.replies.acknowledge
+                                and config.outbound.relay_address is not None),
                    from_name=config.outbound.from_name)
 
 

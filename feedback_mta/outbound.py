@@ -93,17 +93,16 @@ def _send(cfg: OutboundConfig, mail_from: str, rcpt_to: str, raw: bytes) -> None
 def deliver_one(engine: Engine, cfg: OutboundConfig, mail_id: int) -> str | None:
     """One attempt at one queued mail; its new state, or None if it was not ours to try."""
     now = utcnow()
-    with engine.begin() as conn:
+    with engine.begin() as conn:  # claim this attempt: other threads and nodes skip it
         claimed = conn.execute(
             sa.update(_T).where(_T.c.id == mail_id, _T.c.state == OutboundState.QUEUED,
                                 _T.c.next_attempt_at <= now)
             .values(attempts=_T.c.attempts + 1,
                     next_attempt_at=now + timedelta(seconds=cfg.retry_interval))).rowcount
-    if not claimed:
-        return None
-    with db.reader(engine).connect() as conn:
         row = conn.execute(sa.select(_T.c.mail_from, _T.c.rcpt_to, _T.c.raw, _T.c.attempts,
-                                     _T.c.purpose).where(_T.c.id == mail_id)).one()
+                                     _T.c.purpose).where(_T.c.id == mail_id)).one_or_none()
+    if not claimed or row is None:
+        return None
     try:
         _send(cfg, row.mail_from, row.rcpt_to, row.raw)
     except Exception as exc:

@@ -21,7 +21,7 @@ from feedback_mta.actions import NotFound
 from feedback_mta.addresses import Box
 from feedback_mta.handler import HandlerContext, Outcome
 from feedback_mta.models import Lead, MessageState, Role
-from feedback_mta.reply_text import Intent, intent, new_text
+from feedback_mta.reply_text import Intent, read
 
 NOT_CONTACT_ADMIN = "not a contact admin"
 
@@ -69,7 +69,7 @@ def handle(ctx: HandlerContext) -> Outcome:
     lead = find_lead(ctx)
     if lead is None:
         return Outcome(MessageState.IGNORED, "no lead")
-    wanted = intent(new_text(parsed.text, parsed.html, ctx.settings.markers), parsed.subject)
+    wanted = read(parsed, ctx.settings.markers)
     if wanted is None:
         return Outcome(MessageState.IGNORED, "no command")
     why = refusal(ctx, lead)

@@ -32,6 +32,10 @@ import re
 import unicodedata
 from enum import StrEnum
 from html.parser import HTMLParser
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # parse pulls in mail-parser; config imports this module for its defaults
+    from feedback_mta.parse import ParsedMessage
 
 
 class Intent(StrEnum):
@@ -179,8 +183,7 @@ def new_text(text: str, html: str = "",
     markers = tuple(_fold(m) for m in markers)
     lines = _clean(text)
     for i in range(len(lines)):
-        span = _boundary(lines, i, markers)
-        if not span:
+        if not _boundary(lines, i, markers):
             continue
         above = _tidy(_strip_footer(lines[:i]))
         if above:
@@ -204,12 +207,12 @@ def _below_quote(lines: list[str], markers: tuple[str, ...]) -> str:
         if _QUOTED.match(line):
             i += 1
             continue
-        if line.startswith(QUOTE_MARK) or _is_marker(line, markers) or _SEPARATOR.match(line):
-            break
-        span = _is_wrote_header(lines, i)
+        span = _is_wrote_header(lines, i)  # a nested attribution: part of the history
         if span:
             i += span
             continue
+        if _boundary(lines, i, markers):
+            break
         kept.append(line)
         i += 1
     return _tidy(_strip_footer(kept))
@@ -350,6 +353,12 @@ def command(line: str) -> Intent | None:
     if len(core) <= 2 and all(w in _RESTORE_WORDS for w in core):
         return Intent.RESTORE
     return None
+
+
+def read(parsed: ParsedMessage, markers: tuple[str, ...] = NOTIFICATION_MARKERS) -> Intent | None:
+    """The command in a parsed reply: ``intent`` of its ``new_text``. The one way both the
+    reply handler and ``feedback-mta parse`` read a reply, so they cannot disagree."""
+    return intent(new_text(parsed.text, parsed.html, markers), parsed.subject)
 
 
 def intent(text: str, subject: str = "") -> Intent | None:
