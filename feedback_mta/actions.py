@@ -16,13 +16,16 @@ import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from feedback_mta import logs
 from feedback_mta.addresses import AddressBook, Box
+from feedback_mta.formats.report import COMPLAINT_TYPES, Bounced
 from feedback_mta.models import (
     Account,
     Contact,
@@ -32,6 +35,7 @@ from feedback_mta.models import (
     LeadStatus,
     OutboundMessage,
     Role,
+    SentCount,
     User,
     utcnow,
 )
@@ -134,6 +138,23 @@ class Actions:
             select(Lead).where(Lead.notification_message_id.in_(ids)))}
         return next((found[m] for m in ids if m in found), None)
 
+    def contact_by_email(self, account_id: int, email: str) -> Contact | None:
+        """The account's contact with this address, or None (indexed: account, email)."""
+        return self.session.exec(select(Contact).where(
+            Contact.account_id == account_id, Contact.email == email.strip().lower())).first()
+
+    def soft_bounces(self, contact: Contact, since: datetime) -> int:
+        """Soft bounces recorded for the contact since ``since`` (this transaction's too),
+        not counting those before it was last made deliverable again."""
+        reset = self.session.exec(select(func.max(Event.at)).where(
+            Event.subject_type == "contact", Event.subject_id == contact.id,
+            Event.action == "contact.deliverable")).one()
+        if reset is not None:
+            since = max(since, reset if reset.tzinfo else reset.replace(tzinfo=since.tzinfo))
+        return self.session.exec(select(func.count()).select_from(Event).where(
+            Event.subject_type == "contact", Event.subject_id == contact.id,
+            Event.action == "contact.soft_bounced", Event.at >= since)).one()
+
     def user(self, account_id: int, email: str) -> User | None:
         """The account's user with this address, or None."""
         return self.session.exec(select(User).where(
@@ -206,6 +227,64 @@ class Actions:
         self.session.add(contact)
         self.record("contact.opted_out", "contact", contact.id, contact.account_id, reason=reason)
         return True
+
+    def record_feedback(self, contact: Contact, feedback_type: str, source: str,
+                        attributed_by: str) -> Event:
+        """Record a feedback-loop report about the contact. Complaints (abuse, fraud, virus,
+        other) are ``contact.complained`` and count in the account's complaint rate; the rest
+        (not-spam, auth-failure, opt-out) are ``contact.feedback_recorded``."""
+        action = ("contact.complained" if feedback_type in COMPLAINT_TYPES
+                  else "contact.feedback_recorded")
+        return self.record(action, "contact", contact.id, contact.account_id,
+                           feedback_type=feedback_type, format=source,
+                           attributed_by=attributed_by)
+
+    def record_bounce(self, contact: Contact, bounced: Bounced, source: str,
+                      attributed_by: str) -> Event:
+        """Record one bounce of mail to the contact (``contact.hard_bounced`` or
+        ``contact.soft_bounced``); making it unmailable is ``mark_undeliverable``."""
+        action = "contact.hard_bounced" if bounced.hard else "contact.soft_bounced"
+        return self.record(action, "contact", contact.id, contact.account_id,
+                           reason=bounced.reason, status=bounced.status, format=source,
+                           attributed_by=attributed_by)
+
+    def mark_undeliverable(self, contact: Contact, reason: str) -> bool:
+        """Stop mailing the address (it bounced); False (and no event) when already so."""
+        if contact.undeliverable_at is not None:
+            return False
+        contact.undeliverable_at = contact.updated_at = utcnow()
+        contact.undeliverable_reason = reason
+        self.session.add(contact)
+        self.record("contact.undeliverable", "contact", contact.id, contact.account_id,
+                    reason=reason)
+        return True
+
+    def mark_deliverable(self, contact: Contact) -> bool:
+        """Undo ``mark_undeliverable`` (the person fixed their mailbox); False when it was
+        mailable. Soft bounces before now no longer count."""
+        if contact.undeliverable_at is None:
+            return False
+        contact.undeliverable_at = contact.undeliverable_reason = None
+        contact.updated_at = utcnow()
+        self.session.add(contact)
+        self.record("contact.deliverable", "contact", contact.id, contact.account_id)
+        return True
+
+    def add_sent(self, account_id: int, day: str, count: int) -> SentCount:
+        """Add to the messages the account sent on ``day`` (ISO date)."""
+        self.account(account_id)
+        if count < 0:
+            raise Invalid("a sent count cannot be negative")
+        row = self.session.exec(select(SentCount).where(
+            SentCount.account_id == account_id, SentCount.day == day)).first()
+        if row is None:
+            row = SentCount(account_id=account_id, day=day, count=0)
+        row.count += count
+        self.session.add(row)
+        self.session.flush()
+        self.record("account.sent_recorded", "account", account_id, account_id, day=day,
+                    count=count, total=row.count)
+        return row
 
     def flag_spam(self, lead: Lead) -> bool:
         """Mark this lead (only this activity) spam: it leaves the inbox, search, reports and,

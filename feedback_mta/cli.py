@@ -16,12 +16,10 @@ to stderr. Errors are one line on stderr. Exit codes:
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
-import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,7 +39,19 @@ from feedback_mta.actions import (
     unit_of_work,
 )
 from feedback_mta.addresses import AddressBook, Box
-from feedback_mta.models import Contact, InboundMessage, Lead, LeadStatus, MessageState, Role, Tag
+from feedback_mta.models import (
+    Account,
+    Contact,
+    ContactStatus,
+    Event,
+    InboundMessage,
+    Lead,
+    LeadStatus,
+    MessageState,
+    Role,
+    SentCount,
+    Tag,
+)
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_DATABASE = 1, 2, 3, 4
 
@@ -218,6 +228,29 @@ def account_add(name: str, config: ConfigOpt = None, as_json: JsonOpt = False) -
     _run(go)
 
 
+@account_app.command("sent")
+def account_sent(
+    account_id: Annotated[int, typer.Argument(metavar="ID")],
+    count: Annotated[int, typer.Argument(metavar="COUNT", min=0)],
+    day: Annotated[str | None, typer.Option("--day", help="ISO date (UTC); default today.")
+                   ] = None,
+    config: ConfigOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Add COUNT to the messages the account sent on a day: the complaint rate's base."""
+    def go():
+        try:
+            when = (datetime.fromisoformat(day).date() if day
+                    else datetime.now(UTC).date()).isoformat()
+        except ValueError:
+            raise Failure(f"--day: expected an ISO date such as 2026-11-21, got {day!r}",
+                          EXIT_USAGE) from None
+        with unit_of_work(_engine(_load(config)), CLI) as act:
+            row = act.add_sent(account_id, when, count)
+        _emit({"account_id": account_id, "day": row.day, "sent": row.count}, as_json)
+
+    _run(go)
+
+
 @user_app.command("add")
 def user_add(
     account: Annotated[int, typer.Option("--account", help="Account id.")],
@@ -379,10 +412,24 @@ def contact_show(contact_id: Annotated[int, typer.Argument(metavar="ID")],
             leads = session.exec(select(Lead.id).where(
                 Lead.contact_id == contact_id, Lead.status == LeadStatus.ACTIVE.value)
                 .order_by(Lead.id.desc())).all()
+            # Bounces as the bounce handler counts them, for "why is this not mailable?".
+            events = session.exec(select(Event.action, sa.func.count()).where(
+                Event.subject_type == "contact", Event.subject_id == contact_id,
+                Event.action.in_(("contact.hard_bounced", "contact.soft_bounced",
+                                  "contact.complained")))
+                .group_by(Event.action)).all()
+            counts = dict(events)
             _emit({"id": contact.id, "account_id": contact.account_id, "email": contact.email,
                    "first_name": contact.first_name, "last_name": contact.last_name,
                    "status": contact.status, "opt_out_reason": contact.opt_out_reason,
-                   "opted_out_at": contact.opted_out_at, "tags": list(tags),
+                   "opted_out_at": contact.opted_out_at,
+                   "mailable": contact.mailable,
+                   "undeliverable_at": contact.undeliverable_at,
+                   "undeliverable_reason": contact.undeliverable_reason,
+                   "hard_bounces": counts.get("contact.hard_bounced", 0),
+                   "soft_bounces": counts.get("contact.soft_bounced", 0),
+                   "complaints": counts.get("contact.complained", 0),
+                   "tags": list(tags),
                    "leads": list(leads),
                    "created_at": contact.created_at, "updated_at": contact.updated_at},
                   as_json)
@@ -398,7 +445,8 @@ def contact_headers(contact_id: Annotated[int, typer.Argument(metavar="ID")],
         cfg = _load(config)
         book = AddressBook.from_config(cfg)
         with Session(db.reader(_engine(cfg))) as session:
-            if session.get(Contact, contact_id) is None:
+            contact = session.get(Contact, contact_id)
+            if contact is None:
                 raise Failure(f"no contact {contact_id}")
         unsubscribe = book.address(Box.UNSUBSCRIBE, contact_id)
         _emit({
@@ -406,7 +454,93 @@ def contact_headers(contact_id: Annotated[int, typer.Argument(metavar="ID")],
             "List-Unsubscribe": f"<mailto:{unsubscribe}?subject=unsubscribe>",
             tokens.TOKEN_HEADER: tokens.make(book.secrets[0], tokens.Purpose.FEEDBACK,
                                              contact_id),
+            tokens.ACCOUNT_HEADER: tokens.make(book.secrets[0], tokens.Purpose.ACCOUNT,
+                                               contact.account_id),
         }, as_json)
+
+    _run(go)
+
+
+@contact_app.command("deliverable")
+def contact_deliverable(contact_id: Annotated[int, typer.Argument(metavar="ID")],
+                        config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Make a contact mailable again after bounces (its mailbox works again)."""
+    def go():
+        with unit_of_work(_engine(_load(config)), CLI) as act:
+            changed = act.mark_deliverable(act.contact(contact_id))
+        _emit({"id": contact_id, "mailable": True, "changed": changed}, as_json)
+
+    _run(go)
+
+
+# --- stats ---------------------------------------------------------------------------------
+
+@app.command("stats")
+def stats(
+    account: Annotated[int | None, typer.Option("--account", help="Only this account.")] = None,
+    days: Annotated[int, typer.Option("--days", min=1, help="Window for rates and counts.")
+                    ] = 30,
+    config: ConfigOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Inbox counts and, per account, complaints and the complaint rate over a window.
+
+    The rate is complaints per message sent (``account sent``) when sends are known,
+    else per contact; providers act on rates above about 0.1% (0.3% is Gmail's limit)."""
+    def go():
+        engine = _engine(_load(config))
+        since = datetime.now(UTC) - timedelta(days=days)
+        with Session(db.reader(engine)) as session:
+            inbox = dict(session.exec(select(InboundMessage.state, sa.func.count())
+                                      .group_by(InboundMessage.state)).all())
+            kinds = dict(session.exec(select(InboundMessage.kind, sa.func.count())
+                                      .where(InboundMessage.received_at >= since)
+                                      .group_by(InboundMessage.kind)).all())
+            unattributed = session.exec(select(sa.func.count()).select_from(InboundMessage)
+                                        .where(InboundMessage.reason == "unattributed",
+                                               InboundMessage.received_at >= since)).one()
+            accounts = select(Account.id, Account.name).order_by(Account.id)
+            if account is not None:
+                accounts = accounts.where(Account.id == account)
+            rows = session.exec(accounts).all()
+            ids = [r.id for r in rows]
+            contacts = {r[0]: r[1:] for r in session.exec(
+                select(Contact.account_id, sa.func.count(),
+                       sa.func.sum(sa.case((Contact.status == ContactStatus.OPTED_OUT.value,
+                                            1), else_=0)),
+                       sa.func.count(Contact.undeliverable_at))
+                .where(Contact.account_id.in_(ids)).group_by(Contact.account_id)).all()}
+            complaints = dict(session.exec(
+                select(Event.account_id, sa.func.count())
+                .where(Event.action == "contact.complained", Event.at >= since,
+                       Event.account_id.in_(ids)).group_by(Event.account_id)).all())
+            sent = dict(session.exec(
+                select(SentCount.account_id, sa.func.sum(SentCount.count))
+                .where(SentCount.day >= since.date().isoformat(),
+                       SentCount.account_id.in_(ids)).group_by(SentCount.account_id)).all())
+        per_account = []
+        for row in rows:
+            total, opted_out, undeliverable = contacts.get(row.id, (0, 0, 0))
+            n_sent = int(sent.get(row.id) or 0)
+            n_complaints = complaints.get(row.id, 0)
+            basis, base = ("sent", n_sent) if n_sent else ("contacts", total)
+            per_account.append({
+                "id": row.id, "name": row.name, "contacts": total,
+                "opted_out": int(opted_out or 0), "undeliverable": undeliverable,
+                "complaints": n_complaints, "sent": n_sent if n_sent else None,
+                "complaint_rate": round(n_complaints / base, 6) if base else 0.0,
+                "rate_basis": basis})
+        result = {"window_days": days, "since": since,
+                  "inbox": {state.value: inbox.get(state.value, 0) for state in MessageState},
+                  "kinds": {k: v for k, v in sorted(kinds.items(), key=lambda kv: str(kv[0]))
+                            if k is not None},
+                  "unattributed": unattributed, "accounts": per_account}
+        if as_json:
+            _emit(result, True)
+            return
+        print(f"inbox: {json.dumps(result['inbox'])}  last {days} days: "
+              f"{json.dumps(result['kinds'])}  unattributed: {unattributed}")
+        _emit_rows(per_account, ("id", "name", "contacts", "opted_out", "undeliverable",
+                                 "complaints", "sent", "complaint_rate", "rate_basis"), False)
 
     _run(go)
 
@@ -469,37 +603,21 @@ def inbox_retry(
 @app.command("parse")
 def parse_files(files: Annotated[list[Path], typer.Argument(metavar="FILE...")],
                 config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Classify raw messages without touching the database."""
-    from feedback_mta.classify import Kind, classify
-    from feedback_mta.parse import ParseError, envelope_from_headers, parse
-    from feedback_mta.reply_text import NOTIFICATION_MARKERS, read
+    """Classify raw messages without touching the database, one line per file. A directory
+    (a maildir, a folder of .eml files) stands for every file under it.
+
+    Fields: file, kind, feedback_type, recipients, hard_bounce, intent, token (as found;
+    ``token_valid`` too when a config gives the secret), format, why, message_id. A file
+    that cannot be parsed still gets its line (kind ``unknown`` and ``error``)."""
+    from feedback_mta import bulk
 
     def go():
-        book, markers = None, NOTIFICATION_MARKERS
-        if config is not None or os.environ.get(config_mod.ENV_CONFIG):
-            cfg = _load(config)
-            book, markers = AddressBook.from_config(cfg), cfg.replies.markers
-        failed = False
-        rows = []
-        for file in files:
-            try:
-                raw = file.read_bytes()
-                parsed = parse(raw)
-                mail_from, rcpts = envelope_from_headers(parsed)
-                parsed = dataclasses.replace(parsed, mail_from=mail_from, rcpt_tos=rcpts)
-                result = classify(parsed, book.resolve_all(rcpts) if book else [])
-                wanted = read(parsed, markers) if result.kind is Kind.REPLY else None
-                rows.append({"file": str(file), "kind": result.kind.value,
-                             "feedback_type": result.feedback_type,
-                             "recipients": list(result.recipients),
-                             "intent": wanted.value if wanted else None,
-                             "why": result.why, "message_id": parsed.message_id})
-            except (OSError, ParseError) as exc:
-                failed = True
-                print(f"feedback-mta: error: {file}: {exc}", file=sys.stderr)
-        _emit_rows(rows, ("file", "kind", "feedback_type", "recipients"), as_json)
-        if failed:
-            raise typer.Exit(EXIT_FAILED)
+        try:
+            status = bulk.run(files, config, as_json)
+        except config_mod.ConfigError as exc:
+            raise Failure(str(exc), EXIT_CONFIG) from None
+        if status:
+            raise typer.Exit(status)
 
     _run(go)
 

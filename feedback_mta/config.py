@@ -152,6 +152,19 @@ class OutboundConfig:
 
 
 @dataclass(frozen=True)
+class FeedbackConfig:
+    #: Domains whose feedback-loop reports we trust (``feedback.yahoo.com``, ...). A trusted
+    #: reporter's report may act on a contact matched by its reported address alone, when
+    #: the returned original names the account but carries no contact token. Matched against
+    #: the report's From domain (and, with [security] trusted_authserv_ids, only when that
+    #: server says dmarc=pass for it).
+    trusted_reporters: tuple[str, ...] = ()
+    #: Soft bounces within ``soft_bounce_window`` that make a contact unmailable, as a hard one.
+    soft_bounce_limit: int = 3
+    soft_bounce_window: float = 30 * 86400.0
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "info"
     #: ``auto`` (JSON lines, or a console renderer on a TTY), ``json`` or ``console``.
@@ -166,6 +179,7 @@ class Config:
     processing: ProcessingConfig = field(default_factory=ProcessingConfig)
     replies: RepliesConfig = field(default_factory=RepliesConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     #: Where the config was read from (None: defaults only).
     path: Path | None = None
@@ -307,6 +321,11 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
         "timeout": _positive_duration,
         "max_attempts": _int(1, 100),
         "retry_interval": _positive_duration,
+    }),
+    "feedback": (FeedbackConfig, {
+        "trusted_reporters": lambda v: tuple(_domain(x) for x in _strings(v)),
+        "soft_bounce_limit": _int(1, 1000),
+        "soft_bounce_window": _positive_duration,
     }),
     "logging": (LoggingConfig, {
         "level": _choice("debug", "info", "warning", "error"),

@@ -38,6 +38,11 @@ class Settings:
     #: Queue acknowledgements (only when an outbound relay is configured).
     acknowledge: bool = False
     from_name: str = "Lead feedback"
+    #: Feedback-loop reporters (domains) allowed to act by reported address alone.
+    trusted_reporters: tuple[str, ...] = ()
+    #: Soft bounces within the window (seconds) that count as a hard one.
+    soft_bounce_limit: int = 3
+    soft_bounce_window: float = 30 * 86400.0
 
     @classmethod
     def from_config(cls, config) -> Settings:
@@ -45,7 +50,10 @@ class Settings:
                    markers=tuple(config.replies.markers),
                    acknowledge=(config.replies.acknowledge
                                 and config.outbound.relay_address is not None),
-                   from_name=config.outbound.from_name)
+                   from_name=config.outbound.from_name,
+                   trusted_reporters=tuple(config.feedback.trusted_reporters),
+                   soft_bounce_limit=config.feedback.soft_bounce_limit,
+                   soft_bounce_window=config.feedback.soft_bounce_window)
 
 
 @dataclass

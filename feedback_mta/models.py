@@ -92,8 +92,30 @@ class Contact(SQLModel, table=True):
                         sa_column=Column(Text, nullable=False, server_default="active"))
     opt_out_reason: str | None = Field(default=None, sa_column=Column(Text))
     opted_out_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    #: Set when mail to the address bounced hard (or soft too often): it is not mailable,
+    #: whatever its opt-in status. ``undeliverable_reason`` says why (``5.1.1 user unknown``).
+    undeliverable_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    undeliverable_reason: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+    @property
+    def mailable(self) -> bool:
+        return self.status == ContactStatus.ACTIVE and self.undeliverable_at is None
+
+
+class SentCount(SQLModel, table=True):
+    """Messages an account reports having sent on a day (``feedback-mta account sent``):
+    the denominator of its complaint rate, as mailbox providers compute it."""
+
+    __tablename__ = "sent_count"
+    __table_args__ = (UniqueConstraint("account_id", "day", name="uq_sent_count_account_day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", nullable=False)
+    #: ISO date (``2026-11-21``), UTC.
+    day: str = Field(sa_column=Column(Text, nullable=False))
+    count: int = 0
 
 
 class Lead(SQLModel, table=True):
@@ -178,7 +200,7 @@ class InboundMessage(SQLModel, table=True):
     reason: str | None = Field(default=None, sa_column=Column(Text))
     #: Why it failed (exception type and message), for ``inbox retry``.
     error: str | None = Field(default=None, sa_column=Column(Text))
-    #: What classify said: complaint | bounce | unsubscribe | reply | auto-reply | unknown.
+    #: What classify said: complaint | bounce | unsubscribe | reply | auto_reply | unknown.
     kind: str | None = Field(default=None, sa_column=Column(Text))
     attempts: int = 0
     processed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))

@@ -1,20 +1,22 @@
 """Parse a stored raw message once into a frozen ``ParsedMessage`` for the pure decisions.
 
-mail-parser does the decoding (charsets, transfer encodings, RFC 2047 words); when it gives
-up on a broken message we fall back to the standard library's lenient parser and record
-the defect, so odd mail is still classified instead of failing.
+The standard library's lenient parser builds the MIME tree and the headers, which is all
+most decisions need (report formats are recognised by structure and headers). The decoded
+text and HTML bodies come from mail-parser (charsets, transfer encodings, RFC 2047 words),
+on first use only: a DSN or an ARF report is classified without decoding any body, which
+keeps bulk ``parse`` and the processing path fast. When mail-parser gives up on a broken
+message, the bodies fall back to the standard library's decoding and the defect is kept.
 """
 
 from __future__ import annotations
 
 import email
 import email.policy
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from email.utils import getaddresses
-
-import mailparser
 
 
 class ParseError(Exception):
@@ -35,10 +37,11 @@ class ParsedMessage:
     message_id: str | None
     in_reply_to: tuple[str, ...]
     references: tuple[str, ...]
-    text: str
-    html: str
-    defects: tuple[str, ...]
     message: Message = field(compare=False, repr=False)
+    #: The bytes as stored (cheap checks before decoding anything).
+    raw: bytes = field(default=b"", compare=False, repr=False)
+    #: Decoded bodies and parser defects, filled on first use (see ``text``).
+    _lazy: dict = field(default_factory=dict, compare=False, repr=False)
 
     def header(self, name: str) -> str | None:
         values = self.headers.get(name.lower())
@@ -47,6 +50,58 @@ class ParsedMessage:
     @property
     def content_type(self) -> str:
         return self.message.get_content_type()
+
+    @property
+    def tree(self) -> tuple[tuple[str, Message], ...]:
+        """(content type, part) of every MIME part, walked once (formats look often)."""
+        if "tree" not in self._lazy:
+            self._lazy["tree"] = tuple((p.get_content_type(), p) for p in self.message.walk())
+        return self._lazy["tree"]
+
+    def parts(self, *types: str) -> list[Message]:
+        """Parts of these content types, in order, at any depth (never decoded: cheap)."""
+        return [part for ctype, part in self.tree if ctype in types]
+
+    @property
+    def text(self) -> str:
+        """All ``text/plain`` parts, decoded (mail-parser, on first use)."""
+        return self._bodies()[0]
+
+    @property
+    def plain(self) -> str:
+        """The ``text/plain`` parts decoded by the standard library: enough for the markers
+        report formats look for (a JSON body, a bounce's wording) at a fraction of
+        mail-parser's cost; replies, where every charset detail matters, use ``text``."""
+        if "plain" not in self._lazy:
+            if "text" in self._lazy:
+                self._lazy["plain"] = self._lazy["text"]
+            else:
+                self._lazy["plain"] = _stdlib_text(self.message, html=False)[0]
+        return self._lazy["plain"]
+
+    @property
+    def html(self) -> str:
+        return self._bodies()[1]
+
+    @property
+    def defects(self) -> tuple[str, ...]:
+        self._bodies()
+        return self._lazy["defects"]
+
+    def _bodies(self) -> tuple[str, str]:
+        if "text" not in self._lazy:
+            defects = [type(d).__name__ for part in self.message.walk()
+                       for d in getattr(part, "defects", ())]
+            try:
+                import mailparser  # only when a body is read (replies): startup stays light
+
+                mp = mailparser.MailParser(self.message)
+                text, html = "\n".join(mp.text_plain), "\n".join(mp.text_html)
+            except Exception as exc:  # mail-parser is strict in places; the stdlib is not
+                defects.append(f"mail-parser: {type(exc).__name__}")
+                text, html = _stdlib_text(self.message)
+            self._lazy.update(text=text, html=html, defects=tuple(defects))
+        return self._lazy["text"], self._lazy["html"]
 
 
 def _msgids(value: str | None) -> tuple[str, ...]:
@@ -65,27 +120,14 @@ def _stdlib_headers(message: Message) -> dict[str, tuple[str, ...]]:
 
 def parse(raw: bytes, mail_from: str | None = None,
           rcpt_tos: tuple[str, ...] = ()) -> ParsedMessage:
-    defects: list[str] = []
     try:
-        mp = mailparser.parse_from_bytes(raw)
-        message = mp.message
-        text = "\n".join(mp.text_plain)
-        html = "\n".join(mp.text_html)
-        defects.extend(str(d) for d in (mp.defects_categories or ()))
-    except Exception as exc:  # mail-parser is strict in places; the stdlib parser is not
-        defects.append(f"mail-parser: {type(exc).__name__}")
-        try:
-            message = email.message_from_bytes(raw, policy=email.policy.compat32)
-        except Exception as inner:
-            raise ParseError(f"{type(inner).__name__}: {inner}") from inner
-        text, html = _stdlib_text(message)
+        message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    except Exception as exc:  # RecursionError on absurd nesting, ...
+        raise ParseError(f"{type(exc).__name__}: {exc}") from exc
     headers = _stdlib_headers(message)
     from_values = headers.get("from", ())
-    from_address = None
-    if from_values:
-        pairs = getaddresses([from_values[0]])
-        if pairs and "@" in pairs[0][1]:
-            from_address = pairs[0][1].strip().lower()
+    from_address = _addresses(from_values[:1])[:1] if from_values else ()
+    from_address = from_address[0] if from_address else None
     message_id = _msgids(headers.get("message-id", ("",))[0])
     return ParsedMessage(
         mail_from="" if mail_from == "<>" else mail_from,
@@ -96,27 +138,49 @@ def parse(raw: bytes, mail_from: str | None = None,
         message_id=message_id[0] if message_id else None,
         in_reply_to=_msgids(headers.get("in-reply-to", ("",))[0]),
         references=_msgids(" ".join(headers.get("references", ()))),
-        text=text,
-        html=html,
-        defects=tuple(defects),
         message=message,
+        raw=raw,
     )
 
 
+_ANGLE = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
+_BARE = re.compile(r"[^\s<>\"'(),;:]+@[^\s<>\"'(),;:]+")
+
+
+def _addresses(values) -> tuple[str, ...]:
+    """addr-specs in address headers, lower-case. Plain ``a@b, Name <c@d>`` forms are read
+    by pattern (most headers, and fast); anything with quotes, comments or escapes, where a
+    pattern could take a display name or comment for the address, goes to the full
+    RFC 5322 parser: the From address decides who may flag a lead."""
+    found = []
+    for value in values:
+        value = str(value)
+        if any(c in value for c in '"()\\'):
+            found += [a for _, a in getaddresses([value]) if "@" in a]
+        elif "<" in value:
+            found += _ANGLE.findall(value)
+        else:
+            found += _BARE.findall(value)
+    return tuple(a.strip().lower() for a in found)
+
+
 def _decoded(value: str) -> str:
+    if "=?" not in value:
+        return value  # no RFC 2047 encoded word: nothing to decode
     try:
         return str(email.header.make_header(email.header.decode_header(value)))
     except Exception:
         return value
 
 
-def _stdlib_text(message: Message) -> tuple[str, str]:
-    text, html = [], []
+def _stdlib_text(message: Message, html: bool = True) -> tuple[str, str]:
+    wanted = ("text/plain", "text/html") if html else ("text/plain",)
+    text, html_parts = [], []
     for part in message.walk():
         if part.is_multipart():
             continue
         ctype = part.get_content_type()
-        if ctype not in ("text/plain", "text/html"):
+        if ctype not in wanted:
             continue
         payload = part.get_payload(decode=True) or b""
         charset = part.get_content_charset() or "utf-8"
@@ -124,8 +188,8 @@ def _stdlib_text(message: Message) -> tuple[str, str]:
             decoded = payload.decode(charset, "replace")
         except LookupError:
             decoded = payload.decode("utf-8", "replace")
-        (text if ctype == "text/plain" else html).append(decoded)
-    return "\n".join(text), "\n".join(html)
+        (text if ctype == "text/plain" else html_parts).append(decoded)
+    return "\n".join(text), "\n".join(html_parts)
 
 
 def envelope_from_headers(parsed: ParsedMessage) -> tuple[str | None, tuple[str, ...]]:
@@ -138,5 +202,4 @@ def envelope_from_headers(parsed: ParsedMessage) -> tuple[str | None, tuple[str,
     rcpts = [v for name in ("delivered-to", "x-original-to") for v in parsed.headers.get(name, ())]
     if not rcpts:
         rcpts = [v for name in ("to", "cc") for v in parsed.headers.get(name, ())]
-    addresses = tuple(a.lower() for _, a in getaddresses(rcpts) if "@" in a)
-    return mail_from, addresses
+    return mail_from, _addresses(rcpts)

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from feedback_mta import db, logs, reply, unsubscribe
+from feedback_mta import bounce, complaint, db, logs, reply, unsubscribe
 from feedback_mta.actions import Actions, Actor
 from feedback_mta.addresses import AddressBook
 from feedback_mta.classify import Classification, Kind, classify
@@ -48,9 +48,14 @@ def _no_action(_ctx: HandlerContext) -> Outcome:
 #: The handler for each kind. Kinds without a handler yet are stored and end ``ignored``
 #: (``no action``): kept, visible in ``inbox list``, and re-processable once one exists.
 HANDLERS: dict[Kind, Handler] = {
-    Kind.REPLY: reply.handle,
+    Kind.COMPLAINT: complaint.handle,
+    Kind.BOUNCE: bounce.handle,
     Kind.UNSUBSCRIBE: unsubscribe.handle,
-    Kind.AUTO_REPLY: lambda ctx: Outcome(MessageState.IGNORED, "auto-reply"),
+    Kind.REPLY: reply.handle,
+    Kind.AUTO_REPLY: lambda ctx: Outcome(
+        MessageState.IGNORED,
+        "delivery report" if ctx.classification.why.startswith("delivery report")
+        else "auto-reply"),
 }
 
 

@@ -31,10 +31,15 @@ class Purpose(StrEnum):
     #: The token header on outbound mail: names a contact, for feedback loops that
     #: redact the recipient address.
     FEEDBACK = "feedback"
+    #: The account header on outbound mail: names the sending account, so a trusted
+    #: feedback loop's report can be matched by recipient address within that account.
+    ACCOUNT = "account"
 
 
 #: Header that carries the FEEDBACK token on mail sent to a contact.
 TOKEN_HEADER = "X-Feedback-Token"
+#: Header that carries the ACCOUNT token on mail an account sends.
+ACCOUNT_HEADER = "X-Feedback-Account"
 
 
 def _mac(secret: str, purpose: Purpose, object_id: int) -> str:

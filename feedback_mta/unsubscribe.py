@@ -1,24 +1,41 @@
-"""Mail to an ``unsubscribe+TOKEN`` box: the ``mailto:`` target of ``List-Unsubscribe``
-(RFC 2369 section 3.2). Whatever the subject or body says, the contact named by the token
-is opted out with reason ``unsubscribe``: a mail client sent it because the person asked.
+"""Unsubscribe requests -> the contact opted out with reason ``unsubscribe``.
+
+* Mail to an ``unsubscribe+TOKEN`` box: the ``mailto:`` target of ``List-Unsubscribe``
+  (RFC 2369 section 3.2). Whatever the subject or body says, the contact named by the
+  token is opted out: a mail client sent it because the person asked.
+* ``opt-out`` feedback reports (RFC 5965) and Apple Mail's unsubscribe mails that reached
+  another address: attributed like complaints (``attribution``); unattributed ones change
+  nothing.
 """
 
 from __future__ import annotations
 
+from feedback_mta import attribution
 from feedback_mta.actions import NotFound
 from feedback_mta.addresses import Box
+from feedback_mta.complaint import UNATTRIBUTED
 from feedback_mta.handler import HandlerContext, Outcome
 from feedback_mta.models import MessageState
 
 
 def handle(ctx: HandlerContext) -> Outcome:
     recipient = ctx.classification.recipient
-    if recipient is None or recipient.box is not Box.UNSUBSCRIBE or recipient.object_id is None:
+    if recipient is not None and recipient.box is Box.UNSUBSCRIBE:
+        try:
+            contact = ctx.actions.contact(recipient.object_id)
+        except NotFound:
+            return Outcome(MessageState.IGNORED, "unknown contact")
+        how = "envelope"
+    elif ctx.classification.report is not None:
+        found = attribution.resolve(ctx)
+        if found is None:
+            return UNATTRIBUTED
+        contact, how = found.contact, found.how
+    else:
         return Outcome(MessageState.IGNORED, "no token")
-    try:
-        contact = ctx.actions.contact(recipient.object_id)
-    except NotFound:
-        return Outcome(MessageState.IGNORED, "unknown contact")
+    report = ctx.classification.report
+    if report is not None and report.feedback_type:
+        ctx.actions.record_feedback(contact, report.feedback_type, report.format, how)
     if ctx.actions.opt_out(contact, "unsubscribe"):
         return Outcome(MessageState.PROCESSED, "opted out")
     return Outcome(MessageState.IGNORED, "already opted out")

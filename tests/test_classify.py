@@ -21,9 +21,9 @@ UNSUB = BOOK.address(Box.UNSUBSCRIBE, 3)
 # file, envelope sender, envelope recipient, kind, feedback type, reported recipients
 SAMPLES = [
     ("arf-rfc5965-abuse.eml", "", "fbl@fb.test", Kind.COMPLAINT, "abuse",
-     ("user@example.com", "user@example.com")),
-    ("arf-opt-out-lf.eml", "", "fbl@fb.test", Kind.COMPLAINT, "opt-out",
-     ("user@example.com", "user@example.com")),
+     ("user@example.com",)),
+    ("arf-opt-out-lf.eml", "", "fbl@fb.test", Kind.UNSUBSCRIBE, "opt-out",
+     ("user@example.com",)),
     ("dsn-postfix-hard.eml", "", BOUNCE, Kind.BOUNCE, None, ("gone.user@example.org",)),
     ("auto-reply-rfc3834.eml", "boss@dealer.test", REPLY, Kind.AUTO_REPLY, None, ()),
     ("out-of-office-subject.eml", "boss@dealer.test", REPLY, Kind.AUTO_REPLY, None, ()),

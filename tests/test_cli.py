@@ -127,10 +127,23 @@ def test_parse_prints_one_object_per_file():
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(r["kind"], r["feedback_type"]) for r in rows] == [
         ("complaint", "abuse"), ("bounce", None), ("unknown", None)]
-    assert rows[0]["recipients"] == ["user@example.com", "user@example.com"]
-    assert {"file", "kind", "feedback_type", "recipients", "intent"} <= rows[0].keys()
+    assert rows[0]["recipients"] == ["user@example.com"]
+    assert [r["hard_bounce"] for r in rows] == [None, True, None]
+    assert {"file", "kind", "feedback_type", "recipients", "hard_bounce", "intent", "token"
+            } <= rows[0].keys()
     missing = run(None, "parse", "/nonexistent.eml", "--json")
     assert missing.returncode == EXIT_FAILED and missing.stdout == ""
+
+
+def test_parse_gives_every_file_a_line_even_binary_junk(tmp_path):
+    junk = tmp_path / "junk.eml"
+    junk.write_bytes(bytes(range(256)) * 40)
+    auto = FIXTURES / "reports" / "ours-dsn-delivered.eml"
+    result = run(None, "parse", str(junk), str(auto), "--json")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["file"] for r in rows] == [str(junk), str(auto)]
+    assert rows[0]["kind"] == "unknown" and rows[1]["kind"] == "auto_reply"
 
 
 def _lines(result) -> list[dict]:

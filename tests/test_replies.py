@@ -212,7 +212,7 @@ def test_forged_authentication_results_from_elsewhere_do_not_count(setup):
 def test_auto_replies_never_act_and_are_never_answered(setup, extra, mail_from):
     st = setup
     done = deliver(st, reply(st, "SPAM", extra=extra), mail_from=mail_from)
-    assert (done["kind"], done["state"]) == ("auto-reply", "ignored")
+    assert (done["kind"], done["state"]) == ("auto_reply", "ignored")
     assert lead_row(st)["status"] == "active"
     assert st.server.count("mail.queued") == 0
 
@@ -220,7 +220,7 @@ def test_auto_replies_never_act_and_are_never_answered(setup, extra, mail_from):
 def test_out_of_office_subject_is_an_auto_reply(setup):
     st = setup
     done = deliver(st, reply(st, "SPAM", subject="Out of Office: Re: New lead"))
-    assert done["kind"] == "auto-reply"
+    assert done["kind"] == "auto_reply"
     assert lead_row(st)["status"] == "active"
 
 

@@ -1,0 +1,152 @@
+"""Bulk ``feedback-mta parse`` against Sisimai (Debian's ``libsisimai-perl``), the reference
+bounce/ARF parser, on the same files, each in one process.
+
+    python bench/parse_vs_sisimai.py [--copies 100] [--dir tests/fixtures/reports]
+
+Prints:
+
+* agreement with Sisimai on every fixture: the kind (complaint / bounce / auto_reply),
+  the recipients and hard/soft, file by file, and the files only one of us reads;
+* speed: the fixtures copied ``--copies`` times (each copy with its own Message-ID) into a
+  temporary maildir, parsed by ``python -m feedback_mta parse --json DIR`` and by one
+  ``perl -MSisimai`` process; wall time of each whole process (startup included) and the
+  ratio.
+
+Sisimai's reasons map to our kinds: ``feedback`` -> complaint, ``delivered`` and
+``vacation`` -> auto_reply, any other reason -> bounce; its ``softbounce`` 0/1 -> hard/soft.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SISIMAI = r"""
+use strict; use warnings; use Sisimai; use JSON::PP;
+my $v = Sisimai->make($ARGV[0], 'delivered' => 1, 'vacation' => 1) || [];
+my $n = 0;
+for my $e (@$v) {
+    $n++;
+    next unless $ARGV[1];
+    print JSON::PP->new->canonical->encode({file => $e->{'origin'},
+        recipient => lc($e->{'recipient'}->address), reason => $e->{'reason'},
+        softbounce => $e->{'softbounce'} + 0, feedbacktype => $e->{'feedbacktype'}}), "\n";
+}
+print STDERR "sisimai records: $n\n";
+"""
+
+
+def sisimai(path: Path, print_rows: bool) -> tuple[list[dict], float]:
+    started = time.perf_counter()
+    done = subprocess.run(["perl", "-e", SISIMAI, str(path), "1" if print_rows else ""],
+                          capture_output=True, check=True)
+    elapsed = time.perf_counter() - started
+    return [json.loads(line) for line in done.stdout.splitlines()], elapsed
+
+
+def ours(path: Path) -> tuple[list[dict], float]:
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "feedback_mta", "parse", "--json", str(path)],
+                          capture_output=True, check=True, cwd=ROOT)
+    elapsed = time.perf_counter() - started
+    return [json.loads(line) for line in done.stdout.splitlines()], elapsed
+
+
+def their_kind(reason: str) -> str:
+    return {"feedback": "complaint", "delivered": "auto_reply", "vacation": "auto_reply"}.get(
+        reason, "bounce")
+
+
+def agreement(fixtures: Path) -> None:
+    theirs_rows, _ = sisimai(fixtures, True)
+    ours_rows, _ = ours(fixtures)
+    theirs: dict[str, list[dict]] = defaultdict(list)
+    for row in theirs_rows:
+        theirs[Path(row["file"]).name].append(row)
+    kind_same = rcpt_same = hard_same = hard_total = both = 0
+    only_ours, only_theirs, differ = [], [], []
+    for row in ours_rows:
+        name = Path(row["file"]).name
+        mine_reads = row["kind"] in ("complaint", "bounce", "auto_reply")
+        if name not in theirs:
+            if mine_reads:
+                only_ours.append(f"{name} ({row['kind']})")
+            continue
+        if not mine_reads:
+            only_theirs.append(f"{name} ({theirs[name][0]['reason']})")
+            continue
+        both += 1
+        t = theirs[name]
+        t_kind = their_kind(t[0]["reason"])
+        kind_same += t_kind == row["kind"]
+        t_rcpts = {r["recipient"] for r in t if "libsisimai.org.invalid" not in r["recipient"]}
+        rcpt_same += t_rcpts == set(row["recipients"])
+        if row["kind"] == "bounce" and t_kind == "bounce":
+            hard_total += 1
+            t_hard = any(r["softbounce"] == 0 for r in t)
+            hard_same += t_hard == row["hard_bounce"]
+            if t_hard != row["hard_bounce"]:
+                differ.append(f"{name}: hard ours={row['hard_bounce']} sisimai={t_hard} "
+                              f"({'/'.join(sorted({r['reason'] for r in t}))})")
+        if t_rcpts != set(row["recipients"]):
+            differ.append(f"{name}: recipients ours={sorted(row['recipients'])} "
+                          f"sisimai={sorted(t_rcpts)}")
+    total = len(ours_rows)
+    print(f"agreement on {total} fixtures: both read {both}; kind {kind_same}/{both}, "
+          f"recipients {rcpt_same}/{both}, hard/soft {hard_same}/{hard_total}")
+    print(f"  read by us only ({len(only_ours)}): {', '.join(sorted(only_ours)) or '-'}")
+    print(f"  read by Sisimai only ({len(only_theirs)}): {', '.join(only_theirs) or '-'}")
+    for line in differ:
+        print(f"  differ: {line}")
+
+
+def speed(fixtures: Path, copies: int) -> None:
+    files = sorted(fixtures.glob("*.eml"))
+    with tempfile.TemporaryDirectory() as tmp:
+        maildir = Path(tmp) / "cur"
+        maildir.mkdir()
+        for i in range(copies):
+            for file in files:
+                raw = file.read_bytes()
+                shutil.copyfile(file, maildir / f"{i:05d}.{file.name}")
+                (maildir / f"{i:05d}.{file.name}").write_bytes(
+                    raw.replace(b"Message-ID: <", f"Message-ID: <copy{i}.".encode(), 1))
+        n = len(files) * copies
+        _, theirs_s = sisimai(maildir, False)
+        rows, ours_s = ours(maildir)
+        assert len(rows) == n, (len(rows), n)
+    print(f"speed on {n} files ({copies} copies of {len(files)} fixtures), one process each:")
+    print(f"  feedback-mta parse: {ours_s:.2f} s  ({n / ours_s:,.0f} files/s)")
+    print(f"  Sisimai {sisimai_version()}:  {theirs_s:.2f} s  ({n / theirs_s:,.0f} files/s)")
+    print(f"  ratio: feedback-mta is {theirs_s / ours_s:.2f}x Sisimai's speed")
+
+
+def sisimai_version() -> str:
+    done = subprocess.run(["perl", "-MSisimai", "-e", "print $Sisimai::VERSION"],
+                          capture_output=True, text=True)
+    return done.stdout.strip() or "?"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dir", type=Path, default=ROOT / "tests" / "fixtures" / "reports")
+    parser.add_argument("--copies", type=int, default=100)
+    args = parser.parse_args()
+    if shutil.which("perl") is None or subprocess.run(
+            ["perl", "-MSisimai", "-e", "1"], capture_output=True).returncode != 0:
+        sys.exit("Sisimai is not installed (apt-get install libsisimai-perl)")
+    agreement(args.dir)
+    speed(args.dir, args.copies)
+
+
+if __name__ == "__main__":
+    main()
