@@ -9,7 +9,7 @@ command for ``--help`` and shares ``classify_file``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import gc
 import json
 import os
 import sys
@@ -21,7 +21,7 @@ from feedback_mta import config as config_mod
 from feedback_mta.addresses import AddressBook
 from feedback_mta.attribution import candidates, first_token, verify
 from feedback_mta.classify import Kind, classify
-from feedback_mta.parse import envelope_from_headers, parse
+from feedback_mta.parse import parse
 from feedback_mta.reply_text import NOTIFICATION_MARKERS, read
 
 #: Columns of the table for people (``--json`` prints every field).
@@ -43,10 +43,8 @@ def classify_file(file: Path, book: AddressBook | None,
     message itself does wrong gives kind ``unknown`` and ``error`` instead."""
     raw = file.read_bytes()
     try:
-        parsed = parse(raw)
-        mail_from, rcpts = envelope_from_headers(parsed)
-        parsed = dataclasses.replace(parsed, mail_from=mail_from, rcpt_tos=rcpts)
-        result = classify(parsed, book.resolve_all(rcpts) if book else [])
+        parsed = parse(raw, guess_envelope=True)
+        result = classify(parsed, book.resolve_all(parsed.rcpt_tos) if book else [])
         wanted = read(parsed, markers) if result.kind is Kind.REPLY else None
         row = {"file": str(file), "kind": result.kind.value,
                "feedback_type": result.feedback_type, "recipients": list(result.recipients),
@@ -78,6 +76,16 @@ def run(files: Iterable[Path], config: Path | None, as_json: bool, out=None) -> 
     book, markers = settings(config)
     status = 0
     rows = []
+    # Parsing makes many short-lived objects and no reference cycles: the cyclic collector's
+    # passes over them find nothing and cost a few percent of a mailbox-wide run.
+    gc.disable()
+    try:
+        return _run(files, book, markers, as_json, out, rows, status)
+    finally:
+        gc.enable()
+
+
+def _run(files, book, markers, as_json, out, rows, status) -> int:
     for file in expand(files):
         try:
             row = classify_file(file, book, markers)

@@ -16,7 +16,6 @@ The order matters and is the one experience teaches:
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,11 +76,8 @@ def auto_reply_marker(msg: ParsedMessage) -> str | None:
 
 def classify(msg: ParsedMessage, recipients: Sequence[Recipient]) -> Classification:
     """The kind of ``msg``, given which of our boxes it was delivered to."""
-    return dataclasses.replace(_classify(msg, recipients), ours=tuple(recipients))
-
-
-def _classify(msg: ParsedMessage, recipients: Sequence[Recipient]) -> Classification:
     ours = recipients[0] if recipients else None
+    every = tuple(recipients)
     boxes = {r.box for r in recipients}
 
     report = formats.detect(msg)
@@ -90,19 +86,20 @@ def _classify(msg: ParsedMessage, recipients: Sequence[Recipient]) -> Classifica
         if report.kind is Kind.UNSUBSCRIBE and Box.UNSUBSCRIBE in boxes:
             target = next(r for r in recipients if r.box is Box.UNSUBSCRIBE)
         return Classification(report.kind, target, feedback_type=report.feedback_type,
-                              recipients=report.recipients, why=report.why, report=report)
+                              recipients=report.recipients, why=report.why, report=report,
+                              ours=every)
 
     if Box.UNSUBSCRIBE in boxes:
         unsub = next(r for r in recipients if r.box is Box.UNSUBSCRIBE)
-        return Classification(Kind.UNSUBSCRIBE, unsub, why="unsubscribe box")
+        return Classification(Kind.UNSUBSCRIBE, unsub, why="unsubscribe box", ours=every)
 
     marker = auto_reply_marker(msg)
     if marker:
-        return Classification(Kind.AUTO_REPLY, ours, why=marker)
+        return Classification(Kind.AUTO_REPLY, ours, why=marker, ours=every)
 
     if Box.REPLY in boxes:
         reply = next(r for r in recipients if r.box is Box.REPLY)
-        return Classification(Kind.REPLY, reply, why="reply box")
+        return Classification(Kind.REPLY, reply, why="reply box", ours=every)
     if msg.in_reply_to or msg.references:
-        return Classification(Kind.REPLY, ours, why="in-reply-to")
-    return Classification(Kind.UNKNOWN, ours, why="no marker")
+        return Classification(Kind.REPLY, ours, why="in-reply-to", ours=every)
+    return Classification(Kind.UNKNOWN, ours, why="no marker", ours=every)

@@ -118,8 +118,10 @@ def _stdlib_headers(message: Message) -> dict[str, tuple[str, ...]]:
     return {k: tuple(v) for k, v in headers.items()}
 
 
-def parse(raw: bytes, mail_from: str | None = None,
-          rcpt_tos: tuple[str, ...] = ()) -> ParsedMessage:
+def parse(raw: bytes, mail_from: str | None = None, rcpt_tos: tuple[str, ...] = (), *,
+          guess_envelope: bool = False) -> ParsedMessage:
+    """Parse ``raw``; with ``guess_envelope`` (a file, not an SMTP delivery) the envelope is
+    read from the headers (``envelope_from_headers``)."""
     try:
         message = email.message_from_bytes(raw, policy=email.policy.compat32)
     except Exception as exc:  # RecursionError on absurd nesting, ...
@@ -129,6 +131,8 @@ def parse(raw: bytes, mail_from: str | None = None,
     from_address = _addresses(from_values[:1])[:1] if from_values else ()
     from_address = from_address[0] if from_address else None
     message_id = _msgids(headers.get("message-id", ("",))[0])
+    if guess_envelope:
+        mail_from, rcpt_tos = _envelope(headers)
     return ParsedMessage(
         mail_from="" if mail_from == "<>" else mail_from,
         rcpt_tos=tuple(rcpt_tos),
@@ -195,11 +199,13 @@ def _stdlib_text(message: Message, html: bool = True) -> tuple[str, str]:
 def envelope_from_headers(parsed: ParsedMessage) -> tuple[str | None, tuple[str, ...]]:
     """Best guess at the envelope of a message read from a file (``feedback-mta parse``):
     Return-Path for the sender; Delivered-To / X-Original-To, else To and Cc, for recipients."""
-    return_path = parsed.header("return-path")
-    mail_from = None
-    if return_path is not None:
-        mail_from = return_path.strip().strip("<>").strip()
-    rcpts = [v for name in ("delivered-to", "x-original-to") for v in parsed.headers.get(name, ())]
+    return _envelope(parsed.headers)
+
+
+def _envelope(headers: Mapping[str, tuple[str, ...]]) -> tuple[str | None, tuple[str, ...]]:
+    return_path = headers.get("return-path")
+    mail_from = return_path[0].strip().strip("<>").strip() if return_path else None
+    rcpts = [v for name in ("delivered-to", "x-original-to") for v in headers.get(name, ())]
     if not rcpts:
-        rcpts = [v for name in ("to", "cc") for v in parsed.headers.get(name, ())]
+        rcpts = [v for name in ("to", "cc") for v in headers.get(name, ())]
     return mail_from, _addresses(rcpts)
