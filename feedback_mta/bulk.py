@@ -74,18 +74,21 @@ def run(files: Iterable[Path], config: Path | None, as_json: bool, out=None) -> 
     """Print one row per file; the exit code (1 when a file could not be read)."""
     out = out or sys.stdout
     book, markers = settings(config)
-    status = 0
-    rows = []
     # Parsing makes many short-lived objects and no reference cycles: the cyclic collector's
     # passes over them find nothing and cost a few percent of a mailbox-wide run.
     gc.disable()
     try:
-        return _run(files, book, markers, as_json, out, rows, status)
+        rows, status = _classify_all(files, book, markers, out if as_json else None)
     finally:
         gc.enable()
+    if not as_json:
+        _table(rows, out)
+    return status
 
 
-def _run(files, book, markers, as_json, out, rows, status) -> int:
+def _classify_all(files, book, markers, stream) -> tuple[list[dict[str, Any]], int]:
+    """Rows for every file; written to ``stream`` as JSON lines as they come, if given."""
+    rows, status = [], 0
     for file in expand(files):
         try:
             row = classify_file(file, book, markers)
@@ -93,19 +96,20 @@ def _run(files, book, markers, as_json, out, rows, status) -> int:
             status = 1
             print(f"feedback-mta: error: {file}: {exc.strerror or exc}", file=sys.stderr)
             continue
-        if as_json:
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        if stream is not None:
+            stream.write(json.dumps(row, ensure_ascii=False) + "\n")
         else:
             rows.append(row)
-    if not as_json:
-        cells = [["" if r.get(c) is None else str(r.get(c)) for c in COLUMNS] for r in rows]
-        widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(COLUMNS)]
-        print("  ".join(c.upper().ljust(w) for c, w in zip(COLUMNS, widths, strict=True))
-              .rstrip(), file=out)
-        for row in cells:
-            print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip(),
-                  file=out)
-    return status
+    return rows, status
+
+
+def _table(rows: list[dict[str, Any]], out) -> None:
+    cells = [["" if r.get(c) is None else str(r.get(c)) for c in COLUMNS] for r in rows]
+    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(COLUMNS)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(COLUMNS, widths, strict=True)).rstrip(),
+          file=out)
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip(), file=out)
 
 
 def main(argv: Sequence[str]) -> int:
