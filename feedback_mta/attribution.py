@@ -71,11 +71,10 @@ def candidates(classification: Classification) -> list[Candidate]:
 
 def first_token(classification: Classification) -> str | None:
     """The token ``parse`` reports: the first candidate's token part, unverified."""
-    for candidate in candidates(classification):
-        if not candidate.is_address:
-            return candidate.value
-        return candidate.value.split("@")[0].partition("+")[2]
-    return None
+    first = next(iter(candidates(classification)), None)
+    if first is None or not first.is_address:
+        return first.value if first else None
+    return first.value.split("@")[0].partition("+")[2]
 
 
 def verify(candidate: Candidate, book: AddressBook) -> int | None:

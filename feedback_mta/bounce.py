@@ -12,8 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from feedback_mta import attribution
-from feedback_mta.complaint import UNATTRIBUTED
-from feedback_mta.handler import HandlerContext, Outcome
+from feedback_mta.handler import UNATTRIBUTED, HandlerContext, Outcome
 from feedback_mta.models import MessageState, utcnow
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from feedback_mta import config as config_mod
+from feedback_mta import output
 from feedback_mta.addresses import AddressBook
 from feedback_mta.attribution import candidates, first_token, verify
 from feedback_mta.classify import Kind, classify
@@ -82,7 +83,7 @@ def run(files: Iterable[Path], config: Path | None, as_json: bool, out=None) -> 
     finally:
         gc.enable()
     if not as_json:
-        _table(rows, out)
+        output.table(rows, COLUMNS, out)
     return status
 
 
@@ -101,15 +102,6 @@ def _classify_all(files, book, markers, stream) -> tuple[list[dict[str, Any]], i
         else:
             rows.append(row)
     return rows, status
-
-
-def _table(rows: list[dict[str, Any]], out) -> None:
-    cells = [["" if r.get(c) is None else str(r.get(c)) for c in COLUMNS] for r in rows]
-    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(COLUMNS)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(COLUMNS, widths, strict=True)).rstrip(),
-          file=out)
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip(), file=out)
 
 
 def main(argv: Sequence[str]) -> int:

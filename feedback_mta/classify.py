@@ -33,16 +33,22 @@ class Classification:
     kind: Kind
     #: Our box the message was addressed to (the first one of ours among the recipients).
     recipient: Recipient | None = None
-    #: ARF Feedback-Type (``abuse``, ``opt-out``, ...), lower-case.
-    feedback_type: str | None = None
-    #: Addresses the report is about (Original-Rcpt-To, Final-Recipient), lower-case.
-    recipients: tuple[str, ...] = ()
     #: Why this kind (which marker decided), for logs and ``parse``.
     why: str = ""
     #: What the report format read, when one did.
     report: Report | None = None
     #: All our boxes among the envelope recipients (attribution looks at every one).
     ours: tuple[Recipient, ...] = ()
+
+    @property
+    def feedback_type(self) -> str | None:
+        """ARF Feedback-Type (``abuse``, ``opt-out``, ...), lower-case, of the report."""
+        return self.report.feedback_type if self.report is not None else None
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        """Addresses the report is about (Original-Rcpt-To, Final-Recipient), lower-case."""
+        return self.report.recipients if self.report is not None else ()
 
     @property
     def hard_bounce(self) -> bool | None:
@@ -85,9 +91,7 @@ def classify(msg: ParsedMessage, recipients: Sequence[Recipient]) -> Classificat
         target = ours
         if report.kind is Kind.UNSUBSCRIBE and Box.UNSUBSCRIBE in boxes:
             target = next(r for r in recipients if r.box is Box.UNSUBSCRIBE)
-        return Classification(report.kind, target, feedback_type=report.feedback_type,
-                              recipients=report.recipients, why=report.why, report=report,
-                              ours=every)
+        return Classification(report.kind, target, why=report.why, report=report, ours=every)
 
     if Box.UNSUBSCRIBE in boxes:
         unsub = next(r for r in recipients if r.box is Box.UNSUBSCRIBE)

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from feedback_mta import config as config_mod
-from feedback_mta import db, logs, tokens
+from feedback_mta import db, logs, output, tokens
 from feedback_mta.actions import (
     CLI,
     ActionError,
@@ -138,11 +138,7 @@ def _emit_rows(rows: Iterable[dict[str, Any]], columns: Sequence[str], as_json: 
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
         return
-    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
-    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    output.table(rows, columns)
 
 
 def _run(fn, *args, **kwargs):

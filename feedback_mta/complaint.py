@@ -16,10 +16,8 @@ from __future__ import annotations
 
 from feedback_mta import attribution
 from feedback_mta.formats.report import COMPLAINT_TYPES
-from feedback_mta.handler import HandlerContext, Outcome
+from feedback_mta.handler import UNATTRIBUTED, HandlerContext, Outcome
 from feedback_mta.models import MessageState
-
-UNATTRIBUTED = Outcome(MessageState.IGNORED, "unattributed")
 
 
 def handle(ctx: HandlerContext) -> Outcome:

@@ -25,6 +25,8 @@ class Outcome:
 
 
 NO_ACTION = Outcome(MessageState.IGNORED, "no action")
+#: A report no contact can be attributed to (``attribution``): kept, counted, no change.
+UNATTRIBUTED = Outcome(MessageState.IGNORED, "unattributed")
 
 
 @dataclass(frozen=True)

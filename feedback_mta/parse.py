@@ -40,8 +40,16 @@ class ParsedMessage:
     message: Message = field(compare=False, repr=False)
     #: The bytes as stored (cheap checks before decoding anything).
     raw: bytes = field(default=b"", compare=False, repr=False)
-    #: Decoded bodies and parser defects, filled on first use (see ``text``).
-    _lazy: dict = field(default_factory=dict, compare=False, repr=False)
+    #: What is computed once per message on first use (``memo``).
+    _memo: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def memo(self, key: str, compute):
+        """``compute()`` once per message (bodies, the MIME tree, a report's original)."""
+        try:
+            return self._memo[key]
+        except KeyError:
+            value = self._memo[key] = compute()
+            return value
 
     def header(self, name: str) -> str | None:
         values = self.headers.get(name.lower())
@@ -54,9 +62,8 @@ class ParsedMessage:
     @property
     def tree(self) -> tuple[tuple[str, Message], ...]:
         """(content type, part) of every MIME part, walked once (formats look often)."""
-        if "tree" not in self._lazy:
-            self._lazy["tree"] = tuple((p.get_content_type(), p) for p in self.message.walk())
-        return self._lazy["tree"]
+        return self.memo("tree", lambda: tuple((p.get_content_type(), p)
+                                               for p in self.message.walk()))
 
     def parts(self, *types: str) -> list[Message]:
         """Parts of these content types, in order, at any depth (never decoded: cheap)."""
@@ -72,36 +79,25 @@ class ParsedMessage:
         """The ``text/plain`` parts decoded by the standard library: enough for the markers
         report formats look for (a JSON body, a bounce's wording) at a fraction of
         mail-parser's cost; replies, where every charset detail matters, use ``text``."""
-        if "plain" not in self._lazy:
-            if "text" in self._lazy:
-                self._lazy["plain"] = self._lazy["text"]
-            else:
-                self._lazy["plain"] = _stdlib_text(self.message, html=False)[0]
-        return self._lazy["plain"]
+        if "bodies" in self._memo:
+            return self._memo["bodies"][0]
+        return self.memo("plain", lambda: _stdlib_text(self.message, html=False)[0])
 
     @property
     def html(self) -> str:
         return self._bodies()[1]
 
-    @property
-    def defects(self) -> tuple[str, ...]:
-        self._bodies()
-        return self._lazy["defects"]
-
     def _bodies(self) -> tuple[str, str]:
-        if "text" not in self._lazy:
-            defects = [type(d).__name__ for part in self.message.walk()
-                       for d in getattr(part, "defects", ())]
-            try:
-                import mailparser  # only when a body is read (replies): startup stays light
+        return self.memo("bodies", self._decode)
 
-                mp = mailparser.MailParser(self.message)
-                text, html = "\n".join(mp.text_plain), "\n".join(mp.text_html)
-            except Exception as exc:  # mail-parser is strict in places; the stdlib is not
-                defects.append(f"mail-parser: {type(exc).__name__}")
-                text, html = _stdlib_text(self.message)
-            self._lazy.update(text=text, html=html, defects=tuple(defects))
-        return self._lazy["text"], self._lazy["html"]
+    def _decode(self) -> tuple[str, str]:
+        try:
+            import mailparser  # only when a body is read (replies): startup stays light
+
+            mp = mailparser.MailParser(self.message)
+            return "\n".join(mp.text_plain), "\n".join(mp.text_html)
+        except Exception:  # mail-parser is strict in places; the stdlib is not
+            return _stdlib_text(self.message)
 
 
 def _msgids(value: str | None) -> tuple[str, ...]:
@@ -121,7 +117,8 @@ def _stdlib_headers(message: Message) -> dict[str, tuple[str, ...]]:
 def parse(raw: bytes, mail_from: str | None = None, rcpt_tos: tuple[str, ...] = (), *,
           guess_envelope: bool = False) -> ParsedMessage:
     """Parse ``raw``; with ``guess_envelope`` (a file, not an SMTP delivery) the envelope is
-    read from the headers (``envelope_from_headers``)."""
+    read from the headers: Return-Path for the sender; Delivered-To / X-Original-To, else
+    To and Cc, for the recipients."""
     try:
         message = email.message_from_bytes(raw, policy=email.policy.compat32)
     except Exception as exc:  # RecursionError on absurd nesting, ...
@@ -194,12 +191,6 @@ def _stdlib_text(message: Message, html: bool = True) -> tuple[str, str]:
             decoded = payload.decode("utf-8", "replace")
         (text if ctype == "text/plain" else html_parts).append(decoded)
     return "\n".join(text), "\n".join(html_parts)
-
-
-def envelope_from_headers(parsed: ParsedMessage) -> tuple[str | None, tuple[str, ...]]:
-    """Best guess at the envelope of a message read from a file (``feedback-mta parse``):
-    Return-Path for the sender; Delivered-To / X-Original-To, else To and Cc, for recipients."""
-    return _envelope(parsed.headers)
 
 
 def _envelope(headers: Mapping[str, tuple[str, ...]]) -> tuple[str | None, tuple[str, ...]]:

@@ -1,5 +1,10 @@
 """After the intake: parse -> classify -> the handler for that kind -> actions -> final state.
 
+``parse`` reads the stored bytes; ``classify`` asks the report ``formats`` (ARF, DSN, ...)
+and the box the mail reached; ``HANDLERS`` below sends each kind to its module (``complaint``,
+``bounce``, ``unsubscribe``, ``reply``), which finds its contact or lead (``attribution``,
+tokens) and changes it only through ``actions``.
+
 ``process_one`` takes one stored message from ``received`` to ``processed``, ``ignored`` or
 ``failed``, exactly once:
 
@@ -52,10 +57,10 @@ HANDLERS: dict[Kind, Handler] = {
     Kind.BOUNCE: bounce.handle,
     Kind.UNSUBSCRIBE: unsubscribe.handle,
     Kind.REPLY: reply.handle,
+    # A report format that says "auto_reply" read a delivery notice (DSN "delivered", SES).
     Kind.AUTO_REPLY: lambda ctx: Outcome(
         MessageState.IGNORED,
-        "delivery report" if ctx.classification.why.startswith("delivery report")
-        else "auto-reply"),
+        "delivery report" if ctx.classification.report is not None else "auto-reply"),
 }
 
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 from feedback_mta import attribution
 from feedback_mta.actions import NotFound
 from feedback_mta.addresses import Box
-from feedback_mta.complaint import UNATTRIBUTED
-from feedback_mta.handler import HandlerContext, Outcome
+from feedback_mta.handler import UNATTRIBUTED, HandlerContext, Outcome
 from feedback_mta.models import MessageState
 
 

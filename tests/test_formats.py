@@ -9,8 +9,6 @@ tokens for contact 7 under the test secret, so attribution can be checked offlin
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 from flufl.bounce import all_failures
 
@@ -18,7 +16,7 @@ from feedback_mta import attribution
 from feedback_mta.addresses import AddressBook
 from feedback_mta.classify import Kind, classify
 from feedback_mta.formats import REGISTRY, dsn
-from feedback_mta.parse import envelope_from_headers, parse
+from feedback_mta.parse import parse
 from tests.conftest import DOMAIN, FIXTURES, SECRET
 
 BOOK = AddressBook(DOMAIN, (SECRET,))
@@ -106,10 +104,8 @@ SAMPLES = [
 
 
 def read(file: str):
-    parsed = parse((REPORTS / file).read_bytes())
-    mail_from, rcpts = envelope_from_headers(parsed)
-    parsed = dataclasses.replace(parsed, mail_from=mail_from, rcpt_tos=rcpts)
-    return classify(parsed, BOOK.resolve_all(rcpts))
+    parsed = parse((REPORTS / file).read_bytes(), guess_envelope=True)
+    return classify(parsed, BOOK.resolve_all(parsed.rcpt_tos))
 
 
 @pytest.mark.parametrize(("file", "kind", "ftype", "recipients", "hard", "fmt", "token"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from feedback_mta.formats.report import Kind, Report, original, sender
+from feedback_mta.formats.report import Kind, Report, original
 from feedback_mta.parse import ParsedMessage
 
 _SUBJECT = re.compile(r"\[spamcop|abuse report|spam ?report|spam ?complaint|complaint about|"
@@ -22,7 +22,7 @@ _SENDER = re.compile(r"@(?:[\w-]+\.)*(?:spamcop\.net|abusix\.(?:org|com)|knujon\
 
 
 def detect(msg: ParsedMessage) -> Report | None:
-    from_ = sender(msg.message)
+    from_ = msg.from_address or ""
     if not (_SUBJECT.search(msg.subject or "") or _SENDER.search(from_)):
         return None
     returned = original(msg)

@@ -62,15 +62,15 @@ def hardness(status: str | None, diagnostic: str | None) -> tuple[bool, str]:
     text = unfold(diagnostic)
     if status and status.startswith("4"):
         return False, "temporary failure"
-    if _SOFT_TEXT.search(text) and not _HARD_TEXT.search(text):
-        return False, _SOFT_TEXT.search(text).group(0).lower()
+    soft, hard = _SOFT_TEXT.search(text), _HARD_TEXT.search(text)
+    if soft and not hard:
+        return False, soft.group(0).lower()
     if status in _HARD_STATUSES:
         return True, {"5.1.1": "user unknown", "5.1.2": "domain not found",
                       "5.1.3": "bad address syntax", "5.1.6": "has moved",
                       "5.1.10": "recipient not found", "5.4.4": "domain not found"}[status]
-    match = _HARD_TEXT.search(text)
-    if match and (status is None or status.startswith("5")):
-        return True, match.group(0).lower()
+    if hard and (status is None or status.startswith("5")):
+        return True, hard.group(0).lower()
     if status == "5.2.2" or (status or "").startswith("5.7"):
         return False, {"5.2.2": "mailbox full"}.get(status, "blocked")
     return False, "permanent failure" if (status or "").startswith("5") else "unknown"

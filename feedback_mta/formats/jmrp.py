@@ -8,17 +8,16 @@ Sisimai's ``Sisimai::ARF`` reads the same markers.
 
 from __future__ import annotations
 
-from feedback_mta.formats.report import Kind, Report, address_in, original, sender, unique
+from feedback_mta.formats.report import Kind, Report, address_in, original, unique
 from feedback_mta.parse import ParsedMessage
 
 RECIPIENT_HEADER = "X-HmXmrOriginalRecipient"
 
 
 def detect(msg: ParsedMessage) -> Report | None:
-    message = msg.message
     returned = original(msg)
     marked = returned is not None and returned.get(RECIPIENT_HEADER) is not None
-    from_microsoft = sender(message) in ("staff@hotmail.com", "staff@outlook.com")
+    from_microsoft = msg.from_address in ("staff@hotmail.com", "staff@outlook.com")
     if not marked and not (from_microsoft and "complaint about message"
                            in msg.subject.lower()):
         return None

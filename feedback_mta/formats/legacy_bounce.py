@@ -22,7 +22,6 @@ from feedback_mta.formats.report import (
     address_in,
     headers_only,
     original,
-    sender,
     unique,
 )
 from feedback_mta.parse import ParsedMessage
@@ -45,7 +44,7 @@ _COPY = re.compile(r"^[ \t>]*(?:-{2,}\s*)?(?:this is a copy of the message|below
 
 
 def looks_like_bounce(msg: ParsedMessage) -> bool:
-    return (msg.mail_from == "" or bool(_DAEMON.match(sender(msg.message)))
+    return (msg.mail_from == "" or bool(_DAEMON.match(msg.from_address or ""))
             or bool(_SUBJECT.search(msg.subject or ""))
             or msg.header("x-failed-recipients") is not None)
 

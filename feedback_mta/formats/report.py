@@ -111,9 +111,7 @@ def headers_only(text: str) -> Message:
 def original(msg: ParsedMessage) -> Message | None:
     """The returned original: a ``message/rfc822`` part, else a ``text/rfc822-headers`` part
     (RFC 6522; ``text/rfc822-header`` is a common misspelling). None when it was left out."""
-    if "original" not in msg._lazy:
-        msg._lazy["original"] = _original(msg)
-    return msg._lazy["original"]
+    return msg.memo("original", lambda: _original(msg))
 
 
 def _original(msg: ParsedMessage) -> Message | None:
@@ -134,7 +132,3 @@ def report_type(message: Message) -> str:
         return ""
     return str(message.get_param("report-type") or "").strip().lower()
 
-
-def sender(message: Message) -> str:
-    """The report's From address, lower-case ("" when none)."""
-    return address_in(message.get("From")) or ""
