@@ -11,6 +11,7 @@ nothing, so a message processed twice (or a scheduler run twice) changes nothing
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
@@ -36,8 +38,19 @@ from feedback_mta.models import (
     OutboundMessage,
     Role,
     SentCount,
+    SuspectNetwork,
+    Tag,
     User,
     utcnow,
+)
+from feedback_mta.quality import (
+    EXPIRED_REASON,
+    INVALID_REASON,
+    INVALID_TAG,
+    SUSPECTED_TAG,
+    SYSTEM_TAGS,
+    Engagement,
+    Level,
 )
 
 log = logs.get("feedback_mta.actions")
@@ -65,6 +78,7 @@ class Actor:
 
 CLI = Actor("cli", "cli")
 SYSTEM = Actor("system", "auto")
+SCHEDULER = Actor("scheduler", "auto")
 
 _EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"]+@[a-z0-9.-]+\.[a-z0-9-]+$")
 
@@ -189,7 +203,7 @@ class Actions:
         return user
 
     def add_contact(self, account_id: int, email: str, first: str = "",
-                    last: str = "") -> tuple[Contact, bool]:
+                    last: str = "", ip: str | None = None) -> tuple[Contact, bool]:
         """The account's contact with this address (created if new) and whether it was new."""
         self.account(account_id)
         email = normalize_email(email)
@@ -199,7 +213,7 @@ class Actions:
         if contact is not None:
             return contact, False
         contact = Contact(account_id=account_id, email=email, first_name=first.strip(),
-                          last_name=last.strip())
+                          last_name=last.strip(), source_ip=ip or None)
         self.session.add(contact)
         self.session.flush()
         self.record("contact.created", "contact", contact.id, account_id)
@@ -207,7 +221,7 @@ class Actions:
 
     def add_lead(self, book: AddressBook, account_id: int, email: str, first: str = "",
                  last: str = "", ip: str | None = None, comments: str = "") -> Lead:
-        contact, _ = self.add_contact(account_id, email, first, last)
+        contact, _ = self.add_contact(account_id, email, first, last, ip)
         lead = Lead(account_id=account_id, contact_id=contact.id, source_ip=ip or None,
                     comments=comments)
         self.session.add(lead)
@@ -226,6 +240,226 @@ class Actions:
         contact.opted_out_at = contact.updated_at = utcnow()
         self.session.add(contact)
         self.record("contact.opted_out", "contact", contact.id, contact.account_id, reason=reason)
+        return True
+
+    def opt_in(self, contact: Contact, reason: str) -> bool:
+        """Undo an opt-out the system made by mistake (``verify``); False when not opted out."""
+        if contact.status != ContactStatus.OPTED_OUT:
+            return False
+        previous = contact.opt_out_reason
+        contact.status = ContactStatus.ACTIVE
+        contact.opt_out_reason = contact.opted_out_at = None
+        contact.updated_at = utcnow()
+        self.session.add(contact)
+        self.record("contact.opted_in", "contact", contact.id, contact.account_id,
+                    reason=reason, previous_reason=previous)
+        return True
+
+    def delete_contact(self, contact: Contact) -> dict[str, int]:
+        """Delete the contact with its leads and tags (a person asked to be forgotten, or a
+        bot's contact an admin cleans up). Events about it stay: they hold no body."""
+        leads = self.session.exec(select(Lead).where(Lead.contact_id == contact.id)).all()
+        tags = self.session.exec(select(Tag).where(Tag.contact_id == contact.id)).all()
+        for row in (*tags, *leads):
+            self.session.delete(row)
+        self.session.flush()
+        self.session.delete(contact)
+        self.session.flush()
+        self.record("contact.deleted", "contact", contact.id, contact.account_id,
+                    leads=len(leads), tags=len(tags))
+        return {"leads": len(leads), "tags": len(tags)}
+
+    # -- tags and the quality check -----------------------------------------------------------
+    def tags(self, contact: Contact) -> list[str]:
+        return list(self.session.exec(select(Tag.name).where(Tag.contact_id == contact.id)
+                                      .order_by(Tag.name)).all())
+
+    def tag(self, contact: Contact, name: str) -> bool:
+        """Put a tag on the contact; False (and no event) when it is there."""
+        name = name.strip()
+        if not name:
+            raise Invalid("a tag needs a name")
+        exists = self.session.exec(select(Tag.id).where(Tag.contact_id == contact.id,
+                                                        Tag.name == name)).first()
+        if exists is not None:
+            return False
+        self.session.add(Tag(contact_id=contact.id, name=name, created_by=self.actor.name))
+        self.session.flush()
+        self.record("contact.tagged", "contact", contact.id, contact.account_id, tag=name)
+        return True
+
+    def untag(self, contact: Contact, name: str) -> bool:
+        """Take a tag off; False (and no event) when it was not there."""
+        row = self.session.exec(select(Tag).where(Tag.contact_id == contact.id,
+                                                  Tag.name == name)).first()
+        if row is None:
+            return False
+        self.session.delete(row)
+        self.session.flush()
+        self.record("contact.untagged", "contact", contact.id, contact.account_id, tag=name)
+        return True
+
+    def mark_invalid(self, contact: Contact, reasons: Iterable[str]) -> bool:
+        """Known bad: record why, tag it ``SYSTEM - Invalid Contact`` and opt it out
+        (``invalid_contact``). Sticky: nothing but ``verify`` undoes it. False when it was
+        invalid already."""
+        if contact.quality == Level.INVALID:
+            return False
+        reasons = list(reasons)
+        self._set_quality(contact, Level.INVALID, reasons)
+        contact.review_deadline = None
+        self.record("contact.invalid", "contact", contact.id, contact.account_id,
+                    reasons=reasons)
+        self.untag(contact, SUSPECTED_TAG)
+        self.tag(contact, INVALID_TAG)
+        self.opt_out(contact, INVALID_REASON)
+        return True
+
+    def mark_suspected(self, contact: Contact, reasons: Iterable[str],
+                       deadline: datetime) -> bool:
+        """Suspected: tag it ``SYSTEM - Suspected Invalid Contact`` with a review deadline.
+        A contact already suspected keeps its deadline (new reasons are added); an opted-out
+        or invalid one is left alone. False when nothing changed."""
+        if contact.status != ContactStatus.ACTIVE or contact.quality == Level.INVALID:
+            return False
+        reasons = list(reasons)
+        if contact.quality == Level.SUSPECTED and contact.review_deadline is not None:
+            known = json.loads(contact.quality_reasons or "[]")
+            new = [r for r in reasons if r not in known]
+            if not new:
+                return False
+            self._set_quality(contact, Level.SUSPECTED, known + new)
+            self.record("contact.suspected", "contact", contact.id, contact.account_id,
+                        reasons=new, review_deadline=str(contact.review_deadline))
+            return True
+        self._set_quality(contact, Level.SUSPECTED, reasons)
+        contact.review_deadline = deadline
+        contact.reminded_at = None
+        self.record("contact.suspected", "contact", contact.id, contact.account_id,
+                    reasons=reasons, review_deadline=deadline.isoformat())
+        self.tag(contact, SUSPECTED_TAG)
+        return True
+
+    def mark_checked(self, contact: Contact) -> None:
+        """The check found nothing: record that it ran (no event: nothing changed)."""
+        if contact.quality is None:
+            contact.quality = Level.OK
+            contact.quality_reasons = "[]"
+            self.session.add(contact)
+
+    def _set_quality(self, contact: Contact, level: Level, reasons: list[str]) -> None:
+        contact.quality = level
+        contact.quality_reasons = json.dumps(reasons, ensure_ascii=False)
+        contact.updated_at = utcnow()
+        self.session.add(contact)
+
+    def verify(self, contact: Contact) -> bool:
+        """An admin says this is a real person: take the system tags off, drop the deadline,
+        remember the reasons so they do not tag it again, and undo an opt-out the quality
+        check made. False when it was verified and untagged already."""
+        had_tags = [t for t in SYSTEM_TAGS if t in self.tags(contact)]
+        if contact.verified_at is not None and not had_tags and contact.review_deadline is None:
+            return False
+        reasons = json.loads(contact.quality_reasons or "[]")
+        seen = json.loads(contact.verified_reasons or "[]")
+        contact.verified_at = contact.updated_at = utcnow()
+        contact.verified_by = self.actor.name
+        contact.verified_reasons = json.dumps(seen + [r for r in reasons if r not in seen],
+                                              ensure_ascii=False)
+        contact.review_deadline = None
+        contact.quality = Level.OK
+        self.session.add(contact)
+        self.record("contact.verified", "contact", contact.id, contact.account_id,
+                    reasons=reasons)
+        for name in had_tags:
+            self.untag(contact, name)
+        if contact.opt_out_reason in (INVALID_REASON, EXPIRED_REASON):
+            self.opt_in(contact, "verified")
+        return True
+
+    def engage(self, contact: Contact, kind: Engagement) -> bool:
+        """Record a purchase, double opt-in, open or click. An engaged contact is never
+        called bad: a pending suspicion is cleared. False when this kind was known."""
+        kinds = set(contact.engagement.split())
+        if kind.value in kinds:
+            return False
+        contact.engagement = " ".join(sorted(kinds | {kind.value}))
+        contact.engaged_at = contact.engaged_at or utcnow()
+        contact.updated_at = utcnow()
+        cleared = contact.quality == Level.SUSPECTED
+        if cleared:
+            contact.quality = Level.OK
+            contact.review_deadline = None
+        self.session.add(contact)
+        self.record("contact.engaged", "contact", contact.id, contact.account_id,
+                    kind=kind.value, cleared_suspicion=cleared)
+        if cleared:
+            self.untag(contact, SUSPECTED_TAG)
+        return True
+
+    def expire_review(self, contact_id: int, now: datetime) -> bool:
+        """Opt out one suspected contact whose review deadline passed (reason
+        ``suspected_invalid``), if it still is one: active, tagged, not verified, not
+        engaged. One conditional UPDATE decides, so two schedulers (two nodes) racing for the
+        same contact opt it out once: the second finds nothing left to update."""
+        table = Contact.__table__
+        row = self.session.exec(select(Contact.account_id, Contact.review_deadline)
+                                .where(Contact.id == contact_id)).first()
+        if row is None:
+            return False
+        tagged = sa.exists().where(Tag.contact_id == table.c.id, Tag.name == SUSPECTED_TAG)
+        done = self.session.execute(
+            sa.update(table).where(
+                table.c.id == contact_id, table.c.review_deadline <= now,
+                table.c.status == ContactStatus.ACTIVE.value, table.c.verified_at.is_(None),
+                table.c.engaged_at.is_(None), tagged)
+            .values(status=ContactStatus.OPTED_OUT.value, opt_out_reason=EXPIRED_REASON,
+                    opted_out_at=now, updated_at=now, review_deadline=None)).rowcount
+        if done != 1:
+            return False
+        self.record("contact.opted_out", "contact", contact_id, row.account_id,
+                    reason=EXPIRED_REASON, review_deadline=str(row.review_deadline))
+        return True
+
+    def claim_reminders(self, contact_ids: Iterable[int], now: datetime) -> list[int]:
+        """Mark contacts as named in a digest; only those no other run named already."""
+        table = Contact.__table__
+        claimed = []
+        for contact_id in contact_ids:
+            if self.session.execute(sa.update(table).where(
+                    table.c.id == contact_id, table.c.reminded_at.is_(None),
+                    table.c.review_deadline.is_not(None)).values(reminded_at=now)).rowcount:
+                claimed.append(contact_id)
+        return claimed
+
+    # -- suspect networks ---------------------------------------------------------------------
+    def add_network(self, cidr: str, note: str = "") -> tuple[SuspectNetwork, bool]:
+        try:
+            cidr = str(ipaddress.ip_network(cidr.strip(), strict=False))
+        except ValueError:
+            raise Invalid(f"not a network such as 203.0.113.0/24: {cidr!r}") from None
+        row = self.session.exec(select(SuspectNetwork).where(SuspectNetwork.cidr == cidr)
+                                ).first()
+        if row is not None:
+            return row, False
+        row = SuspectNetwork(cidr=cidr, note=note, created_by=self.actor.name)
+        self.session.add(row)
+        self.session.flush()
+        self.record("network.added", "network", row.id, None, cidr=cidr, note=note)
+        return row, True
+
+    def remove_network(self, cidr: str) -> bool:
+        try:
+            cidr = str(ipaddress.ip_network(cidr.strip(), strict=False))
+        except ValueError:
+            raise Invalid(f"not a network such as 203.0.113.0/24: {cidr!r}") from None
+        row = self.session.exec(select(SuspectNetwork).where(SuspectNetwork.cidr == cidr)
+                                ).first()
+        if row is None:
+            return False
+        self.session.delete(row)
+        self.session.flush()
+        self.record("network.removed", "network", row.id, None, cidr=cidr)
         return True
 
     def record_feedback(self, contact: Contact, feedback_type: str, source: str,

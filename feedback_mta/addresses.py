@@ -21,15 +21,18 @@ class Box(StrEnum):
     FBL = "fbl"
     BOUNCE = "bounce"
     UNSUBSCRIBE = "unsubscribe"
+    #: Reply-To of a review digest; TOKEN names the account.
+    REVIEW = "review"
 
 
 _TOKEN_BOXES = {Box.REPLY: Purpose.REPLY, Box.BOUNCE: Purpose.BOUNCE,
-                Box.UNSUBSCRIBE: Purpose.UNSUBSCRIBE}
+                Box.UNSUBSCRIBE: Purpose.UNSUBSCRIBE, Box.REVIEW: Purpose.REVIEW}
 
 
 @dataclass(frozen=True)
 class Recipient:
-    """A recipient we own: which box, and the lead (reply) or contact (bounce, unsubscribe)."""
+    """A recipient we own: which box, and the lead (reply), contact (bounce, unsubscribe) or
+    account (review) it names."""
 
     address: str
     box: Box

@@ -87,7 +87,8 @@ def classify(msg: ParsedMessage, recipients: Sequence[Recipient]) -> Classificat
     boxes = {r.box for r in recipients}
 
     report = formats.detect(msg)
-    if report is not None and not (report.heuristic and Box.REPLY in boxes):
+    human = boxes & {Box.REPLY, Box.REVIEW}
+    if report is not None and not (report.heuristic and human):
         target = ours
         if report.kind is Kind.UNSUBSCRIBE and Box.UNSUBSCRIBE in boxes:
             target = next(r for r in recipients if r.box is Box.UNSUBSCRIBE)
@@ -101,9 +102,9 @@ def classify(msg: ParsedMessage, recipients: Sequence[Recipient]) -> Classificat
     if marker:
         return Classification(Kind.AUTO_REPLY, ours, why=marker, ours=every)
 
-    if Box.REPLY in boxes:
-        reply = next(r for r in recipients if r.box is Box.REPLY)
-        return Classification(Kind.REPLY, reply, why="reply box", ours=every)
+    if human:
+        reply = next(r for r in recipients if r.box in human)
+        return Classification(Kind.REPLY, reply, why=f"{reply.box.value} box", ours=every)
     if msg.in_reply_to or msg.references:
         return Classification(Kind.REPLY, ours, why="in-reply-to", ours=every)
     return Classification(Kind.UNKNOWN, ours, why="no marker", ours=every)

@@ -16,8 +16,11 @@ to stderr. Errors are one line on stderr. Exit codes:
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
+import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +32,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from feedback_mta import config as config_mod
-from feedback_mta import db, logs, output, tokens
+from feedback_mta import db, logs, output, quality, review, tokens
 from feedback_mta.actions import (
     CLI,
     ActionError,
@@ -50,8 +53,10 @@ from feedback_mta.models import (
     MessageState,
     Role,
     SentCount,
+    SuspectNetwork,
     Tag,
 )
+from feedback_mta.quality import Engagement
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_DATABASE = 1, 2, 3, 4
 
@@ -63,8 +68,12 @@ user_app = typer.Typer(help="Users who may write to us.", no_args_is_help=True)
 lead_app = typer.Typer(help="Leads (contact activities).", no_args_is_help=True)
 contact_app = typer.Typer(help="Contacts.", no_args_is_help=True)
 inbox_app = typer.Typer(help="Inbound messages.", no_args_is_help=True)
+network_app = typer.Typer(help="Suspect networks (form submissions from them are suspected).",
+                          no_args_is_help=True)
+quality_app = typer.Typer(help="The contact quality check, offline.", no_args_is_help=True)
 for _name, _sub in (("db", db_app), ("account", account_app), ("user", user_app),
-                    ("lead", lead_app), ("contact", contact_app), ("inbox", inbox_app)):
+                    ("lead", lead_app), ("contact", contact_app), ("inbox", inbox_app),
+                    ("network", network_app), ("quality", quality_app)):
     app.add_typer(_sub, name=_name)
 
 ConfigOpt = Annotated[Path | None, typer.Option(
@@ -294,7 +303,12 @@ def lead_add(
         book = AddressBook.from_config(cfg)
         with unit_of_work(_engine(cfg), CLI) as act:
             lead = act.add_lead(book, account, email, first, last, ip, comments)
-        _emit(_lead_dict(lead, book), as_json)
+            contact = act.contact(lead.contact_id)
+            verdict = review.screen(act, contact, review.policy(act.session, cfg),
+                                    cfg.review.period)
+        _emit({**_lead_dict(lead, book), "contact_status": contact.status,
+               "quality": verdict.level.value, "quality_reasons": list(verdict.reasons)},
+              as_json)
 
     _run(go)
 
@@ -395,15 +409,28 @@ def lead_export(
 
 # --- contacts ------------------------------------------------------------------------------
 
+def _contact_dict(session: Session, contact: Contact) -> dict[str, Any]:
+    tags = session.exec(select(Tag.name).where(Tag.contact_id == contact.id)
+                        .order_by(Tag.name)).all()
+    return {"id": contact.id, "account_id": contact.account_id, "email": contact.email,
+            "first_name": contact.first_name, "last_name": contact.last_name,
+            "status": contact.status, "opt_out_reason": contact.opt_out_reason,
+            "opted_out_at": contact.opted_out_at, "mailable": contact.mailable,
+            "tags": list(tags), "quality": contact.quality,
+            "quality_reasons": json.loads(contact.quality_reasons or "[]"),
+            "review_deadline": contact.review_deadline,
+            "verified": contact.verified_at is not None, "verified_at": contact.verified_at,
+            "engaged": contact.engaged_at is not None,
+            "engagement": contact.engagement.split(), "source_ip": contact.source_ip}
+
+
 @contact_app.command("show")
 def contact_show(contact_id: Annotated[int, typer.Argument(metavar="ID")],
                  config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Show one contact: status, opt-out reason, tags."""
+    """Show one contact: status, opt-out reason, tags, review deadline, bounces."""
     def go():
         with Session(db.reader(_engine(_load(config)))) as session:
             contact = Actions(session, CLI).contact(contact_id)
-            tags = session.exec(select(Tag.name).where(Tag.contact_id == contact_id)
-                                .order_by(Tag.name)).all()
             # The contact's activities as its inbox shows them: spam leads are left out.
             leads = session.exec(select(Lead.id).where(
                 Lead.contact_id == contact_id, Lead.status == LeadStatus.ACTIVE.value)
@@ -415,20 +442,173 @@ def contact_show(contact_id: Annotated[int, typer.Argument(metavar="ID")],
                                   "contact.complained")))
                 .group_by(Event.action)).all()
             counts = dict(events)
-            _emit({"id": contact.id, "account_id": contact.account_id, "email": contact.email,
-                   "first_name": contact.first_name, "last_name": contact.last_name,
-                   "status": contact.status, "opt_out_reason": contact.opt_out_reason,
-                   "opted_out_at": contact.opted_out_at,
-                   "mailable": contact.mailable,
+            _emit({**_contact_dict(session, contact),
                    "undeliverable_at": contact.undeliverable_at,
                    "undeliverable_reason": contact.undeliverable_reason,
                    "hard_bounces": counts.get("contact.hard_bounced", 0),
                    "soft_bounces": counts.get("contact.soft_bounced", 0),
                    "complaints": counts.get("contact.complained", 0),
-                   "tags": list(tags),
                    "leads": list(leads),
                    "created_at": contact.created_at, "updated_at": contact.updated_at},
                   as_json)
+
+    _run(go)
+
+
+@contact_app.command("add")
+def contact_add(
+    account: Annotated[int, typer.Option("--account", help="Account id.")],
+    email: Annotated[str, typer.Option("--email", help="The contact's address.")],
+    first: Annotated[str, typer.Option("--first", help="First name.")] = "",
+    last: Annotated[str, typer.Option("--last", help="Last name.")] = "",
+    ip: Annotated[str | None, typer.Option("--ip", help="Source IP of the form.")] = None,
+    config: ConfigOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Add a contact (checked as it arrives: known bad ones are opted out at once)."""
+    def go():
+        cfg = _load(config)
+        with unit_of_work(_engine(cfg), CLI) as act:
+            contact, created = act.add_contact(account, email, first, last, ip)
+            review.screen(act, contact, review.policy(act.session, cfg), cfg.review.period)
+            result = {**_contact_dict(act.session, contact), "created": created}
+        _emit(result, as_json)
+
+    _run(go)
+
+
+_IMPORT_FIELDS = ("email", "first", "last", "ip")
+
+
+def _import_rows(path: Path) -> Iterable[tuple[int, dict[str, str]]]:
+    """Rows of a CSV file (header: email,first,last,ip) or of JSON lines, numbered from 1."""
+    handle = sys.stdin if str(path) == "-" else path.open(encoding="utf-8-sig", newline="")
+    with handle:
+        first = handle.readline()
+        if first.lstrip().startswith("{"):
+            for n, line in enumerate([first, *handle], 1):
+                if line.strip():
+                    yield n, json.loads(line)
+            return
+        header = [h.strip().lower() for h in next(csv.reader([first]))]
+        for n, row in enumerate(csv.reader(handle), 2):
+            if any(cell.strip() for cell in row):
+                yield n, dict(zip(header, row, strict=False))
+
+
+@contact_app.command("import")
+def contact_import(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="CSV or JSON lines; - for stdin")],
+    account: Annotated[int, typer.Option("--account", help="Account id.")],
+    config: ConfigOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Import contacts (CSV with a header email,first,last,ip, or JSON lines with those
+    keys); each is checked as it arrives. Bad rows are reported and skipped."""
+    def go():
+        cfg = _load(config)
+        engine = _engine(cfg)
+        counts: Counter = Counter()
+        errors = []
+        with unit_of_work(engine, CLI) as act:
+            act.account(account)
+            pol = review.policy(act.session, cfg)
+            for n, row in _import_rows(file):
+                try:
+                    with act.session.begin_nested():
+                        contact, created = act.add_contact(
+                            account, str(row.get("email") or ""), str(row.get("first") or ""),
+                            str(row.get("last") or ""), row.get("ip") or None)
+                        verdict = review.screen(act, contact, pol, cfg.review.period)
+                except ActionError as exc:
+                    errors.append({"line": n, "error": str(exc)})
+                    continue
+                counts["created" if created else "existing"] += 1
+                counts[verdict.level.value] += 1
+        result = {"account_id": account, "created": counts["created"],
+                  "existing": counts["existing"], "ok": counts["ok"],
+                  "suspected": counts["suspected"], "invalid": counts["invalid"],
+                  "errors": errors}
+        _emit(result, as_json)
+
+    _run(go)
+
+
+@contact_app.command("list")
+def contact_list(
+    tag: Annotated[str | None, typer.Option("--tag", help="Only contacts with this tag.")
+                   ] = None,
+    account: Annotated[int | None, typer.Option("--account", help="Account id.")] = None,
+    status: Annotated[ContactStatus | None, typer.Option("--status")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1)] = 1000,
+    config: ConfigOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """List contacts, e.g. those to review: --tag "SYSTEM - Suspected Invalid Contact"."""
+    def go():
+        with Session(db.reader(_engine(_load(config)))) as session:
+            query = select(Contact)
+            if tag is not None:
+                query = query.where(Contact.id.in_(select(Tag.contact_id).where(Tag.name == tag)))
+            if account is not None:
+                query = query.where(Contact.account_id == account)
+            if status is not None:
+                query = query.where(Contact.status == status.value)
+            contacts = session.exec(query.order_by(Contact.id).limit(limit)).all()
+            rows = [_contact_dict(session, c) for c in contacts]
+        _emit_rows(rows, ("id", "account_id", "email", "first_name", "last_name", "status",
+                          "review_deadline", "quality_reasons"), as_json)
+
+    _run(go)
+
+
+def _change_contact(contact_id: int, by: str | None,
+                    change: Callable[[Actions, Contact], Any], config: Path | None,
+                    as_json: bool) -> None:
+    def go():
+        actor = Actor(f"cli:{by}" if by else CLI.name, "cli")
+        with unit_of_work(_engine(_load(config)), actor) as act:
+            contact = act.contact(contact_id)
+            changed = change(act, contact)
+            result = {**_contact_dict(act.session, contact), "changed": bool(changed)}
+        _emit(result, as_json)
+
+    _run(go)
+
+
+@contact_app.command("verify")
+def contact_verify(contact_id: Annotated[int, typer.Argument(metavar="ID")], by: ByOpt = None,
+                   config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """A real person: remove the SYSTEM tags and the deadline, undo the check's opt-out, and
+    do not tag it again for the same reasons."""
+    _change_contact(contact_id, by, Actions.verify, config, as_json)
+
+
+@contact_app.command("optout")
+def contact_optout(contact_id: Annotated[int, typer.Argument(metavar="ID")], by: ByOpt = None,
+                   reason: Annotated[str, typer.Option("--reason")] = "manual",
+                   config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Opt a contact out now (reason "manual" unless given)."""
+    _change_contact(contact_id, by, lambda act, c: act.opt_out(c, reason), config, as_json)
+
+
+@contact_app.command("engage")
+def contact_engage(
+    contact_id: Annotated[int, typer.Argument(metavar="ID")],
+    kind: Annotated[Engagement, typer.Option("--kind", help="What the contact did.")],
+    config: ConfigOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Record a purchase, double opt-in, open or click: the contact is never called bad, and
+    a pending suspicion is cleared."""
+    _change_contact(contact_id, None, lambda act, c: act.engage(c, kind), config, as_json)
+
+
+@contact_app.command("delete")
+def contact_delete(contact_id: Annotated[int, typer.Argument(metavar="ID")], by: ByOpt = None,
+                   config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Delete a contact with its leads and tags (the audit events stay)."""
+    def go():
+        actor = Actor(f"cli:{by}" if by else CLI.name, "cli")
+        with unit_of_work(_engine(_load(config)), actor) as act:
+            removed = act.delete_contact(act.contact(contact_id))
+        _emit({"id": contact_id, "deleted": True, **removed}, as_json)
 
     _run(go)
 
@@ -465,6 +645,119 @@ def contact_deliverable(contact_id: Annotated[int, typer.Argument(metavar="ID")]
         with unit_of_work(_engine(_load(config)), CLI) as act:
             changed = act.mark_deliverable(act.contact(contact_id))
         _emit({"id": contact_id, "mailable": True, "changed": changed}, as_json)
+
+    _run(go)
+
+
+# --- contact quality -----------------------------------------------------------------------
+
+@app.command("classify")
+def classify_contacts(
+    account: Annotated[int | None, typer.Option("--account", help="Only this account.")] = None,
+    config: ConfigOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Check every existing contact as if it arrived now: known bad ones are opted out and
+    tagged, suspected ones tagged with a review deadline. Prints a summary."""
+    def go():
+        cfg = _load(config)
+        engine = _engine(cfg)
+        if account is not None:
+            with Session(engine) as session:
+                Actions(session, CLI).account(account)
+        show = sys.stderr.isatty()
+        with Session(db.reader(engine)) as session:
+            query = select(sa.func.count()).select_from(Contact)
+            if account is not None:
+                query = query.where(Contact.account_id == account)
+            total = session.exec(query).one()
+        with typer.progressbar(length=total, label="classifying", file=sys.stderr,
+                               hidden=not show) as bar:
+            summary = review.classify_all(engine, cfg, account=account, actor=CLI,
+                                          progress=bar.update)
+        if as_json:
+            _emit(summary, True)
+            return
+        print(f"checked {summary['checked']}: {summary['ok']} ok, {summary['suspected']} "
+              f"suspected, {summary['invalid']} invalid ({summary['changed']} changed)")
+        for reason, n in summary["reasons"].items():
+            print(f"  {n:>8}  {reason}")
+
+    _run(go)
+
+
+@quality_app.command("check")
+def quality_check(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Read JSON lines ({"first", "last", "email", "ip"}) on stdin; print a verdict and its
+    reasons per line. Offline: no database (suspect networks from the config only, no
+    cross-account counts)."""
+    def go():
+        pol = quality.Policy()
+        if config is not None or os.environ.get(config_mod.ENV_CONFIG):
+            pol = quality.Policy.from_config(_load(config))
+        for n, line in enumerate(sys.stdin, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                if not isinstance(item, dict):
+                    raise ValueError("not an object")
+            except ValueError as exc:
+                _emit({"line": n, "error": f"not a JSON object: {exc}"}, as_json)
+                continue
+            ip = item.get("ip")
+            sub = quality.Submission(str(item.get("first") or ""), str(item.get("last") or ""),
+                                     str(item.get("email") or ""), (str(ip),) if ip else ())
+            verdict = quality.assess(sub, pol)
+            out = {"line": n, "verdict": verdict.level.value, "reasons": list(verdict.reasons)}
+            if as_json:
+                print(json.dumps(out, ensure_ascii=False), flush=True)
+            else:
+                print(f"{n:>6}  {verdict.level.value:<9}  {'; '.join(verdict.reasons)}",
+                      flush=True)
+
+    _run(go)
+
+
+@network_app.command("add")
+def network_add(cidr: Annotated[str, typer.Argument(metavar="CIDR")],
+                note: Annotated[str, typer.Option("--note")] = "",
+                config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Suspect form submissions from this network (checked as contacts arrive, and by
+    classify)."""
+    def go():
+        with unit_of_work(_engine(_load(config)), CLI) as act:
+            row, created = act.add_network(cidr, note)
+        _emit({"cidr": row.cidr, "note": row.note, "created": created}, as_json)
+
+    _run(go)
+
+
+@network_app.command("remove")
+def network_remove(cidr: Annotated[str, typer.Argument(metavar="CIDR")],
+                   config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Stop suspecting a network (contacts already tagged keep their tag and deadline)."""
+    def go():
+        with unit_of_work(_engine(_load(config)), CLI) as act:
+            removed = act.remove_network(cidr)
+        if not removed:
+            raise Failure(f"no suspect network {cidr}")
+        _emit({"cidr": cidr, "removed": True}, as_json)
+
+    _run(go)
+
+
+@network_app.command("list")
+def network_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Suspect networks: from the config and from ``network add``."""
+    def go():
+        cfg = _load(config)
+        with Session(db.reader(_engine(cfg))) as session:
+            rows = [{"cidr": r.cidr, "source": "database", "note": r.note,
+                     "created_at": r.created_at, "created_by": r.created_by}
+                    for r in session.exec(select(SuspectNetwork).order_by(SuspectNetwork.id))]
+        rows = [{"cidr": c, "source": "config", "note": "", "created_at": None,
+                 "created_by": None} for c in cfg.quality.suspect_networks] + rows
+        _emit_rows(rows, ("cidr", "source", "note", "created_at"), as_json)
 
     _run(go)
 

@@ -7,6 +7,7 @@ key, so ``feedback-mta check-config`` and ``serve`` fail loudly and precisely in
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -165,6 +166,30 @@ class FeedbackConfig:
 
 
 @dataclass(frozen=True)
+class QualityConfig:
+    #: Networks (CIDR) whose form submissions are suspected, besides ``feedback-mta network``.
+    suspect_networks: tuple[str, ...] = ()
+    #: The same address submitted under this many different names (in as many accounts)
+    #: is suspected everywhere.
+    cross_account_threshold: int = 3
+    #: Suspect disposable and syntactically invalid addresses (email-validator,
+    #: disposable-email-domains; offline, no DNS).
+    check_email: bool = True
+    #: Domains that are never called disposable (your own test domains, say).
+    allowed_domains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReviewConfig:
+    #: How long admins have to verify a suspected contact before it is opted out.
+    period: float = 7 * 86400.0
+    #: When, before the deadline, the digest goes to the account's contact admins.
+    remind_before: float = 86400.0
+    #: How often the scheduler looks for deadlines (also those added by other processes).
+    check_interval: float = 10.0
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "info"
     #: ``auto`` (JSON lines, or a console renderer on a TTY), ``json`` or ``console``.
@@ -180,6 +205,8 @@ class Config:
     replies: RepliesConfig = field(default_factory=RepliesConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     #: Where the config was read from (None: defaults only).
     path: Path | None = None
@@ -275,6 +302,16 @@ def _relay(v: Any) -> str:
     return v
 
 
+def _networks(v: Any) -> tuple[str, ...]:
+    out = []
+    for item in _strings(v):
+        try:
+            out.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+        except ValueError:
+            raise ValueError(f"not a network such as 203.0.113.0/24: {item!r}") from None
+    return tuple(out)
+
+
 def _markers(v: Any) -> tuple[str, ...]:
     return tuple(m.strip().lower() for m in _strings(v))
 
@@ -326,6 +363,17 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
         "trusted_reporters": lambda v: tuple(_domain(x) for x in _strings(v)),
         "soft_bounce_limit": _int(1, 1000),
         "soft_bounce_window": _positive_duration,
+    }),
+    "quality": (QualityConfig, {
+        "suspect_networks": _networks,
+        "cross_account_threshold": _int(2, 1000),
+        "check_email": _bool,
+        "allowed_domains": lambda v: tuple(_domain(x) for x in _strings(v)),
+    }),
+    "review": (ReviewConfig, {
+        "period": _positive_duration,
+        "remind_before": parse_duration,
+        "check_interval": _positive_duration,
     }),
     "logging": (LoggingConfig, {
         "level": _choice("debug", "info", "warning", "error"),

@@ -11,6 +11,8 @@ never by ``create_all`` at run time.
 
 from __future__ import annotations
 
+import zlib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -127,3 +129,19 @@ def check_schema(engine: Engine) -> None:
         state = "empty" if current is None else f"at revision {current}"
         raise SchemaError(
             f"database schema is {state}, the code needs {head}: run `feedback-mta db upgrade`")
+
+
+def try_lock(conn, name: str) -> bool:
+    """Take a PostgreSQL advisory lock named ``name`` for the rest of this transaction, if
+    no other node holds it (scheduled work then runs on one node at a time). SQLite has one
+    writer at a time anyway: always True there."""
+    if conn.dialect.name != "postgresql":
+        return True
+    key = zlib.crc32(name.encode()) - 2**31  # a stable signed 32-bit key per name
+    return bool(conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key})
+                .scalar())
+
+
+def aware(value: datetime) -> datetime:
+    """A stored timestamp as an aware UTC datetime (SQLite gives them back naive)."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

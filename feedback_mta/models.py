@@ -81,6 +81,8 @@ class Contact(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("account_id", "email", name="uq_contact_account_email"),
         Index("ix_contact_email", "email"),
+        # The scheduler's "whose review deadline has passed?" and the digest's lookup.
+        Index("ix_contact_review_deadline", "review_deadline"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -96,12 +98,46 @@ class Contact(SQLModel, table=True):
     #: whatever its opt-in status. ``undeliverable_reason`` says why (``5.1.1 user unknown``).
     undeliverable_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     undeliverable_reason: str | None = Field(default=None, sa_column=Column(Text))
+    #: Source IP of the form that created it (``contact add --ip``; leads keep their own).
+    source_ip: str | None = Field(default=None, sa_column=Column(Text))
+    #: What the quality check said (``quality``): ok | suspected | invalid, and why (JSON list).
+    quality: str | None = Field(default=None, sa_column=Column(Text))
+    quality_reasons: str | None = Field(default=None, sa_column=Column(Text))
+    #: Set while the contact is tagged suspected: when it is opted out unless verified.
+    review_deadline: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    #: When its account's admins were sent the review digest naming it (once per deadline).
+    reminded_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    #: An admin said it is a real person; the reasons it was tagged for then (JSON list) do
+    #: not tag it again.
+    verified_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    verified_by: str | None = Field(default=None, sa_column=Column(Text))
+    verified_reasons: str | None = Field(default=None, sa_column=Column(Text))
+    #: First purchase, double opt-in, open or click: an engaged contact is never called bad.
+    engaged_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    #: Space-separated kinds of engagement seen (``purchase click``).
+    engagement: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
     @property
     def mailable(self) -> bool:
         return self.status == ContactStatus.ACTIVE and self.undeliverable_at is None
+
+
+class SuspectNetwork(SQLModel, table=True):
+    """A network whose form submissions are suspected (``feedback-mta network add``), on top
+    of ``[quality] suspect_networks`` in the config."""
+
+    __tablename__ = "suspect_network"
+    __table_args__ = (UniqueConstraint("cidr", name="uq_suspect_network_cidr"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: Normalized CIDR (``203.0.113.0/24``, ``2001:db8::/32``).
+    cidr: str = Field(sa_column=Column(Text, nullable=False))
+    note: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    created_by: str = Field(default="cli",
+                            sa_column=Column(Text, nullable=False, server_default="cli"))
 
 
 class SentCount(SQLModel, table=True):

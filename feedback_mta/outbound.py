@@ -48,8 +48,9 @@ TEXTS = {
 
 def compose(purpose: str, *, lead_id: int, to: str, reply_address: str, from_name: str,
             domain: str, subject: str, in_reply_to: str | None,
-            references: tuple[str, ...] = ()) -> bytes:
-    """The acknowledgement as bytes, ready for the relay. Pure."""
+            references: tuple[str, ...] = (), text: str | None = None) -> bytes:
+    """The acknowledgement as bytes, ready for the relay (``text`` instead of the purpose's
+    standard one, for answers that list what was done). Pure."""
     msg = EmailMessage()
     msg["From"] = formataddr((from_name, reply_address))
     msg["To"] = to
@@ -63,7 +64,7 @@ def compose(purpose: str, *, lead_id: int, to: str, reply_address: str, from_nam
     msg["Auto-Submitted"] = "auto-replied"
     msg["X-Auto-Response-Suppress"] = "All"
     msg["Precedence"] = "auto_reply"
-    msg.set_content(TEXTS[purpose].format(lead=lead_id, sender=to) + "\n")
+    msg.set_content((text or TEXTS[purpose].format(lead=lead_id, sender=to)) + "\n")
     return bytes(msg)
 
 

@@ -12,6 +12,10 @@
 4. **Act** through ``actions`` (``lead.flagged_spam`` / ``lead.restored``), and queue a short
    acknowledgement when a relay is configured. A user of the account who lacks the role gets
    a helpful answer; strangers and DMARC failures get none (that would be backscatter).
+
+A reply to a review digest (``review+TOKEN``, the token names the account) goes to
+``handle_review``: each ``KEEP <id>`` / ``NOT SPAM <id>`` line verifies that contact of the
+account, under the same sender rules.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from feedback_mta import authres, outbound
 from feedback_mta.actions import NotFound
 from feedback_mta.addresses import Box
 from feedback_mta.handler import HandlerContext, Outcome
-from feedback_mta.models import Lead, MessageState, Role
-from feedback_mta.reply_text import Intent, read
+from feedback_mta.models import Contact, Lead, MessageState, Role
+from feedback_mta.reply_text import Intent, keep_ids, new_text, read
+from feedback_mta.review import DIGEST_MARKERS
 
 NOT_CONTACT_ADMIN = "not a contact admin"
 
@@ -37,8 +42,8 @@ def find_lead(ctx: HandlerContext) -> Lead | None:
     return ctx.actions.lead_by_notification([*parsed.in_reply_to, *reversed(parsed.references)])
 
 
-def refusal(ctx: HandlerContext, lead: Lead) -> str | None:
-    """Why this sender may not change this lead, or None when they may."""
+def refusal(ctx: HandlerContext, account_id: int) -> str | None:
+    """Why this sender may not change this account's leads and contacts, or None."""
     parsed = ctx.parsed
     sender = parsed.from_address
     if not sender:
@@ -51,20 +56,23 @@ def refusal(ctx: HandlerContext, lead: Lead) -> str | None:
             return "no DMARC result from a trusted server"
         if verdict == "fail":
             return "DMARC fail"
-    user = ctx.actions.user(lead.account_id, sender)
+    user = ctx.actions.user(account_id, sender)
     if user is None:
         return "not a user of the account"
     if Role.CONTACT_ADMIN not in user.role_set:
         return NOT_CONTACT_ADMIN
     envelope = (parsed.mail_from or "").lower()
     if envelope and envelope != sender:
-        other = ctx.actions.user(lead.account_id, envelope)
+        other = ctx.actions.user(account_id, envelope)
         if other is None or Role.CONTACT_ADMIN not in other.role_set:
             return "envelope sender is not a contact admin"
     return None
 
 
 def handle(ctx: HandlerContext) -> Outcome:
+    recipient = ctx.classification.recipient
+    if recipient is not None and recipient.box is Box.REVIEW:
+        return handle_review(ctx)
     parsed = ctx.parsed
     lead = find_lead(ctx)
     if lead is None:
@@ -72,7 +80,7 @@ def handle(ctx: HandlerContext) -> Outcome:
     wanted = read(parsed, ctx.settings.markers)
     if wanted is None:
         return Outcome(MessageState.IGNORED, "no command")
-    why = refusal(ctx, lead)
+    why = refusal(ctx, lead.account_id)
     if why is not None:
         ctx.actions.refuse(why, lead, intent=wanted.value, sender=parsed.from_address,
                            envelope_sender=parsed.mail_from)
@@ -88,6 +96,43 @@ def handle(ctx: HandlerContext) -> Outcome:
     _acknowledge(ctx, lead, "ack.restored" if changed else "ack.not_spam")
     return Outcome(MessageState.PROCESSED, "restored") if changed else Outcome(
         MessageState.IGNORED, "not spam")
+
+
+def handle_review(ctx: HandlerContext) -> Outcome:
+    """``KEEP <id>`` lines in a reply to a review digest: verify those contacts."""
+    parsed = ctx.parsed
+    account_id = ctx.classification.recipient.object_id
+    ids = keep_ids(new_text(parsed.text, parsed.html, (*ctx.settings.markers, *DIGEST_MARKERS)))
+    if not ids:
+        return Outcome(MessageState.IGNORED, "no command")
+    why = refusal(ctx, account_id)
+    if why is not None:
+        ctx.actions.record("review.refused", "account", account_id, account_id, reason=why,
+                           sender=parsed.from_address, contacts=ids)
+        return Outcome(MessageState.IGNORED, f"refused: {why}")
+    kept, unknown = [], []
+    for contact_id in ids:
+        contact = ctx.actions.session.get(Contact, contact_id)
+        if contact is None or contact.account_id != account_id:
+            unknown.append(contact_id)  # never another account's contact
+            continue
+        ctx.actions.verify(contact)
+        kept.append(contact_id)
+    if ctx.settings.acknowledge and parsed.mail_from and parsed.from_address:
+        text = (f"Kept: {', '.join(f'#{i}' for i in kept) or 'none'}. They will not be "
+                "opted out.")
+        if unknown:
+            text += f" Not contacts of this account: {', '.join(f'#{i}' for i in unknown)}."
+        raw = outbound.compose(
+            "ack.kept", lead_id=0, to=parsed.from_address,
+            reply_address=ctx.book.address(Box.REVIEW, account_id),
+            from_name=ctx.settings.from_name, domain=ctx.book.domain,
+            subject=parsed.subject or "Review", in_reply_to=parsed.message_id,
+            references=parsed.references, text=text)
+        ctx.actions.queue_mail("ack.kept", parsed.from_address, raw)
+    if not kept:
+        return Outcome(MessageState.IGNORED, "no contact of the account")
+    return Outcome(MessageState.PROCESSED, f"kept {len(kept)}")
 
 
 def _acknowledge(ctx: HandlerContext, lead: Lead, purpose: str) -> None:

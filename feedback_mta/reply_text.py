@@ -372,3 +372,21 @@ def intent(text: str, subject: str = "") -> Intent | None:
     if lines:
         return command(lines[0])
     return command(_SUBJECT_PREFIX.sub("", subject or ""))
+
+
+_KEEP = re.compile(r"^[^\w>]*(?:keep|not\s*-?\s*spam)\b[\s:#.-]*"
+                   r"(#?\d+(?:[\s,;&#]+(?:and\s+)?#?\d+)*)\s*[.!]?\s*$", re.IGNORECASE)
+
+
+def keep_ids(text: str) -> list[int]:
+    """Contact ids from ``KEEP <id>`` / ``NOT SPAM <id>`` lines of a reply's new text
+    (``KEEP 12``, ``keep #12, #15``, ``Not spam: 12 and 15``), in order, once each. A line
+    with anything else on it is not a command, so prose that happens to say "keep" is not."""
+    ids: list[int] = []
+    for line in _clean(text):
+        match = _KEEP.match(line.strip())
+        if match:
+            for number in re.findall(r"\d+", match.group(1)):
+                if int(number) not in ids and len(number) <= 18:
+                    ids.append(int(number))
+    return ids

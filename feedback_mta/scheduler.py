@@ -2,16 +2,23 @@
 
 Jobs: ``inbox.sweep`` queues stored messages still ``received`` (left by a crash, by another
 node, or put back by ``inbox retry``); ``outbox.flush`` queues outbound mail that is due
-(retries after a relay failure). Jobs coalesce and never overlap, so a slow run is not
-stacked on top of itself.
+(retries after a relay failure); ``review.check`` opts out suspected contacts whose review
+deadline passed, sends the review digests that are due, and schedules ``review.deadline``
+to the second of the next deadline when it comes before the next check. Jobs coalesce and
+never overlap, so a slow run is not stacked on top of itself.
 """
 
 from __future__ import annotations
 
-from apscheduler.schedulers.background import BackgroundScheduler
+from datetime import timedelta
 
-from feedback_mta import logs
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.engine import Engine
+
+from feedback_mta import logs, review
+from feedback_mta.addresses import AddressBook
 from feedback_mta.config import Config
+from feedback_mta.models import utcnow
 from feedback_mta.outbound import Outbox
 from feedback_mta.process import Processor
 
@@ -32,7 +39,28 @@ def flush(outbox: Outbox) -> int:
     return queued
 
 
-def start(config: Config, processor: Processor, outbox: Outbox | None = None
+def expire(engine: Engine) -> int:
+    return review.expire_due(engine)
+
+
+def check_reviews(scheduler: BackgroundScheduler, engine: Engine, config: Config,
+                  book: AddressBook, outbox: Outbox | None) -> None:
+    """Expire what is due, send due digests, and time the next deadline to the second."""
+    review.expire_due(engine)
+    if outbox is not None and outbox.enabled:
+        mail = review.remind_due(engine, config, book)
+        if mail:
+            log.info("scheduler.review_reminders", queued=len(mail))
+            outbox.submit(mail)
+    upcoming = review.next_deadline(engine)
+    if upcoming is not None and upcoming < utcnow() + timedelta(
+            seconds=config.review.check_interval):
+        scheduler.add_job(expire, "date", args=[engine], id="review.deadline",
+                          run_date=upcoming, replace_existing=True, misfire_grace_time=None)
+
+
+def start(config: Config, processor: Processor, outbox: Outbox | None = None,
+          engine: Engine | None = None, book: AddressBook | None = None
           ) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
@@ -43,5 +71,9 @@ def start(config: Config, processor: Processor, outbox: Outbox | None = None
     if outbox is not None and outbox.enabled:
         scheduler.add_job(flush, "interval", args=[outbox], id="outbox.flush",
                           seconds=config.outbound.retry_interval)
+    if engine is not None and book is not None:
+        scheduler.add_job(check_reviews, "interval", args=[scheduler, engine, config, book, outbox],
+                          id="review.check", seconds=config.review.check_interval,
+                          next_run_time=utcnow())
     scheduler.start()
     return scheduler

@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 
-from feedback_mta import db, logs, scheduler
+from feedback_mta import db, logs, review, scheduler
 from feedback_mta.addresses import AddressBook
 from feedback_mta.config import EXAMPLE_SECRET, Config
 from feedback_mta.handler import Settings
@@ -50,7 +50,9 @@ async def run(config: Config, *, ready_fd: int | None = None) -> None:
     intake.start()
     recovered = processor.sweep()
     outbox.flush()
-    jobs = scheduler.start(config, processor, outbox)
+    # Deadlines that passed while no server ran are kept now, before we listen.
+    caught_up = await asyncio.to_thread(review.expire_due, engine)
+    jobs = scheduler.start(config, processor, outbox, engine, book)
 
     sessions = Sessions(config.smtp.max_sessions)
     handler = FeedbackHandler(config, book, intake)
@@ -61,7 +63,7 @@ async def run(config: Config, *, ready_fd: int | None = None) -> None:
     bound = server.sockets[0].getsockname()
     log.info("server.started", host=bound[0], port=bound[1],
              protocol="lmtp" if config.smtp.lmtp else "smtp", domain=config.smtp.domain,
-             recovered=recovered, pid=os.getpid())
+             recovered=recovered, reviews_caught_up=caught_up, pid=os.getpid())
     if ready_fd is not None:
         os.write(ready_fd, f"{bound[1]}\n".encode())
     _notify_systemd("READY=1")

@@ -34,6 +34,8 @@ class Purpose(StrEnum):
     #: The account header on outbound mail: names the sending account, so a trusted
     #: feedback loop's report can be matched by recipient address within that account.
     ACCOUNT = "account"
+    #: ``review+TOKEN``: names an account (Reply-To of its review digest).
+    REVIEW = "review"
 
 
 #: Header that carries the FEEDBACK token on mail sent to a contact.
