@@ -285,6 +285,18 @@ def _secret(v: Any) -> str:
     return v
 
 
+def _domain_suffixes(v: Any) -> tuple[str, ...]:
+    """Domains or bare suffixes (``example.com``, ``test``): a domain and its subdomains."""
+    out = []
+    for item in _strings(v):
+        item = item.strip().lower().strip(".")
+        if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*",
+                            item):
+            raise ValueError(f"expected a domain such as example.com, got {item!r}")
+        out.append(item)
+    return tuple(out)
+
+
 def _local_parts(v: Any) -> tuple[str, ...]:
     parts = _strings(v)
     for part in parts:
@@ -368,7 +380,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
         "suspect_networks": _networks,
         "cross_account_threshold": _int(2, 1000),
         "check_email": _bool,
-        "allowed_domains": lambda v: tuple(_domain(x) for x in _strings(v)),
+        "allowed_domains": _domain_suffixes,
     }),
     "review": (ReviewConfig, {
         "period": _positive_duration,

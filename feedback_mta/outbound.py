@@ -16,6 +16,7 @@ reach the reply handler with a command.
 from __future__ import annotations
 
 import queue
+import re
 import smtplib
 import threading
 from datetime import timedelta
@@ -54,6 +55,7 @@ def compose(purpose: str, *, lead_id: int, to: str, reply_address: str, from_nam
     msg = EmailMessage()
     msg["From"] = formataddr((from_name, reply_address))
     msg["To"] = to
+    subject = " ".join(subject.split())  # never a line break in a header we write
     msg["Subject"] = subject if subject.lower().startswith("re:") else f"Re: {subject}".strip()
     msg["Date"] = format_datetime(utcnow())
     msg["Message-ID"] = make_msgid("ack", domain=domain)
@@ -72,7 +74,13 @@ class _Permanent(Exception):
     pass
 
 
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
 def _send(cfg: OutboundConfig, mail_from: str, rcpt_to: str, raw: bytes) -> None:
+    # smtplib sends bytes as they are: bare LF line ends (what bytes(EmailMessage) gives) make
+    # the whole mail one "line" to a strict server, refused as too long past 1,000 bytes.
+    raw = _BARE_LF.sub(b"\r\n", raw)
     address = cfg.relay_address
     if address is None:
         raise RuntimeError("no [outbound] relay configured")

@@ -134,7 +134,8 @@ def parse(raw: bytes, mail_from: str | None = None, rcpt_tos: tuple[str, ...] = 
         mail_from="" if mail_from == "<>" else mail_from,
         rcpt_tos=tuple(rcpt_tos),
         headers=headers,
-        subject=_decoded(headers.get("subject", ("",))[0]),
+        # Unfolded (RFC 5322 2.2.3): a folded Subject is one line of text, and answers copy it.
+        subject=" ".join(_decoded(headers.get("subject", ("",))[0]).split()),
         from_address=from_address,
         message_id=message_id[0] if message_id else None,
         in_reply_to=_msgids(headers.get("in-reply-to", ("",))[0]),

@@ -26,6 +26,11 @@ def _queue(engine, n: int = 1) -> list[int]:
         return [act.queue_mail("ack.flagged", "boss@dealer.test", raw).id for _ in range(n)]
 
 
+def _queue_raw(engine, raw: bytes) -> int:
+    with unit_of_work(engine, CLI) as act:
+        return act.queue_mail("ack.flagged", "boss@dealer.test", raw).id
+
+
 def _row(engine, mail_id):
     with engine.connect() as conn:
         return conn.execute(sa.select(T).where(T.c.id == mail_id)).one()
@@ -112,3 +117,26 @@ def test_authentication_results_parsing():
                          ["mx.fb.test"], "dealer.test") == "pass"
     assert authres.parse("") is None
     assert authres.parse(";;;===") is None  # no authserv-id: ignored, never raises
+
+
+def test_folded_subjects_and_bare_line_feeds_never_break_an_answer(engine):
+    """A reply's folded Subject (a digest's long one, say) is copied onto the answer as one
+    line; and what we send has CRLF line ends, so a strict relay takes mail over 1,000 bytes."""
+    from feedback_mta.parse import parse
+
+    parsed = parse(b"From: a@dealer.test\r\nSubject: Re: a long subject\r\n that was folded\r\n"
+                   b"\r\nSPAM\r\n", "a@dealer.test", ["x@fb.test"])
+    assert parsed.subject == "Re: a long subject that was folded"
+    raw = outbound.compose("ack.flagged", lead_id=1, to="a@dealer.test",
+                           reply_address="reply+1-x@fb.test", from_name="F", domain="fb.test",
+                           subject="Re: folded\r\n subject", in_reply_to=None,
+                           text="x" * 70 + "\n" + "y\n" * 600)
+    assert b"Subject: Re: folded subject\n" in raw
+    relay = Relay().start()
+    try:
+        mail_id = _queue_raw(engine, raw)
+        cfg = OutboundConfig(relay=f"127.0.0.1:{relay.port}")
+        assert outbound.deliver_one(engine, cfg, mail_id) == "sent"
+        assert b"\r\ny\r\ny\r\n" in relay.wait(1)[0][2]
+    finally:
+        relay.stop()
