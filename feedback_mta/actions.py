@@ -433,13 +433,17 @@ class Actions:
         return claimed
 
     # -- suspect networks ---------------------------------------------------------------------
-    def add_network(self, cidr: str, note: str = "") -> tuple[SuspectNetwork, bool]:
+    def _network(self, cidr: str) -> tuple[str, SuspectNetwork | None]:
+        """The normalized CIDR and its row, if it is in the table."""
         try:
             cidr = str(ipaddress.ip_network(cidr.strip(), strict=False))
         except ValueError:
             raise Invalid(f"not a network such as 203.0.113.0/24: {cidr!r}") from None
-        row = self.session.exec(select(SuspectNetwork).where(SuspectNetwork.cidr == cidr)
-                                ).first()
+        return cidr, self.session.exec(select(SuspectNetwork)
+                                       .where(SuspectNetwork.cidr == cidr)).first()
+
+    def add_network(self, cidr: str, note: str = "") -> tuple[SuspectNetwork, bool]:
+        cidr, row = self._network(cidr)
         if row is not None:
             return row, False
         row = SuspectNetwork(cidr=cidr, note=note, created_by=self.actor.name)
@@ -449,12 +453,7 @@ class Actions:
         return row, True
 
     def remove_network(self, cidr: str) -> bool:
-        try:
-            cidr = str(ipaddress.ip_network(cidr.strip(), strict=False))
-        except ValueError:
-            raise Invalid(f"not a network such as 203.0.113.0/24: {cidr!r}") from None
-        row = self.session.exec(select(SuspectNetwork).where(SuspectNetwork.cidr == cidr)
-                                ).first()
+        cidr, row = self._network(cidr)
         if row is None:
             return False
         self.session.delete(row)
