@@ -410,8 +410,7 @@ def lead_export(
 # --- contacts ------------------------------------------------------------------------------
 
 def _contact_dict(session: Session, contact: Contact) -> dict[str, Any]:
-    tags = session.exec(select(Tag.name).where(Tag.contact_id == contact.id)
-                        .order_by(Tag.name)).all()
+    tags = Actions(session, CLI).tags(contact)
     return {"id": contact.id, "account_id": contact.account_id, "email": contact.email,
             "first_name": contact.first_name, "last_name": contact.last_name,
             "status": contact.status, "opt_out_reason": contact.opt_out_reason,

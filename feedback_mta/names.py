@@ -249,10 +249,8 @@ def _field_reasons(field: str, scored: dict[str, float]) -> list[str]:
         return reasons
     if not any(_script(c) == "LATIN" for c in letters):
         return reasons
-    for token in _TOKEN.findall(text):
-        if _mixed_case(token):
-            reasons.append(MIXED_CASE)
-            break
+    if any(_mixed_case(token) for token in _TOKEN.findall(text)):
+        reasons.append(MIXED_CASE)
     m = model()
     for word in latin_words(text):
         if len(word) > MAX_WORD:
@@ -264,7 +262,8 @@ def _field_reasons(field: str, scored: dict[str, float]) -> list[str]:
         if len(word) >= 6 and _repeated_piece(word):
             reasons.append(REPEATED_PIECE)
             break
-        if _keyboard_run(word) >= 5 or (len(word) >= 4 and _keyboard_run(word) == len(word)):
+        run = _keyboard_run(word)
+        if run >= 5 or (len(word) >= 4 and run == len(word)):
             reasons.append(MASH)
             break
         if len(word) < MIN_SCORED:

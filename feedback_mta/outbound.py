@@ -47,8 +47,8 @@ TEXTS = {
 }
 
 
-def compose(purpose: str, *, lead_id: int, to: str, reply_address: str, from_name: str,
-            domain: str, subject: str, in_reply_to: str | None,
+def compose(purpose: str, *, lead_id: int | None = None, to: str, reply_address: str,
+            from_name: str, domain: str, subject: str, in_reply_to: str | None,
             references: tuple[str, ...] = (), text: str | None = None) -> bytes:
     """The acknowledgement as bytes, ready for the relay (``text`` instead of the purpose's
     standard one, for answers that list what was done). Pure."""

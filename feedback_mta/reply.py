@@ -124,7 +124,7 @@ def handle_review(ctx: HandlerContext) -> Outcome:
         if unknown:
             text += f" Not contacts of this account: {', '.join(f'#{i}' for i in unknown)}."
         raw = outbound.compose(
-            "ack.kept", lead_id=0, to=parsed.from_address,
+            "ack.kept", to=parsed.from_address,
             reply_address=ctx.book.address(Box.REVIEW, account_id),
             from_name=ctx.settings.from_name, domain=ctx.book.domain,
             subject=parsed.subject or "Review", in_reply_to=parsed.message_id,

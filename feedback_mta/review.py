@@ -65,10 +65,19 @@ def _names_across_accounts(session: Session, email: str) -> tuple[int, list[Cont
     return len({name_key(c.first_name, c.last_name) for c in rows}), list(rows)
 
 
-def _ips(session: Session, contact: Contact) -> tuple[str, ...]:
-    leads = session.exec(select(Lead.source_ip).where(Lead.contact_id == contact.id,
-                                                      Lead.source_ip.is_not(None))).all()
-    return tuple(dict.fromkeys(ip for ip in (contact.source_ip, *leads) if ip))
+def _source_ips(contact: Contact, lead_ips: Iterable[str]) -> tuple[str, ...]:
+    """The contact's own source IP and its leads', once each, in order."""
+    return tuple(dict.fromkeys(ip for ip in (contact.source_ip, *lead_ips) if ip))
+
+
+def verdict_for(contact: Contact, pol: Policy, ips: tuple[str, ...],
+                names_across_accounts: int) -> Verdict:
+    """The verdict on a stored contact. Known bad is sticky: it stays what it was found."""
+    if contact.quality == Level.INVALID:
+        return Verdict(Level.INVALID, tuple(json.loads(contact.quality_reasons or "[]")))
+    return assess(Submission(contact.first_name, contact.last_name, contact.email, ips), pol,
+                  names_across_accounts=names_across_accounts,
+                  engaged=contact.engaged_at is not None, verified=_verified(contact))
 
 
 def apply(act: Actions, contact: Contact, verdict: Verdict, deadline: datetime) -> bool:
@@ -90,12 +99,11 @@ def screen(act: Actions, contact: Contact, pol: Policy, period: float,
     are suspected too."""
     now = now or utcnow()
     if contact.quality == Level.INVALID:
-        return Verdict(Level.INVALID, tuple(json.loads(contact.quality_reasons or "[]")))
+        return verdict_for(contact, pol, (), 0)
     count, same_address = _names_across_accounts(act.session, contact.email)
-    verdict = assess(Submission(contact.first_name, contact.last_name, contact.email,
-                                _ips(act.session, contact)),
-                     pol, names_across_accounts=count, engaged=contact.engaged_at is not None,
-                     verified=_verified(contact))
+    leads = act.session.exec(select(Lead.source_ip).where(Lead.contact_id == contact.id,
+                                                          Lead.source_ip.is_not(None))).all()
+    verdict = verdict_for(contact, pol, _source_ips(contact, leads), count)
     deadline = now + timedelta(seconds=period)
     apply(act, contact, verdict, deadline)
     if count >= pol.cross_account_threshold:
@@ -144,17 +152,9 @@ def classify_all(engine: Engine, config, *, account: int | None = None, actor: A
                     Lead.contact_id.in_(ids), Lead.source_ip.is_not(None))).all():
                 lead_ips[cid].append(ip)
             for contact in contacts:
-                ips = tuple(dict.fromkeys(i for i in (contact.source_ip, *lead_ips[contact.id])
-                                          if i))
-                if contact.quality == Level.INVALID:
-                    verdict = Verdict(Level.INVALID,
-                                      tuple(json.loads(contact.quality_reasons or "[]")))
-                else:
-                    verdict = assess(
-                        Submission(contact.first_name, contact.last_name, contact.email, ips),
-                        pol, names_across_accounts=len(names.get(contact.email, ())),
-                        engaged=contact.engaged_at is not None, verified=_verified(contact))
-                    changed += apply(act, contact, verdict, deadline)
+                verdict = verdict_for(contact, pol, _source_ips(contact, lead_ips[contact.id]),
+                                      len(names.get(contact.email, ())))
+                changed += apply(act, contact, verdict, deadline)
                 levels[verdict.level.value] += 1
                 reasons.update(verdict.reasons)
             checked += len(contacts)
