@@ -177,9 +177,8 @@ def serve(config: ConfigOpt = None) -> None:
             asyncio.run(serve_mod.run(cfg))
         except db.SchemaError as exc:
             raise Failure(str(exc), EXIT_DATABASE) from None
-        except OSError as exc:
-            raise Failure(f"cannot listen on {cfg.smtp.host}:{cfg.smtp.port}: {exc.strerror}",
-                          EXIT_FAILED) from None
+        except serve_mod.ListenError as exc:
+            raise Failure(str(exc), EXIT_FAILED) from None
         except sa.exc.SQLAlchemyError as exc:
             raise Failure(f"database: {_first_line(exc)}", EXIT_DATABASE) from None
 

@@ -66,6 +66,14 @@ def parse_size(value: Any) -> int:
     return int(match.group(1)) * {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit]
 
 
+def split_host_port(value: str) -> tuple[str, int] | None:
+    """``("::1", 25)`` from a validated ``"[::1]:25"``; None for an empty setting."""
+    if not value:
+        return None
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 @dataclass(frozen=True)
 class DatabaseConfig:
     url: str = "sqlite:///data/feedback-mta.sqlite3"
@@ -146,10 +154,7 @@ class OutboundConfig:
 
     @property
     def relay_address(self) -> tuple[str, int] | None:
-        if not self.relay:
-            return None
-        host, _, port = self.relay.rpartition(":")
-        return host.strip("[]"), int(port)
+        return split_host_port(self.relay)
 
 
 @dataclass(frozen=True)
@@ -190,6 +195,17 @@ class ReviewConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    #: ``host:port`` of the HTTP endpoint serving ``/metrics`` (Prometheus) and ``/healthz``;
+    #: empty: none. Port 0 picks a free port (logged in ``metrics.started``).
+    listen: str = ""
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return split_host_port(self.listen)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "info"
     #: ``auto`` (JSON lines, or a console renderer on a TTY), ``json`` or ``console``.
@@ -207,6 +223,7 @@ class Config:
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     review: ReviewConfig = field(default_factory=ReviewConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     #: Where the config was read from (None: defaults only).
     path: Path | None = None
@@ -305,13 +322,18 @@ def _local_parts(v: Any) -> tuple[str, ...]:
     return tuple(p.lower() for p in parts)
 
 
-def _relay(v: Any) -> str:
-    v = _str(nonempty=False)(v).strip()
-    if v and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}", v):
-        raise ValueError(f"expected host:port such as 127.0.0.1:25, or empty, got {v!r}")
-    if v and not 0 < int(v.rpartition(":")[2]) < 65536:
-        raise ValueError(f"port out of range in {v!r}")
-    return v
+def _host_port(example: str, *, port_zero: bool = False) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        v = _str(nonempty=False)(v).strip()
+        if v and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}", v):
+            raise ValueError(f"expected host:port such as {example}, or empty, got {v!r}")
+        if v and not (0 if port_zero else 1) <= int(v.rpartition(":")[2]) < 65536:
+            raise ValueError(f"port out of range in {v!r}")
+        return v
+    return check
+
+
+_relay = _host_port("127.0.0.1:25")
 
 
 def _networks(v: Any) -> tuple[str, ...]:
@@ -386,6 +408,9 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
         "period": _positive_duration,
         "remind_before": parse_duration,
         "check_interval": _positive_duration,
+    }),
+    "metrics": (MetricsConfig, {
+        "listen": _host_port("127.0.0.1:9125", port_zero=True),
     }),
     "logging": (LoggingConfig, {
         "level": _choice("debug", "info", "warning", "error"),

@@ -26,7 +26,7 @@ from email.utils import format_datetime, formataddr, make_msgid
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from feedback_mta import db, logs
+from feedback_mta import db, logs, metrics
 from feedback_mta.config import OutboundConfig
 from feedback_mta.models import OutboundMessage, OutboundState, utcnow
 
@@ -121,6 +121,7 @@ def deliver_one(engine: Engine, cfg: OutboundConfig, mail_id: int) -> str | None
         with engine.begin() as conn:
             conn.execute(sa.update(_T).where(_T.c.id == mail_id)
                          .values(state=state.value, last_error=error))
+        metrics.OUTBOUND.labels("failed" if final else "deferred").inc()
         (log.error if final else log.warning)(
             "mail.failed" if final else "mail.deferred", outbound_id=mail_id,
             purpose=row.purpose, attempts=row.attempts, error=error[:200])
@@ -128,6 +129,7 @@ def deliver_one(engine: Engine, cfg: OutboundConfig, mail_id: int) -> str | None
     with engine.begin() as conn:
         conn.execute(sa.update(_T).where(_T.c.id == mail_id)
                      .values(state=OutboundState.SENT.value, sent_at=utcnow(), last_error=None))
+    metrics.OUTBOUND.labels("sent").inc()
     log.info("mail.sent", outbound_id=mail_id, purpose=row.purpose, attempts=row.attempts)
     return OutboundState.SENT.value
 

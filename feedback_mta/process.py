@@ -33,7 +33,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from feedback_mta import bounce, complaint, db, logs, reply, unsubscribe
+from feedback_mta import bounce, complaint, db, logs, metrics, reply, unsubscribe
 from feedback_mta.actions import Actions, Actor
 from feedback_mta.addresses import AddressBook
 from feedback_mta.classify import Classification, Kind, classify
@@ -109,9 +109,13 @@ def process_one(engine: Engine, book: AddressBook, message_id: int,
         log.error("message.failed", id=message_id, kind=kind, error=error[:300])
     if outcome is None:
         return None
+    seconds = time.perf_counter() - started
+    metrics.PROCESSED.labels(kind.value if kind else "unknown", outcome.state.value).inc()
+    metrics.PROCESS_SECONDS.observe(seconds)
+    if outcome.complaint_account is not None:
+        metrics.COMPLAINTS.labels(str(outcome.complaint_account)).inc()
     log.info("message.processed", id=message_id, kind=kind, state=outcome.state.value,
-             reason=outcome.reason,
-             duration_ms=round((time.perf_counter() - started) * 1000, 2))
+             reason=outcome.reason, duration_ms=round(seconds * 1000, 2))
     return outcome
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 
-from feedback_mta import logs, review
+from feedback_mta import logs, metrics, review
 from feedback_mta.addresses import AddressBook
 from feedback_mta.config import Config
 from feedback_mta.models import utcnow
@@ -59,6 +60,19 @@ def check_reviews(scheduler: BackgroundScheduler, engine: Engine, config: Config
                           run_date=upcoming, replace_existing=True, misfire_grace_time=None)
 
 
+def _count(event: JobEvent) -> None:
+    """Every run in ``feedback_mta_scheduler_runs``; a failed one in the log, too."""
+    if event.code == EVENT_JOB_MISSED:
+        result = "missed"
+    elif event.exception is not None:
+        result = "error"
+        log.error("scheduler.job_failed", job=event.job_id,
+                  error=f"{type(event.exception).__name__}: {event.exception}"[:300])
+    else:
+        result = "ok"
+    metrics.SCHEDULER_RUNS.labels(event.job_id, result).inc()
+
+
 def start(config: Config, processor: Processor, outbox: Outbox | None = None,
           engine: Engine | None = None, book: AddressBook | None = None
           ) -> BackgroundScheduler:
@@ -75,5 +89,6 @@ def start(config: Config, processor: Processor, outbox: Outbox | None = None,
         scheduler.add_job(check_reviews, "interval", args=[scheduler, engine, config, book, outbox],
                           id="review.check", seconds=config.review.check_interval,
                           next_run_time=utcnow())
+    scheduler.add_listener(_count, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
     scheduler.start()
     return scheduler

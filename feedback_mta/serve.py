@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 
-from feedback_mta import db, logs, review, scheduler
+from feedback_mta import db, logs, metrics, review, scheduler
 from feedback_mta.addresses import AddressBook
 from feedback_mta.config import EXAMPLE_SECRET, Config
 from feedback_mta.handler import Settings
@@ -35,8 +35,20 @@ def prepare_database(config: Config):
     return engine
 
 
+class ListenError(Exception):
+    """A listener could not be bound; the message names the setting."""
+
+
 async def run(config: Config, *, ready_fd: int | None = None) -> None:
     engine = prepare_database(config)
+    endpoint = None
+    if config.metrics.address is not None:  # first, so /healthz answers during start-up
+        try:
+            endpoint = metrics.Endpoint(*config.metrics.address, engine).start()
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {config.metrics.listen} ([metrics] listen): "
+                              f"{exc.strerror}") from None
+        log.info("metrics.started", host=endpoint.address[0], port=endpoint.address[1])
     book = AddressBook.from_config(config)
     if config.security.secret_key == EXAMPLE_SECRET:
         log.warning("config.example_secret",
@@ -57,9 +69,13 @@ async def run(config: Config, *, ready_fd: int | None = None) -> None:
     sessions = Sessions(config.smtp.max_sessions)
     handler = FeedbackHandler(config, book, intake)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        protocol_factory(config, handler, sessions),
-        host=config.smtp.host, port=config.smtp.port, reuse_address=True, backlog=1024)
+    try:
+        server = await loop.create_server(
+            protocol_factory(config, handler, sessions),
+            host=config.smtp.host, port=config.smtp.port, reuse_address=True, backlog=1024)
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {config.smtp.host}:{config.smtp.port} "
+                          f"([smtp] host, port): {exc.strerror}") from None
     bound = server.sockets[0].getsockname()
     log.info("server.started", host=bound[0], port=bound[1],
              protocol="lmtp" if config.smtp.lmtp else "smtp", domain=config.smtp.domain,
@@ -80,6 +96,8 @@ async def run(config: Config, *, ready_fd: int | None = None) -> None:
     drained = await sessions.wait_empty(config.smtp.drain_timeout)
     await server.wait_closed()
     jobs.shutdown(wait=True)
+    if endpoint is not None:
+        endpoint.stop()
     await asyncio.to_thread(intake.stop)
     await asyncio.to_thread(processor.stop)
     await asyncio.to_thread(outbox.stop)

@@ -17,7 +17,7 @@ from typing import Any
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from feedback_mta import logs
+from feedback_mta import logs, metrics
 from feedback_mta.addresses import AddressBook
 from feedback_mta.config import Config
 from feedback_mta.intake import Arrival, Intake, StoreError
@@ -70,6 +70,7 @@ class FeedbackHandler:
         if len(envelope.rcpt_tos) >= self.max_recipients:
             return TOO_MANY_RCPTS
         if self.book.resolve(address) is None:
+            metrics.RCPT_REFUSED.inc()
             log.info("smtp.rcpt_refused", peer=_peer_ip(session), rcpt=address[:254])
             return NO_SUCH_USER
         envelope.rcpt_tos.append(address)
@@ -90,12 +91,17 @@ class FeedbackHandler:
         try:
             message_id = await self.intake.store(arrival, self.store_timeout)
         except StoreError as exc:
+            metrics.STORE_FAILED.inc()
+            metrics.INTAKE_SECONDS.observe(time.perf_counter() - started)
             log.warning("message.store_failed", peer=arrival.peer, size=len(arrival.raw),
                         error=str(exc))
             return self._reply(STORE_FAILED, envelope)
+        seconds = time.perf_counter() - started
+        metrics.ACCEPTED.labels(arrival.protocol).inc()
+        metrics.INTAKE_SECONDS.observe(seconds)
         log.info("message.accepted", id=message_id, peer=arrival.peer, size=len(arrival.raw),
                  rcpts=len(arrival.rcpt_tos), protocol=arrival.protocol,
-                 store_ms=round((time.perf_counter() - started) * 1000, 2))
+                 store_ms=round(seconds * 1000, 2))
         return self._reply(stored(message_id), envelope)
 
     def _reply(self, status: str, envelope: Envelope) -> str:
@@ -141,9 +147,11 @@ class _SessionMixin:
     def connection_made(self, transport):
         super().connection_made(transport)
         self.sessions.active.add(self)
+        metrics.SESSIONS.set(len(self.sessions.active))
 
     def connection_lost(self, error):
         self.sessions.active.discard(self)
+        metrics.SESSIONS.set(len(self.sessions.active))
         super().connection_lost(error)
 
     async def push(self, status):
@@ -192,6 +200,7 @@ def protocol_factory(config: Config, handler: FeedbackHandler, sessions: Session
     def factory() -> asyncio.Protocol:
         if len(sessions.active) >= sessions.limit or sessions.closing:
             sessions.refused += 1
+            metrics.SESSIONS_REFUSED.inc()
             return _Refuse()
         proto = cls(
             handler,

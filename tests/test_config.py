@@ -44,6 +44,9 @@ def test_example_config_is_valid_and_on_sqlite():
     ("processing", {"workers": 0}, "[processing] workers: expected a whole number"),
     ("outbound", {"relay": "localhost"}, "[outbound] relay: expected host:port"),
     ("outbound", {"relay": "localhost:99999"}, "[outbound] relay: port out of range"),
+    ("outbound", {"relay": "localhost:0"}, "[outbound] relay: port out of range"),
+    ("metrics", {"listen": "9125"}, "[metrics] listen: expected host:port"),
+    ("metrics", {"listen": "0.0.0.0:70000"}, "[metrics] listen: port out of range"),
     ("outbound", {"max_attempts": 0}, "[outbound] max_attempts: expected a whole number"),
     ("replies", {"markers": "reply spam"}, "[replies] markers: expected a list of strings"),
     ("replies", {"acknowledge": 1}, "[replies] acknowledge: expected true or false"),
@@ -72,6 +75,9 @@ def test_outbound_and_replies():
     assert cfg.outbound.retry_interval == 120
     assert cfg.replies.markers == ("answer spam to flag",)
     assert from_mapping(MINIMAL, env={}).outbound.relay_address is None
+    assert from_mapping(MINIMAL, env={}).metrics.address is None
+    listen = from_mapping({**MINIMAL, "metrics": {"listen": "[::1]:0"}}, env={}).metrics
+    assert listen.address == ("::1", 0)
 
 
 def test_environment_overrides_the_database_url():

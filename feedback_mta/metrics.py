@@ -1,0 +1,175 @@
+"""What Prometheus scrapes (``/metrics``) and what a load balancer or systemd asks (``/healthz``).
+
+The counters live in this process (one registry, ``REGISTRY``); the flow's stages bump them
+as messages pass: ``smtp`` (accepted, store failures, time to 250), ``process`` (per kind and
+final state, complaints per account), ``scheduler`` (job runs). Two numbers come from the
+database at scrape time instead, because they are facts about the shared queue, not about
+this process: how many stored messages are still ``received``, and how old the oldest is.
+
+The HTTP side is the standard library's threading server on its own thread: a scrape or a
+health check never runs on the SMTP event loop, and a slow database only slows the scrape.
+Keep ``[metrics] listen`` on loopback or a management network: it is not authenticated.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import sqlalchemy as sa
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.engine import Engine
+
+from feedback_mta import db, logs
+from feedback_mta.models import InboundMessage, MessageState, utcnow
+
+log = logs.get("feedback_mta.metrics")
+
+# The ``*_created`` series double the output and no dashboard of ours reads them.
+disable_created_metrics()
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+ACCEPTED = Counter("feedback_mta_messages_accepted", "Messages committed and answered 250.",
+                   ["protocol"], registry=REGISTRY)
+STORE_FAILED = Counter("feedback_mta_messages_store_failed",
+                       "Messages answered 451 because they could not be committed.",
+                       registry=REGISTRY)
+RCPT_REFUSED = Counter("feedback_mta_rcpt_refused", "RCPT TO refused with 550 5.1.1.",
+                       registry=REGISTRY)
+SESSIONS_REFUSED = Counter("feedback_mta_sessions_refused",
+                           "Connections answered 421 past [smtp] max_sessions.",
+                           registry=REGISTRY)
+INTAKE_SECONDS = Histogram(
+    "feedback_mta_intake_seconds",
+    "End of DATA to the 250 (or 451): the durable commit of the raw message.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY)
+PROCESSED = Counter("feedback_mta_messages_processed",
+                    "Stored messages finished, by kind and final state.",
+                    ["kind", "state"], registry=REGISTRY)
+PROCESS_SECONDS = Histogram(
+    "feedback_mta_process_seconds", "Parse, classify and act on one stored message.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+    registry=REGISTRY)
+COMPLAINTS = Counter("feedback_mta_complaints",
+                     "Feedback-loop complaints attributed to a contact, by account id.",
+                     ["account"], registry=REGISTRY)
+SCHEDULER_RUNS = Counter("feedback_mta_scheduler_runs",
+                         "Scheduled job runs, by job id and result (ok, error, missed).",
+                         ["job", "result"], registry=REGISTRY)
+OUTBOUND = Counter("feedback_mta_outbound", "Outbound delivery attempts, by result.",
+                   ["result"], registry=REGISTRY)
+SESSIONS = Gauge("feedback_mta_sessions", "SMTP/LMTP sessions open now.", registry=REGISTRY)
+
+_T = InboundMessage.__table__
+
+
+class QueueCollector:
+    """``received`` messages in the shared database, read at scrape time (indexed on state)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        depth = GaugeMetricFamily("feedback_mta_queue_received",
+                                  "Stored messages still waiting to be processed (all nodes).")
+        oldest = GaugeMetricFamily("feedback_mta_queue_oldest_seconds",
+                                   "Age of the oldest message still waiting (0: none).")
+        try:
+            with db.reader(self._engine).connect() as conn:
+                count, first = conn.execute(
+                    sa.select(sa.func.count(), sa.func.min(_T.c.received_at))
+                    .where(_T.c.state == MessageState.RECEIVED)).one()
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("metrics.queue_unreadable", error=_first_line(exc))
+            return  # no sample beats a wrong one; /healthz says why
+        depth.add_metric([], count)
+        age = (utcnow() - db.aware(first)).total_seconds() if first is not None else 0.0
+        oldest.add_metric([], max(0.0, age))
+        yield depth
+        yield oldest
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else ''}"
+
+
+def health(engine: Engine) -> tuple[bool, dict]:
+    """(healthy, details): the database answers a trivial query."""
+    started = time.perf_counter()
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:  # any failure to reach it is "unhealthy", with the reason
+        return False, {"status": "unhealthy", "database": _first_line(exc)}
+    return True, {"status": "ok", "database": "ok",
+                  "database_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_GET(self) -> None:  # http.server calls it by this name
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            self._send(200, CONTENT_TYPE_LATEST, generate_latest(REGISTRY))
+        elif path == "/healthz":
+            ok, details = health(self.server.engine)
+            if not ok:
+                log.warning("health.failed", database=details["database"])
+            self._send(200 if ok else 503, "application/json",
+                       json.dumps(details).encode() + b"\n")
+        else:
+            self._send(404, "text/plain", b"not found: try /metrics or /healthz\n")
+
+    def _send(self, code: int, ctype: str, body: bytes) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format, *args) -> None:  # scrapes are not news
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    engine: Engine
+
+
+class Endpoint:
+    """The HTTP endpoint on its own thread; ``address`` is where it is bound."""
+
+    def __init__(self, host: str, port: int, engine: Engine) -> None:
+        self._collector = QueueCollector(engine)
+        REGISTRY.register(self._collector)
+        self._server = _Server((host, port), _Handler)
+        self._server.engine = engine
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics",
+                                        daemon=True)
+        self.address = self._server.server_address[:2]
+
+    def start(self) -> Endpoint:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        REGISTRY.unregister(self._collector)
