@@ -32,7 +32,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from feedback_mta import config as config_mod
-from feedback_mta import db, logs, output, quality, review, tokens
+from feedback_mta import db, logs, outbound, output, quality, review, tokens
 from feedback_mta.actions import (
     CLI,
     ActionError,
@@ -203,18 +203,39 @@ def db_upgrade(config: ConfigOpt = None, as_json: JsonOpt = False,
 
 @app.command("check-config")
 def check_config(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Validate the config and reach the database."""
+    """Validate the config, reach the database and the outbound relay (sending nothing).
+
+    Exits 3 for a config error, 4 when the database cannot be reached or its schema is
+    behind with auto_upgrade off, 1 when the relay cannot be reached."""
     def go():
         cfg = _load(config)
         engine = db.create_engine(cfg.database)
         try:
             revision = db.current_revision(engine)
         except sa.exc.SQLAlchemyError as exc:
-            raise Failure(f"database: {_first_line(exc)}", EXIT_DATABASE) from None
+            raise Failure(f"database {engine.url.render_as_string()}: {_first_line(exc)}",
+                          EXIT_DATABASE) from None
+        finally:
+            engine.dispose()
+        head = db.head_revision()
+        if revision != head and not cfg.database.auto_upgrade:
+            raise Failure(f"database schema is at {revision or 'nothing'}, this version needs "
+                          f"{head}: run `feedback-mta db upgrade` (auto_upgrade is off)",
+                          EXIT_DATABASE)
+        relay = "not configured (no acknowledgements or digests are sent)"
+        if cfg.outbound.relay:
+            try:
+                relay = outbound.probe(cfg.outbound)
+            except outbound.RelayProblem as exc:
+                raise Failure(str(exc), EXIT_FAILED) from None
+        warnings = []
+        if cfg.security.secret_key == config_mod.EXAMPLE_SECRET:
+            warnings.append("[security] secret_key is the example's: set a long random one")
         _emit({"config": str(cfg.path), "database": engine.url.render_as_string(),
-               "schema": revision, "schema_head": db.head_revision(),
+               "schema": revision, "schema_head": head,
                "listen": f"{cfg.smtp.host}:{cfg.smtp.port}", "domain": cfg.smtp.domain,
-               "protocol": "lmtp" if cfg.smtp.lmtp else "smtp"}, as_json)
+               "protocol": "lmtp" if cfg.smtp.lmtp else "smtp", "relay": relay,
+               "metrics": cfg.metrics.listen or "off", "warnings": warnings}, as_json)
 
     _run(go)
 

@@ -99,6 +99,49 @@ def _send(cfg: OutboundConfig, mail_from: str, rcpt_to: str, raw: bytes) -> None
             raise
 
 
+class RelayProblem(Exception):
+    """The relay could not be reached or would not talk to us; the message says how."""
+
+
+def probe(cfg: OutboundConfig, timeout: float | None = None) -> str:
+    """Connect, EHLO and QUIT, sending nothing: the relay's greeting line when it answers.
+
+    For ``check-config``: the errors name the relay and say what went wrong in the words
+    an admin would search for (refused, timed out, no such host, a 4xx/5xx greeting).
+    """
+    address = cfg.relay_address
+    if address is None:
+        raise RelayProblem("no [outbound] relay configured")
+    where = cfg.relay
+    timeout = cfg.timeout if timeout is None else timeout
+    try:
+        with smtplib.SMTP(timeout=timeout) as client:
+            code, greeting = client.connect(address[0], address[1])
+            if code != 220:
+                raise RelayProblem(f"relay {where}: greeted with {code} "
+                                   f"{greeting.decode(errors='replace')}")
+            code, text = client.ehlo()
+            if code != 250:
+                raise RelayProblem(f"relay {where}: refused EHLO: {code} "
+                                   f"{text.decode(errors='replace')}")
+            return f"220 {greeting.decode(errors='replace').splitlines()[0]}"
+    except RelayProblem:
+        raise
+    except smtplib.SMTPServerDisconnected as exc:  # smtplib's word for a read timeout too
+        if "timed out" in str(exc):
+            raise RelayProblem(f"relay {where}: no answer within {timeout:g}s") from None
+        raise RelayProblem(f"relay {where}: closed the connection without a reply") from None
+    except smtplib.SMTPException as exc:  # (a subclass of OSError: before it)
+        raise RelayProblem(f"relay {where}: {type(exc).__name__}: {exc}") from None
+    except TimeoutError:
+        raise RelayProblem(f"relay {where}: no answer within {timeout:g}s") from None
+    except ConnectionRefusedError:
+        raise RelayProblem(f"relay {where}: connection refused (nothing listens there)"
+                           ) from None
+    except OSError as exc:  # socket.gaierror for unknown names, unreachable networks, ...
+        raise RelayProblem(f"relay {where}: {exc.strerror or exc}") from None
+
+
 def deliver_one(engine: Engine, cfg: OutboundConfig, mail_id: int) -> str | None:
     """One attempt at one queued mail; its new state, or None if it was not ours to try."""
     now = utcnow()

@@ -1,0 +1,134 @@
+"""``feedback-mta check-config``: validates, reaches the database and the relay, and says
+precisely what is wrong (and with which exit code) when it cannot."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from feedback_mta import cli
+from feedback_mta import db as db_mod
+from feedback_mta.config import EXAMPLE_SECRET
+from tests.conftest import write_config
+from tests.test_cli import ok_json, run
+
+
+class FakeRelay:
+    """A real listening socket that answers the way a broken relay would (or not at all)."""
+
+    def __init__(self, greeting: bytes | None) -> None:
+        self.greeting = greeting
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            if self.greeting == b"":  # hang up at once
+                conn.close()
+            elif self.greeting is not None:
+                conn.sendall(self.greeting)
+
+    def close(self) -> None:
+        for conn in self.conns:
+            conn.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def fake_relay() -> Iterator[type[FakeRelay]]:
+    made: list[FakeRelay] = []
+
+    def make(greeting: bytes | None) -> FakeRelay:
+        made.append(FakeRelay(greeting))
+        return made[-1]
+
+    yield make
+    for relay in made:
+        relay.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_all_reachable(tmp_path, database_url, relay):
+    path = write_config(tmp_path / "c.toml", database_url,
+                        outbound={"relay": f"127.0.0.1:{relay.port}"},
+                        metrics={"listen": "127.0.0.1:9125"})
+    out = ok_json(path, "check-config")
+    assert out["schema"] is None  # a check changes nothing; serve will upgrade
+    assert out["schema_head"] == db_mod.head_revision()
+    ok_json(path, "db", "upgrade")
+    out = ok_json(path, "check-config")
+    assert out["schema"] == out["schema_head"]
+    assert out["relay"].startswith("220 ")
+    assert out["metrics"] == "127.0.0.1:9125"
+    assert out["warnings"] == []
+    assert relay.messages == []  # a probe sends nothing
+
+
+def test_no_relay_and_the_example_secret_are_said(tmp_path, sqlite_url):
+    path = write_config(tmp_path / "c.toml", sqlite_url, security={"secret_key": EXAMPLE_SECRET})
+    out = ok_json(path, "check-config")
+    assert out["relay"].startswith("not configured")
+    assert out["metrics"] == "off"
+    assert out["warnings"] == ["[security] secret_key is the example's: set a long random one"]
+
+
+@pytest.mark.parametrize(("greeting", "expected"), [
+    ("refused", "connection refused (nothing listens there)"),
+    (None, "no answer within 1s"),
+    (b"554 5.7.1 go away\r\n", "greeted with 554 5.7.1 go away"),
+    (b"", "closed the connection without a reply"),
+])
+def test_relay_problems_are_named(tmp_path, sqlite_url, fake_relay, greeting, expected):
+    port = free_port() if greeting == "refused" else fake_relay(greeting).port
+    path = write_config(tmp_path / "c.toml", sqlite_url,
+                        outbound={"relay": f"127.0.0.1:{port}", "timeout": "1s"})
+    result = run(path, "check-config", "--json")
+    assert result.returncode == cli.EXIT_FAILED, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.strip() == f"feedback-mta: error: relay 127.0.0.1:{port}: {expected}"
+
+
+def test_unreachable_database_is_exit_4_with_the_url(tmp_path):
+    port = free_port()
+    url = f"postgresql+psycopg://feedback:secret@127.0.0.1:{port}/feedback"
+    path = write_config(tmp_path / "c.toml", url, database={"url": url, "connect_timeout": "1s"})
+    result = run(path, "check-config")
+    assert result.returncode == cli.EXIT_DATABASE
+    err = result.stderr.strip()
+    assert err.startswith(f"feedback-mta: error: database postgresql+psycopg://feedback:***@"
+                          f"127.0.0.1:{port}/feedback: "), err
+    assert "refused" in err and "secret" not in err
+
+
+def test_schema_behind_without_auto_upgrade(tmp_path, sqlite_url):
+    path = write_config(tmp_path / "c.toml", sqlite_url, database={"auto_upgrade": False})
+    result = run(path, "check-config")
+    assert result.returncode == cli.EXIT_DATABASE
+    assert (f"database schema is at nothing, this version needs {db_mod.head_revision()}: "
+            "run `feedback-mta db upgrade`") in result.stderr
+    assert run(path, "db", "upgrade").returncode == 0
+    assert ok_json(path, "check-config")["schema"] == db_mod.head_revision()
+
+
+def test_config_errors_are_exit_3_naming_the_key(tmp_path, sqlite_url):
+    path = write_config(tmp_path / "c.toml", sqlite_url, metrics={"listen": "9125"})
+    result = run(path, "check-config")
+    assert result.returncode == cli.EXIT_CONFIG
+    assert "[metrics] listen: expected host:port" in result.stderr
