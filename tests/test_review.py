@@ -162,10 +162,9 @@ def test_a_deadline_missed_while_down_is_caught_up_on_start(tmp_path, database_u
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_two_servers_on_one_postgresql_opt_each_contact_out_once(tmp_path, database_url,
                                                                  server_factory):
-    if not database_url.startswith("postgresql"):
-        pytest.skip("two nodes share a PostgreSQL database")
     cfg_a = _config(tmp_path, database_url, "a.toml",
                     review={"period": "3s", "check_interval": "0.2s"})
     cfg_b = _config(tmp_path, database_url, "b.toml",

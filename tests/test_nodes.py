@@ -1,0 +1,111 @@
+"""Several nodes on one database: two ``serve`` processes on different ports, standing in
+for two hosts behind MX records, share one PostgreSQL database (and, on one host, one
+SQLite file). Every message is acted on once, whichever node took it and whichever node's
+sweep found it; scheduled work is run once (``test_review`` shows it for review deadlines).
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import sqlalchemy as sa
+
+from feedback_mta import config as config_mod
+from feedback_mta import db
+from feedback_mta.actions import CLI, unit_of_work
+from feedback_mta.addresses import AddressBook, Box
+from feedback_mta.intake import Arrival, Intake
+from tests.conftest import write_config
+from tests.support import message, send
+
+
+def _nodes(tmp_path, database_url, **sections):
+    paths = [write_config(tmp_path / f"node-{name}.toml", database_url,
+                          processing={"workers": 2, "sweep_interval": "0.5s"}, **sections)
+             for name in "ab"]
+    cfg = config_mod.load(paths[0], env={})
+    engine = db.create_engine(cfg.database)
+    db.upgrade(engine)
+    return paths, cfg, engine
+
+
+def _contacts(engine, cfg, n: int) -> tuple[AddressBook, list[int]]:
+    book = AddressBook.from_config(cfg)
+    with unit_of_work(engine, CLI) as act:
+        account = act.add_account("Dealer")
+        ids = [act.add_contact(account.id, f"c{i}@people.test", "Ann", "Lee")[0].id
+               for i in range(n)]
+    return book, ids
+
+
+def _opt_outs(engine) -> dict[int, int]:
+    with engine.connect() as conn:
+        return dict(conn.execute(sa.text(
+            "SELECT subject_id, count(*) FROM event WHERE action = 'contact.opted_out' "
+            "GROUP BY subject_id")).all())
+
+
+def _wait_processed(engine, total: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            waiting = conn.execute(sa.text(
+                "SELECT count(*) FROM inbound_message WHERE state = 'received'")).scalar()
+            done = conn.execute(sa.text("SELECT count(*) FROM inbound_message")).scalar()
+        if done == total and waiting == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{waiting} of {done} messages still received after {timeout}s")
+
+
+def test_mail_through_both_nodes_is_acted_on_once(tmp_path, database_url, server_factory):
+    paths, cfg, engine = _nodes(tmp_path, database_url)
+    book, ids = _contacts(engine, cfg, 60)
+    nodes = [server_factory(path) for path in paths]
+
+    def deliver(i: int) -> int:
+        node = nodes[i % 2]
+        rcpt = book.address(Box.UNSUBSCRIBE, ids[i])
+        code, text = send(node.port, "someone@people.test", [rcpt],
+                          message(subject="unsubscribe"))
+        assert code == 250, (code, text)
+        return i % 2
+
+    with ThreadPoolExecutor(12) as pool:
+        sent_to = list(pool.map(deliver, range(len(ids))))
+    assert sent_to.count(0) == sent_to.count(1) == 30
+    _wait_processed(engine, len(ids))
+    time.sleep(1.2)  # two more sweeps on each node: nothing is taken again
+    assert _opt_outs(engine) == {contact_id: 1 for contact_id in ids}
+    assert sum(node.count("message.processed") for node in nodes) == len(ids)
+    assert [node.count("message.accepted") for node in nodes] == [30, 30]
+    engine.dispose()
+
+
+def test_both_nodes_sweeping_the_same_backlog_act_once(tmp_path, database_url,
+                                                       server_factory):
+    """A backlog left ``received`` (a node died, or the database was away) is found by
+    every node's sweep at once; the conditional claim lets exactly one act on each."""
+    paths, cfg, engine = _nodes(tmp_path, database_url)
+    book, ids = _contacts(engine, cfg, 150)
+    intake = Intake(engine)
+    intake.start()
+    futures = [intake.submit(Arrival(raw=message(subject="unsubscribe"),
+                                     mail_from="someone@people.test",
+                                     rcpt_tos=(book.address(Box.UNSUBSCRIBE, cid),)))
+               for cid in ids]
+    stored = [f.result(30) for f in futures]
+    intake.stop()
+    assert len(set(stored)) == len(ids)
+
+    with ThreadPoolExecutor(2) as pool:  # start both at once: both recover the backlog
+        nodes = list(pool.map(server_factory, paths))
+    _wait_processed(engine, len(ids))
+    time.sleep(1.2)
+    assert _opt_outs(engine) == {contact_id: 1 for contact_id in ids}
+    per_node = [node.count("message.processed") for node in nodes]
+    assert sum(per_node) == len(ids), per_node
+    recovered = [node.wait_for("server.started")["recovered"] for node in nodes]
+    assert max(recovered) > 0  # the backlog was there for the taking
+    engine.dispose()
