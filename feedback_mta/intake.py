@@ -143,6 +143,11 @@ class Intake:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        """The writer thread runs: without it nothing is stored and every DATA ends 451."""
+        return self._thread.is_alive()
+
     def stop(self) -> None:
         """Commit what is queued, then stop the writer thread."""
         if self._thread.is_alive():

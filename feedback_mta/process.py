@@ -199,6 +199,10 @@ class Processor:
         for thread in self._threads:
             thread.start()
 
+    @property
+    def alive(self) -> bool:
+        return all(thread.is_alive() for thread in self._threads)
+
     def submit(self, ids: Iterable[int]) -> None:
         with self._lock:
             for message_id in ids:

@@ -82,7 +82,8 @@ async def run(config: Config, *, ready_fd: int | None = None) -> None:
              recovered=recovered, reviews_caught_up=caught_up, pid=os.getpid())
     if ready_fd is not None:
         os.write(ready_fd, f"{bound[1]}\n".encode())
-    _notify_systemd("READY=1")
+    _notify_systemd(f"READY=1\nSTATUS=listening on {bound[0]}:{bound[1]}")
+    watchdog = _start_watchdog(intake, processor)
 
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -90,7 +91,9 @@ async def run(config: Config, *, ready_fd: int | None = None) -> None:
     await stop.wait()
 
     log.info("server.stopping", sessions=len(sessions.active))
-    _notify_systemd("STOPPING=1")
+    _notify_systemd("STOPPING=1\nSTATUS=draining sessions")
+    if watchdog is not None:
+        watchdog.cancel()
     server.close()
     sessions.close_idle()
     drained = await sessions.wait_empty(config.smtp.drain_timeout)
@@ -104,6 +107,31 @@ async def run(config: Config, *, ready_fd: int | None = None) -> None:
     engine.dispose()
     log.info("server.stopped", drained=drained, stored=intake.stored,
              processed=processor.processed, refused_sessions=sessions.refused)
+
+
+def _start_watchdog(intake: Intake, processor: Processor) -> asyncio.Task | None:
+    """``WATCHDOG=1`` at half of ``WatchdogSec`` while the loop turns and the threads live.
+
+    A ping proves the event loop still runs (it is sent from it) and that the intake writer
+    and the processors are alive; if one of them died, the pings stop and systemd restarts
+    the service, and what was stored is recovered on start.
+    """
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid())):
+        return None
+    interval = int(usec) / 1e6 / 2
+
+    async def ping() -> None:
+        while True:
+            if intake.alive and processor.alive:
+                _notify_systemd("WATCHDOG=1")
+            else:
+                log.error("systemd.watchdog_withheld", intake=intake.alive,
+                          processors=processor.alive)
+            await asyncio.sleep(interval)
+
+    return asyncio.get_running_loop().create_task(ping())
 
 
 def _notify_systemd(state: str) -> None:
