@@ -102,14 +102,33 @@ def alembic_config(url: str) -> AlembicConfig:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
-    """Migrate the schema to ``revision``; returns (before, after) revisions."""
-    before = current_revision(engine)
-    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.connect() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
-        conn.commit()
-    return before, current_revision(engine)
+    """Migrate the schema to ``revision``; returns (before, after) revisions.
+
+    On PostgreSQL a session advisory lock is held meanwhile: nodes whose one-shot upgrade
+    starts at the same moment take turns, and the later ones find the work done, instead
+    of creating the same tables twice and failing halfway."""
+    with engine.connect() as guard:
+        if guard.dialect.name == "postgresql":
+            guard.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _lock_key("upgrade")})
+            guard.commit()
+        try:
+            before = current_revision(engine)
+            cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+            with engine.connect() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+                conn.commit()
+            return before, current_revision(engine)
+        finally:
+            if guard.dialect.name == "postgresql":
+                guard.execute(sa.text("SELECT pg_advisory_unlock(:k)"),
+                              {"k": _lock_key("upgrade")})
+                guard.commit()
+
+
+def _lock_key(name: str) -> int:
+    """A stable signed 32-bit advisory lock key per name."""
+    return zlib.crc32(name.encode()) - 2**31
 
 
 def head_revision() -> str | None:
@@ -137,9 +156,8 @@ def try_lock(conn, name: str) -> bool:
     writer at a time anyway: always True there."""
     if conn.dialect.name != "postgresql":
         return True
-    key = zlib.crc32(name.encode()) - 2**31  # a stable signed 32-bit key per name
-    return bool(conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key})
-                .scalar())
+    return bool(conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:k)"),
+                             {"k": _lock_key(name)}).scalar())
 
 
 def aware(value: datetime) -> datetime:

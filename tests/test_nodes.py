@@ -6,9 +6,13 @@ sweep found it; scheduled work is run once (``test_review`` shows it for review 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import sqlalchemy as sa
 
 from feedback_mta import config as config_mod
@@ -16,7 +20,7 @@ from feedback_mta import db
 from feedback_mta.actions import CLI, unit_of_work
 from feedback_mta.addresses import AddressBook, Box
 from feedback_mta.intake import Arrival, Intake
-from tests.conftest import write_config
+from tests.conftest import ROOT, write_config
 from tests.support import message, send
 
 
@@ -108,4 +112,22 @@ def test_both_nodes_sweeping_the_same_backlog_act_once(tmp_path, database_url,
     assert sum(per_node) == len(ids), per_node
     recovered = [node.wait_for("server.started")["recovered"] for node in nodes]
     assert max(recovered) > 0  # the backlog was there for the taking
+    engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_nodes_upgrading_a_fresh_database_at_once_both_succeed(tmp_path, database_url):
+    """Each node's one-shot ``db upgrade`` may start at the same moment on a new database;
+    an advisory lock makes the second wait for the first instead of failing halfway."""
+    paths = [write_config(tmp_path / f"up-{n}.toml", database_url) for n in range(3)]
+    procs = [subprocess.Popen([sys.executable, "-m", "feedback_mta", "db", "upgrade", "--json",
+                               "--config", str(p)], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for p in paths]
+    results = [(proc.wait(120), *proc.communicate()) for proc in procs]
+    assert [code for code, _, _ in results] == [0, 0, 0], results
+    changed = [json.loads(out)["changed"] for _, out, _ in results]
+    assert changed.count(True) == 1, changed  # one migrated, the others found it done
+    engine = sa.create_engine(database_url)
+    assert db.current_revision(engine) == db.head_revision()
     engine.dispose()
