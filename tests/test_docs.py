@@ -1,0 +1,93 @@
+"""README.md is what admins grep their logs and dashboards by: every log event the code can
+write and every metric it serves must be in it, spelled as in the code."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+from feedback_mta import metrics
+from tests.conftest import ROOT
+
+PACKAGE = ROOT / "feedback_mta"
+README = (ROOT / "README.md").read_text()
+_EVENT = re.compile(r"^[a-z]+\.[a-z_]+$")
+_LOG_CALLS = {"debug", "info", "warning", "error", "exception", "critical", "record"}
+
+
+def _names(node: ast.AST):
+    if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+            and _EVENT.match(node.value):
+        yield node.value
+    elif isinstance(node, ast.IfExp):
+        yield from _names(node.body)
+        yield from _names(node.orelse)
+
+
+def logged_events() -> dict[str, str]:
+    """{event name: file} for every ``log.<level>("a.b")``, ``record("a.b", ...)``,
+    ``(log.x if c else log.y)("a.b" if c else "c.d")``, ``_logged.append(("a.b", ...))``
+    and ``action = "a.b" if c else "c.d"`` in the package."""
+    found: dict[str, str] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "migrations" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            first = None
+            if isinstance(node, ast.Call) and node.args:
+                func = node.func
+                attr = func.attr if isinstance(func, ast.Attribute) else None
+                if attr in _LOG_CALLS or isinstance(func, ast.IfExp):
+                    first = node.args[0]
+                elif attr == "append" and isinstance(node.args[0], ast.Tuple):
+                    first = node.args[0].elts[0]
+            elif isinstance(node, ast.Assign) and any(
+                    isinstance(t, ast.Name) and t.id == "action" for t in node.targets):
+                first = node.value
+            for name in _names(first) if first is not None else ():
+                found.setdefault(name, path.name)
+    return found
+
+
+def _section(title: str) -> str:
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## )", README, re.S | re.M)
+    assert match, f"README.md has no '## {title}' section"
+    return match.group(1)
+
+
+def test_the_collector_finds_events_of_every_shape():
+    events = logged_events()
+    for name in ("message.processed",      # log.info("...")
+                 "contact.opted_out",      # self.record("...")
+                 "mail.deferred",          # (log.error if ... else log.warning)(...)
+                 "mail.queued",            # self._logged.append(("...", ...))
+                 "contact.soft_bounced"):  # action = "..." if ... else "..."
+        assert name in events, name
+    assert len(events) >= 55
+
+
+def test_every_log_event_is_in_the_readme_logs_table():
+    documented = set(re.findall(r"`([a-z]+\.[a-z_]+)`", _section("Logs")))
+    missing = {name: file for name, file in logged_events().items() if name not in documented}
+    assert not missing, f"log events not in README.md's Logs table: {missing}"
+
+
+def test_every_metric_is_in_the_readme():
+    text = _section("Operating it")
+    served = {m.name for m in metrics.REGISTRY.collect()} | {
+        "feedback_mta_queue_received", "feedback_mta_queue_oldest_seconds"}
+    missing = sorted(name for name in served if name not in text)
+    assert not missing, f"metrics not in README.md's Operating it section: {missing}"
+
+
+def test_readme_units_and_postfix_lines_match_the_files():
+    text = _section("Operating it")
+    for name in ("feedback-mta.service", "feedback-mta-db-upgrade.service",
+                 "feedback-mta.sysusers.conf"):
+        assert name in text and (ROOT / "systemd" / name).exists(), name
+    postfix_test = (ROOT / "tests" / "test_postfix.py").read_text()
+    for line in ("reject_unverified_recipient", "unverified_recipient_reject_code = 550",
+                 "address_verify_poll_delay = 1s"):
+        assert line in text and line in postfix_test, line
+    assert Path(ROOT / "config" / "feedback-mta.toml").read_text().count("[metrics]") == 1
