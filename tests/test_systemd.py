@@ -127,17 +127,23 @@ def _datagrams(sock: socket.socket, until: str, timeout: float) -> list[str]:
     return got
 
 
+def _serve_notifying(tmp_path, url: str, **env: str
+                     ) -> tuple[subprocess.Popen, socket.socket]:
+    """``serve`` with ``$NOTIFY_SOCKET`` bound here, as PID 1 would have it."""
+    path = write_config(tmp_path / "n.toml", url)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify.sock"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "feedback_mta", "serve", "--config", str(path)], cwd=ROOT,
+        env={**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify.sock"), **env},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, sock
+
+
 def test_notify_ready_watchdog_and_stopping(tmp_path, sqlite_url):
     """READY=1 only once the port answers; WATCHDOG=1 at half of WatchdogSec; STOPPING=1 on
     SIGTERM, then a clean exit."""
-    path = write_config(tmp_path / "n.toml", sqlite_url)
-    notify_path = tmp_path / "notify.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(notify_path))
-    env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "400000"}
-    proc = subprocess.Popen([sys.executable, "-m", "feedback_mta", "serve", "--config",
-                             str(path)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    proc, sock = _serve_notifying(tmp_path, sqlite_url, WATCHDOG_USEC="400000")
     try:
         ready = _datagrams(sock, "READY=1", 60)
         assert ready and "READY=1" in ready[-1], ready
@@ -159,15 +165,8 @@ def test_notify_ready_watchdog_and_stopping(tmp_path, sqlite_url):
 
 def test_no_watchdog_pings_for_another_pid(tmp_path, sqlite_url):
     """WATCHDOG_PID names the process systemd watches; a child that inherited it is quiet."""
-    path = write_config(tmp_path / "n.toml", sqlite_url)
-    notify_path = tmp_path / "notify.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(notify_path))
-    env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "200000",
-           "WATCHDOG_PID": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "feedback_mta", "serve", "--config",
-                             str(path)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    proc, sock = _serve_notifying(tmp_path, sqlite_url, WATCHDOG_USEC="200000",
+                                  WATCHDOG_PID="1")
     try:
         assert "READY=1" in _datagrams(sock, "READY=1", 60)[-1]
         assert "WATCHDOG=1" not in _datagrams(sock, "never", 0.6)
