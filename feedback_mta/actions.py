@@ -25,7 +25,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from feedback_mta import logs
+from feedback_mta import logs, metrics
 from feedback_mta.addresses import AddressBook, Box
 from feedback_mta.formats.report import COMPLAINT_TYPES, Bounced
 from feedback_mta.models import (
@@ -120,8 +120,10 @@ class Actions:
         return event
 
     def emit_logs(self) -> None:
+        """After the commit: each event's log line, and its count where a metric counts it."""
         for action, fields in self._logged:
             log.info(action, **fields)
+            metrics.count_event(action, fields)
         self._logged.clear()
 
     # -- lookups ----------------------------------------------------------------------------

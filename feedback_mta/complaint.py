@@ -30,7 +30,6 @@ def handle(ctx: HandlerContext) -> Outcome:
                                 found.how)
     if ftype not in COMPLAINT_TYPES:
         return Outcome(MessageState.PROCESSED, f"recorded ({ftype})")
-    account = found.contact.account_id
     if ctx.actions.opt_out(found.contact, "complaint"):
-        return Outcome(MessageState.PROCESSED, "opted out (complaint)", account)
-    return Outcome(MessageState.PROCESSED, "complaint recorded (already opted out)", account)
+        return Outcome(MessageState.PROCESSED, "opted out (complaint)")
+    return Outcome(MessageState.PROCESSED, "complaint recorded (already opted out)")

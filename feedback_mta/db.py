@@ -12,6 +12,8 @@ never by ``create_all`` at run time.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -107,23 +109,32 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
     On PostgreSQL a session advisory lock is held meanwhile: nodes whose one-shot upgrade
     starts at the same moment take turns, and the later ones find the work done, instead
     of creating the same tables twice and failing halfway."""
-    with engine.connect() as guard:
-        if guard.dialect.name == "postgresql":
-            guard.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _lock_key("upgrade")})
-            guard.commit()
+    with _session_lock(engine, "upgrade"):
+        before = current_revision(engine)
+        cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+        with engine.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+            conn.commit()
+        return before, current_revision(engine)
+
+
+@contextmanager
+def _session_lock(engine: Engine, name: str) -> Iterator[None]:
+    """Hold PostgreSQL's advisory lock ``name`` on a connection of its own, waiting for it
+    (SQLite: nothing to hold; its writers take turns anyway)."""
+    with engine.connect() as conn:
+        if conn.dialect.name != "postgresql":
+            yield
+            return
+        key = {"k": _lock_key(name)}
+        conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), key)
+        conn.commit()
         try:
-            before = current_revision(engine)
-            cfg = alembic_config(engine.url.render_as_string(hide_password=False))
-            with engine.connect() as conn:
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, revision)
-                conn.commit()
-            return before, current_revision(engine)
+            yield
         finally:
-            if guard.dialect.name == "postgresql":
-                guard.execute(sa.text("SELECT pg_advisory_unlock(:k)"),
-                              {"k": _lock_key("upgrade")})
-                guard.commit()
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), key)
+            conn.commit()
 
 
 def _lock_key(name: str) -> int:

@@ -22,8 +22,6 @@ from feedback_mta.reply_text import NOTIFICATION_MARKERS
 class Outcome:
     state: MessageState
     reason: str | None = None
-    #: The account a complaint counted against (metrics); None for everything else.
-    complaint_account: int | None = None
 
 
 NO_ACTION = Outcome(MessageState.IGNORED, "no action")

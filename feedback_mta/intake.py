@@ -219,8 +219,7 @@ class Intake:
 
     @staticmethod
     def _fail(batch, exc: Exception) -> None:
-        log.error("intake.store_failed", count=len(batch),
-                  error=f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}")
+        log.error("intake.store_failed", count=len(batch), error=logs.error_line(exc))
         for _, future in batch:
             if future.set_running_or_notify_cancel():
                 future.set_exception(StoreError(f"{type(exc).__name__}"))

@@ -20,6 +20,12 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
            "error": logging.ERROR}
 
 
+def error_line(exc: BaseException, limit: int = 300) -> str:
+    """``Type: first line of the message`` for a log field: short, one line, no traceback."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:limit] if lines else ''}"
+
+
 def _canonical_order(_logger, _name, event_dict):
     """ts, level, event first: what a person scanning the lines reads first."""
     head = {k: event_dict.pop(k) for k in ("ts", "level", "event") if k in event_dict}

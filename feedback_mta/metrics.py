@@ -2,9 +2,11 @@
 
 The counters live in this process (one registry, ``REGISTRY``); the flow's stages bump them
 as messages pass: ``smtp`` (accepted, store failures, time to 250), ``process`` (per kind and
-final state, complaints per account), ``scheduler`` (job runs). Two numbers come from the
-database at scrape time instead, because they are facts about the shared queue, not about
-this process: how many stored messages are still ``received``, and how old the oldest is.
+final state), ``actions`` (committed audit events: complaints per account), ``scheduler``
+(job runs), ``outbound`` (delivery results); the session gauge reads ``smtp.Sessions``.
+Two numbers come from the database at scrape time instead, because they are facts about the
+shared queue, not about this process: how many stored messages are still ``received``, and
+how old the oldest is.
 
 The HTTP side is the standard library's threading server on its own thread: a scrape or a
 health check never runs on the SMTP event loop, and a slow database only slows the scrape.
@@ -32,6 +34,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.engine import Engine
 
 from feedback_mta import db, logs
+from feedback_mta.logs import error_line
 from feedback_mta.models import InboundMessage, MessageState, utcnow
 
 log = logs.get("feedback_mta.metrics")
@@ -72,6 +75,13 @@ OUTBOUND = Counter("feedback_mta_outbound", "Outbound delivery attempts, by resu
                    ["result"], registry=REGISTRY)
 SESSIONS = Gauge("feedback_mta_sessions", "SMTP/LMTP sessions open now.", registry=REGISTRY)
 
+
+def count_event(action: str, fields: dict) -> None:
+    """Count an audit event once it is committed (``Actions.emit_logs``): complaints per
+    account come from ``contact.complained``, whichever path recorded it."""
+    if action == "contact.complained":
+        COMPLAINTS.labels(str(fields.get("account_id"))).inc()
+
 _T = InboundMessage.__table__
 
 
@@ -95,18 +105,13 @@ class QueueCollector:
                     sa.select(sa.func.count(), sa.func.min(_T.c.received_at))
                     .where(_T.c.state == MessageState.RECEIVED)).one()
         except sa.exc.SQLAlchemyError as exc:
-            log.warning("metrics.queue_unreadable", error=_first_line(exc))
+            log.warning("metrics.queue_unreadable", error=error_line(exc))
             return  # no sample beats a wrong one; /healthz says why
         depth.add_metric([], count)
         age = (utcnow() - db.aware(first)).total_seconds() if first is not None else 0.0
         oldest.add_metric([], max(0.0, age))
         yield depth
         yield oldest
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else ''}"
 
 
 def health(engine: Engine) -> tuple[bool, dict]:
@@ -116,7 +121,7 @@ def health(engine: Engine) -> tuple[bool, dict]:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except Exception as exc:  # any failure to reach it is "unhealthy", with the reason
-        return False, {"status": "unhealthy", "database": _first_line(exc)}
+        return False, {"status": "unhealthy", "database": error_line(exc)}
     return True, {"status": "ok", "database": "ok",
                   "database_ms": round((time.perf_counter() - started) * 1000, 2)}
 

@@ -112,8 +112,6 @@ def process_one(engine: Engine, book: AddressBook, message_id: int,
     seconds = time.perf_counter() - started
     metrics.PROCESSED.labels(kind.value if kind else "unknown", outcome.state.value).inc()
     metrics.PROCESS_SECONDS.observe(seconds)
-    if outcome.complaint_account is not None:
-        metrics.COMPLAINTS.labels(str(outcome.complaint_account)).inc()
     log.info("message.processed", id=message_id, kind=kind, state=outcome.state.value,
              reason=outcome.reason, duration_ms=round(seconds * 1000, 2))
     return outcome

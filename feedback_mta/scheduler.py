@@ -67,7 +67,7 @@ def _count(event: JobEvent) -> None:
     elif event.exception is not None:
         result = "error"
         log.error("scheduler.job_failed", job=event.job_id,
-                  error=f"{type(event.exception).__name__}: {event.exception}"[:300])
+                  error=logs.error_line(event.exception))
     else:
         result = "ok"
     metrics.SCHEDULER_RUNS.labels(event.job_id, result).inc()

@@ -67,6 +67,7 @@ async def run(config: Config, *, ready_fd: int | None = None) -> None:
     jobs = scheduler.start(config, processor, outbox, engine, book)
 
     sessions = Sessions(config.smtp.max_sessions)
+    metrics.SESSIONS.set_function(lambda: len(sessions.active))
     handler = FeedbackHandler(config, book, intake)
     loop = asyncio.get_running_loop()
     try:

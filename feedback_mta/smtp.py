@@ -147,11 +147,9 @@ class _SessionMixin:
     def connection_made(self, transport):
         super().connection_made(transport)
         self.sessions.active.add(self)
-        metrics.SESSIONS.set(len(self.sessions.active))
 
     def connection_lost(self, error):
         self.sessions.active.discard(self)
-        metrics.SESSIONS.set(len(self.sessions.active))
         super().connection_lost(error)
 
     async def push(self, status):

@@ -12,7 +12,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ import sqlalchemy as sa
 
 from feedback_mta import config as config_mod
 from feedback_mta import db
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -218,9 +218,7 @@ class Relay:
 
         self.messages: list[tuple[str, list[str], bytes]] = []
         self._arrived = threading.Condition()
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
     async def handle_DATA(self, server, session, envelope):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import smtplib
+import socket
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -105,3 +107,34 @@ def inbound_rows(engine) -> list[dict]:
         return [dict(r._mapping) for r in conn.execute(
             sa.select(t.c.id, t.c.state, t.c.reason, t.c.kind, t.c.message_id, t.c.mail_from,
                       t.c.rcpt_tos, t.c.duplicate_of, t.c.error).order_by(t.c.id))]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float = 20.0, what: str = "condition", log=lambda: ""):
+    """predicate()'s first true value, polled every 0.2 s; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"no {what} within {timeout}s\n{log()}".rstrip())
+
+
+def wait_all_done(engine, expected: int, timeout: float = 60) -> list[dict]:
+    """The inbound rows once ``expected`` are stored and none is still ``received``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = inbound_rows(engine)
+        if len(rows) >= expected and all(r["state"] != "received" for r in rows):
+            return rows
+        if time.monotonic() > deadline:
+            states = [r["state"] for r in rows]
+            raise AssertionError(f"not processed in {timeout}s: {len(rows)} rows, {states[-20:]}")
+        time.sleep(0.1)

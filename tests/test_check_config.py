@@ -13,6 +13,7 @@ from feedback_mta import cli
 from feedback_mta import db as db_mod
 from feedback_mta.config import EXAMPLE_SECRET
 from tests.conftest import write_config
+from tests.support import free_port
 from tests.test_cli import ok_json, run
 
 
@@ -59,10 +60,6 @@ def fake_relay() -> Iterator[type[FakeRelay]]:
         relay.close()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_all_reachable(tmp_path, database_url, relay):

@@ -17,19 +17,7 @@ from feedback_mta import smtp as codes
 from feedback_mta.intake import Arrival, Intake
 from feedback_mta.models import Contact, Event
 from tests.conftest import write_config
-from tests.support import inbound_rows, message, open_data, seed, send
-
-
-def _wait_all_done(engine, expected: int, timeout: float = 60) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = inbound_rows(engine)
-        if len(rows) >= expected and all(r["state"] != "received" for r in rows):
-            return rows
-        if time.monotonic() > deadline:
-            states = [r["state"] for r in rows]
-            raise AssertionError(f"not processed in {timeout}s: {len(rows)} rows, {states[-20:]}")
-        time.sleep(0.1)
+from tests.support import inbound_rows, message, open_data, seed, send, wait_all_done
 
 
 def _opt_out_events(engine) -> list[tuple[int, int]]:
@@ -47,7 +35,7 @@ def test_same_message_twice_is_recorded_and_acted_on_once(server, engine, cfg):
     relayed = b"Received: from mx2.isp.test by us; Sat, 21 Nov 2026 10:00:00 +0000\r\n" + raw
     assert send(server.port, "", [rcpt], raw)[0] == 250
     assert send(server.port, "", [rcpt.upper()], relayed)[0] == 250
-    rows = _wait_all_done(engine, 2)
+    rows = wait_all_done(engine, 2)
     assert [(r["state"], r["reason"]) for r in rows] == [("processed", "opted out"),
                                                            ("ignored", "duplicate")]
     assert rows[1]["duplicate_of"] == rows[0]["id"]
@@ -59,7 +47,7 @@ def test_same_message_id_with_other_content_is_not_a_duplicate(server, engine, c
     for i in range(2):
         raw = message(body=f"copy {i}", message_id="same@client.test")
         assert send(server.port, "", [s.unsubscribe(s.contact_ids[i])], raw)[0] == 250
-    rows = _wait_all_done(engine, 2)
+    rows = wait_all_done(engine, 2)
     assert [r["state"] for r in rows] == ["processed", "processed"]
 
 
@@ -78,7 +66,7 @@ def test_received_messages_are_processed_on_start(tmp_path, config_file, engine,
 
     server = server_factory(config_file)
     assert server.wait_for("server.started")["recovered"] == len(ids)
-    rows = _wait_all_done(engine, len(ids))
+    rows = wait_all_done(engine, len(ids))
     assert [r["state"] for r in rows] == ["processed"] * len(ids)
     with engine.connect() as conn:
         statuses = conn.execute(sa.select(Contact.status)).scalars().all()
@@ -183,7 +171,7 @@ def test_kill_9_under_load_loses_nothing_and_acts_once(tmp_path, database_url, e
     acked = [i for c in clients for i in c.acked]
     assert len(acked) > 20, "the load did not get going"
     server.wait_for("server.started")
-    rows = _wait_all_done(engine, len(set(acked)))
+    rows = wait_all_done(engine, len(set(acked)))
     states = {r["id"]: r["state"] for r in rows}
     missing = [i for i in acked if i not in states]
     assert missing == [], f"acknowledged with 250 but not stored: {missing}"

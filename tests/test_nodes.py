@@ -21,7 +21,7 @@ from feedback_mta.actions import CLI, unit_of_work
 from feedback_mta.addresses import AddressBook, Box
 from feedback_mta.intake import Arrival, Intake
 from tests.conftest import ROOT, write_config
-from tests.support import message, send
+from tests.support import message, send, wait_all_done
 
 
 def _nodes(tmp_path, database_url, **sections):
@@ -50,17 +50,6 @@ def _opt_outs(engine) -> dict[int, int]:
             "GROUP BY subject_id")).all())
 
 
-def _wait_processed(engine, total: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with engine.connect() as conn:
-            waiting = conn.execute(sa.text(
-                "SELECT count(*) FROM inbound_message WHERE state = 'received'")).scalar()
-            done = conn.execute(sa.text("SELECT count(*) FROM inbound_message")).scalar()
-        if done == total and waiting == 0:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{waiting} of {done} messages still received after {timeout}s")
 
 
 def test_mail_through_both_nodes_is_acted_on_once(tmp_path, database_url, server_factory):
@@ -79,7 +68,7 @@ def test_mail_through_both_nodes_is_acted_on_once(tmp_path, database_url, server
     with ThreadPoolExecutor(12) as pool:
         sent_to = list(pool.map(deliver, range(len(ids))))
     assert sent_to.count(0) == sent_to.count(1) == 30
-    _wait_processed(engine, len(ids))
+    wait_all_done(engine, len(ids))
     time.sleep(1.2)  # two more sweeps on each node: nothing is taken again
     assert _opt_outs(engine) == {contact_id: 1 for contact_id in ids}
     assert sum(node.count("message.processed") for node in nodes) == len(ids)
@@ -105,7 +94,7 @@ def test_both_nodes_sweeping_the_same_backlog_act_once(tmp_path, database_url,
 
     with ThreadPoolExecutor(2) as pool:  # start both at once: both recover the backlog
         nodes = list(pool.map(server_factory, paths))
-    _wait_processed(engine, len(ids))
+    wait_all_done(engine, len(ids))
     time.sleep(1.2)
     assert _opt_outs(engine) == {contact_id: 1 for contact_id in ids}
     per_node = [node.count("message.processed") for node in nodes]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email
-import socket
 import time
 
 import sqlalchemy as sa
@@ -13,6 +12,7 @@ from feedback_mta.actions import CLI, unit_of_work
 from feedback_mta.config import OutboundConfig
 from feedback_mta.models import OutboundMessage
 from tests.conftest import Relay
+from tests.support import free_port
 
 T = OutboundMessage.__table__
 
@@ -36,10 +36,6 @@ def _row(engine, mail_id):
         return conn.execute(sa.select(T).where(T.c.id == mail_id)).one()
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_compose_is_an_rfc3834_auto_reply_threaded_to_the_reply():
@@ -73,7 +69,7 @@ def test_delivered_once_then_marked_sent(engine):
 
 
 def test_relay_down_is_retried_then_left_failed_with_the_error(engine):
-    cfg = OutboundConfig(relay=f"127.0.0.1:{_closed_port()}", max_attempts=2,
+    cfg = OutboundConfig(relay=f"127.0.0.1:{free_port()}", max_attempts=2,
                          retry_interval=0.2, timeout=5)
     (mail_id,) = _queue(engine)
     assert outbound.deliver_one(engine, cfg, mail_id) == "queued"

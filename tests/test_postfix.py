@@ -32,7 +32,7 @@ from feedback_mta import config as config_mod
 from feedback_mta import db
 from feedback_mta.models import Contact
 from tests.conftest import write_config
-from tests.support import inbound_rows, message, seed
+from tests.support import free_port, message, seed, wait_all_done, wait_until
 from tests.test_feedback_loops import FIXTURE_TOKENS, REPORTS
 
 POSTFIX = shutil.which("postfix") or ("/usr/sbin/postfix" if Path("/usr/sbin/postfix").exists()
@@ -94,10 +94,6 @@ address_verify_poll_delay = 1s
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PrivatePostfix:
@@ -107,7 +103,7 @@ class PrivatePostfix:
         self.base = Path(tempfile.mkdtemp(prefix="fbmta-postfix-", dir="/tmp"))
         self.base.chmod(0o755)  # the postfix user must reach its queue inside
         self.conf = self.base / "conf"
-        self.port = _free_port()
+        self.port = free_port()
         for sub in ("conf", "queue", "data"):
             (self.base / sub).mkdir()
         uid = pwd.getpwnam("postfix").pw_uid
@@ -209,13 +205,6 @@ def _complaint(s, contact_id: int) -> bytes:
     return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
-def _wait(predicate, timeout: float, what: str, log=lambda: "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not within {timeout}s\n{log()}")
 
 
 def test_postfix_delivers_our_domain_over_lmtp(postfix, lmtp_server):
@@ -238,12 +227,7 @@ def test_postfix_delivers_our_domain_over_lmtp(postfix, lmtp_server):
         assert b"Recipient address rejected" in text
         client.rset()
 
-    def delivered() -> bool:
-        rows = inbound_rows(engine)
-        return len(rows) == 2 and all(r["state"] != "received" for r in rows)
-
-    _wait(delivered, 60, "both mails delivered over LMTP and processed", postfix.log)
-    rows = inbound_rows(engine)
+    rows = wait_all_done(engine, 2, 60)  # both delivered over LMTP and processed
     assert [json.loads(r["rcpt_tos"]) for r in rows] == [
         [unsub], [f"fbl@{s.book.domain}", s.reply]]
     assert [r["kind"] for r in rows] == ["unsubscribe", "complaint"]
@@ -253,7 +237,7 @@ def test_postfix_delivers_our_domain_over_lmtp(postfix, lmtp_server):
     assert reasons[s.contact_ids[1]] == "unsubscribe"
     assert reasons[s.contact_ids[2]] == "complaint"
     assert reasons[s.contact_ids[0]] is None
-    _wait(postfix.queue_empty, 20, "Postfix queue empty", postfix.log)
+    wait_until(postfix.queue_empty, 20, "Postfix queue empty", postfix.log)
     log = postfix.log()
     assert "relay=127.0.0.1" in log and "status=sent (250 2.0.0 Ok: stored as" in log
     assert server.count("smtp.rcpt_refused") >= 1  # the verification probe
@@ -268,13 +252,7 @@ def test_smtp_source_over_lmtp(lmtp_server):
                            f"127.0.0.1:{server.port}"], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr
-
-    def settled() -> bool:
-        rows = inbound_rows(engine)
-        return len(rows) == 50 and all(r["state"] != "received" for r in rows)
-
-    _wait(settled, 60, "50 messages stored and processed")
-    rows = inbound_rows(engine)
+    rows = wait_all_done(engine, 50, 60)
     assert {(r["state"], r["kind"]) for r in rows} == {("ignored", "unknown")}
     assert len({r["message_id"] for r in rows}) == 50
     assert server.count("message.accepted") == 50

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from feedback_mta.quality import INVALID_TAG, SUSPECTED_TAG
 from tests.conftest import write_config
-from tests.support import send
+from tests.support import send, wait_until
 from tests.test_cli import ok_json, run
 
 FAST = {"review": {"period": "3s", "check_interval": "1s", "remind_before": "0s"}}
@@ -44,14 +44,6 @@ def _show(cfg, contact_id):
     return ok_json(cfg, "contact", "show", str(contact_id))
 
 
-def _wait(predicate, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"no {what} within {timeout}s")
 
 
 def test_gibberish_is_opted_out_and_tagged_at_once_and_stays_so(tmp_path, database_url):
@@ -185,7 +177,7 @@ def test_two_servers_on_one_postgresql_opt_each_contact_out_once(tmp_path, datab
                 "SELECT count(*) FROM contact WHERE opt_out_reason = 'suspected_invalid'")
             ).scalar() == 30
 
-    _wait(all_out, 30, "30 opted out")
+    wait_until(all_out, 30, "30 opted out")
     time.sleep(1)  # let both nodes run a few more checks
     with engine.connect() as conn:
         per_contact = conn.execute(sa.text(
