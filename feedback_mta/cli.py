@@ -95,7 +95,8 @@ def _load(path: Path | None, *, log_stream=None) -> config_mod.Config:
         cfg = config_mod.load(path)
     except config_mod.ConfigError as exc:
         raise Failure(str(exc), EXIT_CONFIG) from None
-    logs.configure(cfg.logging.level, cfg.logging.format, stream=log_stream or sys.stderr)
+    logs.configure(cfg.logging.level, cfg.logging.format, stream=log_stream or sys.stderr,
+                   mask_addresses=cfg.logging.mask_addresses)
     return cfg
 
 
@@ -209,6 +210,14 @@ def check_config(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     behind with auto_upgrade off, 1 when the relay cannot be reached."""
     def go():
         cfg = _load(config)
+        starttls = "off (set [smtp] tls_cert and tls_key to offer it)"
+        if cfg.smtp.tls_cert:
+            from feedback_mta.tls import TlsError, TlsFiles
+            try:
+                TlsFiles(cfg.smtp.tls_cert, cfg.smtp.tls_key)
+            except TlsError as exc:
+                raise Failure(str(exc), EXIT_CONFIG) from None
+            starttls = cfg.smtp.tls_cert
         engine = db.create_engine(cfg.database)
         try:
             revision = db.current_revision(engine)
@@ -235,6 +244,7 @@ def check_config(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
                "schema": revision, "schema_head": head,
                "listen": f"{cfg.smtp.host}:{cfg.smtp.port}", "domain": cfg.smtp.domain,
                "protocol": "lmtp" if cfg.smtp.lmtp else "smtp", "relay": relay,
+               "starttls": starttls, "proxy_protocol": cfg.smtp.proxy_protocol,
                "metrics": cfg.metrics.listen or "off", "warnings": warnings}, as_json)
 
     _run(go)

@@ -110,6 +110,23 @@ class SmtpConfig:
     drain_timeout: float = 30.0
     #: More local parts for feedback-loop reports, besides ``fbl``.
     fbl_aliases: tuple[str, ...] = ()
+    #: Concurrent sessions from one client address; the next one gets ``421 4.7.0``.
+    max_sessions_per_ip: int = 20
+    #: New sessions per minute from one client address (0: no limit).
+    connections_per_minute_per_ip: int = 0
+    #: Messages (MAIL FROM) per minute from one client address (0: no limit); past it
+    #: ``450 4.7.1``, so a well-behaved sender retries later and nothing is lost.
+    messages_per_minute_per_ip: int = 0
+    #: Networks the per-IP limits do not apply to (Postfix in front over LMTP, say).
+    limit_exempt: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    #: Expect a PROXY protocol v1/v2 header (HAProxy, a cloud load balancer) on every
+    #: connection; the client address it names goes to the logs, the store and the limits.
+    proxy_protocol: bool = False
+    #: Seconds to wait for that header before closing the connection.
+    proxy_timeout: float = 10.0
+    #: PEM certificate chain and key for STARTTLS (RFC 3207); both empty: no STARTTLS.
+    tls_cert: str = ""
+    tls_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -210,6 +227,17 @@ class LoggingConfig:
     level: str = "info"
     #: ``auto`` (JSON lines, or a console renderer on a TTY), ``json`` or ``console``.
     format: str = "auto"
+    #: Write ``j***@example.com`` instead of addresses in log lines (privacy laws, shared
+    #: log stores); the database keeps them, so ``contact show`` still finds everything.
+    mask_addresses: bool = False
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    #: Days after which the raw bytes of ``processed`` and ``ignored`` messages are purged
+    #: (headers, kind, outcome and audit stay); 0: keep them forever. ``failed`` messages
+    #: are kept until retried, since a retry needs them.
+    raw_days: int = 90
 
 
 @dataclass(frozen=True)
@@ -224,6 +252,7 @@ class Config:
     quality: QualityConfig = field(default_factory=QualityConfig)
     review: ReviewConfig = field(default_factory=ReviewConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     #: Where the config was read from (None: defaults only).
     path: Path | None = None
@@ -372,6 +401,14 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
         "store_timeout": _positive_duration,
         "drain_timeout": parse_duration,
         "fbl_aliases": _local_parts,
+        "max_sessions_per_ip": _int(1, 100000),
+        "connections_per_minute_per_ip": _int(0, 1000000),
+        "messages_per_minute_per_ip": _int(0, 1000000),
+        "limit_exempt": _networks,
+        "proxy_protocol": _bool,
+        "proxy_timeout": _positive_duration,
+        "tls_cert": _str(nonempty=False),
+        "tls_key": _str(nonempty=False),
     }),
     "security": (SecurityConfig, {
         "secret_key": _secret,
@@ -412,9 +449,13 @@ _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
     "metrics": (MetricsConfig, {
         "listen": _host_port("127.0.0.1:9125", port_zero=True),
     }),
+    "retention": (RetentionConfig, {
+        "raw_days": _int(0, 36500),
+    }),
     "logging": (LoggingConfig, {
         "level": _choice("debug", "info", "warning", "error"),
         "format": _choice("auto", "json", "console"),
+        "mask_addresses": _bool,
     }),
 }
 
@@ -451,6 +492,9 @@ def from_mapping(data: Mapping[str, Any], *, source: str = "config",
     for section, key in _REQUIRED:
         if key not in data.get(section, {}):
             raise ConfigError(f"{source}: [{section}] {key}: missing (it is required)")
+    smtp = sections.get("smtp")
+    if smtp is not None and bool(smtp.tls_cert) != bool(smtp.tls_key):
+        raise ConfigError(f"{source}: [smtp] tls_cert, tls_key: set both (STARTTLS) or neither")
     return Config(**sections, path=path)
 
 

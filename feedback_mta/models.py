@@ -208,6 +208,7 @@ class InboundMessage(SQLModel, table=True):
         Index("ix_inbound_message_message_id", "message_id"),
         Index("ix_inbound_message_content_hash", "content_hash"),
         Index("uq_inbound_message_dedupe_key", "dedupe_key", unique=True),
+        Index("ix_inbound_message_purged_at_processed_at", "purged_at", "processed_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -241,6 +242,8 @@ class InboundMessage(SQLModel, table=True):
     attempts: int = 0
     processed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     duplicate_of: int | None = None
+    #: When ``retention`` emptied ``raw`` ([retention] raw_days); the row and its audit stay.
+    purged_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
 
 
 class Event(SQLModel, table=True):

@@ -4,8 +4,9 @@ Jobs: ``inbox.sweep`` queues stored messages still ``received`` (left by a crash
 node, or put back by ``inbox retry``); ``outbox.flush`` queues outbound mail that is due
 (retries after a relay failure); ``review.check`` opts out suspected contacts whose review
 deadline passed, sends the review digests that are due, and schedules ``review.deadline``
-to the second of the next deadline when it comes before the next check. Jobs coalesce and
-never overlap, so a slow run is not stacked on top of itself.
+to the second of the next deadline when it comes before the next check; ``retention.purge``
+empties the raw bytes of messages past ``[retention] raw_days`` (hourly, and at start).
+Jobs coalesce and never overlap, so a slow run is not stacked on top of itself.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MI
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy.engine import Engine
 
-from feedback_mta import logs, metrics, review
+from feedback_mta import logs, metrics, retention, review
 from feedback_mta.addresses import AddressBook
 from feedback_mta.config import Config
 from feedback_mta.models import utcnow
@@ -24,6 +25,9 @@ from feedback_mta.outbound import Outbox
 from feedback_mta.process import Processor
 
 log = logs.get("feedback_mta.scheduler")
+
+#: Seconds between retention runs: raw_days is counted in days, an hour late is nothing.
+PURGE_INTERVAL = 3600
 
 
 def sweep(processor: Processor) -> int:
@@ -89,6 +93,9 @@ def start(config: Config, processor: Processor, outbox: Outbox | None = None,
         scheduler.add_job(check_reviews, "interval", args=[scheduler, engine, config, book, outbox],
                           id="review.check", seconds=config.review.check_interval,
                           next_run_time=utcnow())
+    if engine is not None and config.retention.raw_days:
+        scheduler.add_job(retention.purge, "interval", args=[engine, config.retention.raw_days],
+                          id="retention.purge", seconds=PURGE_INTERVAL, next_run_time=utcnow())
     scheduler.add_listener(_count, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
     scheduler.start()
     return scheduler

@@ -18,9 +18,11 @@ from feedback_mta.addresses import AddressBook
 from feedback_mta.config import EXAMPLE_SECRET, Config
 from feedback_mta.handler import Settings
 from feedback_mta.intake import Intake
+from feedback_mta.limits import Limits
 from feedback_mta.outbound import Outbox
 from feedback_mta.process import Processor
 from feedback_mta.smtp import FeedbackHandler, Sessions, protocol_factory
+from feedback_mta.tls import TlsError, TlsFiles
 
 log = logs.get("feedback_mta.serve")
 
@@ -40,6 +42,12 @@ class ListenError(Exception):
 
 
 async def run(config: Config, *, ready_fd: int | None = None) -> None:
+    tls = None
+    if config.smtp.tls_cert:
+        try:
+            tls = TlsFiles(config.smtp.tls_cert, config.smtp.tls_key)
+        except TlsError as exc:
+            raise ListenError(str(exc)) from None
     engine = prepare_database(config)
     endpoint = None
     if config.metrics.address is not None:  # first, so /healthz answers during start-up
@@ -66,13 +74,14 @@ async def run(config: Config, *, ready_fd: int | None = None) -> None:
     caught_up = await asyncio.to_thread(review.expire_due, engine)
     jobs = scheduler.start(config, processor, outbox, engine, book)
 
-    sessions = Sessions(config.smtp.max_sessions)
+    limits = Limits.from_config(config.smtp)
+    sessions = Sessions(config.smtp.max_sessions, limits)
     metrics.SESSIONS.set_function(lambda: len(sessions.active))
-    handler = FeedbackHandler(config, book, intake)
+    handler = FeedbackHandler(config, book, intake, limits)
     loop = asyncio.get_running_loop()
     try:
         server = await loop.create_server(
-            protocol_factory(config, handler, sessions),
+            protocol_factory(config, handler, sessions, tls),
             host=config.smtp.host, port=config.smtp.port, reuse_address=True, backlog=1024)
     except OSError as exc:
         raise ListenError(f"cannot listen on {config.smtp.host}:{config.smtp.port} "
@@ -80,6 +89,7 @@ async def run(config: Config, *, ready_fd: int | None = None) -> None:
     bound = server.sockets[0].getsockname()
     log.info("server.started", host=bound[0], port=bound[1],
              protocol="lmtp" if config.smtp.lmtp else "smtp", domain=config.smtp.domain,
+             starttls=tls is not None, proxy_protocol=config.smtp.proxy_protocol,
              recovered=recovered, reviews_caught_up=caught_up, pid=os.getpid())
     if ready_fd is not None:
         os.write(ready_fd, f"{bound[1]}\n".encode())

@@ -5,7 +5,12 @@
 * DATA: the message goes to ``intake.Intake.store``; ``250`` only once it is committed,
   ``451 4.3.0`` if it could not be. LMTP (RFC 2033) answers once per recipient.
 * Limits: SIZE in EHLO and ``552 5.3.4`` past ``max_message_size``; ``452 4.5.3`` past
-  ``max_recipients``; idle and DATA timeouts; ``421 4.3.2`` past ``max_sessions``.
+  ``max_recipients``; idle and DATA timeouts; ``421 4.3.2`` past ``max_sessions``; per client
+  address (``limits``) ``421 4.7.0`` past its sessions or connection rate, ``450 4.7.1`` past
+  its message rate.
+* Transport: STARTTLS with ``[smtp] tls_cert``/``tls_key`` (``tls``); with ``[smtp]
+  proxy_protocol`` a PROXY v1/v2 header first, and its client address is the one we log,
+  store and limit (``client_ip``).
 """
 
 from __future__ import annotations
@@ -21,10 +26,13 @@ from feedback_mta import logs, metrics
 from feedback_mta.addresses import AddressBook
 from feedback_mta.config import Config
 from feedback_mta.intake import Arrival, Intake, StoreError
+from feedback_mta.limits import Limits, Refusal
+from feedback_mta.tls import TlsFiles
 
 log = logs.get("feedback_mta.smtp")
 
 # Reply codes we send, as named constants (tests assert them).
+OK_MAIL = "250 2.1.0 Ok"
 OK_RCPT = "250 2.1.5 Ok"
 NO_SUCH_USER = "550 5.1.1 Recipient address rejected: no such mailbox here"
 TOO_MANY_RCPTS = "452 4.5.3 Too many recipients"
@@ -34,6 +42,13 @@ SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 TOO_BIG = "552 5.3.4 Message too big for system"
 SIZE_TOO_BIG = "552 5.3.4 Message size exceeds fixed maximum message size"
 LINE_TOO_LONG = "500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)"
+TIMEOUT = "421 4.4.2 Timeout exceeded, closing connection"
+TOO_MANY_FROM_IP = "421 4.7.0 Too many connections from your address, try again later"
+CONNECTION_RATE = "421 4.7.0 Too many new connections from your address, try again later"
+MESSAGE_RATE = "450 4.7.1 Too much mail from your address, try again later"
+
+_LIMIT_REPLIES = {Refusal.SESSIONS: TOO_MANY_FROM_IP, Refusal.CONNECTION_RATE: CONNECTION_RATE,
+                  Refusal.MESSAGE_RATE: MESSAGE_RATE}
 
 
 def stored(message_id: int) -> str:
@@ -48,7 +63,11 @@ _REWRITES = {
 }
 
 
-def _peer_ip(session: Session) -> str | None:
+def client_ip(session: Session) -> str | None:
+    """The client's address: the one a PROXY header named, else the TCP peer's."""
+    proxy = getattr(session, "proxy_data", None)
+    if proxy is not None and proxy.valid and proxy.src_addr is not None:
+        return str(proxy.src_addr)
     peer = session.peer
     if isinstance(peer, tuple) and peer:
         return str(peer[0])
@@ -58,12 +77,29 @@ def _peer_ip(session: Session) -> str | None:
 class FeedbackHandler:
     """aiosmtpd handler: the RCPT and DATA hooks, nothing else."""
 
-    def __init__(self, config: Config, book: AddressBook, intake: Intake) -> None:
+    def __init__(self, config: Config, book: AddressBook, intake: Intake,
+                 limits: Limits | None = None) -> None:
         self.book = book
         self.intake = intake
+        self.limits = limits or Limits.from_config(config.smtp)
         self.lmtp = config.smtp.lmtp
         self.max_recipients = config.smtp.max_recipients
         self.store_timeout = config.smtp.store_timeout
+
+    async def handle_PROXY(self, server: SMTP, session: Session, envelope: Envelope,
+                           proxy_data) -> bool:
+        """The PROXY header told us who the client is: now the per-client limits apply."""
+        return server.admit()
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, mail_options: list[str]) -> str:
+        refusal = self.limits.message(client_ip(session))
+        if refusal is not None:
+            log.info("smtp.limited", peer=client_ip(session), limit=refusal.value)
+            return _LIMIT_REPLIES[refusal]
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return OK_MAIL
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
@@ -71,7 +107,7 @@ class FeedbackHandler:
             return TOO_MANY_RCPTS
         if self.book.resolve(address) is None:
             metrics.RCPT_REFUSED.inc()
-            log.info("smtp.rcpt_refused", peer=_peer_ip(session), rcpt=address[:254])
+            log.info("smtp.rcpt_refused", peer=client_ip(session), rcpt=address[:254])
             return NO_SUCH_USER
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
@@ -85,9 +121,10 @@ class FeedbackHandler:
             mail_from="" if mail_from == "<>" else mail_from,
             rcpt_tos=tuple(envelope.rcpt_tos),
             protocol="lmtp" if self.lmtp else "smtp",
-            peer=_peer_ip(session),
+            peer=client_ip(session),
             helo=(session.host_name or "")[:255] or None,
         )
+        tls = session.ssl is not None
         try:
             message_id = await self.intake.store(arrival, self.store_timeout)
         except StoreError as exc:
@@ -100,7 +137,7 @@ class FeedbackHandler:
         metrics.ACCEPTED.labels(arrival.protocol).inc()
         metrics.INTAKE_SECONDS.observe(seconds)
         log.info("message.accepted", id=message_id, peer=arrival.peer, size=len(arrival.raw),
-                 rcpts=len(arrival.rcpt_tos), protocol=arrival.protocol,
+                 rcpts=len(arrival.rcpt_tos), protocol=arrival.protocol, tls=tls,
                  store_ms=round(seconds * 1000, 2))
         return self._reply(stored(message_id), envelope)
 
@@ -115,8 +152,9 @@ class FeedbackHandler:
 class Sessions:
     """The sessions in flight: the cap on their number, and the drain on shutdown."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, limits: Limits | None = None) -> None:
         self.limit = limit
+        self.limits = limits or Limits(sessions_per_ip=limit)
         self.active: set[Any] = set()
         self.closing = False
         self.refused = 0
@@ -143,14 +181,40 @@ class _SessionMixin:
     sessions: Sessions
     data_timeout: float
     busy = False
+    #: The client address counted in ``sessions.limits`` (released on connection_lost).
+    admitted: str | None = None
 
     def connection_made(self, transport):
-        super().connection_made(transport)
+        super().connection_made(transport)  # again after STARTTLS, for the TLS transport
         self.sessions.active.add(self)
 
     def connection_lost(self, error):
         self.sessions.active.discard(self)
+        if self.admitted is not None:
+            self.sessions.limits.close(self.admitted)
+            self.admitted = None
         super().connection_lost(error)
+
+    async def _handle_client(self):
+        # Without a PROXY header the TCP peer is the client; with one, ``handle_PROXY``
+        # admits the address it names, before the greeting either way.
+        if self._proxy_timeout is None and not self.admit():
+            return
+        await super()._handle_client()
+
+    def admit(self) -> bool:
+        """Count this session against its client's limits, or say 421 and hang up."""
+        ip = client_ip(self.session)
+        refusal = self.sessions.limits.open(ip)
+        if refusal is None:
+            self.admitted = ip
+            return True
+        metrics.SESSIONS_REFUSED.inc()
+        log.info("smtp.limited", peer=ip, limit=refusal.value)
+        if self.transport is not None and not self.transport.is_closing():
+            self._writer.write(_LIMIT_REPLIES[refusal].encode() + b"\r\n")
+            self.transport.close()
+        return False
 
     async def push(self, status):
         if isinstance(status, str):
@@ -168,6 +232,12 @@ class _SessionMixin:
                 self._reset_timeout()
         if self.sessions.closing:
             self.say_goodbye()
+
+    def _timeout_cb(self):
+        # aiosmtpd just hangs up; a reply tells the client (and its log) why.
+        if self.transport is not None and not self.transport.is_closing():
+            self._writer.write(TIMEOUT.encode() + b"\r\n")
+        super()._timeout_cb()
 
     def say_goodbye(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -191,7 +261,8 @@ class _Refuse(asyncio.Protocol):
         transport.close()
 
 
-def protocol_factory(config: Config, handler: FeedbackHandler, sessions: Sessions):
+def protocol_factory(config: Config, handler: FeedbackHandler, sessions: Sessions,
+                     tls: TlsFiles | None = None):
     cls = FeedbackLMTP if config.smtp.lmtp else FeedbackSMTP
     smtp = config.smtp
 
@@ -207,6 +278,9 @@ def protocol_factory(config: Config, handler: FeedbackHandler, sessions: Session
             ident="feedback-mta",
             timeout=smtp.idle_timeout,
             enable_SMTPUTF8=True,
+            tls_context=tls.context() if tls is not None else None,
+            require_starttls=False,
+            proxy_protocol_timeout=smtp.proxy_timeout if smtp.proxy_protocol else None,
         )
         proto.sessions = sessions
         proto.data_timeout = smtp.data_timeout

@@ -132,7 +132,9 @@ def test_idle_client_is_disconnected(server_factory, tmp_path, sqlite_url):
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         assert sock.recv(200).startswith(b"220 ")
         started = time.monotonic()
-        assert sock.recv(200) == b""  # closed by the server, without a word from us
+        # Told why, then closed by the server, without a word from us.
+        assert sock.recv(200) == codes.TIMEOUT.encode() + b"\r\n"
+        assert sock.recv(200) == b""
         assert 0.5 < time.monotonic() - started < 5
 
 
@@ -145,7 +147,9 @@ def test_data_timeout_cuts_a_slow_sender(server_factory, tmp_path, sqlite_url):
         f = open_data(sock)
         started = time.monotonic()
         sock.sendall(b"Subject: slow\r\n")
-        assert f.readline() == b""   # cut off; nothing stored, nothing acknowledged
+        # Cut off; nothing stored, nothing acknowledged.
+        assert f.readline() == codes.TIMEOUT.encode() + b"\r\n"
+        assert f.readline() == b""
         assert time.monotonic() - started < 5
 
 

@@ -1,0 +1,288 @@
+"""Transport: STARTTLS with a configured certificate, the PROXY protocol, per-client limits.
+
+The certificate is a throwaway one from a throwaway CA (trustme); the client verifies it
+against that CA, hostname included, as a careful MTA would.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import smtplib
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+import trustme
+
+from feedback_mta import smtp as codes
+from feedback_mta.limits import Limits, Refusal
+from feedback_mta.tls import TlsFiles
+from tests.conftest import ROOT, write_config
+from tests.support import inbound_rows, message
+
+
+def _code(reply: str) -> int:
+    return int(reply[:3])
+
+
+def _text(reply: str) -> bytes:
+    return reply[4:].encode()
+
+
+@pytest.fixture
+def ca():
+    return trustme.CA()
+
+
+def _cert_files(ca, tmp_path, name="cert"):
+    cert = ca.issue_cert("127.0.0.1", "mx.fb.test")
+    cert_path, key_path = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_path))  # key + chain
+    cert.private_key_pem.write_to_path(str(key_path))
+    return cert_path, key_path
+
+
+def _client_context(ca) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    return ctx
+
+
+def test_starttls_with_the_configured_certificate(server_factory, tmp_path, database_url,
+                                                  engine, ca):
+    cert, key = _cert_files(ca, tmp_path)
+    server = server_factory(write_config(tmp_path / "c.toml", database_url,
+                                         smtp={"tls_cert": str(cert), "tls_key": str(key)}))
+    assert server.wait_for("server.started")["starttls"] is True
+    client = smtplib.SMTP("127.0.0.1", server.port, timeout=10)
+    client.ehlo()
+    assert client.has_extn("starttls")
+    assert client.starttls(context=_client_context(ca))[0] == 220
+    assert client.sock.version() in ("TLSv1.2", "TLSv1.3")
+    client.ehlo()
+    assert not client.has_extn("starttls")  # RFC 3207 4.2: not offered twice
+    client.mail("a@isp.test")
+    client.rcpt("fbl@fb.test")
+    code, text = client.data(message())
+    client.quit()
+    assert code == 250, text
+    assert server.wait_for("message.accepted")["tls"] is True
+    # A client that does not ask for TLS is still served (no require_starttls: feedback
+    # from an old MTA is worth more than its transport).
+    plain = smtplib.SMTP("127.0.0.1", server.port, timeout=10)
+    plain.ehlo()
+    plain.mail("a@isp.test")
+    plain.rcpt("fbl@fb.test")
+    assert plain.data(message())[0] == 250
+    plain.quit()
+    server.wait_for("message.accepted", tls=False)
+    assert server.count("message.accepted") == 2
+    assert len(inbound_rows(engine)) == 2
+
+
+def test_no_starttls_without_a_certificate(server):
+    client = smtplib.SMTP("127.0.0.1", server.port, timeout=10)
+    client.ehlo()
+    assert not client.has_extn("starttls")
+    client.quit()
+
+
+def test_a_renewed_certificate_is_picked_up_and_a_broken_one_kept_out(tmp_path, ca):
+    cert, key = _cert_files(ca, tmp_path)
+    files = TlsFiles(str(cert), str(key))
+    assert files.reload_if_changed() is False  # nothing changed
+    new_cert, new_key = _cert_files(trustme.CA(), tmp_path, "new")
+    cert.write_bytes(new_cert.read_bytes())
+    key.write_bytes(new_key.read_bytes())
+    import os
+    os.utime(cert, (time.time() + 5, time.time() + 5))
+    assert files.reload_if_changed() is True
+    key.write_text("half-written during a renewal")
+    os.utime(key, (time.time() + 10, time.time() + 10))
+    assert files.reload_if_changed() is False  # the old pair stays in use
+    assert files.context() is files.ctx
+
+
+def test_check_config_names_a_missing_key(tmp_path, sqlite_url, ca):
+    cert, _key = _cert_files(ca, tmp_path)
+    path = write_config(tmp_path / "c.toml", sqlite_url,
+                        smtp={"tls_cert": str(cert), "tls_key": str(tmp_path / "nope.key")})
+    done = subprocess.run([sys.executable, "-m", "feedback_mta", "check-config", "--config",
+                           str(path)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert "nope.key" in done.stderr and "[smtp] tls_cert, tls_key" in done.stderr
+
+
+# --- PROXY protocol -----------------------------------------------------------------------
+
+def _proxy_v1(src: str, dst: str = "192.0.2.25") -> bytes:
+    family = "TCP6" if ":" in src else "TCP4"
+    return f"PROXY {family} {src} {dst} 40123 25\r\n".encode()
+
+
+def _proxy_v2(src: str, dst: str = "192.0.2.25") -> bytes:
+    """RFC-less but specified: haproxy.org/download/2.9/doc/proxy-protocol.txt, section 2.2."""
+    signature = b"\r\n\r\n\x00\r\nQUIT\n"
+    if ":" in src:
+        body = (ipaddress.IPv6Address(src).packed + ipaddress.IPv6Address("2001:db8::25").packed
+                + struct.pack("!HH", 40123, 25))
+        family = 0x21  # AF_INET6, STREAM
+    else:
+        body = (ipaddress.IPv4Address(src).packed + ipaddress.IPv4Address(dst).packed
+                + struct.pack("!HH", 40123, 25))
+        family = 0x11  # AF_INET, STREAM
+    return signature + bytes([0x21, family]) + struct.pack("!H", len(body)) + body
+
+
+class ProxiedSMTP(smtplib.SMTP):
+    """smtplib, behind a load balancer: the PROXY header goes out before the greeting."""
+
+    def __init__(self, port: int, header: bytes, **kwargs) -> None:
+        self._header = header
+        super().__init__("127.0.0.1", port, timeout=10, **kwargs)
+
+    def _get_socket(self, host, port, timeout):
+        sock = socket.create_connection((host, port), timeout)
+        sock.sendall(self._header)
+        return sock
+
+
+@pytest.fixture
+def proxied(server_factory, tmp_path, database_url, engine):
+    return server_factory(write_config(
+        tmp_path / "c.toml", database_url,
+        smtp={"proxy_protocol": True, "max_sessions_per_ip": 2,
+              "messages_per_minute_per_ip": 3}))
+
+
+@pytest.mark.parametrize(("header", "client"), [
+    (_proxy_v1("203.0.113.7"), "203.0.113.7"),
+    (_proxy_v2("203.0.113.8"), "203.0.113.8"),
+    (_proxy_v2("2001:db8::8"), "2001:db8::8"),
+])
+def test_the_proxied_client_address_reaches_logs_and_store(proxied, engine, header, client):
+    smtp = ProxiedSMTP(proxied.port, header)
+    smtp.ehlo()
+    smtp.mail("a@isp.test")
+    assert smtp.rcpt("nobody@fb.test")[0] == 550
+    smtp.rcpt("fbl@fb.test")
+    assert smtp.data(message())[0] == 250
+    smtp.quit()
+    assert proxied.wait_for("smtp.rcpt_refused")["peer"] == client
+    assert proxied.wait_for("message.accepted")["peer"] == client
+    with engine.connect() as conn:
+        import sqlalchemy as sa
+        assert conn.execute(sa.text("select peer from inbound_message")).scalar() == client
+
+
+def test_without_a_proxy_header_nothing_is_said(proxied):
+    with socket.create_connection(("127.0.0.1", proxied.port), timeout=10) as sock:
+        sock.sendall(b"EHLO mallory\r\n")
+        assert sock.recv(100) == b""  # no greeting, no session: closed
+    # The server is still there for the next one.
+    smtp = ProxiedSMTP(proxied.port, _proxy_v1("203.0.113.9"))
+    assert smtp.noop()[0] == 250
+    smtp.quit()
+
+
+def test_limits_apply_to_the_proxied_client(proxied, engine):
+    held = [ProxiedSMTP(proxied.port, _proxy_v1("203.0.113.20")) for _ in range(2)]
+    for client in held:
+        assert client.noop()[0] == 250
+    # The third session from the same client is refused; another client is not.
+    with socket.create_connection(("127.0.0.1", proxied.port), timeout=10) as sock:
+        sock.sendall(_proxy_v1("203.0.113.20"))
+        assert sock.recv(200) == codes.TOO_MANY_FROM_IP.encode() + b"\r\n"
+        assert sock.recv(200) == b""
+    other = ProxiedSMTP(proxied.port, _proxy_v1("203.0.113.21"))
+    assert other.noop()[0] == 250
+    limited = proxied.wait_for("smtp.limited")
+    assert (limited["peer"], limited["limit"]) == ("203.0.113.20", "sessions_per_ip")
+    # A freed slot is usable again.
+    held.pop().quit()
+    time.sleep(0.3)
+    again = ProxiedSMTP(proxied.port, _proxy_v1("203.0.113.20"))
+    assert again.noop()[0] == 250
+    # Three messages a minute per client: the fourth MAIL is deferred (450), not refused.
+    again.ehlo()
+    other.ehlo()
+    for _ in range(3):
+        assert again.mail("a@isp.test")[0] == 250
+        again.rset()
+    code, text = again.mail("a@isp.test")
+    assert (code, text) == (_code(codes.MESSAGE_RATE), _text(codes.MESSAGE_RATE))
+    assert other.mail("a@isp.test")[0] == 250  # its own budget
+    for client in [*held, other, again]:
+        client.quit()
+
+
+def test_direct_clients_are_limited_unless_exempt(server_factory, tmp_path, sqlite_url):
+    server = server_factory(write_config(
+        tmp_path / "c.toml", sqlite_url,
+        smtp={"limit_exempt": [], "max_sessions_per_ip": 5, "connections_per_minute_per_ip": 3}))
+    for _ in range(3):
+        client = smtplib.SMTP("127.0.0.1", server.port, timeout=10)
+        client.quit()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        assert sock.recv(200) == codes.CONNECTION_RATE.encode() + b"\r\n"
+    assert server.wait_for("smtp.limited")["limit"] == "connections_per_minute_per_ip"
+    # With the default exemption, loopback (Postfix in front) is never limited.
+    exempt = server_factory(write_config(
+        tmp_path / "d.toml", sqlite_url, smtp={"connections_per_minute_per_ip": 3}))
+    for _ in range(6):
+        client = smtplib.SMTP("127.0.0.1", exempt.port, timeout=10)
+        assert client.noop()[0] == 250
+        client.quit()
+
+
+# --- the limits themselves (pure) ---------------------------------------------------------
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rates_are_buckets_that_refill_evenly():
+    clock = Clock()
+    limits = Limits(sessions_per_ip=100, connections_per_minute=6, messages_per_minute=60,
+                    exempt=["10.0.0.0/8"], clock=clock)
+    assert [limits.open("192.0.2.1") for _ in range(7)] == [None] * 6 + [Refusal.CONNECTION_RATE]
+    assert limits.open("192.0.2.2") is None  # another client has its own bucket
+    clock.now += 10  # 6 a minute: one more every 10 s
+    assert limits.open("192.0.2.1") is None
+    assert limits.open("192.0.2.1") is Refusal.CONNECTION_RATE
+    assert all(limits.open("10.1.2.3") is None for _ in range(50))  # exempt
+    assert all(limits.open("::ffff:10.1.2.3") is None for _ in range(50))  # mapped, exempt
+    assert [limits.message("192.0.2.9") for _ in range(61)][-2:] == [None, Refusal.MESSAGE_RATE]
+    clock.now += 1
+    assert limits.message("192.0.2.9") is None
+
+
+def test_session_counts_are_released():
+    limits = Limits(sessions_per_ip=2)
+    assert limits.open("192.0.2.1") is None and limits.open("192.0.2.1") is None
+    assert limits.open("192.0.2.1") is Refusal.SESSIONS
+    limits.close("192.0.2.1")
+    assert limits.open("192.0.2.1") is None
+    limits.close("192.0.2.1")
+    limits.close("192.0.2.1")
+    assert limits.open_sessions == {}
+
+
+def test_buckets_are_forgotten_under_a_flood_of_addresses():
+    clock = Clock()
+    limits = Limits(sessions_per_ip=1, connections_per_minute=10, clock=clock)
+    for i in range(30000):
+        limits.open(str(ipaddress.IPv4Address(0xC6120000 + i)))
+        limits.close(str(ipaddress.IPv4Address(0xC6120000 + i)))
+        clock.now += 0.01
+    # 30,000 addresses over 5 minutes: only the last minute's are remembered.
+    assert len(limits._connections.buckets) <= 10001
+    assert limits.open_sessions == {}
