@@ -9,12 +9,13 @@ Attribution to a contact happens later (``attribution``); nothing here touches a
 from __future__ import annotations
 
 import email
-import email.policy
 import re
 from dataclasses import dataclass
 from email.message import Message
 from enum import StrEnum
 from typing import TYPE_CHECKING
+
+from feedback_mta.parse import POLICY
 
 if TYPE_CHECKING:
     from feedback_mta.parse import ParsedMessage
@@ -76,7 +77,8 @@ class Report:
         return any(b.hard for b in self.bounces)
 
 
-_ADDRESS = re.compile(r"[^\s<>\"'();,:]+@[^\s<>\"'();,:]+\.[^\s<>\"'();,:]+")
+# Linear on any input, like parse._BARE: starts only after a separator, no "@" in the parts.
+_ADDRESS = re.compile(r"(?<![^\s<>\"'();,:])[^\s<>\"'();,:@]+@[^\s<>\"'();,:@]+\.[^\s<>\"'();,:@]+")
 
 
 def address_in(value: str | None) -> str | None:
@@ -84,6 +86,7 @@ def address_in(value: str | None) -> str | None:
     when there is none (``REDACTED``, ``redacted@aol.com``, an empty value)."""
     if not value:
         return None
+    value = str(value)  # 8-bit bytes in a field make the stdlib hand back a Header object
     _, _, tail = " ".join(value.split()).rpartition(";")
     match = _ADDRESS.search(tail) or _ADDRESS.search(value)
     if not match:
@@ -105,7 +108,7 @@ def unfold(value: str | None) -> str:
 
 def headers_only(text: str) -> Message:
     """A header block given as text (``text/rfc822-headers``, a bounce's quoted copy)."""
-    return email.message_from_string(text.lstrip("\r\n"), policy=email.policy.compat32)
+    return email.message_from_string(text.lstrip("\r\n"), policy=POLICY)
 
 
 def original(msg: ParsedMessage) -> Message | None:
