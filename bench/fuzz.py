@@ -6,7 +6,8 @@
 
 Starts from every real-world sample in tests/fixtures (the corpus grows in
 $TMPDIR/feedback-mta-fuzz-corpus and is kept, so the next run goes on from there), mutates
-them guided by coverage of feedback_mta, mail-parser and the stdlib email package, and runs ``tests.fuzzing.examine`` on each input. An input that raises anything but
+them guided by coverage of feedback_mta, mail-parser and the stdlib email package, and
+runs ``tests.fuzzing.examine`` on each input. An input that raises anything but
 ``ParseError`` (the processor keeps those ``failed`` with the reason), or takes longer than
 ``--timeout`` seconds, is a crasher: libFuzzer writes it to tests/fixtures/crashers/new-*
 and exits non-zero. Minimise it, fix the code, name the file and add it to

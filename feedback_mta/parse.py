@@ -42,7 +42,8 @@ class _Policy(email.policy.Compat32):
 POLICY = _Policy()
 
 #: Multipart containers (``boundary`` parameters, counted as the word) a message may
-#: declare. Bounces of bounces and digests stay far below; a bomb nested thousands deep is refused unparsed.
+#: declare. Bounces of bounces and digests stay far below; a bomb nested thousands deep
+#: is refused unparsed.
 MAX_MULTIPARTS = 256
 
 
