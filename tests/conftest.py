@@ -60,7 +60,8 @@ def database_url(request, tmp_path) -> Iterator[str]:
             pytest.fail(f"PostgreSQL required but not reachable at {PG_ADMIN}: {_PG_PROBLEM}")
         pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN}: {_PG_PROBLEM}")
     name = f"fbmta_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    # pre-ping: a test may restart the server (test_outages) between create and drop.
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     url = sa.engine.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
