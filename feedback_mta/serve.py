@@ -74,10 +74,9 @@ async def run(config: Config, *, ready_fd: int | None = None) -> None:
     caught_up = await asyncio.to_thread(review.expire_due, engine)
     jobs = scheduler.start(config, processor, outbox, engine, book)
 
-    limits = Limits.from_config(config.smtp)
-    sessions = Sessions(config.smtp.max_sessions, limits)
+    sessions = Sessions(config.smtp.max_sessions, Limits.from_config(config.smtp))
     metrics.SESSIONS.set_function(lambda: len(sessions.active))
-    handler = FeedbackHandler(config, book, intake, limits)
+    handler = FeedbackHandler(config, book, intake)
     loop = asyncio.get_running_loop()
     try:
         server = await loop.create_server(

@@ -77,11 +77,9 @@ def client_ip(session: Session) -> str | None:
 class FeedbackHandler:
     """aiosmtpd handler: the RCPT and DATA hooks, nothing else."""
 
-    def __init__(self, config: Config, book: AddressBook, intake: Intake,
-                 limits: Limits | None = None) -> None:
+    def __init__(self, config: Config, book: AddressBook, intake: Intake) -> None:
         self.book = book
         self.intake = intake
-        self.limits = limits or Limits.from_config(config.smtp)
         self.lmtp = config.smtp.lmtp
         self.max_recipients = config.smtp.max_recipients
         self.store_timeout = config.smtp.store_timeout
@@ -93,9 +91,10 @@ class FeedbackHandler:
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
-        refusal = self.limits.message(client_ip(session))
+        ip = client_ip(session)
+        refusal = server.sessions.limits.message(ip)
         if refusal is not None:
-            log.info("smtp.limited", peer=client_ip(session), limit=refusal.value)
+            log.info("smtp.limited", peer=ip, limit=refusal.value)
             return _LIMIT_REPLIES[refusal]
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -152,9 +151,10 @@ class FeedbackHandler:
 class Sessions:
     """The sessions in flight: the cap on their number, and the drain on shutdown."""
 
-    def __init__(self, limit: int, limits: Limits | None = None) -> None:
+    def __init__(self, limit: int, limits: Limits) -> None:
         self.limit = limit
-        self.limits = limits or Limits(sessions_per_ip=limit)
+        #: Per client address; the SMTP hooks reach them as ``server.sessions.limits``.
+        self.limits = limits
         self.active: set[Any] = set()
         self.closing = False
         self.refused = 0
@@ -211,9 +211,7 @@ class _SessionMixin:
             return True
         metrics.SESSIONS_REFUSED.inc()
         log.info("smtp.limited", peer=ip, limit=refusal.value)
-        if self.transport is not None and not self.transport.is_closing():
-            self._writer.write(_LIMIT_REPLIES[refusal].encode() + b"\r\n")
-            self.transport.close()
+        self.hang_up(_LIMIT_REPLIES[refusal])
         return False
 
     async def push(self, status):
@@ -235,13 +233,15 @@ class _SessionMixin:
 
     def _timeout_cb(self):
         # aiosmtpd just hangs up; a reply tells the client (and its log) why.
-        if self.transport is not None and not self.transport.is_closing():
-            self._writer.write(TIMEOUT.encode() + b"\r\n")
-        super()._timeout_cb()
+        self.hang_up(TIMEOUT)
 
     def say_goodbye(self) -> None:
+        self.hang_up(SHUTTING_DOWN)
+
+    def hang_up(self, reply: str) -> None:
+        """Say ``reply`` (a 421) and close, unless the connection is already going."""
         if self.transport is not None and not self.transport.is_closing():
-            self._writer.write(SHUTTING_DOWN.encode() + b"\r\n")
+            self._writer.write(reply.encode() + b"\r\n")
             self.transport.close()
 
 

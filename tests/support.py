@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import smtplib
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -138,3 +140,47 @@ def wait_all_done(engine, expected: int, timeout: float = 60) -> list[dict]:
             states = [r["state"] for r in rows]
             raise AssertionError(f"not processed in {timeout}s: {len(rows)} rows, {states[-20:]}")
         time.sleep(0.1)
+
+
+def reply_code(reply: str) -> int:
+    """``451`` of a reply constant such as ``smtp.STORE_FAILED``."""
+    return int(reply.split()[0])
+
+
+def reply_text(reply: str) -> bytes:
+    """What smtplib hands back as the text of that reply."""
+    return reply.split(" ", 1)[1].encode()
+
+
+class Sender(threading.Thread):
+    """Load: unsubscribe mails in a loop over reconnecting sessions, each reply remembered
+    as (code, text, rcpt). ``port_ref[0]`` is read at each connect, so a test can restart
+    the server on another port underneath it (kill -9)."""
+
+    def __init__(self, port_ref: list[int], rcpts: list[str], stop: threading.Event,
+                 seed_: int) -> None:
+        super().__init__(daemon=True)
+        self.port_ref, self.rcpts, self.stop = port_ref, rcpts, stop
+        self.rng = random.Random(seed_)
+        self.replies: list[tuple[int, bytes, str]] = []
+
+    @property
+    def acked(self) -> list[int]:
+        """The ids the 250s named."""
+        return [int(text.rsplit(b" ", 1)[1]) for code, text, _ in self.replies if code == 250]
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                client = smtplib.SMTP("127.0.0.1", self.port_ref[0], timeout=15)
+                client.ehlo()
+                while not self.stop.is_set():
+                    rcpt = self.rng.choice(self.rcpts)
+                    client.mail("")
+                    client.rcpt(rcpt)
+                    code, text = client.data(message(subject="unsubscribe"))
+                    self.replies.append((code, text, rcpt))
+                    if code != 250:
+                        time.sleep(0.1)
+            except (smtplib.SMTPException, OSError):
+                time.sleep(0.05)

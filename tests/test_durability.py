@@ -17,7 +17,7 @@ from feedback_mta import smtp as codes
 from feedback_mta.intake import Arrival, Intake
 from feedback_mta.models import Contact, Event
 from tests.conftest import write_config
-from tests.support import inbound_rows, message, open_data, seed, send, wait_all_done
+from tests.support import Sender, inbound_rows, message, open_data, seed, send, wait_all_done
 
 
 def _opt_out_events(engine) -> list[tuple[int, int]]:
@@ -117,31 +117,6 @@ def test_sigterm_finishes_the_message_in_flight_and_exits_0(server, engine):
     assert len(inbound_rows(engine)) == 1
 
 
-class _Client(threading.Thread):
-    """Sends unsubscribe mails in a loop and remembers every id a 250 named."""
-
-    def __init__(self, port_ref: list[int], rcpts: list[str], stop: threading.Event, seed_):
-        super().__init__(daemon=True)
-        self.port_ref, self.rcpts, self.stop, self.rng = port_ref, rcpts, stop, random.Random(seed_)
-        self.acked: list[int] = []
-        self.attempts = 0
-
-    def run(self):
-        while not self.stop.is_set():
-            try:
-                client = smtplib.SMTP("127.0.0.1", self.port_ref[0], timeout=10)
-                client.ehlo()
-                while not self.stop.is_set():
-                    client.mail("")
-                    client.rcpt(self.rng.choice(self.rcpts))
-                    self.attempts += 1
-                    code, text = client.data(message(subject="unsubscribe"))
-                    if code == 250:
-                        self.acked.append(int(text.rsplit(b" ", 1)[1]))
-            except (smtplib.SMTPException, OSError):
-                time.sleep(0.02)
-
-
 @pytest.mark.parametrize("kills", [3, pytest.param(25, marks=pytest.mark.slow)])
 def test_kill_9_under_load_loses_nothing_and_acts_once(tmp_path, database_url, engine, cfg,
                                                        server_factory, kills):
@@ -154,7 +129,7 @@ def test_kill_9_under_load_loses_nothing_and_acts_once(tmp_path, database_url, e
     server = server_factory(config_path)
     port_ref = [server.port]
     stop = threading.Event()
-    clients = [_Client(port_ref, rcpts, stop, i) for i in range(6)]
+    clients = [Sender(port_ref, rcpts, stop, i) for i in range(6)]
     for c in clients:
         c.start()
     rng = random.Random(7)

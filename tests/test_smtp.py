@@ -9,15 +9,15 @@ import time
 import pytest
 
 from feedback_mta import smtp as codes
-from tests.support import inbound_rows, message, open_data, seed, send
-
-
-def _code(reply: str) -> int:
-    return int(reply.split()[0])
-
-
-def _text(reply: str) -> bytes:
-    return reply.split(" ", 1)[1].encode()
+from tests.support import (
+    inbound_rows,
+    message,
+    open_data,
+    reply_code,
+    reply_text,
+    seed,
+    send,
+)
 
 
 def test_accepts_our_boxes_and_stores_before_250(server, engine, cfg):
@@ -49,7 +49,7 @@ def test_refuses_what_is_not_ours(server, rcpt):
     client.mail("a@b.test")
     code, text = client.rcpt(rcpt)
     client.quit()
-    assert (code, text) == (_code(codes.NO_SUCH_USER), _text(codes.NO_SUCH_USER))
+    assert (code, text) == (reply_code(codes.NO_SUCH_USER), reply_text(codes.NO_SUCH_USER))
 
 
 def test_token_is_bound_to_its_purpose_and_id(server, engine, cfg):
@@ -74,14 +74,14 @@ def test_size_limit_advertised_and_enforced(server):
     assert int(client.esmtp_features["size"]) == 1024 * 1024
     # Declared too big in MAIL FROM:
     code, text = client.docmd("MAIL FROM:<a@b.test> SIZE=2000000")
-    assert (code, text) == (_code(codes.SIZE_TOO_BIG), _text(codes.SIZE_TOO_BIG))
+    assert (code, text) == (reply_code(codes.SIZE_TOO_BIG), reply_text(codes.SIZE_TOO_BIG))
     # Undeclared, and too big once sent:
     client.mail("a@b.test")
     assert client.rcpt("fbl@fb.test")[0] == 250
     big = message(body=("x" * 76 + "\r\n") * 16000)
     assert len(big) > 1024 * 1024
     code, text = client.data(big)
-    assert (code, text) == (_code(codes.TOO_BIG), _text(codes.TOO_BIG))
+    assert (code, text) == (reply_code(codes.TOO_BIG), reply_text(codes.TOO_BIG))
     # The session is still usable afterwards.
     assert client.noop()[0] == 250
     client.quit()
@@ -97,8 +97,8 @@ def test_too_many_recipients(server_factory, tmp_path, engine, database_url):
     client.mail("a@b.test")
     assert client.rcpt("fbl@fb.test")[0] == 250
     assert client.rcpt("fbl@fb.test")[0] == 250
-    assert client.rcpt("fbl@fb.test") == (_code(codes.TOO_MANY_RCPTS),
-                                          _text(codes.TOO_MANY_RCPTS))
+    assert client.rcpt("fbl@fb.test") == (reply_code(codes.TOO_MANY_RCPTS),
+                                          reply_text(codes.TOO_MANY_RCPTS))
     client.quit()
 
 

@@ -7,6 +7,7 @@ against that CA, hostname included, as a careful MTA would.
 from __future__ import annotations
 
 import ipaddress
+import os
 import smtplib
 import socket
 import ssl
@@ -16,21 +17,14 @@ import sys
 import time
 
 import pytest
+import sqlalchemy as sa
 import trustme
 
 from feedback_mta import smtp as codes
 from feedback_mta.limits import Limits, Refusal
 from feedback_mta.tls import TlsFiles
 from tests.conftest import ROOT, write_config
-from tests.support import inbound_rows, message
-
-
-def _code(reply: str) -> int:
-    return int(reply[:3])
-
-
-def _text(reply: str) -> bytes:
-    return reply[4:].encode()
+from tests.support import inbound_rows, message, reply_code, reply_text
 
 
 @pytest.fixture
@@ -98,7 +92,6 @@ def test_a_renewed_certificate_is_picked_up_and_a_broken_one_kept_out(tmp_path, 
     new_cert, new_key = _cert_files(trustme.CA(), tmp_path, "new")
     cert.write_bytes(new_cert.read_bytes())
     key.write_bytes(new_key.read_bytes())
-    import os
     os.utime(cert, (time.time() + 5, time.time() + 5))
     assert files.reload_if_changed() is True
     key.write_text("half-written during a renewal")
@@ -175,7 +168,6 @@ def test_the_proxied_client_address_reaches_logs_and_store(proxied, engine, head
     assert proxied.wait_for("smtp.rcpt_refused")["peer"] == client
     assert proxied.wait_for("message.accepted")["peer"] == client
     with engine.connect() as conn:
-        import sqlalchemy as sa
         assert conn.execute(sa.text("select peer from inbound_message")).scalar() == client
 
 
@@ -214,7 +206,7 @@ def test_limits_apply_to_the_proxied_client(proxied, engine):
         assert again.mail("a@isp.test")[0] == 250
         again.rset()
     code, text = again.mail("a@isp.test")
-    assert (code, text) == (_code(codes.MESSAGE_RATE), _text(codes.MESSAGE_RATE))
+    assert (code, text) == (reply_code(codes.MESSAGE_RATE), reply_text(codes.MESSAGE_RATE))
     assert other.mail("a@isp.test")[0] == 250  # its own budget
     for client in [*held, other, again]:
         client.quit()

@@ -86,7 +86,6 @@ def address_in(value: str | None) -> str | None:
     when there is none (``REDACTED``, ``redacted@aol.com``, an empty value)."""
     if not value:
         return None
-    value = str(value)  # 8-bit bytes in a field make the stdlib hand back a Header object
     _, _, tail = " ".join(value.split()).rpartition(";")
     match = _ADDRESS.search(tail) or _ADDRESS.search(value)
     if not match:
