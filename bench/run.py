@@ -212,6 +212,8 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=1000)
     parser.add_argument("--leads", type=int, default=200)
     parser.add_argument("--reuse", action="store_true", help="several messages per connection")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="py-spy record the server (collapsed stacks) into FILE")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
 
@@ -245,6 +247,12 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     serve, port = start([sys.executable, "-m", "feedback_mta", "serve", "--config",
                          str(config_path)], ready="server.started", env=env)
+    spy = None
+    if args.profile:
+        spy = subprocess.Popen(["py-spy", "record", "--pid", str(serve.pid), "--format", "raw",
+                                "--threads", "--gil", "--rate", "200", "-o", args.profile],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1)
     try:
         messages = build_messages(args.messages, book, contact_ids, lead_ids, rng)
         t0 = time.perf_counter()
@@ -259,6 +267,9 @@ def main() -> None:
             "p50_ms": round(pct(lat, .5), 2), "p99_ms": round(pct(lat, .99), 2),
             "codes": codes, "peak_rss_mb": round(peak_rss_mb(serve.pid), 1)}
     finally:
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait(60)
         serve.terminate()
         serve.wait(30)
     results["ratio"] = round(results["feedback-mta"]["rate"] / results["bare"]["rate"], 3)

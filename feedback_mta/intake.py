@@ -19,7 +19,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -120,6 +120,28 @@ def _row(arrival: Arrival) -> dict:
     }
 
 
+def batches(source: queue.SimpleQueue | queue.Queue, limit: int, stop: object
+            ) -> Iterator[list]:
+    """Lists of up to ``limit`` items: each waits for one, then takes what else is already
+    queued (what arrived meanwhile), so batches grow with the load and never add delay.
+    Ends at the ``stop`` sentinel, after the batch that came before it."""
+    while True:
+        item = source.get()
+        if item is stop:
+            return
+        batch = [item]
+        while len(batch) < limit:
+            try:
+                item = source.get_nowait()
+            except queue.Empty:
+                break
+            if item is stop:
+                yield batch
+                return
+            batch.append(item)
+        yield batch
+
+
 class StoreError(Exception):
     """The message could not be committed; the client must be told to retry (451)."""
 
@@ -169,21 +191,7 @@ class Intake:
             raise StoreError(f"not committed within {timeout:g}s") from None
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            item = self._queue.get()
-            if item is _STOP:
-                break
-            batch = [item]
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                    break
-                batch.append(item)
+        for batch in batches(self._queue, self._max_batch, _STOP):
             self._write(batch)
 
     def _write(self, batch: list[tuple[Arrival, concurrent.futures.Future]]) -> None:

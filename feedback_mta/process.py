@@ -5,19 +5,24 @@ and the box the mail reached; ``HANDLERS`` below sends each kind to its module (
 ``bounce``, ``unsubscribe``, ``reply``), which finds its contact or lead (``attribution``,
 tokens) and changes it only through ``actions``.
 
-``process_one`` takes one stored message from ``received`` to ``processed``, ``ignored`` or
-``failed``, exactly once:
+``process_batch`` takes stored messages from ``received`` to ``processed``, ``ignored`` or
+``failed``, each exactly once (``Processor`` feeds it what the intake committed, up to 16 at
+a time; ``process_one`` is a batch of one):
 
-* The claim (``UPDATE ... WHERE state = 'received'``), the handler's changes and the final
-  state are one transaction. A crash anywhere rolls all of it back, so the message is
-  still ``received`` and is processed on the next start (or by another node's sweep).
+* parse and classify are pure and run before the transaction; the claim (``UPDATE ...
+  WHERE state = 'received'``), the handlers' changes and the final states are one
+  transaction, one commit for the batch. A crash anywhere rolls all of it back, so the
+  messages are still ``received`` and are processed on the next start (or by another
+  node's sweep).
 * In the same transaction ``dedupe_key`` is set to the content hash; its unique index
   makes the second copy of a message (delivered twice, through two relays, to two nodes)
-  fail to claim, and that copy ends ``ignored`` with reason ``duplicate``.
-* A handler error rolls back its changes and leaves the message ``failed`` with the error,
-  kept for ``feedback-mta inbox retry``.
+  end ``ignored`` with reason ``duplicate`` and ``duplicate_of`` the first.
+* Each handler runs in a SAVEPOINT: its error rolls back its own changes and leaves that
+  message ``failed`` with the error, kept for ``feedback-mta inbox retry``; its neighbours
+  in the batch are unaffected.
 
-One canonical ``message.processed`` log line per message: id, kind, state, reason, duration.
+One canonical ``message.processed`` log line per message: id, kind, state, reason, duration,
+batch size.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -38,16 +44,13 @@ from feedback_mta.actions import Actions, Actor
 from feedback_mta.addresses import AddressBook
 from feedback_mta.classify import Classification, Kind, classify
 from feedback_mta.handler import NO_ACTION, Handler, HandlerContext, Outcome, Settings
+from feedback_mta.intake import batches
 from feedback_mta.models import InboundMessage, MessageState, utcnow
 from feedback_mta.parse import ParsedMessage, parse
 
 log = logs.get("feedback_mta.process")
 
 _T = InboundMessage.__table__
-
-
-def _no_action(_ctx: HandlerContext) -> Outcome:
-    return NO_ACTION
 
 
 #: The handler for each kind. Kinds without a handler yet are stored and end ``ignored``
@@ -64,10 +67,6 @@ HANDLERS: dict[Kind, Handler] = {
 }
 
 
-class _Duplicate(Exception):
-    pass
-
-
 def _actor(parsed: ParsedMessage) -> Actor:
     sender = parsed.from_address or parsed.mail_from or "unknown"
     return Actor(f"email:{sender}", "email")
@@ -75,96 +74,170 @@ def _actor(parsed: ParsedMessage) -> Actor:
 
 MailSink = Callable[[list[int]], None]
 
+#: Prepared once: building a statement costs more than running it (issue 7's profile).
+_LOAD = (sa.select(_T.c.id, _T.c.raw, _T.c.mail_from, _T.c.rcpt_tos, _T.c.content_hash)
+         .where(_T.c.id.in_(sa.bindparam("ids", expanding=True)),
+                _T.c.state == MessageState.RECEIVED))
+_CLAIM = (sa.update(_T).where(_T.c.id.in_(sa.bindparam("ids", expanding=True)),
+                              _T.c.state == MessageState.RECEIVED)
+          .values(attempts=_T.c.attempts + 1).returning(_T.c.id))
+_KNOWN = (sa.select(_T.c.dedupe_key, _T.c.id)
+          .where(_T.c.dedupe_key.in_(sa.bindparam("keys", expanding=True))))
+_SET_KEY = sa.update(_T).where(_T.c.id == sa.bindparam("b_id")).values(
+    dedupe_key=sa.bindparam("b_key"))
+_FINISH = sa.update(_T).where(_T.c.id == sa.bindparam("b_id")).values(
+    state=sa.bindparam("b_state"), reason=sa.bindparam("b_reason"),
+    kind=sa.bindparam("b_kind"), error=sa.bindparam("b_error"),
+    duplicate_of=sa.bindparam("b_dup"), processed_at=sa.bindparam("b_at"))
+
+
+@dataclass
+class _Work:
+    """One message through the batch: the pure decisions first, then its outcome."""
+
+    id: int
+    content_hash: str
+    parsed: ParsedMessage | None = None
+    classification: Classification | None = None
+    kind: Kind | None = None
+    error: str | None = None
+    duplicate_of: int | None = None
+    outcome: Outcome | None = None
+    actions: Actions | None = None
+
+
+def _decide(row, book: AddressBook) -> _Work:
+    """parse -> classify: pure, before any lock is taken; an error fails only this message."""
+    work = _Work(row.id, row.content_hash)
+    try:
+        rcpt_tos = tuple(json.loads(row.rcpt_tos))
+        work.parsed = parse(row.raw, row.mail_from, rcpt_tos)
+        work.classification = classify(work.parsed, book.resolve_all(rcpt_tos))
+        work.kind = work.classification.kind
+    except Exception as exc:
+        work.error = f"{type(exc).__name__}: {exc}"[:2000]
+    return work
+
 
 def process_one(engine: Engine, book: AddressBook, message_id: int,
                 settings: Settings = Settings(), on_mail: MailSink | None = None
                 ) -> Outcome | None:
-    """Process one stored message; None when it was not ``received`` (someone else has it).
+    """Process one stored message; None when it was not ``received`` (someone else has it)."""
+    return process_batch(engine, book, [message_id], settings, on_mail).get(message_id)
 
-    Mail the handler queued (acknowledgements) goes to ``on_mail`` once committed."""
+
+def process_batch(engine: Engine, book: AddressBook, message_ids: Sequence[int],
+                  settings: Settings = Settings(), on_mail: MailSink | None = None
+                  ) -> dict[int, Outcome]:
+    """Process stored messages in one transaction: {id: outcome} for those that were ours.
+
+    One commit (one fsync) serves the batch, the way the intake's group commit serves
+    concurrent sessions. Each handler runs in its own SAVEPOINT, so a handler error rolls
+    back that message's changes only and leaves it ``failed``; a database error rolls back
+    the batch, which stays ``received`` for the next sweep. Mail the handlers queued
+    (acknowledgements) goes to ``on_mail`` once committed.
+    """
     started = time.perf_counter()
     with db.reader(engine).connect() as conn:
-        row = conn.execute(
-            sa.select(_T.c.raw, _T.c.mail_from, _T.c.rcpt_tos, _T.c.content_hash, _T.c.state)
-            .where(_T.c.id == message_id)).first()
-    if row is None or row.state != MessageState.RECEIVED:
-        return None
-
-    kind: Kind | None = None
+        rows = conn.execute(_LOAD, {"ids": list(message_ids)}).all()
+    if not rows:
+        return {}
+    batch = [_decide(row, book) for row in rows]
     try:
-        rcpt_tos = tuple(json.loads(row.rcpt_tos))
-        parsed = parse(row.raw, row.mail_from, rcpt_tos)
-        classification = classify(parsed, book.resolve_all(rcpt_tos))
-        kind = classification.kind
-        outcome = _act(engine, book, message_id, row.content_hash, parsed, classification,
-                       settings, on_mail)
-    except _Duplicate:
-        outcome = _finish_duplicate(engine, message_id, row.content_hash, kind)
-    except sa.exc.OperationalError:
-        # The database, not the message: leave it ``received`` for the next sweep.
-        raise
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"[:2000]
-        outcome = _finish(engine, message_id, MessageState.FAILED, kind, error=error)
-        log.error("message.failed", id=message_id, kind=kind, error=error[:300])
-    if outcome is None:
-        return None
+        done = _act(engine, book, batch, settings)
+    except IntegrityError:
+        # Another node committed one of these contents between our look and our write.
+        if len(batch) > 1:
+            outcomes: dict[int, Outcome] = {}
+            for work in batch:
+                outcomes.update(process_batch(engine, book, [work.id], settings, on_mail))
+            return outcomes
+        done = _finish_duplicate(engine, batch[0])
     seconds = time.perf_counter() - started
-    metrics.PROCESSED.labels(kind.value if kind else "unknown", outcome.state.value).inc()
-    metrics.PROCESS_SECONDS.observe(seconds)
-    log.info("message.processed", id=message_id, kind=kind, state=outcome.state.value,
-             reason=outcome.reason, duration_ms=round(seconds * 1000, 2))
+    for work in done:
+        if work.actions is not None:
+            work.actions.emit_logs()
+            if work.actions.queued_mail and on_mail is not None:
+                on_mail(work.actions.queued_mail)
+        kind = work.kind.value if work.kind else "unknown"
+        if work.outcome.state is MessageState.FAILED:
+            log.error("message.failed", id=work.id, kind=work.kind, error=work.error[:300])
+        metrics.PROCESSED.labels(kind, work.outcome.state.value).inc()
+        metrics.PROCESS_SECONDS.observe(seconds)
+        log.info("message.processed", id=work.id, kind=work.kind,
+                 state=work.outcome.state.value, reason=work.outcome.reason,
+                 duration_ms=round(seconds * 1000, 2), batch=len(batch))
+    return {work.id: work.outcome for work in done}
+
+
+def _act(engine: Engine, book: AddressBook, batch: list[_Work], settings: Settings
+         ) -> list[_Work]:
+    """Claim, deduplicate, run each handler, record each outcome: one transaction."""
+    with Session(engine, expire_on_commit=False) as session:
+        claimed = set(session.execute(_CLAIM, {"ids": [w.id for w in batch]}).scalars())
+        batch = [work for work in batch if work.id in claimed]
+        if not batch:
+            session.rollback()
+            return []
+        # ``dedupe_key`` (unique) is the content hash of the message that acted; a copy,
+        # stored earlier or in this very batch, ends ``ignored``/``duplicate`` instead.
+        known = dict(session.execute(
+            _KNOWN, {"keys": sorted({w.content_hash for w in batch})}).all())
+        keys = []
+        for work in batch:
+            if work.content_hash in known:
+                work.duplicate_of = known[work.content_hash]
+            else:
+                known[work.content_hash] = work.id
+                keys.append({"b_id": work.id, "b_key": work.content_hash})
+        if keys:
+            session.execute(_SET_KEY, keys)
+        for work in batch:
+            work.outcome = _handle(session, book, work, settings)
+        now = utcnow()
+        session.execute(_FINISH, [{
+            "b_id": w.id, "b_state": w.outcome.state.value,
+            "b_reason": None if w.error else w.outcome.reason,
+            "b_kind": w.kind.value if w.kind else None, "b_error": w.error,
+            "b_dup": w.duplicate_of, "b_at": now} for w in batch])
+        session.commit()
+    return batch
+
+
+def _handle(session: Session, book: AddressBook, work: _Work, settings: Settings) -> Outcome:
+    if work.duplicate_of is not None:
+        return Outcome(MessageState.IGNORED, "duplicate")
+    if work.error is not None:
+        return Outcome(MessageState.FAILED, work.error)
+    handler = HANDLERS.get(work.classification.kind)
+    if handler is None:
+        return NO_ACTION
+    actions = Actions(session, _actor(work.parsed), inbound_message_id=work.id)
+    ctx = HandlerContext(work.id, work.parsed, work.classification, actions, book, settings)
+    try:
+        with session.begin_nested():
+            outcome = handler(ctx)
+    except sa.exc.OperationalError:
+        raise  # the database, not the message: the batch stays ``received``
+    except Exception as exc:
+        work.error = f"{type(exc).__name__}: {exc}"[:2000]
+        return Outcome(MessageState.FAILED, work.error)
+    work.actions = actions
     return outcome
 
 
-def _act(engine: Engine, book: AddressBook, message_id: int, content_hash: str,
-         parsed: ParsedMessage, classification: Classification, settings: Settings,
-         on_mail: MailSink | None) -> Outcome | None:
-    with Session(engine, expire_on_commit=False) as session:
-        claimed = session.execute(
-            sa.update(_T).where(_T.c.id == message_id, _T.c.state == MessageState.RECEIVED)
-            .values(attempts=_T.c.attempts + 1)).rowcount
-        if not claimed:
-            session.rollback()
-            return None
-        try:
-            session.execute(sa.update(_T).where(_T.c.id == message_id)
-                            .values(dedupe_key=content_hash))
-        except IntegrityError:
-            session.rollback()
-            raise _Duplicate from None
-        actions = Actions(session, _actor(parsed), inbound_message_id=message_id)
-        ctx = HandlerContext(message_id, parsed, classification, actions, book, settings)
-        outcome = HANDLERS.get(classification.kind, _no_action)(ctx)
-        session.execute(sa.update(_T).where(_T.c.id == message_id).values(
-            state=outcome.state.value, reason=outcome.reason, kind=classification.kind.value,
-            processed_at=utcnow(), error=None))
-        session.commit()
-        actions.emit_logs()
-        if actions.queued_mail and on_mail is not None:
-            on_mail(actions.queued_mail)
-        return outcome
-
-
-def _finish(engine: Engine, message_id: int, state: MessageState, kind: Kind | None, *,
-            reason: str | None = None, error: str | None = None,
-            duplicate_of: int | None = None) -> Outcome | None:
+def _finish_duplicate(engine: Engine, work: _Work) -> list[_Work]:
+    """A lone message whose content another node committed meanwhile: ``duplicate``."""
     with engine.begin() as conn:
+        work.duplicate_of = conn.execute(
+            sa.select(_T.c.id).where(_T.c.dedupe_key == work.content_hash)).scalar()
+        work.outcome = Outcome(MessageState.IGNORED, "duplicate")
         done = conn.execute(
-            sa.update(_T).where(_T.c.id == message_id, _T.c.state == MessageState.RECEIVED)
-            .values(state=state.value, reason=reason, error=error,
-                    kind=kind.value if kind else None, processed_at=utcnow(),
-                    duplicate_of=duplicate_of, attempts=_T.c.attempts + 1)).rowcount
-    return Outcome(state, reason or error) if done else None
-
-
-def _finish_duplicate(engine: Engine, message_id: int, content_hash: str,
-                      kind: Kind | None) -> Outcome | None:
-    with db.reader(engine).connect() as conn:
-        original = conn.execute(sa.select(_T.c.id).where(_T.c.dedupe_key == content_hash)
-                                ).scalar()
-    return _finish(engine, message_id, MessageState.IGNORED, kind, reason="duplicate",
-                   duplicate_of=original)
+            sa.update(_T).where(_T.c.id == work.id, _T.c.state == MessageState.RECEIVED)
+            .values(state=MessageState.IGNORED.value, reason="duplicate",
+                    kind=work.kind.value if work.kind else None, processed_at=utcnow(),
+                    duplicate_of=work.duplicate_of, attempts=_T.c.attempts + 1)).rowcount
+    return [work] if done else []
 
 
 def received_ids(engine: Engine, limit: int = 10000) -> list[int]:
@@ -181,11 +254,13 @@ class Processor:
     """Worker threads that process stored messages, fed by the intake and the sweep."""
 
     def __init__(self, engine: Engine, book: AddressBook, workers: int = 1,
-                 settings: Settings = Settings(), on_mail: MailSink | None = None) -> None:
+                 settings: Settings = Settings(), on_mail: MailSink | None = None,
+                 max_batch: int = 16) -> None:
         self._engine = engine
         self._book = book
         self._settings = settings
         self._on_mail = on_mail
+        self._max_batch = max_batch
         self._queue: queue.Queue = queue.Queue()
         self._pending: set[int] = set()
         self._lock = threading.Lock()
@@ -229,12 +304,12 @@ class Processor:
             thread.join()
 
     def _run(self) -> None:
-        for item in iter(self._queue.get, _STOP):
+        for batch in batches(self._queue, self._max_batch, _STOP):
             try:
-                process_one(self._engine, self._book, item, self._settings, self._on_mail)
-                self.processed += 1
-            except Exception:  # database gone: it stays received; the sweep retries it
-                log.exception("message.process_error", id=item)
+                process_batch(self._engine, self._book, batch, self._settings, self._on_mail)
+                self.processed += len(batch)
+            except Exception:  # database gone: they stay received; the sweep retries them
+                log.exception("message.process_error", ids=batch)
             finally:
                 with self._lock:
-                    self._pending.discard(item)
+                    self._pending.difference_update(batch)

@@ -1,0 +1,125 @@
+"""``process_batch``: one transaction for many messages, without one spoiling the others.
+
+Offline (no SMTP): messages are stored through the real intake into a real database, then
+processed in one batch, the way the Processor does after a group commit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from feedback_mta import config as config_mod
+from feedback_mta import db, process
+from feedback_mta.addresses import AddressBook
+from feedback_mta.classify import Kind
+from feedback_mta.intake import Arrival, Intake
+from feedback_mta.models import Contact, Event
+from feedback_mta.process import process_batch
+from tests.conftest import write_config
+from tests.support import inbound_rows, message, seed
+
+
+def _store(engine, arrivals: list[Arrival]) -> list[int]:
+    intake = Intake(engine)
+    intake.start()
+    try:
+        return [f.result(10) for f in [intake.submit(a) for a in arrivals]]
+    finally:
+        intake.stop()
+
+
+def _statuses(engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(sa.select(Contact.status).order_by(Contact.id)).scalars())
+
+
+def _commits(engine) -> list[int]:
+    seen: list[int] = []
+    event.listen(engine, "commit", lambda conn: seen.append(1))
+    return seen
+
+
+def test_a_batch_is_one_commit_with_duplicates_in_it_and_before_it(engine, cfg):
+    s = seed(engine, cfg, contacts=3)
+    book = AddressBook.from_config(cfg)
+    first = message(subject="unsubscribe", message_id="a@client.test")
+    [earlier] = _store(engine, [Arrival(first, "", (s.unsubscribe(s.contact_ids[0]),))])
+    assert process_batch(engine, book, [earlier])[earlier].reason == "opted out"
+
+    again = message(subject="unsubscribe", body="twice", message_id="b@client.test")
+    ids = _store(engine, [
+        Arrival(first, "", (s.unsubscribe(s.contact_ids[0]),)),   # copy of the earlier one
+        Arrival(again, "", (s.unsubscribe(s.contact_ids[1]),)),
+        Arrival(again, "", (s.unsubscribe(s.contact_ids[1]),)),   # copy in the same batch
+        Arrival(message(), "", (s.unsubscribe(s.contact_ids[2]),)),
+    ])
+    commits = _commits(engine)
+    outcomes = process_batch(engine, book, ids)
+    assert len(commits) == 1
+    assert [(outcomes[i].state.value, outcomes[i].reason) for i in ids] == [
+        ("ignored", "duplicate"), ("processed", "opted out"), ("ignored", "duplicate"),
+        ("processed", "opted out")]
+    rows = {r["id"]: r for r in inbound_rows(engine)}
+    assert rows[ids[0]]["duplicate_of"] == earlier
+    assert rows[ids[2]]["duplicate_of"] == ids[1]
+    assert _statuses(engine) == ["opted_out"] * 3
+    # Processed already: a second run claims nothing and changes nothing.
+    assert process_batch(engine, book, ids) == {}
+
+
+def test_a_failing_handler_rolls_back_only_its_own_message(engine, cfg, monkeypatch):
+    s = seed(engine, cfg, contacts=3)
+    book = AddressBook.from_config(cfg)
+    real = process.HANDLERS[Kind.UNSUBSCRIBE]
+    poisoned = s.contact_ids[1]
+
+    def acts_then_fails(ctx):
+        outcome = real(ctx)  # the opt-out and its audit event are written ...
+        if ctx.parsed.subject == "poison":
+            raise RuntimeError("handler broke after acting")  # ... and must be undone
+        return outcome
+
+    monkeypatch.setitem(process.HANDLERS, Kind.UNSUBSCRIBE, acts_then_fails)
+    ids = _store(engine, [
+        Arrival(message(subject="fine", message_id=f"m{i}@client.test"), "",
+                (s.unsubscribe(cid),)) if cid != poisoned else
+        Arrival(message(subject="poison", message_id="p@client.test"), "",
+                (s.unsubscribe(cid),))
+        for i, cid in enumerate(s.contact_ids)])
+    outcomes = process_batch(engine, book, ids)
+    assert [outcomes[i].state.value for i in ids] == ["processed", "failed", "processed"]
+    assert _statuses(engine) == ["opted_out", "active", "opted_out"]
+    failed = next(r for r in inbound_rows(engine) if r["id"] == ids[1])
+    assert failed["error"] == "RuntimeError: handler broke after acting"
+    with engine.connect() as conn:
+        subjects = conn.execute(sa.select(Event.subject_id)
+                                .where(Event.action == "contact.opted_out")).scalars().all()
+    assert sorted(subjects) == [s.contact_ids[0], s.contact_ids[2]]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_database_error_leaves_the_whole_batch_received(engine, cfg, tmp_path):
+    s = seed(engine, cfg, contacts=2)
+    book = AddressBook.from_config(cfg)
+    ids = _store(engine, [Arrival(message(message_id=f"x{i}@c.test"), "", (s.unsubscribe(c),))
+                          for i, c in enumerate(s.contact_ids)])
+    impatient = db.create_engine(config_mod.load(write_config(
+        tmp_path / "short.toml", cfg.database.url, database={"busy_timeout": "0.2s"}),
+        env={}).database)
+    holder = sqlite3.connect(cfg.database.url.removeprefix("sqlite:///"))
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock past busy_timeout
+    try:
+        with pytest.raises(sa.exc.OperationalError):
+            process_batch(impatient, book, ids)
+    finally:
+        holder.rollback()
+        holder.close()
+        impatient.dispose()
+    assert {r["state"] for r in inbound_rows(engine)} == {"received"}
+    assert _statuses(engine) == ["active", "active"]
+    outcomes = process_batch(engine, book, ids)  # and once the lock is gone, all of it
+    assert {o.reason for o in outcomes.values()} == {"opted out"}
