@@ -1,13 +1,23 @@
-"""Throughput and time-to-250 of ``feedback-mta serve`` next to a bare aiosmtpd server.
+"""Throughput, time-to-250 and memory of ``feedback-mta serve`` next to a bare aiosmtpd server.
 
-    python bench/run.py [--messages 3000] [--concurrency 20] [--contacts 1000] [--reuse]
+    python bench/run.py                  # the full run (about 5 minutes; first run seeds 1M)
+    python bench/run.py --quick          # 10k contacts, fewer messages: a smoke run
 
-Both servers run on this machine in the same run and get the same load: ``--concurrency``
-sessions sending distinct ~2 KB messages (a mix of ARF complaints, DSNs, unsubscribe mails
-with genuine tokens, dealer replies and unknown mail). For feedback-mta the clock stops
-when every accepted message is processed, so the figure is the whole path (accept, store,
-parse, classify, act), not just the 250. Prints messages/s, p50/p99 time-to-250 (from the
-final "." to the reply), peak RSS, and the ratio to the bare server.
+In one run on this machine, with the same load (``--concurrency`` sessions sending distinct
+messages: ARF complaints with tokens, DSNs, unsubscribes, dealer replies, unknown mail;
+``load.py``):
+
+1. a bare aiosmtpd server whose handler does nothing: the ceiling;
+2. ``feedback-mta serve`` on SQLite seeded with ``--accounts`` accounts and ``--contacts``
+   contacts (``seed.py``), one process; the clock stops when every accepted message is
+   processed (accept, store, parse, classify, act), not at the last 250;
+3. the same with ``serve --workers 2`` (SO_REUSEPORT; its own event loop and engine each);
+4. the same as 2 with 1,000 contacts, to show that nothing scans;
+5. the same as 2 at 80% of its own maximum rate (open loop), for time-to-250;
+6. bulk ``feedback-mta parse`` against Sisimai, when ``libsisimai-perl`` is installed.
+
+Prints, per run: messages/s, p50/p99 time-to-250 (final "." to the reply), peak RSS per
+process, server CPU per message; then the ratios against the issue-7 targets.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,269 +37,318 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:0] = [str(ROOT), str(HERE)]
+
+import load  # noqa: E402
+import parse_vs_sisimai  # noqa: E402
+import seed  # noqa: E402
 
 from feedback_mta import config as config_mod  # noqa: E402
 from feedback_mta import db, logs  # noqa: E402
-from feedback_mta.actions import CLI, unit_of_work  # noqa: E402
-from feedback_mta.addresses import AddressBook, Box  # noqa: E402
+from feedback_mta.addresses import AddressBook  # noqa: E402
 from feedback_mta.models import InboundMessage  # noqa: E402
 
-FIXTURES = ROOT / "tests" / "fixtures" / "messages"
 SECRET = "bench-secret-0123456789abcdef"
 DOMAIN = "fb.bench"
-PAD = ("Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor.\r\n" * 20)
+WARMUP = 200
+
+TARGETS = {  # issue 7
+    "one process / bare": 0.6, "two workers / bare": 1.0, "p99 at 80% (ms)": 50.0,
+    "peak RSS per process (MB)": 150.0, "1M / 1k contacts": 0.9, "parse / Sisimai": 2.0}
 
 
 def peak_rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return float("nan")
 
 
-def build_messages(n: int, book: AddressBook, contact_ids: list[int], lead_ids: list[int],
-                   rng: random.Random) -> list[tuple[str, str, bytes]]:
-    arf = (FIXTURES / "arf-rfc5965-abuse.eml").read_bytes()
-    dsn = (FIXTURES / "dsn-postfix-hard.eml").read_bytes()
-    out = []
-    for i in range(n):
-        mid = f"<bench-{i}-{rng.getrandbits(48):x}@isp.bench>"
-        pick = i % 5
-        if pick == 0:
-            raw = f"Message-ID: {mid}\r\n".encode() + arf
-            out.append(("", f"fbl@{DOMAIN}", raw))
-        elif pick == 1:
-            raw = f"Message-ID: {mid}\r\n".encode() + dsn
-            out.append(("", book.address(Box.BOUNCE, rng.choice(contact_ids)), raw))
-        elif pick == 2:
-            raw = (f"From: person{i}@people.bench\r\nSubject: unsubscribe\r\nMessage-ID: {mid}\r\n"
-                   f"\r\nunsubscribe\r\n{PAD}").encode()
-            out.append((f"person{i}@people.bench",
-                        book.address(Box.UNSUBSCRIBE, rng.choice(contact_ids)), raw))
-        elif pick == 3:
-            raw = (f"From: boss@dealer.bench\r\nSubject: Re: New lead\r\nMessage-ID: {mid}\r\n"
-                   f"\r\nSPAM\r\n\r\n> {PAD}").encode()
-            out.append(("boss@dealer.bench", book.address(Box.REPLY, rng.choice(lead_ids)), raw))
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def write_config(work: Path, database: Path) -> Path:
+    path = work / "bench.toml"
+    path.write_text(
+        f'[database]\nurl = "sqlite:///{database}"\n'
+        f'[smtp]\nhost = "127.0.0.1"\nport = 0\ndomain = "{DOMAIN}"\nlmtp = false\n'
+        f'max_message_size = "10MB"\nmax_sessions = 1000\n'
+        f'[security]\nsecret_key = "{SECRET}"\n[logging]\nformat = "json"\nlevel = "info"\n')
+    return path
+
+
+class Running:
+    """A server child process: its pids (workers), its port; its log is drained."""
+
+    def __init__(self, argv: list[str], workers: int | None):
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     env=env, cwd=ROOT, text=True)
+        self.pids: list[int] = []
+        if workers is None:  # the bare server prints its port
+            self.port = int(self.proc.stdout.readline())
+            self.pids = [self.proc.pid]
         else:
-            raw = (f"From: x{i}@else.bench\r\nSubject: hello {i}\r\nMessage-ID: {mid}\r\n\r\n"
-                   f"{PAD}").encode()
-            out.append((f"x{i}@else.bench", f"fbl@{DOMAIN}", raw))
+            for line in self.proc.stdout:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if event.get("event") == "server.started":
+                    self.port = event["port"]
+                    self.pids.append(event["pid"])
+                    if len(self.pids) == workers:
+                        break
+            else:
+                raise RuntimeError(f"{argv} did not start")
+        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
+        self.spies: list[subprocess.Popen] = []
+
+    def spy(self, profile: Path) -> None:
+        """py-spy records each process (the thread holding the GIL) as collapsed stacks."""
+        self.spies = [subprocess.Popen(
+            ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--gil", "--threads",
+             "--rate", "200", "-o", f"{profile}.{i}.txt"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for i, pid in enumerate(self.pids)]
+        time.sleep(1)
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids)
+
+    def rss(self) -> list[float]:
+        return [round(peak_rss_mb(pid), 1) for pid in self.pids]
+
+    def stop(self) -> None:
+        for spy in self.spies:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def wait_processed(engine, expected: int, timeout: float = 900) -> float:
+    t = InboundMessage.__table__
+    query = sa.select(sa.func.count(), sa.func.count().filter(t.c.state == "received"))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            total, waiting = conn.execute(query.select_from(t)).one()
+        if total >= expected and waiting == 0:
+            return time.perf_counter()
+        time.sleep(0.02)
+    raise RuntimeError(f"not all processed within {timeout}s")
+
+
+def outcomes(engine) -> dict[str, int]:
+    t = InboundMessage.__table__
+    with engine.connect() as conn:
+        return {f"{state}/{reason}": n for state, reason, n in conn.execute(
+            sa.select(t.c.state, t.c.reason, sa.func.count()).group_by(t.c.state, t.c.reason))}
+
+
+class Bench:
+    def __init__(self, args) -> None:
+        self.args = args
+        self.work = Path(tempfile.mkdtemp(prefix="fbmta-bench-"))
+        self.config = write_config(self.work, self.work / "serve.sqlite3")
+        self.cfg = config_mod.load(self.config, env={})
+        self.book = AddressBook.from_config(self.cfg)
+        self.rng = random.Random(7)
+        self.results: dict[str, dict] = {}
+
+    def messages(self, shape: seed.Shape, n: int) -> list[load.Message]:
+        return load.build(n, self.book, shape, self.rng)
+
+    def drive(self, port: int, shape: seed.Shape, rate: float | None) -> load.Tally:
+        messages = self.messages(shape, self.args.messages)
+        cpu = time.process_time()
+        if rate is None:
+            tally = asyncio.run(load.closed_loop(port, messages, self.args.concurrency,
+                                                 self.args.reuse))
+        else:
+            tally = asyncio.run(load.open_loop(port, messages, rate, reuse=self.args.reuse))
+        tally.client_cpu = time.process_time() - cpu
+        return tally
+
+    def bare(self) -> dict:
+        server = Running([sys.executable, str(HERE / "bare_server.py"), "0"], None)
+        try:
+            shape = seed.Shape(self.args.accounts, self.args.contacts)
+            asyncio.run(load.closed_loop(server.port, self.messages(shape, WARMUP),
+                                         self.args.concurrency))
+            cpu = server.cpu()
+            tally = self.drive(server.port, shape, None)
+            cpu = server.cpu() - cpu
+            return self._figures(tally, tally.seconds, cpu, server.rss())
+        finally:
+            server.stop()
+
+    def serve(self, shape: seed.Shape, workers: int = 1, rate: float | None = None,
+              label: str = "") -> dict:
+        database = seed.fresh_copy(shape, self.book, self.work / "serve.sqlite3")
+        argv = [sys.executable, "-m", "feedback_mta", "serve", "--config", str(self.config)]
+        if workers > 1:
+            argv += ["--workers", str(workers)]
+        profile = self.args.profile / label if self.args.profile else None
+        engine = db.create_engine(self.cfg.database)
+        server = Running(argv, workers)
+        try:
+            warm = asyncio.run(load.closed_loop(server.port, self.messages(shape, WARMUP),
+                                                self.args.concurrency))
+            wait_processed(engine, warm.accepted)
+            if profile is not None:
+                server.spy(profile)
+            cpu = server.cpu()
+            started = time.perf_counter()
+            tally = self.drive(server.port, shape, rate)
+            done = wait_processed(engine, warm.accepted + tally.accepted)
+            cpu = server.cpu() - cpu
+            figures = self._figures(tally, done - started, cpu, server.rss())
+            figures["accept_rate"] = round(tally.accepted / tally.seconds, 1)
+            figures["outcomes"] = outcomes(engine)
+            return figures
+        finally:
+            server.stop()
+            engine.dispose()
+            database.unlink(missing_ok=True)
+
+    @staticmethod
+    def _figures(tally: load.Tally, seconds: float, cpu: float, rss: list[float]) -> dict:
+        return {"messages": len(tally.latencies), "codes": tally.codes,
+                "seconds": round(seconds, 2), "rate": round(tally.accepted / seconds, 1),
+                "p50_ms": round(tally.pct(0.50), 2), "p99_ms": round(tally.pct(0.99), 2),
+                "peak_rss_mb": rss,
+                "cpu_ms_per_message": round(cpu * 1000 / max(1, tally.accepted), 2),
+                "client_cpu_ms_per_message": round(
+                    tally.client_cpu * 1000 / max(1, len(tally.latencies)), 2)}
+
+    def run(self) -> dict:
+        a = self.args
+        big = seed.Shape(a.accounts, a.contacts)
+        small = seed.Shape(10, 1000)
+        seed.template(big, self.book)
+        seed.template(small, self.book)
+        r = self.results
+        steps = [
+            ("bare", lambda: self.bare()),
+            ("serve", lambda: self.serve(big, label="serve")),
+            ("serve-1k", lambda: self.serve(small, label="serve-1k")),
+            ("serve-workers-2", lambda: self.serve(big, workers=2, label="workers")),
+            ("serve-80pct", lambda: self.serve(
+                big, rate=0.8 * (r.get("serve") or self.serve(big))["rate"],
+                label="serve-80pct")),
+        ]
+        for name, step in steps:
+            if (name == "serve-workers-2" and a.workers < 2) or (a.only and name not in a.only):
+                continue
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            r[name] = step()
+        if parse_vs_sisimai.installed() and (not a.only or "parse" in a.only):
+            print("running parse vs Sisimai ...", file=sys.stderr, flush=True)
+            n, ours_s, theirs_s = parse_vs_sisimai.speed(
+                ROOT / "tests" / "fixtures" / "reports", a.parse_copies)
+            r["parse"] = {"files": n, "ours_s": round(ours_s, 2), "sisimai_s": round(theirs_s, 2),
+                          "sisimai_version": parse_vs_sisimai.sisimai_version()}
+        r["setup"] = {"messages": a.messages, "concurrency": a.concurrency,
+                      "contacts": big.contacts, "accounts": big.accounts, "leads": big.leads,
+                      "reuse": a.reuse, "cpus": os.cpu_count(),
+                      "database": "SQLite (WAL, synchronous=FULL)"}
+        return r
+
+
+def verdicts(r: dict) -> list[tuple[str, float, float, bool]]:
+    """(target, measured, bound, met) for each target the runs made measurable."""
+    rows = []
+    if "bare" in r and "serve" in r:
+        rows.append(("one process / bare", r["serve"]["rate"] / r["bare"]["rate"]))
+    if "bare" in r and "serve-workers-2" in r:
+        rows.append(("two workers / bare", r["serve-workers-2"]["rate"] / r["bare"]["rate"]))
+    if "serve-80pct" in r:
+        rows.append(("p99 at 80% (ms)", r["serve-80pct"]["p99_ms"]))
+    rss = [mb for k, v in r.items() if k.startswith("serve") for mb in v["peak_rss_mb"]]
+    if rss:
+        rows.append(("peak RSS per process (MB)", max(rss)))
+    if "serve" in r and "serve-1k" in r:
+        rows.append(("1M / 1k contacts", r["serve"]["rate"] / r["serve-1k"]["rate"]))
+    if "parse" in r:
+        rows.append(("parse / Sisimai", r["parse"]["sisimai_s"] / r["parse"]["ours_s"]))
+    out = []
+    for name, value in rows:
+        target = TARGETS[name]
+        lower_is_better = name.startswith(("p99", "peak"))
+        ok = value < target if lower_is_better else value >= target
+        out.append((name, round(value, 3), target, ok))
     return out
 
 
-async def _reply(reader: asyncio.StreamReader) -> bytes:
-    while True:
-        line = await reader.readline()
-        if not line:
-            raise ConnectionError("closed")
-        if line[3:4] != b"-":
-            return line
-
-
-async def session_worker(port: int, queue: asyncio.Queue, latencies: list[float],
-                         codes: dict[str, int], reuse: bool) -> None:
-    reader = writer = None
-    while True:
-        try:
-            item = queue.get_nowait()
-        except asyncio.QueueEmpty:
-            break
-        mail_from, rcpt, raw = item
-        try:
-            if writer is None:
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                await _reply(reader)
-                writer.write(b"EHLO bench\r\n")
-                await _reply(reader)
-            writer.write(f"MAIL FROM:<{mail_from}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n".encode())
-            await _reply(reader)
-            await _reply(reader)
-            await _reply(reader)
-            body = raw.replace(b"\r\n.", b"\r\n..")
-            writer.write(body + (b"" if body.endswith(b"\r\n") else b"\r\n"))
-            started = time.perf_counter()
-            writer.write(b".\r\n")
-            line = await _reply(reader)
-            latencies.append(time.perf_counter() - started)
-            codes[line[:3].decode()] = codes.get(line[:3].decode(), 0) + 1
-            if not reuse:
-                writer.write(b"QUIT\r\n")
-                await _reply(reader)
-                writer.close()
-                reader = writer = None
-        except (ConnectionError, OSError):
-            codes["conn-error"] = codes.get("conn-error", 0) + 1
-            writer = None
-    if writer is not None:
-        writer.write(b"QUIT\r\n")
-        writer.close()
-
-
-async def drive(port: int, messages, concurrency: int, reuse: bool):
-    queue: asyncio.Queue = asyncio.Queue()
-    for m in messages:
-        queue.put_nowait(m)
-    latencies: list[float] = []
-    codes: dict[str, int] = {}
-    started = time.perf_counter()
-    await asyncio.gather(*(session_worker(port, queue, latencies, codes, reuse)
-                           for _ in range(concurrency)))
-    return time.perf_counter() - started, sorted(latencies), codes
-
-
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    return values[min(len(values) - 1, int(len(values) * p))] * 1000
-
-
-def start(argv: list[str], ready: str | None = None, env=None) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
-                            cwd=ROOT, text=True)
-    for line in proc.stdout:
-        if ready is None:
-            return proc, int(line)
-        try:
-            event = json.loads(line)
-        except ValueError:
+def report(r: dict) -> None:
+    s = r["setup"]
+    print(f"load: {s['messages']} distinct messages per run after {WARMUP} to warm up, "
+          f"{s['concurrency']} sessions, {'reused' if s['reuse'] else 'one per'} connection; "
+          f"{s['contacts']:,} contacts in {s['accounts']:,} accounts, {s['leads']:,} leads; "
+          f"{s['database']}; {s['cpus']} CPUs")
+    print(f"{'run':<34}{'msg/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/msg':>12}"
+          f"  peak RSS MB")
+    names = {"bare": "bare aiosmtpd (no-op handler)",
+             "serve": "feedback-mta, 1 process",
+             "serve-workers-2": "feedback-mta, --workers 2",
+             "serve-1k": "feedback-mta, 1 process, 1k contacts",
+             "serve-80pct": "feedback-mta, 1 process, at 80%"}
+    for key, label in names.items():
+        if key not in r:
             continue
-        if event.get("event") == ready:
-            # keep draining its log so the pipe never blocks the server
-            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
-            return proc, event["port"]
-    raise RuntimeError(f"{argv} did not start")
-
-
-def seed(cfg, contacts: int, leads: int) -> tuple[list[int], list[int]]:
-    engine = db.create_engine(cfg.database)
-    db.upgrade(engine)
-    book = AddressBook.from_config(cfg)
-    with unit_of_work(engine, CLI) as act:
-        account = act.add_account("Bench Dealer")
-        act.add_user(account.id, "boss@dealer.bench", ["contact-admin"])
-        lead_ids = [act.add_lead(book, account.id, f"lead{i}@people.bench", "Ann", "Lee").id
-                    for i in range(leads)]
-    from feedback_mta.models import Contact, utcnow
-
-    now = utcnow()
-    rows = [{"account_id": account.id, "email": f"c{i}@people.bench", "first_name": "C",
-             "last_name": f"N{i}", "status": "active", "created_at": now, "updated_at": now}
-            for i in range(contacts)]
-    with engine.begin() as conn:
-        for chunk in range(0, len(rows), 5000):
-            conn.execute(sa.insert(Contact.__table__), rows[chunk:chunk + 5000])
-        contact_ids = list(conn.execute(sa.select(Contact.id)).scalars())
-    engine.dispose()
-    return contact_ids, lead_ids
-
-
-def wait_processed(cfg, expected: int, timeout: float) -> float:
-    engine = db.create_engine(cfg.database)
-    t = InboundMessage.__table__
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            with engine.connect() as conn:
-                total = conn.execute(sa.select(sa.func.count()).select_from(t)).scalar()
-                waiting = conn.execute(sa.select(sa.func.count()).select_from(t)
-                                       .where(t.c.state == "received")).scalar()
-            if total >= expected and waiting == 0:
-                return time.perf_counter()
-            time.sleep(0.05)
-    finally:
-        engine.dispose()
-    raise RuntimeError(f"not all processed within {timeout}s")
+        f = r[key]
+        print(f"{label:<34}{f['rate']:>8}{f['p50_ms']:>9}{f['p99_ms']:>9}"
+              f"{f['cpu_ms_per_message']:>12}  {', '.join(map(str, f['peak_rss_mb']))}")
+    print("(feedback-mta msg/s: accepted messages over the time until all were processed)")
+    if "parse" in r:
+        p = r["parse"]
+        print(f"bulk parse of {p['files']} files: feedback-mta {p['ours_s']} s, "
+              f"Sisimai {p['sisimai_version']} {p['sisimai_s']} s")
+    print("target                          measured   target   met")
+    for name, value, target, ok in verdicts(r):
+        sign = "<" if name.startswith(("p99", "peak")) else ">="
+        print(f"{name:<30}{value:>10}  {sign}{target:<7} {'yes' if ok else 'NO'}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument("--messages", type=int, default=6000, help="per run")
     parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--contacts", type=int, default=1000)
-    parser.add_argument("--leads", type=int, default=200)
+    parser.add_argument("--contacts", type=int, default=1_000_000)
+    parser.add_argument("--accounts", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=2, help="for run 3; 1 skips it")
+    parser.add_argument("--parse-copies", type=int, default=20)
     parser.add_argument("--reuse", action="store_true", help="several messages per connection")
-    parser.add_argument("--profile", metavar="FILE",
-                        help="py-spy record the server (collapsed stacks) into FILE")
+    parser.add_argument("--quick", action="store_true",
+                        help="10k contacts, 1,000 messages: checks that it all works")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="py-spy record each server process (GIL holders) into DIR")
+    parser.add_argument("--only", type=lambda v: v.split(","), metavar="RUN,...",
+                        help="only these runs (bare, serve, serve-1k, serve-workers-2, "
+                             "serve-80pct, parse): for working on one figure")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
-
-    logs.configure("warning", "json", stream=sys.stderr)
-    rng = random.Random(1)
-    work = Path(tempfile.mkdtemp(prefix="fbmta-bench-"))
-    config_path = work / "bench.toml"
-    config_path.write_text(
-        f'[database]\nurl = "sqlite:///{work}/bench.sqlite3"\n'
-        f'[smtp]\nhost = "127.0.0.1"\nport = 0\ndomain = "{DOMAIN}"\nlmtp = false\n'
-        f'max_message_size = "10MB"\nmax_sessions = 1000\n'
-        f'[security]\nsecret_key = "{SECRET}"\n[logging]\nformat = "json"\nlevel = "info"\n')
-    cfg = config_mod.load(config_path, env={})
-    contact_ids, lead_ids = seed(cfg, args.contacts, args.leads)
-    book = AddressBook.from_config(cfg)
-    results = {}
-
-    # 1. the bare aiosmtpd ceiling
-    bare, port = start([sys.executable, str(ROOT / "bench" / "bare_server.py"), "0"])
-    try:
-        messages = build_messages(args.messages, book, contact_ids, lead_ids, rng)
-        elapsed, lat, codes = asyncio.run(drive(port, messages, args.concurrency, args.reuse))
-        results["bare"] = {"messages": len(lat), "seconds": round(elapsed, 3),
-                           "rate": round(len(lat) / elapsed, 1), "p50_ms": round(pct(lat, .5), 2),
-                           "p99_ms": round(pct(lat, .99), 2), "codes": codes,
-                           "peak_rss_mb": round(peak_rss_mb(bare.pid), 1)}
-    finally:
-        bare.kill()
-
-    # 2. feedback-mta serve, whole path
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    serve, port = start([sys.executable, "-m", "feedback_mta", "serve", "--config",
-                         str(config_path)], ready="server.started", env=env)
-    spy = None
+    if args.quick:
+        args.contacts, args.accounts, args.messages, args.parse_copies = 10_000, 100, 1000, 2
     if args.profile:
-        spy = subprocess.Popen(["py-spy", "record", "--pid", str(serve.pid), "--format", "raw",
-                                "--threads", "--gil", "--rate", "200", "-o", args.profile],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(1)
-    try:
-        messages = build_messages(args.messages, book, contact_ids, lead_ids, rng)
-        t0 = time.perf_counter()
-        elapsed, lat, codes = asyncio.run(drive(port, messages, args.concurrency, args.reuse))
-        done = wait_processed(cfg, codes.get("250", 0), timeout=600)
-        whole = done - t0
-        results["feedback-mta"] = {
-            "messages": len(lat), "seconds_to_250": round(elapsed, 3),
-            "accept_rate": round(len(lat) / elapsed, 1),
-            "seconds_to_processed": round(whole, 3),
-            "rate": round(codes.get("250", 0) / whole, 1),
-            "p50_ms": round(pct(lat, .5), 2), "p99_ms": round(pct(lat, .99), 2),
-            "codes": codes, "peak_rss_mb": round(peak_rss_mb(serve.pid), 1)}
-    finally:
-        if spy is not None:
-            spy.send_signal(2)
-            spy.wait(60)
-        serve.terminate()
-        serve.wait(30)
-    results["ratio"] = round(results["feedback-mta"]["rate"] / results["bare"]["rate"], 3)
-    results["setup"] = {"messages": args.messages, "concurrency": args.concurrency,
-                        "contacts": len(contact_ids), "reuse": args.reuse,
-                        "cpus": os.cpu_count(), "database": "sqlite (WAL, synchronous=FULL)"}
+        args.profile.mkdir(parents=True, exist_ok=True)
+    logs.configure("warning", "json", stream=sys.stderr)
+    results = Bench(args).run()
     if args.json:
+        results["verdicts"] = verdicts(results)
         print(json.dumps(results))
-        return
-    b, f = results["bare"], results["feedback-mta"]
-    print(f"load: {args.messages} messages, {args.concurrency} sessions, "
-          f"{'reused' if args.reuse else 'one per'} connection, {len(contact_ids)} contacts")
-    print(f"{'server':<28}{'msg/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'peak RSS MB':>13}")
-    print(f"{'bare aiosmtpd (no-op)':<28}{b['rate']:>9}{b['p50_ms']:>9}{b['p99_ms']:>9}"
-          f"{b['peak_rss_mb']:>13}")
-    print(f"{'feedback-mta (to 250)':<28}{f['accept_rate']:>9}{f['p50_ms']:>9}{f['p99_ms']:>9}"
-          f"{f['peak_rss_mb']:>13}")
-    print(f"{'feedback-mta (processed)':<28}{f['rate']:>9}")
-    print(f"ratio, whole path / bare: {results['ratio']}x   codes: {f['codes']}")
+    else:
+        report(results)
 
 
 if __name__ == "__main__":

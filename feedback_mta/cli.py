@@ -168,13 +168,22 @@ def _run(fn, *args, **kwargs):
 # --- serve / db ----------------------------------------------------------------------------
 
 @app.command()
-def serve(config: ConfigOpt = None) -> None:
+def serve(config: ConfigOpt = None,
+          workers: Annotated[int, typer.Option(
+              min=1, max=64, help="Server processes sharing the port (SO_REUSEPORT), one "
+                                  "core each.")] = 1) -> None:
     """Run the SMTP (or LMTP) server and the scheduler in the foreground."""
     from feedback_mta import serve as serve_mod
+    from feedback_mta import workers as workers_mod
 
     def go():
         cfg = _load(config, log_stream=sys.stdout)
         try:
+            if workers > 1:
+                code = workers_mod.supervise(cfg, workers)
+                if code:
+                    raise typer.Exit(code)
+                return
             asyncio.run(serve_mod.run(cfg))
         except db.SchemaError as exc:
             raise Failure(str(exc), EXIT_DATABASE) from None

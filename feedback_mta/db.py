@@ -11,6 +11,12 @@ never by ``create_all`` at run time.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+import weakref
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,13 +75,7 @@ def create_engine(cfg: DatabaseConfig, *, pool_size: int = 5) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
-        @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn):  # pragma: no cover - exercised by every test
-            # Read-only work (listing, loading a stored message) opts out with
-            # ``engine.execution_options(readonly=True)`` so it never waits for a writer.
-            readonly = conn.get_execution_options().get("readonly", False)
-            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
-
+        _queue_writers(engine, cfg.busy_timeout, url.database)
         return engine
     timeout_ms = int(cfg.busy_timeout * 1000)
     return sa.create_engine(
@@ -88,6 +88,108 @@ def create_engine(cfg: DatabaseConfig, *, pool_size: int = 5) -> Engine:
             "options": f"-c lock_timeout={timeout_ms} -c statement_timeout={timeout_ms * 6}",
         },
     )
+
+
+#: Per engine (its pool, shared with its ``execution_options`` copies): how many writers
+#: of this process wait for the write lock.
+_WAITING: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def writers_waiting(engine: Engine) -> bool:
+    """Another thread of this process waits to write (SQLite): a long transaction should
+    commit now and let it in. Always False on PostgreSQL, whose writers do not queue."""
+    waiting = _WAITING.get(engine.pool)
+    return bool(waiting and waiting[0])
+
+
+def _queue_writers(engine: Engine, timeout: float, database: str | None) -> None:
+    """Writers queue on locks of their own before ``BEGIN IMMEDIATE``.
+
+    SQLite's busy handler polls with sleeps of up to 100 ms, so an intake commit that
+    found a processor's transaction in the way could wait far longer than that
+    transaction lasted, and ``serve --workers`` spent its second core asleep. Instead:
+    a thread lock among the writers of this process, then ``flock`` on
+    ``<database>.writer`` among processes (workers, nodes on one host, the CLI), polled
+    every 2 ms at most. Both are released the moment the COMMIT (or ROLLBACK) returned:
+    after the dialect's commit/rollback (SQLAlchemy's ``commit`` event fires before it),
+    or when the pool closes or invalidates the connection that held them. SQLite's own
+    lock and busy timeout stay underneath for anything that does not take these.
+    """
+    lock = threading.Lock()
+    holder: list[int] = []  # id() of the DBAPI connection inside a write transaction
+    waiting = _WAITING[engine.pool] = [0]
+    fd: int | None = None
+    if database and database != ":memory:":
+        try:
+            fd = os.open(f"{database}.writer", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:  # a read-only directory: SQLite's busy timeout alone
+            fd = None
+
+    def acquire() -> bool:
+        deadline = time.monotonic() + timeout
+        waiting[0] += 1
+        try:
+            if not lock.acquire(timeout=timeout):
+                return False
+        finally:
+            waiting[0] -= 1
+        delay = 0.0002
+        while fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    lock.release()
+                    return False
+                time.sleep(delay)
+                delay = min(delay * 2, 0.002)
+        return True
+
+    def release(conn, *_args) -> None:
+        # The dialect gets the pool's proxy, pool events the DBAPI connection itself.
+        if holder and holder[0] == id(getattr(conn, "dbapi_connection", conn)):
+            holder.clear()
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            lock.release()
+
+    @event.listens_for(engine, "begin")
+    def _sqlite_begin(conn):  # pragma: no cover - exercised by every test
+        # Read-only work (listing, loading a stored message) opts out with
+        # ``engine.execution_options(readonly=True)`` so it never waits for a writer.
+        if conn.get_execution_options().get("readonly", False):
+            conn.exec_driver_sql("BEGIN")
+            return
+        if not acquire():
+            raise sa.exc.OperationalError("BEGIN IMMEDIATE", None, sqlite3.OperationalError(
+                "database is locked (another writer held it past busy_timeout)"))
+        dbapi_conn = conn.connection.dbapi_connection
+        holder.append(id(dbapi_conn))
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            release(dbapi_conn)
+            raise
+
+    dialect = engine.dialect
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+
+    def do_commit(dbapi_conn) -> None:
+        try:
+            commit(dbapi_conn)
+        finally:
+            release(dbapi_conn)
+
+    def do_rollback(dbapi_conn) -> None:
+        try:
+            rollback(dbapi_conn)
+        finally:
+            release(dbapi_conn)
+
+    dialect.do_commit, dialect.do_rollback = do_commit, do_rollback
+    event.listen(engine, "close", release)
+    event.listen(engine, "invalidate", release)
 
 
 def reader(engine: Engine) -> Engine:

@@ -89,5 +89,18 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
                             format="%(levelname)s %(name)s: %(message)s")
 
 
+def bind_process(**fields) -> None:
+    """Add ``fields`` to every line this process writes from now on, on every thread
+    (contextvars would not reach the threads): ``worker`` in ``serve --workers``."""
+
+    def add(_logger, _name, event_dict):
+        for key, value in fields.items():
+            event_dict.setdefault(key, value)
+        return event_dict
+
+    # In place: loggers already cached (cache_logger_on_first_use) share this list.
+    structlog.get_config()["processors"].insert(0, add)
+
+
 def get(name: str | None = None) -> structlog.typing.FilteringBoundLogger:
     return structlog.get_logger(name)

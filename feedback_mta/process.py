@@ -81,6 +81,8 @@ _LOAD = (sa.select(_T.c.id, _T.c.raw, _T.c.mail_from, _T.c.rcpt_tos, _T.c.conten
 _CLAIM = (sa.update(_T).where(_T.c.id.in_(sa.bindparam("ids", expanding=True)),
                               _T.c.state == MessageState.RECEIVED)
           .values(attempts=_T.c.attempts + 1).returning(_T.c.id))
+_UNCLAIM = (sa.update(_T).where(_T.c.id.in_(sa.bindparam("ids", expanding=True)))
+            .values(attempts=_T.c.attempts - 1))
 _KNOWN = (sa.select(_T.c.dedupe_key, _T.c.id)
           .where(_T.c.dedupe_key.in_(sa.bindparam("keys", expanding=True))))
 _SET_KEY = sa.update(_T).where(_T.c.id == sa.bindparam("b_id")).values(
@@ -100,6 +102,9 @@ class _Work:
     parsed: ParsedMessage | None = None
     classification: Classification | None = None
     kind: Kind | None = None
+    #: Why parse or classify failed (the message ends ``failed`` with it).
+    problem: str | None = None
+    #: The error the message ends with: ``problem``, or its handler's.
     error: str | None = None
     duplicate_of: int | None = None
     outcome: Outcome | None = None
@@ -115,7 +120,7 @@ def _decide(row, book: AddressBook) -> _Work:
         work.classification = classify(work.parsed, book.resolve_all(rcpt_tos))
         work.kind = work.classification.kind
     except Exception as exc:
-        work.error = f"{type(exc).__name__}: {exc}"[:2000]
+        work.problem = f"{type(exc).__name__}: {exc}"[:2000]
     return work
 
 
@@ -129,30 +134,89 @@ def process_one(engine: Engine, book: AddressBook, message_id: int,
 def process_batch(engine: Engine, book: AddressBook, message_ids: Sequence[int],
                   settings: Settings = Settings(), on_mail: MailSink | None = None
                   ) -> dict[int, Outcome]:
-    """Process stored messages in one transaction: {id: outcome} for those that were ours.
+    """Process stored messages, several per transaction: {id: outcome} for those that were
+    ours (``received``; another thread or node may have had the rest).
 
-    One commit (one fsync) serves the batch, the way the intake's group commit serves
-    concurrent sessions. Each handler runs in its own SAVEPOINT, so a handler error rolls
-    back that message's changes only and leaves it ``failed``; a database error rolls back
-    the batch, which stays ``received`` for the next sweep. Mail the handlers queued
-    (acknowledgements) goes to ``on_mail`` once committed.
+    One commit (one fsync) serves several messages, the way the intake's group commit
+    serves concurrent sessions. A transaction ends early when another writer of this
+    process (the intake, whose sessions wait for their 250) is queued for the lock, or
+    after ``TRANSACTION_SECONDS``: batching must not make the 250s wait. Each handler runs
+    in its own SAVEPOINT, so a handler error rolls back that message's changes only and
+    leaves it ``failed``; a database error rolls back the transaction, whose messages stay
+    ``received`` for the next sweep. Mail the handlers queued goes to ``on_mail`` once
+    committed.
     """
     started = time.perf_counter()
     with db.reader(engine).connect() as conn:
         rows = conn.execute(_LOAD, {"ids": list(message_ids)}).all()
-    if not rows:
-        return {}
-    batch = [_decide(row, book) for row in rows]
-    try:
-        done = _act(engine, book, batch, settings)
-    except IntegrityError:
-        # Another node committed one of these contents between our look and our write.
-        if len(batch) > 1:
-            outcomes: dict[int, Outcome] = {}
-            for work in batch:
-                outcomes.update(process_batch(engine, book, [work.id], settings, on_mail))
-            return outcomes
-        done = _finish_duplicate(engine, batch[0])
+    pending = [_decide(row, book) for row in rows]
+    outcomes: dict[int, Outcome] = {}
+    one_each = False
+    while pending:
+        try:
+            done, pending = _act(engine, book, pending, settings, one_each)
+        except IntegrityError:
+            # Another node committed one of these contents between our look and our
+            # write: again, one message per transaction, and that one is the duplicate.
+            if not one_each:
+                one_each = True
+                continue
+            done, pending = _finish_duplicate(engine, pending[0]), pending[1:]
+        _report(done, started, len(rows), on_mail)
+        outcomes.update((work.id, work.outcome) for work in done)
+    return outcomes
+
+
+#: A processing transaction holds SQLite's write lock; past this, it commits and the next
+#: one starts, so a session's 250 never waits long behind a batch.
+TRANSACTION_SECONDS = 0.01
+
+
+def _act(engine: Engine, book: AddressBook, batch: list[_Work], settings: Settings,
+         one_each: bool = False) -> tuple[list[_Work], list[_Work]]:
+    """Claim, deduplicate, handle and finish messages from the front of ``batch`` in one
+    transaction; (those done, the rest, for the next transaction)."""
+    with Session(engine, expire_on_commit=False) as session:
+        ids = [w.id for w in (batch[:1] if one_each else batch)]
+        claimed = set(session.execute(_CLAIM, {"ids": ids}).scalars())
+        # ``dedupe_key`` (unique) is the content hash of the message that acted; a copy,
+        # stored earlier or earlier in this batch, ends ``ignored``/``duplicate``.
+        known = dict(session.execute(
+            _KNOWN, {"keys": sorted({w.content_hash for w in batch})}).all())
+        deadline = time.monotonic() + TRANSACTION_SECONDS
+        done: list[_Work] = []
+        rest: list[_Work] = []
+        for index, work in enumerate(batch):
+            if done and (one_each or time.monotonic() > deadline
+                         or db.writers_waiting(engine)):
+                rest = batch[index:]
+                break
+            if work.id not in claimed:
+                continue  # not ``received`` any more: someone else has it
+            work.actions, work.error = None, work.problem
+            work.duplicate_of = known.setdefault(work.content_hash, work.id)
+            if work.duplicate_of == work.id:
+                work.duplicate_of = None
+            work.outcome = _handle(session, book, work, settings)
+            done.append(work)
+        if unclaim := [w.id for w in rest if w.id in claimed]:
+            session.execute(_UNCLAIM, {"ids": unclaim})  # the next transaction claims them
+        if keys := [{"b_id": w.id, "b_key": w.content_hash}
+                    for w in done if w.duplicate_of is None]:
+            session.execute(_SET_KEY, keys)
+        if done:
+            now = utcnow()
+            session.execute(_FINISH, [{
+                "b_id": w.id, "b_state": w.outcome.state.value,
+                "b_reason": None if w.error else w.outcome.reason,
+                "b_kind": w.kind.value if w.kind else None, "b_error": w.error,
+                "b_dup": w.duplicate_of, "b_at": now} for w in done])
+        session.commit()
+    return done, rest
+
+
+def _report(done: list[_Work], started: float, batch: int, on_mail: MailSink | None) -> None:
+    """After the commit: each message's log line and metrics, its actions' logs, its mail."""
     seconds = time.perf_counter() - started
     for work in done:
         if work.actions is not None:
@@ -166,42 +230,7 @@ def process_batch(engine: Engine, book: AddressBook, message_ids: Sequence[int],
         metrics.PROCESS_SECONDS.observe(seconds)
         log.info("message.processed", id=work.id, kind=work.kind,
                  state=work.outcome.state.value, reason=work.outcome.reason,
-                 duration_ms=round(seconds * 1000, 2), batch=len(batch))
-    return {work.id: work.outcome for work in done}
-
-
-def _act(engine: Engine, book: AddressBook, batch: list[_Work], settings: Settings
-         ) -> list[_Work]:
-    """Claim, deduplicate, run each handler, record each outcome: one transaction."""
-    with Session(engine, expire_on_commit=False) as session:
-        claimed = set(session.execute(_CLAIM, {"ids": [w.id for w in batch]}).scalars())
-        batch = [work for work in batch if work.id in claimed]
-        if not batch:
-            session.rollback()
-            return []
-        # ``dedupe_key`` (unique) is the content hash of the message that acted; a copy,
-        # stored earlier or in this very batch, ends ``ignored``/``duplicate`` instead.
-        known = dict(session.execute(
-            _KNOWN, {"keys": sorted({w.content_hash for w in batch})}).all())
-        keys = []
-        for work in batch:
-            if work.content_hash in known:
-                work.duplicate_of = known[work.content_hash]
-            else:
-                known[work.content_hash] = work.id
-                keys.append({"b_id": work.id, "b_key": work.content_hash})
-        if keys:
-            session.execute(_SET_KEY, keys)
-        for work in batch:
-            work.outcome = _handle(session, book, work, settings)
-        now = utcnow()
-        session.execute(_FINISH, [{
-            "b_id": w.id, "b_state": w.outcome.state.value,
-            "b_reason": None if w.error else w.outcome.reason,
-            "b_kind": w.kind.value if w.kind else None, "b_error": w.error,
-            "b_dup": w.duplicate_of, "b_at": now} for w in batch])
-        session.commit()
-    return batch
+                 duration_ms=round(seconds * 1000, 2), batch=batch)
 
 
 def _handle(session: Session, book: AddressBook, work: _Work, settings: Settings) -> Outcome:
@@ -255,12 +284,13 @@ class Processor:
 
     def __init__(self, engine: Engine, book: AddressBook, workers: int = 1,
                  settings: Settings = Settings(), on_mail: MailSink | None = None,
-                 max_batch: int = 16) -> None:
+                 max_batch: int = 16, linger: float = 0.0) -> None:
         self._engine = engine
         self._book = book
         self._settings = settings
         self._on_mail = on_mail
         self._max_batch = max_batch
+        self._linger = linger
         self._queue: queue.Queue = queue.Queue()
         self._pending: set[int] = set()
         self._lock = threading.Lock()
@@ -304,7 +334,7 @@ class Processor:
             thread.join()
 
     def _run(self) -> None:
-        for batch in batches(self._queue, self._max_batch, _STOP):
+        for batch in batches(self._queue, self._max_batch, _STOP, self._linger):
             try:
                 process_batch(self._engine, self._book, batch, self._settings, self._on_mail)
                 self.processed += len(batch)

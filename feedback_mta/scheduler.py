@@ -98,4 +98,5 @@ def start(config: Config, processor: Processor, outbox: Outbox | None = None,
                           id="retention.purge", seconds=PURGE_INTERVAL, next_run_time=utcnow())
     scheduler.add_listener(_count, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
     scheduler.start()
+    log.info("scheduler.started", jobs=sorted(job.id for job in scheduler.get_jobs()))
     return scheduler

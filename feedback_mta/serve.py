@@ -9,9 +9,11 @@ the listener, tell idle sessions 421, let sessions in the middle of DATA finish 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import socket
+from collections.abc import Callable
 
 from feedback_mta import db, logs, metrics, review, scheduler
 from feedback_mta.addresses import AddressBook
@@ -23,6 +25,7 @@ from feedback_mta.outbound import Outbox
 from feedback_mta.process import Processor
 from feedback_mta.smtp import FeedbackHandler, Sessions, protocol_factory
 from feedback_mta.tls import TlsError, TlsFiles
+from feedback_mta.workers import Worker
 
 log = logs.get("feedback_mta.serve")
 
@@ -41,7 +44,8 @@ class ListenError(Exception):
     """A listener could not be bound; the message names the setting."""
 
 
-async def run(config: Config, *, ready_fd: int | None = None) -> None:
+async def run(config: Config, *, worker: Worker | None = None) -> None:
+    """Serve until SIGTERM/SIGINT; as one of ``serve --workers N`` when ``worker`` is set."""
     tls = None
     if config.smtp.tls_cert:
         try:
@@ -52,7 +56,10 @@ async def run(config: Config, *, ready_fd: int | None = None) -> None:
     endpoint = None
     if config.metrics.address is not None:  # first, so /healthz answers during start-up
         try:
-            endpoint = metrics.Endpoint(*config.metrics.address, engine).start()
+            host, port = config.metrics.address
+            if worker is not None:
+                port = worker.metrics_port(port)
+            endpoint = metrics.Endpoint(host, port, engine).start()
         except OSError as exc:
             raise ListenError(f"cannot listen on {config.metrics.listen} ([metrics] listen): "
                               f"{exc.strerror}") from None
@@ -70,9 +77,11 @@ async def run(config: Config, *, ready_fd: int | None = None) -> None:
     intake.start()
     recovered = processor.sweep()
     outbox.flush()
+    # Scheduled work runs once, in the first (or only) worker.
+    leader = worker is None or worker.index == 0
     # Deadlines that passed while no server ran are kept now, before we listen.
-    caught_up = await asyncio.to_thread(review.expire_due, engine)
-    jobs = scheduler.start(config, processor, outbox, engine, book)
+    caught_up = await asyncio.to_thread(review.expire_due, engine) if leader else 0
+    jobs = scheduler.start(config, processor, outbox, engine, book) if leader else None
 
     sessions = Sessions(config.smtp.max_sessions, Limits.from_config(config.smtp))
     metrics.SESSIONS.set_function(lambda: len(sessions.active))
@@ -81,7 +90,8 @@ async def run(config: Config, *, ready_fd: int | None = None) -> None:
     try:
         server = await loop.create_server(
             protocol_factory(config, handler, sessions, tls),
-            host=config.smtp.host, port=config.smtp.port, reuse_address=True, backlog=1024)
+            host=config.smtp.host, port=config.smtp.port if worker is None else worker.port,
+            reuse_address=True, reuse_port=worker is not None, backlog=1024)
     except OSError as exc:
         raise ListenError(f"cannot listen on {config.smtp.host}:{config.smtp.port} "
                           f"([smtp] host, port): {exc.strerror}") from None
@@ -89,11 +99,16 @@ async def run(config: Config, *, ready_fd: int | None = None) -> None:
     log.info("server.started", host=bound[0], port=bound[1],
              protocol="lmtp" if config.smtp.lmtp else "smtp", domain=config.smtp.domain,
              starttls=tls is not None, proxy_protocol=config.smtp.proxy_protocol,
-             recovered=recovered, reviews_caught_up=caught_up, pid=os.getpid())
-    if ready_fd is not None:
-        os.write(ready_fd, f"{bound[1]}\n".encode())
-    _notify_systemd(f"READY=1\nSTATUS=listening on {bound[0]}:{bound[1]}")
-    watchdog = _start_watchdog(intake, processor)
+             recovered=recovered, reviews_caught_up=caught_up, pid=os.getpid(),
+             worker=worker.index if worker is not None else None)
+    if worker is not None:  # the supervisor tells systemd once every worker listens
+        os.write(worker.fd, f"{bound[1]}\n".encode())
+        ping = functools.partial(os.write, worker.fd, b"W")
+    else:
+        notify_systemd(f"READY=1\nSTATUS=listening on {bound[0]}:{bound[1]}")
+        ping = functools.partial(notify_systemd, "WATCHDOG=1")
+    watchdog = _start_watchdog(intake, processor, ping,
+                               watchdog_interval(any_pid=worker is not None))
 
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -101,14 +116,16 @@ async def run(config: Config, *, ready_fd: int | None = None) -> None:
     await stop.wait()
 
     log.info("server.stopping", sessions=len(sessions.active))
-    _notify_systemd("STOPPING=1\nSTATUS=draining sessions")
+    if worker is None:
+        notify_systemd("STOPPING=1\nSTATUS=draining sessions")
     if watchdog is not None:
         watchdog.cancel()
     server.close()
     sessions.close_idle()
     drained = await sessions.wait_empty(config.smtp.drain_timeout)
     await server.wait_closed()
-    jobs.shutdown(wait=True)
+    if jobs is not None:
+        jobs.shutdown(wait=True)
     if endpoint is not None:
         endpoint.stop()
     await asyncio.to_thread(intake.stop)
@@ -119,32 +136,42 @@ async def run(config: Config, *, ready_fd: int | None = None) -> None:
              processed=processor.processed, refused_sessions=sessions.refused)
 
 
-def _start_watchdog(intake: Intake, processor: Processor) -> asyncio.Task | None:
-    """``WATCHDOG=1`` at half of ``WatchdogSec`` while the loop turns and the threads live.
+def watchdog_interval(any_pid: bool = False) -> float | None:
+    """Seconds between watchdog pings (half of ``WatchdogSec``), or None without one.
+
+    ``WATCHDOG_PID`` names the process systemd watches; a worker of ``--workers`` pings
+    its supervisor instead, at the same pace (``any_pid``)."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid != str(os.getpid()) and not any_pid):
+        return None
+    return int(usec) / 1e6 / 2
+
+
+def _start_watchdog(intake: Intake, processor: Processor, ping: Callable[[], object],
+                    interval: float | None) -> asyncio.Task | None:
+    """``ping`` (``WATCHDOG=1``) every ``interval`` while the loop turns and the threads live.
 
     A ping proves the event loop still runs (it is sent from it) and that the intake writer
     and the processors are alive; if one of them died, the pings stop and systemd restarts
     the service, and what was stored is recovered on start.
     """
-    usec = os.environ.get("WATCHDOG_USEC")
-    pid = os.environ.get("WATCHDOG_PID")
-    if not usec or (pid and pid != str(os.getpid())):
+    if interval is None:
         return None
-    interval = int(usec) / 1e6 / 2
 
-    async def ping() -> None:
+    async def pings() -> None:
         while True:
             if intake.alive and processor.alive:
-                _notify_systemd("WATCHDOG=1")
+                ping()
             else:
                 log.error("systemd.watchdog_withheld", intake=intake.alive,
                           processors=processor.alive)
             await asyncio.sleep(interval)
 
-    return asyncio.get_running_loop().create_task(ping())
+    return asyncio.get_running_loop().create_task(pings())
 
 
-def _notify_systemd(state: str) -> None:
+def notify_systemd(state: str) -> None:
     """sd_notify(3) without a dependency: one datagram to $NOTIFY_SOCKET, if set."""
     address = os.environ.get("NOTIFY_SOCKET")
     if not address:

@@ -121,8 +121,10 @@ def engine(cfg):
 class Server:
     """``feedback-mta serve`` in a child process; its JSON log lines are collected."""
 
-    def __init__(self, config_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config_path: Path, env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()) -> None:
         self.config_path = config_path
+        self.args = args
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen | None = None
         self.port = 0
@@ -131,7 +133,8 @@ class Server:
 
     def start(self, timeout: float = 30) -> Server:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "feedback_mta", "serve", "--config", str(self.config_path)],
+            [sys.executable, "-m", "feedback_mta", "serve", "--config", str(self.config_path),
+             *self.args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT)
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
         started = self.wait_for("server.started", timeout=timeout)

@@ -1,0 +1,51 @@
+"""``serve --workers N``: several processes on one port (SO_REUSEPORT), one database."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from tests.support import inbound_rows, message, seed, send, wait_all_done, wait_until
+
+
+def test_two_workers_share_the_port_and_the_work(server_factory, config_file, engine, cfg):
+    s = seed(engine, cfg, contacts=3)
+    server = server_factory(config_file, args=("--workers", "2"))
+    started = server.wait_for("server.workers_started")
+    assert started["workers"] == 2 and started["port"] == server.port
+    workers = {server.wait_for("server.started", worker=i)["pid"] for i in (0, 1)}
+    assert workers == set(started["pids"]) and len(workers) == 2
+
+    # Each message on its own connection: the kernel spreads connections over the workers.
+    for i in range(40):
+        raw = message(subject="unsubscribe", message_id=f"w{i}@client.test")
+        assert send(server.port, "", [s.unsubscribe(s.contact_ids[i % 3])], raw)[0] == 250
+    rows = wait_all_done(engine, 40)
+    assert sorted(r["reason"] for r in rows) == ["already opted out"] * 37 + ["opted out"] * 3
+    wait_until(lambda: server.count("message.processed") == 40, what="40 processed lines")
+    accepted_by = {e["worker"] for e in server.events if e.get("event") == "message.accepted"}
+    assert accepted_by == {0, 1}
+    # The scheduler runs once, in worker 0.
+    assert [e["worker"] for e in server.events if e.get("event") == "scheduler.started"] == [0]
+
+    assert server.stop() == 0
+    stopped = [e for e in server.events if e.get("event") == "server.stopped"]
+    assert sorted(e["worker"] for e in stopped) == [0, 1]
+    assert sum(e["stored"] for e in stopped) == 40
+
+
+def test_a_dead_worker_stops_the_service_for_systemd_to_restart(server_factory, config_file,
+                                                                  engine, cfg):
+    s = seed(engine, cfg, contacts=1)
+    server = server_factory(config_file, args=("--workers", "2"))
+    server.wait_for("server.workers_started")
+    pids = {i: server.wait_for("server.started", worker=i)["pid"] for i in (0, 1)}
+    assert send(server.port, "", [s.unsubscribe(s.contact_ids[0])], message())[0] == 250
+
+    os.kill(pids[1], signal.SIGKILL)
+    exited = server.wait_for("server.worker_exited", worker=1)
+    assert (exited["pid"], exited["code"]) == (pids[1], -signal.SIGKILL)
+    assert server.proc.wait(30) == 1  # systemd's Restart=on-failure takes it from here
+    # The other worker drained and stopped; nothing acknowledged was lost.
+    assert server.wait_for("server.stopped", worker=0)["stored"] == 1
+    assert len(inbound_rows(engine)) == 1
