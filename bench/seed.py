@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,8 +99,11 @@ def template(shape: Shape, book: AddressBook) -> Path:
     with sqlite3.connect(building) as conn:  # one self-contained file to copy
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     building.rename(path)
+    for leftover in ("-wal", "-shm", ".writer"):
+        Path(f"{building}{leftover}").unlink(missing_ok=True)
     print(f"seeded {shape.contacts:,} contacts, {shape.leads:,} leads, {shape.accounts:,} "
-          f"accounts in {time.perf_counter() - started:.0f} s -> {path}", flush=True)
+          f"accounts in {time.perf_counter() - started:.0f} s -> {path}", file=sys.stderr,
+          flush=True)
     return path
 
 

@@ -47,5 +47,5 @@ def test_a_dead_worker_stops_the_service_for_systemd_to_restart(server_factory, 
     assert (exited["pid"], exited["code"]) == (pids[1], -signal.SIGKILL)
     assert server.proc.wait(30) == 1  # systemd's Restart=on-failure takes it from here
     # The other worker drained and stopped; nothing acknowledged was lost.
-    assert server.wait_for("server.stopped", worker=0)["stored"] == 1
+    assert server.wait_for("server.stopped", worker=0)["drained"] is True
     assert len(inbound_rows(engine)) == 1

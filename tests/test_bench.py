@@ -1,0 +1,33 @@
+"""``bench/run.py`` still runs from a checkout (issue 7): a short run, its figures checked
+for sense, not for speed (speed is the benchmark's business, not a test's)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_the_benchmark_runs_and_every_kind_of_message_acts(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "bench/run.py", "--quick", "--messages", "300",
+         "--only", "bare,serve", "--json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result["bare"]["codes"] == {"250": 300}
+    serve = result["serve"]
+    assert serve["codes"] == {"250": 300} and serve["rate"] > 0
+    assert 0 < serve["p50_ms"] <= serve["p99_ms"] and serve["peak_rss_mb"][0] > 20
+    # Every part of the mix reached its handler with a genuine token: the complaints
+    # were attributed, the bounces, unsubscribes and dealer replies acted.
+    outcomes = serve["outcomes"]
+    for reason in ("opted out (complaint)", "hard bounce", "opted out", "flagged"):
+        assert outcomes.get(f"processed/{reason}", 0) > 0, outcomes
+    assert sum(outcomes.values()) == 300 + 200  # the measured messages and the warm-up
+    assert [name for name, *_ in result["verdicts"]] == [
+        "one process / bare", "peak RSS per process (MB)"]
