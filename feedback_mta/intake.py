@@ -120,21 +120,19 @@ def _row(arrival: Arrival) -> dict:
     }
 
 
-def batches(source: queue.SimpleQueue | queue.Queue, limit: int, stop: object,
-            linger: float = 0.0) -> Iterator[list]:
-    """Lists of up to ``limit`` items: each waits for one, then takes what else arrives
-    within ``linger`` seconds (0: only what is already queued, so no delay is added).
+def batches(source: queue.SimpleQueue | queue.Queue, limit: int, stop: object
+            ) -> Iterator[list]:
+    """Lists of up to ``limit`` items: each waits for one, then takes what else is already
+    queued (what arrived meanwhile), so batches grow with the load and never add delay.
     Ends at the ``stop`` sentinel, after the batch that came before it."""
     while True:
         item = source.get()
         if item is stop:
             return
         batch = [item]
-        deadline = time.monotonic() + linger
         while len(batch) < limit:
             try:
-                wait = deadline - time.monotonic()
-                item = source.get(timeout=wait) if wait > 0 else source.get_nowait()
+                item = source.get_nowait()
             except queue.Empty:
                 break
             if item is stop:

@@ -258,8 +258,8 @@ def _handle(session: Session, book: AddressBook, work: _Work, settings: Settings
 def _finish_duplicate(engine: Engine, work: _Work) -> list[_Work]:
     """A lone message whose content another node committed meanwhile: ``duplicate``."""
     with engine.begin() as conn:
-        work.duplicate_of = conn.execute(
-            sa.select(_T.c.id).where(_T.c.dedupe_key == work.content_hash)).scalar()
+        original = conn.execute(_KNOWN, {"keys": [work.content_hash]}).first()
+        work.duplicate_of = original.id if original else None
         work.outcome = Outcome(MessageState.IGNORED, "duplicate")
         done = conn.execute(
             sa.update(_T).where(_T.c.id == work.id, _T.c.state == MessageState.RECEIVED)
@@ -284,13 +284,12 @@ class Processor:
 
     def __init__(self, engine: Engine, book: AddressBook, workers: int = 1,
                  settings: Settings = Settings(), on_mail: MailSink | None = None,
-                 max_batch: int = 16, linger: float = 0.0) -> None:
+                 max_batch: int = 16) -> None:
         self._engine = engine
         self._book = book
         self._settings = settings
         self._on_mail = on_mail
         self._max_batch = max_batch
-        self._linger = linger
         self._queue: queue.Queue = queue.Queue()
         self._pending: set[int] = set()
         self._lock = threading.Lock()
@@ -334,7 +333,7 @@ class Processor:
             thread.join()
 
     def _run(self) -> None:
-        for batch in batches(self._queue, self._max_batch, _STOP, self._linger):
+        for batch in batches(self._queue, self._max_batch, _STOP):
             try:
                 process_batch(self._engine, self._book, batch, self._settings, self._on_mail)
                 self.processed += len(batch)
