@@ -1,7 +1,7 @@
 """The name check (``feedback_mta.names``): false positives on real names, recall on bot names.
 
     python bench/names.py                 # measure (Faker; names-dataset too if installed)
-    python bench/names.py --train         # rebuild feedback_mta/data/name_trigrams.json
+    python bench/names.py --train         # rebuild feedback_mta/quality/data/name_trigrams.json
 
 Real names come from Faker's person providers (every first and last name of its ~85 locales)
 and, when the ``names-dataset`` package is installed (``pip install names-dataset``, 55 MB),
@@ -29,9 +29,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 import bot_names  # noqa: E402
 from real_names import dataset_names, faker_names  # noqa: E402
 
-from feedback_mta import names  # noqa: E402
+from feedback_mta.quality import names  # noqa: E402
 
-MODEL_FILE = ROOT / "feedback_mta" / "data" / "name_trigrams.json"
+MODEL_FILE = ROOT / "feedback_mta" / "quality" / "data" / "name_trigrams.json"
 
 
 def held_out(name: str) -> bool:

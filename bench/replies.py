@@ -30,8 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from feedback_mta.parse import parse  # noqa: E402
-from feedback_mta.reply_text import intent, new_text  # noqa: E402
+from feedback_mta.handlers.commands import VOCABULARY  # noqa: E402
+from feedback_mta.reading.parse import parse  # noqa: E402
+from feedback_mta.reading.reply_text import intent, new_text  # noqa: E402
 from tests.test_reply_text import REPLIES, REPLIES_DIR  # noqa: E402
 
 
@@ -104,7 +105,7 @@ def run(corpus_name: str, rows: list, found: dict, loose: bool = False) -> None:
                 misses.append(name)
             if expected_intent != "n/a":
                 intent_n += 1
-                intent_ok += intent(got, subject) == expected_intent
+                intent_ok += intent(got, VOCABULARY, subject) == expected_intent
         ms = (time.perf_counter() - started) * 1000 / max(1, len(rows))
         line = f"{label:24} new text {text_ok}/{len(rows)} ({100 * text_ok / len(rows):.0f}%)"
         if intent_n:

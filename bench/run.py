@@ -46,9 +46,10 @@ import parse_vs_sisimai  # noqa: E402
 import seed  # noqa: E402
 
 from feedback_mta import config as config_mod  # noqa: E402
-from feedback_mta import db, logs  # noqa: E402
+from feedback_mta import logs  # noqa: E402
 from feedback_mta.addresses import AddressBook  # noqa: E402
-from feedback_mta.models import InboundMessage  # noqa: E402
+from feedback_mta.store import db  # noqa: E402
+from feedback_mta.store.models import InboundMessage  # noqa: E402
 
 SECRET = "bench-secret-0123456789abcdef"
 DOMAIN = "fb.bench"

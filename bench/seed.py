@@ -19,11 +19,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from feedback_mta import db
 from feedback_mta.actions import notification_message_id
 from feedback_mta.addresses import AddressBook
 from feedback_mta.config import DatabaseConfig
-from feedback_mta.models import Account, Contact, Lead, User, utcnow
+from feedback_mta.store import db
+from feedback_mta.store.models import Account, Contact, Lead, User, utcnow
 
 CONTACTS_PER_LEAD = 10
 

@@ -11,10 +11,10 @@ import sys
 def main() -> None:
     argv = sys.argv[1:]
     if argv[:1] == ["parse"] and not {"--help", "-h"} & set(argv):
-        from feedback_mta import bulk
+        from feedback_mta.cli import parse as bulk
 
         sys.exit(bulk.main(argv[1:]))
-    from feedback_mta.cli import main as cli_main
+    from feedback_mta.cli.app import main as cli_main
 
     cli_main()
 

@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from feedback_mta import config as config_mod
-from feedback_mta import db
+from feedback_mta.store import db
 from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

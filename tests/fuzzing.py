@@ -17,10 +17,12 @@ from hypothesis import strategies as st
 
 from feedback_mta import config as config_mod
 from feedback_mta.addresses import AddressBook
-from feedback_mta.attribution import candidates, verify
-from feedback_mta.classify import classify
-from feedback_mta.parse import ParseError, parse
-from feedback_mta.reply_text import html_to_text, keep_ids, new_text, read
+from feedback_mta.handlers.commands import VOCABULARY
+from feedback_mta.handlers.commands.keep import COMMAND as KEEP
+from feedback_mta.reading.candidates import candidates, verify
+from feedback_mta.reading.classify import classify
+from feedback_mta.reading.parse import ParseError, parse
+from feedback_mta.reading.reply_text import html_to_text, keep_ids, new_text, read
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CRASHERS = FIXTURES / "crashers"
@@ -38,10 +40,10 @@ def examine(raw: bytes) -> str:
     """Run every decision on ``raw``; returns the kind. Raises only ``ParseError``."""
     parsed = parse(raw, guess_envelope=True)
     result = classify(parsed, BOOK.resolve_all(parsed.rcpt_tos))
-    read(parsed)
+    read(parsed, VOCABULARY)
     text, html = parsed.text, parsed.html
     new_text(text, html)
-    keep_ids(text)
+    keep_ids(text, KEEP.phrases)
     html_to_text(html)
     for candidate in candidates(result):
         verify(candidate, BOOK)

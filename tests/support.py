@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from feedback_mta.actions import CLI, unit_of_work
 from feedback_mta.addresses import AddressBook, Box
-from feedback_mta.models import InboundMessage
+from feedback_mta.store.models import InboundMessage
 
 
 @dataclass(frozen=True)

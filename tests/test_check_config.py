@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from feedback_mta import cli
-from feedback_mta import db as db_mod
+from feedback_mta.cli import app as cli
 from feedback_mta.config import EXAMPLE_SECRET
+from feedback_mta.store import db as db_mod
 from tests.conftest import write_config
 from tests.support import free_port
 from tests.test_cli import ok_json, run

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from feedback_mta.addresses import AddressBook, Box
-from feedback_mta.classify import Kind, classify
-from feedback_mta.parse import parse
+from feedback_mta.reading.classify import Kind, classify
+from feedback_mta.reading.parse import parse
 from tests.conftest import DOMAIN, FIXTURES, SECRET
 
 BOOK = AddressBook(DOMAIN, (SECRET,))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from feedback_mta.cli import EXIT_CONFIG, EXIT_DATABASE, EXIT_FAILED
+from feedback_mta.cli.app import EXIT_CONFIG, EXIT_DATABASE, EXIT_FAILED
 from tests.conftest import FIXTURES, ROOT, write_config
 from tests.support import message, send
 
@@ -184,7 +184,7 @@ def test_lead_flag_restore_list_and_export_hold(config_file, engine):
 
     import sqlalchemy as sa
 
-    from feedback_mta.models import Event
+    from feedback_mta.store.models import Event
     t = Event.__table__
     with engine.connect() as conn:
         trail = conn.execute(sa.select(t.c.action, t.c.actor).where(t.c.subject_id == spam,

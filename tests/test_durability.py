@@ -13,9 +13,9 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from feedback_mta import smtp as codes
-from feedback_mta.intake import Arrival, Intake
-from feedback_mta.models import Contact, Event
+from feedback_mta.edge import smtp as codes
+from feedback_mta.edge.intake import Arrival, Intake
+from feedback_mta.store.models import Contact, Event
 from tests.conftest import write_config
 from tests.support import Sender, inbound_rows, message, open_data, seed, send, wait_all_done
 

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from feedback_mta import tokens
 from feedback_mta.addresses import Box
-from feedback_mta.models import Contact, Event
+from feedback_mta.store.models import Contact, Event
 from tests.conftest import FIXTURES, ROOT, write_config
 from tests.support import Seed, seed, send
 
@@ -44,7 +44,7 @@ class Setup:
 @pytest.fixture
 def setup(tmp_path, database_url, server_factory) -> Setup:
     from feedback_mta import config as config_mod
-    from feedback_mta import db
+    from feedback_mta.store import db
 
     path = write_config(tmp_path / "fbl.toml", database_url,
                         feedback={"trusted_reporters": [TRUSTED], "soft_bounce_limit": 2})

@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from feedback_mta import smtp as codes
+from feedback_mta.edge import smtp as codes
 from tests.conftest import write_config
 from tests.support import inbound_rows, message, send, wait_until
 

@@ -15,10 +15,11 @@ import uuid
 import sqlalchemy as sa
 
 from feedback_mta import config as config_mod
-from feedback_mta import db, tokens
+from feedback_mta import tokens
 from feedback_mta.actions import CLI, unit_of_work
 from feedback_mta.addresses import Box
-from feedback_mta.models import Contact, Event, Lead
+from feedback_mta.store import db
+from feedback_mta.store.models import Contact, Event, Lead
 from tests.conftest import write_config
 from tests.support import seed, wait_all_done
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import pytest
 from flufl.bounce import all_failures
 
-from feedback_mta import attribution
 from feedback_mta.addresses import AddressBook
-from feedback_mta.classify import Kind, classify
-from feedback_mta.formats import REGISTRY, dsn
-from feedback_mta.parse import parse
+from feedback_mta.reading import candidates as attribution
+from feedback_mta.reading.classify import Kind, classify
+from feedback_mta.reading.formats import REGISTRY, dsn
+from feedback_mta.reading.parse import parse
 from tests.conftest import DOMAIN, FIXTURES, SECRET
 
 BOOK = AddressBook(DOMAIN, (SECRET,))
@@ -189,23 +189,21 @@ def test_broken_reports_never_raise(junk):
 
 
 def test_trusted_reporter_by_from_domain_and_dmarc():
-    from feedback_mta.handler import Settings
-
     def report(sender: str, auth: str = "") -> object:
         return parse(f"{auth}From: {sender}\nSubject: r\n\nx\n".encode(), "", ())
 
-    plain = Settings(trusted_reporters=("feedback.yahoo.com",))
-    assert attribution.trusted_reporter(report("fbl@feedback.yahoo.com"), plain)
-    assert attribution.trusted_reporter(report("fbl@arf.feedback.yahoo.com"), plain)
-    assert not attribution.trusted_reporter(report("fbl@evilfeedback.yahoo.com.test"), plain)
-    assert not attribution.trusted_reporter(report("fbl@feedback.yahoo.com"), Settings())
-    strict = Settings(trusted_reporters=("feedback.yahoo.com",), trusted_authserv_ids=("mx.us",))
+    plain = {"trusted_reporters": ("feedback.yahoo.com",)}
+    assert attribution.trusted_reporter(report("fbl@feedback.yahoo.com"), **plain)
+    assert attribution.trusted_reporter(report("fbl@arf.feedback.yahoo.com"), **plain)
+    assert not attribution.trusted_reporter(report("fbl@evilfeedback.yahoo.com.test"), **plain)
+    assert not attribution.trusted_reporter(report("fbl@feedback.yahoo.com"), ())
+    strict = {"trusted_reporters": ("feedback.yahoo.com",), "trusted_authserv_ids": ("mx.us",)}
     passed = "Authentication-Results: mx.us; dmarc=pass header.from=feedback.yahoo.com\n"
     failed = "Authentication-Results: mx.us; dmarc=fail header.from=feedback.yahoo.com\n"
     foreign = "Authentication-Results: mx.them; dmarc=pass header.from=feedback.yahoo.com\n"
-    assert attribution.trusted_reporter(report("fbl@feedback.yahoo.com", passed), strict)
-    assert not attribution.trusted_reporter(report("fbl@feedback.yahoo.com", failed), strict)
-    assert not attribution.trusted_reporter(report("fbl@feedback.yahoo.com", foreign), strict)
+    assert attribution.trusted_reporter(report("fbl@feedback.yahoo.com", passed), **strict)
+    assert not attribution.trusted_reporter(report("fbl@feedback.yahoo.com", failed), **strict)
+    assert not attribution.trusted_reporter(report("fbl@feedback.yahoo.com", foreign), **strict)
 
 
 def test_from_address_is_the_real_one_whatever_the_display_name_says():

@@ -20,10 +20,10 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 
-from feedback_mta import db
 from feedback_mta.config import DatabaseConfig
-from feedback_mta.models import InboundMessage, MessageState, utcnow
-from feedback_mta.process import process_one
+from feedback_mta.service.process import process_one
+from feedback_mta.store import db
+from feedback_mta.store.models import InboundMessage, MessageState, utcnow
 from tests.conftest import ROOT
 from tests.fuzzing import BOOK, CRASHERS, ParseError, examine, messages, mutated, seeds
 

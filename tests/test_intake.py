@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from feedback_mta.intake import fingerprint, header_fields, split_headers
+from feedback_mta.edge.intake import fingerprint, header_fields, split_headers
 
 RAW = (b"From: a@b.test\r\nSubject: hi\r\n  folded\r\nMessage-ID: <m1@b.test>\r\n\r\n"
        b"body line\r\n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import smtplib
 
-from feedback_mta import smtp as codes
+from feedback_mta.edge import smtp as codes
 from tests.conftest import write_config
 from tests.support import inbound_rows, lmtp_data, message, seed
 
@@ -38,7 +38,7 @@ def test_lmtp_store_failure_is_451_per_recipient():
     """The per-recipient form of a failure reply (pure: the handler's formatting)."""
     from aiosmtpd.smtp import Envelope
 
-    from feedback_mta.smtp import FeedbackHandler
+    from feedback_mta.edge.smtp import FeedbackHandler
 
     handler = FeedbackHandler.__new__(FeedbackHandler)
     handler.lmtp = True

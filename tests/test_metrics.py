@@ -21,10 +21,10 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from feedback_mta import config as config_mod
-from feedback_mta import db
-from feedback_mta import smtp as codes
-from feedback_mta.intake import Arrival, Intake
-from feedback_mta.metrics import QueueCollector
+from feedback_mta.edge import smtp as codes
+from feedback_mta.edge.intake import Arrival, Intake
+from feedback_mta.service.metrics import QueueCollector
+from feedback_mta.store import db
 from tests.conftest import PG_ADMIN, ROOT, write_config
 from tests.support import message, seed, send
 from tests.test_feedback_loops import Setup, deliver, sample

@@ -7,7 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
-from feedback_mta import db
+from feedback_mta.store import db
 
 
 def test_upgrade_creates_everything_and_matches_the_models(database_url):

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from feedback_mta import names
+from feedback_mta.quality import names
 from tests.conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))

@@ -16,10 +16,10 @@ import pytest
 import sqlalchemy as sa
 
 from feedback_mta import config as config_mod
-from feedback_mta import db
 from feedback_mta.actions import CLI, unit_of_work
 from feedback_mta.addresses import AddressBook, Box
-from feedback_mta.intake import Arrival, Intake
+from feedback_mta.edge.intake import Arrival, Intake
+from feedback_mta.store import db
 from tests.conftest import ROOT, write_config
 from tests.support import message, send, wait_all_done
 

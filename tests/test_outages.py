@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from feedback_mta import smtp as codes
-from feedback_mta.models import Event
+from feedback_mta.edge import smtp as codes
+from feedback_mta.store.models import Event
 from tests.conftest import write_config
 from tests.support import Sender, reply_code, reply_text, seed, wait_all_done, wait_until
 

@@ -7,10 +7,13 @@ import time
 
 import sqlalchemy as sa
 
-from feedback_mta import authres, outbound
 from feedback_mta.actions import CLI, unit_of_work
+from feedback_mta.actions.mail import compose
 from feedback_mta.config import OutboundConfig
-from feedback_mta.models import OutboundMessage
+from feedback_mta.handlers.commands import ACK_REFUSED
+from feedback_mta.reading import authres
+from feedback_mta.service import outbox as outbound
+from feedback_mta.store.models import OutboundMessage
 from tests.conftest import Relay
 from tests.support import free_port
 
@@ -18,7 +21,7 @@ T = OutboundMessage.__table__
 
 
 def _queue(engine, n: int = 1) -> list[int]:
-    raw = outbound.compose("ack.flagged", lead_id=7, to="boss@dealer.test",
+    raw = compose(text="Lead #7 marked as spam. Reply NOT SPAM to undo.", to="boss@dealer.test",
                            reply_address="reply+7-x@fb.test", from_name="Lead feedback",
                            domain="fb.test", subject="New lead", in_reply_to="m1@dealer.test",
                            references=("lead.7-x@fb.test",))
@@ -39,7 +42,8 @@ def _row(engine, mail_id):
 
 
 def test_compose_is_an_rfc3834_auto_reply_threaded_to_the_reply():
-    raw = outbound.compose("ack.refused", lead_id=3, to="clerk@dealer.test",
+    raw = compose(text=ACK_REFUSED.format(lead=3, sender="clerk@dealer.test"),
+                  to="clerk@dealer.test",
                            reply_address="reply+3-x@fb.test", from_name="Lead feedback",
                            domain="fb.test", subject="Re: New lead", in_reply_to="r@d.test",
                            references=("lead.3-x@fb.test",))
@@ -118,12 +122,12 @@ def test_authentication_results_parsing():
 def test_folded_subjects_and_bare_line_feeds_never_break_an_answer(engine):
     """A reply's folded Subject (a digest's long one, say) is copied onto the answer as one
     line; and what we send has CRLF line ends, so a strict relay takes mail over 1,000 bytes."""
-    from feedback_mta.parse import parse
+    from feedback_mta.reading.parse import parse
 
     parsed = parse(b"From: a@dealer.test\r\nSubject: Re: a long subject\r\n that was folded\r\n"
                    b"\r\nSPAM\r\n", "a@dealer.test", ["x@fb.test"])
     assert parsed.subject == "Re: a long subject that was folded"
-    raw = outbound.compose("ack.flagged", lead_id=1, to="a@dealer.test",
+    raw = compose( to="a@dealer.test",
                            reply_address="reply+1-x@fb.test", from_name="F", domain="fb.test",
                            subject="Re: folded\r\n subject", in_reply_to=None,
                            text="x" * 70 + "\n" + "y\n" * 600)

@@ -29,8 +29,8 @@ import pytest
 import sqlalchemy as sa
 
 from feedback_mta import config as config_mod
-from feedback_mta import db
-from feedback_mta.models import Contact
+from feedback_mta.store import db
+from feedback_mta.store.models import Contact
 from tests.conftest import write_config
 from tests.support import free_port, message, seed, wait_all_done, wait_until
 from tests.test_feedback_loops import FIXTURE_TOKENS, REPORTS

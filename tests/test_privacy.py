@@ -8,8 +8,9 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from feedback_mta import logs, retention
-from feedback_mta.models import InboundMessage, utcnow
+from feedback_mta import logs
+from feedback_mta.jobs import retention
+from feedback_mta.store.models import InboundMessage, utcnow
 from tests.conftest import write_config
 from tests.support import message, seed, send, wait_all_done
 

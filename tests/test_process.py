@@ -13,12 +13,13 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from feedback_mta import config as config_mod
-from feedback_mta import db, process
 from feedback_mta.addresses import AddressBook
-from feedback_mta.classify import Kind
-from feedback_mta.intake import Arrival, Intake
-from feedback_mta.models import Contact, Event
-from feedback_mta.process import process_batch
+from feedback_mta.edge.intake import Arrival, Intake
+from feedback_mta.reading.classify import Kind
+from feedback_mta.service import process
+from feedback_mta.service.process import process_batch
+from feedback_mta.store import db
+from feedback_mta.store.models import Contact, Event
 from tests.conftest import write_config
 from tests.support import inbound_rows, message, seed
 

@@ -6,8 +6,9 @@ import ipaddress
 
 import pytest
 
-from feedback_mta import names
-from feedback_mta.quality import (
+from feedback_mta.handlers.commands.keep import COMMAND as KEEP
+from feedback_mta.quality import names
+from feedback_mta.quality.verdict import (
     CROSS_ACCOUNT,
     DISPOSABLE,
     INVALID_ADDRESS,
@@ -18,7 +19,7 @@ from feedback_mta.quality import (
     email_reasons,
     name_key,
 )
-from feedback_mta.reply_text import keep_ids
+from feedback_mta.reading.reply_text import keep_ids
 
 POLICY = Policy(networks=(ipaddress.ip_network("203.0.113.0/24"),
                           ipaddress.ip_network("2001:db8::/32")))
@@ -84,4 +85,4 @@ def test_name_key_folds_accents_case_and_field_order():
     ("keep them all", []),
 ])
 def test_keep_ids(text, ids):
-    assert keep_ids(text) == ids
+    assert keep_ids(text, KEEP.phrases) == ids

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from feedback_mta.actions import CLI, unit_of_work
-from feedback_mta.models import Contact, Event, Lead
+from feedback_mta.store.models import Contact, Event, Lead
 from tests.conftest import DOMAIN, write_config
 from tests.support import Seed, inbound_rows, seed, send
 
@@ -41,7 +41,7 @@ class Setup:
 @pytest.fixture
 def setup(tmp_path, database_url, server_factory, relay) -> Setup:
     from feedback_mta import config as config_mod
-    from feedback_mta import db
+    from feedback_mta.store import db
 
     path = write_config(tmp_path / "replies.toml", database_url,
                         security={"trusted_authserv_ids": [TRUSTED]},

@@ -12,12 +12,18 @@ import re
 
 import pytest
 
-from feedback_mta.parse import parse
-from feedback_mta.reply_text import Intent, command, html_to_text, intent, new_text
+from feedback_mta.handlers.commands import VOCABULARY
+from feedback_mta.reading.parse import parse
+from feedback_mta.reading.reply_text import command, html_to_text, new_text
+from feedback_mta.reading.reply_text import intent as read_intent
 from tests.conftest import FIXTURES
 
 REPLIES_DIR = FIXTURES / "replies"
-F, R = Intent.FLAG, Intent.RESTORE
+F, R = "flag", "restore"
+
+
+def intent(text: str, subject: str = "") -> str | None:
+    return read_intent(text, VOCABULARY, subject)
 SIG = "SPAM\n\nBob Boss\nSales Manager | Dealer One\n555-0199"
 
 # file, the new text the dealer wrote, the intent
@@ -127,7 +133,7 @@ def test_reply_table(name, expected_text, expected_intent):
     ("not restore", None), ("reply spam to flag this lead", None),
 ])
 def test_command_words(line, expected):
-    assert command(line) == expected
+    assert command(line, VOCABULARY) == expected
 
 
 def test_greeting_line_is_skipped_but_only_one():

@@ -12,7 +12,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from feedback_mta.quality import INVALID_TAG, SUSPECTED_TAG
+from feedback_mta.quality.verdict import INVALID_TAG, SUSPECTED_TAG
 from tests.conftest import write_config
 from tests.support import send, wait_until
 from tests.test_cli import ok_json, run

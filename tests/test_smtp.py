@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from feedback_mta import smtp as codes
+from feedback_mta.edge import smtp as codes
 from tests.support import (
     inbound_rows,
     message,

@@ -20,9 +20,9 @@ import pytest
 import sqlalchemy as sa
 import trustme
 
-from feedback_mta import smtp as codes
-from feedback_mta.limits import Limits, Refusal
-from feedback_mta.tls import TlsFiles
+from feedback_mta.edge import smtp as codes
+from feedback_mta.edge.limits import Limits, Refusal
+from feedback_mta.edge.tls import TlsFiles
 from tests.conftest import ROOT, write_config
 from tests.support import inbound_rows, message, reply_code, reply_text
 

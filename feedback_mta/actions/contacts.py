@@ -1,0 +1,130 @@
+"""Contacts: created, opted out and in, tagged, made (un)mailable, deleted."""
+
+from __future__ import annotations
+
+from sqlmodel import select
+
+from feedback_mta.actions import events
+from feedback_mta.actions.accounts import AccountActions, normalize_email
+from feedback_mta.actions.audit import Invalid, NotFound
+from feedback_mta.store.models import Contact, ContactStatus, Lead, Tag, utcnow
+
+
+class ContactActions(AccountActions):
+    def contact(self, contact_id: int) -> Contact:
+        contact = self.session.get(Contact, contact_id)
+        if contact is None:
+            raise NotFound(f"no contact {contact_id}")
+        return contact
+
+    def contact_by_email(self, account_id: int, email: str) -> Contact | None:
+        """The account's contact with this address, or None (indexed: account, email)."""
+        return self.session.exec(select(Contact).where(
+            Contact.account_id == account_id, Contact.email == email.strip().lower())).first()
+
+    def add_contact(self, account_id: int, email: str, first: str = "",
+                    last: str = "", ip: str | None = None) -> tuple[Contact, bool]:
+        """The account's contact with this address (created if new) and whether it was new."""
+        self.account(account_id)
+        email = normalize_email(email)
+        contact = self.contact_by_email(account_id, email)
+        if contact is not None:
+            return contact, False
+        contact = Contact(account_id=account_id, email=email, first_name=first.strip(),
+                          last_name=last.strip(), source_ip=ip or None)
+        self.session.add(contact)
+        self.session.flush()
+        self.record(events.CONTACT_CREATED, "contact", contact.id, account_id)
+        return contact, True
+
+    def opt_out(self, contact: Contact, reason: str) -> bool:
+        """Opt the contact out; False (and no event) when it already was."""
+        if contact.status == ContactStatus.OPTED_OUT:
+            return False
+        contact.status = ContactStatus.OPTED_OUT
+        contact.opt_out_reason = reason
+        contact.opted_out_at = contact.updated_at = utcnow()
+        self.session.add(contact)
+        self.record(events.CONTACT_OPTED_OUT, "contact", contact.id, contact.account_id,
+                    reason=reason)
+        return True
+
+    def opt_in(self, contact: Contact, reason: str) -> bool:
+        """Undo an opt-out (an admin's ``contact optin``, or ``verify`` undoing the check's);
+        False when not opted out."""
+        if contact.status != ContactStatus.OPTED_OUT:
+            return False
+        previous = contact.opt_out_reason
+        contact.status = ContactStatus.ACTIVE
+        contact.opt_out_reason = contact.opted_out_at = None
+        contact.updated_at = utcnow()
+        self.session.add(contact)
+        self.record(events.CONTACT_OPTED_IN, "contact", contact.id, contact.account_id,
+                    reason=reason, previous_reason=previous)
+        return True
+
+    def delete_contact(self, contact: Contact) -> dict[str, int]:
+        """Delete the contact with its leads and tags (a person asked to be forgotten, or a
+        bot's contact an admin cleans up). Events about it stay: they hold no body."""
+        leads = self.session.exec(select(Lead).where(Lead.contact_id == contact.id)).all()
+        tags = self.session.exec(select(Tag).where(Tag.contact_id == contact.id)).all()
+        for row in (*tags, *leads):
+            self.session.delete(row)
+        self.session.flush()
+        self.session.delete(contact)
+        self.session.flush()
+        self.record(events.CONTACT_DELETED, "contact", contact.id, contact.account_id,
+                    leads=len(leads), tags=len(tags))
+        return {"leads": len(leads), "tags": len(tags)}
+
+    def tags(self, contact: Contact) -> list[str]:
+        return list(self.session.exec(select(Tag.name).where(Tag.contact_id == contact.id)
+                                      .order_by(Tag.name)).all())
+
+    def tag(self, contact: Contact, name: str) -> bool:
+        """Put a tag on the contact; False (and no event) when it is there."""
+        name = name.strip()
+        if not name:
+            raise Invalid("a tag needs a name")
+        exists = self.session.exec(select(Tag.id).where(Tag.contact_id == contact.id,
+                                                        Tag.name == name)).first()
+        if exists is not None:
+            return False
+        self.session.add(Tag(contact_id=contact.id, name=name, created_by=self.actor.name))
+        self.session.flush()
+        self.record(events.CONTACT_TAGGED, "contact", contact.id, contact.account_id, tag=name)
+        return True
+
+    def untag(self, contact: Contact, name: str) -> bool:
+        """Take a tag off; False (and no event) when it was not there."""
+        row = self.session.exec(select(Tag).where(Tag.contact_id == contact.id,
+                                                  Tag.name == name)).first()
+        if row is None:
+            return False
+        self.session.delete(row)
+        self.session.flush()
+        self.record(events.CONTACT_UNTAGGED, "contact", contact.id, contact.account_id,
+                    tag=name)
+        return True
+
+    def mark_undeliverable(self, contact: Contact, reason: str) -> bool:
+        """Stop mailing the address (it bounced); False (and no event) when already so."""
+        if contact.undeliverable_at is not None:
+            return False
+        contact.undeliverable_at = contact.updated_at = utcnow()
+        contact.undeliverable_reason = reason
+        self.session.add(contact)
+        self.record(events.CONTACT_UNDELIVERABLE, "contact", contact.id, contact.account_id,
+                    reason=reason)
+        return True
+
+    def mark_deliverable(self, contact: Contact) -> bool:
+        """Undo ``mark_undeliverable`` (the person fixed their mailbox); False when it was
+        mailable. Soft bounces before now no longer count."""
+        if contact.undeliverable_at is None:
+            return False
+        contact.undeliverable_at = contact.undeliverable_reason = None
+        contact.updated_at = utcnow()
+        self.session.add(contact)
+        self.record(events.CONTACT_DELIVERABLE, "contact", contact.id, contact.account_id)
+        return True

@@ -1,0 +1,54 @@
+"""Every audit event name, once. The actions write them, the log lines carry them, the
+metrics count some of them, and README's Logs table and the tests read them from here.
+
+The names are stable: admins grep for them, dashboards count them, and (with webhooks and
+the event feed) other programs subscribe to them. Add; never rename.
+"""
+
+from __future__ import annotations
+
+ACCOUNT_CREATED = "account.created"
+ACCOUNT_SENT_RECORDED = "account.sent_recorded"
+USER_CREATED = "user.created"
+USER_ROLES_GRANTED = "user.roles_granted"
+USER_ROLES_REVOKED = "user.roles_revoked"
+USER_REMOVED = "user.removed"
+
+LEAD_CREATED = "lead.created"
+LEAD_FLAGGED_SPAM = "lead.flagged_spam"
+LEAD_RESTORED = "lead.restored"
+LEAD_EXPORTED = "lead.exported"
+REPLY_REFUSED = "reply.refused"
+
+CONTACT_CREATED = "contact.created"
+CONTACT_OPTED_OUT = "contact.opted_out"
+CONTACT_OPTED_IN = "contact.opted_in"
+CONTACT_DELETED = "contact.deleted"
+CONTACT_TAGGED = "contact.tagged"
+CONTACT_UNTAGGED = "contact.untagged"
+
+CONTACT_COMPLAINED = "contact.complained"
+CONTACT_FEEDBACK_RECORDED = "contact.feedback_recorded"
+CONTACT_HARD_BOUNCED = "contact.hard_bounced"
+CONTACT_SOFT_BOUNCED = "contact.soft_bounced"
+CONTACT_UNDELIVERABLE = "contact.undeliverable"
+CONTACT_DELIVERABLE = "contact.deliverable"
+
+CONTACT_INVALID = "contact.invalid"
+CONTACT_SUSPECTED = "contact.suspected"
+CONTACT_VERIFIED = "contact.verified"
+CONTACT_ENGAGED = "contact.engaged"
+NETWORK_ADDED = "network.added"
+NETWORK_REMOVED = "network.removed"
+REVIEW_REMINDED = "review.reminded"
+REVIEW_REFUSED = "review.refused"
+
+INBOX_REQUEUED = "inbox.requeued"
+
+#: Not an audit event (no row in ``event``): the log line of mail queued in a transaction.
+MAIL_QUEUED = "mail.queued"
+
+#: Every audit event name, in the order README's Logs table lists them.
+ALL: tuple[str, ...] = tuple(
+    value for name, value in sorted(globals().items())
+    if name.isupper() and isinstance(value, str) and name != "MAIL_QUEUED")

@@ -1,0 +1,89 @@
+"""Leads: one activity of a contact. Flagged spam and restored one at a time, exported once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlmodel import select
+
+from feedback_mta.actions import events
+from feedback_mta.actions.audit import NotFound
+from feedback_mta.actions.contacts import ContactActions
+from feedback_mta.addresses import AddressBook, Box
+from feedback_mta.store.models import Event, Lead, LeadStatus, utcnow
+
+
+def notification_message_id(book: AddressBook, lead_id: int) -> str:
+    """The Message-ID (without brackets) for the lead-notification email of ``lead_id``."""
+    token = book.address(Box.REPLY, lead_id).split("@")[0].partition("+")[2]
+    return f"lead.{token}@{book.domain}"
+
+
+class LeadActions(ContactActions):
+    def lead(self, lead_id: int) -> Lead:
+        lead = self.session.get(Lead, lead_id)
+        if lead is None:
+            raise NotFound(f"no lead {lead_id}")
+        return lead
+
+    def lead_by_notification(self, message_ids: Iterable[str]) -> Lead | None:
+        """The lead whose notification has one of these Message-IDs (first match wins)."""
+        ids = [m for m in message_ids if m]  # parse already took off the angle brackets
+        if not ids:
+            return None
+        found = {lead.notification_message_id: lead for lead in self.session.exec(
+            select(Lead).where(Lead.notification_message_id.in_(ids)))}  # type: ignore[union-attr]
+        return next((found[m] for m in ids if m in found), None)
+
+    def add_lead(self, book: AddressBook, account_id: int, email: str, first: str = "",
+                 last: str = "", ip: str | None = None, comments: str = "") -> Lead:
+        contact, _ = self.add_contact(account_id, email, first, last, ip)
+        lead = Lead(account_id=account_id, contact_id=contact.id, source_ip=ip or None,
+                    comments=comments)
+        self.session.add(lead)
+        self.session.flush()
+        assert lead.id is not None
+        lead.notification_message_id = notification_message_id(book, lead.id)
+        self.session.add(lead)
+        self.record(events.LEAD_CREATED, "lead", lead.id, account_id, contact_id=contact.id)
+        return lead
+
+    def flag_spam(self, lead: Lead) -> bool:
+        """Mark this lead (only this activity) spam: it leaves the inbox, search, reports and,
+        if not exported yet, the CRM export. False (and no event) when it already was."""
+        if lead.status == LeadStatus.SPAM:
+            return False
+        lead.status = LeadStatus.SPAM
+        lead.flagged_at = utcnow()
+        lead.flagged_by = self.actor.name
+        lead.flagged_via = self.actor.via
+        self.session.add(lead)
+        self.record(events.LEAD_FLAGGED_SPAM, "lead", lead.id, lead.account_id,
+                    contact_id=lead.contact_id, exported=lead.exported_at is not None)
+        return True
+
+    def restore(self, lead: Lead) -> bool:
+        """Undo ``flag_spam``; False (and no event) when the lead is not spam."""
+        if lead.status != LeadStatus.SPAM:
+            return False
+        lead.status = LeadStatus.ACTIVE
+        lead.flagged_at = lead.flagged_by = lead.flagged_via = None
+        self.session.add(lead)
+        self.record(events.LEAD_RESTORED, "lead", lead.id, lead.account_id,
+                    contact_id=lead.contact_id)
+        return True
+
+    def mark_exported(self, lead: Lead) -> bool:
+        """Record that the lead went to the CRM; spam leads are never exported."""
+        if lead.status != LeadStatus.ACTIVE or lead.exported_at is not None:
+            return False
+        lead.exported_at = utcnow()
+        self.session.add(lead)
+        self.record(events.LEAD_EXPORTED, "lead", lead.id, lead.account_id)
+        return True
+
+    def refuse(self, reason: str, lead: Lead | None, **data: Any) -> Event:
+        """Record an asked-for change we did not make, and why (a reply not allowed, ...)."""
+        return self.record(events.REPLY_REFUSED, "lead", lead.id if lead else None,
+                           lead.account_id if lead else None, reason=reason, **data)

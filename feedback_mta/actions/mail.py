@@ -1,0 +1,54 @@
+"""Mail we send (acknowledgements, digests): composed here, queued in the transaction of
+the change it reports (a transactional outbox), delivered after the commit by the service.
+
+What we send follows RFC 3834: ``Auto-Submitted: auto-replied``, the null envelope sender
+(so no bounce or vacation reply ever comes back to us), threaded to the mail it answers
+with In-Reply-To / References.
+"""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, make_msgid
+
+from feedback_mta.actions import events
+from feedback_mta.actions.audit import Recorder
+from feedback_mta.store.models import Lead, OutboundMessage, utcnow
+
+
+def compose(*, to: str, reply_address: str, from_name: str, domain: str, subject: str,
+            in_reply_to: str | None, text: str, references: tuple[str, ...] = ()) -> bytes:
+    """An answer as bytes, ready for the relay. Pure."""
+    msg = EmailMessage()
+    msg["From"] = formataddr((from_name, reply_address))
+    msg["To"] = to
+    subject = " ".join(subject.split())  # never a line break in a header we write
+    msg["Subject"] = subject if subject.lower().startswith("re:") else f"Re: {subject}".strip()
+    msg["Date"] = format_datetime(utcnow())
+    msg["Message-ID"] = make_msgid("ack", domain=domain)
+    if in_reply_to:
+        msg["In-Reply-To"] = f"<{in_reply_to}>"
+        refs = [*references, in_reply_to][-10:]
+        msg["References"] = " ".join(f"<{r}>" for r in refs)
+    msg["Auto-Submitted"] = "auto-replied"
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg["Precedence"] = "auto_reply"
+    msg.set_content(text + "\n")
+    return bytes(msg)
+
+
+class MailActions(Recorder):
+    def queue_mail(self, purpose: str, rcpt_to: str, raw: bytes,
+                   lead: Lead | None = None) -> OutboundMessage:
+        """Queue a mail in this transaction; the service sends it after the commit."""
+        mail = OutboundMessage(inbound_message_id=self.inbound_message_id,
+                               lead_id=lead.id if lead else None, purpose=purpose,
+                               mail_from="", rcpt_to=rcpt_to, raw=raw)
+        self.session.add(mail)
+        self.session.flush()
+        assert mail.id is not None
+        self.queued_mail.append(mail.id)
+        self.note(events.MAIL_QUEUED, outbound_id=mail.id, purpose=purpose,
+                  lead_id=lead.id if lead else None,
+                  inbound_message_id=self.inbound_message_id)
+        return mail

@@ -1,0 +1,273 @@
+"""The contact check applied: known bad, suspected with a review deadline, verified,
+engaged; suspect networks; the deadline's opt-out, decided by one conditional UPDATE.
+
+``screen`` gathers the facts about a contact (its source IPs, the suspect networks, how many
+names its address has across accounts), asks the pure ``quality.verdict.assess`` and makes
+the contact what the verdict says. Everything that creates a contact calls it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from feedback_mta.actions import events
+from feedback_mta.actions.audit import Invalid
+from feedback_mta.actions.contacts import ContactActions
+from feedback_mta.config import Config
+from feedback_mta.quality.verdict import (
+    CROSS_ACCOUNT,
+    EXPIRED_REASON,
+    INVALID_REASON,
+    INVALID_TAG,
+    SUSPECTED_TAG,
+    SYSTEM_TAGS,
+    Engagement,
+    Level,
+    Policy,
+    Submission,
+    Verdict,
+    assess,
+    name_key,
+)
+from feedback_mta.store.models import (
+    Contact,
+    ContactStatus,
+    Event,
+    Lead,
+    SuspectNetwork,
+    Tag,
+    utcnow,
+)
+
+
+def policy(session: Session, config: Config) -> Policy:
+    """The config's quality policy plus the networks added with ``network add``."""
+    return Policy.from_config(config, session.exec(select(SuspectNetwork.cidr)).all())
+
+
+def verified_reasons(contact: Contact) -> list[str]:
+    return json.loads(contact.verified_reasons or "[]")
+
+
+def source_ips(contact: Contact, lead_ips: Iterable[str | None]) -> tuple[str, ...]:
+    """The contact's own source IP and its leads', once each, in order."""
+    return tuple(dict.fromkeys(ip for ip in (contact.source_ip, *lead_ips) if ip))
+
+
+def verdict_for(contact: Contact, pol: Policy, ips: tuple[str, ...],
+                names_across_accounts: int) -> Verdict:
+    """The verdict on a stored contact. Known bad is sticky: it stays what it was found."""
+    if contact.quality == Level.INVALID:
+        return Verdict(Level.INVALID, tuple(json.loads(contact.quality_reasons or "[]")))
+    return assess(Submission(contact.first_name, contact.last_name, contact.email, ips), pol,
+                  names_across_accounts=names_across_accounts,
+                  engaged=contact.engaged_at is not None, verified=verified_reasons(contact))
+
+
+class QualityActions(ContactActions):
+    def apply(self, contact: Contact, verdict: Verdict, deadline: datetime) -> bool:
+        """Make the contact what the verdict says; True when something changed."""
+        if verdict.level is Level.INVALID:
+            return self.mark_invalid(contact, verdict.reasons)
+        if verdict.level is Level.SUSPECTED:
+            return self.mark_suspected(contact, verdict.reasons, deadline)
+        self.mark_checked(contact)
+        return False
+
+    def screen(self, contact: Contact, pol: Policy, period: float,
+               now: datetime | None = None) -> Verdict:
+        """Check one contact as it arrives (or again, with a new lead) and act on the verdict.
+
+        Known bad stays known bad: a later lead never opts it back in. When its address now
+        has ``cross_account_threshold`` names across accounts, the other accounts' contacts
+        with it are suspected too."""
+        now = now or utcnow()
+        if contact.quality == Level.INVALID:
+            return verdict_for(contact, pol, (), 0)
+        same_address = self.session.exec(select(Contact).where(
+            Contact.email == contact.email)).all()
+        count = len({name_key(c.first_name, c.last_name) for c in same_address})
+        leads = self.session.exec(select(Lead.source_ip).where(
+            Lead.contact_id == contact.id, Lead.source_ip.is_not(None))).all()  # type: ignore[union-attr]
+        verdict = verdict_for(contact, pol, source_ips(contact, leads), count)
+        deadline = now + timedelta(seconds=period)
+        self.apply(contact, verdict, deadline)
+        if count >= pol.cross_account_threshold:
+            for other in same_address:
+                if (other.id != contact.id and other.engaged_at is None
+                        and CROSS_ACCOUNT not in verified_reasons(other)):
+                    self.mark_suspected(other, [CROSS_ACCOUNT], deadline)
+        return verdict
+
+    def mark_invalid(self, contact: Contact, reasons: Iterable[str]) -> bool:
+        """Known bad: record why, tag it ``SYSTEM - Invalid Contact`` and opt it out
+        (``invalid_contact``). Sticky: nothing but ``verify`` undoes it. False when it was
+        invalid already."""
+        if contact.quality == Level.INVALID:
+            return False
+        reasons = list(reasons)
+        self._set_quality(contact, Level.INVALID, reasons)
+        contact.review_deadline = None
+        self.record(events.CONTACT_INVALID, "contact", contact.id, contact.account_id,
+                    reasons=reasons)
+        self.untag(contact, SUSPECTED_TAG)
+        self.tag(contact, INVALID_TAG)
+        self.opt_out(contact, INVALID_REASON)
+        return True
+
+    def mark_suspected(self, contact: Contact, reasons: Iterable[str],
+                       deadline: datetime) -> bool:
+        """Suspected: tag it ``SYSTEM - Suspected Invalid Contact`` with a review deadline.
+        A contact already suspected keeps its deadline (new reasons are added); an opted-out
+        or invalid one is left alone. False when nothing changed."""
+        if contact.status != ContactStatus.ACTIVE or contact.quality == Level.INVALID:
+            return False
+        reasons = list(reasons)
+        if contact.quality == Level.SUSPECTED and contact.review_deadline is not None:
+            known = json.loads(contact.quality_reasons or "[]")
+            new = [r for r in reasons if r not in known]
+            if not new:
+                return False
+            self._set_quality(contact, Level.SUSPECTED, known + new)
+            self.record(events.CONTACT_SUSPECTED, "contact", contact.id, contact.account_id,
+                        reasons=new, review_deadline=str(contact.review_deadline))
+            return True
+        self._set_quality(contact, Level.SUSPECTED, reasons)
+        contact.review_deadline = deadline
+        contact.reminded_at = None
+        self.record(events.CONTACT_SUSPECTED, "contact", contact.id, contact.account_id,
+                    reasons=reasons, review_deadline=deadline.isoformat())
+        self.tag(contact, SUSPECTED_TAG)
+        return True
+
+    def mark_checked(self, contact: Contact) -> None:
+        """The check found nothing: record that it ran (no event: nothing changed)."""
+        if contact.quality is None:
+            contact.quality = Level.OK
+            contact.quality_reasons = "[]"
+            self.session.add(contact)
+
+    def _set_quality(self, contact: Contact, level: Level, reasons: list[str]) -> None:
+        contact.quality = level
+        contact.quality_reasons = json.dumps(reasons, ensure_ascii=False)
+        contact.updated_at = utcnow()
+        self.session.add(contact)
+
+    def verify(self, contact: Contact) -> bool:
+        """An admin says this is a real person: take the system tags off, drop the deadline,
+        remember the reasons so they do not tag it again, and undo an opt-out the quality
+        check made. False when it was verified and untagged already."""
+        had_tags = [t for t in SYSTEM_TAGS if t in self.tags(contact)]
+        if contact.verified_at is not None and not had_tags and contact.review_deadline is None:
+            return False
+        reasons = json.loads(contact.quality_reasons or "[]")
+        seen = verified_reasons(contact)
+        contact.verified_at = contact.updated_at = utcnow()
+        contact.verified_by = self.actor.name
+        contact.verified_reasons = json.dumps(seen + [r for r in reasons if r not in seen],
+                                              ensure_ascii=False)
+        contact.review_deadline = None
+        contact.quality = Level.OK
+        self.session.add(contact)
+        self.record(events.CONTACT_VERIFIED, "contact", contact.id, contact.account_id,
+                    reasons=reasons)
+        for name in had_tags:
+            self.untag(contact, name)
+        if contact.opt_out_reason in (INVALID_REASON, EXPIRED_REASON):
+            self.opt_in(contact, "verified")
+        return True
+
+    def engage(self, contact: Contact, kind: Engagement) -> bool:
+        """Record a purchase, double opt-in, open or click. An engaged contact is never
+        called bad: a pending suspicion is cleared. False when this kind was known."""
+        kinds = set(contact.engagement.split())
+        if kind.value in kinds:
+            return False
+        contact.engagement = " ".join(sorted(kinds | {kind.value}))
+        contact.engaged_at = contact.engaged_at or utcnow()
+        contact.updated_at = utcnow()
+        cleared = contact.quality == Level.SUSPECTED
+        if cleared:
+            contact.quality = Level.OK
+            contact.review_deadline = None
+        self.session.add(contact)
+        self.record(events.CONTACT_ENGAGED, "contact", contact.id, contact.account_id,
+                    kind=kind.value, cleared_suspicion=cleared)
+        if cleared:
+            self.untag(contact, SUSPECTED_TAG)
+        return True
+
+    def expire_review(self, contact_id: int, now: datetime) -> bool:
+        """Opt out one suspected contact whose review deadline passed (reason
+        ``suspected_invalid``), if it still is one: active, tagged, not verified, not
+        engaged. One conditional UPDATE decides, so two schedulers (two nodes) racing for
+        the same contact opt it out once: the second finds nothing left to update."""
+        table = Contact.__table__  # type: ignore[attr-defined]
+        row = self.session.exec(select(Contact.account_id, Contact.review_deadline)
+                                .where(Contact.id == contact_id)).first()
+        if row is None:
+            return False
+        tagged = sa.exists().where(Tag.contact_id == table.c.id, Tag.name == SUSPECTED_TAG)
+        done = self.session.execute(
+            sa.update(table).where(
+                table.c.id == contact_id, table.c.review_deadline <= now,
+                table.c.status == ContactStatus.ACTIVE.value, table.c.verified_at.is_(None),
+                table.c.engaged_at.is_(None), tagged)
+            .values(status=ContactStatus.OPTED_OUT.value, opt_out_reason=EXPIRED_REASON,
+                    opted_out_at=now, updated_at=now, review_deadline=None)).rowcount
+        if done != 1:
+            return False
+        self.record(events.CONTACT_OPTED_OUT, "contact", contact_id, row.account_id,
+                    reason=EXPIRED_REASON, review_deadline=str(row.review_deadline))
+        return True
+
+    def claim_reminders(self, contact_ids: Iterable[int], now: datetime) -> list[int]:
+        """Mark contacts as named in a digest; only those no other run named already."""
+        table = Contact.__table__  # type: ignore[attr-defined]
+        claimed = []
+        for contact_id in contact_ids:
+            if self.session.execute(sa.update(table).where(
+                    table.c.id == contact_id, table.c.reminded_at.is_(None),
+                    table.c.review_deadline.is_not(None)).values(reminded_at=now)).rowcount:
+                claimed.append(contact_id)
+        return claimed
+
+    def refuse_review(self, reason: str, account_id: int, **data: Any) -> Event:
+        """Record a reply to a review digest that was not allowed to act, and why."""
+        return self.record(events.REVIEW_REFUSED, "account", account_id, account_id,
+                           reason=reason, **data)
+
+    def _network(self, cidr: str) -> tuple[str, SuspectNetwork | None]:
+        """The normalized CIDR and its row, if it is in the table."""
+        try:
+            cidr = str(ipaddress.ip_network(cidr.strip(), strict=False))
+        except ValueError:
+            raise Invalid(f"not a network such as 203.0.113.0/24: {cidr!r}") from None
+        return cidr, self.session.exec(select(SuspectNetwork)
+                                       .where(SuspectNetwork.cidr == cidr)).first()
+
+    def add_network(self, cidr: str, note: str = "") -> tuple[SuspectNetwork, bool]:
+        cidr, row = self._network(cidr)
+        if row is not None:
+            return row, False
+        row = SuspectNetwork(cidr=cidr, note=note, created_by=self.actor.name)
+        self.session.add(row)
+        self.session.flush()
+        self.record(events.NETWORK_ADDED, "network", row.id, None, cidr=cidr, note=note)
+        return row, True
+
+    def remove_network(self, cidr: str) -> bool:
+        cidr, row = self._network(cidr)
+        if row is None:
+            return False
+        self.session.delete(row)
+        self.session.flush()
+        self.record(events.NETWORK_REMOVED, "network", row.id, None, cidr=cidr)
+        return True

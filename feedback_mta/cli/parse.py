@@ -1,0 +1,120 @@
+"""``feedback-mta parse``: classify raw messages offline, one JSON line per file.
+
+It is the tool to bulk-check a mailbox, so it is kept light: it never touches the
+database and imports nothing of it (``python -m feedback_mta parse`` starts here without
+loading SQLAlchemy, typer or alembic; ``__main__`` sends it here). ``cli`` declares the same
+command for ``--help`` and shares ``classify_file``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from feedback_mta import config as config_mod
+from feedback_mta.addresses import AddressBook
+from feedback_mta.cli import output
+from feedback_mta.handlers.commands import VOCABULARY
+from feedback_mta.reading.candidates import candidates, first_token, verify
+from feedback_mta.reading.classify import Kind, classify
+from feedback_mta.reading.parse import parse
+from feedback_mta.reading.reply_text import NOTIFICATION_MARKERS, read
+
+#: Columns of the table for people (``--json`` prints every field).
+COLUMNS = ("file", "kind", "feedback_type", "recipients", "hard_bounce")
+
+
+def expand(paths: Iterable[Path]) -> Iterator[Path]:
+    """Files as given; a directory (a maildir, a folder of .eml) stands for all files in it."""
+    for path in paths:
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file())
+        else:
+            yield path
+
+
+def classify_file(file: Path, book: AddressBook | None,
+                  markers: Sequence[str] = NOTIFICATION_MARKERS) -> dict[str, Any]:
+    """One line of ``parse``. Raises OSError when the file cannot be read; anything the
+    message itself does wrong gives kind ``unknown`` and ``error`` instead."""
+    raw = file.read_bytes()
+    try:
+        parsed = parse(raw, guess_envelope=True)
+        result = classify(parsed, book.resolve_all(parsed.rcpt_tos) if book else [])
+        wanted = read(parsed, VOCABULARY, tuple(markers)) if result.kind is Kind.REPLY else None
+        row = {"file": str(file), "kind": result.kind.value,
+               "feedback_type": result.feedback_type, "recipients": list(result.recipients),
+               "hard_bounce": result.hard_bounce,
+               "intent": wanted,
+               "token": first_token(result),
+               "format": result.report.format if result.report else None,
+               "why": result.why, "message_id": parsed.message_id}
+        if book is not None:
+            row["token_valid"] = any(verify(c, book) is not None for c in candidates(result))
+        return row
+    except Exception as exc:  # one odd file must not stop a mailbox-wide check
+        return {"file": str(file), "kind": Kind.UNKNOWN.value, "feedback_type": None,
+                "recipients": [], "hard_bounce": None, "intent": None, "token": None,
+                "error": f"{type(exc).__name__}: {exc}"[:300]}
+
+
+def settings(config: Path | None) -> tuple[AddressBook | None, Sequence[str]]:
+    """The address book (for token checks) and reply markers, when a config is named."""
+    if config is None and not os.environ.get(config_mod.ENV_CONFIG):
+        return None, NOTIFICATION_MARKERS
+    cfg = config_mod.load(config)
+    return AddressBook.from_config(cfg), cfg.replies.markers
+
+
+def run(files: Iterable[Path], config: Path | None, as_json: bool, out=None) -> int:
+    """Print one row per file; the exit code (1 when a file could not be read)."""
+    out = out or sys.stdout
+    book, markers = settings(config)
+    # Parsing makes many short-lived objects and no reference cycles: the cyclic collector's
+    # passes over them find nothing and cost a few percent of a mailbox-wide run.
+    gc.disable()
+    try:
+        rows, status = _classify_all(files, book, markers, out if as_json else None)
+    finally:
+        gc.enable()
+    if not as_json:
+        output.table(rows, COLUMNS, out)
+    return status
+
+
+def _classify_all(files, book, markers, stream) -> tuple[list[dict[str, Any]], int]:
+    """Rows for every file; written to ``stream`` as JSON lines as they come, if given."""
+    rows, status = [], 0
+    for file in expand(files):
+        try:
+            row = classify_file(file, book, markers)
+        except OSError as exc:
+            status = 1
+            print(f"feedback-mta: error: {file}: {exc.strerror or exc}", file=sys.stderr)
+            continue
+        if stream is not None:
+            stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+        else:
+            rows.append(row)
+    return rows, status
+
+
+def main(argv: Sequence[str]) -> int:
+    """The fast path for ``feedback-mta parse ...`` (same options as the typer command)."""
+    parser = argparse.ArgumentParser(prog="feedback-mta parse", add_help=False)
+    parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument("--config", "-c", type=Path,
+                        default=os.environ.get(config_mod.ENV_CONFIG) or None)
+    parser.add_argument("--json", dest="as_json", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        return run(args.files, args.config, args.as_json)
+    except config_mod.ConfigError as exc:
+        print(f"feedback-mta: error: {exc}", file=sys.stderr)
+        return 3

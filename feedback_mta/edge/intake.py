@@ -1,0 +1,233 @@
+"""Durable intake: the raw message and its envelope are committed before we say 250.
+
+The SMTP handler hands each message to ``Intake.store`` and awaits it. One writer thread
+takes everything that arrived meanwhile and inserts it in one transaction (group commit):
+one fsync serves many sessions, and no database work runs on the event loop thread.
+Only when the commit returned does the session's future resolve and the 250 go out;
+if the commit fails the session answers 451 and the client retries later.
+
+Committed ids go next to ``process.Processor`` (parse -> classify -> act).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import json
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from feedback_mta import logs
+from feedback_mta.store.models import InboundMessage, MessageState, utcnow
+
+log = logs.get(__name__)
+
+_TABLE = InboundMessage.__table__
+
+#: Header fields that relays add or rewrite; the same message relayed twice differs only in
+#: these, so they are left out of the content hash.
+_TRACE = frozenset({
+    b"received", b"return-path", b"delivered-to", b"x-original-to", b"authentication-results",
+    b"received-spf", b"x-envelope-from", b"x-envelope-to", b"x-rcpt-to", b"envelope-to",
+    b"dkim-filter", b"x-ms-exchange-organization-authas",
+})
+_TRACE_PREFIXES = (b"arc-", b"x-spam", b"x-virus", b"x-amavis", b"x-ms-exchange-")
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """One SMTP/LMTP transaction: the envelope and the raw bytes, as received."""
+
+    raw: bytes
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    protocol: str = "smtp"
+    peer: str | None = None
+    helo: str | None = None
+    received_at: datetime = field(default_factory=utcnow)
+
+
+def split_headers(raw: bytes) -> tuple[bytes, bytes]:
+    """(header block, body) at the first empty line; all header when there is none."""
+    match = _HEADER_END.search(raw)
+    if match is None:
+        return raw, b""
+    return raw[: match.start()], raw[match.end():]
+
+
+def header_fields(header_block: bytes) -> list[tuple[bytes, bytes]]:
+    """Unfolded (lower-case name, value) pairs; lines that are not fields are skipped."""
+    fields: list[list[bytes]] = []
+    for line in re.split(rb"\r?\n", header_block):
+        if line[:1] in (b" ", b"\t"):
+            if fields:
+                fields[-1][1] += b" " + line.strip()
+            continue
+        name, colon, value = line.partition(b":")
+        if colon and name and b" " not in name.strip():
+            fields.append([name.strip().lower(), value.strip()])
+    return [(n, v) for n, v in fields]
+
+
+def fingerprint(raw: bytes, rcpt_tos: Sequence[str]) -> tuple[str | None, str]:
+    """(Message-ID without brackets, content hash) of a raw message for these recipients.
+
+    The hash covers the recipients (the same message to two of our boxes is two pieces of
+    feedback), and the message without trace headers, with line endings normalized (relays
+    add Received lines and may turn LF into CRLF).
+    """
+    head, body = split_headers(raw)
+    message_id = None
+    digest = hashlib.sha256()
+    digest.update("\n".join(sorted(r.lower() for r in rcpt_tos)).encode("utf-8", "replace"))
+    digest.update(b"\0")
+    for name, value in header_fields(head):
+        if name == b"message-id" and message_id is None:
+            message_id = value.decode("ascii", "replace").strip().strip("<>").strip()[:998] or None
+        if name in _TRACE or name.startswith(_TRACE_PREFIXES):
+            continue
+        digest.update(name + b":" + value + b"\n")
+    digest.update(b"\0")
+    digest.update(body.replace(b"\r\n", b"\n"))
+    return message_id, digest.hexdigest()
+
+
+def _row(arrival: Arrival) -> dict:
+    message_id, content_hash = fingerprint(arrival.raw, arrival.rcpt_tos)
+    return {
+        "received_at": arrival.received_at,
+        "protocol": arrival.protocol,
+        "peer": arrival.peer,
+        "helo": arrival.helo,
+        "mail_from": arrival.mail_from,
+        "rcpt_tos": json.dumps(list(arrival.rcpt_tos)),
+        "size": len(arrival.raw),
+        "message_id": message_id,
+        "content_hash": content_hash,
+        "raw": arrival.raw,
+        "state": MessageState.RECEIVED.value,
+        "attempts": 0,
+    }
+
+
+def batches(source: queue.SimpleQueue | queue.Queue, limit: int, stop: object
+            ) -> Iterator[list]:
+    """Lists of up to ``limit`` items: each waits for one, then takes what else is already
+    queued (what arrived meanwhile), so batches grow with the load and never add delay.
+    Ends at the ``stop`` sentinel, after the batch that came before it."""
+    while True:
+        item = source.get()
+        if item is stop:
+            return
+        batch = [item]
+        while len(batch) < limit:
+            try:
+                item = source.get_nowait()
+            except queue.Empty:
+                break
+            if item is stop:
+                yield batch
+                return
+            batch.append(item)
+        yield batch
+
+
+class StoreError(Exception):
+    """The message could not be committed; the client must be told to retry (451)."""
+
+
+_STOP = object()
+
+
+class Intake:
+    """Commits arrivals in batches on one writer thread and reports committed ids."""
+
+    def __init__(self, engine: Engine, on_stored: Callable[[list[int]], None] | None = None,
+                 *, max_batch: int = 256) -> None:
+        self._engine = engine
+        self._on_stored = on_stored or (lambda ids: None)
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="intake-writer", daemon=True)
+        self.batches = 0
+        self.stored = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        """The writer thread runs: without it nothing is stored and every DATA ends 451."""
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        """Commit what is queued, then stop the writer thread."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+
+    def submit(self, arrival: Arrival) -> concurrent.futures.Future[int]:
+        future: concurrent.futures.Future[int] = concurrent.futures.Future()
+        self._queue.put((arrival, future))
+        return future
+
+    async def store(self, arrival: Arrival, timeout: float) -> int:
+        """The id of the committed row; StoreError if it was not committed in time."""
+        future = self.submit(arrival)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+        except TimeoutError:
+            # It may still commit later; the client retries and the copy is deduplicated.
+            raise StoreError(f"not committed within {timeout:g}s") from None
+
+    def _run(self) -> None:
+        for batch in batches(self._queue, self._max_batch, _STOP):
+            self._write(batch)
+
+    def _write(self, batch: list[tuple[Arrival, concurrent.futures.Future]]) -> None:
+        started = time.perf_counter()
+        try:
+            rows = [_row(arrival) for arrival, _ in batch]
+            ids = self._insert(rows)
+        except Exception as exc:
+            if len(batch) == 1:
+                self._fail(batch, exc)
+                return
+            # One bad row must not fail its neighbours: retry them one by one.
+            for one in batch:
+                self._write([one])
+            return
+        self.batches += 1
+        self.stored += len(ids)
+        commit_ms = round((time.perf_counter() - started) * 1000, 2)
+        for (_, future), message_id in zip(batch, ids, strict=True):
+            if not future.set_running_or_notify_cancel():
+                continue
+            future.set_result(message_id)
+        log.debug("intake.committed", count=len(ids), commit_ms=commit_ms)
+        try:
+            self._on_stored(ids)
+        except Exception:  # the sweep will find them; never lose the writer thread
+            log.exception("intake.notify_failed", ids=ids)
+
+    def _insert(self, rows: list[dict]) -> list[int]:
+        stmt = sa.insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)
+        with self._engine.begin() as conn:
+            return [row.id for row in conn.execute(stmt, rows)]
+
+    @staticmethod
+    def _fail(batch, exc: Exception) -> None:
+        log.error("intake.store_failed", count=len(batch), error=logs.error_line(exc))
+        for _, future in batch:
+            if future.set_running_or_notify_cancel():
+                future.set_exception(StoreError(f"{type(exc).__name__}"))

@@ -1,0 +1,59 @@
+"""Which contact a feedback report is about, in the order the issue and experience set:
+
+1. our token header (``X-Feedback-Token``) in the returned original;
+2. a ``bounce+TOKEN`` (or ``unsubscribe+TOKEN``) address in the original's Return-Path or
+   other headers (List-Unsubscribe, ...), in the report's ``Original-Mail-From``, or in the
+   envelope recipient the report was delivered to;
+3. the reported address (``Original-Rcpt-To``, ``Removal-Recipient``, a bounced
+   recipient) matched to a contact of the account the original names with its
+   ``X-Feedback-Account`` token, and only when the reporter is a trusted feedback loop.
+
+Steps 1 and 2 need a token signed with our secret (``tokens``), so a forged report cannot
+name a contact it has no genuine token for. Step 3 trusts the reporter instead: providers
+redact, and a known feedback loop is believed about its own users.
+
+Finding the tokens is pure (``reading.candidates``, which offline ``parse`` uses too);
+``resolve`` verifies them and looks contacts up through the actions layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from feedback_mta.actions import NotFound
+from feedback_mta.handlers.base import HandlerContext
+from feedback_mta.reading.candidates import (
+    account_named,
+    candidates,
+    trusted_reporter,
+    verify,
+)
+from feedback_mta.store.models import Contact
+
+
+@dataclass(frozen=True)
+class Attributed:
+    contact: Contact
+    #: Which step found it (``token-header``, ``return-path``, ``envelope``, ``recipient``).
+    how: str
+
+
+def resolve(ctx: HandlerContext) -> Attributed | None:
+    """The contact the report in ``ctx`` is about, or None (unattributed: change nothing)."""
+    for candidate in candidates(ctx.classification):
+        contact_id = verify(candidate, ctx.book)
+        if contact_id is None:
+            continue
+        try:
+            return Attributed(ctx.actions.contact(contact_id), candidate.how)
+        except NotFound:  # genuine token of a contact since deleted
+            continue
+    account_id = account_named(ctx.classification, ctx.book)
+    if account_id is None or not trusted_reporter(ctx.parsed, ctx.settings.trusted_reporters,
+                                                  ctx.settings.trusted_authserv_ids):
+        return None
+    for address in ctx.classification.recipients:
+        contact = ctx.actions.contact_by_email(account_id, address)
+        if contact is not None:
+            return Attributed(contact, "recipient")
+    return None

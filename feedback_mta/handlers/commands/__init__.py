@@ -1,0 +1,30 @@
+"""Reply commands: what a contact admin can write back, one module each (Mailman's shape).
+
+A module declares its words per language, the action it calls and the acknowledgement it
+sends; ``REGISTRY`` lists them in the order they are tried, and ``VOCABULARY`` is what
+``reading.reply_text`` reads replies with. A new command is one new module here, added to
+``REGISTRY``, plus its tests.
+
+Lead commands (``flag``, ``restore``) answer a lead notification: the first line of the
+reply is the command. Review commands (``keep``) answer a review digest: one line per
+contact, ``KEEP <id>``.
+"""
+
+from __future__ import annotations
+
+from feedback_mta.handlers.commands import flag, keep, restore
+from feedback_mta.handlers.commands.base import ACK_REFUSED, LeadCommand, ReviewCommand
+from feedback_mta.reading.reply_text import Vocabulary
+
+__all__ = ["ACK_REFUSED", "BY_NAME", "REGISTRY", "REVIEW", "VOCABULARY", "LeadCommand",
+           "ReviewCommand"]
+
+#: Lead commands in the order they are tried.
+REGISTRY: tuple[LeadCommand, ...] = (flag.COMMAND, restore.COMMAND)
+BY_NAME: dict[str, LeadCommand] = {c.name: c for c in REGISTRY}
+#: Review commands.
+REVIEW: tuple[ReviewCommand, ...] = (keep.COMMAND,)
+
+VOCABULARY = Vocabulary.of(
+    {c.name: " ".join(c.words.values()).split() for c in REGISTRY},
+    {c.name: c.negated for c in REGISTRY if c.negated})

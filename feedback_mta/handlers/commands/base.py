@@ -1,0 +1,57 @@
+"""The shapes of a reply command (see the package's docstring)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the database side, kept out of offline ``parse``'s imports
+    from feedback_mta.actions import Actions
+    from feedback_mta.store.models import Contact, Lead
+
+
+
+@dataclass(frozen=True)
+class LeadCommand:
+    """A command about one lead, written as the first line of a reply to its notification."""
+
+    name: str
+    #: Language -> the words that alone make the command (folded: no accents needed).
+    words: Mapping[str, str]
+    #: The command these words make after a negation ("NOT SPAM"), if any.
+    negated: str | None
+    #: Do it; False when there was nothing to change.
+    act: Callable[[Actions, Lead], bool]
+    #: The message's final reason when it changed something, and when it did not.
+    done: str
+    unchanged: str
+    #: Acknowledgements (``{lead}`` is the lead id): when it changed something, when not.
+    ack_done: str
+    ack_unchanged: str
+
+
+@dataclass(frozen=True)
+class ReviewCommand:
+    """A command about contacts named by id, one line each, in a reply to a review digest."""
+
+    name: str
+    #: Language -> the phrases that start such a line.
+    words: Mapping[str, tuple[str, ...]]
+    act: Callable[[Actions, Contact], bool]
+    #: The message's final reason is "<done> <how many>"; the acknowledgement's purpose
+    #: "ack.<done>".
+    done: str
+    #: Acknowledgement; ``{done}`` lists the contacts acted on, ``{unknown}`` the others.
+    ack: str
+    ack_unknown: str
+
+    @property
+    def phrases(self) -> tuple[str, ...]:
+        return tuple(p for phrases in self.words.values() for p in phrases)
+
+
+#: Acknowledgement for a user of the account who lacks the role (strangers get nothing).
+ACK_REFUSED = ("We read your reply about lead #{lead}, but {sender} may not flag or restore "
+               "leads of this account: that needs the Contact Admin role. Ask your account "
+               "administrator for it, or use the control panel.")

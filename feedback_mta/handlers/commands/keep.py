@@ -1,0 +1,24 @@
+"""``KEEP <id>`` (or ``NOT SPAM <id>``) in a reply to a review digest: verify that suspected
+contact of the account, so its deadline does not opt it out."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from feedback_mta.handlers.commands.base import ReviewCommand
+
+if TYPE_CHECKING:  # the database side, kept out of offline ``parse``'s imports
+    from feedback_mta.actions import Actions
+    from feedback_mta.store.models import Contact
+
+WORDS = {"en": ("keep", "not spam")}
+
+
+def act(actions: Actions, contact: Contact) -> bool:
+    return actions.verify(contact)
+
+
+COMMAND = ReviewCommand(
+    name="keep", words=WORDS, act=act, done="kept",
+    ack="Kept: {done}. They will not be opted out.",
+    ack_unknown=" Not contacts of this account: {unknown}.")

@@ -1,0 +1,33 @@
+"""``NOT SPAM``, ``RESTORE``, ``UNDO``: put a flagged lead back among the active ones.
+
+"NOT" before any word of ``flag`` means this command too (``not spam``, ``kein Spam``,
+``no es spam``, ``não é spam``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from feedback_mta.handlers.commands.base import LeadCommand
+
+if TYPE_CHECKING:  # the database side, kept out of offline ``parse``'s imports
+    from feedback_mta.actions import Actions
+    from feedback_mta.store.models import Lead
+
+WORDS = {
+    "en": "restore restored undo unflag unspam unmark",
+    "es": "restaurar deshacer recuperar",
+    "fr": "restaurer annuler retablir",
+    "de": "wiederherstellen ruckgangig",
+    "pt": "desfazer",
+}
+
+
+def act(actions: Actions, lead: Lead) -> bool:
+    return actions.restore(lead)
+
+
+COMMAND = LeadCommand(
+    name="restore", words=WORDS, negated=None, act=act,
+    done="restored", unchanged="not spam",
+    ack_done="Lead #{lead} restored: it is back in your leads. Reply SPAM to flag it again.",
+    ack_unchanged="Lead #{lead} is not marked as spam, so there was nothing to undo.")

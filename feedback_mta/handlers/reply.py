@@ -1,0 +1,152 @@
+"""A human reply to a lead notification: find the lead, read the command, check the sender, act.
+
+1. **Lead**: the ``reply+TOKEN`` recipient names it (the token was verified at RCPT). A reply
+   that reached another of our addresses finds it through ``In-Reply-To`` / ``References``
+   and the stored notification Message-IDs.
+2. **Command**: ``reply_text.new_text`` keeps only what the sender wrote, ``reply_text.intent``
+   reads a command of ``handlers.commands`` from it (``SPAM``, ``NOT SPAM``, ...). Anything
+   else is a reply without a command.
+3. **Sender**: header From and, where there is one, the envelope sender must both be users of
+   the lead's account holding ``contact-admin``; where ``[security] trusted_authserv_ids`` is
+   set, that server's ``Authentication-Results`` must be there and must not say DMARC
+   ``fail`` for the From domain. Refusals change nothing and leave a ``reply.refused`` event.
+4. **Act** through ``actions`` (``lead.flagged_spam`` / ``lead.restored``), and queue a short
+   acknowledgement when a relay is configured. A user of the account who lacks the role gets
+   a helpful answer; strangers and DMARC failures get none (that would be backscatter).
+
+A reply to a review digest (``review+TOKEN``, the token names the account) goes to
+``handle_review``: each ``KEEP <id>`` / ``NOT SPAM <id>`` line verifies that contact of the
+account, under the same sender rules.
+"""
+
+from __future__ import annotations
+
+from feedback_mta.actions import NotFound
+from feedback_mta.actions.mail import compose
+from feedback_mta.addresses import Box
+from feedback_mta.handlers import commands
+from feedback_mta.handlers.base import HandlerContext, Outcome
+from feedback_mta.reading import authres
+from feedback_mta.reading.reply_text import DIGEST_MARKERS, keep_ids, new_text, read
+from feedback_mta.store.models import Contact, Lead, MessageState, Role
+
+NOT_CONTACT_ADMIN = "not a contact admin"
+
+
+def find_lead(ctx: HandlerContext) -> Lead | None:
+    recipient = ctx.classification.recipient
+    if recipient is not None and recipient.box is Box.REPLY and recipient.object_id is not None:
+        try:
+            return ctx.actions.lead(recipient.object_id)
+        except NotFound:
+            return None
+    parsed = ctx.parsed
+    return ctx.actions.lead_by_notification([*parsed.in_reply_to, *reversed(parsed.references)])
+
+
+def refusal(ctx: HandlerContext, account_id: int) -> str | None:
+    """Why this sender may not change this account's leads and contacts, or None."""
+    parsed = ctx.parsed
+    sender = parsed.from_address
+    if not sender:
+        return "no From address"
+    trusted = ctx.settings.trusted_authserv_ids
+    if trusted:
+        verdict = authres.dmarc(parsed.headers.get("authentication-results", ()), trusted,
+                                sender.rpartition("@")[2])
+        if verdict is None:
+            return "no DMARC result from a trusted server"
+        if verdict == "fail":
+            return "DMARC fail"
+    user = ctx.actions.user(account_id, sender)
+    if user is None:
+        return "not a user of the account"
+    if Role.CONTACT_ADMIN not in user.role_set:
+        return NOT_CONTACT_ADMIN
+    envelope = (parsed.mail_from or "").lower()
+    if envelope and envelope != sender:
+        other = ctx.actions.user(account_id, envelope)
+        if other is None or Role.CONTACT_ADMIN not in other.role_set:
+            return "envelope sender is not a contact admin"
+    return None
+
+
+def handle(ctx: HandlerContext) -> Outcome:
+    recipient = ctx.classification.recipient
+    if recipient is not None and recipient.box is Box.REVIEW:
+        return handle_review(ctx)
+    parsed = ctx.parsed
+    lead = find_lead(ctx)
+    if lead is None:
+        return Outcome(MessageState.IGNORED, "no lead")
+    wanted = read(parsed, commands.VOCABULARY, ctx.settings.markers)
+    if wanted is None:
+        return Outcome(MessageState.IGNORED, "no command")
+    why = refusal(ctx, lead.account_id)
+    if why is not None:
+        ctx.actions.refuse(why, lead, intent=wanted, sender=parsed.from_address,
+                           envelope_sender=parsed.mail_from)
+        if why == NOT_CONTACT_ADMIN:
+            _acknowledge(ctx, lead, "ack.refused", commands.ACK_REFUSED)
+        return Outcome(MessageState.IGNORED, f"refused: {why}")
+    command = commands.BY_NAME[wanted]
+    if command.act(ctx.actions, lead):
+        _acknowledge(ctx, lead, f"ack.{command.done.replace(' ', '_')}", command.ack_done)
+        return Outcome(MessageState.PROCESSED, command.done)
+    _acknowledge(ctx, lead, f"ack.{command.unchanged.replace(' ', '_')}", command.ack_unchanged)
+    return Outcome(MessageState.IGNORED, command.unchanged)
+
+
+def handle_review(ctx: HandlerContext) -> Outcome:
+    """``KEEP <id>`` lines in a reply to a review digest: verify those contacts."""
+    parsed = ctx.parsed
+    assert ctx.classification.recipient is not None
+    account_id = ctx.classification.recipient.object_id
+    assert account_id is not None
+    text = new_text(parsed.text, parsed.html, (*ctx.settings.markers, *DIGEST_MARKERS))
+    for command in commands.REVIEW:
+        ids = keep_ids(text, command.phrases)
+        if ids:
+            break
+    else:
+        return Outcome(MessageState.IGNORED, "no command")
+    why = refusal(ctx, account_id)
+    if why is not None:
+        ctx.actions.refuse_review(why, account_id, sender=parsed.from_address, contacts=ids)
+        return Outcome(MessageState.IGNORED, f"refused: {why}")
+    done, unknown = [], []
+    for contact_id in ids:
+        contact = ctx.actions.session.get(Contact, contact_id)
+        if contact is None or contact.account_id != account_id:
+            unknown.append(contact_id)  # never another account's contact
+            continue
+        command.act(ctx.actions, contact)
+        done.append(contact_id)
+    if ctx.settings.acknowledge and parsed.mail_from and parsed.from_address:
+        text = command.ack.format(done=", ".join(f"#{i}" for i in done) or "none")
+        if unknown:
+            text += command.ack_unknown.format(unknown=", ".join(f"#{i}" for i in unknown))
+        raw = compose(
+            to=parsed.from_address, reply_address=ctx.book.address(Box.REVIEW, account_id),
+            from_name=ctx.settings.from_name, domain=ctx.book.domain,
+            subject=parsed.subject or "Review", in_reply_to=parsed.message_id,
+            references=parsed.references, text=text)
+        ctx.actions.queue_mail(f"ack.{command.done}", parsed.from_address, raw)
+    if not done:
+        return Outcome(MessageState.IGNORED, "no contact of the account")
+    return Outcome(MessageState.PROCESSED, f"{command.done} {len(done)}")
+
+
+def _acknowledge(ctx: HandlerContext, lead: Lead, purpose: str, text: str) -> None:
+    parsed = ctx.parsed
+    # Never answer the null sender or an unknown one (classify already kept auto-replies out).
+    if not ctx.settings.acknowledge or not parsed.mail_from or not parsed.from_address:
+        return
+    assert lead.id is not None
+    raw = compose(
+        to=parsed.from_address, reply_address=ctx.book.address(Box.REPLY, lead.id),
+        from_name=ctx.settings.from_name, domain=ctx.book.domain,
+        subject=parsed.subject or f"Lead #{lead.id}", in_reply_to=parsed.message_id,
+        references=parsed.references,
+        text=text.format(lead=lead.id, sender=parsed.from_address))
+    ctx.actions.queue_mail(purpose, parsed.from_address, raw, lead)

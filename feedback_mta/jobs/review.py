@@ -1,0 +1,149 @@
+"""Contact review: the deadline of suspected contacts kept, and the digest that warns admins.
+
+(The check itself, ``Actions.screen``, runs where contacts arrive; ``jobs.classify`` runs
+it over every existing contact.)
+
+The scheduler (inside ``serve``) calls ``expire_due``: every suspected contact whose deadline
+passed, still tagged, not verified and not engaged, is opted out (``suspected_invalid``).
+Deadlines added by another process (the CLI) are found by the periodic check; the next one
+is also scheduled to the second. A deadline that passed while no server ran is caught up at
+start. Each contact is opted out by one conditional UPDATE (``Actions.expire_review``), and
+on PostgreSQL the run holds an advisory lock, so two nodes opt each contact out once.
+
+``remind_due`` sends each account's contact admins one digest of the contacts whose deadline
+is near; a reply ``KEEP <id>`` (``handlers.reply.handle_review``) verifies them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, make_msgid
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from feedback_mta import logs
+from feedback_mta.actions import SCHEDULER, Actions, events, unit_of_work
+from feedback_mta.addresses import AddressBook, Box
+from feedback_mta.store import db
+from feedback_mta.store.models import (
+    Account,
+    Contact,
+    ContactStatus,
+    User,
+    utcnow,
+)
+
+log = logs.get(__name__)
+
+# --- the deadline ----------------------------------------------------------------------------
+
+def expire_due(engine: Engine, now: datetime | None = None, batch: int = 500) -> int:
+    """Opt out every suspected contact whose deadline has passed; how many were."""
+    now = now or utcnow()
+    total = 0
+    while True:
+        with unit_of_work(engine, SCHEDULER) as act:
+            if not db.try_lock(act.session.connection(), "review.expire"):
+                return total  # another node is at it right now
+            ids = act.session.exec(select(Contact.id).where(
+                Contact.review_deadline <= now,
+                Contact.status == ContactStatus.ACTIVE.value)
+                .order_by(Contact.review_deadline).limit(batch)).all()
+            done = sum(act.expire_review(contact_id, now) for contact_id in ids)
+        total += done
+        if len(ids) < batch:
+            break
+    if total:
+        log.info("review.expired", opted_out=total)
+    return total
+
+
+def next_deadline(engine: Engine) -> datetime | None:
+    """The earliest pending review deadline (indexed), or None."""
+    with Session(db.reader(engine)) as session:
+        value = session.exec(select(sa.func.min(Contact.review_deadline)).where(
+            Contact.status == ContactStatus.ACTIVE.value)).one()
+    return db.aware(value) if value is not None else None
+
+
+# --- the digest --------------------------------------------------------------------------------
+
+def compose_digest(*, account: Account, contacts: list[Contact], to: str, book: AddressBook,
+                   from_name: str) -> bytes:
+    """The review digest for one admin of one account. Pure."""
+    first = min(db.aware(c.review_deadline) for c in contacts)
+    when = first.strftime("%Y-%m-%d %H:%M UTC")
+    msg = EmailMessage()
+    reply_to = book.address(Box.REVIEW, account.id)
+    msg["From"] = formataddr((from_name, reply_to))
+    msg["To"] = to
+    n = len(contacts)
+    msg["Subject"] = (f"{n} suspected contact{'s' if n != 1 else ''} of {account.name} will "
+                      f"be opted out on {when} unless you keep them")
+    msg["Date"] = format_datetime(utcnow())
+    msg["Message-ID"] = make_msgid("review", domain=book.domain)
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "OOF, AutoReply"
+    rows = []
+    for c in sorted(contacts, key=lambda c: (c.review_deadline, c.id)):
+        name = f"{c.first_name} {c.last_name}".strip() or "-"
+        why = "; ".join(json.loads(c.quality_reasons or "[]"))
+        deadline = db.aware(c.review_deadline).strftime("%Y-%m-%d %H:%M UTC")
+        rows.append(f"  #{c.id:<8} {name[:30]:<30} {c.email[:40]:<40} {deadline}  {why}")
+    body = (
+        f"These contacts of {account.name} were tagged \"SYSTEM - Suspected Invalid Contact\":"
+        "\nthey look like a form bot made them. Each is opted out at its deadline unless you "
+        "keep it.\n\n"
+        "To keep a contact, reply to this mail with one line per contact:\n\n"
+        "    KEEP <id>        (or NOT SPAM <id>)\n\n"
+        "Contacts you do not name are opted out with reason suspected_invalid.\n\n"
+        f"  {'id':<9} {'name':<30} {'email':<40} {'deadline':<20}  why\n"
+        + "\n".join(rows) + "\n")
+    msg.set_content(body)
+    return bytes(msg)
+
+
+def remind_due(engine: Engine, config, book: AddressBook, now: datetime | None = None
+               ) -> list[int]:
+    """Queue one digest per account (to each contact admin) naming its suspected contacts
+    whose deadline is within ``[review] remind_before``; the ids of the queued mails."""
+    now = now or utcnow()
+    horizon = now + timedelta(seconds=config.review.remind_before)
+    with unit_of_work(engine, SCHEDULER) as act:
+        if not db.try_lock(act.session.connection(), "review.remind"):
+            return []
+        due = act.session.exec(select(Contact.id, Contact.account_id).where(
+            Contact.review_deadline.is_not(None), Contact.review_deadline <= horizon,
+            Contact.review_deadline > now, Contact.reminded_at.is_(None),
+            Contact.status == ContactStatus.ACTIVE.value)
+            .order_by(Contact.account_id, Contact.review_deadline).limit(5000)).all()
+        by_account: dict[int, list[int]] = defaultdict(list)
+        for contact_id, account_id in due:
+            by_account[account_id].append(contact_id)
+        for account_id, ids in by_account.items():
+            _remind_account(act, account_id, act.claim_reminders(ids, now), book,
+                            config.outbound.from_name)
+        return list(act.queued_mail)
+
+
+def _remind_account(act: Actions, account_id: int, ids: Iterable[int], book: AddressBook,
+                    from_name: str) -> None:
+    ids = list(ids)
+    if not ids:
+        return
+    account = act.account(account_id)
+    contacts = act.session.exec(select(Contact).where(Contact.id.in_(ids))).all()
+    admins = [u for u in act.session.exec(select(User).where(User.account_id == account_id))
+              if "contact-admin" in u.role_set]
+    for admin in admins:
+        raw = compose_digest(account=account, contacts=list(contacts), to=admin.email,
+                             book=book, from_name=from_name)
+        act.queue_mail("review.digest", admin.email, raw)
+    act.record(events.REVIEW_REMINDED, "account", account_id, account_id, contacts=len(ids),
+               admins=len(admins))

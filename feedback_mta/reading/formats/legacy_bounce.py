@@ -1,0 +1,113 @@
+"""Bounces that are not RFC 3464 DSNs: qmail's "failure notice", Exim's "Mail delivery
+failed", old Sendmail, Exchange, Yahoo, AOL and the rest. flufl.bounce (Mailman's bounce
+detectors) finds the failed addresses and whether the failure is permanent; we add the
+hard/soft reason from the words next to each address (``dsn.hardness``) and the quoted
+copy of the original, which carries our token.
+
+Only mail that looks like a bounce is scanned (null sender, a MAILER-DAEMON/postmaster
+From, a bounce subject or ``X-Failed-Recipients``), so a person's mail that happens to
+quote an address is never read as one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from feedback_mta.reading.formats.dsn import hardness, status_of
+from feedback_mta.reading.formats.report import (
+    Bounced,
+    Kind,
+    Report,
+    address_in,
+    headers_only,
+    original,
+    unique,
+)
+from feedback_mta.reading.parse import ParsedMessage
+
+# flufl.bounce logs every detector it runs at INFO and re-raises detector errors after
+# logging them; we catch those and report the message ourselves. (It is imported on the
+# first bounce-looking message, so bulk ``parse`` of reports does not load it.)
+logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL + 1)
+
+_SUBJECT = re.compile(r"undeliver|undelivered|delivery (?:status notification|failure|failed)|"
+                      r"failure notice|returned mail|mail delivery (?:failed|failure|system)|"
+                      r"delivery has failed|could not be delivered|non[- ]?delivery|"
+                      r"unzustellbar|non remis|no se puede entregar", re.IGNORECASE)
+_DAEMON = re.compile(r"^(?:mailer-daemon|postmaster|mail-daemon|mdaemon|mail\.?delivery)[@.]",
+                     re.IGNORECASE)
+_COPY = re.compile(r"^[ \t>]*(?:-{2,}\s*)?(?:this is a copy of the message|below this line is "
+                   r"a copy of the message|original message follows|the original message "
+                   r"(?:was|follows)|copy of the original|unsent message below|"
+                   r"-+ ?original message ?-+)[^\n]*\n", re.IGNORECASE | re.MULTILINE)
+
+
+def looks_like_bounce(msg: ParsedMessage) -> bool:
+    return (msg.mail_from == "" or bool(_DAEMON.match(msg.from_address or ""))
+            or bool(_SUBJECT.search(msg.subject or ""))
+            or msg.header("x-failed-recipients") is not None)
+
+
+def _position(lowered_text: str, raw) -> tuple[int, str]:
+    address = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    at = lowered_text.find(address.lower())
+    return (at if at >= 0 else len(lowered_text), address)
+
+
+def _context(text: str, address: str) -> str:
+    """The words about ``address``: from where it is named to the next blank line."""
+    at = text.lower().find(address)
+    if at < 0:
+        return ""
+    end = text.find("\n\n", at)
+    return text[at:end if end > 0 else at + 600][:600]
+
+
+def _quoted_original(text: str):
+    match = _COPY.search(text)
+    if not match:
+        return None
+    quoted = headers_only(text[match.end():])
+    return quoted if len(quoted) else None
+
+
+def detect(msg: ParsedMessage) -> Report | None:
+    if not looks_like_bounce(msg):
+        return None
+    from flufl.bounce import all_failures
+
+    try:
+        temporary, permanent = all_failures(msg.message)
+    except Exception:  # a detector choked on odd MIME; the header list below may still do
+        temporary, permanent = frozenset(), frozenset()
+    found: dict[str, bool] = {}
+    text = msg.plain or ""
+    lowered = text.lower()
+    # flufl.bounce gives sets; keep the order the bounce names them in.
+    failures = [(a, True) for a in permanent] + [(a, False) for a in temporary]
+    failures.sort(key=lambda pair: _position(lowered, pair[0]))
+    for raw, is_permanent in failures:
+        address = address_in(raw.decode("utf-8", "replace") if isinstance(raw, bytes)
+                             else str(raw))
+        if address:
+            found.setdefault(address, is_permanent)
+    for value in msg.headers.get("x-failed-recipients", ()):
+        for piece in value.split(","):
+            address = address_in(piece)
+            if address:
+                found.setdefault(address, True)
+    if not found:
+        return None
+    bounces = []
+    for address, is_permanent in found.items():
+        context = _context(text, address)
+        status = status_of(context)
+        if not is_permanent:
+            status = status if status and status.startswith("4") else "4.0.0"
+        hard, reason = hardness(status or "5.0.0", context)
+        bounces.append(Bounced(address, hard, status, reason))
+    return Report(Kind.BOUNCE, "legacy_bounce", recipients=unique(found),
+                  bounces=tuple(bounces),
+                  original=original(msg) or _quoted_original(text),
+                  why="non-standard bounce (flufl.bounce)")

@@ -1,0 +1,332 @@
+"""After the intake: parse -> classify -> the handler for that kind -> actions -> final state.
+
+``reading.parse`` reads the stored bytes; ``reading.classify`` asks the report ``formats``
+(ARF, DSN, ...) and the box the mail reached; ``handlers.registry`` sends each kind to its
+module (``complaint``, ``bounce``, ``unsubscribe``, ``reply``), which finds its contact or
+lead (``attribution``, tokens) and changes it only through ``actions``.
+
+``process_batch`` takes stored messages from ``received`` to ``processed``, ``ignored`` or
+``failed``, each exactly once (``Processor`` feeds it what the intake committed, up to 16 at
+a time; ``process_one`` is a batch of one):
+
+* parse and classify are pure and run before the transaction; the claim (``UPDATE ...
+  WHERE state = 'received'``), the handlers' changes and the final states are one
+  transaction, one commit for the batch. A crash anywhere rolls all of it back, so the
+  messages are still ``received`` and are processed on the next start (or by another
+  node's sweep).
+* In the same transaction ``dedupe_key`` is set to the content hash; its unique index
+  makes the second copy of a message (delivered twice, through two relays, to two nodes)
+  end ``ignored`` with reason ``duplicate`` and ``duplicate_of`` the first.
+* Each handler runs in a SAVEPOINT: its error rolls back its own changes and leaves that
+  message ``failed`` with the error, kept for ``feedback-mta inbox retry``; its neighbours
+  in the batch are unaffected.
+
+One canonical ``message.processed`` log line per message: id, kind, state, reason, duration,
+batch size.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from feedback_mta import counters, logs
+from feedback_mta.actions import Actions, Actor
+from feedback_mta.addresses import AddressBook
+from feedback_mta.edge.intake import batches
+from feedback_mta.handlers.base import NO_ACTION, HandlerContext, Outcome, Settings
+from feedback_mta.handlers.registry import HANDLERS
+from feedback_mta.reading.classify import Classification, Kind, classify
+from feedback_mta.reading.parse import ParsedMessage, parse
+from feedback_mta.store import db
+from feedback_mta.store.models import InboundMessage, MessageState, utcnow
+
+log = logs.get(__name__)
+
+_T = InboundMessage.__table__
+
+
+def _actor(parsed: ParsedMessage) -> Actor:
+    sender = parsed.from_address or parsed.mail_from or "unknown"
+    return Actor(f"email:{sender}", "email")
+
+
+MailSink = Callable[[list[int]], None]
+
+#: Prepared once: building a statement costs more than running it (issue 7's profile).
+_LOAD = (sa.select(_T.c.id, _T.c.raw, _T.c.mail_from, _T.c.rcpt_tos, _T.c.content_hash)
+         .where(_T.c.id.in_(sa.bindparam("ids", expanding=True)),
+                _T.c.state == MessageState.RECEIVED))
+_CLAIM = (sa.update(_T).where(_T.c.id.in_(sa.bindparam("ids", expanding=True)),
+                              _T.c.state == MessageState.RECEIVED)
+          .values(attempts=_T.c.attempts + 1).returning(_T.c.id))
+_UNCLAIM = (sa.update(_T).where(_T.c.id.in_(sa.bindparam("ids", expanding=True)))
+            .values(attempts=_T.c.attempts - 1))
+_KNOWN = (sa.select(_T.c.dedupe_key, _T.c.id)
+          .where(_T.c.dedupe_key.in_(sa.bindparam("keys", expanding=True))))
+_SET_KEY = sa.update(_T).where(_T.c.id == sa.bindparam("b_id")).values(
+    dedupe_key=sa.bindparam("b_key"))
+_FINISH = sa.update(_T).where(_T.c.id == sa.bindparam("b_id")).values(
+    state=sa.bindparam("b_state"), reason=sa.bindparam("b_reason"),
+    kind=sa.bindparam("b_kind"), error=sa.bindparam("b_error"),
+    duplicate_of=sa.bindparam("b_dup"), processed_at=sa.bindparam("b_at"))
+
+
+@dataclass
+class _Work:
+    """One message through the batch: the pure decisions first, then its outcome."""
+
+    id: int
+    content_hash: str
+    parsed: ParsedMessage | None = None
+    classification: Classification | None = None
+    kind: Kind | None = None
+    #: Why parse or classify failed (the message ends ``failed`` with it).
+    problem: str | None = None
+    #: The error the message ends with: ``problem``, or its handler's.
+    error: str | None = None
+    duplicate_of: int | None = None
+    outcome: Outcome | None = None
+    actions: Actions | None = None
+
+
+def _decide(row, book: AddressBook) -> _Work:
+    """parse -> classify: pure, before any lock is taken; an error fails only this message."""
+    work = _Work(row.id, row.content_hash)
+    try:
+        rcpt_tos = tuple(json.loads(row.rcpt_tos))
+        work.parsed = parse(row.raw, row.mail_from, rcpt_tos)
+        work.classification = classify(work.parsed, book.resolve_all(rcpt_tos))
+        work.kind = work.classification.kind
+    except Exception as exc:
+        work.problem = f"{type(exc).__name__}: {exc}"[:2000]
+    return work
+
+
+def process_one(engine: Engine, book: AddressBook, message_id: int,
+                settings: Settings = Settings(), on_mail: MailSink | None = None
+                ) -> Outcome | None:
+    """Process one stored message; None when it was not ``received`` (someone else has it)."""
+    return process_batch(engine, book, [message_id], settings, on_mail).get(message_id)
+
+
+def process_batch(engine: Engine, book: AddressBook, message_ids: Sequence[int],
+                  settings: Settings = Settings(), on_mail: MailSink | None = None
+                  ) -> dict[int, Outcome]:
+    """Process stored messages, several per transaction: {id: outcome} for those that were
+    ours (``received``; another thread or node may have had the rest).
+
+    One commit (one fsync) serves several messages, the way the intake's group commit
+    serves concurrent sessions. A transaction ends early when another writer of this
+    process (the intake, whose sessions wait for their 250) is queued for the lock, or
+    after ``TRANSACTION_SECONDS``: batching must not make the 250s wait. Each handler runs
+    in its own SAVEPOINT, so a handler error rolls back that message's changes only and
+    leaves it ``failed``; a database error rolls back the transaction, whose messages stay
+    ``received`` for the next sweep. Mail the handlers queued goes to ``on_mail`` once
+    committed.
+    """
+    started = time.perf_counter()
+    with db.reader(engine).connect() as conn:
+        rows = conn.execute(_LOAD, {"ids": list(message_ids)}).all()
+    pending = [_decide(row, book) for row in rows]
+    outcomes: dict[int, Outcome] = {}
+    one_each = False
+    while pending:
+        try:
+            done, pending = _act(engine, book, pending, settings, one_each)
+        except IntegrityError:
+            # Another node committed one of these contents between our look and our
+            # write: again, one message per transaction, and that one is the duplicate.
+            if not one_each:
+                one_each = True
+                continue
+            done, pending = _finish_duplicate(engine, pending[0]), pending[1:]
+        _report(done, started, len(rows), on_mail)
+        outcomes.update((work.id, work.outcome) for work in done)
+    return outcomes
+
+
+#: A processing transaction holds SQLite's write lock; past this, it commits and the next
+#: one starts, so a session's 250 never waits long behind a batch.
+TRANSACTION_SECONDS = 0.01
+
+
+def _act(engine: Engine, book: AddressBook, batch: list[_Work], settings: Settings,
+         one_each: bool = False) -> tuple[list[_Work], list[_Work]]:
+    """Claim, deduplicate, handle and finish messages from the front of ``batch`` in one
+    transaction; (those done, the rest, for the next transaction)."""
+    with Session(engine, expire_on_commit=False) as session:
+        ids = [w.id for w in (batch[:1] if one_each else batch)]
+        claimed = set(session.execute(_CLAIM, {"ids": ids}).scalars())
+        # ``dedupe_key`` (unique) is the content hash of the message that acted; a copy,
+        # stored earlier or earlier in this batch, ends ``ignored``/``duplicate``.
+        known = dict(session.execute(
+            _KNOWN, {"keys": sorted({w.content_hash for w in batch})}).all())
+        deadline = time.monotonic() + TRANSACTION_SECONDS
+        done: list[_Work] = []
+        rest: list[_Work] = []
+        for index, work in enumerate(batch):
+            if done and (one_each or time.monotonic() > deadline
+                         or db.writers_waiting(engine)):
+                rest = batch[index:]
+                break
+            if work.id not in claimed:
+                continue  # not ``received`` any more: someone else has it
+            work.actions, work.error = None, work.problem
+            work.duplicate_of = known.setdefault(work.content_hash, work.id)
+            if work.duplicate_of == work.id:
+                work.duplicate_of = None
+            work.outcome = _handle(session, book, work, settings)
+            done.append(work)
+        if unclaim := [w.id for w in rest if w.id in claimed]:
+            session.execute(_UNCLAIM, {"ids": unclaim})  # the next transaction claims them
+        if keys := [{"b_id": w.id, "b_key": w.content_hash}
+                    for w in done if w.duplicate_of is None]:
+            session.execute(_SET_KEY, keys)
+        if done:
+            now = utcnow()
+            session.execute(_FINISH, [{
+                "b_id": w.id, "b_state": w.outcome.state.value,
+                "b_reason": None if w.error else w.outcome.reason,
+                "b_kind": w.kind.value if w.kind else None, "b_error": w.error,
+                "b_dup": w.duplicate_of, "b_at": now} for w in done])
+        session.commit()
+    return done, rest
+
+
+def _report(done: list[_Work], started: float, batch: int, on_mail: MailSink | None) -> None:
+    """After the commit: each message's log line and metrics, its actions' logs, its mail."""
+    seconds = time.perf_counter() - started
+    for work in done:
+        if work.actions is not None:
+            work.actions.emit_logs()
+            if work.actions.queued_mail and on_mail is not None:
+                on_mail(work.actions.queued_mail)
+        kind = work.kind.value if work.kind else "unknown"
+        if work.outcome.state is MessageState.FAILED:
+            log.error("message.failed", id=work.id, kind=work.kind, error=work.error[:300])
+        counters.PROCESSED.labels(kind, work.outcome.state.value).inc()
+        counters.PROCESS_SECONDS.observe(seconds)
+        log.info("message.processed", id=work.id, kind=work.kind,
+                 state=work.outcome.state.value, reason=work.outcome.reason,
+                 duration_ms=round(seconds * 1000, 2), batch=batch)
+
+
+def _handle(session: Session, book: AddressBook, work: _Work, settings: Settings) -> Outcome:
+    if work.duplicate_of is not None:
+        return Outcome(MessageState.IGNORED, "duplicate")
+    if work.error is not None:
+        return Outcome(MessageState.FAILED, work.error)
+    handler = HANDLERS.get(work.classification.kind)
+    if handler is None:
+        return NO_ACTION
+    actions = Actions(session, _actor(work.parsed), inbound_message_id=work.id)
+    ctx = HandlerContext(work.id, work.parsed, work.classification, actions, book, settings)
+    try:
+        with session.begin_nested():
+            outcome = handler(ctx)
+    except sa.exc.OperationalError:
+        raise  # the database, not the message: the batch stays ``received``
+    except Exception as exc:
+        work.error = f"{type(exc).__name__}: {exc}"[:2000]
+        return Outcome(MessageState.FAILED, work.error)
+    work.actions = actions
+    return outcome
+
+
+def _finish_duplicate(engine: Engine, work: _Work) -> list[_Work]:
+    """A lone message whose content another node committed meanwhile: ``duplicate``."""
+    with engine.begin() as conn:
+        original = conn.execute(_KNOWN, {"keys": [work.content_hash]}).first()
+        work.duplicate_of = original.id if original else None
+        work.outcome = Outcome(MessageState.IGNORED, "duplicate")
+        done = conn.execute(
+            sa.update(_T).where(_T.c.id == work.id, _T.c.state == MessageState.RECEIVED)
+            .values(state=MessageState.IGNORED.value, reason="duplicate",
+                    kind=work.kind.value if work.kind else None, processed_at=utcnow(),
+                    duplicate_of=work.duplicate_of, attempts=_T.c.attempts + 1)).rowcount
+    return [work] if done else []
+
+
+def received_ids(engine: Engine, limit: int = 10000) -> list[int]:
+    with db.reader(engine).connect() as conn:
+        return list(conn.execute(
+            sa.select(_T.c.id).where(_T.c.state == MessageState.RECEIVED)
+            .order_by(_T.c.id).limit(limit)).scalars())
+
+
+_STOP = object()
+
+
+class Processor:
+    """Worker threads that process stored messages, fed by the intake and the sweep."""
+
+    def __init__(self, engine: Engine, book: AddressBook, workers: int = 1,
+                 settings: Settings = Settings(), on_mail: MailSink | None = None,
+                 max_batch: int = 16) -> None:
+        self._engine = engine
+        self._book = book
+        self._settings = settings
+        self._on_mail = on_mail
+        self._max_batch = max_batch
+        self._queue: queue.Queue = queue.Queue()
+        self._pending: set[int] = set()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, name=f"processor-{i}", daemon=True)
+                         for i in range(workers)]
+        self.processed = 0
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return all(thread.is_alive() for thread in self._threads)
+
+    def submit(self, ids: Iterable[int]) -> None:
+        with self._lock:
+            for message_id in ids:
+                if message_id not in self._pending:
+                    self._pending.add(message_id)
+                    self._queue.put(message_id)
+
+    def sweep(self) -> int:
+        """Queue every stored message still ``received`` (crash recovery, other nodes, retries)."""
+        ids = received_ids(self._engine)
+        self.submit(ids)
+        return len(ids)
+
+    def stop(self) -> None:
+        """Finish the message in hand and stop; what is still queued stays ``received``."""
+        with self._lock:
+            while True:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            self._pending.clear()
+        for _ in self._threads:
+            self._queue.put(_STOP)
+        for thread in self._threads:
+            thread.join()
+
+    def _run(self) -> None:
+        for batch in batches(self._queue, self._max_batch, _STOP):
+            try:
+                process_batch(self._engine, self._book, batch, self._settings, self._on_mail)
+                self.processed += len(batch)
+            except Exception:  # database gone: they stay received; the sweep retries them
+                log.exception("message.process_error", ids=batch)
+            finally:
+                with self._lock:
+                    self._pending.difference_update(batch)

@@ -1,0 +1,151 @@
+"""``feedback-mta serve``: wires the flow together and runs it until SIGTERM / SIGINT.
+
+Start: check (or upgrade) the schema, start the intake writer and the processors, queue
+whatever a previous run left ``received``, start the scheduler, then listen. Stop: close
+the listener, tell idle sessions 421, let sessions in the middle of DATA finish (up to
+``drain_timeout``), commit what the intake holds, finish the message in hand, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import signal
+from dataclasses import dataclass
+
+from feedback_mta import counters, logs
+from feedback_mta.addresses import AddressBook
+from feedback_mta.config import EXAMPLE_SECRET, Config
+from feedback_mta.edge.intake import Intake
+from feedback_mta.edge.limits import Limits
+from feedback_mta.edge.smtp import FeedbackHandler, Sessions, protocol_factory
+from feedback_mta.edge.tls import TlsError, TlsFiles
+from feedback_mta.handlers.base import Settings
+from feedback_mta.jobs import review
+from feedback_mta.service import metrics, scheduler
+from feedback_mta.service.outbox import Outbox
+from feedback_mta.service.process import Processor
+from feedback_mta.service.systemd import notify_systemd, start_watchdog, watchdog_interval
+from feedback_mta.store import db
+
+log = logs.get(__name__)
+
+
+def prepare_database(config: Config):
+    engine = db.create_engine(config.database, pool_size=4 + config.processing.workers)
+    if config.database.auto_upgrade:
+        before, after = db.upgrade(engine)
+        if before != after:
+            log.info("db.upgraded", before=before, after=after)
+    db.check_schema(engine)
+    return engine
+
+
+@dataclass(frozen=True)
+class Worker:
+    """What a forked worker knows of its place: its index, the shared port, its pipe."""
+
+    index: int
+    count: int
+    port: int
+    fd: int  # write end: "<port>\n" once listening, then "W" for each watchdog round
+
+    def metrics_port(self, base: int) -> int:
+        return base + self.index if base else 0
+
+
+class ListenError(Exception):
+    """A listener could not be bound; the message names the setting."""
+
+
+async def run(config: Config, *, worker: Worker | None = None) -> None:
+    """Serve until SIGTERM/SIGINT; as one of ``serve --workers N`` when ``worker`` is set."""
+    tls = None
+    if config.smtp.tls_cert:
+        try:
+            tls = TlsFiles(config.smtp.tls_cert, config.smtp.tls_key)
+        except TlsError as exc:
+            raise ListenError(str(exc)) from None
+    engine = prepare_database(config)
+    endpoint = None
+    if config.metrics.address is not None:  # first, so /healthz answers during start-up
+        try:
+            host, port = config.metrics.address
+            if worker is not None:
+                port = worker.metrics_port(port)
+            endpoint = metrics.Endpoint(host, port, engine).start()
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {config.metrics.listen} ([metrics] listen): "
+                              f"{exc.strerror}") from None
+        log.info("metrics.started", host=endpoint.address[0], port=endpoint.address[1])
+    book = AddressBook.from_config(config)
+    if config.security.secret_key == EXAMPLE_SECRET:
+        log.warning("config.example_secret",
+                    hint="set [security] secret_key to a long random string before real use")
+    outbox = Outbox(engine, config.outbound)
+    processor = Processor(engine, book, workers=config.processing.workers,
+                          settings=Settings.from_config(config), on_mail=outbox.submit)
+    intake = Intake(engine, on_stored=processor.submit)
+    outbox.start()
+    processor.start()
+    intake.start()
+    recovered = processor.sweep()
+    outbox.flush()
+    # Scheduled work runs once, in the first (or only) worker.
+    leader = worker is None or worker.index == 0
+    # Deadlines that passed while no server ran are kept now, before we listen.
+    caught_up = await asyncio.to_thread(review.expire_due, engine) if leader else 0
+    jobs = scheduler.start(config, processor, outbox, engine, book) if leader else None
+
+    sessions = Sessions(config.smtp.max_sessions, Limits.from_config(config.smtp))
+    counters.SESSIONS.set_function(lambda: len(sessions.active))
+    handler = FeedbackHandler(config, book, intake)
+    loop = asyncio.get_running_loop()
+    try:
+        server = await loop.create_server(
+            protocol_factory(config, handler, sessions, tls),
+            host=config.smtp.host, port=config.smtp.port if worker is None else worker.port,
+            reuse_address=True, reuse_port=worker is not None, backlog=1024)
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {config.smtp.host}:{config.smtp.port} "
+                          f"([smtp] host, port): {exc.strerror}") from None
+    bound = server.sockets[0].getsockname()
+    log.info("server.started", host=bound[0], port=bound[1],
+             protocol="lmtp" if config.smtp.lmtp else "smtp", domain=config.smtp.domain,
+             starttls=tls is not None, proxy_protocol=config.smtp.proxy_protocol,
+             recovered=recovered, reviews_caught_up=caught_up, pid=os.getpid(),
+             worker=worker.index if worker is not None else None)
+    if worker is not None:  # the supervisor tells systemd once every worker listens
+        os.write(worker.fd, f"{bound[1]}\n".encode())
+        ping = functools.partial(os.write, worker.fd, b"W")
+    else:
+        notify_systemd(f"READY=1\nSTATUS=listening on {bound[0]}:{bound[1]}")
+        ping = functools.partial(notify_systemd, "WATCHDOG=1")
+    watchdog = start_watchdog(intake, processor, ping,
+                               watchdog_interval(any_pid=worker is not None))
+
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+    log.info("server.stopping", sessions=len(sessions.active))
+    if worker is None:
+        notify_systemd("STOPPING=1\nSTATUS=draining sessions")
+    if watchdog is not None:
+        watchdog.cancel()
+    server.close()
+    sessions.close_idle()
+    drained = await sessions.wait_empty(config.smtp.drain_timeout)
+    await server.wait_closed()
+    if jobs is not None:
+        jobs.shutdown(wait=True)
+    if endpoint is not None:
+        endpoint.stop()
+    await asyncio.to_thread(intake.stop)
+    await asyncio.to_thread(processor.stop)
+    await asyncio.to_thread(outbox.stop)
+    engine.dispose()
+    log.info("server.stopped", drained=drained, stored=intake.stored,
+             processed=processor.processed, refused_sessions=sessions.refused)
