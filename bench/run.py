@@ -17,7 +17,7 @@ messages: ARF complaints with tokens, DSNs, unsubscribes, dealer replies, unknow
 6. bulk ``feedback-mta parse`` against Sisimai, when ``libsisimai-perl`` is installed.
 
 Prints, per run: messages/s, p50/p99 time-to-250 (final "." to the reply), peak RSS per
-process, server CPU per message; then the ratios against the issue-7 targets.
+process, server CPU per message; then the ratios against the speed targets.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ SECRET = "bench-secret-0123456789abcdef"
 DOMAIN = "fb.bench"
 WARMUP = 200
 
-TARGETS = {  # issue 7
+TARGETS = {  # the speed targets, as ratios against the bare server
     "one process / bare": 0.6, "two workers / bare": 1.0, "p99 at 80% (ms)": 50.0,
     "peak RSS per process (MB)": 150.0, "1M / 1k contacts": 0.9, "parse / Sisimai": 2.0}
 

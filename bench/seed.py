@@ -58,9 +58,8 @@ def cache_dir() -> Path:
 
 
 def _head() -> str:
-    from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(db.alembic_config("sqlite://")).get_current_head()
+    return db.script_head()
 
 
 def template(shape: Shape, book: AddressBook) -> Path:

@@ -11,9 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from feedback_mta import tokens
 from feedback_mta.tokens import Purpose
+
+if TYPE_CHECKING:
+    from feedback_mta.config import Config
 
 
 class Box(StrEnum):
@@ -23,6 +27,14 @@ class Box(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     #: Reply-To of a review digest; TOKEN names the account.
     REVIEW = "review"
+    #: RFC 5321 section 4.5.1 requires it; feedback-loop sign-ups verify a domain by mail to
+    #: it and to abuse@. Stored and forwarded to the operator, never acted on.
+    POSTMASTER = "postmaster"
+    ABUSE = "abuse"
+
+
+#: Boxes whose mail is for the operator, not for us to act on.
+ADMIN_BOXES = frozenset({Box.POSTMASTER, Box.ABUSE})
 
 
 _TOKEN_BOXES = {Box.REPLY: Purpose.REPLY, Box.BOUNCE: Purpose.BOUNCE,
@@ -46,7 +58,7 @@ class AddressBook:
     fbl_aliases: tuple[str, ...] = ()
 
     @classmethod
-    def from_config(cls, config) -> AddressBook:
+    def from_config(cls, config: Config) -> AddressBook:
         sec = config.security
         return cls(domain=config.smtp.domain.lower(),
                    secrets=(sec.secret_key, *sec.previous_secret_keys),
@@ -55,12 +67,16 @@ class AddressBook:
     def address(self, box: Box, object_id: int | None = None) -> str:
         if box is Box.FBL:
             return f"fbl@{self.domain}"
+        if object_id is None:
+            raise ValueError(f"a {box.value}+ address names an object")
         token = tokens.make(self.secrets[0], _TOKEN_BOXES[box], object_id)
         return f"{box.value}+{token}@{self.domain}"
 
     def resolve(self, address: str) -> Recipient | None:
         """The recipient ``address`` names, or None if it is not one of ours."""
         local, at, domain = address.strip().strip("<>").rpartition("@")
+        if not at and domain.lower() == Box.POSTMASTER:  # RFC 5321: bare <Postmaster>
+            return Recipient(address, Box.POSTMASTER)
         if not at or domain.lower().rstrip(".") != self.domain:
             return None
         local = local.lower()
@@ -68,6 +84,8 @@ class AddressBook:
             local = local[1:-1]
         if local == Box.FBL or local in self.fbl_aliases:
             return Recipient(address, Box.FBL)
+        if local in ADMIN_BOXES:
+            return Recipient(address, Box(local))
         box_name, plus, token = local.partition("+")
         if not plus:
             return None
@@ -85,3 +103,9 @@ class AddressBook:
 
     def resolve_all(self, addresses: Sequence[str]) -> list[Recipient]:
         return [r for r in map(self.resolve, addresses) if r is not None]
+
+
+def notification_message_id(book: AddressBook, lead_id: int) -> str:
+    """The Message-ID (without brackets) for the lead-notification email of ``lead_id``."""
+    token = book.address(Box.REPLY, lead_id).split("@")[0].partition("+")[2]
+    return f"lead.{token}@{book.domain}"

@@ -11,8 +11,8 @@ import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -81,194 +81,6 @@ def split_host_port(value: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
-@dataclass(frozen=True)
-class DatabaseConfig:
-    url: str = "sqlite:///data/feedback-mta.sqlite3"
-    #: Run pending migrations when ``serve`` starts (convenient on SQLite; production
-    #: installs run ``db upgrade`` from a one-shot unit and may turn this off).
-    auto_upgrade: bool = True
-    #: SQLite ``synchronous``: ``full`` survives power loss, ``normal`` only process crashes.
-    sqlite_synchronous: str = "full"
-    #: Seconds a writer waits for a lock (SQLite busy timeout / PostgreSQL lock_timeout).
-    busy_timeout: float = 10.0
-    #: Seconds to wait for a connection to the server (PostgreSQL).
-    connect_timeout: float = 5.0
-
-
-@dataclass(frozen=True)
-class SmtpConfig:
-    host: str = "127.0.0.1"
-    port: int = 2525
-    domain: str = "feedback.example.com"
-    lmtp: bool = False
-    max_message_size: int = 10 * 1024 * 1024
-    #: Name in the greeting; the domain when empty.
-    hostname: str = ""
-    max_recipients: int = 50
-    #: Seconds a client may stay silent between commands (RFC 5321 4.5.3.2.7: 5 minutes).
-    idle_timeout: float = 300.0
-    #: Seconds the whole DATA phase may take (RFC 5321 4.5.3.2.6 suggests 10 minutes).
-    data_timeout: float = 600.0
-    #: Concurrent sessions; the next one gets ``421 4.3.2`` and is closed.
-    max_sessions: int = 200
-    #: Seconds a DATA reply may wait for the intake to commit before we say ``451``.
-    store_timeout: float = 30.0
-    #: Seconds SIGTERM waits for sessions in the middle of DATA to finish.
-    drain_timeout: float = 30.0
-    #: More local parts for feedback-loop reports, besides ``fbl``.
-    fbl_aliases: tuple[str, ...] = ()
-    #: Concurrent sessions from one client address; the next one gets ``421 4.7.0``.
-    max_sessions_per_ip: int = 20
-    #: New sessions per minute from one client address (0: no limit).
-    connections_per_minute_per_ip: int = 0
-    #: Messages (MAIL FROM) per minute from one client address (0: no limit); past it
-    #: ``450 4.7.1``, so a well-behaved sender retries later and nothing is lost.
-    messages_per_minute_per_ip: int = 0
-    #: Networks the per-IP limits do not apply to (Postfix in front over LMTP, say).
-    limit_exempt: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
-    #: Expect a PROXY protocol v1/v2 header (HAProxy, a cloud load balancer) on every
-    #: connection; the client address it names goes to the logs, the store and the limits.
-    proxy_protocol: bool = False
-    #: Seconds to wait for that header before closing the connection.
-    proxy_timeout: float = 10.0
-    #: PEM certificate chain and key for STARTTLS (RFC 3207); both empty: no STARTTLS.
-    tls_cert: str = ""
-    tls_key: str = ""
-
-
-@dataclass(frozen=True)
-class SecurityConfig:
-    secret_key: str = ""
-    #: Old secrets still accepted when verifying tokens, so a rotation breaks nothing in flight.
-    previous_secret_keys: tuple[str, ...] = ()
-    #: authserv-ids (RFC 8601) of upstream MTAs whose Authentication-Results we trust.
-    trusted_authserv_ids: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ProcessingConfig:
-    #: Threads that parse, classify and act on stored messages (keep 1 on SQLite).
-    workers: int = 1
-    #: How often the scheduler looks for stored messages nobody is processing
-    #: (left by a crash, another node, or a retry).
-    sweep_interval: float = 30.0
-
-
-@dataclass(frozen=True)
-class RepliesConfig:
-    #: Lower-case phrases of the lead notification's own instructions ("Reply SPAM to flag
-    #: this lead"): where one appears in a reply, the quoted notification starts.
-    markers: tuple[str, ...] = NOTIFICATION_MARKERS
-    #: Answer understood replies (done / not allowed) through ``[outbound] relay``.
-    acknowledge: bool = True
-
-
-@dataclass(frozen=True)
-class OutboundConfig:
-    #: ``host:port`` of the MTA that sends our acknowledgements; empty: we send nothing.
-    relay: str = ""
-    #: Display name on our acknowledgements.
-    from_name: str = "Lead feedback"
-    #: Seconds one delivery attempt may take.
-    timeout: float = 30.0
-    #: Attempts before an outbound mail is left ``failed``.
-    max_attempts: int = 5
-    #: Seconds between attempts (and how often the scheduler looks for due ones).
-    retry_interval: float = 60.0
-
-    @property
-    def relay_address(self) -> tuple[str, int] | None:
-        return split_host_port(self.relay)
-
-
-@dataclass(frozen=True)
-class FeedbackConfig:
-    #: Domains whose feedback-loop reports we trust (``feedback.yahoo.com``, ...). A trusted
-    #: reporter's report may act on a contact matched by its reported address alone, when
-    #: the returned original names the account but carries no contact token. Matched against
-    #: the report's From domain (and, with [security] trusted_authserv_ids, only when that
-    #: server says dmarc=pass for it).
-    trusted_reporters: tuple[str, ...] = ()
-    #: Soft bounces within ``soft_bounce_window`` that make a contact unmailable, as a hard one.
-    soft_bounce_limit: int = 3
-    soft_bounce_window: float = 30 * 86400.0
-
-
-@dataclass(frozen=True)
-class QualityConfig:
-    #: Networks (CIDR) whose form submissions are suspected, besides ``feedback-mta network``.
-    suspect_networks: tuple[str, ...] = ()
-    #: The same address submitted under this many different names (in as many accounts)
-    #: is suspected everywhere.
-    cross_account_threshold: int = 3
-    #: Suspect disposable and syntactically invalid addresses (email-validator,
-    #: disposable-email-domains; offline, no DNS).
-    check_email: bool = True
-    #: Domains that are never called disposable (your own test domains, say).
-    allowed_domains: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ReviewConfig:
-    #: How long admins have to verify a suspected contact before it is opted out.
-    period: float = 7 * 86400.0
-    #: When, before the deadline, the digest goes to the account's contact admins.
-    remind_before: float = 86400.0
-    #: How often the scheduler looks for deadlines (also those added by other processes).
-    check_interval: float = 10.0
-
-
-@dataclass(frozen=True)
-class MetricsConfig:
-    #: ``host:port`` of the HTTP endpoint serving ``/metrics`` (Prometheus) and ``/healthz``;
-    #: empty: none. Port 0 picks a free port (logged in ``metrics.started``).
-    listen: str = ""
-
-    @property
-    def address(self) -> tuple[str, int] | None:
-        return split_host_port(self.listen)
-
-
-@dataclass(frozen=True)
-class LoggingConfig:
-    level: str = "info"
-    #: ``auto`` (JSON lines, or a console renderer on a TTY), ``json`` or ``console``.
-    format: str = "auto"
-    #: Write ``j***@example.com`` instead of addresses in log lines (privacy laws, shared
-    #: log stores); the database keeps them, so ``contact show`` still finds everything.
-    mask_addresses: bool = False
-
-
-@dataclass(frozen=True)
-class RetentionConfig:
-    #: Days after which the raw bytes of ``processed`` and ``ignored`` messages are purged
-    #: (headers, kind, outcome and audit stay); 0: keep them forever. ``failed`` messages
-    #: are kept until retried, since a retry needs them.
-    raw_days: int = 90
-
-
-@dataclass(frozen=True)
-class Config:
-    database: DatabaseConfig = field(default_factory=DatabaseConfig)
-    smtp: SmtpConfig = field(default_factory=SmtpConfig)
-    security: SecurityConfig = field(default_factory=SecurityConfig)
-    processing: ProcessingConfig = field(default_factory=ProcessingConfig)
-    replies: RepliesConfig = field(default_factory=RepliesConfig)
-    outbound: OutboundConfig = field(default_factory=OutboundConfig)
-    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
-    quality: QualityConfig = field(default_factory=QualityConfig)
-    review: ReviewConfig = field(default_factory=ReviewConfig)
-    metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    retention: RetentionConfig = field(default_factory=RetentionConfig)
-    logging: LoggingConfig = field(default_factory=LoggingConfig)
-    #: Where the config was read from (None: defaults only).
-    path: Path | None = None
-
-    @property
-    def banner_hostname(self) -> str:
-        return self.smtp.hostname or self.smtp.domain
-
-
 # --- validation --------------------------------------------------------------------------------
 
 def _bool(v: Any) -> bool:
@@ -297,7 +109,7 @@ def _choice(*options: str) -> Callable[[Any], str]:
     def check(v: Any) -> str:
         if v not in options:
             raise ValueError(f"expected one of {', '.join(options)}, got {v!r}")
-        return v
+        return str(v)
     return check
 
 
@@ -315,27 +127,34 @@ def _positive_duration(v: Any) -> float:
 
 
 def _domain(v: Any) -> str:
-    v = _str()(v).strip().lower().rstrip(".")
-    if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+", v):
-        raise ValueError(f"expected a domain name such as feedback.example.com, got {v!r}")
-    return v
+    name = _str()(v).strip().lower().rstrip(".")
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+", name):
+        raise ValueError(f"expected a domain name such as feedback.example.com, got {name!r}")
+    return name
+
+
+def _address(v: Any) -> str:
+    value = _str(nonempty=False)(v).strip()
+    if value and not re.fullmatch(r"[^@\s<>]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+", value):
+        raise ValueError(f"expected an address such as ops@example.com, or empty, got {value!r}")
+    return value
 
 
 def _db_url(v: Any) -> str:
-    v = _str()(v)
-    if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", v):
+    url = _str()(v)
+    if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", url):
         raise ValueError(
             "expected a sqlite:///PATH or postgresql+psycopg://USER@HOST/DB URL, "
-            f"got {v.split('://')[0]!r}://..."
+            f"got {url.split('://')[0]!r}://..."
         )
-    return v
+    return url
 
 
 def _secret(v: Any) -> str:
-    v = _str()(v)
-    if len(v) < 16:
+    secret = _str()(v)
+    if len(secret) < 16:
         raise ValueError("must be at least 16 characters (use a long random string)")
-    return v
+    return secret
 
 
 def _domain_suffixes(v: Any) -> tuple[str, ...]:
@@ -360,12 +179,12 @@ def _local_parts(v: Any) -> tuple[str, ...]:
 
 def _host_port(example: str, *, port_zero: bool = False) -> Callable[[Any], str]:
     def check(v: Any) -> str:
-        v = _str(nonempty=False)(v).strip()
-        if v and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}", v):
-            raise ValueError(f"expected host:port such as {example}, or empty, got {v!r}")
-        if v and not (0 if port_zero else 1) <= int(v.rpartition(":")[2]) < 65536:
-            raise ValueError(f"port out of range in {v!r}")
-        return v
+        value = _str(nonempty=False)(v).strip()
+        if value and not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}", value):
+            raise ValueError(f"expected host:port such as {example}, or empty, got {value!r}")
+        if value and not (0 if port_zero else 1) <= int(value.rpartition(":")[2]) < 65536:
+            raise ValueError(f"port out of range in {value!r}")
+        return value
     return check
 
 
@@ -386,89 +205,301 @@ def _markers(v: Any) -> tuple[str, ...]:
     return tuple(m.strip().lower() for m in _strings(v))
 
 
-_SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {
-    "database": (DatabaseConfig, {
-        "url": _db_url,
-        "auto_upgrade": _bool,
-        "sqlite_synchronous": _choice("full", "normal", "extra"),
-        "busy_timeout": _positive_duration,
-        "connect_timeout": _positive_duration,
-    }),
-    "smtp": (SmtpConfig, {
-        "host": _str(),
-        "port": _int(0, 65535),
-        "domain": _domain,
-        "lmtp": _bool,
-        "max_message_size": lambda v: _int(1024, 2**31)(parse_size(v)),
-        "hostname": _str(nonempty=False),
-        "max_recipients": _int(1, 10000),
-        "idle_timeout": _positive_duration,
-        "data_timeout": _positive_duration,
-        "max_sessions": _int(1, 100000),
-        "store_timeout": _positive_duration,
-        "drain_timeout": parse_duration,
-        "fbl_aliases": _local_parts,
-        "max_sessions_per_ip": _int(1, 100000),
-        "connections_per_minute_per_ip": _int(0, 1000000),
-        "messages_per_minute_per_ip": _int(0, 1000000),
-        "limit_exempt": _networks,
-        "proxy_protocol": _bool,
-        "proxy_timeout": _positive_duration,
-        "tls_cert": _str(nonempty=False),
-        "tls_key": _str(nonempty=False),
-    }),
-    "security": (SecurityConfig, {
-        "secret_key": _secret,
-        "previous_secret_keys": lambda v: tuple(_secret(x) for x in _strings(v)),
-        "trusted_authserv_ids": _strings,
-    }),
-    "processing": (ProcessingConfig, {
-        "workers": _int(1, 64),
-        "sweep_interval": _positive_duration,
-    }),
-    "replies": (RepliesConfig, {
-        "markers": _markers,
-        "acknowledge": _bool,
-    }),
-    "outbound": (OutboundConfig, {
-        "relay": _relay,
-        "from_name": _str(),
-        "timeout": _positive_duration,
-        "max_attempts": _int(1, 100),
-        "retry_interval": _positive_duration,
-    }),
-    "feedback": (FeedbackConfig, {
-        "trusted_reporters": lambda v: tuple(_domain(x) for x in _strings(v)),
-        "soft_bounce_limit": _int(1, 1000),
-        "soft_bounce_window": _positive_duration,
-    }),
-    "quality": (QualityConfig, {
-        "suspect_networks": _networks,
-        "cross_account_threshold": _int(2, 1000),
-        "check_email": _bool,
-        "allowed_domains": _domain_suffixes,
-    }),
-    "review": (ReviewConfig, {
-        "period": _positive_duration,
-        "remind_before": parse_duration,
-        "check_interval": _positive_duration,
-    }),
-    "metrics": (MetricsConfig, {
-        "listen": _host_port("127.0.0.1:9125", port_zero=True),
-    }),
-    "retention": (RetentionConfig, {
-        "raw_days": _int(0, 36500),
-    }),
-    "logging": (LoggingConfig, {
-        "level": _choice("debug", "info", "warning", "error"),
-        "format": _choice("auto", "json", "console"),
-        "mask_addresses": _bool,
-    }),
-}
+def key(default: Any, check: Callable[[Any], Any], help: str, *, required: bool = False) -> Any:
+    """One config key, declared once: its default, its check (which also converts: sizes,
+    durations, networks) and its help. The TOML validation, the required keys and the
+    example-config test are all derived from these."""
+    return field(default=default, metadata={"check": check, "help": help,
+                                            "required": required})
 
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = key(
+        "sqlite:///data/feedback-mta.sqlite3", _db_url,
+        "SQLite file (relative to the working directory) or PostgreSQL URL; "
+        "FEEDBACK_MTA_DATABASE_URL overrides it.", required=True)
+    auto_upgrade: bool = key(
+        True, _bool,
+        "Run pending migrations when `serve` starts (convenient on SQLite; production "
+        "installs run `db upgrade` from a one-shot unit and may turn this off).")
+    sqlite_synchronous: str = key(
+        "full", _choice("full", "normal", "extra"),
+        "SQLite `synchronous`: `full` survives power loss, `normal` only process crashes.")
+    busy_timeout: float = key(
+        10.0, _positive_duration,
+        "Seconds a writer waits for a lock (SQLite busy timeout / PostgreSQL lock_timeout).")
+    connect_timeout: float = key(
+        5.0, _positive_duration,
+        "Seconds to wait for a connection to the server (PostgreSQL).")
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str = key(
+        "127.0.0.1", _str(),
+        "Address to listen on. Port 25 needs CAP_NET_BIND_SERVICE; behind Postfix use LMTP on "
+        "a local port.", required=True)
+    port: int = key(
+        2525, _int(0, 65535),
+        "Port to listen on (0: any free port, logged in server.started).", required=True)
+    domain: str = key(
+        "feedback.example.com", _domain,
+        "The domain of the addresses we own: reply+TOKEN@, fbl@, bounce+TOKEN@, "
+        "unsubscribe+TOKEN@, postmaster@, abuse@.", required=True)
+    lmtp: bool = key(
+        False, _bool,
+        "Speak LMTP (RFC 2033, one reply per recipient) for Postfix's lmtp transport.",
+        required=True)
+    max_message_size: int = key(
+        10 * 1024 * 1024, lambda v: _int(1024, 2**31)(parse_size(v)),
+        "Largest message accepted, advertised as SIZE; larger ones get 552 5.3.4.", required=True)
+    hostname: str = key(
+        "", _str(nonempty=False),
+        "Name in the greeting; the domain when empty.")
+    max_recipients: int = key(
+        50, _int(1, 10000),
+        "Recipients per message; more get 452 4.5.3.")
+    idle_timeout: float = key(
+        300.0, _positive_duration,
+        "Seconds a client may stay silent between commands (RFC 5321 4.5.3.2.7: 5 minutes).")
+    data_timeout: float = key(
+        600.0, _positive_duration,
+        "Seconds the whole DATA phase may take (RFC 5321 4.5.3.2.6 suggests 10 minutes).")
+    max_sessions: int = key(
+        200, _int(1, 100000),
+        "Concurrent sessions; the next one gets `421 4.3.2` and is closed.")
+    store_timeout: float = key(
+        30.0, _positive_duration,
+        "Seconds a DATA reply may wait for the intake to commit before we say `451`.")
+    drain_timeout: float = key(
+        30.0, parse_duration,
+        "Seconds SIGTERM waits for sessions in the middle of DATA to finish.")
+    fbl_aliases: tuple[str, ...] = key(
+        (), _local_parts,
+        "More local parts for feedback-loop reports, besides `fbl` (naming `abuse` here makes "
+        "abuse@ a feedback-loop box instead of mail for the operator).")
+    max_sessions_per_ip: int = key(
+        20, _int(1, 100000),
+        "Concurrent sessions from one client address; the next one gets `421 4.7.0`.")
+    connections_per_minute_per_ip: int = key(
+        0, _int(0, 1000000),
+        "New sessions per minute from one client address (0: no limit).")
+    messages_per_minute_per_ip: int = key(
+        0, _int(0, 1000000),
+        "Messages (MAIL FROM) per minute from one client address (0: no limit); past it `450 "
+        "4.7.1`, so a well-behaved sender retries later and nothing is lost.")
+    limit_exempt: tuple[str, ...] = key(
+        ("127.0.0.0/8", "::1/128"), _networks,
+        "Networks the per-IP limits do not apply to (Postfix in front over LMTP, say).")
+    proxy_protocol: bool = key(
+        False, _bool,
+        "Expect a PROXY protocol v1/v2 header (HAProxy, a cloud load balancer) on every "
+        "connection; the client address it names goes to the logs, the store and the limits.")
+    proxy_timeout: float = key(
+        10.0, _positive_duration,
+        "Seconds to wait for that header before closing the connection.")
+    tls_cert: str = key(
+        "", _str(nonempty=False),
+        "PEM certificate chain and key for STARTTLS (RFC 3207); both empty: no STARTTLS.")
+    tls_key: str = key(
+        "", _str(nonempty=False),
+        "The private key of tls_cert (PEM).")
+    postmaster: str = key(
+        "", _address,
+        "Where mail to postmaster@ and abuse@ of the domain is forwarded (with [outbound] "
+        "relay); empty: kept in the inbox only.")
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    secret_key: str = key(
+        "", _secret,
+        "Signs the tokens in our addresses and headers: a long random string.", required=True)
+    previous_secret_keys: tuple[str, ...] = key(
+        (), lambda v: tuple(_secret(x) for x in _strings(v)),
+        "Old secrets still accepted when verifying tokens, so a rotation breaks nothing in "
+        "flight.")
+    trusted_authserv_ids: tuple[str, ...] = key(
+        (), _strings,
+        "authserv-ids (RFC 8601) of upstream MTAs whose Authentication-Results we trust.")
+
+
+@dataclass(frozen=True)
+class ProcessingConfig:
+    workers: int = key(
+        1, _int(1, 64),
+        "Threads that parse, classify and act on stored messages (keep 1 on SQLite).")
+    sweep_interval: float = key(
+        30.0, _positive_duration,
+        "How often the scheduler looks for stored messages nobody is processing (left by a "
+        "crash, another node, or a retry).")
+
+
+@dataclass(frozen=True)
+class RepliesConfig:
+    markers: tuple[str, ...] = key(
+        NOTIFICATION_MARKERS, _markers,
+        'Lower-case phrases of the lead notification\'s own instructions ("Reply SPAM to flag '
+        'this lead"): where one appears in a reply, the quoted notification starts.')
+    acknowledge: bool = key(
+        True, _bool,
+        "Answer understood replies (done / not allowed) through `[outbound] relay`.")
+
+
+@dataclass(frozen=True)
+class OutboundConfig:
+    relay: str = key(
+        "", _relay,
+        "`host:port` of the MTA that sends our acknowledgements; empty: we send nothing.")
+    from_name: str = key(
+        "Lead feedback", _str(),
+        "Display name on our acknowledgements.")
+    timeout: float = key(
+        30.0, _positive_duration,
+        "Seconds one delivery attempt may take.")
+    max_attempts: int = key(
+        5, _int(1, 100),
+        "Attempts before an outbound mail is left `failed`.")
+    retry_interval: float = key(
+        60.0, _positive_duration,
+        "Seconds between attempts (and how often the scheduler looks for due ones).")
+
+    @property
+    def relay_address(self) -> tuple[str, int] | None:
+        return split_host_port(self.relay)
+
+
+@dataclass(frozen=True)
+class FeedbackConfig:
+    trusted_reporters: tuple[str, ...] = key(
+        (), lambda v: tuple(_domain(x) for x in _strings(v)),
+        "Domains whose feedback-loop reports we trust (`feedback.yahoo.com`, ...). A trusted "
+        "reporter's report may act on a contact matched by its reported address alone, when "
+        "the returned original names the account but carries no contact token. Matched "
+        "against the report's From domain (and, with [security] trusted_authserv_ids, only "
+        "when that server says dmarc=pass for it).")
+    soft_bounce_limit: int = key(
+        3, _int(1, 1000),
+        "Soft bounces within `soft_bounce_window` that make a contact unmailable, as a hard "
+        "one.")
+    soft_bounce_window: float = key(
+        30 * 86400.0, _positive_duration,
+        "The window in which soft_bounce_limit soft bounces count as a hard one.")
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    suspect_networks: tuple[str, ...] = key(
+        (), _networks,
+        "Networks (CIDR) whose form submissions are suspected, besides `feedback-mta "
+        "network`.")
+    cross_account_threshold: int = key(
+        3, _int(2, 1000),
+        "The same address submitted under this many different names (in as many accounts) is "
+        "suspected everywhere.")
+    check_email: bool = key(
+        True, _bool,
+        "Suspect disposable and syntactically invalid addresses (email-validator, "
+        "disposable-email-domains; offline, no DNS).")
+    allowed_domains: tuple[str, ...] = key(
+        (), _domain_suffixes,
+        "Domains that are never called disposable (your own test domains, say).")
+
+
+@dataclass(frozen=True)
+class ReviewConfig:
+    period: float = key(
+        7 * 86400.0, _positive_duration,
+        "How long admins have to verify a suspected contact before it is opted out.")
+    remind_before: float = key(
+        86400.0, parse_duration,
+        "When, before the deadline, the digest goes to the account's contact admins.")
+    check_interval: float = key(
+        10.0, _positive_duration,
+        "How often the scheduler looks for deadlines (also those added by other processes).")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    listen: str = key(
+        "", _host_port("127.0.0.1:9125", port_zero=True),
+        "`host:port` of the HTTP endpoint serving `/metrics` (Prometheus) and `/healthz`; "
+        "empty: none. Port 0 picks a free port (logged in `metrics.started`).")
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return split_host_port(self.listen)
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = key(
+        "info", _choice("debug", "info", "warning", "error"),
+        "debug, info, warning or error (serve; the command line logs warnings unless -v).")
+    format: str = key(
+        "auto", _choice("auto", "json", "console"),
+        "`auto` (JSON lines, or a console renderer on a TTY), `json` or `console`.")
+    mask_addresses: bool = key(
+        False, _bool,
+        "Write `j***@example.com` instead of addresses in log lines (privacy laws, shared log "
+        "stores); the database keeps them, so `contact show` still finds everything.")
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    raw_days: int = key(
+        90, _int(0, 36500),
+        "Days after which the raw bytes of `processed` and `ignored` messages are purged "
+        "(headers, kind, outcome and audit stay); 0: keep them forever. `failed` messages are "
+        "kept until retried, since a retry needs them.")
+
+
+@dataclass(frozen=True)
+class Config:
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    processing: ProcessingConfig = field(default_factory=ProcessingConfig)
+    replies: RepliesConfig = field(default_factory=RepliesConfig)
+    outbound: OutboundConfig = field(default_factory=OutboundConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    #: Where the config was read from (None: defaults only).
+    path: Path | None = None
+
+    @property
+    def banner_hostname(self) -> str:
+        return self.smtp.hostname or self.smtp.domain
+
+
+#: [section] -> (settings class, {key: check}); derived from the dataclasses above.
+_SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {}
 #: Keys without which we refuse to start, as the design promises.
-_REQUIRED = (("database", "url"), ("smtp", "host"), ("smtp", "port"), ("smtp", "domain"),
-             ("smtp", "lmtp"), ("smtp", "max_message_size"), ("security", "secret_key"))
+_REQUIRED: list[tuple[str, str]] = []
+
+
+def keys() -> Iterator[tuple[str, str, Any, str]]:
+    """(section, key, default, help) of every config key, in declaration order."""
+    for section, (cls, _) in _SCHEMA.items():
+        for f in fields(cls):
+            yield section, f.name, f.default, f.metadata["help"]
+
+
+def _derive() -> None:
+    for f in fields(Config):
+        if f.name == "path":
+            continue
+        cls = f.type if isinstance(f.type, type) else globals()[str(f.type)]
+        _SCHEMA[f.name] = (cls, {k.name: k.metadata["check"] for k in fields(cls)})
+        _REQUIRED.extend((f.name, k.name) for k in fields(cls) if k.metadata["required"])
+
+
+_derive()
 
 
 def from_mapping(data: Mapping[str, Any], *, source: str = "config",

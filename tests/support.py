@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import smtplib
 import socket
@@ -16,6 +17,13 @@ import sqlalchemy as sa
 from feedback_mta.actions import CLI, unit_of_work
 from feedback_mta.addresses import AddressBook, Box
 from feedback_mta.store.models import InboundMessage
+
+
+def soak(full: int, floor: int = 1) -> int:
+    """How many rounds a ``slow`` soak runs: ``full`` scaled by $FEEDBACK_MTA_SOAK_SCALE
+    (1 by default; .ci/run sets 0.2, so every soak runs on every change, CI-sized)."""
+    scale = float(os.environ.get("FEEDBACK_MTA_SOAK_SCALE") or 1)
+    return max(floor, round(full * scale))
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""``bench/run.py`` still runs from a checkout (issue 7): a short run, its figures checked
+"""``bench/run.py`` still runs from a checkout: a short run, its figures checked
 for sense, not for speed (speed is the benchmark's business, not a test's)."""
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from feedback_mta.cli import app as cli
+from feedback_mta.cli import common as cli
 from feedback_mta.config import EXAMPLE_SECRET
 from feedback_mta.store import db as db_mod
 from tests.conftest import write_config
@@ -80,6 +80,7 @@ def test_all_reachable(tmp_path, database_url, relay):
 
 def test_no_relay_and_the_example_secret_are_said(tmp_path, sqlite_url):
     path = write_config(tmp_path / "c.toml", sqlite_url, security={"secret_key": EXAMPLE_SECRET})
+    ok_json(path, "db", "upgrade")
     out = ok_json(path, "check-config")
     assert out["relay"].startswith("not configured")
     assert out["metrics"] == "off"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from feedback_mta.cli.app import EXIT_CONFIG, EXIT_DATABASE, EXIT_FAILED
+from feedback_mta.cli.common import EXIT_CONFIG, EXIT_DATABASE, EXIT_FAILED
 from tests.conftest import FIXTURES, ROOT, write_config
 from tests.support import message, send
 
@@ -65,6 +65,7 @@ def test_account_user_lead_contact_flow(config_file):
      "no account 1"),
 ])
 def test_operation_errors(config_file, args, code, stderr):
+    assert run(config_file, "db", "upgrade").returncode == 0
     result = run(config_file, *args, "--json")
     assert result.returncode == code
     assert result.stdout == ""

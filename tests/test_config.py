@@ -22,6 +22,23 @@ def _with(section: str, **values) -> dict:
     return data
 
 
+def test_every_key_is_declared_once_with_help_and_the_example_sets_each():
+    """The keys come from one declaration (``config.key``); the validation, the required
+    list and this test read it, so a key added there and not to the example fails here."""
+    import tomllib
+
+    declared = list(config.keys())
+    assert len(declared) >= 50 and len({(s, k) for s, k, _, _ in declared}) == len(declared)
+    assert all(len(help_text) > 20 for _, _, _, help_text in declared)
+    example = tomllib.loads((ROOT / "config" / "feedback-mta.toml").read_text())
+    assert {(s, k) for s, k, _, _ in declared} == {
+        (s, k) for s, values in example.items() for k in values}
+    defaults = config.from_mapping(MINIMAL, env={})
+    for section, key_name, default, _ in declared:
+        if (section, key_name) not in {(s, k) for s, v in MINIMAL.items() for k in v}:
+            assert getattr(getattr(defaults, section), key_name) == default
+
+
 def test_example_config_is_valid_and_on_sqlite():
     cfg = config.load(ROOT / "config" / "feedback-mta.toml", env={})
     assert cfg.database.url.startswith("sqlite:///")

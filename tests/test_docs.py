@@ -7,7 +7,7 @@ import ast
 import re
 from pathlib import Path
 
-from feedback_mta.actions import events
+from feedback_mta import events
 from feedback_mta.service import metrics
 from tests.conftest import ROOT
 
@@ -50,7 +50,7 @@ def logged_events() -> dict[str, str]:
                 found.setdefault(name, path.name)
     # Audit events are named by constants in one module; every one of them can be written.
     for name in (*events.ALL, events.MAIL_QUEUED):
-        found.setdefault(name, "actions/events.py")
+        found.setdefault(name, "events.py")
     return found
 
 
@@ -105,3 +105,21 @@ def test_readme_units_and_postfix_lines_match_the_files():
                  "address_verify_poll_delay = 1s"):
         assert line in text and line in postfix_test, line
     assert Path(ROOT / "config" / "feedback-mta.toml").read_text().count("[metrics]") == 1
+
+
+def test_the_quick_start_makes_a_venv_and_ci_runs_the_readme_test_command():
+    """Debian's python3 refuses `pip install` outside a virtual environment (PEP 668); the
+    two quick-start commands must work there, and CI must run the second one as written."""
+    quick = _section("Quick start")
+    commands = re.findall(r"```sh\n(.+?)\n```", quick)[:2]
+    assert len(commands) == 2
+    serve, tests = commands
+    for command in commands:
+        assert command.startswith("python3 -m venv .venv && .venv/bin/pip install -e ")
+    assert serve.endswith("serve --config config/feedback-mta.toml")
+    assert tests.endswith(".venv/bin/python -m pytest")
+    assert tests in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_the_readme_speaks_to_users_not_about_how_the_work_was_organised():
+    assert not re.search(r"\bissue[ -]\d|\.\./shared|DESIGN\.md", README, re.I)

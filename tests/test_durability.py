@@ -17,7 +17,7 @@ from feedback_mta.edge import smtp as codes
 from feedback_mta.edge.intake import Arrival, Intake
 from feedback_mta.store.models import Contact, Event
 from tests.conftest import write_config
-from tests.support import Sender, inbound_rows, message, open_data, seed, send, wait_all_done
+from tests.support import Sender, inbound_rows, message, open_data, seed, send, soak, wait_all_done
 
 
 def _opt_out_events(engine) -> list[tuple[int, int]]:
@@ -117,11 +117,11 @@ def test_sigterm_finishes_the_message_in_flight_and_exits_0(server, engine):
     assert len(inbound_rows(engine)) == 1
 
 
-@pytest.mark.parametrize("kills", [3, pytest.param(25, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("kills", [3, pytest.param(soak(25), marks=pytest.mark.slow)])
 def test_kill_9_under_load_loses_nothing_and_acts_once(tmp_path, database_url, engine, cfg,
                                                        server_factory, kills):
     """kill -9 at random moments under load; 3 times in the default run, 25 in the soak
-    (``pytest -m slow``)."""
+    (``pytest -m slow``; 5 in CI, see ``support.soak``)."""
     s = seed(engine, cfg, contacts=20)
     rcpts = [s.unsubscribe(c) for c in s.contact_ids]
     config_path = write_config(tmp_path / "c.toml", database_url,

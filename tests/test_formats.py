@@ -210,3 +210,15 @@ def test_from_address_is_the_real_one_whatever_the_display_name_says():
     for header in ('"boss@dealer.test" <mallory@evil.test>', "(boss@dealer.test) mallory@evil.test",
                    "boss@dealer.test <mallory@evil.test>", "Mallory <MALLORY@evil.test>"):
         assert parse(f"From: {header}\n\nx\n".encode()).from_address == "mallory@evil.test"
+
+
+@pytest.mark.parametrize("box", ["abuse", "postmaster", "POSTMASTER"])
+def test_a_report_to_abuse_or_postmaster_is_admin_mail_not_a_complaint(box):
+    """The same SpamCop report that acts through fbl@ is, sent to abuse@ or postmaster@, mail
+    for the operator: kept and forwarded, never acted on (feedback loops verify a domain
+    through those boxes; what they say must not opt anyone out)."""
+    raw = (REPORTS / "ours-spamcop-trap.eml").read_bytes()
+    parsed = parse(raw, "", (f"{box}@fb.test",))
+    result = classify(parsed, BOOK.resolve_all(parsed.rcpt_tos))
+    assert (result.kind, result.report) == (Kind.ADMIN, None)
+    assert read("ours-spamcop-trap.eml").kind is Kind.COMPLAINT  # through fbl@ it acts

@@ -26,6 +26,7 @@ from feedback_mta.store import db
 from feedback_mta.store.models import InboundMessage, MessageState, utcnow
 from tests.conftest import ROOT
 from tests.fuzzing import BOOK, CRASHERS, ParseError, examine, messages, mutated, seeds
+from tests.support import soak
 
 for _sample in seeds()[:3]:  # imports and first-use caches, outside any deadline
     examine(_sample)
@@ -34,7 +35,7 @@ for _sample in seeds()[:3]:  # imports and first-use caches, outside any deadlin
 BUDGET = timedelta(seconds=5)
 _FAST = settings(max_examples=250, deadline=BUDGET, derandomize=True,
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-_SOAK = settings(max_examples=20000, deadline=BUDGET,
+_SOAK = settings(max_examples=soak(20000, floor=100), deadline=BUDGET,
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import smtplib
 
 from feedback_mta.edge import smtp as codes
@@ -30,7 +29,7 @@ def test_lmtp_replies_once_per_recipient(server_factory, tmp_path, database_url,
     for (_, text), rcpt in zip(replies, rcpts, strict=True):
         assert text.endswith(f"<{rcpt}>".encode())  # in RCPT order
     row = next(r for r in inbound_rows(engine) if r["id"] == stored)
-    assert json.loads(row["rcpt_tos"]) == rcpts
+    assert row["rcpt_tos"] == rcpts
     assert row["state"] in ("received", "processed")
 
 

@@ -48,3 +48,9 @@ def test_check_schema_refuses_an_empty_database(sqlite_url):
     engine = db.create_engine(DatabaseConfig(url=sqlite_url))
     with pytest.raises(db.SchemaError, match="run `feedback-mta db upgrade`"):
         db.check_schema(engine)
+
+
+def test_the_head_the_reads_compare_with_is_the_newest_script():
+    """Reads check the schema against ``db.HEAD`` without loading alembic; a new migration
+    must move it."""
+    assert db.head_revision() == db.script_head() is not None

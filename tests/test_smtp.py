@@ -34,7 +34,8 @@ def test_accepts_our_boxes_and_stores_before_250(server, engine, cfg):
 
 @pytest.mark.parametrize("rcpt", [
     "nobody@fb.test",                      # not a box we own
-    "postmaster@fb.test",
+    "postmaster@other.test",               # postmaster@ of our domain only
+    "abuse+x@fb.test",                     # no plus addressing on the admin boxes
     "fbl@other.test",                      # foreign domain: never a relay
     "someone@gmail.com",
     "reply+1-aaaaaaaaaaaaaaaa@fb.test",    # forged token

@@ -53,7 +53,13 @@ def test_address_book_resolves_only_our_boxes():
     assert BOOK.resolve("Abuse@FB.example.com.").box is Box.FBL
     unsub = BOOK.address(Box.UNSUBSCRIBE, 9)
     assert BOOK.resolve(unsub).box is Box.UNSUBSCRIBE
+    assert BOOK.resolve("Postmaster@FB.example.com").box is Box.POSTMASTER
+    assert BOOK.resolve("postmaster").box is Box.POSTMASTER  # RFC 5321: without a domain
+    # abuse@ is an admin box, unless the operator made it a feedback-loop alias (as here).
+    assert BOOK.resolve("abuse@fb.example.com").box is Box.FBL
+    plain = AddressBook(BOOK.domain, BOOK.secrets)
+    assert plain.resolve("abuse@fb.example.com").box is Box.ABUSE
     for address in ("fbl@other.com", "fbl@sub.fb.example.com", "reply@fb.example.com",
-                    "postmaster@fb.example.com", "fbl", "", "@fb.example.com",
+                    "postmaster@other.com", "abuse+1@fb.example.com", "fbl", "", "@fb.example.com",
                     unsub.replace("unsubscribe+", "bounce+"), reply.replace("reply+", "fbl+")):
         assert BOOK.resolve(address) is None, address

@@ -34,9 +34,10 @@ from feedback_mta.actions.audit import (
 )
 from feedback_mta.actions.feedback import FeedbackActions
 from feedback_mta.actions.inbox import InboxActions
-from feedback_mta.actions.leads import LeadActions, notification_message_id
+from feedback_mta.actions.leads import LeadActions
 from feedback_mta.actions.mail import MailActions
 from feedback_mta.actions.quality import QualityActions
+from feedback_mta.addresses import notification_message_id
 
 __all__ = ["CLI", "SCHEDULER", "SYSTEM", "ActionError", "Actions", "Actor", "Invalid",
            "NotFound", "listen", "normalize_email", "notification_message_id", "unit_of_work"]

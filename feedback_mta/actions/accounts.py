@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from sqlmodel import select
 
-from feedback_mta.actions import events
+from feedback_mta import events
 from feedback_mta.actions.audit import Invalid, NotFound, Recorder
 from feedback_mta.store.models import Account, Role, SentCount, User
 

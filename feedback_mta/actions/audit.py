@@ -9,7 +9,6 @@ row nor a line.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,7 +73,7 @@ class Recorder:
         event = Event(account_id=account_id, actor=self.actor.name, action=action,
                       subject_type=subject_type, subject_id=subject_id,
                       inbound_message_id=self.inbound_message_id, reason=reason,
-                      data=json.dumps(data, default=str, sort_keys=True))
+                      data=data)
         self.session.add(event)
         fields: dict[str, Any] = {f"{subject_type}_id": subject_id, "account_id": account_id,
                                   "actor": self.actor.name, "via": self.actor.via}

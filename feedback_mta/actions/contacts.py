@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlmodel import select
 
-from feedback_mta.actions import events
+from feedback_mta import events
 from feedback_mta.actions.accounts import AccountActions, normalize_email
 from feedback_mta.actions.audit import Invalid, NotFound
 from feedback_mta.store.models import Contact, ContactStatus, Lead, Tag, utcnow
@@ -90,6 +90,7 @@ class ContactActions(AccountActions):
                                                         Tag.name == name)).first()
         if exists is not None:
             return False
+        assert contact.id is not None
         self.session.add(Tag(contact_id=contact.id, name=name, created_by=self.actor.name))
         self.session.flush()
         self.record(events.CONTACT_TAGGED, "contact", contact.id, contact.account_id, tag=name)

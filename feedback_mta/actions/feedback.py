@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlmodel import func, select
 
-from feedback_mta.actions import events
+from feedback_mta import events
 from feedback_mta.actions.contacts import ContactActions
 from feedback_mta.kinds import is_complaint
 from feedback_mta.reading.formats.report import Bounced

@@ -8,11 +8,11 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from feedback_mta.actions import events
+from feedback_mta import events
 from feedback_mta.actions.audit import Invalid, NotFound, Recorder
-from feedback_mta.store.models import InboundMessage, MessageState
+from feedback_mta.store.models import InboundMessage, MessageState, table_of
 
-_T = InboundMessage.__table__  # type: ignore[attr-defined]
+_T = table_of(InboundMessage)
 
 
 class InboxActions(Recorder):

@@ -7,17 +7,11 @@ from typing import Any
 
 from sqlmodel import select
 
-from feedback_mta.actions import events
+from feedback_mta import events
 from feedback_mta.actions.audit import NotFound
 from feedback_mta.actions.contacts import ContactActions
-from feedback_mta.addresses import AddressBook, Box
+from feedback_mta.addresses import AddressBook, notification_message_id
 from feedback_mta.store.models import Event, Lead, LeadStatus, utcnow
-
-
-def notification_message_id(book: AddressBook, lead_id: int) -> str:
-    """The Message-ID (without brackets) for the lead-notification email of ``lead_id``."""
-    token = book.address(Box.REPLY, lead_id).split("@")[0].partition("+")[2]
-    return f"lead.{token}@{book.domain}"
 
 
 class LeadActions(ContactActions):
@@ -39,6 +33,7 @@ class LeadActions(ContactActions):
     def add_lead(self, book: AddressBook, account_id: int, email: str, first: str = "",
                  last: str = "", ip: str | None = None, comments: str = "") -> Lead:
         contact, _ = self.add_contact(account_id, email, first, last, ip)
+        assert contact.id is not None
         lead = Lead(account_id=account_id, contact_id=contact.id, source_ip=ip or None,
                     comments=comments)
         self.session.add(lead)

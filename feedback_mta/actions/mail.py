@@ -11,7 +11,7 @@ from __future__ import annotations
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
 
-from feedback_mta.actions import events
+from feedback_mta import events
 from feedback_mta.actions.audit import Recorder
 from feedback_mta.store.models import Lead, OutboundMessage, utcnow
 

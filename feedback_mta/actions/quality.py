@@ -9,15 +9,17 @@ the contact what the verdict says. Everything that creates a contact calls it.
 from __future__ import annotations
 
 import ipaddress
-import json
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from feedback_mta.actions import events
+from feedback_mta import events
+from feedback_mta.actions.accounts import normalize_email
 from feedback_mta.actions.audit import Invalid
 from feedback_mta.actions.contacts import ContactActions
 from feedback_mta.config import Config
@@ -43,8 +45,28 @@ from feedback_mta.store.models import (
     Lead,
     SuspectNetwork,
     Tag,
+    table_of,
     utcnow,
 )
+
+
+@dataclass
+class ImportResult:
+    """What a batch of ``import_contacts`` did: counts (created, existing, ok, suspected,
+    invalid) and the refused rows as (line, why)."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _ip(value: object) -> str | None:
+    text = str(value or "").strip()
+    if not text:
+        return None
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise Invalid(f"not an IP address: {text!r}") from None
 
 
 def policy(session: Session, config: Config) -> Policy:
@@ -53,7 +75,7 @@ def policy(session: Session, config: Config) -> Policy:
 
 
 def verified_reasons(contact: Contact) -> list[str]:
-    return json.loads(contact.verified_reasons or "[]")
+    return list(contact.verified_reasons or ())
 
 
 def source_ips(contact: Contact, lead_ips: Iterable[str | None]) -> tuple[str, ...]:
@@ -65,7 +87,7 @@ def verdict_for(contact: Contact, pol: Policy, ips: tuple[str, ...],
                 names_across_accounts: int) -> Verdict:
     """The verdict on a stored contact. Known bad is sticky: it stays what it was found."""
     if contact.quality == Level.INVALID:
-        return Verdict(Level.INVALID, tuple(json.loads(contact.quality_reasons or "[]")))
+        return Verdict(Level.INVALID, tuple(contact.quality_reasons or ()))
     return assess(Submission(contact.first_name, contact.last_name, contact.email, ips), pol,
                   names_across_accounts=names_across_accounts,
                   engaged=contact.engaged_at is not None, verified=verified_reasons(contact))
@@ -88,16 +110,20 @@ class QualityActions(ContactActions):
         Known bad stays known bad: a later lead never opts it back in. When its address now
         has ``cross_account_threshold`` names across accounts, the other accounts' contacts
         with it are suspected too."""
-        now = now or utcnow()
         if contact.quality == Level.INVALID:
             return verdict_for(contact, pol, (), 0)
-        same_address = self.session.exec(select(Contact).where(
-            Contact.email == contact.email)).all()
-        count = len({name_key(c.first_name, c.last_name) for c in same_address})
+        same_address = list(self.session.exec(select(Contact).where(
+            Contact.email == contact.email)).all())
         leads = self.session.exec(select(Lead.source_ip).where(
-            Lead.contact_id == contact.id, Lead.source_ip.is_not(None))).all()  # type: ignore[union-attr]
-        verdict = verdict_for(contact, pol, source_ips(contact, leads), count)
-        deadline = now + timedelta(seconds=period)
+            Lead.contact_id == contact.id, col(Lead.source_ip).is_not(None))).all()
+        deadline = (now or utcnow()) + timedelta(seconds=period)
+        return self._judge(contact, pol, deadline, same_address, leads)
+
+    def _judge(self, contact: Contact, pol: Policy, deadline: datetime,
+               same_address: list[Contact], lead_ips: Iterable[str | None]) -> Verdict:
+        """``screen`` once the facts are gathered (one contact, or a batch of an import)."""
+        count = len({name_key(c.first_name, c.last_name) for c in same_address})
+        verdict = verdict_for(contact, pol, source_ips(contact, lead_ips), count)
         self.apply(contact, verdict, deadline)
         if count >= pol.cross_account_threshold:
             for other in same_address:
@@ -105,6 +131,59 @@ class QualityActions(ContactActions):
                         and CROSS_ACCOUNT not in verified_reasons(other)):
                     self.mark_suspected(other, [CROSS_ACCOUNT], deadline)
         return verdict
+
+    def import_contacts(self, account_id: int, rows: Sequence[tuple[int, Mapping[str, Any]]],
+                        pol: Policy, period: float) -> ImportResult:
+        """Add a batch of contacts (``contact import``) and check each as it arrives: what
+        ``add_contact`` and ``screen`` do row by row, with one lookup per batch instead of
+        several per row. A row with a bad address or IP is refused by its line number."""
+        self.account(account_id)
+        result = ImportResult()
+        wanted: dict[str, tuple[str, str, str | None]] = {}
+        for line, row in rows:
+            try:
+                email = normalize_email(str(row.get("email") or ""))
+                ip = _ip(row.get("ip"))
+            except Invalid as exc:
+                result.errors.append((line, str(exc)))
+                continue
+            if email in wanted:
+                result.counts["existing"] += 1  # twice in the file: the first one counts
+                continue
+            wanted[email] = (str(row.get("first") or "").strip(),
+                             str(row.get("last") or "").strip(), ip)
+        if not wanted:
+            return result
+        emails = list(wanted)
+        found = {c.email: c for c in self.session.exec(select(Contact).where(
+            Contact.account_id == account_id, col(Contact.email).in_(emails)))}
+        new = [Contact(account_id=account_id, email=email, first_name=first, last_name=last,
+                       source_ip=ip)
+               for email, (first, last, ip) in wanted.items() if email not in found]
+        self.session.add_all(new)
+        self.session.flush()
+        for contact in new:
+            self.record(events.CONTACT_CREATED, "contact", contact.id, account_id)
+        result.counts["created"] += len(new)
+        result.counts["existing"] += len(found)
+        by_email: dict[str, list[Contact]] = defaultdict(list)
+        for other in self.session.exec(select(Contact).where(col(Contact.email).in_(emails))):
+            by_email[other.email].append(other)
+        lead_ips: dict[int, list[str | None]] = defaultdict(list)
+        if found:
+            for contact_id, ip in self.session.exec(select(Lead.contact_id, Lead.source_ip).where(
+                    col(Lead.contact_id).in_([c.id for c in found.values()]),
+                    col(Lead.source_ip).is_not(None))):
+                lead_ips[contact_id].append(ip)
+        deadline = utcnow() + timedelta(seconds=period)
+        for contact in [*found.values(), *new]:
+            if contact.quality == Level.INVALID:
+                verdict = verdict_for(contact, pol, (), 0)
+            else:
+                verdict = self._judge(contact, pol, deadline, by_email[contact.email],
+                                      lead_ips[contact.id or 0])
+            result.counts[verdict.level.value] += 1
+        return result
 
     def mark_invalid(self, contact: Contact, reasons: Iterable[str]) -> bool:
         """Known bad: record why, tag it ``SYSTEM - Invalid Contact`` and opt it out
@@ -131,7 +210,7 @@ class QualityActions(ContactActions):
             return False
         reasons = list(reasons)
         if contact.quality == Level.SUSPECTED and contact.review_deadline is not None:
-            known = json.loads(contact.quality_reasons or "[]")
+            known = list(contact.quality_reasons or ())
             new = [r for r in reasons if r not in known]
             if not new:
                 return False
@@ -151,12 +230,12 @@ class QualityActions(ContactActions):
         """The check found nothing: record that it ran (no event: nothing changed)."""
         if contact.quality is None:
             contact.quality = Level.OK
-            contact.quality_reasons = "[]"
+            contact.quality_reasons = []
             self.session.add(contact)
 
     def _set_quality(self, contact: Contact, level: Level, reasons: list[str]) -> None:
         contact.quality = level
-        contact.quality_reasons = json.dumps(reasons, ensure_ascii=False)
+        contact.quality_reasons = list(reasons)
         contact.updated_at = utcnow()
         self.session.add(contact)
 
@@ -167,12 +246,11 @@ class QualityActions(ContactActions):
         had_tags = [t for t in SYSTEM_TAGS if t in self.tags(contact)]
         if contact.verified_at is not None and not had_tags and contact.review_deadline is None:
             return False
-        reasons = json.loads(contact.quality_reasons or "[]")
+        reasons = list(contact.quality_reasons or ())
         seen = verified_reasons(contact)
         contact.verified_at = contact.updated_at = utcnow()
         contact.verified_by = self.actor.name
-        contact.verified_reasons = json.dumps(seen + [r for r in reasons if r not in seen],
-                                              ensure_ascii=False)
+        contact.verified_reasons = seen + [r for r in reasons if r not in seen]
         contact.review_deadline = None
         contact.quality = Level.OK
         self.session.add(contact)
@@ -209,13 +287,15 @@ class QualityActions(ContactActions):
         ``suspected_invalid``), if it still is one: active, tagged, not verified, not
         engaged. One conditional UPDATE decides, so two schedulers (two nodes) racing for
         the same contact opt it out once: the second finds nothing left to update."""
-        table = Contact.__table__  # type: ignore[attr-defined]
-        row = self.session.exec(select(Contact.account_id, Contact.review_deadline)
-                                .where(Contact.id == contact_id)).first()
+        table = table_of(Contact)
+        row = self.session.connection().execute(
+            sa.select(table.c.account_id, table.c.review_deadline)
+            .where(table.c.id == contact_id)).first()
         if row is None:
             return False
-        tagged = sa.exists().where(Tag.contact_id == table.c.id, Tag.name == SUSPECTED_TAG)
-        done = self.session.execute(
+        tags = table_of(Tag)
+        tagged = sa.exists().where(tags.c.contact_id == table.c.id, tags.c.name == SUSPECTED_TAG)
+        done = self.session.connection().execute(
             sa.update(table).where(
                 table.c.id == contact_id, table.c.review_deadline <= now,
                 table.c.status == ContactStatus.ACTIVE.value, table.c.verified_at.is_(None),
@@ -230,10 +310,10 @@ class QualityActions(ContactActions):
 
     def claim_reminders(self, contact_ids: Iterable[int], now: datetime) -> list[int]:
         """Mark contacts as named in a digest; only those no other run named already."""
-        table = Contact.__table__  # type: ignore[attr-defined]
+        table = table_of(Contact)
         claimed = []
         for contact_id in contact_ids:
-            if self.session.execute(sa.update(table).where(
+            if self.session.connection().execute(sa.update(table).where(
                     table.c.id == contact_id, table.c.reminded_at.is_(None),
                     table.c.review_deadline.is_not(None)).values(reminded_at=now)).rowcount:
                 claimed.append(contact_id)

@@ -14,12 +14,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hashlib
-import json
-import queue
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -27,11 +24,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from feedback_mta import logs
-from feedback_mta.store.models import InboundMessage, MessageState, utcnow
+from feedback_mta.runner import Runner
+from feedback_mta.store.models import InboundMessage, MessageState, table_of, utcnow
 
 log = logs.get(__name__)
 
-_TABLE = InboundMessage.__table__
+_TABLE = table_of(InboundMessage)
 
 #: Header fields that relays add or rewrite; the same message relayed twice differs only in
 #: these, so they are left out of the content hash.
@@ -110,7 +108,7 @@ def _row(arrival: Arrival) -> dict:
         "peer": arrival.peer,
         "helo": arrival.helo,
         "mail_from": arrival.mail_from,
-        "rcpt_tos": json.dumps(list(arrival.rcpt_tos)),
+        "rcpt_tos": list(arrival.rcpt_tos),
         "size": len(arrival.raw),
         "message_id": message_id,
         "content_hash": content_hash,
@@ -120,65 +118,31 @@ def _row(arrival: Arrival) -> dict:
     }
 
 
-def batches(source: queue.SimpleQueue | queue.Queue, limit: int, stop: object
-            ) -> Iterator[list]:
-    """Lists of up to ``limit`` items: each waits for one, then takes what else is already
-    queued (what arrived meanwhile), so batches grow with the load and never add delay.
-    Ends at the ``stop`` sentinel, after the batch that came before it."""
-    while True:
-        item = source.get()
-        if item is stop:
-            return
-        batch = [item]
-        while len(batch) < limit:
-            try:
-                item = source.get_nowait()
-            except queue.Empty:
-                break
-            if item is stop:
-                yield batch
-                return
-            batch.append(item)
-        yield batch
-
-
 class StoreError(Exception):
     """The message could not be committed; the client must be told to retry (451)."""
 
 
-_STOP = object()
+_Pending = tuple[Arrival, "concurrent.futures.Future[int]"]
 
 
-class Intake:
-    """Commits arrivals in batches on one writer thread and reports committed ids."""
+class Intake(Runner[_Pending]):
+    """Commits arrivals in batches on one writer thread and reports committed ids. Without
+    the writer nothing is stored and every DATA ends 451, so the watchdog asks ``alive``;
+    ``stop`` commits what is queued first."""
+
+    name = "intake"
 
     def __init__(self, engine: Engine, on_stored: Callable[[list[int]], None] | None = None,
                  *, max_batch: int = 256) -> None:
+        super().__init__(threads=1, max_batch=max_batch)
         self._engine = engine
         self._on_stored = on_stored or (lambda ids: None)
-        self._max_batch = max_batch
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="intake-writer", daemon=True)
         self.batches = 0
         self.stored = 0
 
-    def start(self) -> None:
-        self._thread.start()
-
-    @property
-    def alive(self) -> bool:
-        """The writer thread runs: without it nothing is stored and every DATA ends 451."""
-        return self._thread.is_alive()
-
-    def stop(self) -> None:
-        """Commit what is queued, then stop the writer thread."""
-        if self._thread.is_alive():
-            self._queue.put(_STOP)
-            self._thread.join()
-
     def submit(self, arrival: Arrival) -> concurrent.futures.Future[int]:
         future: concurrent.futures.Future[int] = concurrent.futures.Future()
-        self._queue.put((arrival, future))
+        self.put((arrival, future))
         return future
 
     async def store(self, arrival: Arrival, timeout: float) -> int:
@@ -190,11 +154,15 @@ class Intake:
             # It may still commit later; the client retries and the copy is deduplicated.
             raise StoreError(f"not committed within {timeout:g}s") from None
 
-    def _run(self) -> None:
-        for batch in batches(self._queue, self._max_batch, _STOP):
-            self._write(batch)
+    def run_batch(self, batch: list[_Pending]) -> None:
+        self._write(batch)
 
-    def _write(self, batch: list[tuple[Arrival, concurrent.futures.Future]]) -> None:
+    def failed(self, batch: list[_Pending], exc: Exception) -> None:
+        # Not a store error (those are answered in _write): a bug. The writer lives on;
+        # these sessions time out into 451 and their clients retry.
+        log.exception("intake.error", items=len(batch))
+
+    def _write(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
             rows = [_row(arrival) for arrival, _ in batch]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, AnyStr
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -84,12 +84,12 @@ class FeedbackHandler:
         self.max_recipients = config.smtp.max_recipients
         self.store_timeout = config.smtp.store_timeout
 
-    async def handle_PROXY(self, server: SMTP, session: Session, envelope: Envelope,
+    async def handle_PROXY(self, server: FeedbackSMTP, session: Session, envelope: Envelope,
                            proxy_data) -> bool:
         """The PROXY header told us who the client is: now the per-client limits apply."""
         return server.admit()
 
-    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+    async def handle_MAIL(self, server: FeedbackSMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
         ip = client_ip(session)
         refusal = server.sessions.limits.message(ip)
@@ -100,7 +100,7 @@ class FeedbackHandler:
         envelope.mail_options.extend(mail_options)
         return OK_MAIL
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+    async def handle_RCPT(self, server: FeedbackSMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
         if len(envelope.rcpt_tos) >= self.max_recipients:
             return TOO_MANY_RCPTS
@@ -112,7 +112,7 @@ class FeedbackHandler:
         envelope.rcpt_options.extend(rcpt_options)
         return OK_RCPT
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(self, server: FeedbackSMTP, session: Session, envelope: Envelope) -> str:
         started = time.perf_counter()
         mail_from = envelope.mail_from or ""
         arrival = Arrival(
@@ -175,35 +175,45 @@ class Sessions:
         return not self.active
 
 
-class _SessionMixin:
-    """Counts the session, rewrites replies, applies the DATA timeout, drains on shutdown."""
+class FeedbackSMTP(SMTP):
+    """Counts the session, rewrites replies, applies the DATA timeout, drains on shutdown.
+
+    What aiosmtpd leaves no hook for is done by overriding its session methods here, in
+    one class: admitting the client before the greeting (``_handle_client``), the DATA
+    timeout (``_reset_timeout``) and a 421 before a timeout hangs up (``_timeout_cb``).
+    ``tests/test_transport.py`` and ``tests/test_floods.py`` pin each of them, so an
+    aiosmtpd upgrade that changes them fails there first (``aiosmtpd<2`` in
+    ``pyproject.toml``: a major version is a deliberate upgrade)."""
 
     sessions: Sessions
     data_timeout: float
+    #: ``[smtp] proxy_protocol``: the client is admitted once its PROXY header names it.
+    expects_proxy = False
     busy = False
     #: The client address counted in ``sessions.limits`` (released on connection_lost).
     admitted: str | None = None
 
-    def connection_made(self, transport):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # again after STARTTLS, for the TLS transport
         self.sessions.active.add(self)
 
-    def connection_lost(self, error):
+    def connection_lost(self, error: Exception | None) -> None:
         self.sessions.active.discard(self)
         if self.admitted is not None:
             self.sessions.limits.close(self.admitted)
             self.admitted = None
         super().connection_lost(error)
 
-    async def _handle_client(self):
+    async def _handle_client(self) -> None:
         # Without a PROXY header the TCP peer is the client; with one, ``handle_PROXY``
         # admits the address it names, before the greeting either way.
-        if self._proxy_timeout is None and not self.admit():
+        if not self.expects_proxy and not self.admit():
             return
         await super()._handle_client()
 
     def admit(self) -> bool:
         """Count this session against its client's limits, or say 421 and hang up."""
+        assert self.session is not None  # made with the connection
         ip = client_ip(self.session)
         refusal = self.sessions.limits.open(ip)
         if refusal is None:
@@ -214,12 +224,12 @@ class _SessionMixin:
         self.hang_up(_LIMIT_REPLIES[refusal])
         return False
 
-    async def push(self, status):
-        if isinstance(status, str):
-            status = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
-        await super().push(_REWRITES.get(status, status))
+    async def push(self, status: AnyStr) -> None:
+        line = (status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
+                if isinstance(status, str) else bytes(status))
+        await super().push(_REWRITES.get(line, line))
 
-    async def smtp_DATA(self, arg):
+    async def smtp_DATA(self, arg: str) -> None:
         self.busy = True
         self._reset_timeout(self.data_timeout)
         try:
@@ -231,7 +241,7 @@ class _SessionMixin:
         if self.sessions.closing:
             self.say_goodbye()
 
-    def _timeout_cb(self):
+    def _timeout_cb(self) -> None:
         # aiosmtpd just hangs up; a reply tells the client (and its log) why.
         self.hang_up(TIMEOUT)
 
@@ -240,17 +250,14 @@ class _SessionMixin:
 
     def hang_up(self, reply: str) -> None:
         """Say ``reply`` (a 421) and close, unless the connection is already going."""
-        if self.transport is not None and not self.transport.is_closing():
-            self._writer.write(reply.encode() + b"\r\n")
-            self.transport.close()
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+            transport.write(reply.encode() + b"\r\n")
+            transport.close()
 
 
-class FeedbackSMTP(_SessionMixin, SMTP):
-    pass
-
-
-class FeedbackLMTP(_SessionMixin, LMTP):
-    pass
+class FeedbackLMTP(FeedbackSMTP, LMTP):
+    """The same session rules, speaking LMTP (RFC 2033) for Postfix in front."""
 
 
 class _Refuse(asyncio.Protocol):
@@ -284,6 +291,7 @@ def protocol_factory(config: Config, handler: FeedbackHandler, sessions: Session
         )
         proto.sessions = sessions
         proto.data_timeout = smtp.data_timeout
+        proto.expects_proxy = smtp.proxy_protocol
         return proto
 
     return factory

@@ -49,8 +49,9 @@ def resolve(ctx: HandlerContext) -> Attributed | None:
         except NotFound:  # genuine token of a contact since deleted
             continue
     account_id = account_named(ctx.classification, ctx.book)
-    if account_id is None or not trusted_reporter(ctx.parsed, ctx.settings.trusted_reporters,
-                                                  ctx.settings.trusted_authserv_ids):
+    if account_id is None or not trusted_reporter(
+            ctx.parsed, ctx.settings.feedback.trusted_reporters,
+            ctx.settings.security.trusted_authserv_ids):
         return None
     for address in ctx.classification.recipients:
         contact = ctx.actions.contact_by_email(account_id, address)

@@ -1,20 +1,27 @@
 """What a kind's handler gets (``HandlerContext``) and returns (``Outcome``).
 
 Handlers are the step between ``classify`` and ``actions``: one per kind, registered in
-``process.HANDLERS``. They decide from the parsed message and act only through
+``handlers.registry``. They decide from the parsed message and act only through
 ``ctx.actions``, inside the transaction that also records the message's final state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from feedback_mta.actions import Actions
 from feedback_mta.addresses import AddressBook
+from feedback_mta.config import (
+    Config,
+    FeedbackConfig,
+    OutboundConfig,
+    RepliesConfig,
+    SecurityConfig,
+    SmtpConfig,
+)
 from feedback_mta.reading.classify import Classification
 from feedback_mta.reading.parse import ParsedMessage
-from feedback_mta.reading.reply_text import NOTIFICATION_MARKERS
 from feedback_mta.store.models import MessageState
 
 
@@ -31,31 +38,29 @@ UNATTRIBUTED = Outcome(MessageState.IGNORED, "unattributed")
 
 @dataclass(frozen=True)
 class Settings:
-    """What handlers take from the config (kept small so tests can build one by hand)."""
+    """What handlers take from the config: its sections as they are (a test builds one with
+    just the sections it changes), and what follows from more than one of them."""
 
-    #: authserv-ids whose Authentication-Results we trust; empty: DMARC is not checked.
-    trusted_authserv_ids: tuple[str, ...] = ()
-    #: Where a reply's quoted notification starts (see ``reply_text``).
-    markers: tuple[str, ...] = NOTIFICATION_MARKERS
-    #: Queue acknowledgements (only when an outbound relay is configured).
-    acknowledge: bool = False
-    from_name: str = "Lead feedback"
-    #: Feedback-loop reporters (domains) allowed to act by reported address alone.
-    trusted_reporters: tuple[str, ...] = ()
-    #: Soft bounces within the window (seconds) that count as a hard one.
-    soft_bounce_limit: int = 3
-    soft_bounce_window: float = 30 * 86400.0
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    replies: RepliesConfig = field(default_factory=RepliesConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
+    outbound: OutboundConfig = field(default_factory=OutboundConfig)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
 
     @classmethod
-    def from_config(cls, config) -> Settings:
-        return cls(trusted_authserv_ids=tuple(config.security.trusted_authserv_ids),
-                   markers=tuple(config.replies.markers),
-                   acknowledge=(config.replies.acknowledge
-                                and config.outbound.relay_address is not None),
-                   from_name=config.outbound.from_name,
-                   trusted_reporters=tuple(config.feedback.trusted_reporters),
-                   soft_bounce_limit=config.feedback.soft_bounce_limit,
-                   soft_bounce_window=config.feedback.soft_bounce_window)
+    def from_config(cls, config: Config) -> Settings:
+        return cls(config.security, config.replies, config.feedback, config.outbound,
+                   config.smtp)
+
+    @property
+    def acknowledge(self) -> bool:
+        """Answer understood replies: asked for, and there is a relay to send through."""
+        return self.replies.acknowledge and self.outbound.relay_address is not None
+
+    @property
+    def forward_admin_to(self) -> str:
+        """Where postmaster@ and abuse@ mail goes; empty without an operator or a relay."""
+        return self.smtp.postmaster if self.outbound.relay_address is not None else ""
 
 
 @dataclass

@@ -30,7 +30,7 @@ def handle(ctx: HandlerContext) -> Outcome:
     if bounced.hard:
         ctx.actions.mark_undeliverable(contact, f"hard bounce: {detail}")
         return Outcome(MessageState.PROCESSED, "hard bounce")
-    settings = ctx.settings
+    settings = ctx.settings.feedback
     since = utcnow() - timedelta(seconds=settings.soft_bounce_window)
     count = ctx.actions.soft_bounces(contact, since)
     if count >= settings.soft_bounce_limit:

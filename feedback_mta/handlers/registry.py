@@ -6,7 +6,7 @@ Kinds without a handler are stored and end ``ignored`` (``no action``): kept, vi
 
 from __future__ import annotations
 
-from feedback_mta.handlers import auto_reply, bounce, complaint, reply, unsubscribe
+from feedback_mta.handlers import admin, auto_reply, bounce, complaint, reply, unsubscribe
 from feedback_mta.handlers.base import Handler
 from feedback_mta.kinds import Kind
 
@@ -16,4 +16,5 @@ HANDLERS: dict[Kind, Handler] = {
     Kind.UNSUBSCRIBE: unsubscribe.handle,
     Kind.REPLY: reply.handle,
     Kind.AUTO_REPLY: auto_reply.handle,
+    Kind.ADMIN: admin.handle,
 }

@@ -50,7 +50,7 @@ def refusal(ctx: HandlerContext, account_id: int) -> str | None:
     sender = parsed.from_address
     if not sender:
         return "no From address"
-    trusted = ctx.settings.trusted_authserv_ids
+    trusted = ctx.settings.security.trusted_authserv_ids
     if trusted:
         verdict = authres.dmarc(parsed.headers.get("authentication-results", ()), trusted,
                                 sender.rpartition("@")[2])
@@ -79,7 +79,7 @@ def handle(ctx: HandlerContext) -> Outcome:
     lead = find_lead(ctx)
     if lead is None:
         return Outcome(MessageState.IGNORED, "no lead")
-    wanted = read(parsed, commands.VOCABULARY, ctx.settings.markers)
+    wanted = read(parsed, commands.VOCABULARY, ctx.settings.replies.markers)
     if wanted is None:
         return Outcome(MessageState.IGNORED, "no command")
     why = refusal(ctx, lead.account_id)
@@ -103,7 +103,7 @@ def handle_review(ctx: HandlerContext) -> Outcome:
     assert ctx.classification.recipient is not None
     account_id = ctx.classification.recipient.object_id
     assert account_id is not None
-    text = new_text(parsed.text, parsed.html, (*ctx.settings.markers, *DIGEST_MARKERS))
+    text = new_text(parsed.text, parsed.html, (*ctx.settings.replies.markers, *DIGEST_MARKERS))
     for command in commands.REVIEW:
         ids = keep_ids(text, command.phrases)
         if ids:
@@ -128,7 +128,7 @@ def handle_review(ctx: HandlerContext) -> Outcome:
             text += command.ack_unknown.format(unknown=", ".join(f"#{i}" for i in unknown))
         raw = compose(
             to=parsed.from_address, reply_address=ctx.book.address(Box.REVIEW, account_id),
-            from_name=ctx.settings.from_name, domain=ctx.book.domain,
+            from_name=ctx.settings.outbound.from_name, domain=ctx.book.domain,
             subject=parsed.subject or "Review", in_reply_to=parsed.message_id,
             references=parsed.references, text=text)
         ctx.actions.queue_mail(f"ack.{command.done}", parsed.from_address, raw)
@@ -145,7 +145,7 @@ def _acknowledge(ctx: HandlerContext, lead: Lead, purpose: str, text: str) -> No
     assert lead.id is not None
     raw = compose(
         to=parsed.from_address, reply_address=ctx.book.address(Box.REPLY, lead.id),
-        from_name=ctx.settings.from_name, domain=ctx.book.domain,
+        from_name=ctx.settings.outbound.from_name, domain=ctx.book.domain,
         subject=parsed.subject or f"Lead #{lead.id}", in_reply_to=parsed.message_id,
         references=parsed.references,
         text=text.format(lead=lead.id, sender=parsed.from_address))

@@ -19,7 +19,8 @@ from feedback_mta.store.models import MessageState
 
 def handle(ctx: HandlerContext) -> Outcome:
     recipient = ctx.classification.recipient
-    if recipient is not None and recipient.box is Box.UNSUBSCRIBE:
+    if (recipient is not None and recipient.box is Box.UNSUBSCRIBE
+            and recipient.object_id is not None):
         try:
             contact = ctx.actions.contact(recipient.object_id)
         except NotFound:

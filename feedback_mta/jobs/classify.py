@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from feedback_mta import logs
 from feedback_mta.actions import Actor, unit_of_work
@@ -21,9 +21,11 @@ from feedback_mta.actions.quality import policy, source_ips, verdict_for
 from feedback_mta.config import Config
 from feedback_mta.quality.verdict import Level, name_key
 from feedback_mta.store import db
-from feedback_mta.store.models import Contact, Lead, utcnow
+from feedback_mta.store.models import Contact, Lead, table_of, utcnow
 
 log = logs.get(__name__)
+
+_C = table_of(Contact)
 
 
 def classify_all(engine: Engine, config: Config, *, account: int | None = None, actor: Actor,
@@ -37,31 +39,36 @@ def classify_all(engine: Engine, config: Config, *, account: int | None = None, 
         pol = policy(session, config)
         total = session.exec(select(sa.func.count()).select_from(Contact).where(
             *(() if account is None else (Contact.account_id == account,)))).one()
-        multi = session.exec(select(Contact.email).group_by(Contact.email).having(
-            sa.func.count(sa.distinct(Contact.account_id))
-            >= pol.cross_account_threshold)).all()
+        conn = session.connection()
+        multi = list(conn.execute(sa.select(_C.c.email).group_by(_C.c.email).having(
+            sa.func.count(sa.distinct(_C.c.account_id))
+            >= pol.cross_account_threshold)).scalars())
         names: dict[str, set[str]] = defaultdict(set)
         for start in range(0, len(multi), 500):
-            for c in session.exec(select(Contact.email, Contact.first_name, Contact.last_name)
-                                  .where(Contact.email.in_(multi[start:start + 500]))).all():
-                names[c.email].add(name_key(c.first_name, c.last_name))
+            for email, first, last in conn.execute(
+                    sa.select(_C.c.email, _C.c.first_name, _C.c.last_name)
+                    .where(_C.c.email.in_(multi[start:start + 500]))):
+                names[email].add(name_key(first, last))
     deadline = now + timedelta(seconds=config.review.period)
     last_id = 0
     while True:
         with unit_of_work(engine, actor) as act:
-            query = select(Contact).where(Contact.id > last_id)
+            query = select(Contact).where(col(Contact.id) > last_id)
             if account is not None:
                 query = query.where(Contact.account_id == account)
-            contacts = act.session.exec(query.order_by(Contact.id).limit(batch)).all()
+            contacts = act.session.exec(query.order_by(col(Contact.id)).limit(batch)).all()
             if not contacts:
                 break
-            ids = [c.id for c in contacts]
+            ids = [c.id for c in contacts if c.id is not None]
             lead_ips: dict[int, list[str]] = defaultdict(list)
-            for cid, ip in act.session.exec(select(Lead.contact_id, Lead.source_ip).where(
-                    Lead.contact_id.in_(ids), Lead.source_ip.is_not(None))).all():
+            leads = table_of(Lead)
+            for cid, ip in act.session.connection().execute(
+                    sa.select(leads.c.contact_id, leads.c.source_ip).where(
+                        leads.c.contact_id.in_(ids), leads.c.source_ip.is_not(None))):
                 lead_ips[cid].append(ip)
             for contact in contacts:
-                verdict = verdict_for(contact, pol, source_ips(contact, lead_ips[contact.id]),
+                verdict = verdict_for(contact, pol,
+                                      source_ips(contact, lead_ips[contact.id or 0]),
                                       len(names.get(contact.email, ())))
                 changed += act.apply(contact, verdict, deadline)
                 levels[verdict.level.value] += 1

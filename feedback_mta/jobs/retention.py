@@ -16,11 +16,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from feedback_mta import logs
-from feedback_mta.store.models import InboundMessage, MessageState, utcnow
+from feedback_mta.store.models import InboundMessage, MessageState, table_of, utcnow
 
 log = logs.get(__name__)
 
-_T = InboundMessage.__table__
+_T = table_of(InboundMessage)
 _FINAL = (MessageState.PROCESSED.value, MessageState.IGNORED.value)
 
 

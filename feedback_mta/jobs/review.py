@@ -16,7 +16,6 @@ is near; a reply ``KEEP <id>`` (``handlers.reply.handle_review``) verifies them.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -25,10 +24,10 @@ from email.utils import format_datetime, formataddr, make_msgid
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from feedback_mta import logs
-from feedback_mta.actions import SCHEDULER, Actions, events, unit_of_work
+from feedback_mta import events, logs
+from feedback_mta.actions import SCHEDULER, Actions, unit_of_work
 from feedback_mta.addresses import AddressBook, Box
 from feedback_mta.store import db
 from feedback_mta.store.models import (
@@ -36,10 +35,13 @@ from feedback_mta.store.models import (
     Contact,
     ContactStatus,
     User,
+    table_of,
     utcnow,
 )
 
 log = logs.get(__name__)
+
+_C = table_of(Contact)
 
 # --- the deadline ----------------------------------------------------------------------------
 
@@ -51,10 +53,9 @@ def expire_due(engine: Engine, now: datetime | None = None, batch: int = 500) ->
         with unit_of_work(engine, SCHEDULER) as act:
             if not db.try_lock(act.session.connection(), "review.expire"):
                 return total  # another node is at it right now
-            ids = act.session.exec(select(Contact.id).where(
-                Contact.review_deadline <= now,
-                Contact.status == ContactStatus.ACTIVE.value)
-                .order_by(Contact.review_deadline).limit(batch)).all()
+            ids = act.session.connection().execute(sa.select(_C.c.id).where(
+                _C.c.review_deadline <= now, _C.c.status == ContactStatus.ACTIVE.value)
+                .order_by(_C.c.review_deadline).limit(batch)).scalars().all()
             done = sum(act.expire_review(contact_id, now) for contact_id in ids)
         total += done
         if len(ids) < batch:
@@ -74,10 +75,15 @@ def next_deadline(engine: Engine) -> datetime | None:
 
 # --- the digest --------------------------------------------------------------------------------
 
+def _deadline(contact: Contact) -> datetime:
+    assert contact.review_deadline is not None  # only suspected contacts are in a digest
+    return db.aware(contact.review_deadline)
+
+
 def compose_digest(*, account: Account, contacts: list[Contact], to: str, book: AddressBook,
                    from_name: str) -> bytes:
     """The review digest for one admin of one account. Pure."""
-    first = min(db.aware(c.review_deadline) for c in contacts)
+    first = min(_deadline(c) for c in contacts)
     when = first.strftime("%Y-%m-%d %H:%M UTC")
     msg = EmailMessage()
     reply_to = book.address(Box.REVIEW, account.id)
@@ -93,8 +99,8 @@ def compose_digest(*, account: Account, contacts: list[Contact], to: str, book: 
     rows = []
     for c in sorted(contacts, key=lambda c: (c.review_deadline, c.id)):
         name = f"{c.first_name} {c.last_name}".strip() or "-"
-        why = "; ".join(json.loads(c.quality_reasons or "[]"))
-        deadline = db.aware(c.review_deadline).strftime("%Y-%m-%d %H:%M UTC")
+        why = "; ".join(c.quality_reasons or ())
+        deadline = _deadline(c).strftime("%Y-%m-%d %H:%M UTC")
         rows.append(f"  #{c.id:<8} {name[:30]:<30} {c.email[:40]:<40} {deadline}  {why}")
     body = (
         f"These contacts of {account.name} were tagged \"SYSTEM - Suspected Invalid Contact\":"
@@ -118,11 +124,11 @@ def remind_due(engine: Engine, config, book: AddressBook, now: datetime | None =
     with unit_of_work(engine, SCHEDULER) as act:
         if not db.try_lock(act.session.connection(), "review.remind"):
             return []
-        due = act.session.exec(select(Contact.id, Contact.account_id).where(
-            Contact.review_deadline.is_not(None), Contact.review_deadline <= horizon,
-            Contact.review_deadline > now, Contact.reminded_at.is_(None),
-            Contact.status == ContactStatus.ACTIVE.value)
-            .order_by(Contact.account_id, Contact.review_deadline).limit(5000)).all()
+        due = act.session.connection().execute(sa.select(_C.c.id, _C.c.account_id).where(
+            _C.c.review_deadline.is_not(None), _C.c.review_deadline <= horizon,
+            _C.c.review_deadline > now, _C.c.reminded_at.is_(None),
+            _C.c.status == ContactStatus.ACTIVE.value)
+            .order_by(_C.c.account_id, _C.c.review_deadline).limit(5000)).all()
         by_account: dict[int, list[int]] = defaultdict(list)
         for contact_id, account_id in due:
             by_account[account_id].append(contact_id)
@@ -138,7 +144,7 @@ def _remind_account(act: Actions, account_id: int, ids: Iterable[int], book: Add
     if not ids:
         return
     account = act.account(account_id)
-    contacts = act.session.exec(select(Contact).where(Contact.id.in_(ids))).all()
+    contacts = act.session.exec(select(Contact).where(col(Contact.id).in_(ids))).all()
     admins = [u for u in act.session.exec(select(User).where(User.account_id == account_id))
               if "contact-admin" in u.role_set]
     for admin in admins:

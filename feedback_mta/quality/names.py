@@ -31,6 +31,7 @@ import json
 import math
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 
@@ -121,7 +122,7 @@ class TrigramModel:
         return cls(trigrams, contexts, bigrams, unigrams, sum(trigrams.values()))
 
     @classmethod
-    def train(cls, words) -> TrigramModel:
+    def train(cls, words: Iterable[str]) -> TrigramModel:
         counts: dict[str, int] = {}
         for word in words:
             padded = f"^^{word}$"

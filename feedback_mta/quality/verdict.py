@@ -23,8 +23,15 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
+from feedback_mta.config import QualityConfig
 from feedback_mta.quality import names
+
+if TYPE_CHECKING:
+    from feedback_mta.config import Config
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 INVALID_TAG = "SYSTEM - Invalid Contact"
 SUSPECTED_TAG = "SYSTEM - Suspected Invalid Contact"
@@ -68,12 +75,13 @@ class Policy:
     cross-account threshold, whether addresses are checked."""
 
     networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-    cross_account_threshold: int = 3
-    check_email: bool = True
-    allowed_domains: tuple[str, ...] = ()
+    # The defaults are the config's (``[quality]``), not a second copy of them.
+    cross_account_threshold: int = QualityConfig.cross_account_threshold
+    check_email: bool = QualityConfig.check_email
+    allowed_domains: tuple[str, ...] = QualityConfig.allowed_domains
 
     @classmethod
-    def from_config(cls, config, extra_networks: Iterable[str] = ()) -> Policy:
+    def from_config(cls, config: Config, extra_networks: Iterable[str] = ()) -> Policy:
         q = config.quality
         nets = {ipaddress.ip_network(n, strict=False)
                 for n in (*q.suspect_networks, *extra_networks)}
@@ -91,7 +99,7 @@ class Verdict:
 OK = Verdict(Level.OK)
 
 
-def network_reasons(ips: Iterable[str], networks) -> list[str]:
+def network_reasons(ips: Iterable[str], networks: Iterable[Network]) -> list[str]:
     """``suspect network 203.0.113.0/24`` for each suspect network a source IP is in."""
     reasons = []
     for text in ips:

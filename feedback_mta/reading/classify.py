@@ -20,7 +20,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from feedback_mta.addresses import Box, Recipient
+from feedback_mta.addresses import ADMIN_BOXES, Box, Recipient
 from feedback_mta.kinds import Kind
 from feedback_mta.reading import formats
 from feedback_mta.reading.formats.report import Report
@@ -86,6 +86,10 @@ def classify(msg: ParsedMessage, recipients: Sequence[Recipient]) -> Classificat
     ours = recipients[0] if recipients else None
     every = tuple(recipients)
     boxes = {r.box for r in recipients}
+
+    if boxes and boxes <= ADMIN_BOXES:  # postmaster@, abuse@: for the operator's eyes only
+        return Classification(Kind.ADMIN, ours, why=f"{ours.box.value} box" if ours else "",
+                              ours=every)
 
     report = formats.detect(msg)
     human = boxes & {Box.REPLY, Box.REVIEW}

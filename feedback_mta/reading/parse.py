@@ -13,10 +13,13 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from email.utils import getaddresses
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class ParseError(Exception):
@@ -29,13 +32,13 @@ class _Policy(email.policy.Compat32):
     with replacement, where compat32 hands back a ``Header`` object that every string
     operation in the report formats trips over (the fuzzers found three of them)."""
 
-    def header_fetch_parse(self, name, value):
+    def header_fetch_parse(self, name: str, value: str) -> str:
         if isinstance(value, str):
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError:  # surrogate-escaped 8-bit bytes
                 return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        return super().header_fetch_parse(name, value)
+        return str(super().header_fetch_parse(name, value))
 
 
 #: The policy every message and header block is parsed with.
@@ -65,12 +68,12 @@ class ParsedMessage:
     #: The bytes as stored (cheap checks before decoding anything).
     raw: bytes = field(default=b"", compare=False, repr=False)
     #: What is computed once per message on first use (``memo``).
-    _memo: dict = field(default_factory=dict, compare=False, repr=False)
+    _memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    def memo(self, key: str, compute):
+    def memo(self, key: str, compute: Callable[[], T]) -> T:
         """``compute()`` once per message (bodies, the MIME tree, a report's original)."""
         try:
-            return self._memo[key]
+            return self._memo[key]  # type: ignore[no-any-return]
         except KeyError:
             value = self._memo[key] = compute()
             return value
@@ -81,7 +84,7 @@ class ParsedMessage:
 
     @property
     def content_type(self) -> str:
-        return self.message.get_content_type()
+        return str(self.message.get_content_type())
 
     @property
     def tree(self) -> tuple[tuple[str, Message], ...]:
@@ -104,7 +107,7 @@ class ParsedMessage:
         report formats look for (a JSON body, a bounce's wording) at a fraction of
         mail-parser's cost; replies, where every charset detail matters, use ``text``."""
         if "bodies" in self._memo:
-            return self._memo["bodies"][0]
+            return str(self._memo["bodies"][0])
         return self.memo("plain", lambda: _stdlib_text(self.message, html=False)[0])
 
     @property
@@ -154,8 +157,8 @@ def parse(raw: bytes, mail_from: str | None = None, rcpt_tos: tuple[str, ...] = 
         raise ParseError(f"{type(exc).__name__}: {exc}") from exc
     headers = _stdlib_headers(message)
     from_values = headers.get("from", ())
-    from_address = _addresses(from_values[:1])[:1] if from_values else ()
-    from_address = from_address[0] if from_address else None
+    found = _addresses(from_values[:1])[:1] if from_values else ()
+    from_address = found[0] if found else None
     message_id = _msgids(headers.get("message-id", ("",))[0])
     if guess_envelope:
         mail_from, rcpt_tos = _envelope(headers)
@@ -181,14 +184,14 @@ _ANGLE = re.compile(r"<([^<>\s@]+@[^<>\s]+)>")
 _BARE = re.compile(r"(?<![^\s<>\"'(),;:])[^\s<>\"'(),;:@]+@[^\s<>\"'(),;:@]+")
 
 
-def _addresses(values) -> tuple[str, ...]:
+def _addresses(values: Iterable[object]) -> tuple[str, ...]:
     """addr-specs in address headers, lower-case. Plain ``a@b, Name <c@d>`` forms are read
     by pattern (most headers, and fast); anything with quotes, comments or escapes, where a
     pattern could take a display name or comment for the address, goes to the full
     RFC 5322 parser: the From address decides who may flag a lead."""
-    found = []
-    for value in values:
-        value = str(value)
+    found: list[str] = []
+    for item in values:
+        value = str(item)
         if any(c in value for c in '"()\\'):
             found += [a for _, a in getaddresses([value]) if "@" in a]
         elif "<" in value:
@@ -209,7 +212,8 @@ def _decoded(value: str) -> str:
 
 def _stdlib_text(message: Message, html: bool = True) -> tuple[str, str]:
     wanted = ("text/plain", "text/html") if html else ("text/plain",)
-    text, html_parts = [], []
+    text: list[str] = []
+    html_parts: list[str] = []
     for part in message.walk():
         if part.is_multipart():
             continue
@@ -217,6 +221,7 @@ def _stdlib_text(message: Message, html: bool = True) -> tuple[str, str]:
         if ctype not in wanted:
             continue
         payload = part.get_payload(decode=True) or b""
+        assert isinstance(payload, bytes)
         charset = part.get_content_charset() or "utf-8"
         try:
             decoded = payload.decode(charset, "replace")

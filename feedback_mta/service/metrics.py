@@ -26,12 +26,12 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.engine import Engine
 
-from feedback_mta import logs
-from feedback_mta.actions import events, listen
+from feedback_mta import events, logs
+from feedback_mta.actions import listen
 from feedback_mta.counters import COMPLAINTS, REGISTRY
 from feedback_mta.logs import error_line
 from feedback_mta.store import db
-from feedback_mta.store.models import InboundMessage, MessageState, utcnow
+from feedback_mta.store.models import InboundMessage, MessageState, table_of, utcnow
 
 log = logs.get(__name__)
 
@@ -46,7 +46,7 @@ def count_event(action: str, fields: dict) -> None:
 listen(count_event)
 
 
-_T = InboundMessage.__table__
+_T = table_of(InboundMessage)
 
 
 class QueueCollector:

@@ -16,10 +16,8 @@ reach the reply handler with a command.
 
 from __future__ import annotations
 
-import queue
 import re
 import smtplib
-import threading
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -27,12 +25,13 @@ from sqlalchemy.engine import Engine
 
 from feedback_mta import counters, logs
 from feedback_mta.config import OutboundConfig
+from feedback_mta.runner import Runner
 from feedback_mta.store import db
-from feedback_mta.store.models import OutboundMessage, OutboundState, utcnow
+from feedback_mta.store.models import OutboundMessage, OutboundState, table_of, utcnow
 
 log = logs.get(__name__)
 
-_T = OutboundMessage.__table__
+_T = table_of(OutboundMessage)
 
 class _Permanent(Exception):
     pass
@@ -152,27 +151,25 @@ def due_ids(engine: Engine, limit: int = 1000) -> list[int]:
 _STOP = object()
 
 
-class Outbox:
-    """One thread that delivers queued mail, so a slow relay never holds up processing."""
+class Outbox(Runner[int]):
+    """One thread that delivers queued mail, so a slow relay never holds up processing.
+    Without a relay it does nothing (and starts no thread)."""
+
+    name = "outbox"
 
     def __init__(self, engine: Engine, cfg: OutboundConfig) -> None:
+        super().__init__(threads=1 if cfg.relay_address is not None else 0)
         self._engine = engine
         self._cfg = cfg
-        self._queue: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
 
     @property
     def enabled(self) -> bool:
         return self._cfg.relay_address is not None
 
-    def start(self) -> None:
-        if self.enabled:
-            self._thread.start()
-
     def submit(self, ids: list[int]) -> None:
         if self.enabled:
             for mail_id in ids:
-                self._queue.put(mail_id)
+                self.put(mail_id)
 
     def flush(self) -> int:
         """Queue every mail that is due (retries, or left by a crash or another node)."""
@@ -180,14 +177,13 @@ class Outbox:
         self.submit(ids)
         return len(ids)
 
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(_STOP)
-            self._thread.join(timeout=self._cfg.timeout + 5)
+    def stop(self, *, drain: bool = True, timeout: float | None = None) -> list[int]:
+        return super().stop(drain=drain, timeout=self._cfg.timeout + 5)
 
-    def _run(self) -> None:
-        for item in iter(self._queue.get, _STOP):
-            try:
-                deliver_one(self._engine, self._cfg, item)
-            except Exception:  # the database, not the mail: the scheduler tries again
-                log.exception("mail.deliver_error", outbound_id=item)
+    def run_batch(self, batch: list[int]) -> None:
+        for mail_id in batch:
+            deliver_one(self._engine, self._cfg, mail_id)
+
+    def failed(self, batch: list[int], exc: Exception) -> None:
+        # The database, not the mail: the scheduler's flush tries again.
+        log.exception("mail.deliver_error", outbound_id=batch[0])

@@ -27,8 +27,6 @@ batch size.
 
 from __future__ import annotations
 
-import json
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -42,17 +40,17 @@ from sqlmodel import Session
 from feedback_mta import counters, logs
 from feedback_mta.actions import Actions, Actor
 from feedback_mta.addresses import AddressBook
-from feedback_mta.edge.intake import batches
 from feedback_mta.handlers.base import NO_ACTION, HandlerContext, Outcome, Settings
 from feedback_mta.handlers.registry import HANDLERS
 from feedback_mta.reading.classify import Classification, Kind, classify
 from feedback_mta.reading.parse import ParsedMessage, parse
+from feedback_mta.runner import Runner
 from feedback_mta.store import db
-from feedback_mta.store.models import InboundMessage, MessageState, utcnow
+from feedback_mta.store.models import InboundMessage, MessageState, table_of, utcnow
 
 log = logs.get(__name__)
 
-_T = InboundMessage.__table__
+_T = table_of(InboundMessage)
 
 
 def _actor(parsed: ParsedMessage) -> Actor:
@@ -62,7 +60,7 @@ def _actor(parsed: ParsedMessage) -> Actor:
 
 MailSink = Callable[[list[int]], None]
 
-#: Prepared once: building a statement costs more than running it (issue 7's profile).
+#: Prepared once: building a statement costs more than running it (the profile said so).
 _LOAD = (sa.select(_T.c.id, _T.c.raw, _T.c.mail_from, _T.c.rcpt_tos, _T.c.content_hash)
          .where(_T.c.id.in_(sa.bindparam("ids", expanding=True)),
                 _T.c.state == MessageState.RECEIVED))
@@ -103,7 +101,7 @@ def _decide(row, book: AddressBook) -> _Work:
     """parse -> classify: pure, before any lock is taken; an error fails only this message."""
     work = _Work(row.id, row.content_hash)
     try:
-        rcpt_tos = tuple(json.loads(row.rcpt_tos))
+        rcpt_tos = tuple(row.rcpt_tos)
         work.parsed = parse(row.raw, row.mail_from, rcpt_tos)
         work.classification = classify(work.parsed, book.resolve_all(rcpt_tos))
         work.kind = work.classification.kind
@@ -151,7 +149,7 @@ def process_batch(engine: Engine, book: AddressBook, message_ids: Sequence[int],
                 continue
             done, pending = _finish_duplicate(engine, pending[0]), pending[1:]
         _report(done, started, len(rows), on_mail)
-        outcomes.update((work.id, work.outcome) for work in done)
+        outcomes.update((work.id, work.outcome) for work in done if work.outcome is not None)
     return outcomes
 
 
@@ -194,9 +192,10 @@ def _act(engine: Engine, book: AddressBook, batch: list[_Work], settings: Settin
             session.execute(_SET_KEY, keys)
         if done:
             now = utcnow()
+            assert all(w.outcome is not None for w in done)
             session.execute(_FINISH, [{
-                "b_id": w.id, "b_state": w.outcome.state.value,
-                "b_reason": None if w.error else w.outcome.reason,
+                "b_id": w.id, "b_state": w.outcome.state.value,  # type: ignore[union-attr]
+                "b_reason": None if w.error else w.outcome.reason,  # type: ignore[union-attr]
                 "b_kind": w.kind.value if w.kind else None, "b_error": w.error,
                 "b_dup": w.duplicate_of, "b_at": now} for w in done])
         session.commit()
@@ -212,12 +211,14 @@ def _report(done: list[_Work], started: float, batch: int, on_mail: MailSink | N
             if work.actions.queued_mail and on_mail is not None:
                 on_mail(work.actions.queued_mail)
         kind = work.kind.value if work.kind else "unknown"
-        if work.outcome.state is MessageState.FAILED:
-            log.error("message.failed", id=work.id, kind=work.kind, error=work.error[:300])
-        counters.PROCESSED.labels(kind, work.outcome.state.value).inc()
+        outcome = work.outcome
+        assert outcome is not None
+        if outcome.state is MessageState.FAILED:
+            log.error("message.failed", id=work.id, kind=work.kind, error=(work.error or "")[:300])
+        counters.PROCESSED.labels(kind, outcome.state.value).inc()
         counters.PROCESS_SECONDS.observe(seconds)
         log.info("message.processed", id=work.id, kind=work.kind,
-                 state=work.outcome.state.value, reason=work.outcome.reason,
+                 state=outcome.state.value, reason=outcome.reason,
                  duration_ms=round(seconds * 1000, 2), batch=batch)
 
 
@@ -226,6 +227,7 @@ def _handle(session: Session, book: AddressBook, work: _Work, settings: Settings
         return Outcome(MessageState.IGNORED, "duplicate")
     if work.error is not None:
         return Outcome(MessageState.FAILED, work.error)
+    assert work.parsed is not None and work.classification is not None  # no error: decided
     handler = HANDLERS.get(work.classification.kind)
     if handler is None:
         return NO_ACTION
@@ -264,41 +266,31 @@ def received_ids(engine: Engine, limit: int = 10000) -> list[int]:
             .order_by(_T.c.id).limit(limit)).scalars())
 
 
-_STOP = object()
+class Processor(Runner[int]):
+    """Threads that process stored messages, fed by the intake and the sweep. ``stop``
+    drops what is queued: those messages stay ``received`` and the next start (or another
+    node's sweep) processes them."""
 
-
-class Processor:
-    """Worker threads that process stored messages, fed by the intake and the sweep."""
+    name = "processor"
 
     def __init__(self, engine: Engine, book: AddressBook, workers: int = 1,
                  settings: Settings = Settings(), on_mail: MailSink | None = None,
                  max_batch: int = 16) -> None:
+        super().__init__(threads=workers, max_batch=max_batch)
         self._engine = engine
         self._book = book
         self._settings = settings
         self._on_mail = on_mail
-        self._max_batch = max_batch
-        self._queue: queue.Queue = queue.Queue()
         self._pending: set[int] = set()
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, name=f"processor-{i}", daemon=True)
-                         for i in range(workers)]
         self.processed = 0
-
-    def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
-
-    @property
-    def alive(self) -> bool:
-        return all(thread.is_alive() for thread in self._threads)
 
     def submit(self, ids: Iterable[int]) -> None:
         with self._lock:
             for message_id in ids:
                 if message_id not in self._pending:
                     self._pending.add(message_id)
-                    self._queue.put(message_id)
+                    self.put(message_id)
 
     def sweep(self) -> int:
         """Queue every stored message still ``received`` (crash recovery, other nodes, retries)."""
@@ -306,27 +298,20 @@ class Processor:
         self.submit(ids)
         return len(ids)
 
-    def stop(self) -> None:
-        """Finish the message in hand and stop; what is still queued stays ``received``."""
+    def stop(self, *, drain: bool = False, timeout: float | None = None) -> list[int]:
+        """Finish the batch in hand and stop; what is still queued stays ``received``."""
         with self._lock:
-            while True:
-                try:
-                    self._queue.get_nowait()
-                except queue.Empty:
-                    break
             self._pending.clear()
-        for _ in self._threads:
-            self._queue.put(_STOP)
-        for thread in self._threads:
-            thread.join()
+        return super().stop(drain=drain, timeout=timeout)
 
-    def _run(self) -> None:
-        for batch in batches(self._queue, self._max_batch, _STOP):
-            try:
-                process_batch(self._engine, self._book, batch, self._settings, self._on_mail)
-                self.processed += len(batch)
-            except Exception:  # database gone: they stay received; the sweep retries them
-                log.exception("message.process_error", ids=batch)
-            finally:
-                with self._lock:
-                    self._pending.difference_update(batch)
+    def run_batch(self, batch: list[int]) -> None:
+        try:
+            process_batch(self._engine, self._book, batch, self._settings, self._on_mail)
+            self.processed += len(batch)
+        finally:
+            with self._lock:
+                self._pending.difference_update(batch)
+
+    def failed(self, batch: list[int], exc: Exception) -> None:
+        # The database, not the messages: they stay received; the sweep retries them.
+        log.exception("message.process_error", ids=batch)

@@ -12,6 +12,7 @@ import asyncio
 import functools
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from feedback_mta import counters, logs
@@ -116,6 +117,7 @@ async def run(config: Config, *, worker: Worker | None = None) -> None:
              starttls=tls is not None, proxy_protocol=config.smtp.proxy_protocol,
              recovered=recovered, reviews_caught_up=caught_up, pid=os.getpid(),
              worker=worker.index if worker is not None else None)
+    ping: Callable[[], object]
     if worker is not None:  # the supervisor tells systemd once every worker listens
         os.write(worker.fd, f"{bound[1]}\n".encode())
         ping = functools.partial(os.write, worker.fd, b"W")

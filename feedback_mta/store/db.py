@@ -22,18 +22,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
 from feedback_mta.config import DatabaseConfig
 
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: The newest migration's revision. Reads compare the database with it without loading
+#: alembic (a command answers in a fraction of the time); ``tests/test_migrations.py`` keeps
+#: it equal to the newest script's.
+HEAD = "0005"
 
 
 class SchemaError(Exception):
@@ -48,11 +52,19 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def create_engine(cfg: DatabaseConfig, *, pool_size: int = 5) -> Engine:
+def create_engine(cfg: DatabaseConfig, *, pool_size: int = 5,
+                  read_only: bool = False) -> Engine:
+    """An engine for the configured database. ``read_only`` (the command line's reads,
+    ``check-config``) creates nothing: no SQLite file or folder, no writer lock file; a
+    missing SQLite file is a ``SchemaError`` that says how to create it."""
     url = make_url(normalize_url(cfg.url))
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            if read_only and not Path(url.database).exists():
+                raise SchemaError(f"no database at {url.database}: run `feedback-mta db "
+                                  "upgrade` (or start the server) to create it")
+            if not read_only:
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(
             url,
             connect_args={"timeout": cfg.busy_timeout, "check_same_thread": False},
@@ -75,7 +87,8 @@ def create_engine(cfg: DatabaseConfig, *, pool_size: int = 5) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
-        _queue_writers(engine, cfg.busy_timeout, url.database)
+        if not read_only:
+            _queue_writers(engine, cfg.busy_timeout, url.database)
         return engine
     timeout_ms = int(cfg.busy_timeout * 1000)
     return sa.create_engine(
@@ -187,7 +200,7 @@ def _queue_writers(engine: Engine, timeout: float, database: str | None) -> None
         finally:
             release(dbapi_conn)
 
-    dialect.do_commit, dialect.do_rollback = do_commit, do_rollback
+    dialect.do_commit, dialect.do_rollback = do_commit, do_rollback  # type: ignore[method-assign,assignment]
     event.listen(engine, "close", release)
     event.listen(engine, "invalidate", release)
 
@@ -198,6 +211,8 @@ def reader(engine: Engine) -> Engine:
 
 
 def alembic_config(url: str) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     # ConfigParser interpolation: a literal % in a password must be doubled.
@@ -211,6 +226,8 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | N
     On PostgreSQL a session advisory lock is held meanwhile: nodes whose one-shot upgrade
     starts at the same moment take turns, and the later ones find the work done, instead
     of creating the same tables twice and failing halfway."""
+    from alembic import command
+
     with _session_lock(engine, "upgrade"):
         before = current_revision(engine)
         cfg = alembic_config(engine.url.render_as_string(hide_password=False))
@@ -244,14 +261,23 @@ def _lock_key(name: str) -> int:
     return zlib.crc32(name.encode()) - 2**31
 
 
-def head_revision() -> str | None:
-    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    return script.get_current_head()
+def head_revision() -> str:
+    return HEAD
+
+
+def script_head() -> str | None:
+    """The newest migration script's revision, as alembic reads the scripts (slow)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The database's schema revision (alembic's version table), None when it has none."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def check_schema(engine: Engine) -> None:

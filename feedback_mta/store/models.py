@@ -8,42 +8,55 @@ sender -> user of an account, state -> inbound messages to process), so nothing 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
-from enum import StrEnum
+from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import Column, DateTime, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
+
+from feedback_mta.store.states import (
+    ContactStatus,
+    LeadStatus,
+    MessageState,
+    OutboundState,
+    Role,
+)
+
+__all__ = ["ContactStatus", "LeadStatus", "MessageState", "OutboundState", "Role"]
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class JsonText(TypeDecorator[Any]):
+    """JSON in a TEXT column: lists and dicts in, the same back (the one place that calls
+    ``json.loads`` on stored JSON). A ``str`` is taken as JSON text already, as raw inserts
+    write it; NULL stays None. The column stays TEXT: no migration, any database."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        return json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Any:
+        return None if value is None or value == "" else json.loads(value)
+
+
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """A model's Core table, for prepared Core statements (SQLModel's types hide it)."""
+    table: sa.Table = model.__table__  # type: ignore[attr-defined]
+    return table
+
+
 def _ts(nullable: bool = False, index: bool = False) -> Column:
     return Column(DateTime(timezone=True), nullable=nullable, index=index)
-
-
-class ContactStatus(StrEnum):
-    ACTIVE = "active"
-    OPTED_OUT = "opted_out"
-
-
-class LeadStatus(StrEnum):
-    ACTIVE = "active"
-    SPAM = "spam"
-
-
-class MessageState(StrEnum):
-    """Inbound message states (DESIGN.md): received -> processed | ignored | failed."""
-
-    RECEIVED = "received"
-    PROCESSED = "processed"
-    IGNORED = "ignored"
-    FAILED = "failed"
-
-
-class Role(StrEnum):
-    CONTACT_ADMIN = "contact-admin"
 
 
 class Account(SQLModel, table=True):
@@ -102,7 +115,7 @@ class Contact(SQLModel, table=True):
     source_ip: str | None = Field(default=None, sa_column=Column(Text))
     #: What the quality check said (``quality``): ok | suspected | invalid, and why (JSON list).
     quality: str | None = Field(default=None, sa_column=Column(Text))
-    quality_reasons: str | None = Field(default=None, sa_column=Column(Text))
+    quality_reasons: list[str] | None = Field(default=None, sa_column=Column(JsonText))
     #: Set while the contact is tagged suspected: when it is opted out unless verified.
     review_deadline: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     #: When its account's admins were sent the review digest naming it (once per deadline).
@@ -111,7 +124,7 @@ class Contact(SQLModel, table=True):
     #: not tag it again.
     verified_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     verified_by: str | None = Field(default=None, sa_column=Column(Text))
-    verified_reasons: str | None = Field(default=None, sa_column=Column(Text))
+    verified_reasons: list[str] | None = Field(default=None, sa_column=Column(JsonText))
     #: First purchase, double opt-in, open or click: an engaged contact is never called bad.
     engaged_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     #: Space-separated kinds of engagement seen (``purchase click``).
@@ -220,7 +233,8 @@ class InboundMessage(SQLModel, table=True):
     #: Envelope sender; empty for the null sender ``<>`` of bounces.
     mail_from: str = Field(default="", sa_column=Column(Text, nullable=False))
     #: Envelope recipients, JSON list.
-    rcpt_tos: str = Field(default="[]", sa_column=Column(Text, nullable=False))
+    rcpt_tos: list[str] = Field(default_factory=list,
+                                sa_column=Column(JsonText, nullable=False))
     size: int = 0
     #: Message-ID header without angle brackets, if any.
     message_id: str | None = Field(default=None, sa_column=Column(Text))
@@ -268,13 +282,11 @@ class Event(SQLModel, table=True):
     inbound_message_id: int | None = None
     reason: str | None = Field(default=None, sa_column=Column(Text))
     #: Extra detail as JSON (never message bodies).
-    data: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(
+        JsonText, nullable=False, server_default="{}"))
 
 
-class OutboundState(StrEnum):
-    QUEUED = "queued"
-    SENT = "sent"
-    FAILED = "failed"
+
 
 
 class OutboundMessage(SQLModel, table=True):

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from email.message import Message
 
+from feedback_mta.kinds import Kind
 from feedback_mta.reading.formats.report import (
-    Kind,
     Report,
     address_in,
     headers_only,

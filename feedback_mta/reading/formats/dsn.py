@@ -16,10 +16,11 @@ address dead loses a contact for good; a soft count errs on the side of the cont
 from __future__ import annotations
 
 import re
+from email.message import Message
 
+from feedback_mta.kinds import Kind
 from feedback_mta.reading.formats.report import (
     Bounced,
-    Kind,
     Report,
     address_in,
     original,
@@ -72,7 +73,7 @@ def hardness(status: str | None, diagnostic: str | None) -> tuple[bool, str]:
     if hard and (status is None or status.startswith("5")):
         return True, hard.group(0).lower()
     if status == "5.2.2" or (status or "").startswith("5.7"):
-        return False, {"5.2.2": "mailbox full"}.get(status, "blocked")
+        return False, "mailbox full" if status == "5.2.2" else "blocked"
     return False, "permanent failure" if (status or "").startswith("5") else "unknown"
 
 
@@ -86,6 +87,8 @@ def detect(msg: ParsedMessage) -> Report | None:
         blocks = part.get_payload()
         # The first block is per-message (Reporting-MTA); the rest are per-recipient.
         for block in blocks if isinstance(blocks, list) else ():
+            if not isinstance(block, Message):
+                continue
             address = address_in(block.get("Final-Recipient")) or address_in(
                 block.get("Original-Recipient"))
             if address is None:

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import logging
 import re
+from email.message import Message
 
+from feedback_mta.kinds import Kind
 from feedback_mta.reading.formats.dsn import hardness, status_of
 from feedback_mta.reading.formats.report import (
     Bounced,
-    Kind,
     Report,
     address_in,
     headers_only,
@@ -49,7 +50,7 @@ def looks_like_bounce(msg: ParsedMessage) -> bool:
             or msg.header("x-failed-recipients") is not None)
 
 
-def _position(lowered_text: str, raw) -> tuple[int, str]:
+def _position(lowered_text: str, raw: object) -> tuple[int, str]:
     address = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
     at = lowered_text.find(address.lower())
     return (at if at >= 0 else len(lowered_text), address)
@@ -64,7 +65,7 @@ def _context(text: str, address: str) -> str:
     return text[at:end if end > 0 else at + 600][:600]
 
 
-def _quoted_original(text: str):
+def _quoted_original(text: str) -> Message | None:
     match = _COPY.search(text)
     if not match:
         return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from email.message import Message
 from typing import TYPE_CHECKING
@@ -81,7 +82,7 @@ def address_in(value: str | None) -> str | None:
     return address
 
 
-def unique(addresses) -> tuple[str, ...]:
+def unique(addresses: Iterable[str | None]) -> tuple[str, ...]:
     """Drop empties and repeats, keep the first order."""
     return tuple(dict.fromkeys(a for a in addresses if a))
 
@@ -109,6 +110,7 @@ def _original(msg: ParsedMessage) -> Message | None:
                 return payload[0]
         elif ctype in ("text/rfc822-headers", "text/rfc822-header"):
             text = part.get_payload(decode=True) or b""
+            assert isinstance(text, bytes)
             return headers_only(text.decode("utf-8", "replace"))
     return None
 

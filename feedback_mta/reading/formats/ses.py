@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from email.message import Message
+from typing import Any
 
 from feedback_mta.kinds import Kind
 from feedback_mta.reading.formats.dsn import hardness, status_of
@@ -22,7 +23,7 @@ from feedback_mta.reading.parse import ParsedMessage
 _HARD_SUBTYPES = frozenset({"general", "noemail", "suppressed", "onaccountsuppressionlist"})
 
 
-def _notification(text: str) -> dict | None:
+def _notification(text: str) -> dict[str, Any] | None:
     start = text.find("{")
     if start < 0 or "notificationType" not in text:
         return None
@@ -38,7 +39,7 @@ def _notification(text: str) -> dict | None:
     return data if isinstance(data, dict) and "notificationType" in data else None
 
 
-def _original(mail: dict) -> Message | None:
+def _original(mail: object) -> Message | None:
     if not isinstance(mail, dict):
         return None
     original = Message()
@@ -50,17 +51,18 @@ def _original(mail: dict) -> Message | None:
     return original
 
 
-def _dict(value) -> dict:
+def _dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _list(value) -> list:
+def _list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _addresses(entries) -> list[str]:
-    return [address_in(str(e.get("emailAddress", ""))) for e in _list(entries)
-            if isinstance(e, dict)]
+def _addresses(entries: object) -> list[str]:
+    found = (address_in(str(e.get("emailAddress", ""))) for e in _list(entries)
+             if isinstance(e, dict))
+    return [a for a in found if a]
 
 
 def _body(msg: ParsedMessage) -> str:
@@ -70,7 +72,7 @@ def _body(msg: ParsedMessage) -> str:
     for part in msg.message.walk():
         if part.get_content_type() == "application/json":
             payload = part.get_payload(decode=True) or b""
-            return payload.decode("utf-8", "replace")
+            return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
     return ""
 
 

@@ -1,0 +1,139 @@
+"""``account`` and ``user``: tenants, the people of each who may write to us, their roles."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from feedback_mta.cli.common import (
+    EXIT_USAGE,
+    AccountOpt,
+    ConfigOpt,
+    Failure,
+    IdArg,
+    JsonOpt,
+    command,
+    emit,
+    emit_rows,
+    reading,
+    writing,
+)
+from feedback_mta.store.states import Role
+
+if TYPE_CHECKING:
+    from feedback_mta.store.models import User
+
+account_app = typer.Typer(help="Accounts (tenants).", no_args_is_help=True)
+user_app = typer.Typer(help="Users who may write to us, and their roles.", no_args_is_help=True)
+role_app = typer.Typer(help="A user's roles.", no_args_is_help=True)
+user_app.add_typer(role_app, name="role")
+
+EmailOpt = Annotated[str, typer.Option("--email", metavar="ADDR", help="The user's address.",
+                                       show_default=False)]
+RoleOpt = Annotated[list[Role] | None, typer.Option("--role", help="Role (repeatable).")]
+
+
+@account_app.command("add")
+@command
+def account_add(name: Annotated[str, typer.Argument(metavar="NAME")], config: ConfigOpt = None,
+                as_json: JsonOpt = False) -> None:
+    """Add an account; prints its id."""
+    with writing(config) as (_, act):
+        account = act.add_account(name)
+    emit({"id": account.id, "name": account.name}, as_json)
+
+
+@account_app.command("list")
+@command
+def account_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Every account with its numbers of users, contacts and leads."""
+    from feedback_mta.queries import accounts
+
+    with reading(config) as (_, session):
+        rows = accounts.listing(session)
+    emit_rows(rows, ("id", "name", "users", "contacts", "leads", "created_at"), as_json)
+
+
+@account_app.command("show")
+@command
+def account_show(account_id: IdArg, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """One account, with its users and their roles."""
+    from feedback_mta.queries import accounts
+
+    with reading(config) as (_, session):
+        emit(accounts.show(session, account_id), as_json)
+
+
+@account_app.command("sent")
+@command
+def account_sent(
+    account_id: IdArg,
+    count: Annotated[int, typer.Argument(metavar="COUNT", min=0, show_default=False)],
+    day: Annotated[str | None, typer.Option("--day", metavar="DATE",
+                                            help="ISO date (UTC); default today.")] = None,
+    config: ConfigOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Add COUNT to the messages the account sent on a day: the complaint rate's base."""
+
+    try:
+        when = (datetime.fromisoformat(day).date() if day
+                else datetime.now(UTC).date()).isoformat()
+    except ValueError:
+        raise Failure(f"--day: expected an ISO date such as 2026-11-21, got {day!r}",
+                      EXIT_USAGE) from None
+    with writing(config) as (_, act):
+        row = act.add_sent(account_id, when, count)
+    emit({"account_id": account_id, "day": row.day, "sent": row.count}, as_json)
+
+
+def _user_dict(user: User) -> dict[str, object]:
+    return {"id": user.id, "account_id": user.account_id, "email": user.email,
+            "roles": sorted(user.role_set)}
+
+
+@user_app.command("add")
+@command
+def user_add(account: AccountOpt, email: EmailOpt, role: RoleOpt = None,
+             config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Add a user to an account (or grant an existing one more roles)."""
+    with writing(config) as (_, act):
+        user = act.add_user(account, email, [r.value for r in role or ()])
+    emit(_user_dict(user), as_json)
+
+
+@user_app.command("list")
+@command
+def user_list(account: AccountOpt, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """The account's users and their roles."""
+    from feedback_mta.queries import accounts
+
+    with reading(config) as (_, session):
+        rows = accounts.users(session, account)
+    emit_rows(rows, ("id", "email", "roles", "created_at"), as_json)
+
+
+@user_app.command("remove")
+@command
+def user_remove(account: AccountOpt, email: EmailOpt, config: ConfigOpt = None,
+                as_json: JsonOpt = False) -> None:
+    """Remove a user: replies from that address no longer act (the audit trail stays)."""
+    with writing(config) as (_, act):
+        user = act.existing_user(account, email)
+        result = {**_user_dict(user), "removed": True}
+        act.remove_user(user)
+    emit(result, as_json)
+
+
+@role_app.command("remove")
+@command
+def role_remove(account: AccountOpt, email: EmailOpt,
+                role: Annotated[list[Role], typer.Option("--role", help="Role (repeatable).",
+                                                         show_default=False)],
+                config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Take roles from a user ("changed": false if it held none of them)."""
+    with writing(config) as (_, act):
+        user = act.existing_user(account, email)
+        changed = act.revoke_roles(user, [r.value for r in role])
+    emit({**_user_dict(user), "changed": changed}, as_json)

@@ -1,0 +1,212 @@
+"""What every command shares: options, exit codes, the config, engines, printing, errors.
+
+``command`` wraps a command function: a ``Failure``, an action that cannot be done, an
+unknown target or a database that is away becomes one line on stderr and its exit code.
+Reads open the database with ``read_engine``, which creates and migrates nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
+
+import typer
+
+from feedback_mta import config as config_mod
+from feedback_mta.cli import output
+
+if TYPE_CHECKING:  # the database stack is imported on use: a command starts fast
+    from sqlalchemy.engine import Connection, Engine
+    from sqlmodel import Session
+
+    from feedback_mta.actions import Actions
+
+EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_DATABASE = 1, 2, 3, 4
+
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", "-c", metavar="FILE", help="Config file (TOML); default $FEEDBACK_MTA_CONFIG.",
+    envvar=config_mod.ENV_CONFIG, show_envvar=True)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON and nothing else on stdout.")]
+IdArg = Annotated[int, typer.Argument(metavar="ID", show_default=False)]
+AccountOpt = Annotated[int, typer.Option("--account", metavar="ID", help="Account id.",
+                                         show_default=False)]
+MaybeAccountOpt = Annotated[int | None, typer.Option("--account", metavar="ID",
+                                                     help="Only this account.")]
+ByOpt = Annotated[str | None, typer.Option(
+    "--by", metavar="NAME", help="Who is acting, for the audit trail (default: cli).")]
+
+#: -v on the command line: log at info (-vv: debug) instead of warnings and errors only.
+VERBOSITY = {"level": 0}
+#: Leave with os._exit once a command is done and its output flushed (``serve`` does not).
+FAST_EXIT = {"on": True}
+
+
+class Failure(Exception):
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def load(path: Path | None) -> config_mod.Config:
+    """The config (exit 3 naming the key when it is wrong)."""
+    try:
+        return config_mod.load(path)
+    except config_mod.ConfigError as exc:
+        raise Failure(str(exc), EXIT_CONFIG) from None
+
+
+def configure_logs(cfg: config_mod.Config, *, stream: Any = None,
+                   level: str | None = None) -> None:
+    """Logs for a command that changes something: warnings and errors unless -v (-vv:
+    debug), or ``level``. Reads log nothing, so they never load the logging stack."""
+    from feedback_mta import logs
+
+    verbosity = VERBOSITY["level"]
+    chosen = level or {0: "warning", 1: "info"}.get(verbosity, "debug")
+    logs.configure(chosen, cfg.logging.format, stream=stream or sys.stderr,
+                   mask_addresses=cfg.logging.mask_addresses)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return (text.strip().splitlines() or [type(exc).__name__])[0]
+
+
+def write_engine(cfg: config_mod.Config) -> Engine:
+    """The database for a command that changes something: created and migrated when
+    ``auto_upgrade`` is on, refused when its schema is behind."""
+    import sqlalchemy as sa
+
+    from feedback_mta.store import db
+
+    configure_logs(cfg)
+    try:
+        engine = db.create_engine(cfg.database)
+        if cfg.database.auto_upgrade:
+            db.upgrade(engine)
+        db.check_schema(engine)
+    except db.SchemaError as exc:
+        raise Failure(str(exc), EXIT_DATABASE) from None
+    except sa.exc.SQLAlchemyError as exc:
+        raise Failure(f"database: {first_line(exc)}", EXIT_DATABASE) from None
+    return engine
+
+
+def read_engine(cfg: config_mod.Config) -> Engine:
+    """The database for a read: never created, never migrated (exit 4 says why not)."""
+    import sqlalchemy as sa
+
+    from feedback_mta.store import db
+
+    try:
+        engine = db.create_engine(cfg.database, read_only=True)
+        db.check_schema(engine)
+    except db.SchemaError as exc:
+        raise Failure(str(exc), EXIT_DATABASE) from None
+    except sa.exc.SQLAlchemyError as exc:
+        raise Failure(f"database: {first_line(exc)}", EXIT_DATABASE) from None
+    return db.reader(engine)
+
+
+@contextmanager
+def reading(config: Path | None) -> Iterator[tuple[config_mod.Config, Session]]:
+    """The config and a read-only session (nothing is created or migrated)."""
+    from sqlmodel import Session
+
+    cfg = load(config)
+    with Session(read_engine(cfg)) as session:
+        yield cfg, session
+
+
+@contextmanager
+def connection(config: Path | None) -> Iterator[Connection]:
+    """A read-only Core connection, for the reads written as Core statements."""
+    with read_engine(load(config)).connect() as conn:
+        yield conn
+
+
+@contextmanager
+def writing(config: Path | None, by: str | None = None
+            ) -> Iterator[tuple[config_mod.Config, Actions]]:
+    """The config and the actions of one transaction (committed, then logged), acting as
+    ``cli`` or ``cli:<by>``."""
+    from feedback_mta.actions import unit_of_work
+
+    cfg = load(config)
+    with unit_of_work(write_engine(cfg), actor(by)) as act:
+        yield cfg, act
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def jsonable(obj: dict[str, Any]) -> dict[str, Any]:
+    return {k: iso(v) if isinstance(v, datetime) else v for k, v in obj.items()}
+
+
+def emit(obj: dict[str, Any], as_json: bool) -> None:
+    """One object: JSON, or ``key  value`` lines for people (lists and objects readable)."""
+    obj = jsonable(obj)
+    if as_json:
+        print(json.dumps(obj, ensure_ascii=False, default=str))
+        return
+    width = max((len(k) for k in obj), default=0)
+    for key, value in obj.items():
+        print(f"{key:<{width}}  {output.human(value)}")
+
+
+def emit_rows(rows: Iterable[dict[str, Any]], columns: Sequence[str], as_json: bool) -> None:
+    rows = [jsonable(r) for r in rows]
+    if as_json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False, default=str))
+        return
+    output.table(rows, columns)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def command(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run a command; its errors become one line on stderr and the right exit code."""
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except Failure as exc:
+            fail(str(exc), exc.code)
+        except Exception as exc:
+            from feedback_mta.actions import ActionError
+            from feedback_mta.queries import NotFound
+
+            if isinstance(exc, ActionError | NotFound):
+                fail(str(exc).strip("'\""), EXIT_FAILED)
+            import sqlalchemy as sa
+
+            if isinstance(exc, sa.exc.OperationalError):
+                fail(f"database: {first_line(exc)}", EXIT_DATABASE)
+            raise
+    return run
+
+
+def fail(message: str, code: int) -> NoReturn:
+    print(f"feedback-mta: error: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def actor(by: str | None) -> Any:
+    from feedback_mta.actions import CLI, Actor
+
+    return Actor(f"cli:{by}" if by else CLI.name, "cli")

@@ -1,0 +1,255 @@
+"""``contact``: look at contacts, add and import them, review, opt out and in, delete."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from feedback_mta.cli.common import (
+    AccountOpt,
+    ByOpt,
+    ConfigOpt,
+    IdArg,
+    JsonOpt,
+    MaybeAccountOpt,
+    command,
+    emit,
+    emit_rows,
+    load,
+    reading,
+    write_engine,
+    writing,
+)
+from feedback_mta.cli.leads import EmailOpt, FirstOpt, IpOpt, LastOpt, LimitOpt, checked_ip
+from feedback_mta.quality.verdict import Engagement
+from feedback_mta.store.states import ContactStatus
+
+contact_app = typer.Typer(help="Contacts.", no_args_is_help=True)
+
+
+class Truth(StrEnum):
+    TRUE = "true"
+    FALSE = "false"
+
+
+@contact_app.command("show")
+@command
+def contact_show(contact_id: IdArg, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Show one contact: status, opt-out reason, tags, review deadline, bounces."""
+    from feedback_mta.queries import contacts
+
+    with reading(config) as (_, session):
+        emit(contacts.show(session, contact_id), as_json)
+
+
+@contact_app.command("add")
+@command
+def contact_add(account: AccountOpt, email: EmailOpt, first: FirstOpt = "", last: LastOpt = "",
+                ip: IpOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Add a contact (checked as it arrives: known bad ones are opted out at once)."""
+    from feedback_mta.actions.quality import policy
+    from feedback_mta.queries.contacts import contact_dict
+
+    address = checked_ip(ip)
+    with writing(config) as (cfg, act):
+        contact, created = act.add_contact(account, email, first, last, address)
+        act.screen(contact, policy(act.session, cfg), cfg.review.period)
+        result = {**contact_dict(act.session, contact), "created": created}
+    emit(result, as_json)
+
+
+#: The key of a row that could not be read (a line that is not a JSON object).
+UNREADABLE = "\0unreadable"
+
+
+def import_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Rows of a CSV file (header: email,first,last,ip) or of JSON lines, numbered by line."""
+    handle = sys.stdin if str(path) == "-" else path.open(encoding="utf-8-sig", newline="")
+    with handle:
+        first = handle.readline()
+        if first.lstrip().startswith("{"):
+            for n, line in enumerate([first, *handle], 1):
+                if line.strip():
+                    try:
+                        item = json.loads(line)
+                    except ValueError as exc:
+                        yield n, {UNREADABLE: f"not a JSON object: {exc}"}
+                        continue
+                    yield n, item if isinstance(item, dict) else {UNREADABLE: "not a JSON object"}
+            return
+        header = [h.strip().lower() for h in next(csv.reader([first]))]
+        for n, row in enumerate(csv.reader(handle), 2):
+            if any(cell.strip() for cell in row):
+                yield n, dict(zip(header, row, strict=False))
+
+
+#: Rows per transaction: one commit (one fsync) per this many contacts.
+IMPORT_BATCH = 500
+
+
+@contact_app.command("import")
+@command
+def contact_import(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="CSV or JSON lines; - for stdin",
+                                         show_default=False)],
+    account: AccountOpt, config: ConfigOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Import contacts (CSV with a header email,first,last,ip, or JSON lines with those
+    keys); each is checked as it arrives. Bad rows are reported by line and skipped."""
+    import itertools
+
+    from feedback_mta.actions import CLI, unit_of_work
+    from feedback_mta.actions.quality import policy
+
+    cfg = load(config)
+    engine = write_engine(cfg)
+    counts: Counter[str] = Counter()
+    errors: list[dict[str, Any]] = []
+    rows = import_rows(file)
+    with unit_of_work(engine, CLI) as act:
+        act.account(account)  # an unknown account fails before any row
+    show = sys.stderr.isatty() and not as_json
+    with typer.progressbar(length=0, label="importing", file=sys.stderr, hidden=not show,
+                           show_pos=True) as bar:
+        while batch := list(itertools.islice(rows, IMPORT_BATCH)):
+            unreadable = [(n, row) for n, row in batch if UNREADABLE in row]
+            errors += [{"line": n, "error": row[UNREADABLE]} for n, row in unreadable]
+            with unit_of_work(engine, CLI) as act:
+                done = act.import_contacts(
+                    account, [(n, row) for n, row in batch if UNREADABLE not in row],
+                    policy(act.session, cfg), cfg.review.period)
+            counts.update(done.counts)
+            errors += [{"line": n, "error": why} for n, why in done.errors]
+            bar.update(len(batch))
+    errors.sort(key=lambda e: e["line"])
+    result = {"account_id": account, "created": counts["created"],
+              "existing": counts["existing"], "ok": counts["ok"],
+              "suspected": counts["suspected"], "invalid": counts["invalid"], "errors": errors}
+    if as_json:
+        emit(result, True)
+        return
+    print(f"imported {counts['created']} new, {counts['existing']} existing: {counts['ok']} ok,"
+          f" {counts['suspected']} suspected, {counts['invalid']} invalid; "
+          f"{len(errors)} rows refused")
+    for error in errors[:20]:
+        print(f"  line {error['line']}: {error['error']}")
+    if len(errors) > 20:
+        print(f"  ... and {len(errors) - 20} more (--json lists them all)")
+
+
+@contact_app.command("list")
+@command
+def contact_list(
+    tag: Annotated[str | None, typer.Option("--tag", metavar="TAG")] = None,
+    account: MaybeAccountOpt = None,
+    status: Annotated[ContactStatus | None, typer.Option("--status")] = None,
+    email: Annotated[str | None, typer.Option("--email", metavar="ADDR",
+                                              help="This address, in every account.")] = None,
+    mailable: Annotated[Truth | None, typer.Option(
+        "--mailable", help="false: only those that bounced (true: the others).")] = None,
+    limit: LimitOpt = 100, config: ConfigOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """List contacts, e.g. those to review: --tag "SYSTEM - Suspected Invalid Contact"."""
+    from feedback_mta.queries import contacts
+
+    with reading(config) as (_, session):
+        rows = contacts.listing(session, tag=tag, account=account,
+                                status=status.value if status else None, email=email,
+                                mailable=None if mailable is None else mailable is Truth.TRUE,
+                                limit=limit)
+    emit_rows(rows, ("id", "account_id", "email", "first_name", "last_name", "status",
+                     "mailable", "review_deadline", "quality_reasons"), as_json)
+
+
+def _change(contact_id: int, by: str | None, change: str, config: Path | None,
+            as_json: bool, *args: Any) -> None:
+    from feedback_mta.queries.contacts import contact_dict
+
+    with writing(config, by) as (_, act):
+        contact = act.contact(contact_id)
+        changed = getattr(act, change)(contact, *args)
+        result = {**contact_dict(act.session, contact), "changed": bool(changed)}
+    emit(result, as_json)
+
+
+@contact_app.command("verify")
+@command
+def contact_verify(contact_id: IdArg, by: ByOpt = None, config: ConfigOpt = None,
+                   as_json: JsonOpt = False) -> None:
+    """A real person: remove the SYSTEM tags and the deadline, undo the check's opt-out, and
+    do not tag it again for the same reasons."""
+    _change(contact_id, by, "verify", config, as_json)
+
+
+ReasonOpt = Annotated[str, typer.Option("--reason", metavar="TEXT")]
+
+
+@contact_app.command("optout")
+@command
+def contact_optout(contact_id: IdArg, by: ByOpt = None, reason: ReasonOpt = "manual",
+                   config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Opt a contact out now (reason "manual" unless given)."""
+    _change(contact_id, by, "opt_out", config, as_json, reason)
+
+
+@contact_app.command("optin")
+@command
+def contact_optin(contact_id: IdArg, reason: Annotated[str, typer.Option(
+                      "--reason", metavar="TEXT", help="Why (kept in the audit trail).",
+                      show_default=False)],
+                  by: ByOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Opt a contact back in (the person asked, or an opt-out was a mistake); "changed":
+    false if it was not opted out."""
+    _change(contact_id, by, "opt_in", config, as_json, reason)
+
+
+@contact_app.command("engage")
+@command
+def contact_engage(contact_id: IdArg,
+                   kind: Annotated[Engagement, typer.Option("--kind", help="What the contact did.",
+                                                            show_default=False)],
+                   config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Record a purchase, double opt-in, open or click: the contact is never called bad, and
+    a pending suspicion is cleared."""
+    _change(contact_id, None, "engage", config, as_json, kind)
+
+
+@contact_app.command("delete")
+@command
+def contact_delete(contact_id: IdArg, by: ByOpt = None, config: ConfigOpt = None,
+                   as_json: JsonOpt = False) -> None:
+    """Delete a contact with its leads and tags (the audit events stay)."""
+    with writing(config, by) as (_, act):
+        removed = act.delete_contact(act.contact(contact_id))
+    emit({"id": contact_id, "deleted": True, **removed}, as_json)
+
+
+@contact_app.command("headers")
+@command
+def contact_headers(contact_id: IdArg, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Headers to put on mail sent to this contact (VERP, List-Unsubscribe, token)."""
+    from feedback_mta.addresses import AddressBook
+    from feedback_mta.queries import contacts
+
+    with reading(config) as (cfg, session):
+        emit(contacts.headers(session, AddressBook.from_config(cfg), contact_id), as_json)
+
+
+@contact_app.command("deliverable")
+@command
+def contact_deliverable(contact_id: IdArg, config: ConfigOpt = None,
+                        as_json: JsonOpt = False) -> None:
+    """Make a contact mailable again after bounces (its mailbox works again)."""
+    with writing(config) as (_, act):
+        changed = act.mark_deliverable(act.contact(contact_id))
+    emit({"id": contact_id, "mailable": True, "changed": changed}, as_json)
+
+

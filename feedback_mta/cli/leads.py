@@ -1,0 +1,152 @@
+"""``lead``: register leads, look at them, flag and restore them, export them to the CRM."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from feedback_mta.cli.common import (
+    EXIT_USAGE,
+    AccountOpt,
+    ByOpt,
+    ConfigOpt,
+    Failure,
+    IdArg,
+    JsonOpt,
+    MaybeAccountOpt,
+    command,
+    emit,
+    emit_rows,
+    reading,
+    writing,
+)
+from feedback_mta.store.states import LeadStatus
+
+lead_app = typer.Typer(help="Leads (contact activities).", no_args_is_help=True)
+
+EmailOpt = Annotated[str, typer.Option("--email", metavar="ADDR",
+                                       help="The contact's address.", show_default=False)]
+FirstOpt = Annotated[str, typer.Option("--first", metavar="NAME", help="First name.")]
+LastOpt = Annotated[str, typer.Option("--last", metavar="NAME", help="Last name.")]
+IpOpt = Annotated[str | None, typer.Option("--ip", metavar="IP",
+                                           help="Source IP of the form.")]
+LimitOpt = Annotated[int, typer.Option("--limit", metavar="N", min=1)]
+
+
+def checked_ip(ip: str | None) -> str | None:
+    """An IP address as given, or a usage error that names it."""
+    if not ip:
+        return None
+    try:
+        return str(ipaddress.ip_address(ip.strip()))
+    except ValueError:
+        raise Failure(f"--ip: not an IP address: {ip!r}", EXIT_USAGE) from None
+
+
+@lead_app.command("add")
+@command
+def lead_add(account: AccountOpt, email: EmailOpt, first: FirstOpt = "", last: LastOpt = "",
+             ip: IpOpt = None,
+             comments: Annotated[str, typer.Option("--comments", metavar="TEXT",
+                                                   help="Form comments.")] = "",
+             config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Add a lead (and its contact if new); prints the Reply-To and Message-ID to send with."""
+    from feedback_mta.actions.quality import policy
+    from feedback_mta.addresses import AddressBook
+    from feedback_mta.queries.leads import lead_dict
+
+    address = checked_ip(ip)
+    with writing(config) as (cfg, act):
+        book = AddressBook.from_config(cfg)
+        lead = act.add_lead(book, account, email, first, last, address, comments)
+        contact = act.contact(lead.contact_id)
+        verdict = act.screen(contact, policy(act.session, cfg), cfg.review.period)
+    emit({**lead_dict(lead, book), "contact_status": contact.status,
+          "quality": verdict.level.value, "quality_reasons": list(verdict.reasons)}, as_json)
+
+
+@lead_app.command("show")
+@command
+def lead_show(lead_id: IdArg, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Show one lead."""
+    from feedback_mta.addresses import AddressBook
+    from feedback_mta.queries import leads
+
+    with reading(config) as (cfg, session):
+        emit(leads.show(session, AddressBook.from_config(cfg), lead_id), as_json)
+
+
+@lead_app.command("list")
+@command
+def lead_list(account: MaybeAccountOpt = None,
+              status: Annotated[LeadStatus, typer.Option(
+                  "--status", help="Spam leads are hidden unless asked for.")
+              ] = LeadStatus.ACTIVE,
+              limit: LimitOpt = 100, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """List leads, newest first."""
+    from feedback_mta.addresses import AddressBook
+    from feedback_mta.queries import leads
+
+    with reading(config) as (cfg, session):
+        rows = leads.listing(session, AddressBook.from_config(cfg), account=account,
+                             status=status, limit=limit)
+    emit_rows(rows, ("id", "account_id", "contact_id", "status", "source_ip", "created_at"),
+              as_json)
+
+
+def _change(lead_id: int, by: str | None, name: str, config: Path | None,
+            as_json: bool) -> None:
+    from feedback_mta.addresses import AddressBook
+    from feedback_mta.queries.leads import lead_dict
+
+    with writing(config, by) as (cfg, act):
+        lead = act.lead(lead_id)
+        changed = getattr(act, name)(lead)
+    emit({**lead_dict(lead, AddressBook.from_config(cfg)), "changed": changed}, as_json)
+
+
+@lead_app.command("flag")
+@command
+def lead_flag(lead_id: IdArg, by: ByOpt = None, config: ConfigOpt = None,
+              as_json: JsonOpt = False) -> None:
+    """Mark a lead spam (as a dealer's SPAM reply would); "changed": false if it was."""
+    _change(lead_id, by, "flag_spam", config, as_json)
+
+
+@lead_app.command("restore")
+@command
+def lead_restore(lead_id: IdArg, by: ByOpt = None, config: ConfigOpt = None,
+                 as_json: JsonOpt = False) -> None:
+    """Undo a spam flag; "changed": false if the lead was not spam."""
+    _change(lead_id, by, "restore", config, as_json)
+
+
+@lead_app.command("export")
+@command
+def lead_export(account: AccountOpt, limit: LimitOpt = 1000,
+                dry_run: Annotated[bool, typer.Option(
+                    "--dry-run", help="Print what would go out; mark nothing.")] = False,
+                config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Hand the account's new leads to the CRM: prints them (with the contact's address and
+    name) and marks them exported. Spam leads are held back; a lead restored before export
+    goes out with the next run."""
+    from feedback_mta.addresses import AddressBook
+    from feedback_mta.queries import leads
+
+    if dry_run:
+        with reading(config) as (cfg, session):
+            book = AddressBook.from_config(cfg)
+            rows = [leads.export_row(lead, contact, book)
+                    for lead, contact in leads.exportable(session, account, limit)]
+    else:
+        with writing(config) as (cfg, act):
+            book = AddressBook.from_config(cfg)
+            pairs = leads.exportable(act.session, account, limit)
+            for lead, _ in pairs:
+                act.mark_exported(lead)
+            rows = [leads.export_row(lead, contact, book) for lead, contact in pairs]
+    emit_rows(rows, ("id", "account_id", "contact_id", "email", "first_name", "last_name",
+                     "source_ip", "exported_at"), as_json)

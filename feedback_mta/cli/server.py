@@ -1,0 +1,157 @@
+"""``serve``, ``db upgrade`` and ``check-config``: run the service, migrate, check a config."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from typing import Annotated
+
+import typer
+
+from feedback_mta import config as config_mod
+from feedback_mta.cli.common import (
+    EXIT_CONFIG,
+    EXIT_DATABASE,
+    EXIT_FAILED,
+    FAST_EXIT,
+    VERBOSITY,
+    ConfigOpt,
+    Failure,
+    JsonOpt,
+    command,
+    configure_logs,
+    emit,
+    first_line,
+    load,
+)
+
+db_app = typer.Typer(help="Create and migrate the schema.", no_args_is_help=True)
+
+
+@command
+def serve(config: ConfigOpt = None,
+          workers: Annotated[int, typer.Option(
+              min=1, max=64, metavar="N", help="Server processes sharing the port "
+                                              "(SO_REUSEPORT), one core each.")] = 1) -> None:
+    """Run the SMTP (or LMTP) server and the scheduler in the foreground."""
+    import asyncio
+
+    import sqlalchemy as sa
+
+    from feedback_mta.service import serve as serve_mod
+    from feedback_mta.service import workers as workers_mod
+    from feedback_mta.store import db
+
+    FAST_EXIT["on"] = False  # a server leaves the ordinary way, its threads joined
+    cfg = load(config)
+    verbosity = VERBOSITY["level"]
+    configure_logs(cfg, stream=sys.stdout, level=cfg.logging.level if not verbosity
+                   else ("info" if verbosity == 1 else "debug"))
+    try:
+        if workers > 1:
+            code = workers_mod.supervise(cfg, workers)
+            if code:
+                raise typer.Exit(code)
+            return
+        asyncio.run(serve_mod.run(cfg))
+    except db.SchemaError as exc:
+        raise Failure(str(exc), EXIT_DATABASE) from None
+    except serve_mod.ListenError as exc:
+        raise Failure(str(exc), EXIT_FAILED) from None
+    except sa.exc.SQLAlchemyError as exc:
+        raise Failure(f"database: {first_line(exc)}", EXIT_DATABASE) from None
+
+
+@db_app.command("upgrade")
+@command
+def db_upgrade(config: ConfigOpt = None, as_json: JsonOpt = False,
+               revision: Annotated[str, typer.Option(metavar="REV", help="Target revision.")
+                                   ] = "head") -> None:
+    """Create the schema, or migrate it to the newest revision."""
+    import sqlalchemy as sa
+
+    from feedback_mta.store import db
+
+    cfg = load(config)
+    configure_logs(cfg)
+    engine = db.create_engine(cfg.database)
+    try:
+        before, after = db.upgrade(engine, revision)
+    except sa.exc.SQLAlchemyError as exc:
+        raise Failure(f"database: {first_line(exc)}", EXIT_DATABASE) from None
+    emit({"before": before, "after": after, "changed": before != after}, as_json)
+
+
+def _bindable(host: str) -> str | None:
+    """Why ``[smtp] host`` cannot be listened on (it does not resolve, or is not an address
+    of this machine), or None. Binds port 0: the configured port may be the running
+    server's own."""
+    try:
+        infos = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return f"[smtp] host {host!r} does not resolve: {exc.strerror or exc}"
+    family, _, _, _, address = infos[0]
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.bind(address)
+    except OSError as exc:
+        return f"[smtp] host {host!r} cannot be bound here: {exc.strerror or exc}"
+    return None
+
+
+@command
+def check_config(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Validate the config, reach the database and the outbound relay; change and send
+    nothing. Exits 3 for a config error, 4 when the database cannot be reached or its
+    schema is behind with auto_upgrade off, 1 when the relay cannot be reached."""
+    import sqlalchemy as sa
+
+    from feedback_mta.service import outbox
+    from feedback_mta.store import db
+
+    cfg = load(config)
+    problem = _bindable(cfg.smtp.host)
+    if problem:
+        raise Failure(problem, EXIT_CONFIG)
+    starttls = "off (set [smtp] tls_cert and tls_key to offer it)"
+    if cfg.smtp.tls_cert:
+        from feedback_mta.edge.tls import TlsError, TlsFiles
+        try:
+            TlsFiles(cfg.smtp.tls_cert, cfg.smtp.tls_key)
+        except TlsError as exc:
+            raise Failure(str(exc), EXIT_CONFIG) from None
+        starttls = cfg.smtp.tls_cert
+    head = db.head_revision()
+    try:
+        engine = db.create_engine(cfg.database, read_only=True)
+        url = engine.url.render_as_string()
+    except db.SchemaError:  # no SQLite file yet: serve (or db upgrade) creates it
+        engine, url = None, cfg.database.url
+    revision = None
+    if engine is not None:
+        try:
+            revision = db.current_revision(engine)
+        except sa.exc.SQLAlchemyError as exc:
+            raise Failure(f"database {url}: {first_line(exc)}", EXIT_DATABASE) from None
+        finally:
+            engine.dispose()
+    if revision != head and not cfg.database.auto_upgrade:
+        raise Failure(f"database schema is at {revision or 'nothing'}, this version needs "
+                      f"{head}: run `feedback-mta db upgrade` (auto_upgrade is off)",
+                      EXIT_DATABASE)
+    relay = "not configured (no acknowledgements or digests are sent)"
+    if cfg.outbound.relay:
+        try:
+            relay = outbox.probe(cfg.outbound)
+        except outbox.RelayProblem as exc:
+            raise Failure(str(exc), EXIT_FAILED) from None
+    warnings = []
+    if cfg.security.secret_key == config_mod.EXAMPLE_SECRET:
+        warnings.append("[security] secret_key is the example's: set a long random one")
+    if engine is None:
+        warnings.append(f"no database yet at {url}: `serve` or `db upgrade` creates it")
+    emit({"config": str(cfg.path), "database": url, "schema": revision, "schema_head": head,
+          "listen": f"{cfg.smtp.host}:{cfg.smtp.port}", "domain": cfg.smtp.domain,
+          "protocol": "lmtp" if cfg.smtp.lmtp else "smtp", "relay": relay,
+          "starttls": starttls, "proxy_protocol": cfg.smtp.proxy_protocol,
+          "metrics": cfg.metrics.listen or "off", "warnings": warnings}, as_json)

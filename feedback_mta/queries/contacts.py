@@ -1,0 +1,109 @@
+"""Contacts as the command line shows them, and the headers for mail to one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from feedback_mta import events, tokens
+from feedback_mta.addresses import AddressBook, Box
+from feedback_mta.queries import NotFound
+from feedback_mta.queries.accounts import require_account
+from feedback_mta.store.models import Contact, Event, Lead, LeadStatus, Tag
+
+
+def get(session: Session, contact_id: int) -> Contact:
+    contact = session.get(Contact, contact_id)
+    if contact is None:
+        raise NotFound(f"no contact {contact_id}")
+    return contact
+
+
+def tags(session: Session, contact_id: int) -> list[str]:
+    return list(session.exec(select(Tag.name).where(Tag.contact_id == contact_id)
+                             .order_by(col(Tag.name))).all())
+
+
+def contact_dict(session: Session, contact: Contact) -> dict[str, Any]:
+    assert contact.id is not None
+    return {"id": contact.id, "account_id": contact.account_id, "email": contact.email,
+            "first_name": contact.first_name, "last_name": contact.last_name,
+            "status": contact.status, "opt_out_reason": contact.opt_out_reason,
+            "opted_out_at": contact.opted_out_at, "mailable": contact.mailable,
+            "tags": tags(session, contact.id), "quality": contact.quality,
+            "quality_reasons": list(contact.quality_reasons or ()),
+            "review_deadline": contact.review_deadline,
+            "verified": contact.verified_at is not None, "verified_at": contact.verified_at,
+            "engaged": contact.engaged_at is not None,
+            "engagement": contact.engagement.split(), "source_ip": contact.source_ip}
+
+
+def show(session: Session, contact_id: int) -> dict[str, Any]:
+    """One contact: status, opt-out reason, tags, review deadline, bounce counts, leads."""
+    contact = get(session, contact_id)
+    # The contact's activities as its inbox shows them: spam leads are left out.
+    leads = session.exec(select(Lead.id).where(
+        Lead.contact_id == contact_id, Lead.status == LeadStatus.ACTIVE.value)
+        .order_by(col(Lead.id).desc())).all()
+    # Bounces as the bounce handler counts them, for "why is this not mailable?".
+    counted = (events.CONTACT_HARD_BOUNCED, events.CONTACT_SOFT_BOUNCED,
+               events.CONTACT_COMPLAINED)
+    counts = dict(session.exec(select(Event.action, sa.func.count()).where(
+        Event.subject_type == "contact", Event.subject_id == contact_id,
+        col(Event.action).in_(counted)).group_by(col(Event.action))).all())
+    return {**contact_dict(session, contact),
+            "undeliverable_at": contact.undeliverable_at,
+            "undeliverable_reason": contact.undeliverable_reason,
+            "hard_bounces": counts.get(events.CONTACT_HARD_BOUNCED, 0),
+            "soft_bounces": counts.get(events.CONTACT_SOFT_BOUNCED, 0),
+            "complaints": counts.get(events.CONTACT_COMPLAINED, 0),
+            "leads": list(leads),
+            "created_at": contact.created_at, "updated_at": contact.updated_at}
+
+
+def count(session: Session, *, account: int | None = None) -> int:
+    """How many contacts (of one account, which must exist, or all)."""
+    query = select(sa.func.count()).select_from(Contact)
+    if account is not None:
+        require_account(session, account)
+        query = query.where(Contact.account_id == account)
+    return int(session.exec(query).one())
+
+
+def listing(session: Session, *, tag: str | None = None, account: int | None = None,
+            status: str | None = None, email: str | None = None,
+            mailable: bool | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """Contacts in id order, filtered (``tag`` for the review list, ``email`` across
+    accounts, ``mailable`` False for those that bounced)."""
+    if account is not None:
+        require_account(session, account)
+    query = select(Contact)
+    if tag is not None:
+        query = query.where(col(Contact.id).in_(select(Tag.contact_id).where(Tag.name == tag)))
+    if account is not None:
+        query = query.where(Contact.account_id == account)
+    if status is not None:
+        query = query.where(Contact.status == status)
+    if email is not None:
+        query = query.where(Contact.email == email.strip().lower())
+    if mailable is not None:
+        undeliverable = col(Contact.undeliverable_at)
+        query = query.where(undeliverable.is_(None) if mailable
+                            else undeliverable.is_not(None))
+    contacts = session.exec(query.order_by(col(Contact.id)).limit(limit)).all()
+    return [contact_dict(session, c) for c in contacts]
+
+
+def headers(session: Session, book: AddressBook, contact_id: int) -> dict[str, str]:
+    """Headers to put on mail sent to this contact (VERP, List-Unsubscribe, tokens)."""
+    contact = get(session, contact_id)
+    unsubscribe = book.address(Box.UNSUBSCRIBE, contact_id)
+    return {
+        "Return-Path": f"<{book.address(Box.BOUNCE, contact_id)}>",
+        "List-Unsubscribe": f"<mailto:{unsubscribe}?subject=unsubscribe>",
+        tokens.TOKEN_HEADER: tokens.make(book.secrets[0], tokens.Purpose.FEEDBACK, contact_id),
+        tokens.ACCOUNT_HEADER: tokens.make(book.secrets[0], tokens.Purpose.ACCOUNT,
+                                           contact.account_id),
+    }

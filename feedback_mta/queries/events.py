@@ -1,0 +1,48 @@
+"""The audit trail: what changed, who did it, why, from which inbound message."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from feedback_mta.queries import NotFound
+from feedback_mta.store.models import Account, Contact, Event, Lead, table_of
+
+_E = table_of(Event)
+
+COLUMNS = ("id", "at", "action", "subject_type", "subject_id", "account_id", "actor",
+           "reason", "inbound_message_id")
+
+
+def trail(conn: Connection, *, lead: int | None = None, contact: int | None = None,
+          account: int | None = None, since: datetime | None = None,
+          limit: int = 1000) -> list[dict[str, Any]]:
+    """Events in the order they were committed, oldest first. A contact's trail includes
+    the events of its leads; a named lead, contact or account must exist."""
+    query = sa.select(*(_E.c[c] for c in COLUMNS), _E.c.data).order_by(_E.c.id)
+    for value, model, name in ((lead, Lead, "lead"), (contact, Contact, "contact"),
+                               (account, Account, "account")):
+        if value is not None and conn.execute(sa.select(table_of(model).c.id).where(
+                table_of(model).c.id == value)).first() is None:
+            raise NotFound(f"no {name} {value}")
+    if lead is not None:
+        query = query.where(_E.c.subject_type == "lead", _E.c.subject_id == lead)
+    if contact is not None:
+        leads = sa.select(table_of(Lead).c.id).where(
+            table_of(Lead).c.contact_id == contact)
+        query = query.where(sa.or_(
+            sa.and_(_E.c.subject_type == "contact", _E.c.subject_id == contact),
+            sa.and_(_E.c.subject_type == "lead", _E.c.subject_id.in_(leads))))
+    if account is not None:
+        query = query.where(_E.c.account_id == account)
+    if since is not None:
+        query = query.where(_E.c.at >= since)
+    rows = []
+    for r in conn.execute(query.limit(limit)):
+        row = dict(r._mapping)
+        row["data"] = row["data"] or {}
+        rows.append(row)
+    return rows

@@ -1,0 +1,90 @@
+"""Stored inbound messages: the list, and one message with everything known about it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from feedback_mta.queries import NotFound
+from feedback_mta.store.models import Event, InboundMessage, table_of
+
+_T = table_of(InboundMessage)
+_E = table_of(Event)
+
+COLUMNS = ("id", "message_id", "state", "kind", "reason", "received_at", "mail_from",
+           "rcpt_tos", "size", "processed_at", "duplicate_of", "error", "peer", "attempts")
+
+
+def _row(mapping: Any) -> dict[str, Any]:
+    row = dict(mapping)
+    return row
+
+
+def listing(conn: Connection, *, state: str | None = None, kind: str | None = None,
+            message_id: str | None = None, sender: str | None = None,
+            rcpt: str | None = None, since: datetime | None = None,
+            limit: int = 100) -> list[dict[str, Any]]:
+    """Inbound messages, newest first (bodies are never shown here). ``sender`` and
+    ``rcpt`` match a part of the envelope sender / a recipient, case-insensitively."""
+    query = sa.select(*(_T.c[c] for c in COLUMNS)).order_by(_T.c.id.desc())
+    if state is not None:
+        query = query.where(_T.c.state == state)
+    if kind is not None:
+        query = query.where(_T.c.kind == kind)
+    if message_id is not None:
+        query = query.where(_T.c.message_id == message_id.strip().strip("<>"))
+    if sender is not None:
+        query = query.where(sa.func.lower(_T.c.mail_from).contains(sender.lower()))
+    if rcpt is not None:
+        query = query.where(sa.func.lower(_T.c.rcpt_tos).contains(rcpt.lower()))
+    if since is not None:
+        query = query.where(_T.c.received_at >= since)
+    return [_row(r._mapping) for r in conn.execute(query.limit(limit))]
+
+
+def find(conn: Connection, *, id: int | None = None, message_id: str | None = None) -> int:
+    """The id of a stored message named by id or by Message-ID (the newest copy)."""
+    if id is not None:
+        found = conn.execute(sa.select(_T.c.id).where(_T.c.id == id)).scalar()
+        if found is None:
+            raise NotFound(f"no inbound message {id}")
+        return int(found)
+    mid = (message_id or "").strip().strip("<>")
+    found = conn.execute(sa.select(sa.func.max(_T.c.id)).where(_T.c.message_id == mid)).scalar()
+    if found is None:
+        raise NotFound(f"no inbound message with Message-ID <{mid}>")
+    return int(found)
+
+
+def show(conn: Connection, message_id: int) -> dict[str, Any]:
+    """One stored message: envelope, headers, verdict, what became of it, the events it
+    caused (and the copies of it that arrived later)."""
+    row = conn.execute(sa.select(_T).where(_T.c.id == message_id)).first()
+    if row is None:
+        raise NotFound(f"no inbound message {message_id}")
+    data = dict(row._mapping)
+    raw: bytes = data.pop("raw") or b""
+    header_block = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    caused = [dict(e._mapping) for e in conn.execute(
+        sa.select(_E.c.id, _E.c.at, _E.c.action, _E.c.subject_type, _E.c.subject_id,
+                  _E.c.account_id, _E.c.actor, _E.c.reason)
+        .where(_E.c.inbound_message_id == message_id).order_by(_E.c.id))]
+    copies = list(conn.execute(sa.select(_T.c.id).where(_T.c.duplicate_of == message_id)
+                               .order_by(_T.c.id)).scalars())
+    out = {k: v for k, v in data.items() if k in COLUMNS or k in ("purged_at", "tls",
+                                                                 "protocol", "helo")}
+    out["headers"] = header_block.decode("utf-8", "replace") if raw else None
+    out["raw_size"] = len(raw)
+    out["events"] = caused
+    out["copies"] = copies
+    return out
+
+
+def raw(conn: Connection, message_id: int) -> bytes:
+    data = conn.execute(sa.select(_T.c.raw).where(_T.c.id == message_id)).first()
+    if data is None:
+        raise NotFound(f"no inbound message {message_id}")
+    return bytes(data.raw or b"")

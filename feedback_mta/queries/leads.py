@@ -1,0 +1,64 @@
+"""Leads as the command line shows them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from feedback_mta.addresses import AddressBook, Box, notification_message_id
+from feedback_mta.queries import NotFound
+from feedback_mta.queries.accounts import require_account
+from feedback_mta.store.models import Contact, Lead, LeadStatus
+
+
+def lead_dict(lead: Lead, book: AddressBook) -> dict[str, Any]:
+    assert lead.id is not None
+    return {
+        "id": lead.id, "account_id": lead.account_id, "contact_id": lead.contact_id,
+        "status": lead.status, "source_ip": lead.source_ip, "comments": lead.comments,
+        "reply_to": book.address(Box.REPLY, lead.id),
+        "message_id": lead.notification_message_id or notification_message_id(book, lead.id),
+        "flagged_at": lead.flagged_at, "flagged_by": lead.flagged_by,
+        "flagged_via": lead.flagged_via, "exported_at": lead.exported_at,
+        "created_at": lead.created_at,
+    }
+
+
+def get(session: Session, lead_id: int) -> Lead:
+    lead = session.get(Lead, lead_id)
+    if lead is None:
+        raise NotFound(f"no lead {lead_id}")
+    return lead
+
+
+def show(session: Session, book: AddressBook, lead_id: int) -> dict[str, Any]:
+    return lead_dict(get(session, lead_id), book)
+
+
+def listing(session: Session, book: AddressBook, *, account: int | None = None,
+            status: LeadStatus = LeadStatus.ACTIVE, limit: int = 100) -> list[dict[str, Any]]:
+    """Leads, newest first; spam leads only when asked for."""
+    if account is not None:
+        require_account(session, account)
+    query = select(Lead).where(Lead.status == status.value)
+    if account is not None:
+        query = query.where(Lead.account_id == account)
+    leads = session.exec(query.order_by(col(Lead.id).desc()).limit(limit)).all()
+    return [lead_dict(lead, book) for lead in leads]
+
+
+def exportable(session: Session, account: int, limit: int) -> list[tuple[Lead, Contact]]:
+    """The account's active leads not exported yet, oldest first, with their contacts."""
+    require_account(session, account)
+    return list(session.exec(
+        select(Lead, Contact).join(Contact, col(Contact.id) == Lead.contact_id)
+        .where(Lead.account_id == account, Lead.status == LeadStatus.ACTIVE.value,
+               col(Lead.exported_at).is_(None))
+        .order_by(col(Lead.id)).limit(limit)).all())
+
+
+def export_row(lead: Lead, contact: Contact, book: AddressBook) -> dict[str, Any]:
+    """A lead as ``lead export`` hands it to the CRM: with its contact's address and name."""
+    return {**lead_dict(lead, book), "email": contact.email, "first_name": contact.first_name,
+            "last_name": contact.last_name}
