@@ -361,3 +361,33 @@ def test_a_read_loads_neither_migrations_nor_logging(config_file, dealer):
     assert "sqlalchemy" in loaded  # the check itself sees imports
     assert not {m for m in loaded if m.split(".")[0] in ("alembic", "structlog")}
     assert not {m for m in loaded if m.startswith("feedback_mta.actions")}
+
+
+def test_contact_import_shows_a_progress_bar_on_a_terminal(config_file, dealer, tmp_path):
+    import os
+    import pty
+
+    path = tmp_path / "contacts.csv"
+    path.write_text("email,first,last\n" + "".join(
+        f"t{i}@people.test,Tess,Ober\n" for i in range(1500)))
+    master, slave = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "feedback_mta", "contact", "import",
+                               str(path), "--account", str(dealer[0]), "--config",
+                               str(config_file)], stdout=subprocess.PIPE, stderr=slave,
+                              cwd=ROOT, timeout=120)
+        os.close(slave)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the terminal's other end is closed: all is read
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(master)
+    assert done.returncode == 0
+    assert b"importing" in drawn and b"1500" in drawn  # the bar, and the rows it counted
+    assert done.stdout.decode().startswith("imported 1500 new")

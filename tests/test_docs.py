@@ -123,3 +123,9 @@ def test_the_quick_start_makes_a_venv_and_ci_runs_the_readme_test_command():
 
 def test_the_readme_speaks_to_users_not_about_how_the_work_was_organised():
     assert not re.search(r"\bissue[ -]\d|\.\./shared|DESIGN\.md", README, re.I)
+
+
+def test_build_output_is_ignored():
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    for pattern in ("build/", "dist/", "*.egg-info/", ".venv/", "/data/"):
+        assert pattern in ignored, pattern

@@ -4,7 +4,8 @@ RFC 5321 section 4.5.1 requires a postmaster box, and feedback-loop sign-ups (Ya
 Microsoft SNDS/JMRP and others) verify the domain by mail to postmaster@ or abuse@. A person
 has to read those, so the message goes, unchanged but for ``Resent-*`` fields (RFC 5322
 section 3.6.6), to ``[smtp] postmaster`` through the outbound relay. Nothing in it changes a
-lead or a contact, whatever it says.
+lead or a contact, whatever it says. (Mail to an admin box and to one of our other boxes at
+once is read as mail to the other box: ``reading.classify``.)
 """
 
 from __future__ import annotations
