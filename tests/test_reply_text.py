@@ -162,3 +162,23 @@ def test_html_to_text_marks_quote_containers_and_drops_styles():
 
 def test_broken_html_does_not_raise():
     assert new_text("", "<div><p>spam<blockquote><<<>>></div") == "spam"
+
+
+def test_a_new_reply_command_is_one_declaration():
+    """What a module in handlers/commands declares is all the reader needs: an ``ARCHIVE``
+    command (made up here) is read beside the real ones, in its own languages."""
+    from feedback_mta.handlers.commands import REGISTRY, LeadCommand
+    from feedback_mta.reading.reply_text import Vocabulary
+
+    archive = LeadCommand(name="archive", words={"en": "archive", "de": "archivieren"},
+                          negated=None, act=lambda actions, lead: True, done="archived",
+                          unchanged="archived already", ack_done="", ack_unchanged="")
+    commands = (*REGISTRY, archive)
+    vocabulary = Vocabulary.of({c.name: " ".join(c.words.values()).split() for c in commands},
+                               {c.name: c.negated for c in commands if c.negated},
+                               {c.name: c.max_words for c in commands})
+    assert read_intent("Archive, please", vocabulary) == "archive"
+    assert read_intent("Archivieren!", vocabulary) == "archive"
+    assert read_intent("SPAM", vocabulary) == F and read_intent("not spam", vocabulary) == R
+    assert read_intent("archive this spam", vocabulary) is None  # two commands: neither
+    assert read_intent("archive", VOCABULARY) is None  # not a command until declared

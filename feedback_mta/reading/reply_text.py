@@ -293,11 +293,14 @@ class Vocabulary:
 
     words: Mapping[str, frozenset[str]]
     negated: Mapping[str, str]
+    #: command name -> how many of its words a line may have at most (3 when not named).
+    max_words: Mapping[str, int]
 
     @classmethod
-    def of(cls, words: Mapping[str, Iterable[str]], negated: Mapping[str, str]) -> Vocabulary:
+    def of(cls, words: Mapping[str, Iterable[str]], negated: Mapping[str, str],
+           max_words: Mapping[str, int] | None = None) -> Vocabulary:
         return cls({name: frozenset(_fold(w) for w in ws) for name, ws in words.items()},
-                   dict(negated))
+                   dict(negated), dict(max_words or {}))
 
 
 _NEGATIONS = frozenset("not no non pas nicht kein keine keinen nao ne n isn isnt aint don dont "
@@ -350,13 +353,8 @@ def command(line: str, vocabulary: Vocabulary) -> str | None:
         if all(w in known for w in rest):
             if negated:
                 return vocabulary.negated.get(name)
-            return name if len(rest) <= _MAX_COMMAND_WORDS.get(name, 3) else None
+            return name if len(rest) <= vocabulary.max_words.get(name, 3) else None
     return None
-
-
-#: A command of restore words is at most two of them ("undo", "restore it"); flag words up to
-#: three ("spam spam spam", "fake bot lead").
-_MAX_COMMAND_WORDS = {"restore": 2}
 
 
 def read(parsed: ParsedMessage, vocabulary: Vocabulary,

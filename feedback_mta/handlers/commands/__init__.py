@@ -27,4 +27,5 @@ REVIEW: tuple[ReviewCommand, ...] = (keep.COMMAND,)
 
 VOCABULARY = Vocabulary.of(
     {c.name: " ".join(c.words.values()).split() for c in REGISTRY},
-    {c.name: c.negated for c in REGISTRY if c.negated})
+    {c.name: c.negated for c in REGISTRY if c.negated},
+    {c.name: c.max_words for c in REGISTRY})

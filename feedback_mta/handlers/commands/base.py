@@ -11,7 +11,6 @@ if TYPE_CHECKING:  # the database side, kept out of offline ``parse``'s imports
     from feedback_mta.store.models import Contact, Lead
 
 
-
 @dataclass(frozen=True)
 class LeadCommand:
     """A command about one lead, written as the first line of a reply to its notification."""
@@ -29,6 +28,9 @@ class LeadCommand:
     #: Acknowledgements (``{lead}`` is the lead id): when it changed something, when not.
     ack_done: str
     ack_unchanged: str
+    #: At most this many of its words make a line the command ("spam spam spam" flags;
+    #: "undo it", but not "undo undo undo", restores).
+    max_words: int = 3
 
 
 @dataclass(frozen=True)

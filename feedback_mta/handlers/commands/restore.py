@@ -30,4 +30,5 @@ COMMAND = LeadCommand(
     name="restore", words=WORDS, negated=None, act=act,
     done="restored", unchanged="not spam",
     ack_done="Lead #{lead} restored: it is back in your leads. Reply SPAM to flag it again.",
-    ack_unchanged="Lead #{lead} is not marked as spam, so there was nothing to undo.")
+    ack_unchanged="Lead #{lead} is not marked as spam, so there was nothing to undo.",
+    max_words=2)
