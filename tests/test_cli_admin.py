@@ -119,6 +119,8 @@ def test_usage_errors_are_one_line_and_exit_2(config_file, args, words):
     (("user", "remove", "--account", "1", "--email", "nobody@dealer.test"),
      "no user nobody@dealer.test in account 1"),
     (("inbox", "show", "--message-id", "<nothing@x.test>"), "Message-ID <nothing@x.test>"),
+    (("contact", "import", "/nonexistent/x.csv", "--account", "1"),
+     "/nonexistent/x.csv: No such file or directory"),
 ])
 def test_unknown_targets_are_errors_that_name_them(config_file, dealer, args, words):
     result = run(config_file, *args)

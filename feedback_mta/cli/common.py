@@ -187,6 +187,11 @@ def command(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except Failure as exc:
             fail(str(exc), exc.code)
+        except (typer.Exit, typer.Abort, typer.BadParameter):
+            raise  # the command line's own ways out
+        except OSError as exc:  # a file named on the command line
+            where = f"{exc.filename}: " if exc.filename else ""
+            fail(f"{where}{exc.strerror or exc}", EXIT_FAILED)
         except Exception as exc:
             from feedback_mta.actions import ActionError
             from feedback_mta.queries import NotFound
@@ -195,9 +200,12 @@ def command(fn: Callable[P, R]) -> Callable[P, R]:
                 fail(str(exc).strip("'\""), EXIT_FAILED)
             import sqlalchemy as sa
 
-            if isinstance(exc, sa.exc.OperationalError):
+            if isinstance(exc, sa.exc.SQLAlchemyError):
                 fail(f"database: {first_line(exc)}", EXIT_DATABASE)
-            raise
+            if VERBOSITY["level"]:
+                raise  # -v: the traceback, for a bug report
+            fail(f"internal error: {type(exc).__name__}: {first_line(exc)} (-v shows where)",
+                 EXIT_FAILED)
     return run
 
 
