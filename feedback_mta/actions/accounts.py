@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable
 
@@ -20,6 +21,17 @@ def normalize_email(address: str) -> str:
     if not _EMAIL.match(address) or len(address) > 254:
         raise Invalid(f"not an email address: {address!r}")
     return address
+
+
+def normalize_ip(value: object) -> str | None:
+    """A form's source IP in its canonical text, None when empty; ``Invalid`` otherwise."""
+    text = str(value or "").strip()
+    if not text:
+        return None
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise Invalid(f"not an IP address: {text!r}") from None
 
 
 class AccountActions(Recorder):

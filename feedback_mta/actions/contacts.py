@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlmodel import select
 
 from feedback_mta import events
-from feedback_mta.actions.accounts import AccountActions, normalize_email
+from feedback_mta.actions.accounts import AccountActions, normalize_email, normalize_ip
 from feedback_mta.actions.audit import Invalid, NotFound
 from feedback_mta.store.models import Contact, ContactStatus, Lead, Tag, utcnow
 
@@ -27,11 +27,12 @@ class ContactActions(AccountActions):
         """The account's contact with this address (created if new) and whether it was new."""
         self.account(account_id)
         email = normalize_email(email)
+        ip = normalize_ip(ip)
         contact = self.contact_by_email(account_id, email)
         if contact is not None:
             return contact, False
         contact = Contact(account_id=account_id, email=email, first_name=first.strip(),
-                          last_name=last.strip(), source_ip=ip or None)
+                          last_name=last.strip(), source_ip=ip)
         self.session.add(contact)
         self.session.flush()
         self.record(events.CONTACT_CREATED, "contact", contact.id, account_id)

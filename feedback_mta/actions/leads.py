@@ -8,6 +8,7 @@ from typing import Any
 from sqlmodel import select
 
 from feedback_mta import events
+from feedback_mta.actions.accounts import normalize_ip
 from feedback_mta.actions.audit import NotFound
 from feedback_mta.actions.contacts import ContactActions
 from feedback_mta.addresses import AddressBook, notification_message_id
@@ -32,9 +33,10 @@ class LeadActions(ContactActions):
 
     def add_lead(self, book: AddressBook, account_id: int, email: str, first: str = "",
                  last: str = "", ip: str | None = None, comments: str = "") -> Lead:
+        ip = normalize_ip(ip)
         contact, _ = self.add_contact(account_id, email, first, last, ip)
         assert contact.id is not None
-        lead = Lead(account_id=account_id, contact_id=contact.id, source_ip=ip or None,
+        lead = Lead(account_id=account_id, contact_id=contact.id, source_ip=ip,
                     comments=comments)
         self.session.add(lead)
         self.session.flush()

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from feedback_mta import events
-from feedback_mta.actions.accounts import normalize_email
+from feedback_mta.actions.accounts import normalize_email, normalize_ip
 from feedback_mta.actions.audit import Invalid
 from feedback_mta.actions.contacts import ContactActions
 from feedback_mta.config import Config
@@ -57,16 +57,6 @@ class ImportResult:
 
     counts: Counter[str] = field(default_factory=Counter)
     errors: list[tuple[int, str]] = field(default_factory=list)
-
-
-def _ip(value: object) -> str | None:
-    text = str(value or "").strip()
-    if not text:
-        return None
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        raise Invalid(f"not an IP address: {text!r}") from None
 
 
 def policy(session: Session, config: Config) -> Policy:
@@ -143,7 +133,7 @@ class QualityActions(ContactActions):
         for line, row in rows:
             try:
                 email = normalize_email(str(row.get("email") or ""))
-                ip = _ip(row.get("ip"))
+                ip = normalize_ip(row.get("ip"))
             except Invalid as exc:
                 result.errors.append((line, str(exc)))
                 continue

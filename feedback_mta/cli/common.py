@@ -80,37 +80,24 @@ def first_line(exc: BaseException) -> str:
 
 def write_engine(cfg: config_mod.Config) -> Engine:
     """The database for a command that changes something: created and migrated when
-    ``auto_upgrade`` is on, refused when its schema is behind."""
-    import sqlalchemy as sa
-
+    ``auto_upgrade`` is on, refused when its schema is behind (``command`` turns the
+    errors into exit 4)."""
     from feedback_mta.store import db
 
     configure_logs(cfg)
-    try:
-        engine = db.create_engine(cfg.database)
-        if cfg.database.auto_upgrade:
-            db.upgrade(engine)
-        db.check_schema(engine)
-    except db.SchemaError as exc:
-        raise Failure(str(exc), EXIT_DATABASE) from None
-    except sa.exc.SQLAlchemyError as exc:
-        raise Failure(f"database: {first_line(exc)}", EXIT_DATABASE) from None
+    engine = db.create_engine(cfg.database)
+    if cfg.database.auto_upgrade:
+        db.upgrade(engine)
+    db.check_schema(engine)
     return engine
 
 
 def read_engine(cfg: config_mod.Config) -> Engine:
     """The database for a read: never created, never migrated (exit 4 says why not)."""
-    import sqlalchemy as sa
-
     from feedback_mta.store import db
 
-    try:
-        engine = db.create_engine(cfg.database, read_only=True)
-        db.check_schema(engine)
-    except db.SchemaError as exc:
-        raise Failure(str(exc), EXIT_DATABASE) from None
-    except sa.exc.SQLAlchemyError as exc:
-        raise Failure(f"database: {first_line(exc)}", EXIT_DATABASE) from None
+    engine = db.create_engine(cfg.database, read_only=True)
+    db.check_schema(engine)
     return db.reader(engine)
 
 
@@ -200,6 +187,10 @@ def command(fn: Callable[P, R]) -> Callable[P, R]:
                 fail(str(exc).strip("'\""), EXIT_FAILED)
             import sqlalchemy as sa
 
+            from feedback_mta.store.db import SchemaError
+
+            if isinstance(exc, SchemaError):  # missing, or behind the code
+                fail(str(exc), EXIT_DATABASE)
             if isinstance(exc, sa.exc.SQLAlchemyError):
                 fail(f"database: {first_line(exc)}", EXIT_DATABASE)
             if VERBOSITY["level"]:

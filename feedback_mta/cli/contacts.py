@@ -6,10 +6,10 @@ import csv
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -31,6 +31,10 @@ from feedback_mta.cli.common import (
 from feedback_mta.cli.leads import EmailOpt, FirstOpt, IpOpt, LastOpt, LimitOpt, checked_ip
 from feedback_mta.quality.verdict import Engagement
 from feedback_mta.store.states import ContactStatus
+
+if TYPE_CHECKING:
+    from feedback_mta.actions import Actions
+    from feedback_mta.store.models import Contact
 
 contact_app = typer.Typer(help="Contacts.", no_args_is_help=True)
 
@@ -169,13 +173,13 @@ def contact_list(
                      "mailable", "review_deadline", "quality_reasons"), as_json)
 
 
-def _change(contact_id: int, by: str | None, change: str, config: Path | None,
-            as_json: bool, *args: Any) -> None:
+def _change(contact_id: int, by: str | None, change: Callable[[Actions, Contact], object],
+            config: Path | None, as_json: bool) -> None:
     from feedback_mta.queries.contacts import contact_dict
 
     with writing(config, by) as (_, act):
         contact = act.contact(contact_id)
-        changed = getattr(act, change)(contact, *args)
+        changed = change(act, contact)
         result = {**contact_dict(act.session, contact), "changed": bool(changed)}
     emit(result, as_json)
 
@@ -186,7 +190,7 @@ def contact_verify(contact_id: IdArg, by: ByOpt = None, config: ConfigOpt = None
                    as_json: JsonOpt = False) -> None:
     """A real person: remove the SYSTEM tags and the deadline, undo the check's opt-out, and
     do not tag it again for the same reasons."""
-    _change(contact_id, by, "verify", config, as_json)
+    _change(contact_id, by, lambda act, c: act.verify(c), config, as_json)
 
 
 ReasonOpt = Annotated[str, typer.Option("--reason", metavar="TEXT")]
@@ -197,7 +201,7 @@ ReasonOpt = Annotated[str, typer.Option("--reason", metavar="TEXT")]
 def contact_optout(contact_id: IdArg, by: ByOpt = None, reason: ReasonOpt = "manual",
                    config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Opt a contact out now (reason "manual" unless given)."""
-    _change(contact_id, by, "opt_out", config, as_json, reason)
+    _change(contact_id, by, lambda act, c: act.opt_out(c, reason), config, as_json)
 
 
 @contact_app.command("optin")
@@ -208,7 +212,7 @@ def contact_optin(contact_id: IdArg, reason: Annotated[str, typer.Option(
                   by: ByOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Opt a contact back in (the person asked, or an opt-out was a mistake); "changed":
     false if it was not opted out."""
-    _change(contact_id, by, "opt_in", config, as_json, reason)
+    _change(contact_id, by, lambda act, c: act.opt_in(c, reason), config, as_json)
 
 
 @contact_app.command("engage")
@@ -219,7 +223,7 @@ def contact_engage(contact_id: IdArg,
                    config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Record a purchase, double opt-in, open or click: the contact is never called bad, and
     a pending suspicion is cleared."""
-    _change(contact_id, None, "engage", config, as_json, kind)
+    _change(contact_id, None, lambda act, c: act.engage(c, kind), config, as_json)
 
 
 @contact_app.command("delete")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import ipaddress
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -25,6 +25,10 @@ from feedback_mta.cli.common import (
 )
 from feedback_mta.store.states import LeadStatus
 
+if TYPE_CHECKING:
+    from feedback_mta.actions import Actions
+    from feedback_mta.store.models import Lead
+
 lead_app = typer.Typer(help="Leads (contact activities).", no_args_is_help=True)
 
 EmailOpt = Annotated[str, typer.Option("--email", metavar="ADDR",
@@ -37,12 +41,13 @@ LimitOpt = Annotated[int, typer.Option("--limit", metavar="N", min=1)]
 
 
 def checked_ip(ip: str | None) -> str | None:
-    """An IP address as given, or a usage error that names it."""
-    if not ip:
-        return None
+    """``--ip`` as the actions check it, refused before anything runs: a usage error."""
+    from feedback_mta.actions import Invalid
+    from feedback_mta.actions.accounts import normalize_ip
+
     try:
-        return str(ipaddress.ip_address(ip.strip()))
-    except ValueError:
+        return normalize_ip(ip)
+    except Invalid:
         raise Failure(f"--ip: not an IP address: {ip!r}", EXIT_USAGE) from None
 
 
@@ -97,14 +102,14 @@ def lead_list(account: MaybeAccountOpt = None,
               as_json)
 
 
-def _change(lead_id: int, by: str | None, name: str, config: Path | None,
-            as_json: bool) -> None:
+def _change(lead_id: int, by: str | None, change: Callable[[Actions, Lead], bool],
+            config: Path | None, as_json: bool) -> None:
     from feedback_mta.addresses import AddressBook
     from feedback_mta.queries.leads import lead_dict
 
     with writing(config, by) as (cfg, act):
         lead = act.lead(lead_id)
-        changed = getattr(act, name)(lead)
+        changed = change(act, lead)
     emit({**lead_dict(lead, AddressBook.from_config(cfg)), "changed": changed}, as_json)
 
 
@@ -113,7 +118,7 @@ def _change(lead_id: int, by: str | None, name: str, config: Path | None,
 def lead_flag(lead_id: IdArg, by: ByOpt = None, config: ConfigOpt = None,
               as_json: JsonOpt = False) -> None:
     """Mark a lead spam (as a dealer's SPAM reply would); "changed": false if it was."""
-    _change(lead_id, by, "flag_spam", config, as_json)
+    _change(lead_id, by, lambda act, lead: act.flag_spam(lead), config, as_json)
 
 
 @lead_app.command("restore")
@@ -121,7 +126,7 @@ def lead_flag(lead_id: IdArg, by: ByOpt = None, config: ConfigOpt = None,
 def lead_restore(lead_id: IdArg, by: ByOpt = None, config: ConfigOpt = None,
                  as_json: JsonOpt = False) -> None:
     """Undo a spam flag; "changed": false if the lead was not spam."""
-    _change(lead_id, by, "restore", config, as_json)
+    _change(lead_id, by, lambda act, lead: act.restore(lead), config, as_json)
 
 
 @lead_app.command("export")

@@ -18,22 +18,26 @@ def require_account(session: Session, account_id: int) -> Account:
     return account
 
 
-def listing(session: Session) -> list[dict[str, Any]]:
-    """Every account with its number of users, contacts and leads."""
+def listing(session: Session, account_id: int | None = None) -> list[dict[str, Any]]:
+    """Every account (or one) with its number of users, contacts and leads."""
     counts: dict[str, dict[int, int]] = {}
     for name, model in (("users", User), ("contacts", Contact), ("leads", Lead)):
-        account_id = table_of(model).c.account_id
-        counts[name] = {a: n for a, n in session.execute(
-            sa.select(account_id, sa.func.count()).group_by(account_id))}
+        column = table_of(model).c.account_id
+        query = sa.select(column, sa.func.count()).group_by(column)
+        if account_id is not None:
+            query = query.where(column == account_id)
+        counts[name] = {a: n for a, n in session.execute(query)}
+    accounts = select(Account).order_by(col(Account.id))
+    if account_id is not None:
+        accounts = accounts.where(Account.id == account_id)
     return [{"id": a.id, "name": a.name, "created_at": a.created_at,
              **{name: per.get(a.id or 0, 0) for name, per in counts.items()}}
-            for a in session.exec(select(Account).order_by(col(Account.id)))]
+            for a in session.exec(accounts)]
 
 
 def show(session: Session, account_id: int) -> dict[str, Any]:
-    account = require_account(session, account_id)
-    row = next(r for r in listing(session) if r["id"] == account.id)
-    return {**row, "user_list": users(session, account_id)}
+    require_account(session, account_id)
+    return {**listing(session, account_id)[0], "user_list": users(session, account_id)}
 
 
 def users(session: Session, account_id: int) -> list[dict[str, Any]]:

@@ -67,7 +67,9 @@ def show(conn: Connection, message_id: int) -> dict[str, Any]:
         raise NotFound(f"no inbound message {message_id}")
     data = dict(row._mapping)
     raw: bytes = data.pop("raw") or b""
-    header_block = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    from feedback_mta.edge.intake import split_headers  # the intake's own cut, once
+
+    header_block = split_headers(raw)[0]
     caused = [dict(e._mapping) for e in conn.execute(
         sa.select(_E.c.id, _E.c.at, _E.c.action, _E.c.subject_type, _E.c.subject_id,
                   _E.c.account_id, _E.c.actor, _E.c.reason)
