@@ -85,6 +85,19 @@ class Recorder:
         self._logged.append((action, fields))
         return event
 
+    def lock(self, row: Any) -> None:
+        """Re-read ``row`` under a row lock before a check-then-change.
+
+        Two workers on PostgreSQL (read committed) that opt out the same contact at once
+        would otherwise both see it mailable and both record the change; with the lock the
+        second one waits and sees the first one's commit. SQLite writers hold the database
+        lock from ``BEGIN IMMEDIATE`` on, so there is nothing to do there.
+        """
+        if self.session.get_bind().dialect.name == "sqlite":
+            return
+        self.session.flush()
+        self.session.refresh(row, with_for_update=True)
+
     def note(self, action: str, **fields: Any) -> None:
         """A log line for after the commit that is not an audit event (``mail.queued``)."""
         self._logged.append((action, fields))

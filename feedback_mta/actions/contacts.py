@@ -40,6 +40,7 @@ class ContactActions(AccountActions):
 
     def opt_out(self, contact: Contact, reason: str) -> bool:
         """Opt the contact out; False (and no event) when it already was."""
+        self.lock(contact)
         if contact.status == ContactStatus.OPTED_OUT:
             return False
         contact.status = ContactStatus.OPTED_OUT
@@ -53,6 +54,7 @@ class ContactActions(AccountActions):
     def opt_in(self, contact: Contact, reason: str) -> bool:
         """Undo an opt-out (an admin's ``contact optin``, or ``verify`` undoing the check's);
         False when not opted out."""
+        self.lock(contact)
         if contact.status != ContactStatus.OPTED_OUT:
             return False
         previous = contact.opt_out_reason
@@ -111,6 +113,7 @@ class ContactActions(AccountActions):
 
     def mark_undeliverable(self, contact: Contact, reason: str) -> bool:
         """Stop mailing the address (it bounced); False (and no event) when already so."""
+        self.lock(contact)
         if contact.undeliverable_at is not None:
             return False
         contact.undeliverable_at = contact.updated_at = utcnow()
@@ -123,6 +126,7 @@ class ContactActions(AccountActions):
     def mark_deliverable(self, contact: Contact) -> bool:
         """Undo ``mark_undeliverable`` (the person fixed their mailbox); False when it was
         mailable. Soft bounces before now no longer count."""
+        self.lock(contact)
         if contact.undeliverable_at is None:
             return False
         contact.undeliverable_at = contact.undeliverable_reason = None

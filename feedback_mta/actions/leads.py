@@ -49,6 +49,7 @@ class LeadActions(ContactActions):
     def flag_spam(self, lead: Lead) -> bool:
         """Mark this lead (only this activity) spam: it leaves the inbox, search, reports and,
         if not exported yet, the CRM export. False (and no event) when it already was."""
+        self.lock(lead)
         if lead.status == LeadStatus.SPAM:
             return False
         lead.status = LeadStatus.SPAM
@@ -62,6 +63,7 @@ class LeadActions(ContactActions):
 
     def restore(self, lead: Lead) -> bool:
         """Undo ``flag_spam``; False (and no event) when the lead is not spam."""
+        self.lock(lead)
         if lead.status != LeadStatus.SPAM:
             return False
         lead.status = LeadStatus.ACTIVE
@@ -73,6 +75,7 @@ class LeadActions(ContactActions):
 
     def mark_exported(self, lead: Lead) -> bool:
         """Record that the lead went to the CRM; spam leads are never exported."""
+        self.lock(lead)
         if lead.status != LeadStatus.ACTIVE or lead.exported_at is not None:
             return False
         lead.exported_at = utcnow()

@@ -179,6 +179,7 @@ class QualityActions(ContactActions):
         """Known bad: record why, tag it ``SYSTEM - Invalid Contact`` and opt it out
         (``invalid_contact``). Sticky: nothing but ``verify`` undoes it. False when it was
         invalid already."""
+        self.lock(contact)
         if contact.quality == Level.INVALID:
             return False
         reasons = list(reasons)
@@ -196,6 +197,7 @@ class QualityActions(ContactActions):
         """Suspected: tag it ``SYSTEM - Suspected Invalid Contact`` with a review deadline.
         A contact already suspected keeps its deadline (new reasons are added); an opted-out
         or invalid one is left alone. False when nothing changed."""
+        self.lock(contact)
         if contact.status != ContactStatus.ACTIVE or contact.quality == Level.INVALID:
             return False
         reasons = list(reasons)
@@ -233,6 +235,7 @@ class QualityActions(ContactActions):
         """An admin says this is a real person: take the system tags off, drop the deadline,
         remember the reasons so they do not tag it again, and undo an opt-out the quality
         check made. False when it was verified and untagged already."""
+        self.lock(contact)
         had_tags = [t for t in SYSTEM_TAGS if t in self.tags(contact)]
         if contact.verified_at is not None and not had_tags and contact.review_deadline is None:
             return False
@@ -255,6 +258,7 @@ class QualityActions(ContactActions):
     def engage(self, contact: Contact, kind: Engagement) -> bool:
         """Record a purchase, double opt-in, open or click. An engaged contact is never
         called bad: a pending suspicion is cleared. False when this kind was known."""
+        self.lock(contact)
         kinds = set(contact.engagement.split())
         if kind.value in kinds:
             return False

@@ -1,0 +1,46 @@
+"""Two transactions that change the same row at once decide one after the other.
+
+Several workers share one database; on PostgreSQL (read committed) two of them may act on
+the same contact or lead at the same moment. Each check-then-change action re-reads its row
+under a lock, so the second waits for the first's commit and then sees it: one change, one
+event, never two.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlmodel import Session, select
+
+from feedback_mta.actions import CLI, unit_of_work
+from feedback_mta.store.models import Event
+from tests.support import seed
+
+
+@pytest.mark.parametrize("change", ["opt_out", "flag_spam"])
+def test_the_second_of_two_concurrent_changes_sees_the_first(engine, cfg, change):
+    s = seed(engine, cfg, contacts=1)
+    second: list[bool] = []
+
+    def act(actions):
+        if change == "opt_out":
+            return actions.opt_out(actions.contact(s.contact_ids[0]), "unsubscribe")
+        return actions.flag_spam(actions.lead(s.lead_id))
+
+    def second_worker():
+        with unit_of_work(engine, CLI) as actions:
+            second.append(act(actions))
+
+    with unit_of_work(engine, CLI) as actions:
+        assert act(actions) is True
+        # The first transaction holds its change uncommitted while the second one starts.
+        worker = threading.Thread(target=second_worker)
+        worker.start()
+        worker.join(0.5)
+    worker.join(30)
+    assert not worker.is_alive()
+    assert second == [False]
+    name = "contact.opted_out" if change == "opt_out" else "lead.flagged_spam"
+    with Session(engine) as session:
+        assert len(session.exec(select(Event).where(Event.action == name)).all()) == 1
