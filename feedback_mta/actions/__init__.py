@@ -31,6 +31,7 @@ from feedback_mta.actions.audit import (
     Invalid,
     NotFound,
     listen,
+    write_events,
 )
 from feedback_mta.actions.feedback import FeedbackActions
 from feedback_mta.actions.inbox import InboxActions
@@ -40,7 +41,8 @@ from feedback_mta.actions.quality import QualityActions
 from feedback_mta.addresses import notification_message_id
 
 __all__ = ["CLI", "SCHEDULER", "SYSTEM", "ActionError", "Actions", "Actor", "Invalid",
-           "NotFound", "listen", "normalize_email", "notification_message_id", "unit_of_work"]
+           "NotFound", "listen", "normalize_email", "notification_message_id", "unit_of_work",
+           "write_events"]
 
 
 class Actions(LeadActions, QualityActions, FeedbackActions, MailActions, InboxActions):

@@ -1,10 +1,17 @@
 """The one audit recorder every action writes through.
 
-``record`` writes an ``Event`` row (who, what, why, from which inbound message) in the
-transaction of the change itself, and queues the event's log line; ``emit_logs`` writes
-those lines once the transaction committed, and hands each event to the listeners (the
-metrics count complaints per account there). A change that rolls back leaves neither a
-row nor a line.
+``record`` makes an ``Event`` (who, what, why, from which inbound message) for the
+transaction of the change itself; ``write_events`` inserts a transaction's events just
+before its commit, and ``emit_logs`` writes their log lines once it committed and hands
+each event to the listeners (metrics, the webhook sender). A change that rolls back leaves
+neither a row nor a line.
+
+Why the events wait for the commit: the event feed and the webhooks read events by id, and
+a reader that saw event 11 must never find an event 10 later. PostgreSQL hands out ids when
+rows are inserted, not when they commit, so ``write_events`` takes one advisory lock for
+the last moment of the transaction: ids are given in commit order, and the lock is held
+for an insert and a commit, not for the whole change. (SQLite writers hold the database
+lock from ``BEGIN IMMEDIATE`` on: commit order is id order already.)
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session
 
 from feedback_mta import logs
@@ -45,6 +53,38 @@ CLI = Actor("cli", "cli")
 SYSTEM = Actor("system", "auto")
 SCHEDULER = Actor("scheduler", "auto")
 
+#: The session's events not inserted yet (``write_events``), shared by its recorders.
+_PENDING = "feedback_mta.pending_events"
+#: pg_advisory_xact_lock key of event writers: "fmta" as a 32-bit number.
+EVENT_LOCK = 0x666D7461
+
+
+def pending_events(session: Session) -> list[Event]:
+    """Events recorded in this transaction and not yet inserted."""
+    pending: list[Event] = session.info.setdefault(_PENDING, [])
+    return pending
+
+
+def write_events(session: Session) -> None:
+    """Insert the transaction's events, in the order they were recorded, right before the
+    commit (see the module's docstring for why). Every session's commit calls it."""
+    pending = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    if session.get_bind().dialect.name != "sqlite":
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENT_LOCK})
+    session.add_all(pending)
+    session.flush()
+
+
+def _forget_events(session: Session, *_: Any) -> None:
+    session.info.pop(_PENDING, None)
+
+
+# On every commit, whoever commits; a rollback (the whole transaction) drops them.
+sa.event.listen(Session, "before_commit", write_events)
+sa.event.listen(Session, "after_rollback", _forget_events)
+
 #: Called with (event name, fields) for every committed event, after its log line.
 Listener = Callable[[str, dict[str, Any]], None]
 _LISTENERS: list[Listener] = []
@@ -63,27 +103,29 @@ class Recorder:
     session: Session
     actor: Actor
     inbound_message_id: int | None = None
-    _logged: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    _logged: list[tuple[str, dict[str, Any] | Event]] = field(default_factory=list)
     #: Outbound mail queued in this transaction, to hand to the sender after the commit.
     queued_mail: list[int] = field(default_factory=list)
 
     def record(self, action: str, subject_type: str, subject_id: int | None,
                account_id: int | None, reason: str | None = None, **data: Any) -> Event:
-        """Write an audit event now and queue its log line for after the commit."""
+        """Record an audit event in this transaction (inserted by ``write_events``) and
+        queue its log line for after the commit."""
         event = Event(account_id=account_id, actor=self.actor.name, action=action,
                       subject_type=subject_type, subject_id=subject_id,
                       inbound_message_id=self.inbound_message_id, reason=reason,
-                      data=data)
-        self.session.add(event)
-        fields: dict[str, Any] = {f"{subject_type}_id": subject_id, "account_id": account_id,
-                                  "actor": self.actor.name, "via": self.actor.via}
-        if reason:
-            fields["reason"] = reason
-        if self.inbound_message_id is not None:
-            fields["inbound_message_id"] = self.inbound_message_id
-        fields.update(data)
-        self._logged.append((action, fields))
+                      data=data, via=self.actor.via)
+        pending_events(self.session).append(event)
+        self._logged.append((action, event))
         return event
+
+    def discard(self) -> None:
+        """Forget what this recorder recorded: its part of the transaction rolled back."""
+        mine = {id(item) for _, item in self._logged}
+        pending = pending_events(self.session)
+        pending[:] = [event for event in pending if id(event) not in mine]
+        self._logged.clear()
+        self.queued_mail.clear()
 
     def lock(self, row: Any) -> None:
         """Re-read ``row`` under a row lock before a check-then-change.
@@ -104,7 +146,8 @@ class Recorder:
 
     def emit_logs(self) -> None:
         """After the commit: each event's log line, then the listeners."""
-        for action, fields in self._logged:
+        for action, item in self._logged:
+            fields = item if isinstance(item, dict) else {**item.fields(), "event_id": item.id}
             log.info(action, **fields)
             for listener in _LISTENERS:
                 listener(action, fields)

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlmodel import func, select
 
 from feedback_mta import events
+from feedback_mta.actions.audit import pending_events
 from feedback_mta.actions.contacts import ContactActions
 from feedback_mta.kinds import is_complaint
 from feedback_mta.reading.formats.report import Bounced
@@ -37,11 +38,17 @@ class FeedbackActions(ContactActions):
     def soft_bounces(self, contact: Contact, since: datetime) -> int:
         """Soft bounces recorded for the contact since ``since`` (this transaction's too),
         not counting those before it was last made deliverable again."""
+        mine = [e for e in pending_events(self.session)
+                if e.subject_type == "contact" and e.subject_id == contact.id]
         reset = self.session.exec(select(func.max(Event.at)).where(
             Event.subject_type == "contact", Event.subject_id == contact.id,
             Event.action == events.CONTACT_DELIVERABLE)).one()
+        resets = [e.at for e in mine if e.action == events.CONTACT_DELIVERABLE]
         if reset is not None:
-            since = max(since, reset if reset.tzinfo else reset.replace(tzinfo=since.tzinfo))
-        return self.session.exec(select(func.count()).select_from(Event).where(
+            resets.append(reset if reset.tzinfo else reset.replace(tzinfo=since.tzinfo))
+        since = max([since, *resets])
+        stored = self.session.exec(select(func.count()).select_from(Event).where(
             Event.subject_type == "contact", Event.subject_id == contact.id,
             Event.action == events.CONTACT_SOFT_BOUNCED, Event.at >= since)).one()
+        return stored + sum(1 for e in mine
+                            if e.action == events.CONTACT_SOFT_BOUNCED and e.at >= since)

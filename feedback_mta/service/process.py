@@ -154,7 +154,8 @@ def process_batch(engine: Engine, book: AddressBook, message_ids: Sequence[int],
 
 
 #: A processing transaction holds SQLite's write lock; past this, it commits and the next
-#: one starts, so a session's 250 never waits long behind a batch.
+#: one starts, so a session's 250 never waits long behind a batch. (PostgreSQL's intake
+#: does not wait on the processors: a batch there is one transaction, however long.)
 TRANSACTION_SECONDS = 0.01
 
 
@@ -169,7 +170,8 @@ def _act(engine: Engine, book: AddressBook, batch: list[_Work], settings: Settin
         # stored earlier or earlier in this batch, ends ``ignored``/``duplicate``.
         known = dict(session.execute(
             _KNOWN, {"keys": sorted({w.content_hash for w in batch})}).all())
-        deadline = time.monotonic() + TRANSACTION_SECONDS
+        deadline = time.monotonic() + (TRANSACTION_SECONDS if engine.dialect.name == "sqlite"
+                                       else float("inf"))
         done: list[_Work] = []
         rest: list[_Work] = []
         for index, work in enumerate(batch):
@@ -239,6 +241,7 @@ def _handle(session: Session, book: AddressBook, work: _Work, settings: Settings
     except sa.exc.OperationalError:
         raise  # the database, not the message: the batch stays ``received``
     except Exception as exc:
+        actions.discard()
         work.error = f"{type(exc).__name__}: {exc}"[:2000]
         return Outcome(MessageState.FAILED, work.error)
     work.actions = actions

@@ -284,6 +284,20 @@ class Event(SQLModel, table=True):
     #: Extra detail as JSON (never message bodies).
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(
         JsonText, nullable=False, server_default="{}"))
+    #: By which way the actor acted: ``cli``, ``email``, ``api``, ``auto`` (None before 0006).
+    via: str | None = Field(default=None, sa_column=Column(Text))
+
+    def fields(self) -> dict[str, Any]:
+        """The event as its log line, the feed and the webhooks show it (no ``id``)."""
+        out: dict[str, Any] = {f"{self.subject_type}_id": self.subject_id,
+                               "account_id": self.account_id, "actor": self.actor,
+                               "via": self.via}
+        if self.reason:
+            out["reason"] = self.reason
+        if self.inbound_message_id is not None:
+            out["inbound_message_id"] = self.inbound_message_id
+        out.update(self.data)
+        return out
 
 
 
@@ -316,3 +330,81 @@ class OutboundMessage(SQLModel, table=True):
     next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     sent_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class ApiKey(SQLModel, table=True):
+    """A key of the HTTP API: one account's, or every account's (``account_id`` None).
+    Only a hash is kept; the key itself is shown once, when made."""
+
+    __tablename__ = "api_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int | None = None
+    name: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    #: SHA-256 of the whole key, hex: keys are 256 random bits, so no salt or stretching.
+    key_hash: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class Webhook(SQLModel, table=True):
+    """A subscription: committed events that match go to ``url``, signed with ``secret``,
+    one at a time and in order. ``cursor`` is the last event done with (delivered, or
+    failed for good); the event table itself is the outbox, so an event and its delivery
+    are committed together."""
+
+    __tablename__ = "webhook"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int | None = None
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    secret: str = Field(sa_column=Column(Text, nullable=False))
+    #: Event type patterns (``lead.*``); None: every event.
+    event_types: list[str] | None = Field(default=None, sa_column=Column(JsonText))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    removed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    cursor: int = Field(default=0, sa_column=Column(sa.Integer, nullable=False,
+                                                    server_default="0"))
+    #: Failed attempts at the event after the cursor, and when to try it again.
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    #: Which process delivers for it now, and until when (several workers or nodes).
+    lease_owner: str | None = Field(default=None, sa_column=Column(Text))
+    lease_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One attempt to deliver one event to one subscription."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (Index("ix_webhook_delivery_webhook_id_id", "webhook_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    webhook_id: int
+    event_id: int
+    attempt: int
+    at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    #: ``delivered``, ``retrying`` or ``failed`` (given up: the next event goes).
+    outcome: str = Field(sa_column=Column(Text, nullable=False))
+    status_code: int | None = None
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    duration_ms: float = 0.0
+
+
+class IdempotencyKey(SQLModel, table=True):
+    """An answered request with an ``Idempotency-Key``: the same key again gets the same
+    answer, and changes nothing."""
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (UniqueConstraint("scope", "key", name="uq_idempotency_key_scope_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: Whose key: ``key:<api key id>`` (two clients may pick the same key).
+    scope: str = Field(sa_column=Column(Text, nullable=False))
+    key: str = Field(sa_column=Column(Text, nullable=False))
+    #: SHA-256 of method, path and body: the same key with another request is refused.
+    request_hash: str = Field(sa_column=Column(Text, nullable=False))
+    status_code: int
+    body: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JsonText, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts(index=True))
