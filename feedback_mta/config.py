@@ -433,6 +433,33 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    listen: str = key(
+        "", _host_port("127.0.0.1:8025", port_zero=True),
+        "`host:port` of the HTTP API (`/v1/...`, `/openapi.json`, `/healthz`) beside SMTP in "
+        "`serve`; empty: none. Port 0 picks a free port (logged in `http.started`). Put TLS "
+        "in front (a reverse proxy): keys travel in the `Authorization` header.")
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return split_host_port(self.listen)
+
+
+@dataclass(frozen=True)
+class WebhooksConfig:
+    timeout: float = key(
+        10.0, _positive_duration,
+        "How long one delivery may take (connect and answer) before it counts as failed.")
+    retry_for: float = key(
+        86400.0, _positive_duration,
+        "How long an event is retried (exponential backoff) before it is `failed` and the "
+        "next event of that subscription goes.")
+    max_backoff: float = key(
+        3600.0, _positive_duration,
+        "The longest wait between two attempts at one event.")
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = key(
         "info", _choice("debug", "info", "warning", "error"),
@@ -467,6 +494,8 @@ class Config:
     quality: QualityConfig = field(default_factory=QualityConfig)
     review: ReviewConfig = field(default_factory=ReviewConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     #: Where the config was read from (None: defaults only).

@@ -51,4 +51,10 @@ SCHEDULER_RUNS = Counter("feedback_mta_scheduler_runs",
                          ["job", "result"], registry=REGISTRY)
 OUTBOUND = Counter("feedback_mta_outbound", "Outbound delivery attempts, by result.",
                    ["result"], registry=REGISTRY)
+WEBHOOKS = Counter("feedback_mta_webhooks",
+                   "Webhook delivery attempts, by outcome (delivered, retrying, failed).",
+                   ["outcome"], registry=REGISTRY)
+HTTP_REQUESTS = Counter("feedback_mta_http_requests",
+                        "HTTP API requests answered, by route and status code.",
+                        ["route", "status"], registry=REGISTRY)
 SESSIONS = Gauge("feedback_mta_sessions", "SMTP/LMTP sessions open now.", registry=REGISTRY)

@@ -45,6 +45,11 @@ REVIEW_REFUSED = "review.refused"
 
 INBOX_REQUEUED = "inbox.requeued"
 
+KEY_CREATED = "key.created"
+KEY_REVOKED = "key.revoked"
+WEBHOOK_CREATED = "webhook.created"
+WEBHOOK_REMOVED = "webhook.removed"
+
 #: Not an audit event (no row in ``event``): the log line of mail queued in a transaction.
 MAIL_QUEUED = "mail.queued"
 

@@ -7,10 +7,10 @@ jobs and the command line all come through here, so the audit trail is complete 
 construction.
 
 One module per area (``accounts``, ``contacts``, ``leads``, ``quality``, ``feedback``,
-``mail``, ``inbox``), each a set of methods on the one ``Recorder``; ``Actions`` is all of them over
-one transaction. Operations are idempotent: opting out an opted-out contact changes
-nothing and records nothing, so a message processed twice (or a scheduler run twice)
-changes nothing twice.
+``mail``, ``inbox``, ``registration``, ``platform``), each a set of methods on the one
+``Recorder``; ``Actions`` is all of them over one transaction. Operations are idempotent:
+opting out an opted-out contact changes nothing and records nothing, so a message
+processed twice (or a scheduler run twice) changes nothing twice.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from feedback_mta.actions.audit import (
 )
 from feedback_mta.actions.feedback import FeedbackActions
 from feedback_mta.actions.inbox import InboxActions
-from feedback_mta.actions.leads import LeadActions
 from feedback_mta.actions.mail import MailActions
-from feedback_mta.actions.quality import QualityActions
+from feedback_mta.actions.platform import PlatformActions
+from feedback_mta.actions.registration import RegistrationActions
 from feedback_mta.addresses import notification_message_id
 
 __all__ = ["CLI", "SCHEDULER", "SYSTEM", "ActionError", "Actions", "Actor", "Invalid",
@@ -45,7 +45,8 @@ __all__ = ["CLI", "SCHEDULER", "SYSTEM", "ActionError", "Actions", "Actor", "Inv
            "write_events"]
 
 
-class Actions(LeadActions, QualityActions, FeedbackActions, MailActions, InboxActions):
+class Actions(RegistrationActions, FeedbackActions, MailActions, InboxActions,
+              PlatformActions):
     """Every action, over one session (one transaction)."""
 
 

@@ -20,7 +20,7 @@ from typing import Annotated
 
 import typer
 
-from feedback_mta.cli import accounts, contacts, inbox, leads, quality, server
+from feedback_mta.cli import accounts, contacts, inbox, leads, platform, quality, server
 from feedback_mta.cli.common import (
     EXIT_CONFIG,
     FAST_EXIT,
@@ -71,6 +71,8 @@ app.add_typer(quality.network_app, name="network")
 app.command("stats")(inbox.stats)
 app.add_typer(inbox.inbox_app, name="inbox")
 app.command("events")(inbox.events)
+app.add_typer(platform.key_app, name="key")
+app.add_typer(platform.webhook_app, name="webhook")
 
 
 @app.command("parse")

@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
 
@@ -20,6 +20,7 @@ import typer
 
 from feedback_mta import config as config_mod
 from feedback_mta.cli import output
+from feedback_mta.queries import iso
 
 if TYPE_CHECKING:  # the database stack is imported on use: a command starts fast
     from sqlalchemy.engine import Connection, Engine
@@ -128,14 +129,6 @@ def writing(config: Path | None, by: str | None = None
     cfg = load(config)
     with unit_of_work(write_engine(cfg), actor(by)) as act:
         yield cfg, act
-
-
-def iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def jsonable(obj: dict[str, Any]) -> dict[str, Any]:

@@ -59,13 +59,11 @@ def contact_show(contact_id: IdArg, config: ConfigOpt = None, as_json: JsonOpt =
 def contact_add(account: AccountOpt, email: EmailOpt, first: FirstOpt = "", last: LastOpt = "",
                 ip: IpOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Add a contact (checked as it arrives: known bad ones are opted out at once)."""
-    from feedback_mta.actions.quality import policy
     from feedback_mta.queries.contacts import contact_dict
 
     address = checked_ip(ip)
     with writing(config) as (cfg, act):
-        contact, created = act.add_contact(account, email, first, last, address)
-        act.screen(contact, policy(act.session, cfg), cfg.review.period)
+        contact, created = act.register_contact(cfg, account, email, first, last, address)
         result = {**contact_dict(act.session, contact), "created": created}
     emit(result, as_json)
 

@@ -59,18 +59,14 @@ def lead_add(account: AccountOpt, email: EmailOpt, first: FirstOpt = "", last: L
                                                    help="Form comments.")] = "",
              config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Add a lead (and its contact if new); prints the Reply-To and Message-ID to send with."""
-    from feedback_mta.actions.quality import policy
     from feedback_mta.addresses import AddressBook
-    from feedback_mta.queries.leads import lead_dict
+    from feedback_mta.queries.leads import registered
 
     address = checked_ip(ip)
     with writing(config) as (cfg, act):
-        book = AddressBook.from_config(cfg)
-        lead = act.add_lead(book, account, email, first, last, address, comments)
-        contact = act.contact(lead.contact_id)
-        verdict = act.screen(contact, policy(act.session, cfg), cfg.review.period)
-    emit({**lead_dict(lead, book), "contact_status": contact.status,
-          "quality": verdict.level.value, "quality_reasons": list(verdict.reasons)}, as_json)
+        lead, contact, verdict = act.register_lead(cfg, account, email, first, last, address,
+                                                   comments)
+    emit(registered(lead, contact, verdict, AddressBook.from_config(cfg)), as_json)
 
 
 @lead_app.command("show")

@@ -32,8 +32,12 @@ db_app = typer.Typer(help="Create and migrate the schema.", no_args_is_help=True
 def serve(config: ConfigOpt = None,
           workers: Annotated[int, typer.Option(
               min=1, max=64, metavar="N", help="Server processes sharing the port "
-                                              "(SO_REUSEPORT), one core each.")] = 1) -> None:
-    """Run the SMTP (or LMTP) server and the scheduler in the foreground."""
+                                              "(SO_REUSEPORT), one core each.")] = 1,
+          no_smtp: Annotated[bool, typer.Option(
+              "--no-smtp", help="HTTP only ([http] listen): a node that serves the API and "
+                                "sends webhooks, and takes no mail.")] = False) -> None:
+    """Run the SMTP (or LMTP) server, the HTTP API ([http] listen), the webhook senders
+    and the scheduler in the foreground."""
     import asyncio
 
     import sqlalchemy as sa
@@ -49,11 +53,11 @@ def serve(config: ConfigOpt = None,
                    else ("info" if verbosity == 1 else "debug"))
     try:
         if workers > 1:
-            code = workers_mod.supervise(cfg, workers)
+            code = workers_mod.supervise(cfg, workers, smtp=not no_smtp)
             if code:
                 raise typer.Exit(code)
             return
-        asyncio.run(serve_mod.run(cfg))
+        asyncio.run(serve_mod.run(cfg, smtp=not no_smtp))
     except db.SchemaError as exc:
         raise Failure(str(exc), EXIT_DATABASE) from None
     except serve_mod.ListenError as exc:

@@ -7,6 +7,18 @@ the database. Unknown targets raise ``NotFound`` with a message that names them.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+
+def iso(value: datetime | None) -> str | None:
+    """A stored time as every output shows it: UTC, ISO 8601, ``Z`` (SQLite gives times back
+    without their zone; they are UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
 
 class NotFound(LookupError):
     """What was asked for does not exist (the message names it)."""

@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlmodel import Session, col, select
 
 from feedback_mta.queries import NotFound
 from feedback_mta.store.models import Account, Contact, Event, Lead, table_of
@@ -46,3 +47,32 @@ def trail(conn: Connection, *, lead: int | None = None, contact: int | None = No
         row["data"] = row["data"] or {}
         rows.append(row)
     return rows
+
+
+def like_patterns(types: str | None) -> list[str]:
+    """``lead.*,contact.opted_out`` as SQL LIKE patterns (``*`` any run of characters)."""
+    out = []
+    for pattern in (types or "").split(","):
+        if pattern := pattern.strip():
+            escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            out.append(escaped.replace("*", "%"))
+    return out
+
+
+def item(event_id: int, action: str, at: datetime, fields: dict[str, Any]) -> dict[str, Any]:
+    """One event as the feed and the webhooks send it."""
+    return {"id": event_id, "type": action, "created_at": at, "data": fields}
+
+
+def feed(session: Session, *, after: int = 0, limit: int = 100, types: str | None = None,
+         account: int | None = None) -> list[dict[str, Any]]:
+    """Events after the cursor ``after``, in commit order (ids follow it: ``audit``), each
+    with the fields of its log line; of one account, or all (None)."""
+    query = select(Event).where(col(Event.id) > after)
+    if account is not None:
+        query = query.where(Event.account_id == account)
+    if patterns := like_patterns(types):
+        query = query.where(sa.or_(*(col(Event.action).like(p, escape="\\")
+                                     for p in patterns)))
+    rows = session.exec(query.order_by(col(Event.id)).limit(limit)).all()
+    return [item(e.id or 0, e.action, e.at, e.fields()) for e in rows]

@@ -7,6 +7,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from feedback_mta.addresses import AddressBook, Box, notification_message_id
+from feedback_mta.quality.verdict import Verdict
 from feedback_mta.queries import NotFound
 from feedback_mta.queries.accounts import require_account
 from feedback_mta.store.models import Contact, Lead, LeadStatus
@@ -23,6 +24,14 @@ def lead_dict(lead: Lead, book: AddressBook) -> dict[str, Any]:
         "flagged_via": lead.flagged_via, "exported_at": lead.exported_at,
         "created_at": lead.created_at,
     }
+
+
+def registered(lead: Lead, contact: Contact, verdict: Verdict,
+               book: AddressBook) -> dict[str, Any]:
+    """A new lead as ``lead add`` and ``POST /v1/leads`` answer: what to send it with, and
+    what we know of its contact."""
+    return {**lead_dict(lead, book), "contact_status": contact.status,
+            "quality": verdict.level.value, "quality_reasons": list(verdict.reasons)}
 
 
 def get(session: Session, lead_id: int) -> Lead:

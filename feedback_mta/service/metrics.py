@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -30,6 +29,7 @@ from feedback_mta import events, logs
 from feedback_mta.actions import listen
 from feedback_mta.counters import COMPLAINTS, REGISTRY
 from feedback_mta.logs import error_line
+from feedback_mta.queries.health import health
 from feedback_mta.store import db
 from feedback_mta.store.models import InboundMessage, MessageState, table_of, utcnow
 
@@ -76,18 +76,6 @@ class QueueCollector:
         oldest.add_metric([], max(0.0, age))
         yield depth
         yield oldest
-
-
-def health(engine: Engine) -> tuple[bool, dict]:
-    """(healthy, details): the database answers a trivial query."""
-    started = time.perf_counter()
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:  # any failure to reach it is "unhealthy", with the reason
-        return False, {"status": "unhealthy", "database": error_line(exc)}
-    return True, {"status": "ok", "database": "ok",
-                  "database_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
 class _Handler(BaseHTTPRequestHandler):

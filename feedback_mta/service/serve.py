@@ -1,9 +1,11 @@
 """``feedback-mta serve``: wires the flow together and runs it until SIGTERM / SIGINT.
 
-Start: check (or upgrade) the schema, start the intake writer and the processors, queue
-whatever a previous run left ``received``, start the scheduler, then listen. Stop: close
-the listener, tell idle sessions 421, let sessions in the middle of DATA finish (up to
-``drain_timeout``), commit what the intake holds, finish the message in hand, exit 0.
+Start: check (or upgrade) the schema, start the intake writer, the processors and the
+webhook senders, queue whatever a previous run left ``received``, start the scheduler, then
+listen: SMTP (unless ``--no-smtp``) and HTTP (``[http] listen``). Stop: close the
+listeners, tell idle sessions 421, let sessions in the middle of DATA and HTTP requests
+finish (up to ``drain_timeout``), commit what the intake holds, finish the message in
+hand, exit 0.
 """
 
 from __future__ import annotations
@@ -23,18 +25,21 @@ from feedback_mta.edge.limits import Limits
 from feedback_mta.edge.smtp import FeedbackHandler, Sessions, protocol_factory
 from feedback_mta.edge.tls import TlsError, TlsFiles
 from feedback_mta.handlers.base import Settings
+from feedback_mta.http.server import HttpServer, bind
 from feedback_mta.jobs import review
 from feedback_mta.service import metrics, scheduler
 from feedback_mta.service.outbox import Outbox
 from feedback_mta.service.process import Processor
 from feedback_mta.service.systemd import notify_systemd, start_watchdog, watchdog_interval
+from feedback_mta.service.webhooks import Sender
 from feedback_mta.store import db
 
 log = logs.get(__name__)
 
 
 def prepare_database(config: Config):
-    engine = db.create_engine(config.database, pool_size=4 + config.processing.workers)
+    # The intake, the processors, the outbox, the webhook senders, HTTP requests' threads.
+    engine = db.create_engine(config.database, pool_size=8 + config.processing.workers)
     if config.database.auto_upgrade:
         before, after = db.upgrade(engine)
         if before != after:
@@ -51,6 +56,7 @@ class Worker:
     count: int
     port: int
     fd: int  # write end: "<port>\n" once listening, then "W" for each watchdog round
+    http_port: int = 0
 
     def metrics_port(self, base: int) -> int:
         return base + self.index if base else 0
@@ -60,8 +66,11 @@ class ListenError(Exception):
     """A listener could not be bound; the message names the setting."""
 
 
-async def run(config: Config, *, worker: Worker | None = None) -> None:
-    """Serve until SIGTERM/SIGINT; as one of ``serve --workers N`` when ``worker`` is set."""
+async def run(config: Config, *, worker: Worker | None = None, smtp: bool = True) -> None:
+    """Serve until SIGTERM/SIGINT; as one of ``serve --workers N`` when ``worker`` is set;
+    HTTP only when ``smtp`` is False."""
+    if not smtp and config.http.address is None:
+        raise ListenError("--no-smtp leaves nothing to serve: set [http] listen")
     tls = None
     if config.smtp.tls_cert:
         try:
@@ -88,9 +97,11 @@ async def run(config: Config, *, worker: Worker | None = None) -> None:
     processor = Processor(engine, book, workers=config.processing.workers,
                           settings=Settings.from_config(config), on_mail=outbox.submit)
     intake = Intake(engine, on_stored=processor.submit)
+    sender = Sender(engine, config.webhooks)
     outbox.start()
     processor.start()
     intake.start()
+    sender.start()
     recovered = processor.sweep()
     outbox.flush()
     # Scheduled work runs once, in the first (or only) worker.
@@ -99,22 +110,43 @@ async def run(config: Config, *, worker: Worker | None = None) -> None:
     caught_up = await asyncio.to_thread(review.expire_due, engine) if leader else 0
     jobs = scheduler.start(config, processor, outbox, engine, book) if leader else None
 
+    http = None
+    if config.http.address is not None:
+        host, port = config.http.address
+        try:
+            sock = bind(host, port if worker is None else worker.http_port,
+                        reuse_port=worker is not None)
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {config.http.listen} ([http] listen): "
+                              f"{exc.strerror}") from None
+        http = HttpServer(config, engine, sock)
+        await http.start()
+        log.info("http.started", host=http.address[0], port=http.address[1],
+                 worker=worker.index if worker is not None else None)
+
     sessions = Sessions(config.smtp.max_sessions, Limits.from_config(config.smtp))
     counters.SESSIONS.set_function(lambda: len(sessions.active))
     handler = FeedbackHandler(config, book, intake)
     loop = asyncio.get_running_loop()
-    try:
-        server = await loop.create_server(
-            protocol_factory(config, handler, sessions, tls),
-            host=config.smtp.host, port=config.smtp.port if worker is None else worker.port,
-            reuse_address=True, reuse_port=worker is not None, backlog=1024)
-    except OSError as exc:
-        raise ListenError(f"cannot listen on {config.smtp.host}:{config.smtp.port} "
-                          f"([smtp] host, port): {exc.strerror}") from None
-    bound = server.sockets[0].getsockname()
-    log.info("server.started", host=bound[0], port=bound[1],
-             protocol="lmtp" if config.smtp.lmtp else "smtp", domain=config.smtp.domain,
-             starttls=tls is not None, proxy_protocol=config.smtp.proxy_protocol,
+    server = None
+    if smtp:
+        try:
+            server = await loop.create_server(
+                protocol_factory(config, handler, sessions, tls),
+                host=config.smtp.host, port=config.smtp.port if worker is None else worker.port,
+                reuse_address=True, reuse_port=worker is not None, backlog=1024)
+        except OSError as exc:
+            raise ListenError(f"cannot listen on {config.smtp.host}:{config.smtp.port} "
+                              f"([smtp] host, port): {exc.strerror}") from None
+        bound = server.sockets[0].getsockname()
+    else:
+        assert http is not None
+        bound = http.address
+    log.info("server.started", host=bound[0], port=bound[1] if smtp else None,
+             protocol=("lmtp" if config.smtp.lmtp else "smtp") if smtp else None,
+             domain=config.smtp.domain, starttls=tls is not None,
+             proxy_protocol=config.smtp.proxy_protocol,
+             http_port=http.address[1] if http is not None else None,
              recovered=recovered, reviews_caught_up=caught_up, pid=os.getpid(),
              worker=worker.index if worker is not None else None)
     ping: Callable[[], object]
@@ -137,10 +169,14 @@ async def run(config: Config, *, worker: Worker | None = None) -> None:
         notify_systemd("STOPPING=1\nSTATUS=draining sessions")
     if watchdog is not None:
         watchdog.cancel()
-    server.close()
+    if server is not None:
+        server.close()
     sessions.close_idle()
     drained = await sessions.wait_empty(config.smtp.drain_timeout)
-    await server.wait_closed()
+    if server is not None:
+        await server.wait_closed()
+    if http is not None:
+        await http.stop()
     if jobs is not None:
         jobs.shutdown(wait=True)
     if endpoint is not None:
@@ -148,6 +184,7 @@ async def run(config: Config, *, worker: Worker | None = None) -> None:
     await asyncio.to_thread(intake.stop)
     await asyncio.to_thread(processor.stop)
     await asyncio.to_thread(outbox.stop)
+    await asyncio.to_thread(sender.stop, timeout=config.webhooks.timeout + 5)
     engine.dispose()
     log.info("server.stopped", drained=drained, stored=intake.stored,
              processed=processor.processed, refused_sessions=sessions.refused)

@@ -51,17 +51,29 @@ def _reserve(host: str, port: int) -> socket.socket:
     return sock
 
 
-def supervise(config: Config, count: int) -> int:
+def supervise(config: Config, count: int, *, smtp: bool = True) -> int:
     """Run ``count`` workers until SIGTERM/SIGINT (exit 0) or one of them dies (exit 1)."""
     from feedback_mta.service import serve  # the workers' code; imported before forking
 
     serve.prepare_database(config).dispose()  # migrate once, not N times at once
-    try:
-        reserved = _reserve(config.smtp.host, config.smtp.port)
-    except OSError as exc:
-        raise serve.ListenError(f"cannot listen on {config.smtp.host}:{config.smtp.port} "
-                                f"([smtp] host, port): {exc.strerror}") from None
-    port = reserved.getsockname()[1]
+    held: list[socket.socket] = []
+    port = http_port = 0
+    if config.http.address is not None:
+        try:
+            held.append(_reserve(*config.http.address))
+        except OSError as exc:
+            raise serve.ListenError(f"cannot listen on {config.http.listen} ([http] listen): "
+                                    f"{exc.strerror}") from None
+        http_port = port = held[-1].getsockname()[1]
+    if smtp:
+        try:
+            held.append(_reserve(config.smtp.host, config.smtp.port))
+        except OSError as exc:
+            raise serve.ListenError(f"cannot listen on {config.smtp.host}:{config.smtp.port} "
+                                    f"([smtp] host, port): {exc.strerror}") from None
+        port = held[-1].getsockname()[1]
+    elif not held:
+        raise serve.ListenError("--no-smtp leaves nothing to serve: set [http] listen")
     children: dict[int, tuple[int, int]] = {}  # pid -> (index, read end)
     supervisor = os.getpid()
     for index in range(count):
@@ -70,27 +82,29 @@ def supervise(config: Config, count: int) -> int:
         if pid == 0:  # the worker
             _die_with_parent(supervisor)
             logs.bind_process(worker=index)
-            reserved.close()
+            for sock in held:
+                sock.close()
             os.close(read)
             for _, other in children.values():
                 os.close(other)
             code = 0
             try:
-                asyncio.run(serve.run(config, worker=serve.Worker(index, count, port, write)))
+                asyncio.run(serve.run(config, worker=serve.Worker(index, count, port, write,
+                                                                  http_port), smtp=smtp))
             except BaseException as exc:  # reported; the exit code tells the supervisor
                 log.error("server.worker_failed", worker=index, error=logs.error_line(exc))
                 code = 1
             os._exit(code)
         os.close(write)
         children[pid] = (index, read)
-    return _Supervisor(children, reserved, port).run()
+    return _Supervisor(children, held, port).run()
 
 
 class _Supervisor:
-    def __init__(self, children: dict[int, tuple[int, int]], reserved: socket.socket,
+    def __init__(self, children: dict[int, tuple[int, int]], held: list[socket.socket],
                  port: int) -> None:
         self.children = children
-        self.reserved: socket.socket | None = reserved
+        self.held = held
         self.port = port
         self.selector = selectors.DefaultSelector()
         self.listening: set[int] = set()
@@ -118,14 +132,15 @@ class _Supervisor:
                     self._read(key.data, key.fd)
             self._reap()
             now = time.monotonic()
-            if self.reserved is not None and len(self.listening) == len(self.children):
-                self.reserved.close()
-                self.reserved = None
+            if self.held and len(self.listening) == len(self.children):
+                for sock in self.held:
+                    sock.close()
+                self.held = []
                 log.info("server.workers_started", port=self.port, workers=len(self.children),
                          pids=sorted(self.children))
                 notify_systemd(f"READY=1\nSTATUS=listening on port {self.port} with "
                                f"{len(self.children)} workers")
-            if self.reserved is not None and now - started > START_TIMEOUT and not self.stopping:
+            if self.held and now - started > START_TIMEOUT and not self.stopping:
                 log.error("server.workers_not_ready", listening=len(self.listening),
                           workers=len(self.children))
                 self._stop(failed=True)

@@ -1,0 +1,101 @@
+"""What the sending platform is given: API keys and webhook subscriptions.
+
+A key is shown once, when made, and only its SHA-256 is kept: keys are 256 random bits, so
+a plain hash is as good as a slow one and lets a request be checked with one indexed read.
+A webhook's secret must be kept as it is, since every delivery is signed with it.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import hashlib
+import secrets
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from sqlmodel import func, select
+
+from feedback_mta import events
+from feedback_mta.actions.accounts import AccountActions
+from feedback_mta.actions.audit import Invalid, NotFound
+from feedback_mta.store.models import ApiKey, Event, Webhook, utcnow
+
+KEY_PREFIX = "fmk_"
+SECRET_PREFIX = "whsec_"
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def check_event_types(types: Iterable[str]) -> list[str]:
+    """``lead.*,contact.opted_out`` as a list, each a known event or a pattern matching one."""
+    out = []
+    for pattern in (t.strip() for t in types):
+        if not pattern:
+            continue
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in events.ALL):
+            raise Invalid(f"no event type matches {pattern!r} (known: "
+                          f"{', '.join(events.ALL)})")
+        out.append(pattern)
+    return out
+
+
+class PlatformActions(AccountActions):
+    def add_key(self, account_id: int | None, name: str = "") -> tuple[ApiKey, str]:
+        """A new key of one account (or of every account: None); (row, the key itself)."""
+        if account_id is not None:
+            self.account(account_id)
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        row = ApiKey(account_id=account_id, name=name.strip(), key_hash=hash_key(key))
+        self.session.add(row)
+        self.session.flush()
+        self.record(events.KEY_CREATED, "key", row.id, account_id, name=row.name,
+                    all_accounts=account_id is None)
+        return row, key
+
+    def revoke_key(self, key_id: int) -> bool:
+        """Revoke a key: requests with it get 401 from now on. False when it was revoked."""
+        row = self.session.get(ApiKey, key_id)
+        if row is None:
+            raise NotFound(f"no key {key_id}")
+        if row.revoked_at is not None:
+            return False
+        row.revoked_at = utcnow()
+        self.session.add(row)
+        self.record(events.KEY_REVOKED, "key", row.id, row.account_id)
+        return True
+
+    def add_webhook(self, url: str, account_id: int | None,
+                    event_types: Iterable[str] = ()) -> Webhook:
+        """Subscribe ``url`` to the events from now on (of one account, or of all: None)."""
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise Invalid(f"not an http(s) URL: {url!r}")
+        if account_id is not None:
+            self.account(account_id)
+        types = check_event_types(event_types) or None
+        secret = SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
+        # From now on: the events committed so far are not sent (the feed has them).
+        last = self.session.exec(select(func.max(Event.id))).one() or 0
+        hook = Webhook(account_id=account_id, url=url.strip(), secret=secret,
+                       event_types=types, cursor=last)
+        self.session.add(hook)
+        self.session.flush()
+        self.record(events.WEBHOOK_CREATED, "webhook", hook.id, account_id, url=hook.url,
+                    event_types=types)
+        return hook
+
+    def webhook(self, webhook_id: int) -> Webhook:
+        hook = self.session.get(Webhook, webhook_id)
+        if hook is None or hook.removed_at is not None:
+            raise NotFound(f"no webhook {webhook_id}")
+        return hook
+
+    def remove_webhook(self, webhook_id: int) -> None:
+        """Stop delivering to it (what was delivered stays listed)."""
+        hook = self.webhook(webhook_id)
+        hook.removed_at = utcnow()
+        self.session.add(hook)
+        self.record(events.WEBHOOK_REMOVED, "webhook", hook.id, hook.account_id, url=hook.url)

@@ -1,0 +1,30 @@
+"""A lead or contact registered by the platform (``lead add``, ``POST /v1/leads``, ...):
+created, then screened as it arrives. One place, so the command line and the API answer
+the same."""
+
+from __future__ import annotations
+
+from feedback_mta.actions.leads import LeadActions
+from feedback_mta.actions.quality import QualityActions, policy
+from feedback_mta.addresses import AddressBook
+from feedback_mta.config import Config
+from feedback_mta.quality.verdict import Verdict
+from feedback_mta.store.models import Contact, Lead
+
+
+class RegistrationActions(LeadActions, QualityActions):
+    def register_lead(self, config: Config, account_id: int, email: str, first: str = "",
+                      last: str = "", ip: str | None = None,
+                      comments: str = "") -> tuple[Lead, Contact, Verdict]:
+        lead = self.add_lead(AddressBook.from_config(config), account_id, email, first, last,
+                             ip, comments)
+        contact = self.contact(lead.contact_id)
+        verdict = self.screen(contact, policy(self.session, config), config.review.period)
+        return lead, contact, verdict
+
+    def register_contact(self, config: Config, account_id: int, email: str, first: str = "",
+                         last: str = "", ip: str | None = None) -> tuple[Contact, bool]:
+        """The contact (created if new, screened either way) and whether it was new."""
+        contact, created = self.add_contact(account_id, email, first, last, ip)
+        self.screen(contact, policy(self.session, config), config.review.period)
+        return contact, created

@@ -1,0 +1,132 @@
+"""The FastAPI application: routes, problem details, the request log line, body limits."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy.engine import Engine
+
+from feedback_mta import counters, logs
+from feedback_mta.addresses import AddressBook
+from feedback_mta.config import Config
+from feedback_mta.http import problems, v1
+from feedback_mta.queries.health import health
+from feedback_mta.store import db
+
+log = logs.get(__name__)
+
+DESCRIPTION = """The sending platform's side of feedback-mta: register leads and contacts,
+flag and restore leads, read the suppression list and the event feed. Every request needs
+an API key (`feedback-mta key add`) as `Authorization: Bearer KEY`; a key of one account
+sees that account only. Errors are RFC 9457 problem details. Decisions also go out as
+signed webhooks (`feedback-mta webhook add`)."""
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("feedback-mta")
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
+def create_app(config: Config, engine: Engine) -> FastAPI:
+    app = FastAPI(title="feedback-mta", version=_version(), description=DESCRIPTION,
+                  docs_url=None, redoc_url=None)
+    app.state.config = config
+    app.state.engine = engine
+    app.state.reader = db.reader(engine)
+    app.state.book = AddressBook.from_config(config)
+    problems.install(app)
+    app.include_router(v1.router)
+
+    @app.get("/healthz", summary="Does the database answer?", tags=["health"])
+    def healthz() -> Any:
+        ok, details = health(engine)
+        if not ok:
+            log.warning("health.failed", database=details["database"])
+        return JSONResponse(details, status_code=200 if ok else 503)
+
+    app.add_middleware(Canonical)
+    app.add_middleware(BodyLimit, limit=config.smtp.max_message_size)
+    return app
+
+
+class BodyLimit:
+    """Bodies larger than ``[smtp] max_message_size`` are refused with 413 before they are
+    read whole: by their Content-Length, or, for a chunked body, once it has streamed past
+    the limit (it is held until then, and handed on as it came)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            if declared.isdigit() and int(declared) > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            await self.app(scope, receive, send)  # the server holds it to its length
+            return
+        held: list[dict[str, Any]] = []
+        size = 0
+        while True:
+            message: dict[str, Any] = await receive()
+            held.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> dict[str, Any]:
+            return held.pop(0) if held else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        response = problems.problem(413, f"the body is larger than {self.limit} bytes "
+                                         "([smtp] max_message_size)")
+        await response(scope, receive, send)
+
+
+class Canonical:
+    """One ``http.request`` line per request (method, route, status, time; never a body or
+    a key) and the request counter by route and status."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def watched(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            counters.HTTP_REQUESTS.labels(route, str(status)).inc()
+            client = scope.get("client")
+            log.info("http.request", method=scope["method"], route=route,
+                     path=scope["path"], status=status,
+                     client=client[0] if client else None,
+                     duration_ms=round((time.perf_counter() - started) * 1000, 2))

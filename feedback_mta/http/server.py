@@ -1,0 +1,55 @@
+"""uvicorn on the service's own event loop, beside the SMTP listener.
+
+``serve`` owns the process's signals and its shutdown order, so uvicorn is started and
+stopped through its ``startup``/``shutdown`` steps rather than its ``serve`` (which would
+take SIGTERM for itself). Limits follow SMTP's: at most ``[smtp] max_sessions``
+connections at once (503 past that), bodies up to ``[smtp] max_message_size`` (413).
+"""
+
+from __future__ import annotations
+
+import socket
+
+import uvicorn
+from sqlalchemy.engine import Engine
+
+from feedback_mta.config import Config
+from feedback_mta.http.app import create_app
+
+
+def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening socket (``reuse_port``: shared by ``serve --workers``)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+class HttpServer:
+    def __init__(self, config: Config, engine: Engine, sock: socket.socket) -> None:
+        self.sock = sock
+        self.config = uvicorn.Config(
+            create_app(config, engine), lifespan="off", log_config=None, log_level="warning",
+            access_log=False, limit_concurrency=config.smtp.max_sessions,
+            timeout_keep_alive=5, timeout_graceful_shutdown=int(config.smtp.drain_timeout),
+            server_header=False, proxy_headers=False)
+        self.server = uvicorn.Server(self.config)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.sock.getsockname()[:2]
+        return host, port
+
+    async def start(self) -> None:
+        self.config.load()
+        self.server.lifespan = self.config.lifespan_class(self.config)
+        await self.server.startup(sockets=[self.sock])
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await self.server.shutdown(sockets=[self.sock])

@@ -1,0 +1,404 @@
+"""``/v1``: the platform's API. Each endpoint is the command line's command of the same name
+over HTTP: the same query or action, the same JSON (``lead add --json`` is ``POST
+/v1/leads``), the same audit events, with actor ``api:key<ID>`` and ``via`` ``api``."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field, PlainSerializer
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from feedback_mta.actions import Actions, unit_of_work
+from feedback_mta.addresses import AddressBook
+from feedback_mta.http.auth import Caller, caller
+from feedback_mta.http.problems import RESPONSES, ProblemError
+from feedback_mta.quality.verdict import Engagement
+from feedback_mta.queries import contacts, iso, leads, suppressions
+from feedback_mta.queries import events as event_queries
+from feedback_mta.store.models import IdempotencyKey
+
+router = APIRouter(prefix="/v1", responses=RESPONSES)
+#: Times as the command line prints them: UTC, ISO 8601, ``Z``.
+Timestamp = Annotated[datetime, PlainSerializer(iso, return_type=str)]
+Who = Annotated[Caller, Depends(caller)]
+
+
+# --- the shapes (the OpenAPI document is made from these) ----------------------------------
+
+class LeadIn(BaseModel):
+    account_id: int | None = Field(None, description="Needed with an every-account key.")
+    email: str
+    first: str = ""
+    last: str = ""
+    ip: str | None = None
+    comments: str = ""
+
+
+class LeadOut(BaseModel):
+    id: int
+    account_id: int
+    contact_id: int
+    status: str = Field(description="active or spam")
+    source_ip: str | None
+    comments: str
+    reply_to: str = Field(description="Reply-To of the lead's notification")
+    message_id: str = Field(description="Message-ID of the lead's notification")
+    flagged_at: Timestamp | None
+    flagged_by: str | None
+    flagged_via: str | None
+    exported_at: Timestamp | None
+    created_at: Timestamp
+
+
+class LeadCreated(LeadOut):
+    contact_status: str
+    quality: str | None
+    quality_reasons: list[str]
+
+
+class LeadChanged(LeadOut):
+    changed: bool
+
+
+class ContactIn(BaseModel):
+    account_id: int | None = Field(None, description="Needed with an every-account key.")
+    email: str
+    first: str = ""
+    last: str = ""
+    ip: str | None = None
+
+
+class ContactOut(BaseModel):
+    id: int
+    account_id: int
+    email: str
+    first_name: str
+    last_name: str
+    status: str = Field(description="active or opted_out")
+    opt_out_reason: str | None
+    opted_out_at: Timestamp | None
+    mailable: bool
+    tags: list[str]
+    quality: str | None
+    quality_reasons: list[str]
+    review_deadline: Timestamp | None
+    verified: bool
+    verified_at: Timestamp | None
+    engaged: bool
+    engagement: list[str]
+    source_ip: str | None
+
+
+class ContactDetail(ContactOut):
+    undeliverable_at: Timestamp | None
+    undeliverable_reason: str | None
+    hard_bounces: int
+    soft_bounces: int
+    complaints: int
+    leads: list[int]
+    created_at: Timestamp
+    updated_at: Timestamp | None
+
+
+class ContactCreated(ContactOut):
+    created: bool
+
+
+class ContactChanged(ContactOut):
+    changed: bool
+
+
+class OptOutIn(BaseModel):
+    reason: str = "manual"
+
+
+class EngageIn(BaseModel):
+    kind: Engagement
+
+
+class Suppression(BaseModel):
+    contact_id: int
+    account_id: int
+    email: str
+    reason: str | None = Field(description="complaint, unsubscribe, invalid_contact, manual, "
+                                            "... or bounced")
+    since: Timestamp | None
+    opted_out: bool
+    mailable: bool
+    undeliverable_reason: str | None
+
+
+class SuppressionPage(BaseModel):
+    suppressions: list[Suppression]
+    next: str | None = Field(description="Cursor of the next page (after=); null: the last.")
+
+
+class EventOut(BaseModel):
+    id: int = Field(description="The cursor: ask for after=ID next")
+    type: str
+    created_at: Timestamp
+    data: dict[str, Any] = Field(description="The fields of the event's log line")
+
+
+class EventPage(BaseModel):
+    events: list[EventOut]
+    next: int = Field(description="The cursor to ask with next (after=)")
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+_TIMES: dict[Any, Callable[[Any], Any]] = {datetime: iso}
+
+def _book(request: Request) -> AddressBook:
+    book: AddressBook = request.app.state.book
+    return book
+
+
+def _acting(request: Request, who: Caller) -> Any:
+    return unit_of_work(request.app.state.engine, who.actor)
+
+
+def _reading(request: Request) -> Session:
+    return Session(request.app.state.reader)
+
+
+def _own_lead(act: Actions, who: Caller, lead_id: int) -> Any:
+    lead = act.lead(lead_id)
+    who.check(lead.account_id, f"lead {lead_id}")
+    return lead
+
+
+def _own_contact(act: Actions, who: Caller, contact_id: int) -> Any:
+    contact = act.contact(contact_id)
+    who.check(contact.account_id, f"contact {contact_id}")
+    return contact
+
+
+def _needs_account(who: Caller, asked: int | None) -> int:
+    account = who.account(asked)
+    if account is None:
+        raise ProblemError(422, "account_id: needed with a key of every account")
+    return account
+
+
+# --- leads ----------------------------------------------------------------------------------
+
+IdempotencyHeader = Annotated[str | None, Header(
+    alias="Idempotency-Key", max_length=255,
+    description="The same key again (within a day) gets the first answer and changes "
+                "nothing.")]
+
+
+@router.post("/leads", status_code=201, response_model=LeadCreated,
+             summary="Register a lead (lead add)")
+def add_lead(request: Request, who: Who, lead: LeadIn,
+             idempotency_key: IdempotencyHeader = None) -> Any:
+    account = _needs_account(who, lead.account_id)
+
+    def register(act: Actions) -> tuple[dict[str, Any], int]:
+        created, contact, verdict = act.register_lead(
+            request.app.state.config, account, lead.email, lead.first, lead.last, lead.ip,
+            lead.comments)
+        return leads.registered(created, contact, verdict, _book(request)), 201
+
+    return _once(request, who, idempotency_key, lead.model_dump(), register)
+
+
+def _once(request: Request, who: Caller, key: str | None, payload: dict[str, Any],
+          work: Any) -> JSONResponse:
+    """Do ``work`` (in one transaction; it gives the answer and its status) unless this key
+    was answered before: then answer as before. A key reused for another request is
+    refused (422)."""
+    if key is None:
+        with _acting(request, who) as act:
+            body, status = work(act)
+        return JSONResponse(jsonable_encoder(body, custom_encoder=_TIMES), status_code=status)
+    scope = f"key:{who.key_id}"
+    digest = hashlib.sha256(json.dumps([request.method, request.url.path, payload],
+                                       sort_keys=True, default=str).encode()).hexdigest()
+    for _ in range(2):
+        with _acting(request, who) as act:
+            seen = act.session.exec(select(IdempotencyKey).where(
+                IdempotencyKey.scope == scope, IdempotencyKey.key == key)).first()
+            if seen is None:
+                answer, status = work(act)
+                body = jsonable_encoder(answer, custom_encoder=_TIMES)
+                act.session.add(IdempotencyKey(scope=scope, key=key, request_hash=digest,
+                                               status_code=status, body=body))
+                try:
+                    act.session.flush()
+                except IntegrityError:  # the same key at the same moment: the other won
+                    act.discard()
+                    act.session.rollback()
+                    continue
+                return JSONResponse(body, status_code=status)
+        if seen.request_hash != digest:
+            raise ProblemError(422, "this Idempotency-Key was used for another request",
+                               type="/problems/idempotency-key-reused")
+        return JSONResponse(seen.body, status_code=seen.status_code,
+                            headers={"Idempotent-Replayed": "true"})
+    raise ProblemError(409, "this Idempotency-Key is being used by another request")
+
+
+@router.get("/leads/{lead_id}", response_model=LeadOut, summary="One lead (lead show)")
+def show_lead(request: Request, who: Who, lead_id: int) -> Any:
+    with _reading(request) as session:
+        lead = leads.get(session, lead_id)
+        who.check(lead.account_id, f"lead {lead_id}")
+        return leads.lead_dict(lead, _book(request))
+
+
+@router.post("/leads/{lead_id}/flag", response_model=LeadChanged,
+             summary="Flag a lead as spam (lead flag)")
+def flag_lead(request: Request, who: Who, lead_id: int) -> Any:
+    return _change_lead(request, who, lead_id, lambda act, lead: act.flag_spam(lead))
+
+
+def _change_lead(request: Request, who: Who, lead_id: int, change: Any) -> Any:
+    with _acting(request, who) as act:
+        lead = _own_lead(act, who, lead_id)
+        changed = bool(change(act, lead))
+    return {**leads.lead_dict(lead, _book(request)), "changed": changed}
+
+
+@router.post("/leads/{lead_id}/restore", response_model=LeadChanged,
+             summary="Undo a spam flag (lead restore)")
+def restore_lead(request: Request, who: Who, lead_id: int) -> Any:
+    return _change_lead(request, who, lead_id, lambda act, lead: act.restore(lead))
+
+
+# --- contacts -------------------------------------------------------------------------------
+
+@router.post("/contacts", response_model=ContactCreated, status_code=201,
+             responses={200: {"model": ContactCreated, "description": "Known already"}},
+             summary="Add a contact, checked as it arrives (contact add)")
+def add_contact(request: Request, who: Who, contact: ContactIn,
+                idempotency_key: IdempotencyHeader = None) -> Any:
+    account = _needs_account(who, contact.account_id)
+
+    def register(act: Actions) -> tuple[dict[str, Any], int]:
+        row, created = act.register_contact(request.app.state.config, account,
+                                            contact.email, contact.first, contact.last,
+                                            contact.ip)
+        return {**contacts.contact_dict(act.session, row), "created": created}, (
+            201 if created else 200)
+
+    return _once(request, who, idempotency_key, contact.model_dump(), register)
+
+
+@router.get("/contacts/{contact_id}", response_model=ContactDetail,
+            summary="One contact (contact show)")
+def show_contact(request: Request, who: Who, contact_id: int) -> Any:
+    with _reading(request) as session:
+        who.check(contacts.get(session, contact_id).account_id, f"contact {contact_id}")
+        return contacts.show(session, contact_id)
+
+
+@router.get("/contacts/{contact_id}/headers", response_model=dict[str, str],
+            summary="Headers for mail to the contact (contact headers)")
+def contact_headers(request: Request, who: Who, contact_id: int) -> Any:
+    with _reading(request) as session:
+        who.check(contacts.get(session, contact_id).account_id, f"contact {contact_id}")
+        return contacts.headers(session, _book(request), contact_id)
+
+
+def _change_contact(request: Request, who: Who, contact_id: int, change: Any) -> Any:
+    with _acting(request, who) as act:
+        contact = _own_contact(act, who, contact_id)
+        changed = bool(change(act, contact))
+        return {**contacts.contact_dict(act.session, contact), "changed": changed}
+
+
+@router.post("/contacts/{contact_id}/verify", response_model=ContactChanged,
+             summary="A real person: clear the suspicion (contact verify)")
+def verify_contact(request: Request, who: Who, contact_id: int) -> Any:
+    return _change_contact(request, who, contact_id, lambda act, c: act.verify(c))
+
+
+@router.post("/contacts/{contact_id}/optout", response_model=ContactChanged,
+             summary="Opt the contact out (contact optout)")
+def optout_contact(request: Request, who: Who, contact_id: int,
+                   body: Annotated[OptOutIn | None, Body()] = None) -> Any:
+    reason = (body or OptOutIn()).reason.strip() or "manual"
+    return _change_contact(request, who, contact_id, lambda act, c: act.opt_out(c, reason))
+
+
+@router.post("/contacts/{contact_id}/engage", response_model=ContactChanged,
+             summary="Record a purchase, double opt-in, open or click (contact engage)")
+def engage_contact(request: Request, who: Who, contact_id: int, body: EngageIn) -> Any:
+    return _change_contact(request, who, contact_id, lambda act, c: act.engage(c, body.kind))
+
+
+# --- what goes out: suppressions and the event feed ------------------------------------------
+
+@router.get("/suppressions", response_model=SuppressionPage,
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
+                             "description": "The list (as CSV with Accept: text/csv)"}},
+            summary="Every address that must not be mailed")
+def list_suppressions(request: Request, who: Who,
+                      account_id: Annotated[int | None, Query()] = None,
+                      after: Annotated[str | None, Query(max_length=64)] = None,
+                      limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> Any:
+    account = who.account(account_id)
+    try:
+        suppressions.decode_cursor(after)
+    except suppressions.BadCursor as exc:
+        raise ProblemError(422, str(exc)) from None
+    if "text/csv" in request.headers.get("accept", ""):
+        return StreamingResponse(_csv(request, account, after), media_type="text/csv")
+    with _reading(request) as session:
+        rows, cursor = suppressions.page(session, account=account, after=after, limit=limit)
+    return {"suppressions": rows, "next": cursor}
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return iso(value) if isinstance(value, datetime) else value
+
+
+def _csv(request: Request, account: int | None, after: str | None) -> Iterator[str]:
+    """The whole list from ``after`` on, a page at a time (one read each)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(suppressions.COLUMNS)
+    cursor: str | None = after
+    while True:
+        with _reading(request) as session:
+            rows, cursor = suppressions.page(session, account=account, after=cursor)
+        for row in rows:
+            writer.writerow([_cell(row[c]) for c in suppressions.COLUMNS])
+        yield out.getvalue()
+        out.seek(0)
+        out.truncate()
+        if cursor is None:
+            return
+
+
+@router.get("/events", response_model=EventPage,
+            summary="The audit events in commit order, from a cursor")
+def list_events(request: Request, who: Who,
+                after: Annotated[int, Query(ge=0)] = 0,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                type: Annotated[str | None, Query(
+                    max_length=500, description="Types or patterns: lead.*,contact.opted_out")
+                ] = None,
+                account_id: Annotated[int | None, Query()] = None) -> Any:
+    account = who.account(account_id)
+    with _reading(request) as session:
+        items = event_queries.feed(session, after=after, limit=limit, types=type,
+                                   account=account)
+    return {"events": items, "next": items[-1]["id"] if items else after}

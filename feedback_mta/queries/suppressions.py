@@ -1,0 +1,69 @@
+"""Every address that must not be mailed: opted out, or unmailable after bounces.
+
+The platform keeps its own copy of this list (SES, Postmark and SendGrid call theirs a
+suppression list); it pages through it by contact id, and a cursor is that id, opaque to
+the platform so the order can change without breaking it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from feedback_mta.store.models import Contact, ContactStatus
+
+COLUMNS = ("contact_id", "account_id", "email", "reason", "since", "opted_out", "mailable",
+           "undeliverable_reason")
+
+
+def encode_cursor(contact_id: int) -> str:
+    return base64.urlsafe_b64encode(f"c{contact_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    """The contact id in a cursor; ``BadCursor`` for anything we did not hand out."""
+    if not cursor:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if text[:1] == "c" and text[1:].isdigit():
+            return int(text[1:])
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        pass
+    raise BadCursor(f"not a cursor of this list: {cursor!r}")
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def row(contact: Contact) -> dict[str, Any]:
+    opted_out = contact.status == ContactStatus.OPTED_OUT
+    since: datetime | None = contact.opted_out_at if opted_out else contact.undeliverable_at
+    return {"contact_id": contact.id, "account_id": contact.account_id, "email": contact.email,
+            "reason": contact.opt_out_reason if opted_out else "bounced",
+            "since": since, "opted_out": opted_out,
+            "mailable": contact.undeliverable_at is None,
+            "undeliverable_reason": contact.undeliverable_reason}
+
+
+def page(session: Session, *, account: int | None, after: str | None = None,
+         limit: int = 1000) -> tuple[list[dict[str, Any]], str | None]:
+    """One page in contact order and the cursor of the next (None: that was the last)."""
+    start = decode_cursor(after)
+    query = select(Contact).where(
+        col(Contact.id) > start,
+        sa.or_(col(Contact.status) == ContactStatus.OPTED_OUT.value,
+               col(Contact.undeliverable_at).is_not(None)))
+    if account is not None:
+        query = query.where(Contact.account_id == account)
+    contacts = session.exec(query.order_by(col(Contact.id)).limit(limit + 1)).all()
+    more = len(contacts) > limit
+    contacts = contacts[:limit]
+    rows = [row(c) for c in contacts]
+    return rows, encode_cursor(contacts[-1].id or 0) if more and contacts else None

@@ -1,0 +1,296 @@
+"""Sending committed events to the webhook subscriptions, signed as Standard Webhooks.
+
+The event table is the outbox: an event is committed with the change it records, and each
+subscription keeps a cursor, the last event it is done with. So nothing is queued twice,
+nothing committed is missed, and order per subscription is the order of the event ids,
+which is commit order (``actions.audit``). At least once: an event is POSTed until the
+receiver answers 2xx; a crash between its 2xx and our note of it sends it once more, with
+the same ``webhook-id``, which is how receivers deduplicate.
+
+* Signing (https://www.standardwebhooks.com/, the ``standardwebhooks`` package):
+  ``webhook-id`` (``evt_<event id>``), ``webhook-timestamp`` (Unix seconds) and
+  ``webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`` keyed with
+  the base64-decoded part of the secret after ``whsec_``.
+* Failure (a timeout, no connection, an answer that is not 2xx): the same event again
+  after 1, 2, 4, ... seconds (at most ``[webhooks] max_backoff``); once it is older than
+  ``retry_for`` it is ``failed`` (``webhook.failed``, a metric) and the next one goes. A
+  subscription that is waiting holds back only itself.
+* Who sends: any ``serve`` process. A subscription is worked on by one process at a time,
+  which holds a lease on its row (a conditional UPDATE, as between nodes everywhere here).
+  The process that commits an event wakes its own sender at once (an ``actions``
+  listener); the others look every second.
+* Never in the way: the senders are threads of their own with their own HTTP client, the
+  work for a slow receiver waits in its own thread, and nothing here runs on the SMTP event
+  loop or in a processing transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+from standardwebhooks.webhooks import Webhook as Signer
+
+from feedback_mta import counters, logs
+from feedback_mta.actions import listen
+from feedback_mta.config import WebhooksConfig
+from feedback_mta.queries import iso
+from feedback_mta.queries.events import feed
+from feedback_mta.runner import Runner
+from feedback_mta.store.models import Event, Webhook, WebhookDelivery, table_of, utcnow
+
+log = logs.get(__name__)
+
+_W = table_of(Webhook)
+#: How long a process may hold a subscription without renewing its lease.
+LEASE_SECONDS = 60.0
+#: How often a sender looks for work it was not woken for (other processes' events).
+POLL_SECONDS = 1.0
+#: Events read per round of one subscription.
+BATCH = 100
+USER_AGENT = "feedback-mta-webhooks/1"
+
+
+def body_of(item: dict[str, Any]) -> str:
+    """The JSON body of one event, as signed and sent (compact, datetimes in ISO 8601)."""
+    return json.dumps(item, ensure_ascii=False, separators=(",", ":"), default=_iso)
+
+
+def _iso(value: Any) -> str:
+    return (iso(value) or "") if isinstance(value, datetime) else str(value)
+
+
+def signed_headers(secret: str, message_id: str, body: str,
+                   now: datetime | None = None) -> dict[str, str]:
+    now = now or datetime.now(UTC)
+    return {"content-type": "application/json", "user-agent": USER_AGENT,
+            "webhook-id": message_id, "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": Signer(secret).sign(message_id, now, body)}
+
+
+def backoff(attempts: int, cap: float) -> float:
+    """Seconds before attempt ``attempts + 1``: 1, 2, 4, ... at most ``cap``."""
+    return min(cap, 2.0 ** max(0, attempts - 1))
+
+
+def post(client: httpx.Client, url: str, secret: str, item: dict[str, Any],
+         message_id: str | None = None) -> tuple[int | None, str | None, float]:
+    """POST one event: (status code or None, error or None, milliseconds)."""
+    body = body_of(item)
+    started = time.perf_counter()
+    try:
+        answer = client.post(url, content=body.encode(), headers=signed_headers(
+            secret, message_id or f"evt_{item['id']}", body))
+    except httpx.HTTPError as exc:
+        return None, f"{type(exc).__name__}: {exc}"[:500], _ms(started)
+    if 200 <= answer.status_code < 300:
+        return answer.status_code, None, _ms(started)
+    return answer.status_code, f"HTTP {answer.status_code}", _ms(started)
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+class Sender(Runner[int]):
+    """Threads that each take a subscription id and send what is due to it."""
+
+    name = "webhooks"
+
+    def __init__(self, engine: Engine, config: WebhooksConfig, *, threads: int = 4) -> None:
+        super().__init__(threads=threads)
+        self.engine = engine
+        self.config = config
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.client = httpx.Client(timeout=config.timeout, follow_redirects=False)
+        self._wake = threading.Event()
+        self._busy: set[int] = set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="webhooks-tick", daemon=True)
+        self.delivered = 0
+
+    # --- the ticker: finds subscriptions with work, hands them to the threads -------------
+
+    def start(self) -> None:
+        listen(self._heard)
+        super().start()
+        self._ticker.start()
+
+    def _heard(self, action: str, fields: dict[str, Any]) -> None:
+        if "event_id" in fields:  # an audit event committed in this process
+            self._wake.set()
+
+    def _tick(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(POLL_SECONDS)
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                due = self.due()
+            except Exception:  # the database is away: look again next round
+                log.exception("webhooks.error")
+                continue
+            for webhook_id in due:
+                with self._lock:
+                    if webhook_id in self._busy:
+                        continue
+                    self._busy.add(webhook_id)
+                self.put(webhook_id)
+
+    def due(self) -> list[int]:
+        """Subscriptions with an event after their cursor and no wait pending."""
+        now = utcnow()
+        with self.engine.connect() as conn:
+            last = conn.execute(sa.select(sa.func.max(table_of(Event).c.id))).scalar() or 0
+            return list(conn.execute(sa.select(_W.c.id).where(
+                _W.c.removed_at.is_(None), _W.c.cursor < last,
+                sa.or_(_W.c.next_attempt_at.is_(None), _W.c.next_attempt_at <= now),
+                sa.or_(_W.c.lease_until.is_(None), _W.c.lease_until < now,
+                       _W.c.lease_owner == self.owner))).scalars())
+
+    def stop(self, *, drain: bool = False, timeout: float | None = None) -> list[int]:
+        self._stopping.set()
+        self._wake.set()
+        self._ticker.join(timeout)
+        dropped = super().stop(drain=drain, timeout=timeout)
+        self.client.close()
+        return dropped
+
+    # --- one subscription -------------------------------------------------------------------
+
+    def run_batch(self, batch: list[int]) -> None:
+        for webhook_id in batch:
+            try:
+                if self._claim(webhook_id):
+                    try:
+                        self.send_due(webhook_id)
+                    finally:
+                        self._release(webhook_id)
+            finally:
+                with self._lock:
+                    self._busy.discard(webhook_id)
+
+    def _claim(self, webhook_id: int) -> bool:
+        now = utcnow()
+        with self.engine.begin() as conn:
+            return bool(conn.execute(sa.update(_W).where(
+                _W.c.id == webhook_id, _W.c.removed_at.is_(None),
+                sa.or_(_W.c.lease_until.is_(None), _W.c.lease_until < now,
+                       _W.c.lease_owner == self.owner))
+                .values(lease_owner=self.owner,
+                        lease_until=now + timedelta(seconds=LEASE_SECONDS))).rowcount)
+
+    def _release(self, webhook_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(_W).where(_W.c.id == webhook_id,
+                                             _W.c.lease_owner == self.owner)
+                         .values(lease_owner=None, lease_until=None))
+
+    def send_due(self, webhook_id: int) -> None:
+        """Send the subscription's events in order until it is caught up, one fails (and
+        waits for its next attempt), we stop, or the lease would run out."""
+        until = time.monotonic() + LEASE_SECONDS / 2
+        while not self._stopping.is_set() and time.monotonic() < until:
+            with Session(self.engine) as session:
+                hook = session.get(Webhook, webhook_id)
+                if hook is None or hook.removed_at is not None:
+                    return
+                # Read first: every event up to it is committed (ids follow commit order),
+                # so when none of them is for this subscription, the cursor may skip them.
+                last = session.exec(select(sa.func.max(Event.id))).one() or hook.cursor
+                items = feed(session, after=hook.cursor, limit=BATCH,
+                             types=",".join(hook.event_types or ()) or None,
+                             account=hook.account_id)
+                url, secret, attempts = hook.url, hook.secret, hook.attempts
+                if not items:  # none of the new events is for it
+                    self._advance(webhook_id, last)
+                    return
+            for item in items:
+                if self._stopping.is_set():
+                    return
+                status, error, ms = post(self.client, url, secret, item)
+                attempts += 1
+                if error is None:
+                    self._done(webhook_id, item, attempts, "delivered", status, None, ms)
+                    attempts = 0
+                    continue
+                if not self._retry(webhook_id, item, attempts, status, error, ms):
+                    attempts = 0
+                    continue  # given up on this one: the next goes
+                return
+
+    def _advance(self, webhook_id: int, cursor: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(_W).where(_W.c.id == webhook_id, _W.c.cursor < cursor,
+                                             _W.c.lease_owner == self.owner)
+                         .values(cursor=cursor))
+
+    def _done(self, webhook_id: int, item: dict[str, Any], attempts: int, outcome: str,
+              status: int | None, error: str | None, ms: float) -> None:
+        """The event is delivered (or failed for good): note it and move the cursor."""
+        with Session(self.engine) as session:
+            session.add(WebhookDelivery(webhook_id=webhook_id, event_id=item["id"],
+                                        attempt=attempts, outcome=outcome,
+                                        status_code=status, error=error, duration_ms=ms))
+            session.execute(sa.update(_W).where(_W.c.id == webhook_id,
+                                                _W.c.lease_owner == self.owner)
+                            .values(cursor=item["id"], attempts=0, next_attempt_at=None,
+                                    last_error=error))
+            session.commit()
+        counters.WEBHOOKS.labels(outcome).inc()
+        if outcome == "delivered":
+            self.delivered += 1
+            log.info("webhook.delivered", webhook_id=webhook_id, event_id=item["id"],
+                     type=item["type"], status=status, attempt=attempts, duration_ms=ms)
+        else:
+            log.error("webhook.failed", webhook_id=webhook_id, event_id=item["id"],
+                      type=item["type"], attempts=attempts, error=error)
+
+    def _retry(self, webhook_id: int, item: dict[str, Any], attempts: int,
+               status: int | None, error: str, ms: float) -> bool:
+        """Note a failed attempt; True when the event waits for another, False when it is
+        older than ``retry_for`` and was marked failed."""
+        created: datetime = item["created_at"]
+        if created.tzinfo is None:
+            created = created.replace(tzinfo=UTC)
+        if utcnow() - created > timedelta(seconds=self.config.retry_for):
+            self._done(webhook_id, item, attempts, "failed", status, error, ms)
+            return False
+        wait = backoff(attempts, self.config.max_backoff)
+        with Session(self.engine) as session:
+            session.add(WebhookDelivery(webhook_id=webhook_id, event_id=item["id"],
+                                        attempt=attempts, outcome="retrying",
+                                        status_code=status, error=error, duration_ms=ms))
+            session.execute(sa.update(_W).where(_W.c.id == webhook_id,
+                                                _W.c.lease_owner == self.owner)
+                            .values(attempts=attempts, last_error=error,
+                                    next_attempt_at=utcnow() + timedelta(seconds=wait)))
+            session.commit()
+        counters.WEBHOOKS.labels("retrying").inc()
+        log.warning("webhook.retrying", webhook_id=webhook_id, event_id=item["id"],
+                    type=item["type"], attempt=attempts, error=error, retry_in=wait)
+        return True
+
+
+def send_test(client: httpx.Client, hook: Webhook) -> dict[str, Any]:
+    """``webhook test``: one signed ``webhook.test`` message now, outside the order (it is
+    not an event); what the receiver answered."""
+    item = {"id": 0, "type": "webhook.test", "created_at": utcnow(),
+            "data": {"webhook_id": hook.id}}
+    status, error, ms = post(client, hook.url, hook.secret, item,
+                             message_id=f"test_{uuid.uuid4().hex}")
+    return {"id": hook.id, "url": hook.url, "ok": error is None, "status_code": status,
+            "error": error, "duration_ms": ms}
+

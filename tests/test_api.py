@@ -1,0 +1,345 @@
+"""The HTTP API, through a real ``serve`` on a free port and a real HTTP client (httpx).
+
+Keys: no key, a wrong one or a revoked one is 401; a key of one account sees nothing of
+another (404, as for an id that does not exist). Every answer that is not a success is
+RFC 9457 problem details. The API answers what the command line prints for the same
+command, and records the same audit events, with ``via`` ``api``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from feedback_mta.actions import CLI, unit_of_work
+from feedback_mta.store.models import Event, IdempotencyKey, Lead
+from tests.conftest import ROOT, write_config
+
+PROBLEM = "application/problem+json"
+
+
+class Api:
+    """A running server with an HTTP listener, two accounts and a key for each (and one for
+    every account)."""
+
+    def __init__(self, server, engine, path):
+        self.server, self.engine, self.path = server, engine, path
+        self.url = f"http://127.0.0.1:{server.wait_for('http.started')['port']}"
+        with unit_of_work(engine, CLI) as act:
+            self.account = act.add_account("Dealer One").id
+            self.other = act.add_account("Dealer Two").id
+        self.key = self.cli("key", "add", "--account", str(self.account), "--name", "crm")["key"]
+        self.other_key = self.cli("key", "add", "--account", str(self.other))["key"]
+        self.all_key = self.cli("key", "add", "--all-accounts")["key"]
+        self.client = httpx.Client(base_url=self.url, timeout=10,
+                                   headers={"Authorization": f"Bearer {self.key}"})
+
+    def cli(self, *args: str) -> Any:
+        """The command's JSON: one object, or a list for a command that prints rows."""
+        done = subprocess.run([sys.executable, "-m", "feedback_mta", *args, "--json",
+                               "--config", str(self.path)],
+                              capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert done.returncode == 0, done.stderr
+        rows = [json.loads(line) for line in done.stdout.splitlines()]
+        return rows[0] if len(rows) == 1 and args[-1] not in ("list",) else rows
+
+    def as_(self, key: str | None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.Client(base_url=self.url, timeout=10, headers=headers)
+
+    def events(self, action: str) -> list[dict]:
+        t = Event.__table__
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                sa.select(t).where(t.c.action == action).order_by(t.c.id))]
+
+
+@pytest.fixture
+def api(tmp_path, database_url, server_factory):
+    from feedback_mta import config as config_mod
+    from feedback_mta.store import db
+
+    path = write_config(tmp_path / "api.toml", database_url, http={"listen": "127.0.0.1:0"})
+    engine = db.create_engine(config_mod.load(path, env={}).database)
+    db.upgrade(engine)
+    server = server_factory(path)
+    yield Api(server, engine, path)
+    engine.dispose()
+
+
+def _problem(answer: httpx.Response, status: int) -> dict:
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == PROBLEM
+    body = answer.json()
+    assert body["status"] == status and body["title"] and body["type"]
+    return body
+
+
+LEAD = {"email": "Ann.Lee@People.test", "first": "Ann", "last": "Lee", "ip": "192.0.2.1",
+        "comments": "please call"}
+
+
+def test_a_lead_registered_over_http_is_what_lead_add_prints(api):
+    answer = api.client.post("/v1/leads", json=LEAD)
+    assert answer.status_code == 201, answer.text
+    lead = answer.json()
+    assert lead["account_id"] == api.account and lead["status"] == "active"
+    assert lead["reply_to"].startswith(f"reply+{lead['id']}-")
+    assert lead["message_id"].startswith(f"lead.{lead['id']}-")
+    assert (lead["contact_status"], lead["quality"]) == ("active", "ok")
+    assert lead["created_at"].endswith("Z")
+
+    by_cli = api.cli("lead", "add", "--account", str(api.account), "--email", "bo@people.test",
+                     "--first", "Bo", "--last", "Li")
+    assert set(by_cli) == set(lead)
+    assert api.client.get(f"/v1/leads/{lead['id']}").json() == {
+        k: v for k, v in lead.items() if k not in ("contact_status", "quality",
+                                                    "quality_reasons")}
+    [created] = [e for e in api.events("lead.created") if e["subject_id"] == lead["id"]]
+    assert (created["actor"], created["via"]) == (f"api:key{1}", "api")
+
+    # A key of every account must say which account.
+    _problem(api.as_(api.all_key).post("/v1/leads", json=LEAD), 422)
+    answer = api.as_(api.all_key).post("/v1/leads", json={**LEAD, "account_id": api.other})
+    assert answer.status_code == 201 and answer.json()["account_id"] == api.other
+
+
+def test_flag_and_restore_are_the_same_events_as_a_reply_with_via_api(api):
+    lead = api.client.post("/v1/leads", json=LEAD).json()
+    flagged = api.client.post(f"/v1/leads/{lead['id']}/flag")
+    assert flagged.status_code == 200
+    assert flagged.json()["status"] == "spam" and flagged.json()["changed"] is True
+    assert flagged.json()["flagged_via"] == "api"
+    assert api.client.post(f"/v1/leads/{lead['id']}/flag").json()["changed"] is False
+    restored = api.client.post(f"/v1/leads/{lead['id']}/restore").json()
+    assert (restored["status"], restored["changed"]) == ("active", True)
+    [event] = api.events("lead.flagged_spam")
+    assert (event["subject_id"], event["via"], event["data"]["contact_id"]) == (
+        lead["id"], "api", lead["contact_id"])
+    assert len(api.events("lead.restored")) == 1
+
+
+def test_no_key_a_wrong_key_and_a_revoked_key_get_401(api):
+    lead = api.client.post("/v1/leads", json=LEAD).json()
+    for client in (api.as_(None), api.as_("fmk_not-a-key"), api.as_(api.key + "x")):
+        body = _problem(client.get(f"/v1/leads/{lead['id']}"), 401)
+        assert "key" in body["detail"]
+    answer = api.as_(None).get(f"/v1/leads/{lead['id']}")
+    assert answer.headers["www-authenticate"].startswith("Bearer")
+    assert api.cli("key", "revoke", "1") == {"id": 1, "revoked": True, "changed": True}
+    _problem(api.client.get(f"/v1/leads/{lead['id']}"), 401)
+    keys = api.cli("key", "list")
+    assert [(k["id"], k["name"], k["revoked_at"] is not None) for k in keys] == [
+        (1, "crm", True), (2, "", False), (3, "", False)]
+    assert "key" not in keys[0]  # only the hash is kept, and never shown
+    assert api.cli("key", "revoke", "1")["changed"] is False
+
+
+def test_another_accounts_things_are_not_found(api):
+    lead = api.client.post("/v1/leads", json=LEAD).json()
+    other = api.as_(api.other_key)
+    for method, path in (("GET", f"/v1/leads/{lead['id']}"),
+                         ("POST", f"/v1/leads/{lead['id']}/flag"),
+                         ("GET", f"/v1/contacts/{lead['contact_id']}"),
+                         ("GET", f"/v1/contacts/{lead['contact_id']}/headers"),
+                         ("POST", f"/v1/contacts/{lead['contact_id']}/optout")):
+        body = _problem(other.request(method, path), 404)
+        # The same answer as for an id that does not exist.
+        missing = _problem(other.request(method, path.replace(
+            f"/{lead['id']}", "/999").replace(f"/{lead['contact_id']}", "/999")), 404)
+        assert body["title"] == missing["title"]
+    _problem(other.post("/v1/leads", json={**LEAD, "account_id": api.account}), 404)
+    _problem(other.get("/v1/events", params={"account_id": api.account}), 404)
+    assert other.get("/v1/events").json()["events"] == [
+        e for e in other.get("/v1/events").json()["events"] if e["data"]["account_id"] == api.other]
+    assert lead["id"] not in [e["data"].get("lead_id")
+                              for e in other.get("/v1/events").json()["events"]]
+    # Nothing changed: the other key's flag did not go through.
+    with api.engine.connect() as conn:
+        assert conn.execute(sa.select(Lead.__table__.c.status)).scalar() == "active"
+    # A key of every account sees both.
+    assert api.as_(api.all_key).get(f"/v1/leads/{lead['id']}").status_code == 200
+
+
+def test_idempotency_key_answers_the_same_and_registers_once(api):
+    headers = {"Idempotency-Key": "order-7"}
+    first = api.client.post("/v1/leads", json=LEAD, headers=headers)
+    again = api.client.post("/v1/leads", json=LEAD, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    with api.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(Lead)).scalar() == 1
+        assert conn.execute(sa.select(sa.func.count()).select_from(IdempotencyKey)).scalar() == 1
+    assert len(api.events("lead.created")) == 1
+    # The same key for another request: refused, nothing registered.
+    body = _problem(api.client.post("/v1/leads", json={**LEAD, "comments": "other"},
+                                    headers=headers), 422)
+    assert "Idempotency-Key" in body["detail"]
+    # Keys are per API key: another client may use the same one.
+    mine = api.as_(api.other_key).post("/v1/leads", json=LEAD, headers=headers)
+    assert mine.status_code == 201 and mine.json()["id"] != first.json()["id"]
+
+
+def test_contacts_add_show_headers_and_change(api):
+    body = {"email": "cy@people.test", "first": "Cy", "last": "Ng"}
+    created = api.client.post("/v1/contacts", json=body)
+    assert created.status_code == 201 and created.json()["created"] is True
+    known = api.client.post("/v1/contacts", json=body)
+    assert known.status_code == 200 and known.json()["created"] is False
+    contact_id = created.json()["id"]
+    shown = api.client.get(f"/v1/contacts/{contact_id}").json()
+    assert shown == api.cli("contact", "show", str(contact_id))
+    headers = api.client.get(f"/v1/contacts/{contact_id}/headers").json()
+    assert headers == api.cli("contact", "headers", str(contact_id))
+    assert headers["List-Unsubscribe"].startswith("<mailto:unsubscribe+")
+
+    engaged = api.client.post(f"/v1/contacts/{contact_id}/engage", json={"kind": "purchase"})
+    assert engaged.json()["engaged"] is True and engaged.json()["changed"] is True
+    _problem(api.client.post(f"/v1/contacts/{contact_id}/engage", json={"kind": "hug"}), 422)
+    out = api.client.post(f"/v1/contacts/{contact_id}/optout", json={"reason": "asked by phone"})
+    assert (out.json()["status"], out.json()["opt_out_reason"]) == ("opted_out", "asked by phone")
+    assert api.client.post(f"/v1/contacts/{contact_id}/optout").json()["changed"] is False
+    assert api.client.post(f"/v1/contacts/{contact_id}/verify").json()["verified"] is True
+    [event] = api.events("contact.opted_out")
+    assert (event["via"], event["reason"]) == ("api", "asked by phone")
+
+    # A bot's name: known bad at once, and the answer says so.
+    bot = api.client.post("/v1/contacts", json={"email": "x@people.test", "first": "Xkqzvwpt",
+                                                "last": "Jhgfdsa"}).json()
+    assert (bot["status"], bot["quality"]) == ("opted_out", "invalid")
+
+
+def test_suppressions_page_by_cursor_and_stream_as_csv(api):
+    ids = []
+    names = ("Anna Berg", "Omar Haddad", "Lena Fischer", "Tom Baker", "Sara Costa")
+    for i, name in enumerate(names):
+        first, last = name.split()
+        contact = api.client.post("/v1/contacts", json={"email": f"s{i}@people.test",
+                                                        "first": first, "last": last})
+        ids.append(contact.json()["id"])
+    api.client.post("/v1/contacts", json={"email": "keep@people.test", "first": "Kim",
+                                          "last": "Ek"})
+    for contact_id in ids:
+        api.client.post(f"/v1/contacts/{contact_id}/optout", json={"reason": "unsubscribe"})
+    # Another account's opt-out is not in this account's list.
+    other = api.as_(api.other_key).post("/v1/contacts", json={"email": "o@people.test",
+                                                               "first": "Oli", "last": "Ek"})
+    api.as_(api.other_key).post(f"/v1/contacts/{other.json()['id']}/optout")
+
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = api.client.get("/v1/suppressions", params={"limit": 2, "after": cursor} if cursor
+                              else {"limit": 2}).json()
+        seen += page["suppressions"]
+        pages += 1
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert [s["contact_id"] for s in seen] == ids
+    assert {s["reason"] for s in seen} == {"unsubscribe"} and all(s["since"] for s in seen)
+
+    csv_answer = api.client.get("/v1/suppressions", headers={"Accept": "text/csv"})
+    assert csv_answer.headers["content-type"].startswith("text/csv")
+    lines = csv_answer.text.strip().splitlines()
+    assert lines[0].startswith("contact_id,account_id,email,reason,since")
+    assert [line.split(",")[2] for line in lines[1:]] == [f"s{i}@people.test" for i in range(5)]
+
+    everyone = api.as_(api.all_key).get("/v1/suppressions").json()["suppressions"]
+    assert len(everyone) == 6
+    _problem(api.client.get("/v1/suppressions", params={"after": "not-ours"}), 422)
+    _problem(api.client.get("/v1/suppressions", params={"account_id": api.other}), 404)
+
+
+def test_the_event_feed_pages_in_commit_order_and_filters_by_type(api):
+    leads = [api.client.post("/v1/leads", json={**LEAD, "email": f"f{i}@people.test"}).json()
+             for i in range(3)]
+    api.client.post(f"/v1/leads/{leads[1]['id']}/flag")
+    everything = api.client.get("/v1/events", params={"limit": 1000}).json()
+    ids = [e["id"] for e in everything["events"]]
+    assert ids == sorted(ids) and everything["next"] == ids[-1]
+    # Paging by the cursor gives the same events, once each.
+    paged, after = [], 0
+    while True:
+        page = api.client.get("/v1/events", params={"after": after, "limit": 2}).json()
+        if not page["events"]:
+            assert page["next"] == after
+            break
+        paged += page["events"]
+        after = page["next"]
+    assert paged == everything["events"]
+    only = api.client.get("/v1/events", params={"type": "lead.*"}).json()["events"]
+    assert [e["type"] for e in only] == ["lead.created"] * 3 + ["lead.flagged_spam"]
+    flagged = only[-1]
+    assert flagged["data"] == {"lead_id": leads[1]["id"], "account_id": api.account,
+                               "actor": "api:key1", "via": "api",
+                               "contact_id": leads[1]["contact_id"], "exported": False}
+    assert flagged["created_at"].endswith("Z")
+    two = api.client.get("/v1/events", params={"type": "lead.flagged_spam,contact.created"})
+    assert {e["type"] for e in two.json()["events"]} == {"lead.flagged_spam", "contact.created"}
+    # The log line of the same event carries the same fields and the id.
+    line = api.server.wait_for("lead.flagged_spam")
+    assert line["event_id"] == flagged["id"]
+    assert {k: line[k] for k in flagged["data"]} == flagged["data"]
+
+
+def test_bad_requests_get_precise_problems_and_health_answers(api):
+    body = _problem(api.client.post("/v1/leads", content=b"{not json",
+                                    headers={"content-type": "application/json"}), 422)
+    assert body["errors"]
+    body = _problem(api.client.post("/v1/leads", json={"first": "Ann"}), 422)
+    assert "email" in body["detail"]
+    _problem(api.client.post("/v1/leads", json={**LEAD, "ip": "999.1.1.1"}), 422)
+    _problem(api.client.post("/v1/leads", json={**LEAD, "email": "not an address"}), 422)
+    _problem(api.client.get("/v1/leads/999"), 404)
+    _problem(api.client.get("/v1/leads/abc"), 422)
+    _problem(api.client.get("/v1/nothing-here"), 404)
+    _problem(api.client.delete("/v1/leads/1"), 405)
+    # Bodies past [smtp] max_message_size (1 MiB in the tests): 413, by header or by stream.
+    big = b'{"email": "' + b"a" * (1024 * 1024 + 10) + b'"}'
+    _problem(api.client.post("/v1/leads", content=big,
+                             headers={"content-type": "application/json"}), 413)
+
+    def chunks():
+        for _ in range(20):
+            yield b" " * 100_000
+
+    _problem(api.client.post("/v1/leads", content=chunks(),
+                             headers={"content-type": "application/json"}), 413)
+    assert api.as_(None).get("/healthz").json()["status"] == "ok"
+    spec = api.as_(None).get("/openapi.json").json()
+    assert {"/v1/leads", "/v1/events", "/v1/suppressions",
+            "/v1/contacts/{contact_id}/headers"} <= set(spec["paths"])
+    # One canonical line per request, never the key.
+    line = api.server.wait_for("http.request", route="/v1/leads/{lead_id}", status=404)
+    assert line["method"] == "GET" and "duration_ms" in line
+    assert api.key not in json.dumps(api.server.events)
+
+
+def test_no_smtp_serves_http_only(tmp_path, database_url, server_factory):
+    import smtplib
+
+    from feedback_mta import config as config_mod
+    from feedback_mta.store import db
+
+    path = write_config(tmp_path / "http-only.toml", database_url,
+                        http={"listen": "127.0.0.1:0"})
+    engine = db.create_engine(config_mod.load(path, env={}).database)
+    db.upgrade(engine)
+    engine.dispose()
+    server = server_factory(path, args=("--no-smtp",))
+    started = server.wait_for("server.started")
+    assert started["protocol"] is None and started["port"] is None
+    port = server.wait_for("http.started")["port"]
+    assert started["http_port"] == port
+    assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+    with pytest.raises((smtplib.SMTPServerDisconnected, OSError)):
+        smtplib.SMTP("127.0.0.1", port, timeout=2).noop()
+    assert server.stop() == 0
