@@ -343,3 +343,23 @@ def test_no_smtp_serves_http_only(tmp_path, database_url, server_factory):
     with pytest.raises((smtplib.SMTPServerDisconnected, OSError)):
         smtplib.SMTP("127.0.0.1", port, timeout=2).noop()
     assert server.stop() == 0
+
+
+def test_idempotency_keys_are_forgotten_after_a_day(engine):
+    from datetime import timedelta
+
+    from sqlmodel import Session
+
+    from feedback_mta.jobs.retention import forget_idempotency_keys
+    from feedback_mta.store.models import utcnow
+
+    now = utcnow()
+    with Session(engine) as session:
+        for key, age in (("old", 25), ("new", 23)):
+            session.add(IdempotencyKey(scope="key:1", key=key, request_hash="h",
+                                       status_code=201, body={},
+                                       created_at=now - timedelta(hours=age)))
+        session.commit()
+    assert forget_idempotency_keys(engine, now) == 1
+    with engine.connect() as conn:
+        assert list(conn.execute(sa.select(IdempotencyKey.__table__.c.key)).scalars()) == ["new"]

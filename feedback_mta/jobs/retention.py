@@ -10,13 +10,19 @@ look at them long before. Batches keep each transaction short on a busy database
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from feedback_mta import logs
-from feedback_mta.store.models import InboundMessage, MessageState, table_of, utcnow
+from feedback_mta.store.models import (
+    IdempotencyKey,
+    InboundMessage,
+    MessageState,
+    table_of,
+    utcnow,
+)
 
 log = logs.get(__name__)
 
@@ -47,3 +53,18 @@ def purge(engine: Engine, raw_days: int, *, batch: int = 1000) -> int:
     if total:
         log.info("retention.purged", messages=total, raw_days=raw_days)
     return total
+
+
+#: How long an ``Idempotency-Key`` is remembered (what the API promises: a day).
+IDEMPOTENCY_SECONDS = 86400
+
+
+def forget_idempotency_keys(engine: Engine, now: datetime | None = None) -> int:
+    """Forget API answers kept for their ``Idempotency-Key`` more than a day ago."""
+    cutoff = (now or utcnow()) - timedelta(seconds=IDEMPOTENCY_SECONDS)
+    keys = table_of(IdempotencyKey)
+    with engine.begin() as conn:
+        gone = conn.execute(sa.delete(keys).where(keys.c.created_at < cutoff)).rowcount
+    if gone:
+        log.info("retention.idempotency_keys", forgotten=gone)
+    return gone

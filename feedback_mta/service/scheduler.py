@@ -5,7 +5,8 @@ node, or put back by ``inbox retry``); ``outbox.flush`` queues outbound mail tha
 (retries after a relay failure); ``review.check`` opts out suspected contacts whose review
 deadline passed, sends the review digests that are due, and schedules ``review.deadline``
 to the second of the next deadline when it comes before the next check; ``retention.purge``
-empties the raw bytes of messages past ``[retention] raw_days`` (hourly, and at start).
+empties the raw bytes of messages past ``[retention] raw_days`` (hourly, and at start);
+``retention.idempotency`` forgets API answers kept for an ``Idempotency-Key`` past a day.
 Jobs coalesce and never overlap, so a slow run is not stacked on top of itself.
 """
 
@@ -97,6 +98,10 @@ def start(config: Config, processor: Processor, outbox: Outbox | None = None,
     if engine is not None and config.retention.raw_days:
         scheduler.add_job(retention.purge, "interval", args=[engine, config.retention.raw_days],
                           id="retention.purge", seconds=PURGE_INTERVAL, next_run_time=utcnow())
+    if engine is not None:
+        scheduler.add_job(retention.forget_idempotency_keys, "interval", args=[engine],
+                          id="retention.idempotency", seconds=PURGE_INTERVAL,
+                          next_run_time=utcnow())
     scheduler.add_listener(_count, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR | EVENT_JOB_MISSED)
     scheduler.start()
     log.info("scheduler.started", jobs=sorted(job.id for job in scheduler.get_jobs()))

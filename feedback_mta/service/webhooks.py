@@ -47,6 +47,7 @@ from feedback_mta.config import WebhooksConfig
 from feedback_mta.queries import iso
 from feedback_mta.queries.events import feed
 from feedback_mta.runner import Runner
+from feedback_mta.store import db
 from feedback_mta.store.models import Event, Webhook, WebhookDelivery, table_of, utcnow
 
 log = logs.get(__name__)
@@ -110,6 +111,8 @@ class Sender(Runner[int]):
     def __init__(self, engine: Engine, config: WebhooksConfig, *, threads: int = 4) -> None:
         super().__init__(threads=threads)
         self.engine = engine
+        #: Reads take no write lock (SQLite): the intake must never wait on a sender.
+        self.reader = db.reader(engine)
         self.config = config
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.client = httpx.Client(timeout=config.timeout, follow_redirects=False)
@@ -152,7 +155,7 @@ class Sender(Runner[int]):
     def due(self) -> list[int]:
         """Subscriptions with an event after their cursor and no wait pending."""
         now = utcnow()
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             last = conn.execute(sa.select(sa.func.max(table_of(Event).c.id))).scalar() or 0
             return list(conn.execute(sa.select(_W.c.id).where(
                 _W.c.removed_at.is_(None), _W.c.cursor < last,
@@ -203,7 +206,7 @@ class Sender(Runner[int]):
         waits for its next attempt), we stop, or the lease would run out."""
         until = time.monotonic() + LEASE_SECONDS / 2
         while not self._stopping.is_set() and time.monotonic() < until:
-            with Session(self.engine) as session:
+            with Session(self.reader) as session:
                 hook = session.get(Webhook, webhook_id)
                 if hook is None or hook.removed_at is not None:
                     return
@@ -214,9 +217,9 @@ class Sender(Runner[int]):
                              types=",".join(hook.event_types or ()) or None,
                              account=hook.account_id)
                 url, secret, attempts = hook.url, hook.secret, hook.attempts
-                if not items:  # none of the new events is for it
-                    self._advance(webhook_id, last)
-                    return
+            if not items:  # none of the new events is for it
+                self._advance(webhook_id, last)
+                return
             for item in items:
                 if self._stopping.is_set():
                     return
