@@ -36,7 +36,9 @@ def _version() -> str:
 
 def create_app(config: Config, engine: Engine) -> FastAPI:
     app = FastAPI(title="feedback-mta", version=_version(), description=DESCRIPTION,
-                  docs_url=None, redoc_url=None)
+                  docs_url=None, redoc_url=None,
+                  # Operation ids are the endpoint functions' names (show_lead, ...).
+                  generate_unique_id_function=lambda route: route.name)
     app.state.config = config
     app.state.engine = engine
     app.state.reader = db.reader(engine)

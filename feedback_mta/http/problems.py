@@ -57,7 +57,7 @@ def problem(status: int, detail: str | None, *, type: str = "about:blank",
 RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "content": {MEDIA_TYPE: {}},
              "description": HTTPStatus(status).phrase}
-    for status in (401, 404, 413, 422)}
+    for status in (400, 401, 404, 413, 422, 503)}
 
 
 def install(app: FastAPI) -> None:

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, PlainSerializer
@@ -29,6 +30,10 @@ from feedback_mta.queries import events as event_queries
 from feedback_mta.store.models import IdempotencyKey
 
 router = APIRouter(prefix="/v1", responses=RESPONSES)
+#: Ids as the database holds them (a bigger number is a 422, never an overflow).
+MAX_ID = 2**31 - 1
+LeadId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
+ContactId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 #: Times as the command line prints them: UTC, ISO 8601, ``Z``.
 Timestamp = Annotated[datetime, PlainSerializer(iso, return_type=str)]
 Who = Annotated[Caller, Depends(caller)]
@@ -37,8 +42,9 @@ Who = Annotated[Caller, Depends(caller)]
 # --- the shapes (the OpenAPI document is made from these) ----------------------------------
 
 class LeadIn(BaseModel):
-    account_id: int | None = Field(None, description="Needed with an every-account key.")
-    email: str
+    account_id: int | None = Field(None, ge=1, le=MAX_ID,
+                                   description="Needed with an every-account key.")
+    email: str = Field(json_schema_extra={"format": "email"})
     first: str = ""
     last: str = ""
     ip: str | None = None
@@ -72,8 +78,9 @@ class LeadChanged(LeadOut):
 
 
 class ContactIn(BaseModel):
-    account_id: int | None = Field(None, description="Needed with an every-account key.")
-    email: str
+    account_id: int | None = Field(None, ge=1, le=MAX_ID,
+                                   description="Needed with an every-account key.")
+    email: str = Field(json_schema_extra={"format": "email"})
     first: str = ""
     last: str = ""
     ip: str | None = None
@@ -200,7 +207,23 @@ IdempotencyHeader = Annotated[str | None, Header(
                 "nothing.")]
 
 
+def _links(**targets: str) -> dict[str, Any]:
+    """OpenAPI links: the id in this answer is the parameter of those operations."""
+    return {name: {"operationId": operation, "parameters": {param: "$response.body#/id"}}
+            for name, (operation, param) in ((n, t.split(":")) for n, t in targets.items())}
+
+
+_LEAD_LINKS = _links(ShowLead="show_lead:lead_id", FlagLead="flag_lead:lead_id",
+                     RestoreLead="restore_lead:lead_id")
+_CONTACT_LINKS = _links(ShowContact="show_contact:contact_id",
+                        ContactHeaders="contact_headers:contact_id",
+                        VerifyContact="verify_contact:contact_id",
+                        OptOutContact="optout_contact:contact_id",
+                        EngageContact="engage_contact:contact_id")
+
+
 @router.post("/leads", status_code=201, response_model=LeadCreated,
+             responses={201: {"links": _LEAD_LINKS, "description": "Registered"}},
              summary="Register a lead (lead add)")
 def add_lead(request: Request, who: Who, lead: LeadIn,
              idempotency_key: IdempotencyHeader = None) -> Any:
@@ -252,7 +275,7 @@ def _once(request: Request, who: Caller, key: str | None, payload: dict[str, Any
 
 
 @router.get("/leads/{lead_id}", response_model=LeadOut, summary="One lead (lead show)")
-def show_lead(request: Request, who: Who, lead_id: int) -> Any:
+def show_lead(request: Request, who: Who, lead_id: LeadId) -> Any:
     with _reading(request) as session:
         lead = leads.get(session, lead_id)
         who.check(lead.account_id, f"lead {lead_id}")
@@ -261,7 +284,7 @@ def show_lead(request: Request, who: Who, lead_id: int) -> Any:
 
 @router.post("/leads/{lead_id}/flag", response_model=LeadChanged,
              summary="Flag a lead as spam (lead flag)")
-def flag_lead(request: Request, who: Who, lead_id: int) -> Any:
+def flag_lead(request: Request, who: Who, lead_id: LeadId) -> Any:
     return _change_lead(request, who, lead_id, lambda act, lead: act.flag_spam(lead))
 
 
@@ -274,14 +297,16 @@ def _change_lead(request: Request, who: Who, lead_id: int, change: Any) -> Any:
 
 @router.post("/leads/{lead_id}/restore", response_model=LeadChanged,
              summary="Undo a spam flag (lead restore)")
-def restore_lead(request: Request, who: Who, lead_id: int) -> Any:
+def restore_lead(request: Request, who: Who, lead_id: LeadId) -> Any:
     return _change_lead(request, who, lead_id, lambda act, lead: act.restore(lead))
 
 
 # --- contacts -------------------------------------------------------------------------------
 
 @router.post("/contacts", response_model=ContactCreated, status_code=201,
-             responses={200: {"model": ContactCreated, "description": "Known already"}},
+             responses={200: {"model": ContactCreated, "description": "Known already",
+                              "links": _CONTACT_LINKS},
+                        201: {"links": _CONTACT_LINKS, "description": "Added"}},
              summary="Add a contact, checked as it arrives (contact add)")
 def add_contact(request: Request, who: Who, contact: ContactIn,
                 idempotency_key: IdempotencyHeader = None) -> Any:
@@ -299,7 +324,7 @@ def add_contact(request: Request, who: Who, contact: ContactIn,
 
 @router.get("/contacts/{contact_id}", response_model=ContactDetail,
             summary="One contact (contact show)")
-def show_contact(request: Request, who: Who, contact_id: int) -> Any:
+def show_contact(request: Request, who: Who, contact_id: ContactId) -> Any:
     with _reading(request) as session:
         who.check(contacts.get(session, contact_id).account_id, f"contact {contact_id}")
         return contacts.show(session, contact_id)
@@ -307,7 +332,7 @@ def show_contact(request: Request, who: Who, contact_id: int) -> Any:
 
 @router.get("/contacts/{contact_id}/headers", response_model=dict[str, str],
             summary="Headers for mail to the contact (contact headers)")
-def contact_headers(request: Request, who: Who, contact_id: int) -> Any:
+def contact_headers(request: Request, who: Who, contact_id: ContactId) -> Any:
     with _reading(request) as session:
         who.check(contacts.get(session, contact_id).account_id, f"contact {contact_id}")
         return contacts.headers(session, _book(request), contact_id)
@@ -322,13 +347,13 @@ def _change_contact(request: Request, who: Who, contact_id: int, change: Any) ->
 
 @router.post("/contacts/{contact_id}/verify", response_model=ContactChanged,
              summary="A real person: clear the suspicion (contact verify)")
-def verify_contact(request: Request, who: Who, contact_id: int) -> Any:
+def verify_contact(request: Request, who: Who, contact_id: ContactId) -> Any:
     return _change_contact(request, who, contact_id, lambda act, c: act.verify(c))
 
 
 @router.post("/contacts/{contact_id}/optout", response_model=ContactChanged,
              summary="Opt the contact out (contact optout)")
-def optout_contact(request: Request, who: Who, contact_id: int,
+def optout_contact(request: Request, who: Who, contact_id: ContactId,
                    body: Annotated[OptOutIn | None, Body()] = None) -> Any:
     reason = (body or OptOutIn()).reason.strip() or "manual"
     return _change_contact(request, who, contact_id, lambda act, c: act.opt_out(c, reason))
@@ -336,7 +361,8 @@ def optout_contact(request: Request, who: Who, contact_id: int,
 
 @router.post("/contacts/{contact_id}/engage", response_model=ContactChanged,
              summary="Record a purchase, double opt-in, open or click (contact engage)")
-def engage_contact(request: Request, who: Who, contact_id: int, body: EngageIn) -> Any:
+def engage_contact(request: Request, who: Who, contact_id: ContactId,
+                   body: EngageIn) -> Any:
     return _change_contact(request, who, contact_id, lambda act, c: act.engage(c, body.kind))
 
 
@@ -347,7 +373,7 @@ def engage_contact(request: Request, who: Who, contact_id: int, body: EngageIn) 
                              "description": "The list (as CSV with Accept: text/csv)"}},
             summary="Every address that must not be mailed")
 def list_suppressions(request: Request, who: Who,
-                      account_id: Annotated[int | None, Query()] = None,
+                      account_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
                       after: Annotated[str | None, Query(max_length=64)] = None,
                       limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> Any:
     account = who.account(account_id)
@@ -391,12 +417,12 @@ def _csv(request: Request, account: int | None, after: str | None) -> Iterator[s
 @router.get("/events", response_model=EventPage,
             summary="The audit events in commit order, from a cursor")
 def list_events(request: Request, who: Who,
-                after: Annotated[int, Query(ge=0)] = 0,
+                after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                 type: Annotated[str | None, Query(
                     max_length=500, description="Types or patterns: lead.*,contact.opted_out")
                 ] = None,
-                account_id: Annotated[int | None, Query()] = None) -> Any:
+                account_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Any:
     account = who.account(account_id)
     with _reading(request) as session:
         items = event_queries.feed(session, after=after, limit=limit, types=type,
