@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_api import Api
-from tests.test_api import api as api  # noqa: F401  (the fixture)
+from tests.test_api import api as api  # the fixture, by its name
 
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "response_schema_conformance")
