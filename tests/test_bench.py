@@ -31,3 +31,18 @@ def test_the_benchmark_runs_and_every_kind_of_message_acts(tmp_path):
     assert sum(outcomes.values()) == 300 + 200  # the measured messages and the warm-up
     assert [name for name, *_ in result["verdicts"]] == [
         "one process / bare", "peak RSS per process (MB)"]
+
+
+def test_the_api_benchmark_runs_and_every_request_is_answered(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "bench/api.py", "--requests", "200", "--connections", "4",
+         "--webhook-leads", "20", "--json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result["bare"]["codes"] == {"201": 200} and result["leads"]["codes"] == {"201": 200}
+    assert result["at_80"]["codes"] == {"201": 200}
+    assert 0 < result["at_80"]["p50_ms"] <= result["at_80"]["p99_ms"]
+    hooks = result["webhooks"]
+    assert hooks["delivered"] == hooks["events"] == 41 and hooks["rate"] > 0
+    assert [name for name, *_ in result["verdicts"]] == ["leads / bare", "p99 at 80% (ms)"]
