@@ -3,6 +3,7 @@ precisely what is wrong (and with which exit code) when it cannot."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -130,3 +131,16 @@ def test_config_errors_are_exit_3_naming_the_key(tmp_path, sqlite_url):
     result = run(path, "check-config")
     assert result.returncode == cli.EXIT_CONFIG
     assert "[metrics] listen: expected host:port" in result.stderr
+
+
+def test_the_http_listener_is_checked_and_shown(tmp_path, sqlite_url):
+    path = write_config(tmp_path / "c.toml", sqlite_url, http={"listen": "127.0.0.1:8025"})
+    result = run(path, "check-config", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["http"] == "127.0.0.1:8025"
+    path = write_config(tmp_path / "c.toml", sqlite_url, http={"listen": "192.0.2.55:8025"})
+    result = run(path, "check-config")
+    assert result.returncode == cli.EXIT_CONFIG
+    assert "[http] listen '192.0.2.55' cannot be bound here" in result.stderr
+    path = write_config(tmp_path / "c.toml", sqlite_url, http={"listen": "localhost"})
+    assert "[http] listen: expected host:port" in run(path, "check-config").stderr

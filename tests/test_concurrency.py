@@ -44,3 +44,33 @@ def test_the_second_of_two_concurrent_changes_sees_the_first(engine, cfg, change
     name = "contact.opted_out" if change == "opt_out" else "lead.flagged_spam"
     with Session(engine) as session:
         assert len(session.exec(select(Event).where(Event.action == name)).all()) == 1
+
+
+def test_event_ids_follow_commit_order(engine, cfg):
+    """The feed and the webhooks read events by id: a reader that saw event N must never
+    find an event below N later. A transaction whose events are being written holds the
+    others' event writes until it commits, so the later commit gets the higher id."""
+    from feedback_mta.actions.audit import write_events
+
+    s = seed(engine, cfg, contacts=2)
+    committed: list[str] = []
+
+    def second_worker():
+        with unit_of_work(engine, CLI) as actions:
+            actions.opt_out(actions.contact(s.contact_ids[1]), "unsubscribe")
+        committed.append("second")
+
+    with unit_of_work(engine, CLI) as actions:
+        actions.opt_out(actions.contact(s.contact_ids[0]), "unsubscribe")
+        write_events(actions.session)  # inserted (an id taken), not committed yet
+        worker = threading.Thread(target=second_worker)
+        worker.start()
+        worker.join(0.5)
+        assert committed == []  # waits for us
+        committed.append("first")
+    worker.join(30)
+    assert committed == ["first", "second"]
+    with Session(engine) as session:
+        rows = session.exec(select(Event).where(Event.action == "contact.opted_out")
+                            .order_by(Event.id)).all()
+    assert [r.subject_id for r in rows] == list(s.contact_ids[:2])

@@ -49,3 +49,23 @@ def test_a_dead_worker_stops_the_service_for_systemd_to_restart(server_factory, 
     # The other worker drained and stopped; nothing acknowledged was lost.
     assert server.wait_for("server.stopped", worker=0)["drained"] is True
     assert len(inbound_rows(engine)) == 1
+
+
+def test_two_workers_share_the_http_port_too(server_factory, tmp_path, database_url, engine):
+    import httpx
+
+    from tests.conftest import write_config
+
+    path = write_config(tmp_path / "workers-http.toml", database_url,
+                        http={"listen": "127.0.0.1:0"})
+    server = server_factory(path, args=("--workers", "2"))
+    server.wait_for("server.workers_started")
+    ports = {server.wait_for("http.started", worker=i)["port"] for i in (0, 1)}
+    assert len(ports) == 1
+    [port] = ports
+    for _ in range(20):  # a new connection each: the kernel spreads them
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+    wait_until(lambda: server.count("http.request") == 20, what="20 request lines")
+    served_by = {e["worker"] for e in server.events if e.get("event") == "http.request"}
+    assert served_by == {0, 1}
+    assert server.stop() == 0

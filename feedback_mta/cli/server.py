@@ -86,20 +86,20 @@ def db_upgrade(config: ConfigOpt = None, as_json: JsonOpt = False,
     emit({"before": before, "after": after, "changed": before != after}, as_json)
 
 
-def _bindable(host: str) -> str | None:
-    """Why ``[smtp] host`` cannot be listened on (it does not resolve, or is not an address
-    of this machine), or None. Binds port 0: the configured port may be the running
-    server's own."""
+def _bindable(host: str, setting: str = "[smtp] host") -> str | None:
+    """Why ``host`` cannot be listened on (it does not resolve, or is not an address of
+    this machine), or None. Binds port 0: the configured port may be the running server's
+    own."""
     try:
         infos = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM)
     except OSError as exc:
-        return f"[smtp] host {host!r} does not resolve: {exc.strerror or exc}"
+        return f"{setting} {host!r} does not resolve: {exc.strerror or exc}"
     family, _, _, _, address = infos[0]
     try:
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.bind(address)
     except OSError as exc:
-        return f"[smtp] host {host!r} cannot be bound here: {exc.strerror or exc}"
+        return f"{setting} {host!r} cannot be bound here: {exc.strerror or exc}"
     return None
 
 
@@ -115,6 +115,8 @@ def check_config(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 
     cfg = load(config)
     problem = _bindable(cfg.smtp.host)
+    if problem is None and cfg.http.address is not None:
+        problem = _bindable(cfg.http.address[0], "[http] listen")
     if problem:
         raise Failure(problem, EXIT_CONFIG)
     starttls = "off (set [smtp] tls_cert and tls_key to offer it)"
@@ -158,4 +160,5 @@ def check_config(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
           "listen": f"{cfg.smtp.host}:{cfg.smtp.port}", "domain": cfg.smtp.domain,
           "protocol": "lmtp" if cfg.smtp.lmtp else "smtp", "relay": relay,
           "starttls": starttls, "proxy_protocol": cfg.smtp.proxy_protocol,
-          "metrics": cfg.metrics.listen or "off", "warnings": warnings}, as_json)
+          "metrics": cfg.metrics.listen or "off", "http": cfg.http.listen or "off",
+          "warnings": warnings}, as_json)
