@@ -32,6 +32,7 @@ import socket
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -59,6 +60,8 @@ LEASE_SECONDS = 60.0
 POLL_SECONDS = 1.0
 #: Events read per round of one subscription.
 BATCH = 100
+#: Delivered events noted per transaction (one write for many: the intake writes too).
+NOTE_EVERY = 20
 USER_AGENT = "feedback-mta-webhooks/1"
 
 
@@ -101,6 +104,18 @@ def post(client: httpx.Client, url: str, secret: str, item: dict[str, Any],
 
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
+
+
+@dataclass(frozen=True)
+class _Done:
+    """One event done with: delivered, or failed for good."""
+
+    item: dict[str, Any]
+    attempts: int
+    outcome: str
+    status: int | None
+    error: str | None
+    ms: float
 
 
 class Sender(Runner[int]):
@@ -220,19 +235,26 @@ class Sender(Runner[int]):
             if not items:  # none of the new events is for it
                 self._advance(webhook_id, last)
                 return
-            for item in items:
-                if self._stopping.is_set():
+            done: list[_Done] = []
+            try:
+                for item in items:
+                    if self._stopping.is_set():
+                        return
+                    status, error, ms = post(self.client, url, secret, item)
+                    attempts += 1
+                    if error is None:
+                        done.append(_Done(item, attempts, "delivered", status, None, ms))
+                        attempts = 0
+                        if len(done) >= NOTE_EVERY:
+                            self._done(webhook_id, done)
+                        continue
+                    self._done(webhook_id, done)
+                    if not self._retry(webhook_id, item, attempts, status, error, ms):
+                        attempts = 0
+                        continue  # given up on this one: the next goes
                     return
-                status, error, ms = post(self.client, url, secret, item)
-                attempts += 1
-                if error is None:
-                    self._done(webhook_id, item, attempts, "delivered", status, None, ms)
-                    attempts = 0
-                    continue
-                if not self._retry(webhook_id, item, attempts, status, error, ms):
-                    attempts = 0
-                    continue  # given up on this one: the next goes
-                return
+            finally:
+                self._done(webhook_id, done)
 
     def _advance(self, webhook_id: int, cursor: int) -> None:
         with self.engine.begin() as conn:
@@ -240,26 +262,33 @@ class Sender(Runner[int]):
                                              _W.c.lease_owner == self.owner)
                          .values(cursor=cursor))
 
-    def _done(self, webhook_id: int, item: dict[str, Any], attempts: int, outcome: str,
-              status: int | None, error: str | None, ms: float) -> None:
-        """The event is delivered (or failed for good): note it and move the cursor."""
+    def _done(self, webhook_id: int, done: list[_Done]) -> None:
+        """These events are delivered (or failed for good): note them and move the cursor
+        past the last, in one transaction (a crash before it sends them again: at least
+        once). ``done`` is emptied."""
+        if not done:
+            return
         with Session(self.engine) as session:
-            session.add(WebhookDelivery(webhook_id=webhook_id, event_id=item["id"],
-                                        attempt=attempts, outcome=outcome,
-                                        status_code=status, error=error, duration_ms=ms))
+            session.add_all(WebhookDelivery(
+                webhook_id=webhook_id, event_id=d.item["id"], attempt=d.attempts,
+                outcome=d.outcome, status_code=d.status, error=d.error, duration_ms=d.ms)
+                for d in done)
             session.execute(sa.update(_W).where(_W.c.id == webhook_id,
                                                 _W.c.lease_owner == self.owner)
-                            .values(cursor=item["id"], attempts=0, next_attempt_at=None,
-                                    last_error=error))
+                            .values(cursor=done[-1].item["id"], attempts=0,
+                                    next_attempt_at=None, last_error=done[-1].error))
             session.commit()
-        counters.WEBHOOKS.labels(outcome).inc()
-        if outcome == "delivered":
-            self.delivered += 1
-            log.info("webhook.delivered", webhook_id=webhook_id, event_id=item["id"],
-                     type=item["type"], status=status, attempt=attempts, duration_ms=ms)
-        else:
-            log.error("webhook.failed", webhook_id=webhook_id, event_id=item["id"],
-                      type=item["type"], attempts=attempts, error=error)
+        for d in done:
+            counters.WEBHOOKS.labels(d.outcome).inc()
+            if d.outcome == "delivered":
+                self.delivered += 1
+                log.info("webhook.delivered", webhook_id=webhook_id, event_id=d.item["id"],
+                         type=d.item["type"], status=d.status, attempt=d.attempts,
+                         duration_ms=d.ms)
+            else:
+                log.error("webhook.failed", webhook_id=webhook_id, event_id=d.item["id"],
+                          type=d.item["type"], attempts=d.attempts, error=d.error)
+        done.clear()
 
     def _retry(self, webhook_id: int, item: dict[str, Any], attempts: int,
                status: int | None, error: str, ms: float) -> bool:
@@ -269,7 +298,7 @@ class Sender(Runner[int]):
         if created.tzinfo is None:
             created = created.replace(tzinfo=UTC)
         if utcnow() - created > timedelta(seconds=self.config.retry_for):
-            self._done(webhook_id, item, attempts, "failed", status, error, ms)
+            self._done(webhook_id, [_Done(item, attempts, "failed", status, error, ms)])
             return False
         wait = backoff(attempts, self.config.max_backoff)
         with Session(self.engine) as session:
