@@ -167,6 +167,7 @@ class EventPage(BaseModel):
 
 _TIMES: dict[Any, Callable[[Any], Any]] = {datetime: iso}
 
+
 def _book(request: Request) -> AddressBook:
     book: AddressBook = request.app.state.book
     return book
