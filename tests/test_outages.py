@@ -15,9 +15,11 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 
+from feedback_mta.actions import CLI, unit_of_work
 from feedback_mta.edge import smtp as codes
 from feedback_mta.store.models import Event
 from tests.conftest import write_config
@@ -49,11 +51,17 @@ def test_postgresql_stopped_under_load(tmp_path, database_url, engine, cfg, serv
     if _cluster() is None:
         pytest.skip("needs root and pg_ctlcluster to stop the local PostgreSQL cluster")
     s = seed(engine, cfg, contacts=30)
+    with unit_of_work(engine, CLI) as act:
+        _, key = act.add_key(s.account_id)
     rcpts = [s.unsubscribe(c) for c in s.contact_ids]
     server = server_factory(write_config(
         tmp_path / "c.toml", database_url,
         database={"busy_timeout": "2s", "connect_timeout": "1s"},
-        smtp={"store_timeout": "4s"}, processing={"sweep_interval": "1s"}))
+        smtp={"store_timeout": "4s"}, processing={"sweep_interval": "1s"},
+        http={"listen": "127.0.0.1:0"}))
+    api = httpx.Client(base_url=f"http://127.0.0.1:{server.wait_for('http.started')['port']}",
+                       headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    assert api.get(f"/v1/leads/{s.lead_id}").status_code == 200
     stop = threading.Event()
     senders = [Sender([server.port], rcpts, stop, i) for i in range(4)]
     for sender in senders:
@@ -65,6 +73,12 @@ def test_postgresql_stopped_under_load(tmp_path, database_url, engine, cfg, serv
         down = time.monotonic()
         time.sleep(4)
         failed_during = sum(c != 250 for sender in senders for c, _t, _r in sender.replies)
+        # The API says so precisely too: 503 with Retry-After, a problem, never a 500.
+        during = api.get(f"/v1/leads/{s.lead_id}")
+        assert (during.status_code, during.headers["content-type"]) == (
+            503, "application/problem+json"), during.text
+        assert during.headers["retry-after"] == "5"
+        assert api.get("/healthz").status_code == 503
         _pg_ctl("start")
         wait_until(_pg_ready, timeout=60, what="PostgreSQL back")
         outage = time.monotonic() - down
@@ -80,6 +94,8 @@ def test_postgresql_stopped_under_load(tmp_path, database_url, engine, cfg, serv
             _pg_ctl("start")
             wait_until(_pg_ready, timeout=60, what="PostgreSQL back")
     assert server.proc.poll() is None, "the server died with its database"
+    wait_until(lambda: api.get(f"/v1/leads/{s.lead_id}").status_code == 200, timeout=30,
+               what="the API back")
     assert failed_during > 0, "no 451 while the database was down"
     replies = [r for sender in senders for r in sender.replies]
     # Never anything but 250 or the 451 that says "not stored, try again".
