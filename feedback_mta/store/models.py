@@ -268,6 +268,8 @@ class Event(SQLModel, table=True):
         Index("ix_event_subject", "subject_type", "subject_id"),
         Index("ix_event_inbound_message_id", "inbound_message_id"),
         Index("ix_event_account_id_at", "account_id", "at"),
+        # The feed of one account's key (GET /v1/events) and its webhooks read by id.
+        Index("ix_event_account_id_id", "account_id", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -19,6 +19,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table('event') as batch:
         batch.add_column(sa.Column('via', sa.Text(), nullable=True))
+        batch.create_index('ix_event_account_id_id', ['account_id', 'id'], unique=False)
     op.create_table('api_key',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('account_id', sa.Integer(), nullable=True),
@@ -81,4 +82,5 @@ def downgrade() -> None:
     op.drop_table('webhook')
     op.drop_table('api_key')
     with op.batch_alter_table('event') as batch:
+        batch.drop_index('ix_event_account_id_id')
         batch.drop_column('via')
