@@ -34,7 +34,9 @@ def test_no_generated_request_gets_a_5xx_or_an_answer_off_the_schema(api: Api, t
     done = subprocess.run(
         [_schemathesis(), "run", f"{api.url}/openapi.json",
          "-H", f"Authorization: Bearer {api.key}", "--checks", CHECKS,
-         "--max-examples", "15", "--workers", "2", "--seed", "20261202", "--no-color",
+         # One worker: with two, CPython 3.11's ast.parse (hypothesis describing a filter)
+         # sometimes fails in schemathesis's threads, a runtime error that is not ours.
+         "--max-examples", "15", "--workers", "1", "--seed", "20261202", "--no-color",
          "--report", "junit", "--report-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=240, cwd=tmp_path)
     summary = done.stdout[-4000:]
