@@ -9,9 +9,6 @@ command, and records the same audit events, with ``via`` ``api``.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +16,8 @@ import sqlalchemy as sa
 
 from feedback_mta.actions import CLI, unit_of_work
 from feedback_mta.store.models import Event, IdempotencyKey, Lead
-from tests.conftest import ROOT, write_config
+from tests.conftest import write_config
+from tests.test_cli import ok_json, ok_rows
 
 PROBLEM = "application/problem+json"
 
@@ -34,20 +32,12 @@ class Api:
         with unit_of_work(engine, CLI) as act:
             self.account = act.add_account("Dealer One").id
             self.other = act.add_account("Dealer Two").id
-        self.key = self.cli("key", "add", "--account", str(self.account), "--name", "crm")["key"]
-        self.other_key = self.cli("key", "add", "--account", str(self.other))["key"]
-        self.all_key = self.cli("key", "add", "--all-accounts")["key"]
+        self.key = ok_json(path, "key", "add", "--account", str(self.account),
+                           "--name", "crm")["key"]
+        self.other_key = ok_json(self.path, "key", "add", "--account", str(self.other))["key"]
+        self.all_key = ok_json(self.path, "key", "add", "--all-accounts")["key"]
         self.client = httpx.Client(base_url=self.url, timeout=10,
                                    headers={"Authorization": f"Bearer {self.key}"})
-
-    def cli(self, *args: str) -> Any:
-        """The command's JSON: one object, or a list for a command that prints rows."""
-        done = subprocess.run([sys.executable, "-m", "feedback_mta", *args, "--json",
-                               "--config", str(self.path)],
-                              capture_output=True, text=True, cwd=ROOT, timeout=60)
-        assert done.returncode == 0, done.stderr
-        rows = [json.loads(line) for line in done.stdout.splitlines()]
-        return rows[0] if len(rows) == 1 and args[-1] not in ("list",) else rows
 
     def as_(self, key: str | None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -95,8 +85,8 @@ def test_a_lead_registered_over_http_is_what_lead_add_prints(api):
     assert (lead["contact_status"], lead["quality"]) == ("active", "ok")
     assert lead["created_at"].endswith("Z")
 
-    by_cli = api.cli("lead", "add", "--account", str(api.account), "--email", "bo@people.test",
-                     "--first", "Bo", "--last", "Li")
+    by_cli = ok_json(api.path, "lead", "add", "--account", str(api.account),
+                     "--email", "bo@people.test", "--first", "Bo", "--last", "Li")
     assert set(by_cli) == set(lead)
     assert api.client.get(f"/v1/leads/{lead['id']}").json() == {
         k: v for k, v in lead.items() if k not in ("contact_status", "quality",
@@ -132,13 +122,13 @@ def test_no_key_a_wrong_key_and_a_revoked_key_get_401(api):
         assert "key" in body["detail"]
     answer = api.as_(None).get(f"/v1/leads/{lead['id']}")
     assert answer.headers["www-authenticate"].startswith("Bearer")
-    assert api.cli("key", "revoke", "1") == {"id": 1, "revoked": True, "changed": True}
+    assert ok_json(api.path, "key", "revoke", "1") == {"id": 1, "revoked": True, "changed": True}
     _problem(api.client.get(f"/v1/leads/{lead['id']}"), 401)
-    keys = api.cli("key", "list")
+    keys = ok_rows(api.path, "key", "list")
     assert [(k["id"], k["name"], k["revoked_at"] is not None) for k in keys] == [
         (1, "crm", True), (2, "", False), (3, "", False)]
     assert "key" not in keys[0]  # only the hash is kept, and never shown
-    assert api.cli("key", "revoke", "1")["changed"] is False
+    assert ok_json(api.path, "key", "revoke", "1")["changed"] is False
 
 
 def test_another_accounts_things_are_not_found(api):
@@ -195,9 +185,9 @@ def test_contacts_add_show_headers_and_change(api):
     assert known.status_code == 200 and known.json()["created"] is False
     contact_id = created.json()["id"]
     shown = api.client.get(f"/v1/contacts/{contact_id}").json()
-    assert shown == api.cli("contact", "show", str(contact_id))
+    assert shown == ok_json(api.path, "contact", "show", str(contact_id))
     headers = api.client.get(f"/v1/contacts/{contact_id}/headers").json()
-    assert headers == api.cli("contact", "headers", str(contact_id))
+    assert headers == ok_json(api.path, "contact", "headers", str(contact_id))
     assert headers["List-Unsubscribe"].startswith("<mailto:unsubscribe+")
 
     engaged = api.client.post(f"/v1/contacts/{contact_id}/engage", json={"kind": "purchase"})

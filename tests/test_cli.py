@@ -33,6 +33,13 @@ def ok_json(config, *args, **kw):
     return json.loads(lines[0])
 
 
+def ok_rows(config, *args, **kw) -> list[dict]:
+    """A listing command's JSON lines, one object per row."""
+    result = run(config, *args, "--json", **kw)
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
 def test_account_user_lead_contact_flow(config_file):
     account = ok_json(config_file, "account", "add", "Dealer One")
     assert isinstance(account["id"], int)

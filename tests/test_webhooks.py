@@ -12,8 +12,6 @@ import base64
 import hashlib
 import hmac
 import json
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,8 +22,9 @@ import pytest
 from standardwebhooks.webhooks import Webhook as Verifier
 
 from feedback_mta.actions import CLI, unit_of_work
-from tests.conftest import ROOT, write_config
+from tests.conftest import write_config
 from tests.support import seed, send, wait_until
+from tests.test_cli import ok_json, ok_rows, run
 
 
 def verify(secret: str, headers: dict[str, str], body: bytes, tolerance: int = 300) -> bool:
@@ -106,16 +105,8 @@ def hooks(tmp_path, database_url, server_factory, receiver):
     db.upgrade(engine)
     s = seed(engine, cfg)
 
-    def cli(*args: str, check: bool = True):
-        done = subprocess.run([sys.executable, "-m", "feedback_mta", *args, "--json",
-                               "--config", str(path)], capture_output=True, text=True,
-                              cwd=ROOT, timeout=60)
-        assert done.returncode == 0 or not check, done.stderr
-        rows = [json.loads(line) for line in done.stdout.splitlines()]
-        return rows[0] if len(rows) == 1 and args[1] not in ("list", "deliveries") else rows
-
-    key = cli("key", "add", "--account", str(s.account_id))["key"]
-    yield SimpleNamespace(path=path, engine=engine, seed=s, cli=cli, key=key, cfg=cfg,
+    key = ok_json(path, "key", "add", "--account", str(s.account_id))["key"]
+    yield SimpleNamespace(path=path, engine=engine, seed=s, key=key, cfg=cfg,
                           start=lambda **kw: _start(server_factory, path, key, **kw))
     engine.dispose()
 
@@ -131,8 +122,8 @@ def _start(server_factory, path, key, args=()):
 def test_a_dealers_spam_reply_reaches_the_platform_signed_within_seconds(hooks, receiver):
     from tests.test_replies import reply
 
-    hook = hooks.cli("webhook", "add", receiver.url, "--account", str(hooks.seed.account_id),
-                     "--events", "lead.*")
+    hook = ok_json(hooks.path, "webhook", "add", receiver.url,
+                   "--account", str(hooks.seed.account_id), "--events", "lead.*")
     assert hook["secret"].startswith("whsec_") and hook["event_types"] == ["lead.*"]
     receiver.secret = hook["secret"]
     with unit_of_work(hooks.engine, CLI) as act:
@@ -155,13 +146,14 @@ def test_a_dealers_spam_reply_reaches_the_platform_signed_within_seconds(hooks, 
     assert set(body) == {"id", "type", "created_at", "data"}
     # The standardwebhooks package agrees with the hand-written check.
     server.wait_for("webhook.delivered", event_id=body["id"])
-    rows = hooks.cli("webhook", "deliveries", str(hook["id"]))
+    rows = ok_rows(hooks.path, "webhook", "deliveries", str(hook["id"]))
     assert [(r["event_id"], r["outcome"], r["status_code"]) for r in rows] == [
         (body["id"], "delivered", 204)]
 
 
 def test_receiver_down_then_up_gets_every_event_once_in_order(hooks, receiver):
-    hook = hooks.cli("webhook", "add", receiver.url, "--account", str(hooks.seed.account_id))
+    hook = ok_json(hooks.path, "webhook", "add", receiver.url,
+                   "--account", str(hooks.seed.account_id))
     receiver.secret = hook["secret"]
     receiver.stop()  # down: connections refused
     server, client = hooks.start()
@@ -186,9 +178,10 @@ def test_receiver_down_then_up_gets_every_event_once_in_order(hooks, receiver):
     # While it failed, it was the first waiting event that was tried again, never a later one.
     failed_ids = [r["body"]["id"] for r in receiver.received if r["status"] >= 300]
     assert failed_ids == [after_hook[0]] * len(failed_ids)
-    listed = hooks.cli("webhook", "list")[0]
+    listed = ok_rows(hooks.path, "webhook", "list")[0]
     assert (listed["cursor"], listed["attempts"]) == (after_hook[-1], 0)
-    outcomes = [r["outcome"] for r in hooks.cli("webhook", "deliveries", str(hook["id"]))]
+    outcomes = [r["outcome"]
+                for r in ok_rows(hooks.path, "webhook", "deliveries", str(hook["id"]))]
     assert "retrying" in outcomes and outcomes.count("delivered") == len(after_hook)
 
 
@@ -234,27 +227,25 @@ def test_an_event_not_taken_for_retry_for_fails_and_the_next_one_goes(
 
 
 def test_webhook_commands_add_list_test_and_remove(hooks, receiver):
-    cli = hooks.cli
-    hook = cli("webhook", "add", receiver.url, "--all-accounts", "--events",
-               "contact.opted_out,lead.*")
+    hook = ok_json(hooks.path, "webhook", "add", receiver.url, "--all-accounts", "--events",
+                   "contact.opted_out,lead.*")
     receiver.secret = hook["secret"]
     assert hook["account_id"] is None
     assert Verifier(hook["secret"])  # a secret the standard library takes
-    tested = cli("webhook", "test", str(hook["id"]))
+    tested = ok_json(hooks.path, "webhook", "test", str(hook["id"]))
     assert tested["ok"] is True and tested["status_code"] == 204
     [got] = receiver.received
     assert got["valid"] and got["body"]["type"] == "webhook.test"
     assert got["id"].startswith("test_")
-    [listed] = cli("webhook", "list")
+    [listed] = ok_rows(hooks.path, "webhook", "list")
     assert listed["url"] == receiver.url and listed["event_types"] == ["contact.opted_out",
                                                                       "lead.*"]
     receiver.status = 500
-    failing = subprocess.run([sys.executable, "-m", "feedback_mta", "webhook", "test",
-                              str(hook["id"]), "--config", str(hooks.path)],
-                             capture_output=True, text=True, cwd=ROOT, timeout=60)
+    failing = run(hooks.path, "webhook", "test", str(hook["id"]))
     assert failing.returncode == 1 and "500" in failing.stdout
-    assert cli("webhook", "remove", str(hook["id"])) == {"id": hook["id"], "removed": True}
-    assert cli("webhook", "list") == []
+    removed = ok_json(hooks.path, "webhook", "remove", str(hook["id"]))
+    assert removed == {"id": hook["id"], "removed": True}
+    assert ok_rows(hooks.path, "webhook", "list") == []
     # Bad input: one line, the right exit code.
     for args, code, words in (
             (("webhook", "add", "ftp://x", "--all-accounts"), 1, "not an http(s) URL"),
@@ -263,8 +254,6 @@ def test_webhook_commands_add_list_test_and_remove(hooks, receiver):
              "no event type matches"),
             (("webhook", "remove", "99"), 1, "no webhook 99"),
             (("key", "add", "--account", "99"), 1, "no account 99")):
-        done = subprocess.run([sys.executable, "-m", "feedback_mta", *args, "--config",
-                               str(hooks.path)], capture_output=True, text=True, cwd=ROOT,
-                              timeout=60)
+        done = run(hooks.path, *args)
         assert done.returncode == code and words in done.stderr, (args, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1

@@ -12,6 +12,7 @@ import fnmatch
 import hashlib
 import secrets
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlmodel import func, select
@@ -19,7 +20,7 @@ from sqlmodel import func, select
 from feedback_mta import events
 from feedback_mta.actions.accounts import AccountActions
 from feedback_mta.actions.audit import Invalid, NotFound
-from feedback_mta.store.models import ApiKey, Event, Webhook, utcnow
+from feedback_mta.store.models import ApiKey, Event, IdempotencyKey, Webhook, utcnow
 
 KEY_PREFIX = "fmk_"
 SECRET_PREFIX = "whsec_"
@@ -66,6 +67,14 @@ class PlatformActions(AccountActions):
         self.session.add(row)
         self.record(events.KEY_REVOKED, "key", row.id, row.account_id)
         return True
+
+    def remember(self, scope: str, key: str, request_hash: str, status_code: int,
+                 body: dict[str, Any]) -> None:
+        """Keep an API answer for its ``Idempotency-Key`` (forgotten after a day by
+        ``jobs.retention``); IntegrityError when another request kept one first."""
+        self.session.add(IdempotencyKey(scope=scope, key=key, request_hash=request_hash,
+                                        status_code=status_code, body=body))
+        self.session.flush()
 
     def add_webhook(self, url: str, account_id: int | None,
                     event_types: Iterable[str] = ()) -> Webhook:

@@ -17,19 +17,6 @@ from feedback_mta.config import Config
 from feedback_mta.http.app import create_app
 
 
-def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
-    """A listening socket (``reuse_port``: shared by ``serve --workers``)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
-
-
 class HttpServer:
     def __init__(self, config: Config, engine: Engine, sock: socket.socket) -> None:
         self.sock = sock

@@ -18,16 +18,15 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, PlainSerializer
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from feedback_mta.actions import Actions, unit_of_work
 from feedback_mta.addresses import AddressBook
 from feedback_mta.http.auth import Caller, caller
 from feedback_mta.http.problems import RESPONSES, ProblemError
 from feedback_mta.quality.verdict import Engagement
-from feedback_mta.queries import contacts, iso, leads, suppressions
+from feedback_mta.queries import contacts, iso, leads, platform, suppressions
 from feedback_mta.queries import events as event_queries
-from feedback_mta.store.models import IdempotencyKey
 
 router = APIRouter(prefix="/v1", responses=RESPONSES)
 #: Ids as the database holds them (a bigger number is a 422, never an overflow).
@@ -41,13 +40,16 @@ Who = Annotated[Caller, Depends(caller)]
 
 # --- the shapes (the OpenAPI document is made from these) ----------------------------------
 
-class LeadIn(BaseModel):
+class ContactIn(BaseModel):
     account_id: int | None = Field(None, ge=1, le=MAX_ID,
                                    description="Needed with an every-account key.")
     email: str = Field(json_schema_extra={"format": "email"})
     first: str = ""
     last: str = ""
     ip: str | None = None
+
+
+class LeadIn(ContactIn):
     comments: str = ""
 
 
@@ -75,15 +77,6 @@ class LeadCreated(LeadOut):
 
 class LeadChanged(LeadOut):
     changed: bool
-
-
-class ContactIn(BaseModel):
-    account_id: int | None = Field(None, ge=1, le=MAX_ID,
-                                   description="Needed with an every-account key.")
-    email: str = Field(json_schema_extra={"format": "email"})
-    first: str = ""
-    last: str = ""
-    ip: str | None = None
 
 
 class ContactOut(BaseModel):
@@ -253,15 +246,12 @@ def _once(request: Request, who: Caller, key: str | None, payload: dict[str, Any
                                        sort_keys=True, default=str).encode()).hexdigest()
     for _ in range(2):
         with _acting(request, who) as act:
-            seen = act.session.exec(select(IdempotencyKey).where(
-                IdempotencyKey.scope == scope, IdempotencyKey.key == key)).first()
+            seen = platform.remembered(act.session, scope, key)
             if seen is None:
                 answer, status = work(act)
                 body = jsonable_encoder(answer, custom_encoder=_TIMES)
-                act.session.add(IdempotencyKey(scope=scope, key=key, request_hash=digest,
-                                               status_code=status, body=body))
                 try:
-                    act.session.flush()
+                    act.remember(scope, key, digest, status, body)
                 except IntegrityError:  # the same key at the same moment: the other won
                     act.discard()
                     act.session.rollback()
@@ -426,6 +416,6 @@ def list_events(request: Request, who: Who,
                 account_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Any:
     account = who.account(account_id)
     with _reading(request) as session:
-        items = event_queries.feed(session, after=after, limit=limit, types=type,
-                                   account=account)
+        items = event_queries.feed(session, after=after, limit=limit,
+                                   types=(type or "").split(","), account=account)
     return {"events": items, "next": items[-1]["id"] if items else after}

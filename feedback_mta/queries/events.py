@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -49,10 +50,11 @@ def trail(conn: Connection, *, lead: int | None = None, contact: int | None = No
     return rows
 
 
-def like_patterns(types: str | None) -> list[str]:
-    """``lead.*,contact.opted_out`` as SQL LIKE patterns (``*`` any run of characters)."""
+def like_patterns(types: Iterable[str]) -> list[str]:
+    """Event types and patterns (``lead.*``) as SQL LIKE patterns (``*`` any run of
+    characters)."""
     out = []
-    for pattern in (types or "").split(","):
+    for pattern in types:
         if pattern := pattern.strip():
             escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             out.append(escaped.replace("*", "%"))
@@ -64,7 +66,7 @@ def item(event_id: int, action: str, at: datetime, fields: dict[str, Any]) -> di
     return {"id": event_id, "type": action, "created_at": at, "data": fields}
 
 
-def feed(session: Session, *, after: int = 0, limit: int = 100, types: str | None = None,
+def feed(session: Session, *, after: int = 0, limit: int = 100, types: Iterable[str] = (),
          account: int | None = None) -> list[dict[str, Any]]:
     """Events after the cursor ``after``, in commit order (ids follow it: ``audit``), each
     with the fields of its log line; of one account, or all (None)."""

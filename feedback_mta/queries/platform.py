@@ -7,7 +7,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from feedback_mta.queries import NotFound
-from feedback_mta.store.models import ApiKey, Webhook, WebhookDelivery
+from feedback_mta.store.models import ApiKey, IdempotencyKey, Webhook, WebhookDelivery
 
 
 def key_dict(key: ApiKey) -> dict[str, Any]:
@@ -48,3 +48,9 @@ def deliveries(session: Session, webhook_id: int, limit: int = 100) -> list[dict
     return [{"id": d.id, "event_id": d.event_id, "attempt": d.attempt, "at": d.at,
              "outcome": d.outcome, "status_code": d.status_code, "error": d.error,
              "duration_ms": d.duration_ms} for d in rows]
+
+
+def remembered(session: Session, scope: str, key: str) -> IdempotencyKey | None:
+    """The answer kept for this ``Idempotency-Key`` of this API key, if any."""
+    return session.exec(select(IdempotencyKey).where(IdempotencyKey.scope == scope,
+                                                     IdempotencyKey.key == key)).first()

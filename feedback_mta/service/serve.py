@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from feedback_mta import counters, logs
 from feedback_mta.addresses import AddressBook
 from feedback_mta.config import EXAMPLE_SECRET, Config
+from feedback_mta.edge import sockets
 from feedback_mta.edge.intake import Intake
 from feedback_mta.edge.limits import Limits
 from feedback_mta.edge.smtp import FeedbackHandler, Sessions, protocol_factory
 from feedback_mta.edge.tls import TlsError, TlsFiles
 from feedback_mta.handlers.base import Settings
-from feedback_mta.http.server import HttpServer, bind
+from feedback_mta.http.server import HttpServer
 from feedback_mta.jobs import review
 from feedback_mta.service import metrics, scheduler
 from feedback_mta.service.outbox import Outbox
@@ -114,8 +115,8 @@ async def run(config: Config, *, worker: Worker | None = None, smtp: bool = True
     if config.http.address is not None:
         host, port = config.http.address
         try:
-            sock = bind(host, port if worker is None else worker.http_port,
-                        reuse_port=worker is not None)
+            sock = sockets.bound(host, port if worker is None else worker.http_port,
+                                 reuse_port=worker is not None)
         except OSError as exc:
             raise ListenError(f"cannot listen on {config.http.listen} ([http] listen): "
                               f"{exc.strerror}") from None

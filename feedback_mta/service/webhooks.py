@@ -232,8 +232,7 @@ class Sender(Runner[int]):
                 # so when none of them is for this subscription, the cursor may skip them.
                 last = session.exec(select(sa.func.max(Event.id))).one() or hook.cursor
                 items = feed(session, after=hook.cursor, limit=BATCH,
-                             types=",".join(hook.event_types or ()) or None,
-                             account=hook.account_id)
+                             types=hook.event_types or (), account=hook.account_id)
                 url, secret, attempts = hook.url, hook.secret, hook.attempts
             if not items:  # none of the new events is for it
                 self._advance(webhook_id, last)

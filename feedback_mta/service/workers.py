@@ -31,6 +31,7 @@ import time
 
 from feedback_mta import logs
 from feedback_mta.config import Config
+from feedback_mta.edge.sockets import bound
 from feedback_mta.service.systemd import notify_systemd, watchdog_interval
 
 log = logs.get(__name__)
@@ -39,35 +40,26 @@ log = logs.get(__name__)
 START_TIMEOUT = 120.0
 
 
-def _reserve(host: str, port: int) -> socket.socket:
-    """Bind (not listen) the port with SO_REUSEPORT to learn it when it is 0, and to hold
-    it while the workers bind theirs: a bound socket that does not listen gets no
-    connections."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    return sock
-
-
 def supervise(config: Config, count: int, *, smtp: bool = True) -> int:
     """Run ``count`` workers until SIGTERM/SIGINT (exit 0) or one of them dies (exit 1)."""
     from feedback_mta.service import serve  # the workers' code; imported before forking
 
     serve.prepare_database(config).dispose()  # migrate once, not N times at once
+    # The ports, bound but not listening: learnt when 0, and held until every worker has
+    # bound its own (a bound socket that does not listen gets no connections).
     held: list[socket.socket] = []
     port = http_port = 0
     if config.http.address is not None:
         try:
-            held.append(_reserve(*config.http.address))
+            held.append(bound(*config.http.address, reuse_port=True, listen=False))
         except OSError as exc:
             raise serve.ListenError(f"cannot listen on {config.http.listen} ([http] listen): "
                                     f"{exc.strerror}") from None
         http_port = port = held[-1].getsockname()[1]
     if smtp:
         try:
-            held.append(_reserve(config.smtp.host, config.smtp.port))
+            held.append(bound(config.smtp.host, config.smtp.port, reuse_port=True,
+                              listen=False))
         except OSError as exc:
             raise serve.ListenError(f"cannot listen on {config.smtp.host}:{config.smtp.port} "
                                     f"([smtp] host, port): {exc.strerror}") from None
