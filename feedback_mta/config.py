@@ -213,6 +213,46 @@ def key(default: Any, check: Callable[[Any], Any], help: str, *, required: bool 
                                             "required": required})
 
 
+def _url(v: Any) -> str:
+    value = _str(nonempty=False)(v).strip().rstrip("/")
+    if value and not re.fullmatch(r"https?://[A-Za-z0-9.\[\]:-]+(/[^\s?#]*)?", value):
+        raise ValueError(f"expected a URL such as https://fb.example.com, or empty, got {value!r}")
+    return value
+
+
+def _account_id(v: Any) -> int:
+    return _int(0, 2**31 - 1)(v)
+
+
+def _table(cls: type, value: Any) -> Any:
+    """A section (or a table inside one) checked key by key into its settings class;
+    ValueError names the key."""
+    if not isinstance(value, Mapping):
+        raise ValueError("must be a table")
+    checks = {f.name: f.metadata["check"] for f in fields(cls)}
+    values = {}
+    for name, raw in value.items():
+        if name not in checks:
+            raise ValueError(f"{name}: unknown key (known: {', '.join(checks)})")
+        try:
+            values[name] = checks[name](raw)
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+    return cls(**values)
+
+
+def _subsection(cls: type) -> Callable[[Any], Any]:
+    """A table inside a section (``[webhooks.ses]``), checked like a section."""
+    def check(v: Any) -> Any:
+        return _table(cls, v)
+    check.section = cls  # type: ignore[attr-defined]
+    return check
+
+
+_HOOK_ACCOUNT = ("The account whose contacts this provider's events are matched to by address "
+                 "when they carry no token of ours; 0: by token only.")
+
+
 @dataclass(frozen=True)
 class DatabaseConfig:
     url: str = key(
@@ -439,10 +479,66 @@ class HttpConfig:
         "`host:port` of the HTTP API (`/v1/...`, `/openapi.json`, `/healthz`) beside SMTP in "
         "`serve`; empty: none. Port 0 picks a free port (logged in `http.started`). Put TLS "
         "in front (a reverse proxy): keys travel in the `Authorization` header.")
+    public_url: str = key(
+        "", _url,
+        "The HTTPS address the world reaches this HTTP server at (`https://fb.example.com`), "
+        "behind its proxy. Set, `contact headers` offers one-click unsubscribe (RFC 8058) at "
+        "`PUBLIC_URL/u/TOKEN` beside the mailto.")
 
     @property
     def address(self) -> tuple[str, int] | None:
         return split_host_port(self.listen)
+
+
+@dataclass(frozen=True)
+class SesHookConfig:
+    cert_host_pattern: str = key(
+        "sns.*.amazonaws.com", _str(),
+        "Host (shell pattern) that SNS signing certificates and subscription URLs must be "
+        "fetched from, over HTTPS only: nobody else's certificate is believed.")
+    ca_file: str = key(
+        "", _str(nonempty=False),
+        "PEM bundle to trust when fetching certificates; empty: the system's.")
+    account: int = key(0, _account_id, _HOOK_ACCOUNT)
+
+
+@dataclass(frozen=True)
+class SendgridHookConfig:
+    public_key: str = key(
+        "", _str(nonempty=False),
+        "The Event Webhook's verification key (base64 ECDSA public key from SendGrid's "
+        "Mail Settings); empty: /hooks/sendgrid is off.")
+    account: int = key(0, _account_id, _HOOK_ACCOUNT)
+
+
+@dataclass(frozen=True)
+class MailgunHookConfig:
+    signing_key: str = key(
+        "", _str(nonempty=False),
+        "The HTTP webhook signing key (Mailgun's Sending > Webhooks page); empty: "
+        "/hooks/mailgun is off.")
+    max_age: float = key(
+        300.0, _positive_duration,
+        "Signatures older than this are refused (a replay), as are tokens already seen.")
+    account: int = key(0, _account_id, _HOOK_ACCOUNT)
+
+
+@dataclass(frozen=True)
+class PostmarkHookConfig:
+    username: str = key(
+        "", _str(nonempty=False),
+        "HTTP basic-auth user name put in the webhook URL at Postmark; empty (with "
+        "password): /hooks/postmark is off.")
+    password: str = key(
+        "", _str(nonempty=False),
+        "HTTP basic-auth password put in the webhook URL at Postmark (a long random string).")
+    account: int = key(0, _account_id, _HOOK_ACCOUNT)
+
+
+_DEFAULT_SesHookConfig = SesHookConfig()
+_DEFAULT_SendgridHookConfig = SendgridHookConfig()
+_DEFAULT_MailgunHookConfig = MailgunHookConfig()
+_DEFAULT_PostmarkHookConfig = PostmarkHookConfig()
 
 
 @dataclass(frozen=True)
@@ -457,6 +553,19 @@ class WebhooksConfig:
     max_backoff: float = key(
         3600.0, _positive_duration,
         "The longest wait between two attempts at one event.")
+    ses: SesHookConfig = key(  # noqa: RUF009 (a frozen dataclass)
+        _DEFAULT_SesHookConfig, _subsection(SesHookConfig),
+        "Amazon SES notifications through SNS, at /hooks/ses.")
+    sendgrid: SendgridHookConfig = key(  # noqa: RUF009 (a frozen dataclass)
+        _DEFAULT_SendgridHookConfig, _subsection(SendgridHookConfig),
+        "SendGrid's Event Webhook, at /hooks/sendgrid.")
+    mailgun: MailgunHookConfig = key(  # noqa: RUF009 (a frozen dataclass)
+        _DEFAULT_MailgunHookConfig, _subsection(MailgunHookConfig),
+        "Mailgun's webhooks, at /hooks/mailgun.")
+    postmark: PostmarkHookConfig = key(  # noqa: RUF009 (a frozen dataclass)
+        _DEFAULT_PostmarkHookConfig, _subsection(PostmarkHookConfig),
+        "Postmark's bounce, spam-complaint and subscription-change webhooks, at "
+        "/hooks/postmark.")
 
 
 @dataclass(frozen=True)
@@ -482,6 +591,39 @@ class RetentionConfig:
         "kept until retried, since a retry needs them.")
 
 
+def _fraction(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < 1:
+        raise ValueError(f"expected a fraction such as 0.001 (0.1%), got {v!r}")
+    return float(v)
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    window: float = key(
+        7 * 86400.0, _positive_duration,
+        "The rolling window over which an account's complaint and hard-bounce rates are "
+        "computed.")
+    min_sent: int = key(
+        1000, _int(1, 10**12),
+        "Messages an account must have sent (`account sent`) within the window before its "
+        "rates are judged: three complaints in fifty mails say little.")
+    complaint_warn: float = key(
+        0.001, _fraction,
+        "Complaints per message sent at which an account is warned (SES reviews at 0.1%).")
+    complaint_pause: float = key(
+        0.003, _fraction,
+        "Complaints per message sent at which an account is paused (Gmail's line is 0.3%).")
+    bounce_warn: float = key(
+        0.02, _fraction,
+        "Hard bounces per message sent at which an account is warned.")
+    bounce_pause: float = key(
+        0.05, _fraction,
+        "Hard bounces per message sent at which an account is paused (SES reviews at 5%).")
+    check_interval: float = key(
+        300.0, _positive_duration,
+        "How often the scheduler evaluates every account.")
+
+
 @dataclass(frozen=True)
 class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -496,6 +638,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     #: Where the config was read from (None: defaults only).
@@ -516,7 +659,12 @@ def keys() -> Iterator[tuple[str, str, Any, str]]:
     """(section, key, default, help) of every config key, in declaration order."""
     for section, (cls, _) in _SCHEMA.items():
         for f in fields(cls):
-            yield section, f.name, f.default, f.metadata["help"]
+            inner = getattr(f.metadata["check"], "section", None)
+            if inner is None:
+                yield section, f.name, f.default, f.metadata["help"]
+                continue
+            for g in fields(inner):
+                yield f"{section}.{f.name}", g.name, g.default, g.metadata["help"]
 
 
 def _derive() -> None:
@@ -543,25 +691,20 @@ def from_mapping(data: Mapping[str, Any], *, source: str = "config",
         if name not in _SCHEMA:
             raise ConfigError(f"{source}: unknown section [{name}] "
                               f"(known: {', '.join(f'[{s}]' for s in _SCHEMA)})")
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{source}: [{name}] must be a table")
-        cls, checks = _SCHEMA[name]
-        values = {}
-        for key, raw in value.items():
-            if key not in checks:
-                raise ConfigError(f"{source}: [{name}] {key}: unknown key "
-                                  f"(known: {', '.join(checks)})")
-            try:
-                values[key] = checks[key](raw)
-            except ValueError as exc:
-                raise ConfigError(f"{source}: [{name}] {key}: {exc}") from None
-        sections[name] = cls(**values)
+        try:
+            sections[name] = _table(_SCHEMA[name][0], value)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: [{name}] {exc}") from None
     for section, key in _REQUIRED:
         if key not in data.get(section, {}):
             raise ConfigError(f"{source}: [{section}] {key}: missing (it is required)")
     smtp = sections.get("smtp")
     if smtp is not None and bool(smtp.tls_cert) != bool(smtp.tls_key):
         raise ConfigError(f"{source}: [smtp] tls_cert, tls_key: set both (STARTTLS) or neither")
+    guard = sections.get("guard")
+    if guard is not None and not (guard.complaint_warn < guard.complaint_pause
+                                  and guard.bounce_warn < guard.bounce_pause):
+        raise ConfigError(f"{source}: [guard]: each warn line must be below its pause line")
     return Config(**sections, path=path)
 
 

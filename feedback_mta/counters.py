@@ -58,3 +58,7 @@ HTTP_REQUESTS = Counter("feedback_mta_http_requests",
                         "HTTP API requests answered, by route and status code.",
                         ["route", "status"], registry=REGISTRY)
 SESSIONS = Gauge("feedback_mta_sessions", "SMTP/LMTP sessions open now.", registry=REGISTRY)
+HOOKS = Counter("feedback_mta_hooks",
+                "Requests to /u/TOKEN and /hooks/PROVIDER, by provider and outcome (stored, "
+                "refused: a bad signature, token or replay; malformed; off).",
+                ["provider", "outcome"], registry=REGISTRY)

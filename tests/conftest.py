@@ -95,7 +95,12 @@ def write_config(path: Path, url: str, **sections: dict) -> Path:
     lines = []
     for name, values in base.items():
         lines.append(f"[{name}]")
-        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()
+                  if not isinstance(value, dict)]
+        for key, table in values.items():  # [webhooks.mailgun] and the like
+            if isinstance(table, dict):
+                lines.append(f"[{name}.{key}]")
+                lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 

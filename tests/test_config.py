@@ -31,12 +31,23 @@ def test_every_key_is_declared_once_with_help_and_the_example_sets_each():
     assert len(declared) >= 50 and len({(s, k) for s, k, _, _ in declared}) == len(declared)
     assert all(len(help_text) > 20 for _, _, _, help_text in declared)
     example = tomllib.loads((ROOT / "config" / "feedback-mta.toml").read_text())
-    assert {(s, k) for s, k, _, _ in declared} == {
-        (s, k) for s, values in example.items() for k in values}
+    def flat(tables: dict, prefix: str = "") -> set[tuple[str, str]]:
+        out = set()
+        for name, value in tables.items():
+            if isinstance(value, dict):
+                out |= flat(value, f"{prefix}{name}.")
+            else:
+                out.add((prefix.rstrip("."), name))
+        return out
+
+    assert {(s, k) for s, k, _, _ in declared} == flat(example)
     defaults = config.from_mapping(MINIMAL, env={})
     for section, key_name, default, _ in declared:
         if (section, key_name) not in {(s, k) for s, v in MINIMAL.items() for k in v}:
-            assert getattr(getattr(defaults, section), key_name) == default
+            settings = defaults
+            for part in section.split("."):
+                settings = getattr(settings, part)
+            assert getattr(settings, key_name) == default
 
 
 def test_example_config_is_valid_and_on_sqlite():
@@ -68,6 +79,12 @@ def test_example_config_is_valid_and_on_sqlite():
     ("replies", {"markers": "reply spam"}, "[replies] markers: expected a list of strings"),
     ("replies", {"acknowledge": 1}, "[replies] acknowledge: expected true or false"),
     ("smtpd", {"port": 1}, "unknown section [smtpd]"),
+    ("http", {"public_url": "fb.example.com"}, "[http] public_url: expected a URL"),
+    ("webhooks", {"mailgun": {"signing_kee": "x"}}, "[webhooks] mailgun: signing_kee: unknown"),
+    ("webhooks", {"ses": "sns"}, "[webhooks] ses: must be a table"),
+    ("webhooks", {"postmark": {"account": -1}}, "[webhooks] postmark: account: expected a whole"),
+    ("guard", {"complaint_warn": 0.01}, "[guard]: each warn line must be below its pause line"),
+    ("guard", {"bounce_pause": 5}, "[guard] bounce_pause: expected a fraction"),
 ])
 def test_errors_name_the_key(section, values, message):
     with pytest.raises(ConfigError) as info:

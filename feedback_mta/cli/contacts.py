@@ -242,7 +242,8 @@ def contact_headers(contact_id: IdArg, config: ConfigOpt = None, as_json: JsonOp
     from feedback_mta.queries import contacts
 
     with reading(config) as (cfg, session):
-        emit(contacts.headers(session, AddressBook.from_config(cfg), contact_id), as_json)
+        emit(contacts.headers(session, AddressBook.from_config(cfg), contact_id,
+                             cfg.http.public_url), as_json)
 
 
 @contact_app.command("deliverable")

@@ -25,7 +25,13 @@ from sqlalchemy.engine import Engine
 
 from feedback_mta import logs
 from feedback_mta.runner import Runner
-from feedback_mta.store.models import InboundMessage, MessageState, table_of, utcnow
+from feedback_mta.store.models import (
+    HookNonce,
+    InboundMessage,
+    MessageState,
+    table_of,
+    utcnow,
+)
 
 log = logs.get(__name__)
 
@@ -44,7 +50,9 @@ _HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 @dataclass(frozen=True)
 class Arrival:
-    """One SMTP/LMTP transaction: the envelope and the raw bytes, as received."""
+    """One SMTP/LMTP transaction (the envelope and the raw bytes, as received), or one
+    request (or one event of it) over HTTP: then ``provider`` says whose, ``raw`` is the
+    body and ``key`` the content hash, from the provider's event id."""
 
     raw: bytes
     mail_from: str
@@ -53,6 +61,8 @@ class Arrival:
     peer: str | None = None
     helo: str | None = None
     received_at: datetime = field(default_factory=utcnow)
+    provider: str | None = None
+    key: str | None = None
 
 
 def split_headers(raw: bytes) -> tuple[bytes, bytes]:
@@ -101,7 +111,10 @@ def fingerprint(raw: bytes, rcpt_tos: Sequence[str]) -> tuple[str | None, str]:
 
 
 def _row(arrival: Arrival) -> dict:
-    message_id, content_hash = fingerprint(arrival.raw, arrival.rcpt_tos)
+    if arrival.key is not None:
+        message_id, content_hash = None, arrival.key
+    else:
+        message_id, content_hash = fingerprint(arrival.raw, arrival.rcpt_tos)
     return {
         "received_at": arrival.received_at,
         "protocol": arrival.protocol,
@@ -115,7 +128,27 @@ def _row(arrival: Arrival) -> dict:
         "raw": arrival.raw,
         "state": MessageState.RECEIVED.value,
         "attempts": 0,
+        "provider": arrival.provider,
     }
+
+
+_NONCES = table_of(HookNonce)
+
+
+def first_use(engine: Engine, provider: str, nonce: str, content_hash: str) -> bool:
+    """Record a signed request's nonce; False when it was seen before with other content
+    (a replay). The same content again is a provider's retry, not a replay: it is stored
+    again and processing deduplicates it."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.insert(_NONCES).values(provider=provider, nonce=nonce,
+                                                   content_hash=content_hash, seen_at=utcnow()))
+        return True
+    except sa.exc.IntegrityError:
+        with engine.connect() as conn:
+            seen = conn.execute(sa.select(_NONCES.c.content_hash).where(
+                _NONCES.c.provider == provider, _NONCES.c.nonce == nonce)).scalar()
+        return bool(seen == content_hash)
 
 
 class StoreError(Exception):

@@ -6,7 +6,9 @@
    envelope recipient the report was delivered to;
 3. the reported address (``Original-Rcpt-To``, ``Removal-Recipient``, a bounced
    recipient) matched to a contact of the account the original names with its
-   ``X-Feedback-Account`` token, and only when the reporter is a trusted feedback loop.
+   ``X-Feedback-Account`` token, and only when the reporter is a trusted feedback loop;
+   for an ESP's signed webhook, within that account or the one its config names
+   (``[webhooks.<provider>] account``).
 
 Steps 1 and 2 need a token signed with our secret (``tokens``), so a forged report cannot
 name a contact it has no genuine token for. Step 3 trusts the reporter instead: providers
@@ -49,9 +51,15 @@ def resolve(ctx: HandlerContext) -> Attributed | None:
         except NotFound:  # genuine token of a contact since deleted
             continue
     account_id = account_named(ctx.classification, ctx.book)
-    if account_id is None or not trusted_reporter(
-            ctx.parsed, ctx.settings.feedback.trusted_reporters,
-            ctx.settings.security.trusted_authserv_ids):
+    provider = ctx.classification.provider
+    if provider is not None:
+        # Its signature was verified before it was stored: an ESP is believed about the
+        # recipients of its own account, as a trusted feedback loop is.
+        account_id = account_id or ctx.settings.hook_account(provider)
+    elif not trusted_reporter(ctx.parsed, ctx.settings.feedback.trusted_reporters,
+                              ctx.settings.security.trusted_authserv_ids):
+        return None
+    if account_id is None:
         return None
     for address in ctx.classification.recipients:
         contact = ctx.actions.contact_by_email(account_id, address)

@@ -19,6 +19,7 @@ from feedback_mta.config import (
     RepliesConfig,
     SecurityConfig,
     SmtpConfig,
+    WebhooksConfig,
 )
 from feedback_mta.reading.classify import Classification
 from feedback_mta.reading.parse import ParsedMessage
@@ -46,11 +47,17 @@ class Settings:
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     outbound: OutboundConfig = field(default_factory=OutboundConfig)
     smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
 
     @classmethod
     def from_config(cls, config: Config) -> Settings:
         return cls(config.security, config.replies, config.feedback, config.outbound,
-                   config.smtp)
+                   config.smtp, config.webhooks)
+
+    def hook_account(self, provider: str) -> int | None:
+        """The account ``[webhooks.<provider>] account`` names for events without a token."""
+        section = getattr(self.webhooks, provider, None)
+        return getattr(section, "account", 0) or None
 
     @property
     def acknowledge(self) -> bool:

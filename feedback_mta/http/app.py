@@ -12,7 +12,8 @@ from sqlalchemy.engine import Engine
 from feedback_mta import counters, logs
 from feedback_mta.addresses import AddressBook
 from feedback_mta.config import Config
-from feedback_mta.http import problems, v1
+from feedback_mta.edge.intake import Intake
+from feedback_mta.http import hooks, problems, v1
 from feedback_mta.queries.health import health
 from feedback_mta.store import db
 
@@ -34,7 +35,9 @@ def _version() -> str:
         return "0"
 
 
-def create_app(config: Config, engine: Engine) -> FastAPI:
+def create_app(config: Config, engine: Engine, intake: Intake | None = None) -> FastAPI:
+    """The app; ``intake`` stores what ``/u/TOKEN`` and ``/hooks/...`` accept (without
+    it they answer 503)."""
     app = FastAPI(title="feedback-mta", version=_version(), description=DESCRIPTION,
                   docs_url=None, redoc_url=None,
                   # Operation ids are the endpoint functions' names (show_lead, ...).
@@ -43,8 +46,11 @@ def create_app(config: Config, engine: Engine) -> FastAPI:
     app.state.engine = engine
     app.state.reader = db.reader(engine)
     app.state.book = AddressBook.from_config(config)
+    app.state.intake = intake
+    app.state.certificates = hooks.Certificates(config.webhooks.ses)
     problems.install(app)
     app.include_router(v1.router)
+    app.include_router(hooks.router)
 
     @app.get("/healthz", summary="Does the database answer?", tags=["health"])
     def healthz() -> Any:

@@ -14,14 +14,17 @@ import uvicorn
 from sqlalchemy.engine import Engine
 
 from feedback_mta.config import Config
+from feedback_mta.edge.intake import Intake
 from feedback_mta.http.app import create_app
 
 
 class HttpServer:
-    def __init__(self, config: Config, engine: Engine, sock: socket.socket) -> None:
+    def __init__(self, config: Config, engine: Engine, sock: socket.socket,
+                 intake: Intake | None = None) -> None:
         self.sock = sock
         self.config = uvicorn.Config(
-            create_app(config, engine), lifespan="off", log_config=None, log_level="warning",
+            create_app(config, engine, intake), lifespan="off", log_config=None,
+            log_level="warning",
             access_log=False, limit_concurrency=config.smtp.max_sessions,
             timeout_keep_alive=5, timeout_graceful_shutdown=int(config.smtp.drain_timeout),
             server_header=False, proxy_headers=False)

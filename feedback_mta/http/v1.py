@@ -326,7 +326,8 @@ def show_contact(request: Request, who: Who, contact_id: ContactId) -> Any:
 def contact_headers(request: Request, who: Who, contact_id: ContactId) -> Any:
     with _reading(request) as session:
         who.check(contacts.get(session, contact_id).account_id, f"contact {contact_id}")
-        return contacts.headers(session, _book(request), contact_id)
+        return contacts.headers(session, _book(request), contact_id,
+                                request.app.state.config.http.public_url)
 
 
 def _change_contact(request: Request, who: Who, contact_id: int, change: Any) -> Any:

@@ -104,14 +104,24 @@ def listing(session: Session, *, tag: str | None = None, account: int | None = N
     return [contact_dict(session, c, names[c.id or 0]) for c in contacts]
 
 
-def headers(session: Session, book: AddressBook, contact_id: int) -> dict[str, str]:
-    """Headers to put on mail sent to this contact (VERP, List-Unsubscribe, tokens)."""
+def headers(session: Session, book: AddressBook, contact_id: int,
+            public_url: str = "") -> dict[str, str]:
+    """Headers to put on mail sent to this contact (VERP, List-Unsubscribe, tokens).
+
+    With ``[http] public_url``, List-Unsubscribe offers the HTTPS one-click URL first and
+    List-Unsubscribe-Post says a POST unsubscribes (RFC 8058), as Gmail and Yahoo require
+    of bulk senders; the mailto stays for clients that only mail (RFC 2369)."""
     contact = get(session, contact_id)
     unsubscribe = book.address(Box.UNSUBSCRIBE, contact_id)
-    return {
-        "Return-Path": f"<{book.address(Box.BOUNCE, contact_id)}>",
-        "List-Unsubscribe": f"<mailto:{unsubscribe}?subject=unsubscribe>",
-        tokens.TOKEN_HEADER: tokens.make(book.secrets[0], tokens.Purpose.FEEDBACK, contact_id),
-        tokens.ACCOUNT_HEADER: tokens.make(book.secrets[0], tokens.Purpose.ACCOUNT,
-                                           contact.account_id),
-    }
+    mailto = f"<mailto:{unsubscribe}?subject=unsubscribe>"
+    out = {"Return-Path": f"<{book.address(Box.BOUNCE, contact_id)}>"}
+    if public_url:
+        token = unsubscribe.split("@")[0].partition("+")[2]
+        out["List-Unsubscribe"] = f"<{public_url.rstrip('/')}/u/{token}>, {mailto}"
+        out["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    else:
+        out["List-Unsubscribe"] = mailto
+    out[tokens.TOKEN_HEADER] = tokens.make(book.secrets[0], tokens.Purpose.FEEDBACK, contact_id)
+    out[tokens.ACCOUNT_HEADER] = tokens.make(book.secrets[0], tokens.Purpose.ACCOUNT,
+                                             contact.account_id)
+    return out

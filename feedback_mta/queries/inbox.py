@@ -15,7 +15,10 @@ _T = table_of(InboundMessage)
 _E = table_of(Event)
 
 COLUMNS = ("id", "message_id", "state", "kind", "reason", "received_at", "mail_from",
-           "rcpt_tos", "size", "processed_at", "duplicate_of", "error", "peer", "attempts")
+           "rcpt_tos", "size", "processed_at", "duplicate_of", "error", "peer", "attempts",
+           "provider")
+#: How it came: ``smtp``, ``lmtp`` or ``http`` (then ``provider`` says whose).
+_SOURCE = _T.c.protocol.label("source")
 
 
 def _row(mapping: Any) -> dict[str, Any]:
@@ -29,7 +32,7 @@ def listing(conn: Connection, *, state: str | None = None, kind: str | None = No
             limit: int = 100) -> list[dict[str, Any]]:
     """Inbound messages, newest first (bodies are never shown here). ``sender`` and
     ``rcpt`` match a part of the envelope sender / a recipient, case-insensitively."""
-    query = sa.select(*(_T.c[c] for c in COLUMNS)).order_by(_T.c.id.desc())
+    query = sa.select(*(_T.c[c] for c in COLUMNS), _SOURCE).order_by(_T.c.id.desc())
     if state is not None:
         query = query.where(_T.c.state == state)
     if kind is not None:
@@ -78,7 +81,10 @@ def show(conn: Connection, message_id: int) -> dict[str, Any]:
                                .order_by(_T.c.id)).scalars())
     out = {k: v for k, v in data.items() if k in COLUMNS or k in ("purged_at", "tls",
                                                                  "protocol", "helo")}
-    out["headers"] = header_block.decode("utf-8", "replace") if raw else None
+    out["source"] = out.get("protocol")
+    # An HTTP arrival's raw is the request's body (``inbox show --raw``): no header block.
+    out["headers"] = (header_block.decode("utf-8", "replace")
+                      if raw and not data.get("provider") else None)
     out["raw_size"] = len(raw)
     out["events"] = caused
     out["copies"] = copies

@@ -40,6 +40,9 @@ class Classification:
     report: Report | None = None
     #: All our boxes among the envelope recipients (attribution looks at every one).
     ours: tuple[Recipient, ...] = ()
+    #: Who posted it over HTTPS (``one-click``, ``mailgun``, ...; ``reading.hooks``): its
+    #: signature was verified before it was stored. None for mail.
+    provider: str | None = None
 
     @property
     def feedback_type(self) -> str | None:

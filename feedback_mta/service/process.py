@@ -1,5 +1,8 @@
 """After the intake: parse -> classify -> the handler for that kind -> actions -> final state.
 
+(What arrived over HTTP, a one-click unsubscribe or a provider's event, is read by its
+``reading.hooks`` module instead of parse and classify; the rest is the same.)
+
 ``reading.parse`` reads the stored bytes; ``reading.classify`` asks the report ``formats``
 (ARF, DSN, ...) and the box the mail reached; ``handlers.registry`` sends each kind to its
 module (``complaint``, ``bounce``, ``unsubscribe``, ``reply``), which finds its contact or
@@ -42,6 +45,7 @@ from feedback_mta.actions import Actions, Actor
 from feedback_mta.addresses import AddressBook
 from feedback_mta.handlers.base import NO_ACTION, HandlerContext, Outcome, Settings
 from feedback_mta.handlers.registry import HANDLERS
+from feedback_mta.reading import hooks
 from feedback_mta.reading.classify import Classification, Kind, classify
 from feedback_mta.reading.parse import ParsedMessage, parse
 from feedback_mta.runner import Runner
@@ -53,7 +57,11 @@ log = logs.get(__name__)
 _T = table_of(InboundMessage)
 
 
-def _actor(parsed: ParsedMessage) -> Actor:
+def _actor(parsed: ParsedMessage, provider: str | None) -> Actor:
+    """Who acts: the mail's sender, or for HTTP the provider (``http:mailgun``, by way of
+    ``mailgun``; a one-click unsubscribe by way of ``one-click``)."""
+    if provider is not None:
+        return Actor(f"http:{provider}", provider)
     sender = parsed.from_address or parsed.mail_from or "unknown"
     return Actor(f"email:{sender}", "email")
 
@@ -61,7 +69,8 @@ def _actor(parsed: ParsedMessage) -> Actor:
 MailSink = Callable[[list[int]], None]
 
 #: Prepared once: building a statement costs more than running it (the profile said so).
-_LOAD = (sa.select(_T.c.id, _T.c.raw, _T.c.mail_from, _T.c.rcpt_tos, _T.c.content_hash)
+_LOAD = (sa.select(_T.c.id, _T.c.raw, _T.c.mail_from, _T.c.rcpt_tos, _T.c.content_hash,
+                   _T.c.provider)
          .where(_T.c.id.in_(sa.bindparam("ids", expanding=True)),
                 _T.c.state == MessageState.RECEIVED))
 _CLAIM = (sa.update(_T).where(_T.c.id.in_(sa.bindparam("ids", expanding=True)),
@@ -85,6 +94,8 @@ class _Work:
 
     id: int
     content_hash: str
+    #: Who posted it over HTTP (``reading.hooks``); None for mail.
+    provider: str | None = None
     parsed: ParsedMessage | None = None
     classification: Classification | None = None
     kind: Kind | None = None
@@ -99,11 +110,15 @@ class _Work:
 
 def _decide(row, book: AddressBook) -> _Work:
     """parse -> classify: pure, before any lock is taken; an error fails only this message."""
-    work = _Work(row.id, row.content_hash)
+    work = _Work(row.id, row.content_hash, row.provider)
     try:
         rcpt_tos = tuple(row.rcpt_tos)
-        work.parsed = parse(row.raw, row.mail_from, rcpt_tos)
-        work.classification = classify(work.parsed, book.resolve_all(rcpt_tos))
+        if row.provider is not None:
+            work.parsed, work.classification = hooks.decide(
+                row.provider, row.raw, book.resolve_all(rcpt_tos))
+        else:
+            work.parsed = parse(row.raw, row.mail_from, rcpt_tos)
+            work.classification = classify(work.parsed, book.resolve_all(rcpt_tos))
         work.kind = work.classification.kind
     except Exception as exc:
         work.problem = f"{type(exc).__name__}: {exc}"[:2000]
@@ -233,7 +248,8 @@ def _handle(session: Session, book: AddressBook, work: _Work, settings: Settings
     handler = HANDLERS.get(work.classification.kind)
     if handler is None:
         return NO_ACTION
-    actions = Actions(session, _actor(work.parsed), inbound_message_id=work.id)
+    actions = Actions(session, _actor(work.parsed, work.provider),
+                      inbound_message_id=work.id)
     ctx = HandlerContext(work.id, work.parsed, work.classification, actions, book, settings)
     try:
         with session.begin_nested():

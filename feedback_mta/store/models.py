@@ -65,6 +65,14 @@ class Account(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    #: What the account guard advises the sending platform: ``ok``, ``warned`` or
+    #: ``paused`` (``jobs.guard``), with the figures and lines that decided it.
+    sending: str = Field(default="ok", sa_column=Column(Text, nullable=False,
+                                                        server_default="ok"))
+    sending_reasons: list[str] | None = Field(default=None, sa_column=Column(JsonText))
+    sending_changed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    #: When a pause was last cleared (``account resume``): the guard counts from then on.
+    resumed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
 
 
 class User(SQLModel, table=True):
@@ -226,7 +234,7 @@ class InboundMessage(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     received_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
-    #: ``smtp`` or ``lmtp``.
+    #: ``smtp``, ``lmtp`` or ``http``.
     protocol: str = Field(default="smtp", sa_column=Column(Text, nullable=False))
     peer: str | None = Field(default=None, sa_column=Column(Text))
     helo: str | None = Field(default=None, sa_column=Column(Text))
@@ -258,6 +266,24 @@ class InboundMessage(SQLModel, table=True):
     duplicate_of: int | None = None
     #: When ``retention`` emptied ``raw`` ([retention] raw_days); the row and its audit stay.
     purged_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    #: Who sent it over HTTP: ``one-click``, ``ses``, ``sendgrid``, ``mailgun``,
+    #: ``postmark`` (``raw`` is then the request's body, or one event of it); None for mail.
+    provider: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class HookNonce(SQLModel, table=True):
+    """A one-time value of a signed webhook (Mailgun's ``token``), kept a while so a
+    captured request replayed with another body is refused."""
+
+    __tablename__ = "hook_nonce"
+    __table_args__ = (UniqueConstraint("provider", "nonce", name="uq_hook_nonce_provider_nonce"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(sa_column=Column(Text, nullable=False))
+    nonce: str = Field(sa_column=Column(Text, nullable=False))
+    #: What it signed (the event's content hash): the same delivery again is no replay.
+    content_hash: str = Field(sa_column=Column(Text, nullable=False))
+    seen_at: datetime = Field(default_factory=utcnow, sa_column=_ts(index=True))
 
 
 class Event(SQLModel, table=True):

@@ -86,7 +86,13 @@ def detect(msg: ParsedMessage) -> Report | None:
     data = _notification(text)
     if data is None:
         return None
-    kind = str(data.get("notificationType", "")).lower()
+    return from_notification(data)
+
+
+def from_notification(data: dict[str, Any]) -> Report | None:
+    """The report of one SES notification (mailed, or posted through SNS to ``/hooks/ses``);
+    event publishing's ``eventType`` is read as ``notificationType``."""
+    kind = str(data.get("notificationType") or data.get("eventType") or "").lower()
     original = _original(_dict(data.get("mail")))
     if kind == "complaint":
         complaint = _dict(data.get("complaint"))

@@ -1,0 +1,248 @@
+"""Feedback over HTTPS: RFC 8058 one-click unsubscribes (``/u/TOKEN``) and the ESPs'
+webhooks (``/hooks/<provider>``), on the same durable path as mail.
+
+The order is the SMTP server's: check first (the token, the provider's signature; 404 or
+401 and nothing stored), then commit the raw body through the intake, then answer 2xx.
+Processing reads it with its ``reading.hooks`` module and hands it to the same handlers as
+mail; a request seen twice (a provider's retry, a second click) is deduplicated there by
+the provider's event id. Everything provider-specific lives in ``reading.hooks``; here are
+only the I/O it needs: the request, SNS certificates, the intake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from feedback_mta import counters, logs, tokens
+from feedback_mta.addresses import AddressBook
+from feedback_mta.config import Config, SesHookConfig
+from feedback_mta.edge.intake import Arrival, Intake, StoreError, first_use
+from feedback_mta.http.problems import ProblemError
+from feedback_mta.reading.hooks import PROVIDERS, one_click, ses
+from feedback_mta.reading.hooks.base import HookEvent, HookRequest, Malformed, Refused, dedupe_key
+
+log = logs.get(__name__)
+
+router = APIRouter(include_in_schema=False)
+
+#: How long a request waits for its events to be committed before it is answered 503.
+STORE_TIMEOUT = 30.0
+
+
+class CertificateUnavailable(Exception):
+    """An SNS signing certificate could not be fetched: our problem, answered 503."""
+
+
+class Certificates:
+    """SNS signing certificates by URL, fetched over HTTPS once and kept (they change
+    rarely, and each notification names one)."""
+
+    LIMIT = 64
+
+    def __init__(self, settings: SesHookConfig) -> None:
+        self.settings = settings
+        self._pem: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(verify=self.settings.ca_file or True, timeout=10.0,
+                            follow_redirects=False)
+
+    def get(self, url: str) -> bytes:
+        with self._lock:
+            if url in self._pem:
+                return self._pem[url]
+        try:
+            with self.client() as client:
+                response = client.get(url)
+                response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise CertificateUnavailable(f"{url}: {type(exc).__name__}") from None
+        with self._lock:
+            if len(self._pem) >= self.LIMIT:
+                self._pem.clear()
+            self._pem[url] = response.content
+        return response.content
+
+    def confirm(self, url: str) -> int:
+        """GET a SubscribeURL (the caller checked its host): SNS's confirmation."""
+        try:
+            with self.client() as client:
+                return client.get(url).status_code
+        except httpx.HTTPError as exc:
+            raise CertificateUnavailable(f"{url}: {type(exc).__name__}") from None
+
+
+def _intake(request: Request) -> Intake:
+    intake: Intake | None = request.app.state.intake
+    if intake is None or not intake.alive:
+        raise ProblemError(503, "not accepting feedback now", headers={"Retry-After": "30"})
+    return intake
+
+
+async def _store(request: Request, provider: str, events: list[HookEvent],
+                 rcpt_tos: tuple[str, ...] = ()) -> list[int]:
+    """Commit every event (one inbound message each) before the answer; 503 otherwise,
+    and the provider retries (what was committed meanwhile is deduplicated)."""
+    intake = _intake(request)
+    client = request.client.host if request.client else None
+    futures = [intake.submit(Arrival(event.raw, "", rcpt_tos, protocol="http", peer=client,
+                                     helo=None, provider=provider,
+                                     key=dedupe_key(provider, event.id)))
+               for event in events]
+    try:
+        ids = await asyncio.wait_for(
+            asyncio.gather(*(asyncio.wrap_future(f) for f in futures)), STORE_TIMEOUT)
+    except (StoreError, TimeoutError) as exc:
+        counters.STORE_FAILED.inc()
+        log.error("hook.store_failed", provider=provider, events=len(events),
+                  error=logs.error_line(exc))
+        raise ProblemError(503, "not stored; try again", headers={"Retry-After": "30"}) from None
+    counters.ACCEPTED.labels("http").inc(len(ids))
+    counters.HOOKS.labels(provider, "stored").inc()
+    log.info("hook.stored", provider=provider, events=len(ids), ids=list(ids))
+    return list(ids)
+
+
+def _refuse(provider: str, request: Request, reason: str, status: int = 401,
+            headers: dict[str, str] | None = None) -> ProblemError:
+    counters.HOOKS.labels(provider, "refused").inc()
+    log.warning("hook.refused", provider=provider, reason=reason,
+                client=request.client.host if request.client else None)
+    return ProblemError(status, reason, headers=headers)
+
+
+# --- one-click unsubscribe (RFC 8058) ----------------------------------------------------------
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<meta name="robots" content="noindex"><title>{title}</title>
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem}}
+button{{font:inherit;padding:.5rem 1.25rem}}</style></head>
+<body><h1>{title}</h1>{body}</body></html>
+"""
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(_PAGE.format(title=html.escape(title), body=body), status_code=status,
+                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+
+
+def _contact_of(request: Request, token: str) -> int:
+    book: AddressBook = request.app.state.book
+    contact_id = tokens.verify(book.secrets, tokens.Purpose.UNSUBSCRIBE, token.lower())
+    if contact_id is None:
+        raise _refuse(one_click.NAME, request, "not a valid unsubscribe link", status=404)
+    return contact_id
+
+
+@router.get("/u/{token}")
+def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
+    """A page whose button POSTs: a link scanner's GET changes nothing."""
+    _contact_of(request, token)
+    form = (f'<p>Stop receiving these emails?</p><form method="post" action="/u/'
+            f'{html.escape(token)}"><input type="hidden" name="List-Unsubscribe" '
+            'value="One-Click"><button type="submit">Unsubscribe</button></form>')
+    return _page("Unsubscribe", form)
+
+
+_MULTIPART_FIELD = re.compile(
+    rb'name="?List-Unsubscribe"?\r?\n(?:[^\r\n]+\r?\n)*\r?\nOne-Click\r?\n')
+
+
+@router.post("/u/{token}")
+async def unsubscribe(request: Request, token: str) -> HTMLResponse:
+    """RFC 8058: ``List-Unsubscribe=One-Click`` opts the contact out; 200, no redirect."""
+    _contact_of(request, token)
+    body = await request.body()
+    if "multipart/form-data" in request.headers.get("content-type", ""):
+        if not _MULTIPART_FIELD.search(body):
+            raise _refuse(one_click.NAME, request, f"the body must carry {one_click.BODY}", 400)
+    else:
+        try:
+            one_click.check_body(body)
+        except Malformed as exc:
+            raise _refuse(one_click.NAME, request, str(exc), 400) from None
+    book: AddressBook = request.app.state.book
+    token = token.lower()
+    # One click per link and day acts; the copies (a client's retry) are duplicates.
+    day = datetime.now(UTC).date().isoformat()
+    await _store(request, one_click.NAME, [HookEvent(f"{token}:{day}", body)],
+                 rcpt_tos=(f"unsubscribe+{token}@{book.domain}",))
+    return _page("Unsubscribed", "<p>You will not receive these emails any more.</p>")
+
+
+# --- ESP webhooks ----------------------------------------------------------------------------
+
+
+@router.post("/hooks/{provider}")
+async def provider_hook(request: Request, provider: str) -> JSONResponse:
+    module = PROVIDERS.get(provider)
+    if module is None:
+        raise ProblemError(404, f"no provider {provider!r} (known: {', '.join(PROVIDERS)})")
+    config: Config = request.app.state.config
+    settings = getattr(config.webhooks, provider)
+    if not module.enabled(settings):
+        counters.HOOKS.labels(provider, "off").inc()
+        raise ProblemError(404, f"[webhooks.{provider}] is not set up")
+    body = await request.body()
+    certificates: Certificates = request.app.state.certificates
+    hook = HookRequest({k.lower(): v for k, v in request.headers.items()}, body, time.time(),
+                       certificates.get)
+    try:
+        verified: Any = await run_in_threadpool(module.verify, hook, settings)
+    except Refused as exc:
+        headers = ({"WWW-Authenticate": 'Basic realm="feedback-mta"'}
+                   if provider == "postmark" else None)
+        raise _refuse(provider, request, str(exc), headers=headers) from None
+    except CertificateUnavailable as exc:
+        log.error("hook.certificate_unavailable", provider=provider, error=str(exc))
+        raise ProblemError(503, "cannot fetch the signing certificate now",
+                           headers={"Retry-After": "60"}) from None
+    if provider == ses.NAME and verified.get("Type") != "Notification":
+        return await _subscription(request, verified, settings, certificates)
+    try:
+        events = module.split(body)
+    except Malformed as exc:
+        counters.HOOKS.labels(provider, "malformed").inc()
+        raise ProblemError(400, str(exc)) from None
+    if isinstance(verified, str):  # a nonce: refused when it signed something else before
+        first = await run_in_threadpool(first_use, request.app.state.engine, provider,
+                                        verified, dedupe_key(provider, events[0].id))
+        if not first:
+            raise _refuse(provider, request, "replayed token")
+    ids = await _store(request, provider, events)
+    return JSONResponse({"stored": len(ids)})
+
+
+async def _subscription(request: Request, message: dict[str, Any], settings: SesHookConfig,
+                        certificates: Certificates) -> JSONResponse:
+    """SNS asks us to confirm a subscription (or says one ended): GET its SubscribeURL."""
+    if message.get("Type") != "SubscriptionConfirmation":
+        log.info("hook.unsubscribed", provider=ses.NAME, topic=message.get("TopicArn"))
+        return JSONResponse({"stored": 0})
+    try:
+        url = ses.trusted_url(message.get("SubscribeURL"), settings)
+    except Refused as exc:
+        raise _refuse(ses.NAME, request, str(exc)) from None
+    try:
+        status = await run_in_threadpool(certificates.confirm, url)
+    except CertificateUnavailable as exc:
+        status = 0
+        log.error("hook.subscription_failed", provider=ses.NAME, error=str(exc))
+    if not 200 <= status < 300:
+        raise ProblemError(503, "the subscription could not be confirmed now",
+                           headers={"Retry-After": "60"})
+    log.info("hook.subscribed", provider=ses.NAME, topic=message.get("TopicArn"))
+    return JSONResponse({"stored": 0, "subscribed": True})

@@ -1,0 +1,119 @@
+"""What every provider module shares: the request as verified, the events it splits into,
+and the small helpers that turn one provider event into a ``Report``.
+
+A provider module says three things, each a pure function:
+
+* ``verify(request, settings)``: is the request signed by the provider? ``Refused`` (401,
+  nothing stored) if not; what it returns is the nonce to remember, if the scheme has one;
+* ``split(body)``: the request's events, each with the provider's event id (the dedupe key)
+  and its own bytes, stored as one inbound message; ``Malformed`` (400) when unreadable;
+* ``read(raw)``: the ``Report`` of one stored event (complaint, bounce, unsubscribe), or
+  None when it is not feedback (a delivery, an open): stored, ``ignored``, no action.
+
+Our token travels in the provider's custom fields (``fm_token``); ``with_token`` puts it in
+a synthetic original as the ``X-Feedback-Token`` header, where ``attribution`` looks first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.message import Message
+from typing import Any
+
+from feedback_mta import tokens
+from feedback_mta.reading.formats.dsn import hardness, status_of
+from feedback_mta.reading.formats.report import Bounced
+from feedback_mta.reading.parse import ParsedMessage
+
+#: Where platforms put our token in a provider's custom fields.
+TOKEN_FIELD = "fm_token"
+
+
+class Refused(Exception):
+    """The request is not the provider's (no, a wrong or a stale signature, a replay)."""
+
+
+class Malformed(Exception):
+    """Signed, but not the JSON (or form) the provider documents."""
+
+
+@dataclass(frozen=True)
+class HookRequest:
+    """A request as the HTTP edge received it: lower-case header names, the body's bytes."""
+
+    headers: Mapping[str, str]
+    body: bytes
+    #: Seconds since the epoch, when it arrived (signature age checks).
+    now: float
+    #: PEM bytes of a certificate at an HTTPS URL (SNS); the edge fetches and caches.
+    certificate: Callable[[str], bytes] = field(default=lambda url: b"", repr=False)
+
+
+@dataclass(frozen=True)
+class HookEvent:
+    """One event of a request: the provider's id for it and the bytes stored for it."""
+
+    id: str
+    raw: bytes
+
+
+def dedupe_key(provider: str, event_id: str) -> str:
+    """The content hash of an HTTP arrival: the same event posted twice has the same one."""
+    return hashlib.sha256(f"{provider}\0{event_id}".encode()).hexdigest()
+
+
+def load_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise Malformed(f"not JSON: {exc}"[:200]) from None
+
+
+def as_dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def dumps(value: object) -> bytes:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True).encode()
+
+
+def event_id(value: dict[str, Any], *names: str) -> str:
+    """The first of ``names`` the event has, else a hash of the event itself."""
+    for name in names:
+        if value.get(name):
+            return str(value[name])
+    return "sha256:" + hashlib.sha256(dumps(value)).hexdigest()
+
+
+def with_token(token: object, headers: Mapping[str, str] | None = None) -> Message:
+    """A synthetic original carrying our token (and other headers the provider kept)."""
+    original = Message()
+    for name, value in (headers or {}).items():
+        original[name] = value
+    if isinstance(token, str) and token.strip():
+        original[tokens.TOKEN_HEADER] = token.strip()
+    return original
+
+
+def bounced(address: str, provider_hard: bool, status: object, diagnostic: object,
+            label: str) -> Bounced:
+    """One bounced recipient: our rules (``dsn.hardness``) over the status and the words the
+    provider passed on; where they find nothing either way, the provider's own verdict."""
+    text = " ".join(str(diagnostic or "").split())[:500]
+    code = status_of(str(status or "")) or status_of(text)
+    if not provider_hard and code is None:
+        code = "4.0.0"  # the provider says temporary and gives no code: believe it
+    hard, reason = hardness(code, text)
+    if not hard and provider_hard and reason in ("unknown", "permanent failure"):
+        return Bounced(address, True, code, label)
+    return Bounced(address, hard, code, reason if reason != "unknown" else label)
+
+
+def synthetic(raw: bytes) -> ParsedMessage:
+    """The ``ParsedMessage`` handlers get for an HTTP arrival: no envelope, no headers."""
+    return ParsedMessage(mail_from=None, rcpt_tos=(), headers={}, subject="",
+                         from_address=None, message_id=None, in_reply_to=(), references=(),
+                         message=Message(), raw=raw)
