@@ -62,3 +62,6 @@ HOOKS = Counter("feedback_mta_hooks",
                 "Requests to /u/TOKEN and /hooks/PROVIDER, by provider and outcome (stored, "
                 "refused: a bad signature, token or replay; malformed; off).",
                 ["provider", "outcome"], registry=REGISTRY)
+GUARD = Counter("feedback_mta_account_guard",
+                "Account guard changes (account.warned, .paused, .recovered, .resumed), by the "
+                "state the account went to.", ["state"], registry=REGISTRY)

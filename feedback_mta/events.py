@@ -9,6 +9,11 @@ from __future__ import annotations
 
 ACCOUNT_CREATED = "account.created"
 ACCOUNT_SENT_RECORDED = "account.sent_recorded"
+#: The account guard's advice to the sending platform (``jobs.guard``, ``account resume``).
+ACCOUNT_WARNED = "account.warned"
+ACCOUNT_PAUSED = "account.paused"
+ACCOUNT_RECOVERED = "account.recovered"
+ACCOUNT_RESUMED = "account.resumed"
 USER_CREATED = "user.created"
 USER_ROLES_GRANTED = "user.roles_granted"
 USER_ROLES_REVOKED = "user.roles_revoked"

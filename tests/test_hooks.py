@@ -141,13 +141,15 @@ class Hooks:
                 sa.select(t).where(t.c.action == action).order_by(t.c.id))]
 
 
-def _hooks(tmp_path, database_url, server_factory, **webhooks) -> Hooks:
+def _hooks(tmp_path, database_url, server_factory, sections: dict | None = None,
+           **webhooks) -> Hooks:
     from feedback_mta import config as config_mod
     from feedback_mta.store import db
 
+    sections = sections or {}
     path = write_config(tmp_path / "hooks.toml", database_url,
                         http={"listen": "127.0.0.1:0", "public_url": "https://fb.example.com"},
-                        webhooks=webhooks)
+                        webhooks=webhooks, **sections)
     engine = db.create_engine(config_mod.load(path, env={}).database)
     db.upgrade(engine)
     with unit_of_work(engine, CLI) as act:
@@ -157,7 +159,7 @@ def _hooks(tmp_path, database_url, server_factory, **webhooks) -> Hooks:
         section.setdefault("account", account)
     path = write_config(tmp_path / "hooks.toml", database_url,
                         http={"listen": "127.0.0.1:0", "public_url": "https://fb.example.com"},
-                        webhooks=webhooks)
+                        webhooks=webhooks, **sections)
     return Hooks(server_factory(path), engine, path, account, other)
 
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlmodel import select
+import sqlalchemy as sa
+from sqlmodel import Session, select
 
 from feedback_mta import events
 from feedback_mta.actions.audit import Invalid, NotFound, Recorder
-from feedback_mta.store.models import Account, Role, SentCount, User
+from feedback_mta.store import db
+from feedback_mta.store.models import Account, Event, Role, SentCount, User, table_of, utcnow
 
 _EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"]+@[a-z0-9.-]+\.[a-z0-9-]+$")
 
@@ -114,3 +118,69 @@ class AccountActions(Recorder):
         self.record(events.ACCOUNT_SENT_RECORDED, "account", account_id, account_id, day=day,
                     count=count, total=row.count)
         return row
+
+    def advise(self, account_id: int, state: str, reasons: list[str],
+               figures: dict[str, Any]) -> bool:
+        """Set what the account guard advises (``ok``, ``warned``, ``paused``); False when
+        it says so already. A pause stays until ``resume``: the guard never lifts one."""
+        account = self.account(account_id)
+        self.lock(account)
+        current = account.sending
+        if state == current or current == "paused" or state not in _ADVICE:
+            return False
+        account.sending, account.sending_reasons = state, list(reasons)
+        account.sending_changed_at = utcnow()
+        self.session.add(account)
+        action = _ADVICE[state]
+        self.record(action, "account", account_id, account_id,
+                    reason="; ".join(reasons) or None, previous=current, **figures)
+        return True
+
+    def resume(self, account_id: int) -> bool:
+        """Clear a pause (or a warning): the guard counts from now on. False when the
+        account was not held back."""
+        account = self.account(account_id)
+        self.lock(account)
+        if account.sending == "ok":
+            return False
+        previous = account.sending
+        now = utcnow()
+        account.sending, account.sending_reasons = "ok", []
+        account.sending_changed_at = account.resumed_at = now
+        self.session.add(account)
+        self.record(events.ACCOUNT_RESUMED, "account", account_id, account_id,
+                    previous=previous)
+        return True
+
+
+_E = table_of(Event)
+_S = table_of(SentCount)
+
+
+def guard_figures(session: Session, account: Account, window: float,
+                  now: datetime | None = None) -> dict[str, Any]:
+    """What the account guard judges (a read, for ``advise`` and ``account show``):
+    messages sent (``account sent``), complaints and hard bounces over the window, counted
+    from the last ``account resume`` when that is later."""
+    now = now or utcnow()
+    since = now - timedelta(seconds=window)
+    if account.resumed_at is not None:
+        since = max(since, db.aware(account.resumed_at))
+    sent = session.execute(sa.select(sa.func.coalesce(sa.func.sum(_S.c.count), 0)).where(
+        _S.c.account_id == account.id, _S.c.day >= since.date().isoformat())).scalar_one()
+    counted = dict(session.execute(
+        sa.select(_E.c.action, sa.func.count()).where(
+            _E.c.account_id == account.id, _E.c.at >= since,
+            _E.c.action.in_((events.CONTACT_COMPLAINED, events.CONTACT_HARD_BOUNCED)))
+        .group_by(_E.c.action)).all())
+    complaints = int(counted.get(events.CONTACT_COMPLAINED, 0))
+    bounces = int(counted.get(events.CONTACT_HARD_BOUNCED, 0))
+    return {"since": since.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "sent": int(sent), "complaints": complaints, "hard_bounces": bounces,
+            "complaint_rate": round(complaints / sent, 6) if sent else 0.0,
+            "bounce_rate": round(bounces / sent, 6) if sent else 0.0}
+
+
+#: The event each state the guard sets is announced with.
+_ADVICE = {"warned": events.ACCOUNT_WARNED, "paused": events.ACCOUNT_PAUSED,
+           "ok": events.ACCOUNT_RECOVERED}

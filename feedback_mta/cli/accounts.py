@@ -17,7 +17,9 @@ from feedback_mta.cli.common import (
     command,
     emit,
     emit_rows,
+    load,
     reading,
+    write_engine,
     writing,
 )
 from feedback_mta.store.states import Role
@@ -59,11 +61,36 @@ def account_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 @account_app.command("show")
 @command
 def account_show(account_id: IdArg, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """One account, with its users and their roles."""
+    """One account: its users and their roles, and what the account guard advises
+    (sending ok, warned or paused, with the figures over [guard] window)."""
     from feedback_mta.queries import accounts
 
-    with reading(config) as (_, session):
-        emit(accounts.show(session, account_id), as_json)
+    with reading(config) as (cfg, session):
+        emit(accounts.show(session, account_id, cfg.guard.window), as_json)
+
+
+@account_app.command("resume")
+@command
+def account_resume(account_id: IdArg, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Clear the guard's pause (or warning): sending ok, counted afresh from now."""
+    from feedback_mta.queries import accounts
+
+    with writing(config) as (_, act):
+        changed = act.resume(account_id)
+    with reading(config) as (cfg, session):
+        emit({**accounts.sending(session, account_id, cfg.guard.window),
+              "id": account_id, "changed": changed}, as_json)
+
+
+@account_app.command("guard")
+@command
+def account_guard(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Judge every account's complaint and hard-bounce rates now, as the scheduler does
+    every [guard] check_interval; prints how many changed advice."""
+    from feedback_mta.jobs import guard
+
+    cfg = load(config)
+    emit({"changed": guard.check(write_engine(cfg), cfg.guard)}, as_json)
 
 
 @account_app.command("sent")

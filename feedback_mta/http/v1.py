@@ -25,7 +25,7 @@ from feedback_mta.addresses import AddressBook
 from feedback_mta.http.auth import Caller, caller
 from feedback_mta.http.problems import RESPONSES, ProblemError
 from feedback_mta.quality.verdict import Engagement
-from feedback_mta.queries import contacts, iso, leads, platform, suppressions
+from feedback_mta.queries import accounts, contacts, iso, leads, platform, suppressions
 from feedback_mta.queries import events as event_queries
 
 router = APIRouter(prefix="/v1", responses=RESPONSES)
@@ -33,6 +33,7 @@ router = APIRouter(prefix="/v1", responses=RESPONSES)
 MAX_ID = 2**31 - 1
 LeadId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 ContactId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
+AccountId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 #: Times as the command line prints them: UTC, ISO 8601, ``Z``.
 Timestamp = Annotated[datetime, PlainSerializer(iso, return_type=str)]
 Who = Annotated[Caller, Depends(caller)]
@@ -191,6 +192,39 @@ def _needs_account(who: Caller, asked: int | None) -> int:
     if account is None:
         raise ProblemError(422, "account_id: needed with a key of every account")
     return account
+
+
+# --- accounts -------------------------------------------------------------------------------
+
+class GuardFigures(BaseModel):
+    since: str = Field(description="Start of the window (or the last resume), ISO 8601")
+    sent: int
+    complaints: int
+    hard_bounces: int
+    complaint_rate: float
+    bounce_rate: float
+
+
+class AccountOut(BaseModel):
+    id: int
+    name: str
+    sending: str = Field(description="What the account guard advises: ok, warned or paused")
+    sending_reasons: list[str]
+    sending_changed_at: Timestamp | None
+    figures: GuardFigures
+    users: int
+    contacts: int
+    leads: int
+    created_at: Timestamp
+
+
+@router.get("/accounts/{account_id}", response_model=AccountOut,
+            summary="One account and the guard's advice (account show)")
+def show_account(request: Request, who: Who, account_id: AccountId) -> Any:
+    who.check(account_id, f"account {account_id}")
+    with _reading(request) as session:
+        shown = accounts.show(session, account_id, request.app.state.config.guard.window)
+        return {k: v for k, v in shown.items() if k != "user_list"}
 
 
 # --- leads ----------------------------------------------------------------------------------

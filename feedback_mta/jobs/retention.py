@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from feedback_mta import logs
 from feedback_mta.store.models import (
+    HookNonce,
     IdempotencyKey,
     InboundMessage,
     MessageState,
@@ -60,11 +61,14 @@ IDEMPOTENCY_SECONDS = 86400
 
 
 def forget_idempotency_keys(engine: Engine, now: datetime | None = None) -> int:
-    """Forget API answers kept for their ``Idempotency-Key`` more than a day ago."""
+    """Forget API answers kept for their ``Idempotency-Key`` more than a day ago (and
+    webhook nonces seen then)."""
     cutoff = (now or utcnow()) - timedelta(seconds=IDEMPOTENCY_SECONDS)
-    keys = table_of(IdempotencyKey)
+    keys, nonces = table_of(IdempotencyKey), table_of(HookNonce)
     with engine.begin() as conn:
         gone = conn.execute(sa.delete(keys).where(keys.c.created_at < cutoff)).rowcount
+        # A nonce older than a day signs a request refused as stale long since.
+        conn.execute(sa.delete(nonces).where(nonces.c.seen_at < cutoff))
     if gone:
         log.info("retention.idempotency_keys", forgotten=gone)
     return gone

@@ -8,7 +8,14 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from feedback_mta.queries import NotFound
-from feedback_mta.store.models import Account, Contact, Lead, SuspectNetwork, User, table_of
+from feedback_mta.store.models import (
+    Account,
+    Contact,
+    Lead,
+    SuspectNetwork,
+    User,
+    table_of,
+)
 
 
 def require_account(session: Session, account_id: int) -> Account:
@@ -35,9 +42,22 @@ def listing(session: Session, account_id: int | None = None) -> list[dict[str, A
             for a in session.exec(accounts)]
 
 
-def show(session: Session, account_id: int) -> dict[str, Any]:
+def show(session: Session, account_id: int, window: float = 7 * 86400.0) -> dict[str, Any]:
     require_account(session, account_id)
-    return {**listing(session, account_id)[0], "user_list": users(session, account_id)}
+    return {**listing(session, account_id)[0], **sending(session, account_id, window),
+            "user_list": users(session, account_id)}
+
+
+def sending(session: Session, account_id: int, window: float) -> dict[str, Any]:
+    """The guard's advice as ``account show`` and ``GET /v1/accounts/{id}`` give it."""
+    # The guard's own read (it judges the same figures under a lock); imported here so
+    # that the other reads do not load the actions layer.
+    from feedback_mta.actions.accounts import guard_figures
+
+    account = require_account(session, account_id)
+    return {"sending": account.sending, "sending_reasons": list(account.sending_reasons or ()),
+            "sending_changed_at": account.sending_changed_at,
+            "figures": guard_figures(session, account, window)}
 
 
 def users(session: Session, account_id: int) -> list[dict[str, Any]]:

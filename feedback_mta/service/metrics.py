@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 
 from feedback_mta import events, logs
 from feedback_mta.actions import listen
-from feedback_mta.counters import COMPLAINTS, REGISTRY
+from feedback_mta.counters import COMPLAINTS, GUARD, REGISTRY
 from feedback_mta.logs import error_line
 from feedback_mta.queries.health import health
 from feedback_mta.store import db
@@ -38,9 +38,16 @@ log = logs.get(__name__)
 
 def count_event(action: str, fields: dict) -> None:
     """Count an audit event once it is committed (an ``actions`` listener): complaints per
-    account come from ``contact.complained``, whichever path recorded it."""
+    account come from ``contact.complained``, whichever path recorded it; the account
+    guard's changes by the state they lead to."""
     if action == events.CONTACT_COMPLAINED:
         COMPLAINTS.labels(str(fields.get("account_id"))).inc()
+    elif action in _GUARD:
+        GUARD.labels(_GUARD[action]).inc()
+
+
+_GUARD = {events.ACCOUNT_WARNED: "warned", events.ACCOUNT_PAUSED: "paused",
+          events.ACCOUNT_RECOVERED: "ok", events.ACCOUNT_RESUMED: "ok"}
 
 
 listen(count_event)

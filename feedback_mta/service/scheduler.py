@@ -6,7 +6,9 @@ node, or put back by ``inbox retry``); ``outbox.flush`` queues outbound mail tha
 deadline passed, sends the review digests that are due, and schedules ``review.deadline``
 to the second of the next deadline when it comes before the next check; ``retention.purge``
 empties the raw bytes of messages past ``[retention] raw_days`` (hourly, and at start);
-``retention.idempotency`` forgets API answers kept for an ``Idempotency-Key`` past a day.
+``retention.idempotency`` forgets API answers kept for an ``Idempotency-Key`` past a day,
+and webhook nonces past theirs; ``guard.check`` judges each account's complaint and
+hard-bounce rates (``jobs.guard``).
 Jobs coalesce and never overlap, so a slow run is not stacked on top of itself.
 """
 
@@ -21,7 +23,7 @@ from sqlalchemy.engine import Engine
 from feedback_mta import counters, logs
 from feedback_mta.addresses import AddressBook
 from feedback_mta.config import Config
-from feedback_mta.jobs import retention, review
+from feedback_mta.jobs import guard, retention, review
 from feedback_mta.service.outbox import Outbox
 from feedback_mta.service.process import Processor
 from feedback_mta.store.models import utcnow
@@ -99,6 +101,9 @@ def start(config: Config, processor: Processor, outbox: Outbox | None = None,
         scheduler.add_job(retention.purge, "interval", args=[engine, config.retention.raw_days],
                           id="retention.purge", seconds=PURGE_INTERVAL, next_run_time=utcnow())
     if engine is not None:
+        scheduler.add_job(guard.check, "interval", args=[engine, config.guard],
+                          id="guard.check", seconds=config.guard.check_interval,
+                          next_run_time=utcnow())
         scheduler.add_job(retention.forget_idempotency_keys, "interval", args=[engine],
                           id="retention.idempotency", seconds=PURGE_INTERVAL,
                           next_run_time=utcnow())
