@@ -13,6 +13,10 @@ per second to a local receiver.
 4. **Webhooks**: a subscription to a local receiver (answers 204 at once), then leads
    registered at full speed; deliveries per second from the first to the last, and how far
    the last one trailed the last registration.
+5. **Feedback over HTTPS**: signed Mailgun ``failed`` events (permanent) posted to
+   ``/hooks/mailgun`` at full speed, each verified, committed before its 200 and then
+   processed (a contact made unmailable, two audit events); requests per second next to
+   the bare endpoint, and how long until the last one was processed.
 
 Targets (DESIGN's): >= 0.5x the bare endpoint; p99 < 25 ms at 80% of the maximum.
 
@@ -74,8 +78,30 @@ class Bodies:
                            "comments": "Please call me about the car."}).encode()
 
 
+class MailgunBodies(Bodies):
+    """A signed Mailgun ``failed`` (permanent) event for a new contact each time."""
+
+    KEY = "bench-mailgun-signing-key"
+
+    def next(self) -> bytes:
+        import hashlib
+        import hmac
+
+        self.n += 1
+        stamp, token = str(int(time.time())), f"{self.prefix}-{self.n}-{time.time_ns()}"
+        signature = hmac.new(self.KEY.encode(), (stamp + token).encode(),
+                             hashlib.sha256).hexdigest()
+        return json.dumps({
+            "signature": {"timestamp": stamp, "token": token, "signature": signature},
+            "event-data": {"id": f"{self.prefix}-{self.n}", "event": "failed",
+                           "severity": "permanent", "reason": "bounce",
+                           "recipient": f"{self.prefix}{self.n}@people.test",
+                           "delivery-status": {"code": 550, "message": "5.1.1 user unknown"}},
+        }).encode()
+
+
 async def closed_loop(port: int, key: str, bodies: Bodies, requests: int,
-                      connections: int) -> dict:
+                      connections: int, path: str = "/v1/leads") -> dict:
     """Each connection sends its next request when the last was answered."""
     codes: dict[int, int] = {}
     left = requests
@@ -86,7 +112,7 @@ async def closed_loop(port: int, key: str, bodies: Bodies, requests: int,
         try:
             while left > 0:
                 left -= 1
-                status = await _one(reader, writer, _request("/v1/leads", bodies.next(), key))
+                status = await _one(reader, writer, _request(path, bodies.next(), key))
                 codes[status] = codes.get(status, 0) + 1
         finally:
             writer.close()
@@ -169,6 +195,7 @@ def _config(work: Path, database: str) -> Path:
         'max_message_size = "1MB"\nmax_sessions = 1000\n'
         '[security]\nsecret_key = "bench-secret-key-0123456789"\n'
         '[http]\nlisten = "127.0.0.1:0"\n[quality]\nallowed_domains = ["test"]\n'
+        f'[webhooks.mailgun]\nsigning_key = "{MailgunBodies.KEY}"\naccount = 1\n'
         '[logging]\nformat = "json"\nlevel = "info"\n')
     return path
 
@@ -197,6 +224,52 @@ class Child:
             self.proc.wait(60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+def _hooks(port: int, database: str, args: argparse.Namespace) -> dict:
+    """Signed webhooks at full speed: the rate of 200s, and when the last was processed."""
+    import sqlalchemy as sa
+
+    bodies = MailgunBodies("hook")
+    with _contacts(database, args.requests) as engine:
+        posted = asyncio.run(closed_loop(port, "x", bodies, args.requests, args.connections,
+                                         "/hooks/mailgun"))
+        answered = time.perf_counter()
+        query = sa.text("SELECT count(*) FROM inbound_message WHERE provider = 'mailgun' "
+                        "AND state = 'received'")
+        deadline = time.monotonic() + 300
+        with engine.connect() as conn:
+            while conn.execute(query).scalar() and time.monotonic() < deadline:
+                time.sleep(0.02)
+                conn.rollback()
+            undeliverable = conn.execute(sa.text(
+                "SELECT count(*) FROM contact WHERE undeliverable_at IS NOT NULL "
+                "AND email LIKE 'hook%'")).scalar()
+    return {**posted, "processed_after_s": round(time.perf_counter() - answered, 2),
+            "undeliverable": undeliverable}
+
+
+class _contacts:
+    """The contacts the webhooks name, made up front (one transaction)."""
+
+    def __init__(self, database: str, n: int) -> None:
+        from feedback_mta import logs
+        from feedback_mta.actions import CLI, unit_of_work
+        from feedback_mta.config import DatabaseConfig
+        from feedback_mta.store import db
+
+        logs.configure("warning", "json", sys.stderr)  # stdout carries the figures only
+
+        self.engine = db.create_engine(DatabaseConfig(url=database))
+        with unit_of_work(self.engine, CLI) as act:
+            for i in range(1, n + 1):
+                act.add_contact(1, f"hook{i}@people.test", "Ann", "Lee")
+
+    def __enter__(self):
+        return self.engine
+
+    def __exit__(self, *exc) -> None:
+        self.engine.dispose()
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -246,6 +319,7 @@ def run(args: argparse.Namespace) -> dict:
                 "trailing_s": round(arrivals[-1] - last_answer, 2) if arrivals else None,
                 "registrations_rate": registered["rate"]}
             receiver.server.shutdown()
+            result["hooks"] = _hooks(serve.port, database, args)
         finally:
             serve.stop()
     result["verdicts"] = [
@@ -266,6 +340,10 @@ def report(r: dict) -> None:
     w = r["webhooks"]
     print(f"webhook deliveries      {w['rate'] or 0:8.1f} /s      {w['delivered']}/{w['events']}"
           f" delivered, the last {w['trailing_s']} s after the last registration")
+    h = r["hooks"]
+    print(f"POST /hooks/mailgun     {h['rate']:8.1f} req/s   {h['codes']}"
+          f"   {h['rate'] / r['bare']['rate']:.2f}x; all processed {h['processed_after_s']} s"
+          f" after the last 200 ({h['undeliverable']} contacts unmailable)")
     for name, value, target, ok in r["verdicts"]:
         print(f"  {'met ' if ok else 'MISS'}  {name}: {value} (target {target})")
 

@@ -45,4 +45,6 @@ def test_the_api_benchmark_runs_and_every_request_is_answered(tmp_path):
     assert 0 < result["at_80"]["p50_ms"] <= result["at_80"]["p99_ms"]
     hooks = result["webhooks"]
     assert hooks["delivered"] == hooks["events"] == 41 and hooks["rate"] > 0
+    # Signed ESP webhooks: every one answered 200 and processed (its contact unmailable).
+    assert result["hooks"]["codes"] == {"200": 200} and result["hooks"]["undeliverable"] == 200
     assert [name for name, *_ in result["verdicts"]] == ["leads / bare", "p99 at 80% (ms)"]
