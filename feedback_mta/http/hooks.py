@@ -151,9 +151,10 @@ def _contact_of(request: Request, token: str) -> int:
 def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
     """A page whose button POSTs: a link scanner's GET changes nothing."""
     _contact_of(request, token)
-    form = (f'<p>Stop receiving these emails?</p><form method="post" action="/u/'
-            f'{html.escape(token)}"><input type="hidden" name="List-Unsubscribe" '
-            'value="One-Click"><button type="submit">Unsubscribe</button></form>')
+    # No action: the form posts to the URL it was shown at, whatever prefix a proxy adds.
+    form = ('<p>Stop receiving these emails?</p><form method="post"><input type="hidden" '
+            'name="List-Unsubscribe" value="One-Click"><button type="submit">Unsubscribe'
+            '</button></form>')
     return _page("Unsubscribe", form)
 
 
