@@ -499,6 +499,10 @@ class SesHookConfig:
     ca_file: str = key(
         "", _str(nonempty=False),
         "PEM bundle to trust when fetching certificates; empty: the system's.")
+    topic_arns: tuple[str, ...] = key(
+        (), _strings,
+        "The SNS topics whose messages are taken (`arn:aws:sns:REGION:ACCOUNT:NAME`); "
+        "empty: any topic, which any AWS account can point at us (check-config warns).")
     account: int = key(0, _account_id, _HOOK_ACCOUNT)
 
 

@@ -144,3 +144,33 @@ def test_the_http_listener_is_checked_and_shown(tmp_path, sqlite_url):
     assert "[http] listen '192.0.2.55' cannot be bound here" in result.stderr
     path = write_config(tmp_path / "c.toml", sqlite_url, http={"listen": "localhost"})
     assert "[http] listen: expected host:port" in run(path, "check-config").stderr
+
+
+def test_feedback_over_https_is_checked_and_shown(tmp_path, sqlite_url):
+    path = write_config(tmp_path / "c.toml", sqlite_url,
+                        http={"listen": "127.0.0.1:8025", "public_url": "https://fb.example.com"},
+                        webhooks={"mailgun": {"signing_key": "k" * 20},
+                                  "postmark": {"username": "u", "password": "p" * 20}})
+    ok_json(path, "db", "upgrade")
+    out = ok_json(path, "check-config")
+    assert out["one_click"] == "https://fb.example.com"
+    assert out["hooks"] == ["ses", "mailgun", "postmark"]  # SNS needs no key of ours
+    assert out["warnings"] == ["[webhooks.ses] topic_arns is empty: /hooks/ses takes any SNS "
+                               "topic's notifications; name yours"]
+    path = write_config(tmp_path / "c.toml", sqlite_url, http={"public_url": "https://fb.test"})
+    assert ok_json(path, "check-config")["warnings"] == [
+        "[http] listen is empty: one-click unsubscribes and ESP webhooks have nowhere to arrive"]
+    path = write_config(tmp_path / "c.toml", sqlite_url,
+                        webhooks={"ses": {"topic_arns": ["arn:aws:sns:us-west-2:1:T"]}})
+    assert ok_json(path, "check-config")["warnings"] == []
+    path = write_config(tmp_path / "c.toml", sqlite_url,
+                        webhooks={"mailgun": {"signing_key": "k" * 20}})
+    assert ok_json(path, "check-config")["warnings"] == [
+        "[http] listen is empty: one-click unsubscribes and ESP webhooks have nowhere to arrive"]
+    for section, problem in (({"sendgrid": {"public_key": "bm90IGEga2V5"}},
+                              "[webhooks.sendgrid] public_key: not a verification key"),
+                             ({"ses": {"ca_file": "/nowhere/ca.pem"}},
+                              "[webhooks.ses] ca_file: no such file")):
+        path = write_config(tmp_path / "c.toml", sqlite_url, webhooks=section)
+        result = run(path, "check-config")
+        assert result.returncode == cli.EXIT_CONFIG and problem in result.stderr, result.stderr

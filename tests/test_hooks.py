@@ -507,11 +507,15 @@ class SnsEndpoint:
         return json.dumps(message).encode()
 
 
+TOPIC = "arn:aws:sns:us-west-2:123456789012:MyTopic"
+
+
 @pytest.fixture
 def sns(tmp_path, database_url, server_factory):
     endpoint = SnsEndpoint(tmp_path)
     h = _hooks(tmp_path, database_url, server_factory,
-               ses={"cert_host_pattern": "localhost", "ca_file": str(endpoint.ca_file)})
+               ses={"cert_host_pattern": "localhost", "ca_file": str(endpoint.ca_file),
+                    "topic_arns": [TOPIC]})
     h.sns = endpoint
     yield h
     endpoint.httpd.shutdown()
@@ -570,7 +574,10 @@ def test_sns_subscription_is_confirmed_and_forgeries_refused(sns):
     forged = {**good, "Signature": base64.b64encode(other_key.sign(
         ses.string_to_sign(good), padding.PKCS1v15(), hashes.SHA256())).decode()}
     unsigned = {k: v for k, v in good.items() if k != "Signature"}
-    for body in (tampered, elsewhere, plain_http, forged, unsigned):
+    # Genuinely signed by SNS, but another AWS account's topic.
+    foreign = json.loads(sns.sns.sign({**_ses("bounce.json"),
+                                       "TopicArn": "arn:aws:sns:us-west-2:666:Theirs"}))
+    for body in (tampered, elsewhere, plain_http, forged, unsigned, foreign):
         answer = sns.client.post("/hooks/ses", content=json.dumps(body).encode())
         assert answer.status_code == 401, answer.text
     assert sns.client.post("/hooks/ses", content=b"not json").status_code == 401

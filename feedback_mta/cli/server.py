@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -117,6 +118,7 @@ def check_config(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     problem = _bindable(cfg.smtp.host)
     if problem is None and cfg.http.address is not None:
         problem = _bindable(cfg.http.address[0], "[http] listen")
+    problem = problem or _hooks_problem(cfg)
     if problem:
         raise Failure(problem, EXIT_CONFIG)
     starttls = "off (set [smtp] tls_cert and tls_key to offer it)"
@@ -156,9 +158,41 @@ def check_config(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         warnings.append("[security] secret_key is the example's: set a long random one")
     if engine is None:
         warnings.append(f"no database yet at {url}: `serve` or `db upgrade` creates it")
+    hooks = _hooks_enabled(cfg)
+    if cfg.http.address is not None and not cfg.webhooks.ses.topic_arns:
+        warnings.append("[webhooks.ses] topic_arns is empty: /hooks/ses takes any SNS "
+                        "topic's notifications; name yours")
+    keyed = [name for name in hooks if name != "ses"]  # SNS needs no key: always "on"
+    if (keyed or cfg.http.public_url) and cfg.http.address is None:
+        warnings.append("[http] listen is empty: one-click unsubscribes and ESP webhooks "
+                        "have nowhere to arrive")
     emit({"config": str(cfg.path), "database": url, "schema": revision, "schema_head": head,
           "listen": f"{cfg.smtp.host}:{cfg.smtp.port}", "domain": cfg.smtp.domain,
           "protocol": "lmtp" if cfg.smtp.lmtp else "smtp", "relay": relay,
           "starttls": starttls, "proxy_protocol": cfg.smtp.proxy_protocol,
           "metrics": cfg.metrics.listen or "off", "http": cfg.http.listen or "off",
+          "one_click": cfg.http.public_url or "off", "hooks": hooks,
           "warnings": warnings}, as_json)
+
+
+def _hooks_enabled(cfg: config_mod.Config) -> list[str]:
+    """The ESP webhooks the config sets up (``/hooks/<name>`` answers 404 for the rest)."""
+    from feedback_mta.reading.hooks import PROVIDERS
+
+    return [name for name, module in PROVIDERS.items()
+            if module.enabled(getattr(cfg.webhooks, name))]
+
+
+def _hooks_problem(cfg: config_mod.Config) -> str | None:
+    """A SendGrid key that is no ECDSA key, an SNS CA bundle that is not there."""
+    from feedback_mta.reading.hooks import sendgrid
+
+    if cfg.webhooks.sendgrid.public_key:
+        try:
+            sendgrid.public_key(cfg.webhooks.sendgrid.public_key)
+        except ValueError as exc:
+            return f"[webhooks.sendgrid] public_key: not a verification key ({exc})"
+    ca_file = cfg.webhooks.ses.ca_file
+    if ca_file and not Path(ca_file).is_file():
+        return f"[webhooks.ses] ca_file: no such file {ca_file!r}"
+    return None

@@ -9,7 +9,9 @@ contents.html).
 The SNS message is signed with RSA: SHA1 for ``SignatureVersion`` 1, SHA256 for 2, over
 ``name\\nvalue\\n`` of its fields in a fixed order. The certificate is taken only from an
 HTTPS ``SigningCertURL`` on a host matching ``[webhooks.ses] cert_host_pattern``; the edge
-fetches and caches it. A ``SubscriptionConfirmation`` is confirmed by the edge (GET of the
+fetches and caches it. SNS signs the messages of every AWS account's topics, so
+``[webhooks.ses] topic_arns`` names ours. A ``SubscriptionConfirmation`` is confirmed by the
+edge (GET of the
 ``SubscribeURL``, same host rule); a ``Notification`` carries the SES notification in
 ``Message``, read by ``formats.ses`` as the mailed one is.
 """
@@ -93,6 +95,9 @@ def verify(request: HookRequest, settings: SesHookConfig) -> dict[str, Any]:
                    hashes.SHA1() if version == "1" else hashes.SHA256())  # noqa: S303
     except (InvalidSignature, binascii.Error, ValueError):
         raise Refused("bad signature") from None
+    # SNS signs every topic's messages: only ours are taken (and only ours confirmed).
+    if settings.topic_arns and message.get("TopicArn") not in settings.topic_arns:
+        raise Refused(f"topic {message.get('TopicArn')!r} is not in [webhooks.ses] topic_arns")
     return message
 
 
