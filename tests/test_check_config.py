@@ -164,6 +164,12 @@ def test_feedback_over_https_is_checked_and_shown(tmp_path, sqlite_url):
                         webhooks={"ses": {"topic_arns": ["arn:aws:sns:us-west-2:1:T"]}})
     assert ok_json(path, "check-config")["warnings"] == []
     path = write_config(tmp_path / "c.toml", sqlite_url,
+                        http={"listen": "127.0.0.1:8025", "public_url": "http://fb.test"},
+                        webhooks={"ses": {"topic_arns": ["arn:aws:sns:us-west-2:1:T"]}})
+    assert ok_json(path, "check-config")["warnings"] == [
+        "[http] public_url is not https: RFC 8058 one-click needs an HTTPS URL, and mailbox "
+        "providers ignore others"]
+    path = write_config(tmp_path / "c.toml", sqlite_url,
                         webhooks={"mailgun": {"signing_key": "k" * 20}})
     assert ok_json(path, "check-config")["warnings"] == [
         "[http] listen is empty: one-click unsubscribes and ESP webhooks have nowhere to arrive"]

@@ -88,5 +88,10 @@ def test_the_guard_warns_pauses_and_resumes(tmp_path, database_url, server_facto
     assert sending() == "ok"
     assert len(hooks.events("account.paused")) == 1
     assert [e["actor"] for e in hooks.events("account.resumed")] == ["cli"]
+    # Every change goes out like any event: the feed (and so the webhooks) carry them.
+    feed = api.get("/v1/events", params={"type": "account.*"}).json()["events"]
+    assert [e["type"] for e in feed] == ["account.created", "account.sent_recorded",
+                                         "account.warned", "account.paused", "account.resumed"]
+    assert feed[3]["data"]["reason"] == "complaint rate 3.000% >= 3.000% (3 of 100)"
     assert run(hooks.path, "account", "resume", "999").returncode != 0
     hooks.engine.dispose()
