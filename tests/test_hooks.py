@@ -90,6 +90,23 @@ def test_each_documented_sample_reads_as_documented(path, index, module, kind, h
     assert report.hard_bounce is hard
 
 
+@pytest.mark.parametrize(("provider_hard", "status", "words", "hard", "reason"), [
+    (True, None, "", True, "esp said so"),                      # nothing to check: believed
+    (True, "550", "5.1.1 user unknown", True, "user unknown"),
+    (True, None, "552 5.2.2 mailbox full", False, "mailbox full"),  # our rules: soft
+    (True, "5.7.1", "rejected by policy", False, "policy"),
+    (True, None, "421 4.4.2 timed out", False, "temporary failure"),
+    (False, None, "", False, "temporary failure"),             # temporary, no code: believed
+    (False, None, "550 5.1.1 no such user", True, "user unknown"),  # our rules: hard
+])
+def test_the_provider_s_verdict_is_checked_against_our_rules(provider_hard, status, words,
+                                                             hard, reason):
+    from feedback_mta.reading.hooks.base import bounced
+
+    result = bounced("a@example.com", provider_hard, status, words, "esp said so")
+    assert (result.hard, result.reason) == (hard, reason)
+
+
 def test_event_ids_are_the_providers_so_a_second_delivery_is_a_duplicate():
     ids = [e.id for e in sendgrid.split(_sample("sendgrid/events.json"))]
     assert ids[0] == "rbtnWrG1DVDGGGFHFyun0A==" and len(set(ids)) == 10
