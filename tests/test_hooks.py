@@ -644,3 +644,9 @@ def test_kill_9_during_a_burst_of_webhooks_loses_nothing_that_got_a_2xx(hooks):
                 assert contact is not None and contact.id in opted, event_id
     finally:
         restarted.stop()
+
+
+def test_a_topic_message_that_is_no_ses_notification_is_not_feedback():
+    envelope = json.loads(_sample("ses/bounce.json"))
+    for message in ("plain words on the topic", json.dumps({"eventType": "Open"}), "[1, 2]"):
+        assert ses.read(json.dumps({**envelope, "Message": message}).encode()) is None

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from cryptography import x509
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -67,7 +68,8 @@ class Certificates:
             with self.client() as client:
                 response = client.get(url)
                 response.raise_for_status()
-        except httpx.HTTPError as exc:
+            x509.load_pem_x509_certificate(response.content)  # kept only if it is one
+        except (httpx.HTTPError, ValueError) as exc:
             raise CertificateUnavailable(f"{url}: {type(exc).__name__}") from None
         with self._lock:
             if len(self._pem) >= self.LIMIT:

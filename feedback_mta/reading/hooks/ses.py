@@ -111,7 +111,10 @@ def split(body: bytes) -> list[HookEvent]:
 def read(raw: bytes) -> Report | None:
     message = as_dict(load_json(raw))
     text = message.get("Message")
-    notification = load_json(text.encode()) if isinstance(text, str) else text
+    try:
+        notification = load_json(text.encode()) if isinstance(text, str) else text
+    except Malformed:
+        return None  # a message on the topic that is no SES notification
     if not isinstance(notification, dict):
         return None
     return ses_format.from_notification(notification)
