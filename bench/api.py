@@ -230,8 +230,11 @@ def _hooks(port: int, database: str, args: argparse.Namespace) -> dict:
     """Signed webhooks at full speed: the rate of 200s, and when the last was processed."""
     import sqlalchemy as sa
 
+    from feedback_mta.store import db
+
     bodies = MailgunBodies("hook")
     with _contacts(database, args.requests) as engine:
+        engine = db.reader(engine)  # polling must not take SQLite's write lock
         posted = asyncio.run(closed_loop(port, "x", bodies, args.requests, args.connections,
                                          "/hooks/mailgun"))
         answered = time.perf_counter()
@@ -240,8 +243,8 @@ def _hooks(port: int, database: str, args: argparse.Namespace) -> dict:
         deadline = time.monotonic() + 300
         with engine.connect() as conn:
             while conn.execute(query).scalar() and time.monotonic() < deadline:
-                time.sleep(0.02)
                 conn.rollback()
+                time.sleep(0.02)
             undeliverable = conn.execute(sa.text(
                 "SELECT count(*) FROM contact WHERE undeliverable_at IS NOT NULL "
                 "AND email LIKE 'hook%'")).scalar()

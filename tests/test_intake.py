@@ -1,6 +1,10 @@
-"""The content fingerprint that makes "the same message twice" recognisable."""
+"""The content fingerprint that makes "the same message twice" recognisable, and the
+nonces of signed webhooks committed with what they signed."""
 
 from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
 
 from feedback_mta.edge.intake import fingerprint, header_fields, split_headers
 
@@ -36,3 +40,33 @@ def test_garbage_does_not_raise():
                 b"Message-ID:\r\n\r\n"):
         _message_id, digest = fingerprint(raw, [])
         assert len(digest) == 64
+
+
+def test_a_nonce_signs_one_event_and_its_copies_only(engine):
+    """In one group commit: the first arrival of a nonce wins; a copy of the same event
+    (a provider's retry) is stored too, and deduplicated later; another event under that
+    nonce is a replay, refused and not stored."""
+    from feedback_mta.edge.intake import Arrival, Intake, Replayed
+    from feedback_mta.store.models import InboundMessage
+
+    def arrival(key: str, nonce: str) -> Arrival:
+        return Arrival(b"{}", "", (), protocol="http", provider="mailgun", key=key, nonce=nonce)
+
+    intake = Intake(engine)
+    futures = [intake.submit(arrival(k, n)) for k, n in
+               (("event-a", "n1"), ("event-a", "n1"), ("event-b", "n1"), ("event-c", "n2"))]
+    intake.start()
+    try:
+        first, copy, replay, other = futures
+        assert first.result(10) < copy.result(10) < other.result(10)
+        with pytest.raises(Replayed):
+            replay.result(10)
+        # Later, in its own commit: still a replay.
+        with pytest.raises(Replayed):
+            intake.submit(arrival("event-d", "n2")).result(10)
+    finally:
+        intake.stop()
+    t = InboundMessage.__table__
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(t.c.content_hash).order_by(t.c.id)).scalars().all()
+    assert stored == ["event-a", "event-a", "event-c"]

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
 from feedback_mta import logs
@@ -63,6 +65,9 @@ class Arrival:
     received_at: datetime = field(default_factory=utcnow)
     provider: str | None = None
     key: str | None = None
+    #: A signed request's one-time value (Mailgun's token): stored with the arrival, in
+    #: its transaction; seen before with another ``key``, the arrival is ``Replayed``.
+    nonce: str | None = None
 
 
 def split_headers(raw: bytes) -> tuple[bytes, bytes]:
@@ -135,24 +140,12 @@ def _row(arrival: Arrival) -> dict:
 _NONCES = table_of(HookNonce)
 
 
-def first_use(engine: Engine, provider: str, nonce: str, content_hash: str) -> bool:
-    """Record a signed request's nonce; False when it was seen before with other content
-    (a replay). The same content again is a provider's retry, not a replay: it is stored
-    again and processing deduplicates it."""
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.insert(_NONCES).values(provider=provider, nonce=nonce,
-                                                   content_hash=content_hash, seen_at=utcnow()))
-        return True
-    except sa.exc.IntegrityError:
-        with engine.connect() as conn:
-            seen = conn.execute(sa.select(_NONCES.c.content_hash).where(
-                _NONCES.c.provider == provider, _NONCES.c.nonce == nonce)).scalar()
-        return bool(seen == content_hash)
-
-
 class StoreError(Exception):
     """The message could not be committed; the client must be told to retry (451)."""
+
+
+class Replayed(Exception):
+    """A signed request's nonce was seen before with another event: refused, not stored."""
 
 
 _Pending = tuple[Arrival, "concurrent.futures.Future[int]"]
@@ -199,7 +192,7 @@ class Intake(Runner[_Pending]):
         started = time.perf_counter()
         try:
             rows = [_row(arrival) for arrival, _ in batch]
-            ids = self._insert(rows)
+            ids = self._insert(rows, [arrival for arrival, _ in batch])
         except Exception as exc:
             if len(batch) == 1:
                 self._fail(batch, exc)
@@ -209,22 +202,45 @@ class Intake(Runner[_Pending]):
                 self._write([one])
             return
         self.batches += 1
-        self.stored += len(ids)
         commit_ms = round((time.perf_counter() - started) * 1000, 2)
         for (_, future), message_id in zip(batch, ids, strict=True):
             if not future.set_running_or_notify_cancel():
                 continue
-            future.set_result(message_id)
-        log.debug("intake.committed", count=len(ids), commit_ms=commit_ms)
+            if message_id is None:
+                future.set_exception(Replayed("a nonce seen before with another event"))
+            else:
+                future.set_result(message_id)
+        stored = [i for i in ids if i is not None]
+        self.stored += len(stored)
+        log.debug("intake.committed", count=len(stored), commit_ms=commit_ms)
         try:
-            self._on_stored(ids)
+            self._on_stored(stored)
         except Exception:  # the sweep will find them; never lose the writer thread
-            log.exception("intake.notify_failed", ids=ids)
+            log.exception("intake.notify_failed", ids=stored)
 
-    def _insert(self, rows: list[dict]) -> list[int]:
+    def _insert(self, rows: list[dict], arrivals: list[Arrival]) -> list[int | None]:
+        """The ids of the rows, in order; None for an arrival refused as a replay. Nonces
+        go in the same transaction (one commit), the first of a nonce winning."""
         stmt = sa.insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)
         with self._engine.begin() as conn:
-            return [row.id for row in conn.execute(stmt, rows)]
+            replayed = self._replays(conn, arrivals) if any(a.nonce for a in arrivals) else set()
+            kept = [row for n, row in enumerate(rows) if n not in replayed]
+            ids = iter([row.id for row in conn.execute(stmt, kept)] if kept else [])
+            return [None if n in replayed else next(ids) for n in range(len(rows))]
+
+    @staticmethod
+    def _replays(conn: sa.Connection, arrivals: list[Arrival]) -> set[int]:
+        """Record the nonces; the positions of arrivals whose nonce signed another event."""
+        signed = [(n, a) for n, a in enumerate(arrivals) if a.nonce]
+        values = [{"provider": a.provider or "", "nonce": a.nonce, "content_hash": a.key or "",
+                   "seen_at": utcnow()} for _, a in signed]
+        insert = (sqlite_insert if conn.dialect.name == "sqlite" else pg_insert)(_NONCES)
+        conn.execute(insert.on_conflict_do_nothing(), values)
+        stored = {(r.provider, r.nonce): r.content_hash for r in conn.execute(
+            sa.select(_NONCES.c.provider, _NONCES.c.nonce, _NONCES.c.content_hash).where(
+                _NONCES.c.nonce.in_([a.nonce for _, a in signed])))}
+        return {n for n, a in signed
+                if stored.get((a.provider or "", a.nonce)) != (a.key or "")}
 
     @staticmethod
     def _fail(batch, exc: Exception) -> None:

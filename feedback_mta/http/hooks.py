@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from feedback_mta import counters, logs, tokens
 from feedback_mta.addresses import AddressBook
 from feedback_mta.config import Config, SesHookConfig
-from feedback_mta.edge.intake import Arrival, Intake, StoreError, first_use
+from feedback_mta.edge.intake import Arrival, Intake, Replayed, StoreError
 from feedback_mta.http.problems import ProblemError
 from feedback_mta.reading.hooks import PROVIDERS, one_click, ses
 from feedback_mta.reading.hooks.base import HookEvent, HookRequest, Malformed, Refused, dedupe_key
@@ -94,18 +94,21 @@ def _intake(request: Request) -> Intake:
 
 
 async def _store(request: Request, provider: str, events: list[HookEvent],
-                 rcpt_tos: tuple[str, ...] = ()) -> list[int]:
+                 rcpt_tos: tuple[str, ...] = (), nonce: str | None = None) -> list[int]:
     """Commit every event (one inbound message each) before the answer; 503 otherwise,
-    and the provider retries (what was committed meanwhile is deduplicated)."""
+    and the provider retries (what was committed meanwhile is deduplicated). A ``nonce``
+    is recorded in the same commit: seen before with another event, it is a replay (401)."""
     intake = _intake(request)
     client = request.client.host if request.client else None
     futures = [intake.submit(Arrival(event.raw, "", rcpt_tos, protocol="http", peer=client,
                                      helo=None, provider=provider,
-                                     key=dedupe_key(provider, event.id)))
+                                     key=dedupe_key(provider, event.id), nonce=nonce))
                for event in events]
     try:
         ids = await asyncio.wait_for(
             asyncio.gather(*(asyncio.wrap_future(f) for f in futures)), STORE_TIMEOUT)
+    except Replayed:
+        raise _refuse(provider, request, "replayed token") from None
     except (StoreError, TimeoutError) as exc:
         counters.STORE_FAILED.inc()
         log.error("hook.store_failed", provider=provider, events=len(events),
@@ -220,12 +223,9 @@ async def provider_hook(request: Request, provider: str) -> JSONResponse:
     except Malformed as exc:
         counters.HOOKS.labels(provider, "malformed").inc()
         raise ProblemError(400, str(exc)) from None
-    if isinstance(verified, str):  # a nonce: refused when it signed something else before
-        first = await run_in_threadpool(first_use, request.app.state.engine, provider,
-                                        verified, dedupe_key(provider, events[0].id))
-        if not first:
-            raise _refuse(provider, request, "replayed token")
-    ids = await _store(request, provider, events)
+    # A nonce (Mailgun's token) is refused when it signed another event before.
+    ids = await _store(request, provider, events,
+                       nonce=verified if isinstance(verified, str) else None)
     return JSONResponse({"stored": len(ids)})
 
 
