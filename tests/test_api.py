@@ -341,7 +341,7 @@ def test_idempotency_keys_are_forgotten_after_a_day(engine):
     from sqlmodel import Session
 
     from feedback_mta.jobs.retention import forget_idempotency_keys
-    from feedback_mta.store.models import utcnow
+    from feedback_mta.store.models import HookNonce, utcnow
 
     now = utcnow()
     with Session(engine) as session:
@@ -349,7 +349,11 @@ def test_idempotency_keys_are_forgotten_after_a_day(engine):
             session.add(IdempotencyKey(scope="key:1", key=key, request_hash="h",
                                        status_code=201, body={},
                                        created_at=now - timedelta(hours=age)))
+            # Webhook nonces go with them: a day old, they sign nothing still accepted.
+            session.add(HookNonce(provider="mailgun", nonce=key, content_hash="h",
+                                  seen_at=now - timedelta(hours=age)))
         session.commit()
     assert forget_idempotency_keys(engine, now) == 1
     with engine.connect() as conn:
         assert list(conn.execute(sa.select(IdempotencyKey.__table__.c.key)).scalars()) == ["new"]
+        assert list(conn.execute(sa.select(HookNonce.__table__.c.nonce)).scalars()) == ["new"]
