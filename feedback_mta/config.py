@@ -595,6 +595,21 @@ class RetentionConfig:
         "kept until retried, since a retry needs them.")
 
 
+def _threshold(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 1:
+        raise ValueError(f"expected a score above 0 and at most 1, such as 0.9, got {v!r}")
+    return float(v)
+
+
+@dataclass(frozen=True)
+class LeadsConfig:
+    auto_flag_threshold: float = key(
+        0.9, _threshold,
+        "Spam score (0-1) from which a new lead is flagged spam by itself (`flagged_via` "
+        "`auto`), held back from export and not to be forwarded; 1: only the leads of known "
+        "bad contacts.")
+
+
 def _fraction(v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < 1:
         raise ValueError(f"expected a fraction such as 0.001 (0.1%), got {v!r}")
@@ -643,6 +658,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
+    leads: LeadsConfig = field(default_factory=LeadsConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     #: Where the config was read from (None: defaults only).

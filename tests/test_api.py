@@ -90,7 +90,7 @@ def test_a_lead_registered_over_http_is_what_lead_add_prints(api):
     assert set(by_cli) == set(lead)
     assert api.client.get(f"/v1/leads/{lead['id']}").json() == {
         k: v for k, v in lead.items() if k not in ("contact_status", "quality",
-                                                    "quality_reasons")}
+                                                    "quality_reasons", "notify")}
     [created] = [e for e in api.events("lead.created") if e["subject_id"] == lead["id"]]
     assert (created["actor"], created["via"]) == (f"api:key{1}", "api")
 

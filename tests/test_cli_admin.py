@@ -163,6 +163,9 @@ def test_human_output_has_no_python_reprs(config_file, dealer):
                    "198.51.100.9")
     shown = run(config_file, "contact", "show", str(lead["contact_id"])).stdout
     assert "['" not in shown and "SYSTEM - Invalid Contact" in shown
+    # Its only lead was flagged (a known-bad contact's) and spam leads are left out.
+    assert re.search(r"^leads *$", shown, re.M), shown
+    shown = run(config_file, "contact", "show", str(contact_id)).stdout
     assert re.search(r"^leads +\d+$", shown, re.M), shown  # a list of one: its id, no brackets
     assert contact_id != lead["contact_id"]
     stats = run(config_file, "stats").stdout

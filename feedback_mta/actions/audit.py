@@ -16,7 +16,8 @@ lock from ``BEGIN IMMEDIATE`` on: commit order is id order already.)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,6 +119,16 @@ class Recorder:
         pending_events(self.session).append(event)
         self._logged.append((action, event))
         return event
+
+    @contextmanager
+    def acting_as(self, actor: Actor) -> Iterator[None]:
+        """Record as ``actor`` meanwhile: the system's own decision inside someone's
+        transaction (a lead flagged by its score as the platform registers it)."""
+        previous, self.actor = self.actor, actor
+        try:
+            yield
+        finally:
+            self.actor = previous
 
     def discard(self) -> None:
         """Forget what this recorder recorded: its part of the transaction rolled back."""

@@ -46,9 +46,10 @@ class LeadActions(ContactActions):
         self.record(events.LEAD_CREATED, "lead", lead.id, account_id, contact_id=contact.id)
         return lead
 
-    def flag_spam(self, lead: Lead) -> bool:
+    def flag_spam(self, lead: Lead, **why: Any) -> bool:
         """Mark this lead (only this activity) spam: it leaves the inbox, search, reports and,
-        if not exported yet, the CRM export. False (and no event) when it already was."""
+        if not exported yet, the CRM export. False (and no event) when it already was.
+        ``why`` goes into the event (the score and reasons of an automatic flag)."""
         self.lock(lead)
         if lead.status == LeadStatus.SPAM:
             return False
@@ -58,7 +59,7 @@ class LeadActions(ContactActions):
         lead.flagged_via = self.actor.via
         self.session.add(lead)
         self.record(events.LEAD_FLAGGED_SPAM, "lead", lead.id, lead.account_id,
-                    contact_id=lead.contact_id, exported=lead.exported_at is not None)
+                    contact_id=lead.contact_id, exported=lead.exported_at is not None, **why)
         return True
 
     def restore(self, lead: Lead) -> bool:

@@ -4,10 +4,13 @@ the same."""
 
 from __future__ import annotations
 
+from feedback_mta.actions.audit import SYSTEM
 from feedback_mta.actions.leads import LeadActions
 from feedback_mta.actions.quality import QualityActions, policy
 from feedback_mta.addresses import AddressBook
 from feedback_mta.config import Config
+from feedback_mta.quality import spam
+from feedback_mta.quality.spam import SpamScore
 from feedback_mta.quality.verdict import Verdict
 from feedback_mta.store.models import Contact, Lead
 
@@ -20,7 +23,22 @@ class RegistrationActions(LeadActions, QualityActions):
                              ip, comments)
         contact = self.contact(lead.contact_id)
         verdict = self.screen(contact, policy(self.session, config), config.review.period)
+        self.score_lead(lead, contact, verdict, config.leads.auto_flag_threshold)
         return lead, contact, verdict
+
+    def score_lead(self, lead: Lead, contact: Contact, verdict: Verdict,
+                   threshold: float) -> SpamScore:
+        """Score the new lead (``quality.spam``) and, from ``threshold`` on, flag it as the
+        system (``flagged_via`` ``auto``, the event a dealer's flag writes): before the
+        platform forwards or exports it. A known-bad contact's lead is always flagged."""
+        found = spam.score(spam.LeadFacts(lead.comments, contact.email, verdict.level.value,
+                                          tuple(verdict.reasons)))
+        lead.spam_score, lead.spam_reasons = found.score, list(found.reasons)
+        self.session.add(lead)
+        if found.flagged(threshold):
+            with self.acting_as(SYSTEM):
+                self.flag_spam(lead, score=found.score, reasons=list(found.reasons))
+        return found
 
     def register_contact(self, config: Config, account_id: int, email: str, first: str = "",
                          last: str = "", ip: str | None = None) -> tuple[Contact, bool]:

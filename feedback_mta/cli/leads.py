@@ -86,16 +86,21 @@ def lead_list(account: MaybeAccountOpt = None,
               status: Annotated[LeadStatus, typer.Option(
                   "--status", help="Spam leads are hidden unless asked for.")
               ] = LeadStatus.ACTIVE,
+              via: Annotated[str | None, typer.Option(
+                  "--via", metavar="WAY",
+                  help="Only leads flagged this way: auto (by their score), email, cli, api.")
+              ] = None,
               limit: LimitOpt = 100, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """List leads, newest first."""
+    """List leads, newest first (`--status spam --via auto`: those flagged by their score,
+    to review)."""
     from feedback_mta.addresses import AddressBook
     from feedback_mta.queries import leads
 
     with reading(config) as (cfg, session):
         rows = leads.listing(session, AddressBook.from_config(cfg), account=account,
-                             status=status, limit=limit)
-    emit_rows(rows, ("id", "account_id", "contact_id", "status", "source_ip", "created_at"),
-              as_json)
+                             status=status, via=via, limit=limit)
+    emit_rows(rows, ("id", "account_id", "contact_id", "status", "flagged_via", "spam_score",
+                     "source_ip", "created_at"), as_json)
 
 
 def _change(lead_id: int, by: str | None, change: Callable[[Actions, Lead], bool],

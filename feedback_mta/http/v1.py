@@ -67,6 +67,8 @@ class LeadOut(BaseModel):
     flagged_by: str | None
     flagged_via: str | None
     exported_at: Timestamp | None
+    spam_score: float | None = Field(description="0-1, scored as it arrived")
+    spam_reasons: list[str]
     created_at: Timestamp
 
 
@@ -74,6 +76,8 @@ class LeadCreated(LeadOut):
     contact_status: str
     quality: str | None
     quality_reasons: list[str]
+    notify: bool = Field(description="false when the lead was flagged spam as it arrived: "
+                                     "do not forward it to the dealer")
 
 
 class LeadChanged(LeadOut):

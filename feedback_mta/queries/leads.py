@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from feedback_mta.addresses import AddressBook, Box, notification_message_id
@@ -22,6 +23,7 @@ def lead_dict(lead: Lead, book: AddressBook) -> dict[str, Any]:
         "message_id": lead.notification_message_id or notification_message_id(book, lead.id),
         "flagged_at": lead.flagged_at, "flagged_by": lead.flagged_by,
         "flagged_via": lead.flagged_via, "exported_at": lead.exported_at,
+        "spam_score": lead.spam_score, "spam_reasons": list(lead.spam_reasons or ()),
         "created_at": lead.created_at,
     }
 
@@ -31,7 +33,9 @@ def registered(lead: Lead, contact: Contact, verdict: Verdict,
     """A new lead as ``lead add`` and ``POST /v1/leads`` answer: what to send it with, and
     what we know of its contact."""
     return {**lead_dict(lead, book), "contact_status": contact.status,
-            "quality": verdict.level.value, "quality_reasons": list(verdict.reasons)}
+            "quality": verdict.level.value, "quality_reasons": list(verdict.reasons),
+            # Flagged on arrival: the platform must not forward it to the dealer.
+            "notify": lead.status == LeadStatus.ACTIVE}
 
 
 def get(session: Session, lead_id: int) -> Lead:
@@ -46,11 +50,14 @@ def show(session: Session, book: AddressBook, lead_id: int) -> dict[str, Any]:
 
 
 def listing(session: Session, book: AddressBook, *, account: int | None = None,
-            status: LeadStatus = LeadStatus.ACTIVE, limit: int = 100) -> list[dict[str, Any]]:
-    """Leads, newest first; spam leads only when asked for."""
+            status: LeadStatus = LeadStatus.ACTIVE, via: str | None = None,
+            limit: int = 100) -> list[dict[str, Any]]:
+    """Leads, newest first; spam leads only when asked for; ``via``: flagged that way."""
     if account is not None:
         require_account(session, account)
     query = select(Lead).where(Lead.status == status.value)
+    if via is not None:
+        query = query.where(Lead.flagged_via == via)
     if account is not None:
         query = query.where(Lead.account_id == account)
     leads = session.exec(query.order_by(col(Lead.id).desc()).limit(limit)).all()
@@ -63,7 +70,9 @@ def exportable(session: Session, account: int, limit: int) -> list[tuple[Lead, C
     return list(session.exec(
         select(Lead, Contact).join(Contact, col(Contact.id) == Lead.contact_id)
         .where(Lead.account_id == account, Lead.status == LeadStatus.ACTIVE.value,
-               col(Lead.exported_at).is_(None))
+               col(Lead.exported_at).is_(None),
+               # A contact known to be a bot's (since its lead came) hands the CRM nothing.
+               sa.or_(col(Contact.quality).is_(None), col(Contact.quality) != "invalid"))
         .order_by(col(Lead.id)).limit(limit)).all())
 
 

@@ -194,8 +194,11 @@ class Lead(SQLModel, table=True):
                         sa_column=Column(Text, nullable=False, server_default="active"))
     flagged_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     flagged_by: str | None = Field(default=None, sa_column=Column(Text))
-    #: How it was flagged: ``email``, ``cli`` or ``auto``.
+    #: How it was flagged: ``email``, ``cli``, ``api`` or ``auto``.
     flagged_via: str | None = Field(default=None, sa_column=Column(Text))
+    #: What ``quality.spam`` said when it arrived: 0-1, and why (JSON list).
+    spam_score: float | None = Field(default=None, sa_column=Column(sa.Float))
+    spam_reasons: list[str] | None = Field(default=None, sa_column=Column(JsonText))
     exported_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     #: Message-ID (without angle brackets) to put on the lead-notification email, so a reply's
     #: In-Reply-To / References finds the lead when the reply went to another address.

@@ -1,0 +1,134 @@
+"""Is a new lead spam? Rules over what the lead says and who sent it (pure).
+
+Each signal is a stable reason a person can read and a probability that a lead showing it
+is spam; the score combines them as a noisy OR (``1 - prod(1 - p)``), so one weak signal
+(a link, an address in the text) never flags a lead alone, and several together do. A lead
+whose contact is known bad (``verdict.Level.INVALID``) scores 1: it is always flagged.
+
+Precision first: a real lead hidden from a dealer costs more than a spam lead shown, so the
+signals are the ones form spam shows and buyers' questions do not (a phone number in the
+comments is how buyers ask to be called: not a signal).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+KNOWN_BAD = "known bad contact"
+SUSPECTED = "suspected contact"
+
+_URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"']+", re.IGNORECASE)
+_BARE_IP_URL = re.compile(r"\bhttps?://\d{1,3}(?:\.\d{1,3}){3}\b", re.IGNORECASE)
+_SHORTENERS = re.compile(
+    r"\b(?:https?://)?(?:bit\.ly|tinyurl\.com|t\.co|goo\.gl|ow\.ly|is\.gd|buff\.ly|cutt\.ly|"
+    r"rb\.gy|shorturl\.at|tiny\.cc|rebrand\.ly|t\.ly|s\.id|shorte\.st)/", re.IGNORECASE)
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+_ROLE = frozenset({"info", "admin", "sales", "marketing", "noreply", "no-reply", "webmaster",
+                   "support", "contact", "office", "hello", "postmaster", "abuse", "seo"})
+
+#: (reason, probability, pattern) for the language of form spam.
+_LANGUAGE: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
+    (reason, p, re.compile(pattern, re.IGNORECASE)) for reason, p, pattern in (
+        ("seo pitch", 0.7,
+         r"\b(?:seo|search engine optimi[sz]ation|backlinks?|first page of google|rank(?:ing)? "
+         r"(?:your|on) (?:website|google)|google rankings?|domain authority|organic traffic|"
+         r"website traffic)\b"),
+        ("marketing pitch", 0.5,
+         r"\b(?:digital marketing|lead generation|grow your business|more customers|"
+         r"marketing services|web ?design services|social media marketing|increase (?:your )?"
+         r"sales|special offer|limited time offer|free trial|click here|unsubscribe here)\b"),
+        ("crypto", 0.7,
+         r"\b(?:crypto(?:currency)?|bitcoin|btc|ethereum|usdt|forex|binance|nft|airdrop|"
+         r"trading bot|passive income)\b"),
+        ("loan offer", 0.7,
+         r"\b(?:loan offer|business loans?|fast cash|payday|credit repair|guaranteed "
+         r"(?:approval|loan)|funding for your business|merchant cash advance)\b"),
+        ("channel promotion", 0.8,
+         r"\b(?:subscribe to (?:my|our) (?:youtube )?channel|youtube\.com/(?:c/|channel/|@)|"
+         r"follow (?:me|us) on (?:instagram|tiktok|telegram)|join (?:my|our) telegram|"
+         r"t\.me/)"),
+        ("adult or gambling", 0.8,
+         r"\b(?:casino|betting|slots?|porn|xxx|sexy (?:girls|singles)|dating site|viagra|"
+         r"cialis)\b"),
+    ))
+
+_VOWELS = set("aeiouyàáâãäåèéêëìíîïòóôõöùúûüý")
+
+
+@dataclass(frozen=True)
+class LeadFacts:
+    """What the score looks at: the lead's words, its contact, the contact's verdict."""
+
+    comments: str = ""
+    email: str = ""
+    #: The contact's verdict level (``ok``, ``suspected``, ``invalid``) and reasons.
+    contact_level: str = "ok"
+    contact_reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SpamScore:
+    #: 0 (nothing against it) to 1 (known bad contact).
+    score: float
+    #: Why, in stable words, strongest first.
+    reasons: tuple[str, ...] = ()
+
+    def flagged(self, threshold: float) -> bool:
+        return self.score >= threshold
+
+
+def _gibberish(text: str) -> bool:
+    """Most longer words have no vowel, or the text is one long run without spaces."""
+    words = [w for w in re.findall(r"[^\W\d_]{5,}", text.lower())
+             if all(unicodedata.category(c).startswith("L") and c.isascii() for c in w)]
+    if len(words) < 2:
+        return bool(words) and len(words[0]) >= 25
+    voweless = sum(1 for w in words if not _VOWELS & set(w))
+    return voweless / len(words) >= 0.5
+
+
+def _shouting(text: str) -> bool:
+    letters = [c for c in text if c.isalpha()]
+    return len(letters) >= 20 and sum(c.isupper() for c in letters) / len(letters) >= 0.7
+
+
+def signals(facts: LeadFacts) -> list[tuple[str, float]]:
+    """Every signal the lead shows, as (reason, probability of spam)."""
+    found: list[tuple[str, float]] = []
+    text = facts.comments or ""
+    urls = _URL.findall(text)
+    if len(urls) >= 2:
+        found.append(("several links", 0.6))
+    elif urls:
+        found.append(("a link", 0.3))
+    if _SHORTENERS.search(text):
+        found.append(("shortened link", 0.6))
+    if _BARE_IP_URL.search(text):
+        found.append(("link to a bare IP address", 0.7))
+    found += [(reason, p) for reason, p, pattern in _LANGUAGE if pattern.search(text)]
+    own = (facts.email or "").lower()
+    if any(address.lower() != own for address in _EMAIL.findall(text)):
+        found.append(("an email address in the comments", 0.3))
+    if _shouting(text):
+        found.append(("shouting", 0.3))
+    if _gibberish(text):
+        found.append(("gibberish comments", 0.6))
+    local = own.partition("@")[0]
+    if local in _ROLE:
+        found.append(("role address", 0.2))
+    if facts.contact_level == "suspected":
+        found.append((SUSPECTED, 0.4))
+    return found
+
+
+def score(facts: LeadFacts) -> SpamScore:
+    """The lead's spam score and reasons (noisy OR of its signals)."""
+    if facts.contact_level == "invalid":
+        return SpamScore(1.0, (KNOWN_BAD, *facts.contact_reasons))
+    found = sorted(signals(facts), key=lambda s: -s[1])
+    keep = 1.0
+    for _, p in found:
+        keep *= 1.0 - p
+    return SpamScore(round(1.0 - keep, 4), tuple(reason for reason, _ in found))

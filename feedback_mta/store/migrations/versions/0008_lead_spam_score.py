@@ -1,0 +1,28 @@
+"""Leads scored as they arrive: lead.spam_score, lead.spam_reasons
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-12-02 11:30:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = '0008'
+down_revision: str | None = '0007'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('lead') as batch:
+        batch.add_column(sa.Column('spam_score', sa.Float(), nullable=True))
+        batch.add_column(sa.Column('spam_reasons', sa.Text(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('lead') as batch:
+        batch.drop_column('spam_reasons')
+        batch.drop_column('spam_score')
