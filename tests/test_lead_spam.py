@@ -75,3 +75,62 @@ def test_the_threshold_is_the_config_s(tmp_path, sqlite_url):
     bot = ok_json(path, "lead", "add", "--account", account, "--email", "x@people.test",
                   "--first", "Xkqzvwpt", "--last", "Jhgfdsa")
     assert bot["status"] == "spam"  # 1.0: only known-bad contacts' leads
+
+
+BUYERS = ["Is the {} still available?", "Can I test drive the {} on Saturday?",
+          "What is the best price on the {}?", "Do you take trade-ins for the {}?",
+          "Does the {} come with a warranty?", "How many miles on the {}?"]
+MODELS = ["Civic", "Accord", "Corolla", "Camry", "Golf"]
+WATCHES = ["Cheap replica watches, rolex copies of best quality",
+           "Best quality rolex replica watches, cheap copies",
+           "Replica watches for sale: rolex, omega copies, cheap"]
+
+
+def test_dealers_flags_teach_and_restores_teach_the_other_way(api):  # noqa: F811
+    def add(comments: str, n: int) -> dict:
+        answer = api.client.post("/v1/leads", json={
+            "email": f"p{n}@people.test", "first": "Pat", "last": "Moss", "comments": comments})
+        assert answer.status_code == 201, answer.text
+        return answer.json()
+
+    n = 0
+    for template in BUYERS:
+        for model in MODELS:
+            n += 1
+            assert add(template.format(model), n)["notify"] is True
+    # No rule knows watches: the dealers' flags are what teaches it (two are enough).
+    for comments in WATCHES[:2]:
+        n += 1
+        lead = add(comments, n)
+        assert lead["notify"] is True and lead["spam_score"] == 0.0, lead
+        assert api.client.post(f"/v1/leads/{lead['id']}/flag").json()["status"] == "spam"
+
+    n += 1
+    similar = add(WATCHES[2], n)
+    assert (similar["status"], similar["flagged_via"], similar["notify"]) == (
+        "spam", "auto", False)
+    assert any(r.startswith("like leads people flagged (") for r in similar["spam_reasons"])
+    n += 1
+    buyer = add("Is the Golf still available in blue?", n)
+    assert (buyer["status"], buyer["notify"]) == ("active", True)
+
+    model = ok_json(api.path, "leads", "model")
+    assert model["labels"][str(api.account)] == {"spam": 2, "ham": 0}
+    assert model["leads_seen"] == n
+    flagged_words = {f"w:{w.strip(',').lower()}" for text in WATCHES[:2] for w in text.split()}
+    strongest = [f["feature"] for f in model["features"]]
+    assert strongest[-1] == "d:people.test"  # flagged twice, seen in every lead: weakest
+    assert set(strongest[:-1]) <= flagged_words, strongest
+    assert model["features"][0]["spam"] == 2 and model["learning"] is True
+
+    # A person restores it: a label the other way, and the next one scores lower.
+    assert api.client.post(f"/v1/leads/{similar['id']}/restore").json()["status"] == "active"
+    n += 1
+    again = add(WATCHES[2], n)
+    assert again["spam_score"] < similar["spam_score"]
+    learned = ok_json(api.path, "leads", "model")
+    assert learned["labels"][str(api.account)] == {"spam": 2, "ham": 1}
+    # Counted again from the leads: what the counts say now holds (the restored lead is a
+    # ham label, the two flagged ones spam; every lead seen once).
+    assert ok_json(api.path, "leads", "retrain")["leads"] == n
+    assert ok_json(api.path, "leads", "model") == learned

@@ -11,11 +11,13 @@ from feedback_mta import events
 from feedback_mta.actions.accounts import normalize_ip
 from feedback_mta.actions.audit import NotFound
 from feedback_mta.actions.contacts import ContactActions
+from feedback_mta.actions.learning import LearningActions
 from feedback_mta.addresses import AddressBook, notification_message_id
+from feedback_mta.quality import spam
 from feedback_mta.store.models import Event, Lead, LeadStatus, utcnow
 
 
-class LeadActions(ContactActions):
+class LeadActions(ContactActions, LearningActions):
     def lead(self, lead_id: int) -> Lead:
         lead = self.session.get(Lead, lead_id)
         if lead is None:
@@ -60,6 +62,8 @@ class LeadActions(ContactActions):
         self.session.add(lead)
         self.record(events.LEAD_FLAGGED_SPAM, "lead", lead.id, lead.account_id,
                     contact_id=lead.contact_id, exported=lead.exported_at is not None, **why)
+        if self.actor.via != "auto":  # a person's flag: a label
+            self.learn(lead.account_id, self._features(lead), spam_=1)
         return True
 
     def restore(self, lead: Lead) -> bool:
@@ -67,12 +71,21 @@ class LeadActions(ContactActions):
         self.lock(lead)
         if lead.status != LeadStatus.SPAM:
             return False
+        flagged_by_person = lead.flagged_via not in (None, "auto")
         lead.status = LeadStatus.ACTIVE
         lead.flagged_at = lead.flagged_by = lead.flagged_via = None
         self.session.add(lead)
         self.record(events.LEAD_RESTORED, "lead", lead.id, lead.account_id,
                     contact_id=lead.contact_id)
+        if self.actor.via != "auto":  # a person's restore: a label the other way
+            self.learn(lead.account_id, self._features(lead),
+                       spam_=-1 if flagged_by_person else 0, ham=1)
         return True
+
+    def _features(self, lead: Lead) -> list[str]:
+        """What the model counts of the lead, as when it was scored."""
+        email = self.contact(lead.contact_id).email
+        return spam.features(lead.comments, email, lead.spam_reasons or ())
 
     def mark_exported(self, lead: Lead) -> bool:
         """Record that the lead went to the CRM; spam leads are never exported."""

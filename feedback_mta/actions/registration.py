@@ -28,11 +28,16 @@ class RegistrationActions(LeadActions, QualityActions):
 
     def score_lead(self, lead: Lead, contact: Contact, verdict: Verdict,
                    threshold: float) -> SpamScore:
-        """Score the new lead (``quality.spam``) and, from ``threshold`` on, flag it as the
-        system (``flagged_via`` ``auto``, the event a dealer's flag writes): before the
-        platform forwards or exports it. A known-bad contact's lead is always flagged."""
-        found = spam.score(spam.LeadFacts(lead.comments, contact.email, verdict.level.value,
+        """Score the new lead (``quality.spam``: the rules, and what people's flags and
+        restores taught) and, from ``threshold`` on, flag it as the system (``flagged_via``
+        ``auto``, the event a dealer's flag writes): before the platform forwards or
+        exports it. A known-bad contact's lead is always flagged."""
+        rules = spam.score(spam.LeadFacts(lead.comments, contact.email, verdict.level.value,
                                           tuple(verdict.reasons)))
+        features = spam.features(lead.comments, contact.email, rules.reasons)
+        found = spam.with_learned(rules, *spam.learned(
+            *self.model_counts(lead.account_id, features)))
+        self.learn(lead.account_id, features, seen=1)
         lead.spam_score, lead.spam_reasons = found.score, list(found.reasons)
         self.session.add(lead)
         if found.flagged(threshold):

@@ -20,7 +20,9 @@ from feedback_mta.cli.common import (
     command,
     emit,
     emit_rows,
+    load,
     reading,
+    write_engine,
     writing,
 )
 from feedback_mta.store.states import LeadStatus
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from feedback_mta.store.models import Lead
 
 lead_app = typer.Typer(help="Leads (contact activities).", no_args_is_help=True)
+leads_app = typer.Typer(help="All leads: the spam model learned from people's flags.",
+                        no_args_is_help=True)
 
 EmailOpt = Annotated[str, typer.Option("--email", metavar="ADDR",
                                        help="The contact's address.", show_default=False)]
@@ -156,3 +160,25 @@ def lead_export(account: AccountOpt, limit: LimitOpt = 1000,
             rows = [leads.export_row(lead, contact, book) for lead, contact in pairs]
     emit_rows(rows, ("id", "account_id", "contact_id", "email", "first_name", "last_name",
                      "source_ip", "exported_at"), as_json)
+
+
+@leads_app.command("model")
+@command
+def leads_model(limit: LimitOpt = 20, config: ConfigOpt = None, as_json: JsonOpt = False
+                ) -> None:
+    """What the lead spam model learned: labels (people's flags and restores) per account,
+    leads seen, and the strongest features."""
+    from feedback_mta.queries import leads
+
+    with reading(config) as (_, session):
+        emit(leads.model(session, limit), as_json)
+
+
+@leads_app.command("retrain")
+@command
+def leads_retrain(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Count the spam model again from every lead and label, as the scheduler does daily."""
+    from feedback_mta.jobs import spam_model
+
+    cfg = load(config)
+    emit({"leads": spam_model.retrain(write_engine(cfg))}, as_json)

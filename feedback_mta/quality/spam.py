@@ -132,3 +132,91 @@ def score(facts: LeadFacts) -> SpamScore:
     for _, p in found:
         keep *= 1.0 - p
     return SpamScore(round(1.0 - keep, 4), tuple(reason for reason, _ in found))
+
+
+# --- learned from people ------------------------------------------------------------------------
+#
+# Every flag and every restore by a person is a label. The model is a table of counts per
+# feature of a lead (``features``): in how many new leads it was seen, how many of those
+# people flagged, how many they restored. A feature's spam rate is its flags over its
+# sightings, restores weighing ``RESTORE_WEIGHT`` times (precision first), with Laplace
+# smoothing; only features flagged ``MIN_FLAGS`` times count, and only once the platform
+# has seen ``MIN_LEADS`` leads, so the first few flags cannot teach it that "the" is spam.
+# The two strongest features decide (noisy OR), joined to the rules the same way. Each
+# account's own counts count beside the platform's once it has flagged or restored.
+
+#: The feature that counts the labels (and, in ``seen``, every lead scored).
+LABELS = "*labels*"
+MIN_FLAGS = 2
+MIN_LEADS = 30
+RESTORE_WEIGHT = 4
+LEARNED = "like leads people flagged"
+
+_WORD = re.compile(r"[^\W\d_]{3,24}")
+_STOPWORDS = frozenset((
+    "the", "and", "for", "you", "your", "are", "with", "this", "that", "have", "has", "had",
+    "not", "but", "can", "will", "would", "could", "should", "our", "out", "any", "all", "was",
+    "were", "been", "from", "they", "them", "their", "there", "then", "than", "what", "when",
+    "where", "which", "who", "why", "how", "about", "into", "just", "also", "more", "some",
+    "such", "only", "very", "much", "many", "here", "its", "it's", "i'm", "please", "thanks",
+    "thank", "hello", "dear", "call", "phone", "email", "contact", "interested", "information",
+    "info", "would", "like", "want", "need", "know", "let", "get", "got", "see", "look",
+    "looking", "car", "cars", "vehicle", "price", "available",
+))
+
+
+def features(comments: str, email: str, reasons: tuple[str, ...] | list[str] = ()
+             ) -> list[str]:
+    """What the model counts of a lead: its distinct words (not the commonest), the rules'
+    reasons, its address's domain. Sorted, at most 48."""
+    words = {w for w in (m.lower() for m in _WORD.findall(comments or ""))
+             if w not in _STOPWORDS}
+    found = {f"w:{w}" for w in words}
+    found |= {f"r:{r}" for r in reasons if r != KNOWN_BAD and not r.startswith(LEARNED)}
+    domain = (email or "").rpartition("@")[2].lower()
+    if domain:
+        found.add(f"d:{domain}")
+    return sorted(found)[:48]
+
+
+@dataclass(frozen=True)
+class Counts:
+    seen: int = 0
+    spam: int = 0
+    ham: int = 0
+
+    @property
+    def rate(self) -> float:
+        """Flags per sighting, restores weighing more, smoothed (Laplace)."""
+        return (self.spam + 1) / (self.seen + 2 + RESTORE_WEIGHT * self.ham)
+
+
+def learned(platform: dict[str, Counts], account: dict[str, Counts]
+            ) -> tuple[float, tuple[str, ...]]:
+    """(probability, strongest features) from the counts of a lead's features."""
+    if platform.get(LABELS, Counts()).seen < MIN_LEADS:
+        return 0.0, ()
+    rated = []
+    for feature, counts in platform.items():
+        if feature == LABELS or counts.spam < MIN_FLAGS:
+            continue
+        rate = counts.rate
+        own = account.get(feature)
+        if own is not None and own.spam + own.ham:
+            rate = (rate + own.rate) / 2  # the account's own view, beside the platform's
+        rated.append((rate, feature))
+    top = sorted(rated, reverse=True)[:2]
+    keep = 1.0
+    for rate, _ in top:
+        keep *= 1.0 - rate
+    return round(1.0 - keep, 4), tuple(f for _, f in top)
+
+
+def with_learned(rules: SpamScore, probability: float, strongest: tuple[str, ...]
+                 ) -> SpamScore:
+    """The rules' score joined with what was learned (noisy OR), its reason last."""
+    if probability <= 0 or rules.score >= 1.0:
+        return rules
+    words = ", ".join(f.partition(":")[2] for f in strongest)
+    score = 1.0 - (1.0 - rules.score) * (1.0 - probability)
+    return SpamScore(round(score, 4), (*rules.reasons, f"{LEARNED} ({words})"))

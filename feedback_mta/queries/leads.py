@@ -80,3 +80,27 @@ def export_row(lead: Lead, contact: Contact, book: AddressBook) -> dict[str, Any
     """A lead as ``lead export`` hands it to the CRM: with its contact's address and name."""
     return {**lead_dict(lead, book), "email": contact.email, "first_name": contact.first_name,
             "last_name": contact.last_name}
+
+
+def model(session: Session, limit: int = 20) -> dict[str, Any]:
+    """What the lead spam model learned (``leads model``): labels per account, leads seen,
+    and the features flagged most often per sighting (those that count)."""
+    from feedback_mta.quality import spam
+    from feedback_mta.store.models import SpamFeature
+
+    labels: dict[str, dict[str, int]] = {}
+    seen = 0
+    for row in session.exec(select(SpamFeature).where(SpamFeature.feature == spam.LABELS)):
+        if row.account_id == 0:
+            seen = row.seen
+        else:
+            labels[str(row.account_id)] = {"spam": row.spam, "ham": row.ham}
+    rows = session.exec(select(SpamFeature).where(
+        SpamFeature.account_id == 0, SpamFeature.feature != spam.LABELS,
+        SpamFeature.spam >= spam.MIN_FLAGS)).all()
+    rated = sorted(((spam.Counts(r.seen, r.spam, r.ham).rate, r) for r in rows),
+                   key=lambda pair: (-pair[0], pair[1].feature))[:limit]
+    return {"leads_seen": seen, "learning": seen >= spam.MIN_LEADS,
+            "labels": labels,
+            "features": [{"feature": r.feature, "seen": r.seen, "spam": r.spam, "ham": r.ham,
+                          "rate": round(rate, 4)} for rate, r in rated]}

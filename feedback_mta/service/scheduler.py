@@ -8,7 +8,8 @@ to the second of the next deadline when it comes before the next check; ``retent
 empties the raw bytes of messages past ``[retention] raw_days`` (hourly, and at start);
 ``retention.idempotency`` forgets API answers kept for an ``Idempotency-Key`` past a day,
 and webhook nonces past theirs; ``guard.check`` judges each account's complaint and
-hard-bounce rates (``jobs.guard``).
+hard-bounce rates (``jobs.guard``); ``spam.retrain`` counts the lead spam model again from
+the leads, daily (``jobs.spam_model``).
 Jobs coalesce and never overlap, so a slow run is not stacked on top of itself.
 """
 
@@ -23,7 +24,7 @@ from sqlalchemy.engine import Engine
 from feedback_mta import counters, logs
 from feedback_mta.addresses import AddressBook
 from feedback_mta.config import Config
-from feedback_mta.jobs import guard, retention, review
+from feedback_mta.jobs import guard, retention, review, spam_model
 from feedback_mta.service.outbox import Outbox
 from feedback_mta.service.process import Processor
 from feedback_mta.store.models import utcnow
@@ -101,6 +102,8 @@ def start(config: Config, processor: Processor, outbox: Outbox | None = None,
         scheduler.add_job(retention.purge, "interval", args=[engine, config.retention.raw_days],
                           id="retention.purge", seconds=PURGE_INTERVAL, next_run_time=utcnow())
     if engine is not None:
+        scheduler.add_job(spam_model.retrain, "interval", args=[engine], id="spam.retrain",
+                          seconds=86400)
         scheduler.add_job(guard.check, "interval", args=[engine, config.guard],
                           id="guard.check", seconds=config.guard.check_interval,
                           next_run_time=utcnow())

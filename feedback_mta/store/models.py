@@ -206,6 +206,24 @@ class Lead(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 
+class SpamFeature(SQLModel, table=True):
+    """What the lead spam model learned (``quality.spam``): per feature of a lead (a word of
+    its comments, a rule's reason, its address's domain), in how many new leads it was
+    seen, and how many of those people flagged (spam) or restored (ham). ``account_id`` 0
+    is the whole platform; the feature ``LABELS`` counts the labels themselves."""
+
+    __tablename__ = "spam_feature"
+    __table_args__ = (UniqueConstraint("account_id", "feature",
+                                       name="uq_spam_feature_account_feature"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = 0
+    feature: str = Field(sa_column=Column(Text, nullable=False))
+    seen: int = 0
+    spam: int = 0
+    ham: int = 0
+
+
 class Tag(SQLModel, table=True):
     """A label on a contact; ``SYSTEM - ...`` tags are set by the system."""
 

@@ -1,0 +1,46 @@
+"""The lead spam model's counts (``quality.spam``): a lead's features counted as it is
+scored, and again when a person flags or restores it (a label), in the transaction of that
+change, so the next lead already benefits. Not an audit event of its own: the label is the
+``lead.flagged_spam`` / ``lead.restored`` event."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from feedback_mta.actions.audit import Recorder
+from feedback_mta.quality import spam
+from feedback_mta.store.models import SpamFeature, table_of
+
+_F = table_of(SpamFeature)
+
+
+class LearningActions(Recorder):
+    def model_counts(self, account_id: int, features: Iterable[str]
+                     ) -> tuple[dict[str, spam.Counts], dict[str, spam.Counts]]:
+        """(the platform's, the account's) counts of these features (and of the labels)."""
+        wanted = [*features, spam.LABELS]
+        platform: dict[str, spam.Counts] = {}
+        account: dict[str, spam.Counts] = {}
+        for row in self.session.execute(sa.select(_F).where(
+                _F.c.account_id.in_((0, account_id)), _F.c.feature.in_(wanted))):
+            counts = spam.Counts(row.seen, row.spam, row.ham)
+            (platform if row.account_id == 0 else account)[row.feature] = counts
+        return platform, account
+
+    def learn(self, account_id: int, features: Iterable[str], *, seen: int = 0,
+              spam_: int = 0, ham: int = 0) -> None:
+        """Add to the counts of these features (and the labels'), the platform's and the
+        account's, in one statement."""
+        rows = [{"account_id": a, "feature": f, "seen": seen, "spam": spam_, "ham": ham}
+                for a in {0, account_id} for f in {*features, spam.LABELS}]
+        dialect = self.session.get_bind().dialect.name
+        insert = (sqlite_insert if dialect == "sqlite" else pg_insert)(_F)
+        self.session.execute(insert.on_conflict_do_update(
+            index_elements=[_F.c.account_id, _F.c.feature],
+            set_={"seen": _F.c.seen + insert.excluded.seen,
+                  "spam": _F.c.spam + insert.excluded.spam,
+                  "ham": _F.c.ham + insert.excluded.ham}), rows)
