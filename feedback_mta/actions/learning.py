@@ -35,8 +35,10 @@ class LearningActions(Recorder):
               spam_: int = 0, ham: int = 0) -> None:
         """Add to the counts of these features (and the labels'), the platform's and the
         account's, in one statement."""
+        # In one order everywhere: two transactions counting the same features (two nodes
+        # scoring leads at once on PostgreSQL) take the row locks in the same order.
         rows = [{"account_id": a, "feature": f, "seen": seen, "spam": spam_, "ham": ham}
-                for a in {0, account_id} for f in {*features, spam.LABELS}]
+                for a in sorted({0, account_id}) for f in sorted({*features, spam.LABELS})]
         dialect = self.session.get_bind().dialect.name
         insert = (sqlite_insert if dialect == "sqlite" else pg_insert)(_F)
         self.session.execute(insert.on_conflict_do_update(
