@@ -33,6 +33,10 @@ class Box(StrEnum):
     ABUSE = "abuse"
 
 
+#: The Message-ID of a spam digest (``jobs.spam_digest``) starts with this: a reply to
+#: ``review+TOKEN`` that cites it names leads, not contacts.
+SPAM_DIGEST_ID = "spam-digest."
+
 #: Boxes whose mail is for the operator, not for us to act on.
 ADMIN_BOXES = frozenset({Box.POSTMASTER, Box.ABUSE})
 

@@ -458,6 +458,13 @@ class ReviewConfig:
     check_interval: float = key(
         10.0, _positive_duration,
         "How often the scheduler looks for deadlines (also those added by other processes).")
+    link_lifetime: float = key(
+        900.0, _positive_duration,
+        "How long a sign-in link to the review page (`/review/`) is valid; each is good "
+        "for one sign-in.")
+    session_lifetime: float = key(
+        8 * 3600.0, _positive_duration,
+        "How long a review page sign-in lasts.")
 
 
 @dataclass(frozen=True)
@@ -601,6 +608,15 @@ def _threshold(v: Any) -> float:
     return float(v)
 
 
+def _time_of_day(v: Any) -> str:
+    text = str(v).strip() if isinstance(v, str) else None
+    if text is None:
+        raise ValueError(f"expected a time of day such as \"07:00\", got {v!r}")
+    if text and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", text):
+        raise ValueError(f"expected a time of day as HH:MM (UTC), such as \"07:00\", got {v!r}")
+    return text
+
+
 @dataclass(frozen=True)
 class LeadsConfig:
     auto_flag_threshold: float = key(
@@ -608,6 +624,19 @@ class LeadsConfig:
         "Spam score (0-1) from which a new lead is flagged spam by itself (`flagged_via` "
         "`auto`), held back from export and not to be forwarded; 1: only the leads of known "
         "bad contacts.")
+    digest_time: str = key(
+        "07:00", _time_of_day,
+        "Time of day (UTC, `HH:MM`) of the daily digest to each account's contact admins of "
+        "the leads flagged automatically since the last one (reply `NOT SPAM <id>` to "
+        "restore); empty: none (`feedback-mta leads digest` sends it on demand).")
+
+    @property
+    def digest_at(self) -> tuple[int, int] | None:
+        """(hour, minute) of the daily digest, or None."""
+        if not self.digest_time:
+            return None
+        hour, minute = self.digest_time.split(":")
+        return int(hour), int(minute)
 
 
 def _fraction(v: Any) -> float:

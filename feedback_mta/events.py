@@ -47,6 +47,8 @@ NETWORK_ADDED = "network.added"
 NETWORK_REMOVED = "network.removed"
 REVIEW_REMINDED = "review.reminded"
 REVIEW_REFUSED = "review.refused"
+#: The daily digest of an account's automatically flagged leads went to its contact admins.
+REVIEW_SPAM_DIGEST_SENT = "review.spam_digest_sent"
 
 INBOX_REQUEUED = "inbox.requeued"
 

@@ -7,7 +7,8 @@ jobs and the command line all come through here, so the audit trail is complete 
 construction.
 
 One module per area (``accounts``, ``contacts``, ``leads``, ``quality``, ``feedback``,
-``mail``, ``inbox``, ``registration``, ``platform``), each a set of methods on the one
+``mail``, ``inbox``, ``registration``, ``platform``, ``review``, ``learning``,
+``behaviour``), each a set of methods on the one
 ``Recorder``; ``Actions`` is all of them over one transaction. Operations are idempotent:
 opting out an opted-out contact changes nothing and records nothing, so a message
 processed twice (or a scheduler run twice) changes nothing twice.
@@ -38,6 +39,7 @@ from feedback_mta.actions.inbox import InboxActions
 from feedback_mta.actions.mail import MailActions
 from feedback_mta.actions.platform import PlatformActions
 from feedback_mta.actions.registration import RegistrationActions
+from feedback_mta.actions.review import ReviewActions
 from feedback_mta.addresses import notification_message_id
 
 __all__ = ["CLI", "SCHEDULER", "SYSTEM", "ActionError", "Actions", "Actor", "Invalid",
@@ -45,7 +47,7 @@ __all__ = ["CLI", "SCHEDULER", "SYSTEM", "ActionError", "Actions", "Actor", "Inv
            "write_events"]
 
 
-class Actions(RegistrationActions, FeedbackActions, MailActions, InboxActions,
+class Actions(RegistrationActions, FeedbackActions, ReviewActions, MailActions, InboxActions,
               PlatformActions):
     """Every action, over one session (one transaction)."""
 

@@ -50,6 +50,11 @@ class AccountActions(Recorder):
         return self.session.exec(select(User).where(
             User.account_id == account_id, User.email == email.strip().lower())).first()
 
+    def contact_admins(self, account_id: int) -> list[User]:
+        """The account's users holding ``contact-admin`` (who get its digests)."""
+        return [u for u in self.session.exec(select(User).where(User.account_id == account_id))
+                if Role.CONTACT_ADMIN in u.role_set]
+
     def add_account(self, name: str) -> Account:
         name = name.strip()
         if not name:

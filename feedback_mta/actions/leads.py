@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import select
 
 from feedback_mta import events
 from feedback_mta.actions.accounts import normalize_ip
 from feedback_mta.actions.audit import NotFound
+from feedback_mta.actions.behaviour import network_of
 from feedback_mta.actions.contacts import ContactActions
 from feedback_mta.actions.learning import LearningActions
 from feedback_mta.addresses import AddressBook, notification_message_id
 from feedback_mta.quality import spam
-from feedback_mta.store.models import Event, Lead, LeadStatus, utcnow
+from feedback_mta.store.models import Event, Lead, LeadStatus, table_of, utcnow
 
 
 class LeadActions(ContactActions, LearningActions):
@@ -39,7 +42,7 @@ class LeadActions(ContactActions, LearningActions):
         contact, _ = self.add_contact(account_id, email, first, last, ip)
         assert contact.id is not None
         lead = Lead(account_id=account_id, contact_id=contact.id, source_ip=ip,
-                    comments=comments)
+                    source_net=network_of(ip), comments=comments)
         self.session.add(lead)
         self.session.flush()
         assert lead.id is not None
@@ -86,6 +89,18 @@ class LeadActions(ContactActions, LearningActions):
         """What the model counts of the lead, as when it was scored."""
         email = self.contact(lead.contact_id).email
         return spam.features(lead.comments, email, lead.spam_reasons or ())
+
+    def claim_digest(self, lead_ids: Iterable[int], now: datetime) -> list[int]:
+        """Mark automatically flagged leads as named in a spam digest; only those no other
+        run named already (one conditional UPDATE each)."""
+        table = table_of(Lead)
+        claimed = []
+        for lead_id in lead_ids:
+            if self.session.connection().execute(sa.update(table).where(
+                    table.c.id == lead_id, table.c.digested_at.is_(None),
+                    table.c.status == LeadStatus.SPAM.value).values(digested_at=now)).rowcount:
+                claimed.append(lead_id)
+        return claimed
 
     def mark_exported(self, lead: Lead) -> bool:
         """Record that the lead went to the CRM; spam leads are never exported."""

@@ -37,6 +37,21 @@ def compose(*, to: str, reply_address: str, from_name: str, domain: str, subject
     return bytes(msg)
 
 
+def digest(*, to: str, reply_address: str, from_name: str, subject: str, message_id: str,
+           text: str) -> bytes:
+    """A digest (not an answer: ``auto-generated``) as bytes, ready for the relay. Pure."""
+    msg = EmailMessage()
+    msg["From"] = formataddr((from_name, reply_address))
+    msg["To"] = to
+    msg["Subject"] = " ".join(subject.split())
+    msg["Date"] = format_datetime(utcnow())
+    msg["Message-ID"] = message_id
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "OOF, AutoReply"
+    msg.set_content(text)
+    return bytes(msg)
+
+
 class MailActions(Recorder):
     def queue_mail(self, purpose: str, rcpt_to: str, raw: bytes,
                    lead: Lead | None = None) -> OutboundMessage:

@@ -5,6 +5,7 @@ the same."""
 from __future__ import annotations
 
 from feedback_mta.actions.audit import SYSTEM
+from feedback_mta.actions.behaviour import BehaviourActions
 from feedback_mta.actions.leads import LeadActions
 from feedback_mta.actions.quality import QualityActions, policy
 from feedback_mta.addresses import AddressBook
@@ -15,7 +16,7 @@ from feedback_mta.quality.verdict import Verdict
 from feedback_mta.store.models import Contact, Lead
 
 
-class RegistrationActions(LeadActions, QualityActions):
+class RegistrationActions(LeadActions, QualityActions, BehaviourActions):
     def register_lead(self, config: Config, account_id: int, email: str, first: str = "",
                       last: str = "", ip: str | None = None,
                       comments: str = "") -> tuple[Lead, Contact, Verdict]:
@@ -32,8 +33,9 @@ class RegistrationActions(LeadActions, QualityActions):
         restores taught) and, from ``threshold`` on, flag it as the system (``flagged_via``
         ``auto``, the event a dealer's flag writes): before the platform forwards or
         exports it. A known-bad contact's lead is always flagged."""
+        behaviour = self.behaviour(lead, contact.email, spam.script(lead.comments))
         rules = spam.score(spam.LeadFacts(lead.comments, contact.email, verdict.level.value,
-                                          tuple(verdict.reasons)))
+                                          tuple(verdict.reasons), **behaviour))  # type: ignore[arg-type]
         features = spam.features(lead.comments, contact.email, rules.reasons)
         found = spam.with_learned(rules, *spam.learned(
             *self.model_counts(lead.account_id, features)))

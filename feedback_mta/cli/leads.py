@@ -182,3 +182,16 @@ def leads_retrain(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 
     cfg = load(config)
     emit({"leads": spam_model.retrain(write_engine(cfg))}, as_json)
+
+
+@leads_app.command("digest")
+@command
+def leads_digest(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Queue the spam digest now: to each account's contact admins, the leads flagged
+    automatically since the last digest (a running server sends it through the relay)."""
+    from feedback_mta.addresses import AddressBook
+    from feedback_mta.jobs import spam_digest
+
+    cfg = load(config)
+    emit({"queued": len(spam_digest.send(write_engine(cfg), cfg,
+                                         AddressBook.from_config(cfg)))}, as_json)

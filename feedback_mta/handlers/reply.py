@@ -16,14 +16,16 @@
 
 A reply to a review digest (``review+TOKEN``, the token names the account) goes to
 ``handle_review``: each ``KEEP <id>`` / ``NOT SPAM <id>`` line verifies that contact of the
-account, under the same sender rules.
+account, under the same sender rules. A reply that cites a spam digest (its Message-ID in
+In-Reply-To or References, or its instructions quoted) names leads instead: each ``NOT
+SPAM <id>`` line restores that automatically flagged lead of the account.
 """
 
 from __future__ import annotations
 
 from feedback_mta.actions import NotFound
 from feedback_mta.actions.mail import compose
-from feedback_mta.addresses import Box
+from feedback_mta.addresses import SPAM_DIGEST_ID, Box
 from feedback_mta.handlers import commands
 from feedback_mta.handlers.base import HandlerContext, Outcome
 from feedback_mta.reading import authres
@@ -104,7 +106,8 @@ def handle_review(ctx: HandlerContext) -> Outcome:
     account_id = ctx.classification.recipient.object_id
     assert account_id is not None
     text = new_text(parsed.text, parsed.html, (*ctx.settings.replies.markers, *DIGEST_MARKERS))
-    for command in commands.REVIEW:
+    about = "lead" if _cites_spam_digest(ctx) else "contact"
+    for command in (c for c in commands.REVIEW if c.about == about):
         ids = keep_ids(text, command.phrases)
         if ids:
             break
@@ -115,13 +118,16 @@ def handle_review(ctx: HandlerContext) -> Outcome:
         ctx.actions.refuse_review(why, account_id, sender=parsed.from_address, contacts=ids)
         return Outcome(MessageState.IGNORED, f"refused: {why}")
     done, unknown = [], []
-    for contact_id in ids:
-        contact = ctx.actions.session.get(Contact, contact_id)
-        if contact is None or contact.account_id != account_id:
-            unknown.append(contact_id)  # never another account's contact
+    for named in ids:
+        found: Lead | Contact | None = (ctx.actions.session.get(Lead, named) if about == "lead"
+                                        else ctx.actions.session.get(Contact, named))
+        if found is None or found.account_id != account_id:
+            unknown.append(named)  # never another account's
             continue
-        command.act(ctx.actions, contact)
-        done.append(contact_id)
+        if command.act(ctx.actions, found) or about == "contact":
+            done.append(named)
+        else:
+            unknown.append(named)  # a lead that is not flagged
     if ctx.settings.acknowledge and parsed.mail_from and parsed.from_address:
         text = command.ack.format(done=", ".join(f"#{i}" for i in done) or "none")
         if unknown:
@@ -133,8 +139,17 @@ def handle_review(ctx: HandlerContext) -> Outcome:
             references=parsed.references, text=text)
         ctx.actions.queue_mail(f"ack.{command.done}", parsed.from_address, raw)
     if not done:
-        return Outcome(MessageState.IGNORED, "no contact of the account")
+        return Outcome(MessageState.IGNORED, f"no {about} of the account")
     return Outcome(MessageState.PROCESSED, f"{command.done} {len(done)}")
+
+
+def _cites_spam_digest(ctx: HandlerContext) -> bool:
+    """Is this a reply to a spam digest (its Message-ID cited, or its words quoted)?"""
+    parsed = ctx.parsed
+    if any(m.startswith(SPAM_DIGEST_ID) for m in (*parsed.in_reply_to, *parsed.references)):
+        return True
+    body = (parsed.text or "").lower()
+    return "to put a lead back among your leads" in body
 
 
 def _acknowledge(ctx: HandlerContext, lead: Lead, purpose: str, text: str) -> None:

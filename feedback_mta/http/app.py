@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -13,7 +14,7 @@ from feedback_mta import counters, logs
 from feedback_mta.addresses import AddressBook
 from feedback_mta.config import Config
 from feedback_mta.edge.intake import Intake
-from feedback_mta.http import hooks, problems, v1
+from feedback_mta.http import hooks, problems, review, v1
 from feedback_mta.queries.health import health
 from feedback_mta.store import db
 
@@ -35,9 +36,11 @@ def _version() -> str:
         return "0"
 
 
-def create_app(config: Config, engine: Engine, intake: Intake | None = None) -> FastAPI:
+def create_app(config: Config, engine: Engine, intake: Intake | None = None,
+               on_mail: Callable[[list[int]], None] = lambda ids: None) -> FastAPI:
     """The app; ``intake`` stores what ``/u/TOKEN`` and ``/hooks/...`` accept (without
-    it they answer 503)."""
+    it they answer 503); ``on_mail`` is handed the mail the review page queued (the
+    outbox sends it at once)."""
     app = FastAPI(title="feedback-mta", version=_version(), description=DESCRIPTION,
                   docs_url=None, redoc_url=None,
                   # Operation ids are the endpoint functions' names (show_lead, ...).
@@ -47,10 +50,12 @@ def create_app(config: Config, engine: Engine, intake: Intake | None = None) -> 
     app.state.reader = db.reader(engine)
     app.state.book = AddressBook.from_config(config)
     app.state.intake = intake
+    app.state.on_mail = on_mail
     app.state.certificates = hooks.Certificates(config.webhooks.ses)
     problems.install(app)
     app.include_router(v1.router)
     app.include_router(hooks.router)
+    app.include_router(review.router)
 
     @app.get("/healthz", summary="Does the database answer?", tags=["health"])
     def healthz() -> Any:

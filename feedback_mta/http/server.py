@@ -9,6 +9,7 @@ connections at once (503 past that), bodies up to ``[smtp] max_message_size`` (4
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 
 import uvicorn
 from sqlalchemy.engine import Engine
@@ -20,10 +21,11 @@ from feedback_mta.http.app import create_app
 
 class HttpServer:
     def __init__(self, config: Config, engine: Engine, sock: socket.socket,
-                 intake: Intake | None = None) -> None:
+                 intake: Intake | None = None,
+                 on_mail: Callable[[list[int]], None] = lambda ids: None) -> None:
         self.sock = sock
         self.config = uvicorn.Config(
-            create_app(config, engine, intake), lifespan="off", log_config=None,
+            create_app(config, engine, intake, on_mail), lifespan="off", log_config=None,
             log_level="warning",
             access_log=False, limit_concurrency=config.smtp.max_sessions,
             timeout_keep_alive=5, timeout_graceful_shutdown=int(config.smtp.drain_timeout),

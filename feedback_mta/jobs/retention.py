@@ -16,7 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from feedback_mta import logs
+from feedback_mta.quality.spam import CAMPAIGN_WINDOW
 from feedback_mta.store.models import (
+    CommentBand,
     HookNonce,
     IdempotencyKey,
     InboundMessage,
@@ -62,13 +64,16 @@ IDEMPOTENCY_SECONDS = 86400
 
 def forget_idempotency_keys(engine: Engine, now: datetime | None = None) -> int:
     """Forget API answers kept for their ``Idempotency-Key`` more than a day ago (and
-    webhook nonces seen then)."""
-    cutoff = (now or utcnow()) - timedelta(seconds=IDEMPOTENCY_SECONDS)
-    keys, nonces = table_of(IdempotencyKey), table_of(HookNonce)
+    webhook nonces seen then, and the comments' bands older than the campaign window)."""
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=IDEMPOTENCY_SECONDS)
+    keys, nonces, bands = table_of(IdempotencyKey), table_of(HookNonce), table_of(CommentBand)
     with engine.begin() as conn:
         gone = conn.execute(sa.delete(keys).where(keys.c.created_at < cutoff)).rowcount
         # A nonce older than a day signs a request refused as stale long since.
         conn.execute(sa.delete(nonces).where(nonces.c.seen_at < cutoff))
+        conn.execute(sa.delete(bands).where(
+            bands.c.created_at < now - timedelta(seconds=CAMPAIGN_WINDOW)))
     if gone:
         log.info("retention.idempotency_keys", forgotten=gone)
     return gone

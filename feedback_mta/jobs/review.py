@@ -19,8 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from email.message import EmailMessage
-from email.utils import format_datetime, formataddr, make_msgid
+from email.utils import make_msgid
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -28,13 +27,13 @@ from sqlmodel import Session, col, select
 
 from feedback_mta import events, logs
 from feedback_mta.actions import SCHEDULER, Actions, unit_of_work
+from feedback_mta.actions.mail import digest
 from feedback_mta.addresses import AddressBook, Box
 from feedback_mta.store import db
 from feedback_mta.store.models import (
     Account,
     Contact,
     ContactStatus,
-    User,
     table_of,
     utcnow,
 )
@@ -85,24 +84,14 @@ def compose_digest(*, account: Account, contacts: list[Contact], to: str, book: 
     """The review digest for one admin of one account. Pure."""
     first = min(_deadline(c) for c in contacts)
     when = first.strftime("%Y-%m-%d %H:%M UTC")
-    msg = EmailMessage()
-    reply_to = book.address(Box.REVIEW, account.id)
-    msg["From"] = formataddr((from_name, reply_to))
-    msg["To"] = to
     n = len(contacts)
-    msg["Subject"] = (f"{n} suspected contact{'s' if n != 1 else ''} of {account.name} will "
-                      f"be opted out on {when} unless you keep them")
-    msg["Date"] = format_datetime(utcnow())
-    msg["Message-ID"] = make_msgid("review", domain=book.domain)
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Auto-Response-Suppress"] = "OOF, AutoReply"
     rows = []
     for c in sorted(contacts, key=lambda c: (c.review_deadline, c.id)):
         name = f"{c.first_name} {c.last_name}".strip() or "-"
         why = "; ".join(c.quality_reasons or ())
         deadline = _deadline(c).strftime("%Y-%m-%d %H:%M UTC")
         rows.append(f"  #{c.id:<8} {name[:30]:<30} {c.email[:40]:<40} {deadline}  {why}")
-    body = (
+    text = (
         f"These contacts of {account.name} were tagged \"SYSTEM - Suspected Invalid Contact\":"
         "\nthey look like a form bot made them. Each is opted out at its deadline unless you "
         "keep it.\n\n"
@@ -111,8 +100,11 @@ def compose_digest(*, account: Account, contacts: list[Contact], to: str, book: 
         "Contacts you do not name are opted out with reason suspected_invalid.\n\n"
         f"  {'id':<9} {'name':<30} {'email':<40} {'deadline':<20}  why\n"
         + "\n".join(rows) + "\n")
-    msg.set_content(body)
-    return bytes(msg)
+    return digest(
+        to=to, reply_address=book.address(Box.REVIEW, account.id), from_name=from_name,
+        subject=(f"{n} suspected contact{'s' if n != 1 else ''} of {account.name} will be "
+                 f"opted out on {when} unless you keep them"),
+        message_id=make_msgid("review", domain=book.domain), text=text)
 
 
 def remind_due(engine: Engine, config, book: AddressBook, now: datetime | None = None
@@ -145,8 +137,7 @@ def _remind_account(act: Actions, account_id: int, ids: Iterable[int], book: Add
         return
     account = act.account(account_id)
     contacts = act.session.exec(select(Contact).where(col(Contact.id).in_(ids))).all()
-    admins = [u for u in act.session.exec(select(User).where(User.account_id == account_id))
-              if "contact-admin" in u.role_set]
+    admins = act.contact_admins(account_id)
     for admin in admins:
         raw = compose_digest(account=account, contacts=list(contacts), to=admin.email,
                              book=book, from_name=from_name)

@@ -54,6 +54,38 @@ _LANGUAGE: tuple[tuple[str, float, re.Pattern[str]], ...] = tuple(
          r"cialis)\b"),
     ))
 
+#: How far back the behaviour signals look (seconds).
+VELOCITY_WINDOW = 3600
+CAMPAIGN_WINDOW = 86400
+#: Leads an account must have seen before a script can be unusual for it.
+MIN_SCRIPT_LEADS = 30
+
+_SCRIPTS = (("cyrillic", "CYRILLIC"), ("greek", "GREEK"), ("arabic", "ARABIC"),
+            ("hebrew", "HEBREW"), ("han", "CJK"), ("kana", "HIRAGANA"), ("kana", "KATAKANA"),
+            ("hangul", "HANGUL"), ("thai", "THAI"), ("devanagari", "DEVANAGARI"),
+            ("latin", "LATIN"))
+
+
+def script(text: str) -> str:
+    """The script most of the comments' letters are written in (``latin``, ``cyrillic``,
+    ``han``, ...; ``other``), or "" when there are too few letters to say."""
+    found: dict[str, int] = {}
+    letters = 0
+    for c in text or "":
+        if not c.isalpha():
+            continue
+        letters += 1
+        if c.isascii():
+            found["latin"] = found.get("latin", 0) + 1
+            continue
+        name = unicodedata.name(c, "")
+        kind = next((k for k, marker in _SCRIPTS if marker in name), "other")
+        found[kind] = found.get(kind, 0) + 1
+    if letters < 10:
+        return ""
+    return max(found.items(), key=lambda kv: kv[1])[0]
+
+
 _VOWELS = set("aeiouyàáâãäåèéêëìíîïòóôõöùúûüý")
 
 
@@ -66,6 +98,16 @@ class LeadFacts:
     #: The contact's verdict level (``ok``, ``suspected``, ``invalid``) and reasons.
     contact_level: str = "ok"
     contact_reasons: tuple[str, ...] = ()
+    #: Behaviour: other leads from the same source address, and from its network (IPv4
+    #: /24, IPv6 /64), within ``VELOCITY_WINDOW``.
+    ip_leads: int = 0
+    net_leads: int = 0
+    #: Other senders whose leads' comments were nearly these (``quality.campaigns``)
+    #: within ``CAMPAIGN_WINDOW``, in any account.
+    campaign_senders: int = 0
+    #: The share of the account's leads written in this lead's script (``script``), or
+    #: None while the account has seen too few leads to say.
+    script_share: float | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +162,26 @@ def signals(facts: LeadFacts) -> list[tuple[str, float]]:
         found.append(("role address", 0.2))
     if facts.contact_level == "suspected":
         found.append((SUSPECTED, 0.4))
+    found += behaviour(facts)
+    return found
+
+
+def behaviour(facts: LeadFacts) -> list[tuple[str, float]]:
+    """The signals of how the lead came rather than what it says. None flags a lead alone:
+    a showroom's kiosk sends many leads from one address, platforms prefill comments."""
+    found: list[tuple[str, float]] = []
+    if facts.ip_leads >= 20:
+        found.append(("many leads from one address", 0.6))
+    elif facts.ip_leads >= 5:
+        found.append(("several leads from one address", 0.3))
+    if facts.net_leads >= 50:
+        found.append(("many leads from one network", 0.4))
+    if facts.campaign_senders >= 10:
+        found.append(("campaign: the same comments from many senders", 0.7))
+    elif facts.campaign_senders >= 3:
+        found.append(("campaign: the same comments from several senders", 0.5))
+    if facts.script_share is not None and facts.script_share < 0.02:
+        found.append(("a script the account's leads are not written in", 0.5))
     return found
 
 
@@ -167,11 +229,14 @@ _STOPWORDS = frozenset((
 
 def features(comments: str, email: str, reasons: tuple[str, ...] | list[str] = ()
              ) -> list[str]:
-    """What the model counts of a lead: its distinct words (not the commonest), the rules'
-    reasons, its address's domain. Sorted, at most 48."""
+    """What the model counts of a lead: its script, its distinct words (not the commonest),
+    the rules' reasons, its address's domain. Sorted, at most 48 (the script always)."""
     words = {w for w in (m.lower() for m in _WORD.findall(comments or ""))
              if w not in _STOPWORDS}
-    found = {f"w:{w}" for w in words}
+    written = script(comments)
+    found = {f"w:{w}" for w in sorted(words)[:40]}
+    if written:
+        found.add(f"s:{written}")
     found |= {f"r:{r}" for r in reasons if r != KNOWN_BAD and not r.startswith(LEARNED)}
     domain = (email or "").rpartition("@")[2].lower()
     if domain:

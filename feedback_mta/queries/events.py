@@ -15,7 +15,7 @@ from feedback_mta.store.models import Account, Contact, Event, Lead, table_of
 
 _E = table_of(Event)
 
-COLUMNS = ("id", "at", "action", "subject_type", "subject_id", "account_id", "actor",
+COLUMNS = ("id", "at", "action", "subject_type", "subject_id", "account_id", "actor", "via",
            "reason", "inbound_message_id")
 
 

@@ -43,9 +43,10 @@ if TYPE_CHECKING:  # parse pulls in mail-parser
 __all__ = ["DIGEST_MARKERS", "NOTIFICATION_MARKERS", "Vocabulary", "command", "html_to_text",
            "intent", "keep_ids", "new_text", "read"]
 
-#: Phrases of the review digest's own instructions: where one shows up in a reply, the
-#: quoted digest starts, so its "KEEP <id>" example never counts.
-DIGEST_MARKERS = ("to keep a contact, reply", "contacts you do not name")
+#: Phrases of the review digests' own instructions (contacts, spam leads): where one shows
+#: up in a reply, the quoted digest starts, so its "KEEP <id>" example never counts.
+DIGEST_MARKERS = ("to keep a contact, reply", "contacts you do not name",
+                  "to put a lead back among your leads", "leads you do not name stay")
 
 # --- quote boundaries ----------------------------------------------------------------------
 

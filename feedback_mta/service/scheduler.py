@@ -9,7 +9,8 @@ empties the raw bytes of messages past ``[retention] raw_days`` (hourly, and at 
 ``retention.idempotency`` forgets API answers kept for an ``Idempotency-Key`` past a day,
 and webhook nonces past theirs; ``guard.check`` judges each account's complaint and
 hard-bounce rates (``jobs.guard``); ``spam.retrain`` counts the lead spam model again from
-the leads, daily (``jobs.spam_model``).
+the leads, daily (``jobs.spam_model``); ``leads.digest`` sends each account's digest of
+automatically flagged leads at ``[leads] digest_time`` (``jobs.spam_digest``).
 Jobs coalesce and never overlap, so a slow run is not stacked on top of itself.
 """
 
@@ -24,7 +25,7 @@ from sqlalchemy.engine import Engine
 from feedback_mta import counters, logs
 from feedback_mta.addresses import AddressBook
 from feedback_mta.config import Config
-from feedback_mta.jobs import guard, retention, review, spam_model
+from feedback_mta.jobs import guard, retention, review, spam_digest, spam_model
 from feedback_mta.service.outbox import Outbox
 from feedback_mta.service.process import Processor
 from feedback_mta.store.models import utcnow
@@ -69,6 +70,10 @@ def check_reviews(scheduler: BackgroundScheduler, engine: Engine, config: Config
                           run_date=upcoming, replace_existing=True, misfire_grace_time=None)
 
 
+def digest_spam(engine: Engine, config: Config, book: AddressBook, outbox: Outbox) -> None:
+    outbox.submit(spam_digest.send(engine, config, book))
+
+
 def _count(event: JobEvent) -> None:
     """Every run in ``feedback_mta_scheduler_runs``; a failed one in the log, too."""
     if event.code == EVENT_JOB_MISSED:
@@ -98,6 +103,11 @@ def start(config: Config, processor: Processor, outbox: Outbox | None = None,
         scheduler.add_job(check_reviews, "interval", args=[scheduler, engine, config, book, outbox],
                           id="review.check", seconds=config.review.check_interval,
                           next_run_time=utcnow())
+    digest_at = config.leads.digest_at
+    if engine is not None and book is not None and outbox is not None and outbox.enabled \
+            and digest_at is not None:
+        scheduler.add_job(digest_spam, "cron", args=[engine, config, book, outbox],
+                          id="leads.digest", hour=digest_at[0], minute=digest_at[1])
     if engine is not None and config.retention.raw_days:
         scheduler.add_job(retention.purge, "interval", args=[engine, config.retention.raw_days],
                           id="retention.purge", seconds=PURGE_INTERVAL, next_run_time=utcnow())

@@ -120,7 +120,7 @@ async def run(config: Config, *, worker: Worker | None = None, smtp: bool = True
         except OSError as exc:
             raise ListenError(f"cannot listen on {config.http.listen} ([http] listen): "
                               f"{exc.strerror}") from None
-        http = HttpServer(config, engine, sock, intake)
+        http = HttpServer(config, engine, sock, intake, outbox.submit)
         await http.start()
         log.info("http.started", host=http.address[0], port=http.address[1],
                  worker=worker.index if worker is not None else None)

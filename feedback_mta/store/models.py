@@ -183,12 +183,17 @@ class Lead(SQLModel, table=True):
         Index("ix_lead_account_status_created", "account_id", "status", "created_at"),
         Index("ix_lead_contact_id", "contact_id"),
         Index("uq_lead_notification_message_id", "notification_message_id", unique=True),
+        # Behaviour: leads from one address, and from one network, in the last hour.
+        Index("ix_lead_source_ip_created", "source_ip", "created_at"),
+        Index("ix_lead_source_net_created", "source_net", "created_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(foreign_key="account.id", nullable=False)
     contact_id: int = Field(foreign_key="contact.id", nullable=False)
     source_ip: str | None = Field(default=None, sa_column=Column(Text))
+    #: The network of ``source_ip`` (IPv4 /24, IPv6 /64), for the behaviour signals.
+    source_net: str | None = Field(default=None, sa_column=Column(Text))
     comments: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     status: str = Field(default=LeadStatus.ACTIVE,
                         sa_column=Column(Text, nullable=False, server_default="active"))
@@ -200,10 +205,42 @@ class Lead(SQLModel, table=True):
     spam_score: float | None = Field(default=None, sa_column=Column(sa.Float))
     spam_reasons: list[str] | None = Field(default=None, sa_column=Column(JsonText))
     exported_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    #: When an automatically flagged lead was named in its account's spam digest.
+    digested_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     #: Message-ID (without angle brackets) to put on the lead-notification email, so a reply's
     #: In-Reply-To / References finds the lead when the reply went to another address.
     notification_message_id: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class CommentBand(SQLModel, table=True):
+    """One band of a lead's comments' MinHash signature (``quality.campaigns``): leads that
+    share a band within hours wrote the same, or nearly the same, comments."""
+
+    __tablename__ = "comment_band"
+    __table_args__ = (Index("ix_comment_band_band_created", "band", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    band: int = Field(sa_column=Column(sa.BigInteger, nullable=False))
+    lead_id: int = Field(nullable=False)
+    account_id: int = Field(nullable=False)
+    #: The contact's address: one buyer asking several dealers the same is no campaign.
+    sender: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class ReviewLink(SQLModel, table=True):
+    """A sign-in link to the review page, mailed to a contact admin: single use, short
+    lived; only the SHA-256 of its secret is kept."""
+
+    __tablename__ = "review_link"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(sa_column=Column(Text, nullable=False))
+    secret_hash: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    expires_at: datetime = Field(sa_column=_ts())
+    used_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
 
 
 class SpamFeature(SQLModel, table=True):

@@ -6,13 +6,14 @@ sends; ``REGISTRY`` lists them in the order they are tried, and ``VOCABULARY`` i
 ``REGISTRY``, plus its tests.
 
 Lead commands (``flag``, ``restore``) answer a lead notification: the first line of the
-reply is the command. Review commands (``keep``) answer a review digest: one line per
-contact, ``KEEP <id>``.
+reply is the command. Review commands answer a digest, one line per id: ``keep``
+(``KEEP <id>``) a review digest of suspected contacts, ``not_spam`` (``NOT SPAM <id>``) a
+spam digest of automatically flagged leads.
 """
 
 from __future__ import annotations
 
-from feedback_mta.handlers.commands import flag, keep, restore
+from feedback_mta.handlers.commands import flag, keep, not_spam, restore
 from feedback_mta.handlers.commands.base import ACK_REFUSED, LeadCommand, ReviewCommand
 from feedback_mta.reading.reply_text import Vocabulary
 
@@ -22,8 +23,8 @@ __all__ = ["ACK_REFUSED", "BY_NAME", "REGISTRY", "REVIEW", "VOCABULARY", "LeadCo
 #: Lead commands in the order they are tried.
 REGISTRY: tuple[LeadCommand, ...] = (flag.COMMAND, restore.COMMAND)
 BY_NAME: dict[str, LeadCommand] = {c.name: c for c in REGISTRY}
-#: Review commands.
-REVIEW: tuple[ReviewCommand, ...] = (keep.COMMAND,)
+#: Review commands (each says whether its ids are contacts or leads).
+REVIEW: tuple[ReviewCommand, ...] = (keep.COMMAND, not_spam.COMMAND)
 
 VOCABULARY = Vocabulary.of(
     {c.name: " ".join(c.words.values()).split() for c in REGISTRY},

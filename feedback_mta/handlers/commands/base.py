@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the database side, kept out of offline ``parse``'s imports
     from feedback_mta.actions import Actions
-    from feedback_mta.store.models import Contact, Lead
+    from feedback_mta.store.models import Lead
 
 
 @dataclass(frozen=True)
@@ -35,18 +35,23 @@ class LeadCommand:
 
 @dataclass(frozen=True)
 class ReviewCommand:
-    """A command about contacts named by id, one line each, in a reply to a review digest."""
+    """A command about contacts (or leads) named by id, one line each, in a reply to a
+    review digest (or a spam digest)."""
 
     name: str
     #: Language -> the phrases that start such a line.
     words: Mapping[str, tuple[str, ...]]
-    act: Callable[[Actions, Contact], bool]
+    #: Do it; False when there was nothing to change (the id is then reported unknown
+    #: for a lead command).
+    act: Callable[[Actions, Any], bool]
     #: The message's final reason is "<done> <how many>"; the acknowledgement's purpose
     #: "ack.<done>".
     done: str
     #: Acknowledgement; ``{done}`` lists the contacts acted on, ``{unknown}`` the others.
     ack: str
     ack_unknown: str
+    #: What the ids name: ``contact`` (review digest) or ``lead`` (spam digest).
+    about: str = "contact"
 
     @property
     def phrases(self) -> tuple[str, ...]:

@@ -1,0 +1,96 @@
+"""Signing in to the review page: a link mailed to a contact admin, good once, for minutes.
+
+No passwords: whoever reads the admin's mail may review, as whoever reads it may already
+reply ``NOT SPAM``. A link is ``<id>.<secret>``; only the SHA-256 of the secret is kept,
+so a copy of the database signs nobody in, and using it is one conditional UPDATE, so it
+signs in once even when two requests race. The mail goes through the outbox like every
+mail we send.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import datetime, timedelta
+from email.utils import make_msgid
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from feedback_mta import logs
+from feedback_mta.actions.accounts import AccountActions, normalize_email
+from feedback_mta.actions.mail import MailActions, digest
+from feedback_mta.store.models import ReviewLink, Role, User, table_of, utcnow
+
+log = logs.get(__name__)
+
+_R = table_of(ReviewLink)
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def sign_in_mail(*, to: str, url: str, minutes: int, from_name: str, sender: str,
+                 domain: str) -> bytes:
+    """The mail with the sign-in link. Pure."""
+    return digest(
+        to=to, reply_address=sender, from_name=from_name,
+        subject="Your sign-in link to the lead review page",
+        message_id=make_msgid("review-link", domain=domain),
+        text=(f"Someone (we hope you) asked to sign in to the review page as {to}.\n\n"
+              f"Open this link within {minutes} minutes to sign in; it works once:\n\n"
+              f"    {url}\n\n"
+              "If you did not ask, ignore this mail: nothing happens without the link.\n"))
+
+
+def reviewer_accounts(session: Session, email: str) -> list[int]:
+    """The accounts in which this address holds ``contact-admin`` (now). A read: the page
+    asks it on every request, so a role taken away takes effect at once."""
+    users = session.exec(select(User).where(User.email == normalize_email(email)))
+    return sorted(u.account_id for u in users if Role.CONTACT_ADMIN in u.role_set)
+
+
+class ReviewActions(MailActions, AccountActions):
+    def reviewer_accounts(self, email: str) -> list[int]:
+        return reviewer_accounts(self.session, email)
+
+    def send_sign_in_link(self, email: str, base_url: str, lifetime: float, *,
+                          from_name: str, sender: str, domain: str) -> bool:
+        """Queue a sign-in link to this address if it may review; False (and nothing
+        stored or sent) otherwise. The caller answers the same either way."""
+        address = normalize_email(email)
+        if not self.reviewer_accounts(address):
+            log.info("review.link_refused", reason="not a contact admin")
+            return False
+        secret = secrets.token_urlsafe(24)
+        now = utcnow()
+        link_id = self.session.connection().execute(sa.insert(_R).values(
+            email=address, secret_hash=_hash(secret), created_at=now,
+            expires_at=now + timedelta(seconds=lifetime)).returning(_R.c.id)).scalar_one()
+        url = f"{base_url.rstrip('/')}/review/link/{link_id}.{secret}"
+        self.queue_mail("review.sign_in", address, sign_in_mail(
+            to=address, url=url, minutes=max(1, round(lifetime / 60)), from_name=from_name,
+            sender=sender, domain=domain))
+        log.info("review.link_sent", link_id=link_id)
+        return True
+
+    def use_sign_in_link(self, token: str, now: datetime | None = None) -> str | None:
+        """The address a genuine, unexpired, unused link signs in (and the link is used
+        up), or None."""
+        link_id, _, secret = token.partition(".")
+        if not link_id.isdigit() or not secret or len(link_id) > 18:
+            return None
+        now = now or utcnow()
+        row = self.session.connection().execute(
+            sa.select(_R.c.email, _R.c.secret_hash).where(_R.c.id == int(link_id))).first()
+        if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)):
+            return None
+        used = self.session.connection().execute(sa.update(_R).where(
+            _R.c.id == int(link_id), _R.c.used_at.is_(None), _R.c.expires_at > now)
+            .values(used_at=now)).rowcount
+        if not used:
+            return None
+        log.info("review.signed_in", link_id=int(link_id))
+        return str(row.email)

@@ -1,0 +1,231 @@
+"""Review and restore of automatically flagged leads: by email (the daily spam digest and
+its ``NOT SPAM <id>`` reply) and on the review page (a sign-in link mailed to the contact
+admin, then one click per lead or contact), through a real ``serve``, a real relay and,
+for the page, headless Chromium driven by Playwright.
+"""
+
+from __future__ import annotations
+
+import email
+import re
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from feedback_mta.store.models import ReviewLink
+from tests.conftest import write_config
+from tests.support import send
+from tests.test_cli import ok_json, ok_rows
+
+SEO = ("Hi! I can get your website on the first page of Google with our SEO services. "
+       "See http://bit.ly/3xYz and http://seo-agency.example/offer")
+BUYER = "Is the 2019 Civic still available? Can I test drive it Saturday?"
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+class Desk:
+    """A server with HTTP and a relay; an account with a contact admin (boss) and a user
+    without the role (clerk); an auto-flagged lead, a buyer's lead, a suspected contact;
+    a second account with a flagged lead of its own."""
+
+    def __init__(self, tmp_path, database_url, server_factory, relay, **sections):
+        self.relay = relay
+        self.path = write_config(
+            tmp_path / "review.toml", database_url, http={"listen": "127.0.0.1:0"},
+            outbound={"relay": f"127.0.0.1:{relay.port}", "retry_interval": "1s"},
+            leads={"digest_time": ""},
+            quality={"allowed_domains": ["test"], "suspect_networks": ["198.51.100.0/24"]},
+            **sections)
+        ok_json(self.path, "db", "upgrade")
+        self.account = ok_json(self.path, "account", "add", "Dealer")["id"]
+        self.other = ok_json(self.path, "account", "add", "Elsewhere")["id"]
+        for account, who, roles in ((self.account, "boss", ["--role", "contact-admin"]),
+                                    (self.account, "clerk", []),
+                                    (self.other, "chief", ["--role", "contact-admin"])):
+            ok_json(self.path, "user", "add", "--account", str(account), "--email",
+                    f"{who}@dealer.test", *roles)
+        self.spam = self.lead(self.account, "pitch@agency.test", "Sam", "Hill", SEO)
+        self.buyer = self.lead(self.account, "ann@people.test", "Ann", "Lee", BUYER)
+        self.elsewhere = self.lead(self.other, "pitch2@agency.test", "Sam", "Hill", SEO)
+        assert self.spam["status"] == self.elsewhere["status"] == "spam"
+        self.suspect = ok_json(self.path, "contact", "add", "--account", str(self.account),
+                               "--email", "kiosk@people.test", "--first", "Kim", "--last",
+                               "Ode", "--ip", "198.51.100.7")["id"]
+        self.server = server_factory(self.path)
+        self.url = f"http://127.0.0.1:{self.server.wait_for('http.started')['port']}"
+
+    def lead(self, account, address, first, last, comments) -> dict:
+        return ok_json(self.path, "lead", "add", "--account", str(account), "--email", address,
+                       "--first", first, "--last", last, "--comments", comments)
+
+    def show(self, lead_id) -> dict:
+        return ok_json(self.path, "lead", "show", str(lead_id))
+
+    def events(self, action: str, subject_id: int) -> list[dict]:
+        return [e for e in ok_rows(self.path, "events", "--lead", str(subject_id))
+                if e["action"] == action] if action.startswith("lead.") else [
+            e for e in ok_rows(self.path, "events", "--contact", str(subject_id))
+            if e["action"] == action]
+
+
+@pytest.fixture
+def desk(tmp_path, database_url, server_factory, relay):
+    return Desk(tmp_path, database_url, server_factory, relay)
+
+
+def _body(raw: bytes) -> tuple[email.message.Message, str]:
+    msg = email.message_from_bytes(raw)
+    return msg, msg.get_payload(decode=True).decode()
+
+
+def test_the_spam_digest_and_a_not_spam_reply_restore_the_lead_and_teach(desk):
+    assert ok_json(desk.path, "leads", "digest") == {"queued": 2}  # boss, and chief
+    mails = {rcpts[0]: raw for _, rcpts, raw in desk.relay.wait(2)}
+    assert set(mails) == {"boss@dealer.test", "chief@dealer.test"}  # never the clerk
+    digest, body = _body(mails["boss@dealer.test"])
+    assert f"#{desk.spam['id']}" in body and f"#{desk.elsewhere['id']}" not in body
+    assert "Sam Hill" in body and "pitch@agency.test" in body and "seo pitch" in body
+    assert "I can get your website on the first page" in body  # the first words
+    assert "NOT SPAM <id>" in body and digest["Subject"].startswith("1 lead of Dealer")
+    assert ok_json(desk.path, "leads", "digest") == {"queued": 0}  # each lead named once
+
+    review_box = re.search(r"<(review\+[^>]+)>", digest["From"]).group(1)
+    reply = (f"From: boss@dealer.test\r\nTo: {review_box}\r\nSubject: Re: {digest['Subject']}"
+             f"\r\nIn-Reply-To: {digest['Message-ID']}\r\nMessage-ID: <r1@dealer.test>\r\n"
+             f"\r\nNOT SPAM {desk.spam['id']}\r\nnot spam {desk.elsewhere['id']}\r\n\r\n"
+             f"> NOT SPAM <id>\r\n").encode()
+    # The clerk may not; nothing changes.
+    forged = reply.replace(b"From: boss@", b"From: clerk@").replace(b"<r1@", b"<r0@")
+    assert send(desk.server.port, "clerk@dealer.test", [review_box], forged)[0] == 250
+    desk.server.wait_for("review.refused", account_id=desk.account)
+    assert desk.show(desk.spam["id"])["status"] == "spam"
+
+    assert send(desk.server.port, "boss@dealer.test", [review_box], reply)[0] == 250
+    restored = desk.server.wait_for("lead.restored", lead_id=desk.spam["id"])
+    assert (restored["actor"], restored["via"]) == ("email:boss@dealer.test", "email")
+    assert desk.show(desk.spam["id"])["status"] == "active"
+    assert desk.show(desk.elsewhere["id"])["status"] == "spam"  # another account's: never
+    exported = ok_rows(desk.path, "lead", "export", "--account", str(desk.account))
+    assert sorted(r["id"] for r in exported) == sorted([desk.spam["id"], desk.buyer["id"]])
+    ack = _body(desk.relay.wait(3)[2][2])[1]
+    assert f"Restored: #{desk.spam['id']}." in ack and f"#{desk.elsewhere['id']}" in ack
+    # A label the model counts: a restore by a person.
+    model = ok_json(desk.path, "leads", "model")
+    assert model["labels"][str(desk.account)] == {"spam": 0, "ham": 1}
+
+
+def _signed_in_client(desk) -> httpx.Client:
+    """Ask for a link, take it from the relay, use it: a client holding the cookie."""
+    client = httpx.Client(base_url=desk.url, timeout=10)
+    asked = client.post("/review/sign-in", data={"email": "Boss@Dealer.test"})
+    assert asked.status_code == 200 and "a sign-in link is on its way" in asked.text
+    link = _link(desk, 1)
+    assert client.get(link).status_code == 200  # only a button: not used up
+    signed = client.post(link)
+    assert signed.status_code == 303 and signed.headers["location"] == "/review/"
+    assert "HttpOnly" in signed.headers["set-cookie"]
+    assert "samesite=strict" in signed.headers["set-cookie"].lower()
+    return client
+
+
+def _link(desk, n: int) -> str:
+    _, body = _body(desk.relay.wait(n)[n - 1][2])
+    return re.search(r"(/review/link/\S+)", body).group(1)
+
+
+def test_the_review_page_refuses_what_it_must(desk):
+    stranger = httpx.Client(base_url=desk.url, timeout=10)
+    page = stranger.get("/review/")
+    assert page.status_code == 200 and 'name="email"' in page.text
+    # A stranger and a user without the role get the same answer, and no mail.
+    for who in ("nobody@else.test", "clerk@dealer.test"):
+        answer = stranger.post("/review/sign-in", data={"email": who})
+        assert answer.status_code == 200 and f"If {who} may review" in answer.text
+    assert stranger.post("/review/sign-in", data={"email": "not an address"}).status_code == 400
+    # Changes need a sign-in, and a sign-in needs its CSRF token.
+    path = f"/review/leads/{desk.spam['id']}/restore"
+    assert stranger.post(path, data={"csrf": "x"}).status_code == 401
+    client = _signed_in_client(desk)  # the first mail the relay got: no mail for the others
+    assert len(desk.relay.messages) == 1
+    assert client.post(path, data={"csrf": "forged"}).status_code == 403
+    forged_cookie = httpx.Client(base_url=desk.url, timeout=10,
+                                 cookies={"fm_review": "Ym9zc0BkZWFsZXIudGVzdA.9999999999.00"})
+    assert "Send me a sign-in link" in forged_cookie.get("/review/").text
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', client.get("/review/").text).group(1)
+    # Another account's lead: the same answer as none.
+    other = client.post(f"/review/leads/{desk.elsewhere['id']}/restore", data={"csrf": csrf})
+    assert other.status_code == 404 and desk.show(desk.elsewhere["id"])["status"] == "spam"
+    assert client.post("/review/leads/999999/restore", data={"csrf": csrf}).status_code == 404
+    assert desk.show(desk.spam["id"])["status"] == "spam"
+    # A used link signs nobody in again; only the hash of its secret is stored.
+    link = _link(desk, 1)
+    assert stranger.post(link).status_code == 410
+    with sa.create_engine(_url(desk)).connect() as conn:
+        stored = conn.execute(sa.select(ReviewLink.__table__)).one()
+    assert stored.secret_hash not in link and link.split(".")[-1] not in stored.secret_hash
+
+
+def _url(desk) -> str:
+    from feedback_mta import config as config_mod
+
+    return config_mod.load(desk.path, env={}).database.url
+
+
+def test_an_expired_link_signs_nobody_in(tmp_path, database_url, server_factory, relay):
+    desk = Desk(tmp_path, database_url, server_factory, relay, review={"link_lifetime": "1s"})
+    client = httpx.Client(base_url=desk.url, timeout=10)
+    client.post("/review/sign-in", data={"email": "boss@dealer.test"})
+    link = _link(desk, 1)
+    time.sleep(1.5)
+    answer = client.post(link)
+    assert answer.status_code == 410 and "expired" in answer.text
+    assert "fm_review" not in answer.headers.get("set-cookie", "")
+
+
+def test_the_review_page_in_a_real_browser(desk):
+    """A contact admin signs in with the link from the mail, restores the lead and keeps
+    the contact, in headless Chromium; each is the audit event a reply makes, via web."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (/usr/bin/chromium)")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        try:
+            page = browser.new_page()
+            assert page.goto(desk.url + "/review/").status == 200
+            page.get_by_label("Your email address").fill("boss@dealer.test")
+            page.get_by_role("button", name="Send me a sign-in link").click()
+            assert "a sign-in link is on its way" in page.get_by_role("status").inner_text()
+            page.goto(desk.url + _link(desk, 1))  # followed from the captured mail
+            with page.expect_navigation():
+                page.get_by_role("button", name="Sign in").click()
+            assert page.url == desk.url + "/review/"
+            row = page.locator(f"#lead-{desk.spam['id']}")
+            assert "seo pitch" in row.inner_text() and "Sam Hill" in row.inner_text()
+            assert page.locator(f"#lead-{desk.elsewhere['id']}").count() == 0
+            assert page.locator(f"#lead-{desk.buyer['id']}").count() == 0
+            page.get_by_role("button", name=f"Not spam: restore lead {desk.spam['id']}").click()
+            page.wait_for_url(re.compile(r".*done=restored.*"))
+            assert f"Lead #{desk.spam['id']} restored" in page.get_by_role("status").inner_text()
+            assert page.locator(f"#lead-{desk.spam['id']}").count() == 0
+            page.get_by_role("button", name=f"Keep contact {desk.suspect}").click()
+            page.wait_for_url(re.compile(r".*done=kept.*"))
+            assert page.locator(f"#contact-{desk.suspect}").count() == 0
+            page.get_by_role("button", name="Sign out").click()
+            assert page.get_by_label("Your email address").count() == 1
+        finally:
+            browser.close()
+    assert desk.show(desk.spam["id"])["status"] == "active"
+    [restored] = desk.events("lead.restored", desk.spam["id"])
+    assert (restored["actor"], restored["via"]) == ("web:boss@dealer.test", "web")
+    [verified] = desk.events("contact.verified", desk.suspect)
+    assert (verified["actor"], verified["via"]) == ("web:boss@dealer.test", "web")
+    contact = ok_json(desk.path, "contact", "show", str(desk.suspect))
+    assert contact["verified"] is True and contact["tags"] == []
+    model = ok_json(desk.path, "leads", "model")
+    assert model["labels"][str(desk.account)] == {"spam": 0, "ham": 1}
