@@ -135,3 +135,55 @@ def test_dealers_flags_teach_and_restores_teach_the_other_way(api):  # noqa: F81
     # ham label, the two flagged ones spam; every lead seen once).
     assert ok_json(api.path, "leads", "retrain")["leads"] == n
     assert ok_json(api.path, "leads", "model") == learned
+    # After 30 leads in Latin letters, one in Cyrillic is unusual for this account (a
+    # reason, not a flag); the first one of another account is not.
+    russian = "Здравствуйте, интересует этот автомобиль, позвоните"
+    assert add(russian, n + 1)["spam_reasons"] == [
+        "a script the account's leads are not written in"]
+    other = api.as_(api.other_key).post("/v1/leads", json={
+        "email": "iv@people.test", "first": "Ivan", "last": "Petrov", "comments": russian})
+    assert other.json()["spam_reasons"] == []
+
+
+SPUN = ["Hi! I can get your website on the first page of Google with our services, "
+        "contact me today for a free audit",
+        "Hello! I can get your site on the first page of Google with our services, "
+        "contact us today for a free audit",
+        "Hey! We can get your website on the first page of Google with our services, "
+        "contact me today for a free audit",
+        "Hi! I can get your web site on the first page of Google with our services, "
+        "contact me today for a free audit"]
+CAMPAIGN = "campaign: the same comments from several senders"
+
+
+def test_campaigns_across_accounts_and_many_leads_from_one_address(api):  # noqa: F811
+    def post(key, n, comments, ip="203.0.113.5") -> dict:
+        answer = api.as_(key).post("/v1/leads", json={
+            "email": f"s{n}@mail.test", "first": "Sam", "last": "Hill", "ip": ip,
+            "comments": comments})
+        assert answer.status_code == 201, answer.text
+        return answer.json()
+
+    # One buyer asking three dealers the same: no campaign.
+    for n, key in enumerate((api.key, api.other_key, api.key)):
+        asked = api.as_(key).post("/v1/leads", json={
+            "email": "ann@people.test", "first": "Ann", "last": "Lee",
+            "ip": f"198.51.100.{n + 1}", "comments": SPUN[0]})
+        assert CAMPAIGN not in asked.json()["spam_reasons"]
+    # The same pitch, spun, from other senders and networks, in both accounts.
+    found = [post(key, n, text, ip=f"192.0.{n}.1")["spam_reasons"]
+             for n, (key, text) in enumerate(zip(
+                 (api.key, api.other_key, api.key, api.other_key), [*SPUN[1:], SPUN[0]],
+                 strict=True))]
+    assert CAMPAIGN not in found[0]
+    assert CAMPAIGN in found[-1], found  # like four other senders' (LSH: some pairs miss)
+    # Many leads from one address within the hour.
+    reasons = [post(api.key, 100 + n, BUYERS[n].format("Civic"), ip="203.0.113.9")[
+        "spam_reasons"] for n in range(6)]
+    assert reasons[4] == [] and reasons[5] == ["several leads from one address"], reasons
+    buyer = post(api.key, 200, "Do you have the Golf in blue?", ip="203.0.114.9")
+    assert (buyer["spam_reasons"], buyer["notify"]) == ([], True)
+    # The same words from many senders is a campaign, whatever they say: a reason, not a
+    # flag on its own (a platform's prefilled comment is the same for every buyer).
+    same = [post(api.key, 300 + n, BUYER, ip=f"10.{n}.0.1") for n in range(5)]
+    assert CAMPAIGN in same[-1]["spam_reasons"] and same[-1]["notify"] is True

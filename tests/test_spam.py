@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from feedback_mta.quality.spam import KNOWN_BAD, LeadFacts, score
+from feedback_mta.quality import campaigns
+from feedback_mta.quality.spam import KNOWN_BAD, LeadFacts, score, script
 
 THRESHOLD = 0.9
 
@@ -54,3 +55,76 @@ def test_more_signals_never_lower_the_score():
     one = score(LeadFacts("crypto bitcoin now", "a@b.example"))
     two = score(LeadFacts("crypto bitcoin now http://bit.ly/x", "a@b.example"))
     assert two.score > one.score and two.reasons[0] == "crypto"
+
+
+# --- behaviour ---------------------------------------------------------------------------
+
+# (facts beyond the words, the reasons that must show, flagged alone at the default)
+BEHAVIOUR = [
+    ({"ip_leads": 4}, (), False),
+    ({"ip_leads": 5}, ("several leads from one address",), False),
+    ({"ip_leads": 20}, ("many leads from one address",), False),
+    ({"net_leads": 49}, (), False),
+    ({"net_leads": 50}, ("many leads from one network",), False),
+    ({"campaign_senders": 2}, (), False),
+    ({"campaign_senders": 3}, ("campaign: the same comments from several senders",), False),
+    ({"campaign_senders": 10}, ("campaign: the same comments from many senders",), False),
+    ({"script_share": None}, (), False),
+    ({"script_share": 0.02}, (), False),
+    ({"script_share": 0.0}, ("a script the account's leads are not written in",), False),
+    # Two strong ones do not yet (0.88); three together do.
+    ({"ip_leads": 20, "campaign_senders": 10}, ("many leads from one address",), False),
+    ({"ip_leads": 20, "campaign_senders": 10, "script_share": 0.0},
+     ("many leads from one address",), True),
+]
+
+
+@pytest.mark.parametrize(("facts", "reasons", "flagged"), BEHAVIOUR)
+def test_behaviour_signals_and_none_flags_a_buyer_alone(facts, reasons, flagged):
+    result = score(LeadFacts(BUYER, "ann@gmail.com", **facts))
+    assert set(reasons) <= set(result.reasons) and len(result.reasons) >= len(reasons), result
+    assert result.flagged(THRESHOLD) is flagged, result
+    if not reasons:
+        assert result.score == 0.0
+
+
+BUYER = "Is the 2019 Civic still available? Can I test drive it Saturday?"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Is the 2019 Civic still available?", "latin"),
+    ("Здравствуйте, интересует автомобиль, позвоните мне", "cyrillic"),
+    ("这辆车还在吗？请给我打电话谢谢你们的帮助", "han"),
+    ("مرحبا، هل السيارة لا تزال متاحة للبيع", "arabic"),
+    ("ok", ""),
+    ("", ""),
+])
+def test_the_script_of_the_comments(text, expected):
+    assert script(text) == expected
+
+
+SPUN = [
+    "Hi! I can get your website on the first page of Google with our SEO services, "
+    "contact me today for a free audit",
+    "Hello! I can get your site on the first page of Google with our SEO services, "
+    "contact us today for a free audit",
+    "Hey! We can get your website on the first page of Google with our SEO services, "
+    "contact me today for a free audit",
+]
+ALIKE_BUYERS = [
+    "Is the 2019 Civic still available? Can I test drive it on Saturday morning please",
+    "Is the 2020 Accord still available? Can I come and see it on Saturday afternoon",
+]
+
+
+def test_spun_comments_share_bands_and_buyers_questions_built_alike_do_not():
+    first, *others = (set(campaigns.bands(text)) for text in SPUN)
+    assert all(first & other for other in others)
+    assert not set(campaigns.bands(ALIKE_BUYERS[0])) & set(campaigns.bands(ALIKE_BUYERS[1]))
+    assert campaigns.resemblance(SPUN[0], SPUN[1]) > 0.4
+    assert campaigns.resemblance(*ALIKE_BUYERS) < 0.3
+    # The same on every node and run (fixed seeds), signed 63-bit for a BIGINT column.
+    assert campaigns.bands(SPUN[0]) == campaigns.bands(SPUN[0])
+    assert all(-(1 << 62) <= b < (1 << 62) for b in campaigns.bands(SPUN[0]))
+    # Short comments are what every buyer writes: no bands.
+    assert campaigns.bands("Is it still available? Thanks!") == []

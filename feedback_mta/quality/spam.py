@@ -213,6 +213,7 @@ MIN_FLAGS = 2
 MIN_LEADS = 30
 RESTORE_WEIGHT = 4
 LEARNED = "like leads people flagged"
+LEARNED_MIN = 0.1
 
 _WORD = re.compile(r"[^\W\d_]{3,24}")
 _STOPWORDS = frozenset((
@@ -279,8 +280,9 @@ def learned(platform: dict[str, Counts], account: dict[str, Counts]
 
 def with_learned(rules: SpamScore, probability: float, strongest: tuple[str, ...]
                  ) -> SpamScore:
-    """The rules' score joined with what was learned (noisy OR), its reason last."""
-    if probability <= 0 or rules.score >= 1.0:
+    """The rules' score joined with what was learned (noisy OR), its reason last; under
+    ``LEARNED_MIN`` it is noise (a common domain flagged twice), not a reason."""
+    if probability < LEARNED_MIN or rules.score >= 1.0:
         return rules
     words = ", ".join(f.partition(":")[2] for f in strongest)
     score = 1.0 - (1.0 - rules.score) * (1.0 - probability)
