@@ -94,7 +94,7 @@ BUYER = "Is the 2019 Civic still available? Can I test drive it Saturday?"
 @pytest.mark.parametrize(("text", "expected"), [
     ("Is the 2019 Civic still available?", "latin"),
     ("Здравствуйте, интересует автомобиль, позвоните мне", "cyrillic"),
-    ("这辆车还在吗？请给我打电话谢谢你们的帮助", "han"),
+    ("这辆车还在吗请给我打电话谢谢你们的帮助", "han"),
     ("مرحبا، هل السيارة لا تزال متاحة للبيع", "arabic"),
     ("ok", ""),
     ("", ""),

@@ -67,6 +67,8 @@ class LeadActions(ContactActions, LearningActions):
                     contact_id=lead.contact_id, exported=lead.exported_at is not None, **why)
         if self.actor.via != "auto":  # a person's flag: a label
             self.learn(lead.account_id, self._features(lead), spam_=1)
+        else:  # the system's: counted as spam until a person restores it
+            self.learn(lead.account_id, self._features(lead), auto=1)
         return True
 
     def restore(self, lead: Lead) -> bool:
@@ -81,8 +83,8 @@ class LeadActions(ContactActions, LearningActions):
         self.record(events.LEAD_RESTORED, "lead", lead.id, lead.account_id,
                     contact_id=lead.contact_id)
         if self.actor.via != "auto":  # a person's restore: a label the other way
-            self.learn(lead.account_id, self._features(lead),
-                       spam_=-1 if flagged_by_person else 0, ham=1)
+            self.learn(lead.account_id, self._features(lead), ham=1,
+                       **({"spam_": -1} if flagged_by_person else {"auto": -1}))
         return True
 
     def _features(self, lead: Lead) -> list[str]:

@@ -1,6 +1,6 @@
 """The lead spam model's counts (``quality.spam``): a lead's features counted as it is
-scored, and again when a person flags or restores it (a label), in the transaction of that
-change, so the next lead already benefits. Not an audit event of its own: the label is the
+scored, and again when it is flagged or a person restores it (a label), in the transaction
+of that change, so the next lead already benefits. Not an audit event of its own: the label is the
 ``lead.flagged_spam`` / ``lead.restored`` event."""
 
 from __future__ import annotations
@@ -27,17 +27,18 @@ class LearningActions(Recorder):
         account: dict[str, spam.Counts] = {}
         for row in self.session.execute(sa.select(_F).where(
                 _F.c.account_id.in_((0, account_id)), _F.c.feature.in_(wanted))):
-            counts = spam.Counts(row.seen, row.spam, row.ham)
+            counts = spam.Counts(row.seen, row.spam, row.ham, row.auto)
             (platform if row.account_id == 0 else account)[row.feature] = counts
         return platform, account
 
     def learn(self, account_id: int, features: Iterable[str], *, seen: int = 0,
-              spam_: int = 0, ham: int = 0) -> None:
+              spam_: int = 0, ham: int = 0, auto: int = 0) -> None:
         """Add to the counts of these features (and the labels'), the platform's and the
         account's, in one statement."""
         # In one order everywhere: two transactions counting the same features (two nodes
         # scoring leads at once on PostgreSQL) take the row locks in the same order.
-        rows = [{"account_id": a, "feature": f, "seen": seen, "spam": spam_, "ham": ham}
+        rows = [{"account_id": a, "feature": f, "seen": seen, "spam": spam_, "ham": ham,
+                 "auto": auto}
                 for a in sorted({0, account_id}) for f in sorted({*features, spam.LABELS})]
         dialect = self.session.get_bind().dialect.name
         insert = (sqlite_insert if dialect == "sqlite" else pg_insert)(_F)
@@ -45,4 +46,5 @@ class LearningActions(Recorder):
             index_elements=[_F.c.account_id, _F.c.feature],
             set_={"seen": _F.c.seen + insert.excluded.seen,
                   "spam": _F.c.spam + insert.excluded.spam,
-                  "ham": _F.c.ham + insert.excluded.ham}), rows)
+                  "ham": _F.c.ham + insert.excluded.ham,
+                  "auto": _F.c.auto + insert.excluded.auto}), rows)

@@ -3,8 +3,9 @@
 The counts grow as leads are scored and as people flag and restore them; a daily full
 count from the leads corrects what drifted (a lead deleted with its contact, a flag undone
 twice). Labels are what holds now: a lead a person flagged and that is still spam, a lead
-a person restored and that is still active. On PostgreSQL the run holds an advisory lock
-and replaces the counts in one transaction, so two nodes never count twice.
+a person restored and that is still active, a lead the system flagged and nobody restored.
+On PostgreSQL the run holds an advisory lock and replaces the counts in one transaction,
+so two nodes never count twice.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def retrain(engine: Engine) -> int | None:
                 _L.c.flagged_via, _C.c.email).join(_C, _C.c.id == _L.c.contact_id)):
             leads += 1
             flagged = row.status == LeadStatus.SPAM and row.flagged_via not in (None, "auto")
+            auto = row.status == LeadStatus.SPAM and row.flagged_via == "auto"
             kept = row.status == LeadStatus.ACTIVE and row.id in restored
             for feature in {*spam.features(row.comments, row.email, row.spam_reasons or ()),
                             spam.LABELS}:
@@ -47,12 +49,14 @@ def retrain(engine: Engine) -> int | None:
                     counts[(account, feature, "seen")] += 1
                     counts[(account, feature, "spam")] += flagged
                     counts[(account, feature, "ham")] += kept
+                    counts[(account, feature, "auto")] += auto
         keys = {(a, f) for a, f, _ in counts}
         conn.execute(sa.delete(_F))
         if keys:
             conn.execute(sa.insert(_F), [
                 {"account_id": a, "feature": f, "seen": counts[(a, f, "seen")],
-                 "spam": counts[(a, f, "spam")], "ham": counts[(a, f, "ham")]}
+                 "spam": counts[(a, f, "spam")], "ham": counts[(a, f, "ham")],
+                 "auto": counts[(a, f, "auto")]}
                 for a, f in sorted(keys)])
     log.info("spam.retrained", leads=leads, features=len(keys))
     return leads

@@ -12,6 +12,7 @@ comments is how buyers ask to be called: not a signal).
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -198,22 +199,33 @@ def score(facts: LeadFacts) -> SpamScore:
 
 # --- learned from people ------------------------------------------------------------------------
 #
-# Every flag and every restore by a person is a label. The model is a table of counts per
+# Every flag and every restore by a person is a label; so is, until a person restores it, a
+# lead the system flagged (it is not shown, so nobody flags it: without counting it, what
+# the model stops showing it would stop learning). The model is a table of counts per
 # feature of a lead (``features``): in how many new leads it was seen, how many of those
-# people flagged, how many they restored. A feature's spam rate is its flags over its
-# sightings, restores weighing ``RESTORE_WEIGHT`` times (precision first), with Laplace
-# smoothing; only features flagged ``MIN_FLAGS`` times count, and only once the platform
-# has seen ``MIN_LEADS`` leads, so the first few flags cannot teach it that "the" is spam.
-# The two strongest features decide (noisy OR), joined to the rules the same way. Each
-# account's own counts count beside the platform's once it has flagged or restored.
+# people flagged (``spam``), the system flagged (``auto``), people restored (``ham``).
+#
+# A feature's spam probability is Graham's ("A Plan for Spam", 2002): its share of the spam
+# against its share of the rest, the rest counted twice and a restore ``RESTORE_WEIGHT``
+# times (precision first), pulled towards 1/2 by Robinson's strength for features seen
+# few times ("A Statistical Approach to the Spam Problem", 2003). The ``INTERESTING``
+# features farthest from 1/2 are combined by Bayes' rule, the way SpamBayes and
+# bogofilter do; nothing is learned before the platform has seen ``MIN_LEADS`` leads and
+# ``MIN_FLAGS`` flags. Each account's own probability for a feature counts beside the
+# platform's once it has flagged or restored a lead with it (one model, adjusted per
+# account).
 
 #: The feature that counts the labels (and, in ``seen``, every lead scored).
 LABELS = "*labels*"
 MIN_FLAGS = 2
 MIN_LEADS = 30
 RESTORE_WEIGHT = 4
+HAM_WEIGHT = 2
+STRENGTH = 3.0
+INTERESTING = 15
 LEARNED = "like leads people flagged"
-LEARNED_MIN = 0.1
+#: Below this the features say "more likely a real lead": no reason, nothing added.
+LEARNED_MIN = 0.5
 
 _WORD = re.compile(r"[^\W\d_]{3,24}")
 _STOPWORDS = frozenset((
@@ -248,42 +260,67 @@ def features(comments: str, email: str, reasons: tuple[str, ...] | list[str] = (
 @dataclass(frozen=True)
 class Counts:
     seen: int = 0
+    #: Flagged by people, by the system (until restored), restored by people.
     spam: int = 0
     ham: int = 0
+    auto: int = 0
 
     @property
-    def rate(self) -> float:
-        """Flags per sighting, restores weighing more, smoothed (Laplace)."""
-        return (self.spam + 1) / (self.seen + 2 + RESTORE_WEIGHT * self.ham)
+    def flagged(self) -> int:
+        return max(self.spam + self.auto, 0)
+
+    @property
+    def kept(self) -> int:
+        """The leads with it not flagged, a restore weighing ``RESTORE_WEIGHT``."""
+        return max(self.seen - self.flagged, 0) + (RESTORE_WEIGHT - 1) * max(self.ham, 0)
+
+
+def probability(feature: Counts, totals: Counts) -> float:
+    """How likely a lead with this feature is spam (Graham's, with Robinson's pull to 1/2
+    for features seen few times), within 0.01-0.99."""
+    spam_share = min(1.0, feature.flagged / max(totals.flagged, 1))
+    ham_share = min(1.0, HAM_WEIGHT * feature.kept / max(totals.kept, 1))
+    if spam_share + ham_share == 0:
+        return 0.5
+    p = spam_share / (spam_share + ham_share)
+    n = feature.flagged + feature.kept
+    return min(0.99, max(0.01, (STRENGTH * 0.5 + n * p) / (STRENGTH + n)))
 
 
 def learned(platform: dict[str, Counts], account: dict[str, Counts]
             ) -> tuple[float, tuple[str, ...]]:
-    """(probability, strongest features) from the counts of a lead's features."""
-    if platform.get(LABELS, Counts()).seen < MIN_LEADS:
+    """(probability, the two features most like spam) from the counts of a lead's
+    features; (0, ()) until the platform has learned enough."""
+    totals = platform.get(LABELS, Counts())
+    if totals.seen < MIN_LEADS or totals.flagged < MIN_FLAGS:
         return 0.0, ()
+    own_totals = account.get(LABELS)
     rated = []
     for feature, counts in platform.items():
-        if feature == LABELS or counts.spam < MIN_FLAGS:
+        if feature == LABELS:
             continue
-        rate = counts.rate
+        p = probability(counts, totals)
         own = account.get(feature)
-        if own is not None and own.spam + own.ham:
-            rate = (rate + own.rate) / 2  # the account's own view, beside the platform's
-        rated.append((rate, feature))
-    top = sorted(rated, reverse=True)[:2]
-    keep = 1.0
-    for rate, _ in top:
-        keep *= 1.0 - rate
-    return round(1.0 - keep, 4), tuple(f for _, f in top)
+        if own is not None and own_totals is not None and own.spam + own.auto + own.ham:
+            p = (p + probability(own, own_totals)) / 2  # the account's own view beside
+        rated.append((abs(p - 0.5), p, feature))
+    top = [(p, f) for distance, p, f in sorted(rated, reverse=True)[:INTERESTING]
+           if distance >= 0.1]
+    if not top:
+        return 0.0, ()
+    log_spam = sum(math.log(p) for p, _ in top)
+    log_ham = sum(math.log(1.0 - p) for p, _ in top)
+    combined = 1.0 / (1.0 + math.exp(max(-700.0, min(700.0, log_ham - log_spam))))
+    strongest = tuple(f for p, f in sorted(top, reverse=True)[:2] if p > 0.5)
+    return round(combined, 4), strongest
 
 
-def with_learned(rules: SpamScore, probability: float, strongest: tuple[str, ...]
+def with_learned(rules: SpamScore, learned_p: float, strongest: tuple[str, ...]
                  ) -> SpamScore:
     """The rules' score joined with what was learned (noisy OR), its reason last; under
-    ``LEARNED_MIN`` it is noise (a common domain flagged twice), not a reason."""
-    if probability < LEARNED_MIN or rules.score >= 1.0:
+    ``LEARNED_MIN`` the features speak for a real lead, and add nothing."""
+    if learned_p < LEARNED_MIN or rules.score >= 1.0 or not strongest:
         return rules
     words = ", ".join(f.partition(":")[2] for f in strongest)
-    score = 1.0 - (1.0 - rules.score) * (1.0 - probability)
+    score = 1.0 - (1.0 - rules.score) * (1.0 - learned_p)
     return SpamScore(round(score, 4), (*rules.reasons, f"{LEARNED} ({words})"))

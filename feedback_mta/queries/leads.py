@@ -83,24 +83,25 @@ def export_row(lead: Lead, contact: Contact, book: AddressBook) -> dict[str, Any
 
 
 def model(session: Session, limit: int = 20) -> dict[str, Any]:
-    """What the lead spam model learned (``leads model``): labels per account, leads seen,
-    and the features flagged most often per sighting (those that count)."""
+    """What the lead spam model learned (``leads model``): labels per account, leads seen
+    and flagged by the system, and the features most like spam (flagged twice or more)."""
     from feedback_mta.quality import spam
     from feedback_mta.store.models import SpamFeature
 
     labels: dict[str, dict[str, int]] = {}
-    seen = 0
+    totals = spam.Counts()
     for row in session.exec(select(SpamFeature).where(SpamFeature.feature == spam.LABELS)):
         if row.account_id == 0:
-            seen = row.seen
+            totals = spam.Counts(row.seen, row.spam, row.ham, row.auto)
         else:
             labels[str(row.account_id)] = {"spam": row.spam, "ham": row.ham}
     rows = session.exec(select(SpamFeature).where(
         SpamFeature.account_id == 0, SpamFeature.feature != spam.LABELS,
-        SpamFeature.spam >= spam.MIN_FLAGS)).all()
-    rated = sorted(((spam.Counts(r.seen, r.spam, r.ham).rate, r) for r in rows),
-                   key=lambda pair: (-pair[0], pair[1].feature))[:limit]
-    return {"leads_seen": seen, "learning": seen >= spam.MIN_LEADS,
-            "labels": labels,
+        SpamFeature.spam + SpamFeature.auto >= spam.MIN_FLAGS)).all()
+    rated = sorted(((spam.probability(spam.Counts(r.seen, r.spam, r.ham, r.auto), totals), r)
+                    for r in rows), key=lambda pair: (-pair[0], pair[1].feature))[:limit]
+    return {"leads_seen": totals.seen,
+            "learning": totals.seen >= spam.MIN_LEADS and totals.flagged >= spam.MIN_FLAGS,
+            "labels": labels, "flagged_by_system": totals.auto,
             "features": [{"feature": r.feature, "seen": r.seen, "spam": r.spam, "ham": r.ham,
-                          "rate": round(rate, 4)} for rate, r in rated]}
+                          "auto": r.auto, "probability": round(p, 4)} for p, r in rated]}

@@ -246,7 +246,8 @@ class ReviewLink(SQLModel, table=True):
 class SpamFeature(SQLModel, table=True):
     """What the lead spam model learned (``quality.spam``): per feature of a lead (a word of
     its comments, a rule's reason, its address's domain), in how many new leads it was
-    seen, and how many of those people flagged (spam) or restored (ham). ``account_id`` 0
+    seen, and how many of those people flagged (spam) or restored (ham) and the system
+    flagged (auto). ``account_id`` 0
     is the whole platform; the feature ``LABELS`` counts the labels themselves."""
 
     __tablename__ = "spam_feature"
@@ -259,6 +260,9 @@ class SpamFeature(SQLModel, table=True):
     seen: int = 0
     spam: int = 0
     ham: int = 0
+    #: Flagged by the system and not restored (counted as spam until a person says not).
+    auto: int = Field(default=0, sa_column=Column(sa.Integer, nullable=False,
+                                                  server_default="0"))
 
 
 class Tag(SQLModel, table=True):

@@ -1,5 +1,5 @@
 """Review and behaviour: lead.source_net, lead.digested_at and their indexes; comment_band
-(campaigns), review_link (sign-in links to the review page)
+(campaigns), review_link (sign-in links to the review page), spam_feature.auto
 
 Revision ID: 0009
 Revises: 0008
@@ -21,6 +21,8 @@ def upgrade() -> None:
     with op.batch_alter_table('lead') as batch:
         batch.add_column(sa.Column('source_net', sa.Text(), nullable=True))
         batch.add_column(sa.Column('digested_at', sa.DateTime(timezone=True), nullable=True))
+    with op.batch_alter_table('spam_feature') as batch:
+        batch.add_column(sa.Column('auto', sa.Integer(), server_default='0', nullable=False))
     op.create_index('ix_lead_source_ip_created', 'lead', ['source_ip', 'created_at'])
     op.create_index('ix_lead_source_net_created', 'lead', ['source_net', 'created_at'])
     op.create_table('comment_band',
@@ -50,6 +52,8 @@ def downgrade() -> None:
     op.drop_table('comment_band')
     op.drop_index('ix_lead_source_net_created', table_name='lead')
     op.drop_index('ix_lead_source_ip_created', table_name='lead')
+    with op.batch_alter_table('spam_feature') as batch:
+        batch.drop_column('auto')
     with op.batch_alter_table('lead') as batch:
         batch.drop_column('digested_at')
         batch.drop_column('source_net')
