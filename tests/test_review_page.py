@@ -31,12 +31,13 @@ class Desk:
     without the role (clerk); an auto-flagged lead, a buyer's lead, a suspected contact;
     a second account with a flagged lead of its own."""
 
-    def __init__(self, tmp_path, database_url, server_factory, relay, **sections):
+    def __init__(self, tmp_path, database_url, server_factory, relay, digest_time="",
+                 **sections):
         self.relay = relay
         self.path = write_config(
             tmp_path / "review.toml", database_url, http={"listen": "127.0.0.1:0"},
             outbound={"relay": f"127.0.0.1:{relay.port}", "retry_interval": "1s"},
-            leads={"digest_time": ""},
+            leads={"digest_time": digest_time},
             quality={"allowed_domains": ["test"], "suspect_networks": ["198.51.100.0/24"]},
             **sections)
         ok_json(self.path, "db", "upgrade")
@@ -82,6 +83,7 @@ def _body(raw: bytes) -> tuple[email.message.Message, str]:
 
 
 def test_the_spam_digest_and_a_not_spam_reply_restore_the_lead_and_teach(desk):
+    assert "leads.digest" not in desk.server.wait_for("scheduler.started")["jobs"]  # "": off
     assert ok_json(desk.path, "leads", "digest") == {"queued": 2}  # boss, and chief
     mails = {rcpts[0]: raw for _, rcpts, raw in desk.relay.wait(2)}
     assert set(mails) == {"boss@dealer.test", "chief@dealer.test"}  # never the clerk
@@ -175,7 +177,9 @@ def _url(desk) -> str:
 
 
 def test_an_expired_link_signs_nobody_in(tmp_path, database_url, server_factory, relay):
-    desk = Desk(tmp_path, database_url, server_factory, relay, review={"link_lifetime": "1s"})
+    desk = Desk(tmp_path, database_url, server_factory, relay, digest_time="23:59",
+                review={"link_lifetime": "1s"})
+    assert "leads.digest" in desk.server.wait_for("scheduler.started")["jobs"]
     client = httpx.Client(base_url=desk.url, timeout=10)
     client.post("/review/sign-in", data={"email": "boss@dealer.test"})
     link = _link(desk, 1)

@@ -17,6 +17,24 @@ from feedback_mta.store.models import SpamFeature, table_of
 
 _F = table_of(SpamFeature)
 
+# Built once (the statements run for every new lead): expanding parameters keep their
+# compiled form cached whatever the number of features.
+_COUNTS = sa.select(_F).where(_F.c.account_id.in_(sa.bindparam("accounts", expanding=True)),
+                              _F.c.feature.in_(sa.bindparam("features", expanding=True)))
+
+
+def _upsert(dialect: str) -> sa.Insert:
+    insert = (sqlite_insert if dialect == "sqlite" else pg_insert)(_F)
+    return insert.on_conflict_do_update(
+        index_elements=[_F.c.account_id, _F.c.feature],
+        set_={"seen": _F.c.seen + insert.excluded.seen,
+              "spam": _F.c.spam + insert.excluded.spam,
+              "ham": _F.c.ham + insert.excluded.ham,
+              "auto": _F.c.auto + insert.excluded.auto})
+
+
+_UPSERTS = {dialect: _upsert(dialect) for dialect in ("sqlite", "postgresql")}
+
 
 class LearningActions(Recorder):
     def model_counts(self, account_id: int, features: Iterable[str]
@@ -25,8 +43,8 @@ class LearningActions(Recorder):
         wanted = [*features, spam.LABELS]
         platform: dict[str, spam.Counts] = {}
         account: dict[str, spam.Counts] = {}
-        for row in self.session.execute(sa.select(_F).where(
-                _F.c.account_id.in_((0, account_id)), _F.c.feature.in_(wanted))):
+        for row in self.session.connection().execute(
+                _COUNTS, {"accounts": [0, account_id], "features": wanted}):
             counts = spam.Counts(row.seen, row.spam, row.ham, row.auto)
             (platform if row.account_id == 0 else account)[row.feature] = counts
         return platform, account
@@ -40,11 +58,5 @@ class LearningActions(Recorder):
         rows = [{"account_id": a, "feature": f, "seen": seen, "spam": spam_, "ham": ham,
                  "auto": auto}
                 for a in sorted({0, account_id}) for f in sorted({*features, spam.LABELS})]
-        dialect = self.session.get_bind().dialect.name
-        insert = (sqlite_insert if dialect == "sqlite" else pg_insert)(_F)
-        self.session.execute(insert.on_conflict_do_update(
-            index_elements=[_F.c.account_id, _F.c.feature],
-            set_={"seen": _F.c.seen + insert.excluded.seen,
-                  "spam": _F.c.spam + insert.excluded.spam,
-                  "ham": _F.c.ham + insert.excluded.ham,
-                  "auto": _F.c.auto + insert.excluded.auto}), rows)
+        self.session.connection().execute(
+            _UPSERTS[self.session.get_bind().dialect.name], rows)

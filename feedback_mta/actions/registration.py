@@ -4,6 +4,8 @@ the same."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from feedback_mta.actions.audit import SYSTEM
 from feedback_mta.actions.behaviour import BehaviourActions
 from feedback_mta.actions.leads import LeadActions
@@ -33,12 +35,15 @@ class RegistrationActions(LeadActions, QualityActions, BehaviourActions):
         restores taught) and, from ``threshold`` on, flag it as the system (``flagged_via``
         ``auto``, the event a dealer's flag writes): before the platform forwards or
         exports it. A known-bad contact's lead is always flagged."""
-        behaviour = self.behaviour(lead, contact.email, spam.script(lead.comments))
-        rules = spam.score(spam.LeadFacts(lead.comments, contact.email, verdict.level.value,
-                                          tuple(verdict.reasons), **behaviour))  # type: ignore[arg-type]
-        features = spam.features(lead.comments, contact.email, rules.reasons)
-        found = spam.with_learned(rules, *spam.learned(
-            *self.model_counts(lead.account_id, features)))
+        content = spam.LeadFacts(lead.comments, contact.email, verdict.level.value,
+                                 tuple(verdict.reasons))
+        # What it says (and who sent it) are the features; how it came is not.
+        features = spam.features(lead.comments, contact.email, spam.score(content).reasons)
+        platform, account = self.model_counts(lead.account_id, features)
+        rules = spam.score(replace(
+            content, **self.behaviour(lead, contact.email),  # type: ignore[arg-type]
+            script_share=spam.script_share(account, spam.script(lead.comments))))
+        found = spam.with_learned(rules, *spam.learned(platform, account))
         self.learn(lead.account_id, features, seen=1)
         lead.spam_score, lead.spam_reasons = found.score, list(found.reasons)
         self.session.add(lead)

@@ -167,23 +167,43 @@ def signals(facts: LeadFacts) -> list[tuple[str, float]]:
     return found
 
 
+MANY_FROM_ADDRESS = "many leads from one address"
+SEVERAL_FROM_ADDRESS = "several leads from one address"
+MANY_FROM_NETWORK = "many leads from one network"
+CAMPAIGN_MANY = "campaign: the same comments from many senders"
+CAMPAIGN_SEVERAL = "campaign: the same comments from several senders"
+UNUSUAL_SCRIPT = "a script the account's leads are not written in"
+#: Reasons of how a lead came, not of what it is: not features the model learns from.
+BEHAVIOUR = frozenset({MANY_FROM_ADDRESS, SEVERAL_FROM_ADDRESS, MANY_FROM_NETWORK,
+                       CAMPAIGN_MANY, CAMPAIGN_SEVERAL, UNUSUAL_SCRIPT})
+
+
 def behaviour(facts: LeadFacts) -> list[tuple[str, float]]:
     """The signals of how the lead came rather than what it says. None flags a lead alone:
     a showroom's kiosk sends many leads from one address, platforms prefill comments."""
     found: list[tuple[str, float]] = []
     if facts.ip_leads >= 20:
-        found.append(("many leads from one address", 0.6))
+        found.append((MANY_FROM_ADDRESS, 0.6))
     elif facts.ip_leads >= 5:
-        found.append(("several leads from one address", 0.3))
+        found.append((SEVERAL_FROM_ADDRESS, 0.3))
     if facts.net_leads >= 50:
-        found.append(("many leads from one network", 0.4))
+        found.append((MANY_FROM_NETWORK, 0.4))
     if facts.campaign_senders >= 10:
-        found.append(("campaign: the same comments from many senders", 0.7))
+        found.append((CAMPAIGN_MANY, 0.7))
     elif facts.campaign_senders >= 3:
-        found.append(("campaign: the same comments from several senders", 0.5))
+        found.append((CAMPAIGN_SEVERAL, 0.5))
     if facts.script_share is not None and facts.script_share < 0.02:
-        found.append(("a script the account's leads are not written in", 0.5))
+        found.append((UNUSUAL_SCRIPT, 0.5))
     return found
+
+
+def script_share(account: dict[str, Counts], written: str) -> float | None:
+    """The share of the account's leads written in this script, from the model's counts
+    (``s:<script>`` seen against all); None while the account has seen too few."""
+    total = account.get(LABELS, Counts()).seen
+    if not written or total < MIN_SCRIPT_LEADS:
+        return None
+    return account.get(f"s:{written}", Counts()).seen / total
 
 
 def score(facts: LeadFacts) -> SpamScore:
@@ -240,17 +260,28 @@ _STOPWORDS = frozenset((
 ))
 
 
+_LONG_NUMBER = re.compile(r"\d{5,}")
+_MONEY = re.compile(r"[£$€]\s?\d|\d\s?(?:usd|eur|gbp|pounds?|dollars?)\b", re.IGNORECASE)
+
+
 def features(comments: str, email: str, reasons: tuple[str, ...] | list[str] = ()
              ) -> list[str]:
     """What the model counts of a lead: its script, its distinct words (not the commonest),
-    the rules' reasons, its address's domain. Sorted, at most 48 (the script always)."""
+    the shapes of its numbers (a run of five digits or more: premium numbers and short
+    codes; an amount of money), the rules' reasons, its address's domain. Sorted, at most
+    48. Whether a shape speaks for spam is learned, not ruled: buyers write numbers too."""
     words = {w for w in (m.lower() for m in _WORD.findall(comments or ""))
              if w not in _STOPWORDS}
     written = script(comments)
     found = {f"w:{w}" for w in sorted(words)[:40]}
     if written:
         found.add(f"s:{written}")
-    found |= {f"r:{r}" for r in reasons if r != KNOWN_BAD and not r.startswith(LEARNED)}
+    if _LONG_NUMBER.search(comments or ""):
+        found.add("n:long number")
+    if _MONEY.search(comments or ""):
+        found.add("n:money")
+    found |= {f"r:{r}" for r in reasons
+              if r != KNOWN_BAD and r not in BEHAVIOUR and not r.startswith(LEARNED)}
     domain = (email or "").rpartition("@")[2].lower()
     if domain:
         found.add(f"d:{domain}")
