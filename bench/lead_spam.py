@@ -38,7 +38,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from api import Child, _cli, _config  # noqa: E402 (bench scripts run from the checkout)
+from api import Child, _cli, _config
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = ROOT / "bench" / "data" / "SMSSpamCollection"
