@@ -341,11 +341,16 @@ def test_idempotency_keys_are_forgotten_after_a_day(engine):
     from sqlmodel import Session
 
     from feedback_mta.jobs.retention import forget_idempotency_keys
-    from feedback_mta.store.models import HookNonce, utcnow
+    from feedback_mta.store.models import CommentBand, HookNonce, ReviewLink, utcnow
 
     now = utcnow()
     with Session(engine) as session:
         for key, age in (("old", 25), ("new", 23)):
+            # The comments' bands after the campaign window, sign-in links a day expired.
+            session.add(CommentBand(band=age, lead_id=1, account_id=1, sender=key,
+                                    created_at=now - timedelta(hours=age)))
+            session.add(ReviewLink(email=key, secret_hash="h",
+                                   expires_at=now - timedelta(hours=age)))
             session.add(IdempotencyKey(scope="key:1", key=key, request_hash="h",
                                        status_code=201, body={},
                                        created_at=now - timedelta(hours=age)))
@@ -357,3 +362,6 @@ def test_idempotency_keys_are_forgotten_after_a_day(engine):
     with engine.connect() as conn:
         assert list(conn.execute(sa.select(IdempotencyKey.__table__.c.key)).scalars()) == ["new"]
         assert list(conn.execute(sa.select(HookNonce.__table__.c.nonce)).scalars()) == ["new"]
+        assert list(conn.execute(sa.select(CommentBand.__table__.c.sender)).scalars()) == [
+            "new"]
+        assert list(conn.execute(sa.select(ReviewLink.__table__.c.email)).scalars()) == ["new"]

@@ -168,6 +168,17 @@ def test_the_review_page_refuses_what_it_must(desk):
     with sa.create_engine(_url(desk)).connect() as conn:
         stored = conn.execute(sa.select(ReviewLink.__table__)).one()
     assert stored.secret_hash not in link and link.split(".")[-1] not in stored.secret_hash
+    # Whoever keeps asking for links gets the same answer, and the inbox at most three.
+    for _ in range(4):
+        assert stranger.post("/review/sign-in", data={"email": "boss@dealer.test"}
+                             ).status_code == 200
+    desk.relay.wait(4)
+    time.sleep(1.0)
+    assert len(desk.relay.messages) == 4
+    # A body with more fields than any form of ours is no form of ours.
+    assert stranger.post("/review/sign-in", content="&".join(
+        f"f{i}=x" for i in range(20)), headers={
+        "Content-Type": "application/x-www-form-urlencoded"}).status_code == 400
 
 
 def _url(desk) -> str:

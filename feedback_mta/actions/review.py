@@ -26,6 +26,8 @@ from feedback_mta.store.models import ReviewLink, Role, User, table_of, utcnow
 log = logs.get(__name__)
 
 _R = table_of(ReviewLink)
+#: Unused, unexpired links an address may have at once: asking more sends nothing more.
+MAX_PENDING = 3
 
 
 def _hash(secret: str) -> str:
@@ -64,8 +66,13 @@ class ReviewActions(MailActions, AccountActions):
         if not self.reviewer_accounts(address):
             log.info("review.link_refused", reason="not a contact admin")
             return False
-        secret = secrets.token_urlsafe(24)
         now = utcnow()
+        pending = self.session.connection().execute(sa.select(sa.func.count()).where(
+            _R.c.email == address, _R.c.used_at.is_(None), _R.c.expires_at > now)).scalar_one()
+        if pending >= MAX_PENDING:  # somebody keeps asking: no more mail to that inbox
+            log.info("review.link_refused", reason="too many unused links")
+            return False
+        secret = secrets.token_urlsafe(24)
         link_id = self.session.connection().execute(sa.insert(_R).values(
             email=address, secret_hash=_hash(secret), created_at=now,
             expires_at=now + timedelta(seconds=lifetime)).returning(_R.c.id)).scalar_one()

@@ -93,7 +93,10 @@ def csrf_token(config: Config, cookie: str) -> str:
 
 async def _form(request: Request) -> dict[str, str]:
     body = (await request.body()).decode("utf-8", errors="replace")
-    return {k: v[0] for k, v in parse_qs(body, max_num_fields=10).items()}
+    try:
+        return {k: v[0] for k, v in parse_qs(body, max_num_fields=10).items()}
+    except ValueError:  # more fields than any of our forms has: none of ours
+        return {}
 
 
 def _base_url(config: Config, request: Request) -> str:

@@ -23,6 +23,7 @@ from feedback_mta.store.models import (
     IdempotencyKey,
     InboundMessage,
     MessageState,
+    ReviewLink,
     table_of,
     utcnow,
 )
@@ -64,7 +65,8 @@ IDEMPOTENCY_SECONDS = 86400
 
 def forget_idempotency_keys(engine: Engine, now: datetime | None = None) -> int:
     """Forget API answers kept for their ``Idempotency-Key`` more than a day ago (and
-    webhook nonces seen then, and the comments' bands older than the campaign window)."""
+    webhook nonces seen then, the comments' bands older than the campaign window, and
+    sign-in links a day past their expiry)."""
     now = now or utcnow()
     cutoff = now - timedelta(seconds=IDEMPOTENCY_SECONDS)
     keys, nonces, bands = table_of(IdempotencyKey), table_of(HookNonce), table_of(CommentBand)
@@ -74,6 +76,8 @@ def forget_idempotency_keys(engine: Engine, now: datetime | None = None) -> int:
         conn.execute(sa.delete(nonces).where(nonces.c.seen_at < cutoff))
         conn.execute(sa.delete(bands).where(
             bands.c.created_at < now - timedelta(seconds=CAMPAIGN_WINDOW)))
+        links = table_of(ReviewLink)  # sign-in links a day past their expiry
+        conn.execute(sa.delete(links).where(links.c.expires_at < cutoff))
     if gone:
         log.info("retention.idempotency_keys", forgotten=gone)
     return gone
