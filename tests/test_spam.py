@@ -91,6 +91,26 @@ def test_behaviour_signals_and_none_flags_a_buyer_alone(facts, reasons, flagged)
 BUYER = "Is the 2019 Civic still available? Can I test drive it Saturday?"
 
 
+# (address, first, last, unlike the name)
+ADDRESSES = [
+    ("jsmith@gmail.com", "John", "Smith", False),
+    ("carlover77@gmail.com", "John", "Smith", False),     # unlike, but a real person's kind
+    ("ann.lee1987@yahoo.com", "Ann", "Lee", False),
+    ("hans.muller@web.de", "Hans", "Müller", False),
+    ("48213377@qq.com", "John", "Smith", True),
+    ("xkqzvwtp@mail.example", "Ann", "Lee", True),
+    ("48213377@qq.com", "Li", "Wu", False),                # names too short to say
+    ("info@agency.example", "Sam", "Hill", False),         # a role address says so instead
+]
+
+
+@pytest.mark.parametrize(("address", "first", "last", "unlike"), ADDRESSES)
+def test_an_address_unlike_the_name(address, first, last, unlike):
+    result = score(LeadFacts("", address, first=first, last=last))
+    assert ("address unlike the name" in result.reasons) is unlike, result
+    assert not result.flagged(THRESHOLD)
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("Is the 2019 Civic still available?", "latin"),
     ("Здравствуйте, интересует автомобиль, позвоните мне", "cyrillic"),

@@ -36,7 +36,7 @@ class RegistrationActions(LeadActions, QualityActions, BehaviourActions):
         ``auto``, the event a dealer's flag writes): before the platform forwards or
         exports it. A known-bad contact's lead is always flagged."""
         content = spam.LeadFacts(lead.comments, contact.email, verdict.level.value,
-                                 tuple(verdict.reasons))
+                                 tuple(verdict.reasons), contact.first_name, contact.last_name)
         # What it says (and who sent it) are the features; how it came is not.
         features = spam.features(lead.comments, contact.email, spam.score(content).reasons)
         platform, account = self.model_counts(lead.account_id, features)

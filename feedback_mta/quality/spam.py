@@ -99,6 +99,9 @@ class LeadFacts:
     #: The contact's verdict level (``ok``, ``suspected``, ``invalid``) and reasons.
     contact_level: str = "ok"
     contact_reasons: tuple[str, ...] = ()
+    #: The contact's name as the form gave it (for ``address unlike the name``).
+    first: str = ""
+    last: str = ""
     #: Behaviour: other leads from the same source address, and from its network (IPv4
     #: /24, IPv6 /64), within ``VELOCITY_WINDOW``.
     ip_leads: int = 0
@@ -132,6 +135,27 @@ def _gibberish(text: str) -> bool:
     return voweless / len(words) >= 0.5
 
 
+def _unlike_name(local: str, first: str, last: str) -> bool:
+    """The address's local part shows nothing of the name and looks made up: no three
+    letters of either name in it, and mostly digits or no vowel. (Plenty of people write
+    from ``carlover77@``: that alone is no signal, only with the rest.)"""
+    names = [n for n in (_fold(first), _fold(last)) if len(n) >= 3]
+    letters = _fold(local)
+    if not names or not local:
+        return False
+    if any(n[i:i + 3] in letters for n in names for i in range(len(n) - 2)):
+        return False
+    digits = sum(c.isdigit() for c in local)
+    return (digits >= 4 and digits * 2 >= len(local)) or (
+        len(letters) >= 6 and not _VOWELS & set(letters))
+
+
+def _fold(text: str) -> str:
+    """Lower-case ASCII letters only (accents dropped)."""
+    decomposed = unicodedata.normalize("NFKD", text or "").lower()
+    return "".join(c for c in decomposed if "a" <= c <= "z")
+
+
 def _shouting(text: str) -> bool:
     letters = [c for c in text if c.isalpha()]
     return len(letters) >= 20 and sum(c.isupper() for c in letters) / len(letters) >= 0.7
@@ -161,6 +185,8 @@ def signals(facts: LeadFacts) -> list[tuple[str, float]]:
     local = own.partition("@")[0]
     if local in _ROLE:
         found.append(("role address", 0.2))
+    elif _unlike_name(local, facts.first, facts.last):
+        found.append(("address unlike the name", 0.2))
     if facts.contact_level == "suspected":
         found.append((SUSPECTED, 0.4))
     found += behaviour(facts)
