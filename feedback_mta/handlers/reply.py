@@ -29,7 +29,13 @@ from feedback_mta.addresses import SPAM_DIGEST_ID, Box
 from feedback_mta.handlers import commands
 from feedback_mta.handlers.base import HandlerContext, Outcome
 from feedback_mta.reading import authres
-from feedback_mta.reading.reply_text import DIGEST_MARKERS, keep_ids, new_text, read
+from feedback_mta.reading.reply_text import (
+    DIGEST_MARKERS,
+    SPAM_DIGEST_MARKER,
+    keep_ids,
+    new_text,
+    read,
+)
 from feedback_mta.store.models import Contact, Lead, MessageState, Role
 
 NOT_CONTACT_ADMIN = "not a contact admin"
@@ -148,8 +154,7 @@ def _cites_spam_digest(ctx: HandlerContext) -> bool:
     parsed = ctx.parsed
     if any(m.startswith(SPAM_DIGEST_ID) for m in (*parsed.in_reply_to, *parsed.references)):
         return True
-    body = (parsed.text or "").lower()
-    return "to put a lead back among your leads" in body
+    return SPAM_DIGEST_MARKER in (parsed.text or "").lower()
 
 
 def _acknowledge(ctx: HandlerContext, lead: Lead, purpose: str, text: str) -> None:

@@ -57,7 +57,7 @@ def _page(name: str, status: int = 200, **values: Any) -> HTMLResponse:
                                    "form-action 'self'; frame-ancestors 'none'"})
 
 
-def _mac(config: Config, secret: str, what: str) -> str:
+def _mac(secret: str, what: str) -> str:
     return hmac.new(secret.encode(), what.encode(), hashlib.sha256).hexdigest()[:32]
 
 
@@ -68,7 +68,7 @@ def _secrets(config: Config) -> list[str]:
 def session_cookie(config: Config, email: str, now: float | None = None) -> str:
     expires = int((now or time.time()) + config.review.session_lifetime)
     payload = f"{base64.urlsafe_b64encode(email.encode()).decode()}.{expires}"
-    return f"{payload}.{_mac(config, config.security.secret_key, 'review-session:' + payload)}"
+    return f"{payload}.{_mac(config.security.secret_key, 'review-session:' + payload)}"
 
 
 def signed_in(config: Config, request: Request) -> tuple[str, str] | None:
@@ -78,7 +78,7 @@ def signed_in(config: Config, request: Request) -> tuple[str, str] | None:
     encoded, _, expires = payload.partition(".")
     if not mac or not expires.isdigit() or int(expires) < time.time():
         return None
-    if not any(hmac.compare_digest(mac, _mac(config, s, "review-session:" + payload))
+    if not any(hmac.compare_digest(mac, _mac(s, "review-session:" + payload))
                for s in _secrets(config)):
         return None
     try:
@@ -88,7 +88,7 @@ def signed_in(config: Config, request: Request) -> tuple[str, str] | None:
 
 
 def csrf_token(config: Config, cookie: str) -> str:
-    return _mac(config, config.security.secret_key, "csrf:" + cookie)
+    return _mac(config.security.secret_key, "csrf:" + cookie)
 
 
 async def _form(request: Request) -> dict[str, str]:

@@ -40,13 +40,15 @@ from feedback_mta.config import NOTIFICATION_MARKERS
 if TYPE_CHECKING:  # parse pulls in mail-parser
     from feedback_mta.reading.parse import ParsedMessage
 
-__all__ = ["DIGEST_MARKERS", "NOTIFICATION_MARKERS", "Vocabulary", "command", "html_to_text",
-           "intent", "keep_ids", "new_text", "read"]
+__all__ = ["DIGEST_MARKERS", "NOTIFICATION_MARKERS", "SPAM_DIGEST_MARKER", "Vocabulary",
+           "command", "html_to_text", "intent", "keep_ids", "new_text", "read"]
 
 #: Phrases of the review digests' own instructions (contacts, spam leads): where one shows
 #: up in a reply, the quoted digest starts, so its "KEEP <id>" example never counts.
+#: The spam digest's instruction (``jobs.spam_digest``): quoted, it says what a reply is to.
+SPAM_DIGEST_MARKER = "to put a lead back among your leads"
 DIGEST_MARKERS = ("to keep a contact, reply", "contacts you do not name",
-                  "to put a lead back among your leads", "leads you do not name stay")
+                  SPAM_DIGEST_MARKER, "leads you do not name stay")
 
 # --- quote boundaries ----------------------------------------------------------------------
 
