@@ -7,6 +7,8 @@ Prints:
 
 * agreement with Sisimai on every fixture: the kind (complaint / bounce / auto_reply),
   the recipients and hard/soft, file by file, and the files only one of us reads;
+* with ``--corpus``, instead: Sisimai's public corpus (``tests/fixtures/sisimai``) against
+  its own test suites' expectations, our figures beside Debian Sisimai's;
 * speed: the fixtures copied ``--copies`` times (each copy with its own Message-ID) into a
   temporary maildir, parsed by ``python -m feedback_mta parse --json DIR`` and by one
   ``perl -MSisimai`` process; wall time of each whole process (startup included) and the
@@ -111,6 +113,33 @@ def agreement(fixtures: Path) -> None:
         print(f"  differ: {line}")
 
 
+def corpus() -> None:
+    """Sisimai's public corpus against its test suites' expectations
+    (``tests/fixtures/sisimai``): our figures and Debian Sisimai's, side by side."""
+    sys.path.insert(0, str(ROOT))
+    from tests.sisimai_corpus import EML, NOT_BOUNCES, agreement, table
+
+    expected = table()
+    ours_rows, ours_s = ours(EML)
+    mine = {Path(r["file"]).name: r for r in ours_rows}
+    theirs_rows, theirs_s = sisimai(EML, True)
+    grouped: dict[str, list[dict]] = defaultdict(list)
+    for row in theirs_rows:
+        grouped[Path(row["file"]).name].append(row)
+    theirs = {name: {"kind": NOT_BOUNCES.get(rows[0]["reason"], "bounce"),
+                     "recipients": [r["recipient"] for r in rows],
+                     "hard_bounce": rows[0]["softbounce"] == 0,
+                     "bounces": [{"address": r["recipient"], "reason": r["reason"]}
+                                 for r in rows]}
+              for name, rows in grouped.items()}
+    print(f"Sisimai's corpus: {len(expected)} files, expectations of go-sisimai / p5-sisimai")
+    print(f"  {'':<20} {'feedback-mta':>22} {'Sisimai ' + sisimai_version():>22}")
+    a, b = agreement(mine, expected).figures(), agreement(theirs, expected).figures()
+    for name in a:
+        print(f"  {name:<20} {a[name]:>22} {b[name]:>22}")
+    print(f"  {'one process':<20} {ours_s:>21.2f}s {theirs_s:>21.2f}s")
+
+
 def speed(fixtures: Path, copies: int) -> tuple[int, float, float]:
     """(files, our seconds, Sisimai's seconds): median of three runs each, alternating."""
     files = sorted(fixtures.glob("*.eml"))
@@ -148,9 +177,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", type=Path, default=ROOT / "tests" / "fixtures" / "reports")
     parser.add_argument("--copies", type=int, default=100)
+    parser.add_argument("--corpus", action="store_true",
+                        help="only Sisimai's corpus against its own expectations")
     args = parser.parse_args()
     if not installed():
         sys.exit("Sisimai is not installed (apt-get install libsisimai-perl)")
+    if args.corpus:
+        corpus()
+        return
     agreement(args.dir)
     n, ours_s, theirs_s = speed(args.dir, args.copies)
     print(f"speed on {n} files ({args.copies} copies of each fixture), one process each,"

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from feedback_mta import bounces
+
 ENV_CONFIG = "FEEDBACK_MTA_CONFIG"
 ENV_DATABASE_URL = "FEEDBACK_MTA_DATABASE_URL"
 DEFAULT_CONFIG_PATHS = ("config/feedback-mta.toml", "/etc/feedback-mta/feedback-mta.toml")
@@ -410,6 +412,15 @@ class OutboundConfig:
         return split_host_port(self.relay)
 
 
+def _reasons(v: Any) -> tuple[str, ...]:
+    names = tuple(x.strip().lower() for x in _strings(v))
+    unknown = [n for n in names if n not in bounces.REASONS]
+    if unknown:
+        raise ValueError(f"not a bounce reason: {', '.join(unknown)} (one of "
+                         f"{', '.join(bounces.REASONS)})")
+    return names
+
+
 @dataclass(frozen=True)
 class FeedbackConfig:
     trusted_reporters: tuple[str, ...] = key(
@@ -426,6 +437,11 @@ class FeedbackConfig:
     soft_bounce_window: float = key(
         30 * 86400.0, _positive_duration,
         "The window in which soft_bounce_limit soft bounces count as a hard one.")
+    hard_reasons: tuple[str, ...] = key(
+        tuple(sorted(bounces.HARD)), _reasons,
+        "Bounce reasons (Sisimai's words: README's table) of which one bounce makes a "
+        "contact unmailable at once; the others are soft and counted. A temporary failure "
+        "(4.x.x) is never hard.")
 
 
 @dataclass(frozen=True)

@@ -145,7 +145,7 @@ def test_hard_bounce_makes_the_contact_unmailable_a_single_soft_one_does_not(set
                                                              "hard bounce")
     shown = cli(st, "contact", "show", str(hard))
     assert (shown["status"], shown["mailable"], shown["hard_bounces"]) == ("active", False, 1)
-    assert shown["undeliverable_reason"] == "hard bounce: 5.1.1 user unknown"
+    assert shown["undeliverable_reason"] == "hard bounce: 5.1.1 userunknown"
 
     done = deliver(st, sample(st, "ours-dsn-mailbox-full.eml", soft), st.seed.bounce(soft))
     assert done["reason"] == "soft bounce 1 of 2"

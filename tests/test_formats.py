@@ -142,21 +142,51 @@ def test_mixed_dsn_keeps_each_recipients_own_verdict():
         ("gone@example.com", True, "5.1.1"), ("full@example.com", False, "4.2.2")]
 
 
-@pytest.mark.parametrize(("status", "diagnostic", "hard"), [
-    ("5.1.1", "550 5.1.1 user unknown", True),
-    ("5.1.2", "Host or domain name not found", True),
-    ("5.1.6", "551 recipient has moved", True),
-    ("5.0.0", "550 No such user here", True),
-    ("5.2.2", "552 mailbox full", False),
-    ("5.7.1", "554 blocked using zen.spamhaus.org", False),
-    ("5.1.1", "550 5.1.1 rejected: listed on a spam blocklist", False),
-    ("4.2.2", "452 over quota", False),
-    ("4.0.0", "user unknown (will retry)", False),
-    ("5.0.0", "550 requested action not taken", False),
-    (None, "", False),
+@pytest.mark.parametrize(("status", "diagnostic", "hard", "reason"), [
+    ("5.1.1", "550 5.1.1 user unknown", True, "userunknown"),
+    ("5.1.2", "Host or domain name not found", True, "hostunknown"),
+    ("5.1.6", "551 recipient has moved", True, "hasmoved"),
+    ("5.0.0", "550 No such user here", True, "userunknown"),
+    ("5.0.0", "550 5.1.0 Address rejected.", False, "rejected"),
+    ("5.1.0", "550 #5.1.0 Address rejected.", True, "userunknown"),  # the status says more
+    ("5.2.2", "552 mailbox full", False, "mailboxfull"),
+    ("5.7.1", "554 blocked using zen.spamhaus.org", False, "blocked"),
+    ("5.1.1", "550 5.1.1 rejected: listed at zen.spamhaus.org", False, "blocked"),
+    ("5.0.0", "SMTP error from remote mail server after MAIL FROM:<a@b.test>: 550 no such "
+              "user", False, "rejected"),                     # the sender was refused
+    ("5.0.0", "SMTP error from remote mail server after end of data: 550 user unknown",
+     False, "filtered"),                                      # accepted at RCPT: a filter
+    ("5.4.4", "Sorry, I couldn't find a mail exchanger or IP address. (#5.4.4)", True,
+     "notaccept"),
+    ("5.4.4", "Name service error for name=example.org type=MX: Malformed or unexpected name "
+              "server reply", False, "networkerror"),
+    ("5.0.0", "550 5.7.1 Message content rejected, UBE, id=00000-22-225", False,
+     "spamdetected"),
+    ("5.2.1", "550 5.2.1 The email account that you tried to reach is disabled", False,
+     "suspend"),
+    ("5.0.0", "554 Transaction failed", False, "systemerror"),
+    ("4.2.2", "452 over quota", False, "mailboxfull"),
+    ("4.0.0", "user unknown (will retry)", False, "userunknown"),  # temporary: never hard
+    ("4.4.7", "", False, "expired"),
+    ("5.0.0", "550 requested action not taken", False, "undefined"),
+    ("5.3.4", "", False, "mesgtoobig"),
+    (None, "", False, "onhold"),
 ])
-def test_hardness(status, diagnostic, hard):
-    assert dsn.hardness(status, diagnostic)[0] is hard
+def test_hardness_follows_the_reason(status, diagnostic, hard, reason):
+    assert dsn.hardness(status, diagnostic) == (hard, reason)
+
+
+def test_every_reason_is_one_of_sisimai_s_and_hard_only_where_the_address_is_gone():
+    from feedback_mta import bounces
+    from feedback_mta.reading import reasons
+
+    named = {name for name, _ in reasons._WORDS} | set(reasons._STATUS.values())
+    assert named <= set(bounces.REASONS)
+    assert set(bounces.REASONS) >= bounces.HARD
+    assert reasons.is_hard("userunknown", "5.1.1")
+    assert not reasons.is_hard("userunknown", "4.1.1")
+    assert not reasons.is_hard("mailboxfull", "5.2.2")
+    assert reasons.is_hard("mailboxfull", "5.2.2", frozenset({"mailboxfull"}))
 
 
 def test_flufl_bounce_agrees_on_failed_addresses():

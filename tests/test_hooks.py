@@ -91,19 +91,19 @@ def test_each_documented_sample_reads_as_documented(path, index, module, kind, h
 
 
 @pytest.mark.parametrize(("provider_hard", "status", "words", "hard", "reason"), [
-    (True, None, "", True, "esp said so"),                      # nothing to check: believed
-    (True, "550", "5.1.1 user unknown", True, "user unknown"),
-    (True, None, "552 5.2.2 mailbox full", False, "mailbox full"),  # our rules: soft
-    (True, "5.7.1", "rejected by policy", False, "policy"),
-    (True, None, "421 4.4.2 timed out", False, "temporary failure"),
-    (False, None, "", False, "temporary failure"),             # temporary, no code: believed
-    (False, None, "550 5.1.1 no such user", True, "user unknown"),  # our rules: hard
+    (True, None, "", True, "suppressed"),                     # nothing to check: believed
+    (True, "550", "5.1.1 user unknown", True, "userunknown"),
+    (True, None, "552 5.2.2 mailbox full", False, "mailboxfull"),  # our rules: soft
+    (True, "5.7.1", "rejected by policy", False, "policyviolation"),
+    (True, None, "421 4.4.2 timed out", False, "expired"),
+    (False, None, "", False, "onhold"),                        # temporary, no code: believed
+    (False, None, "550 5.1.1 no such user", True, "userunknown"),  # our rules: hard
 ])
 def test_the_provider_s_verdict_is_checked_against_our_rules(provider_hard, status, words,
                                                              hard, reason):
     from feedback_mta.reading.hooks.base import bounced
 
-    result = bounced("a@example.com", provider_hard, status, words, "esp said so")
+    result = bounced("a@example.com", provider_hard, status, words, "suppressed")
     assert (result.hard, result.reason) == (hard, reason)
 
 
@@ -318,7 +318,7 @@ def test_a_signed_mailgun_permanent_failure_makes_the_contact_unmailable(hooks):
     assert hooks.client.post("/hooks/mailgun", content=_mailgun(
         "failed-permanent.json", recipient="eve@people.test")).status_code == 200
     hooks.done(2)
-    assert hooks.state(by_token).undeliverable_reason == "hard bounce: 5.1.1 user unknown"
+    assert hooks.state(by_token).undeliverable_reason == "hard bounce: 5.1.1 userunknown"
     # Without our token: the address, within the account [webhooks.mailgun] names only.
     assert not hooks.state(by_address).mailable and hooks.state(elsewhere).mailable
     bounced = hooks.events("contact.hard_bounced")
@@ -394,7 +394,7 @@ def test_postmark_samples_act_with_basic_auth_and_refuse_without(hooks):
     assert [r["reason"] for r in rows] == ["hard bounce", "opted out (complaint)", "opted out",
                                            "no action", "duplicate"]
     state = hooks.state(john)
-    assert state.undeliverable_reason == "hard bounce: unknown user"
+    assert state.undeliverable_reason == "hard bounce: userunknown"
     assert (state.status, state.opt_out_reason) == ("opted_out", "complaint")
     assert hooks.state(other).opt_out_reason == "unsubscribe"
     assert len(hooks.events("contact.complained")) == 1
@@ -567,7 +567,7 @@ def test_ses_notifications_signed_through_sns_act_as_documented(sns):
     rows = sns.done(3)
     assert [r["reason"] for r in rows] == [
         "hard bounce", "opted out (complaint)", "delivery report"]
-    assert sns.state(jane).undeliverable_reason == "hard bounce: 5.1.1 user unknown"
+    assert sns.state(jane).undeliverable_reason == "hard bounce: 5.1.1 userunknown"
     assert sns.state(richard).opt_out_reason == "complaint"
     assert sns.sns.cert_fetches == 1  # fetched once, then cached
 

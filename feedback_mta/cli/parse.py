@@ -48,9 +48,14 @@ def classify_file(file: Path, book: AddressBook | None,
         parsed = parse(raw, guess_envelope=True)
         result = classify(parsed, book.resolve_all(parsed.rcpt_tos) if book else [])
         wanted = read(parsed, VOCABULARY, tuple(markers)) if result.kind is Kind.REPLY else None
+        bounces = result.report.bounces if result.report else ()
         row = {"file": str(file), "kind": result.kind.value,
                "feedback_type": result.feedback_type, "recipients": list(result.recipients),
                "hard_bounce": result.hard_bounce,
+               "reason": bounces[0].reason if bounces else (
+                   "feedback" if result.kind is Kind.COMPLAINT else None),
+               "bounces": [{"address": b.address, "reason": b.reason, "hard": b.hard,
+                            "status": b.status, "diagnostic": b.diagnostic} for b in bounces],
                "intent": wanted,
                "token": first_token(result),
                "format": result.report.format if result.report else None,
@@ -60,7 +65,8 @@ def classify_file(file: Path, book: AddressBook | None,
         return row
     except Exception as exc:  # one odd file must not stop a mailbox-wide check
         return {"file": str(file), "kind": Kind.UNKNOWN.value, "feedback_type": None,
-                "recipients": [], "hard_bounce": None, "intent": None, "token": None,
+                "recipients": [], "hard_bounce": None, "reason": None, "bounces": [],
+                "intent": None, "token": None,
                 "error": f"{type(exc).__name__}: {exc}"[:300]}
 
 

@@ -1,7 +1,7 @@
 """Bounces that are not RFC 3464 DSNs: qmail's "failure notice", Exim's "Mail delivery
 failed", old Sendmail, Exchange, Yahoo, AOL and the rest. flufl.bounce (Mailman's bounce
 detectors) finds the failed addresses and whether the failure is permanent; we add the
-hard/soft reason from the words next to each address (``dsn.hardness``) and the quoted
+reason (and hard or soft) from the words next to each address (``dsn.hardness``) and the quoted
 copy of the original, which carries our token.
 
 Only mail that looks like a bounce is scanned (null sender, a MAILER-DAEMON/postmaster
@@ -16,6 +16,7 @@ import re
 from email.message import Message
 
 from feedback_mta.kinds import Kind
+from feedback_mta.reading import reasons
 from feedback_mta.reading.formats.dsn import hardness, status_of
 from feedback_mta.reading.formats.report import (
     Bounced,
@@ -101,13 +102,20 @@ def detect(msg: ParsedMessage) -> Report | None:
     if not found:
         return None
     bounces = []
+    # One recipient: the whole notice (up to the returned copy) speaks of it, where the
+    # lines next to its address say nothing we know (Gmail, Exchange, Notes, ...).
+    copy = _COPY.search(text)
+    notice = text[:copy.start()] if copy else text
     for address, is_permanent in found.items():
         context = _context(text, address)
+        if len(found) == 1 and reasons.reason(status_of(context), context) in (
+                "undefined", "onhold"):
+            context = " ".join(notice.split())[:2000]
         status = status_of(context)
         if not is_permanent:
             status = status if status and status.startswith("4") else "4.0.0"
         hard, reason = hardness(status or "5.0.0", context)
-        bounces.append(Bounced(address, hard, status, reason))
+        bounces.append(Bounced(address, hard, status, reason, " ".join(context.split())[:500]))
     return Report(Kind.BOUNCE, "legacy_bounce", recipients=unique(found),
                   bounces=tuple(bounces),
                   original=original(msg) or _quoted_original(text),

@@ -30,8 +30,11 @@ class Bounced:
     hard: bool
     #: RFC 3463 status (``5.1.1``) when the report gives one.
     status: str | None = None
-    #: Why, in a few words (``user unknown``, ``mailbox full``, ...), never message text.
+    #: Why, in Sisimai's vocabulary (``userunknown``, ``mailboxfull``, ...: ``reasons``).
     reason: str = ""
+    #: What the receiving server said (``Diagnostic-Code``, or the lines about the address),
+    #: unfolded, at most 500 characters; never the returned message's text.
+    diagnostic: str = ""
 
 
 @dataclass(frozen=True)

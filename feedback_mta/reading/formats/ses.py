@@ -21,6 +21,8 @@ from feedback_mta.reading.parse import ParsedMessage
 #: SES bounce sub-types of a Permanent bounce that mean the address is not worth mailing
 #: even when the status code is vague.
 _HARD_SUBTYPES = frozenset({"general", "noemail", "suppressed", "onaccountsuppressionlist"})
+#: What SES's permanent subtypes mean, in ``reasons``' words, when it gives no status.
+_SUBTYPE_REASONS = {"suppressed": "suppressed", "onaccountsuppressionlist": "suppressed"}
 
 
 def _notification(text: str) -> dict[str, Any] | None:
@@ -116,8 +118,9 @@ def from_notification(data: dict[str, Any]) -> Report | None:
             status = status_of(str(entry.get("status") or "")) or status_of(diagnostic)
             hard, reason = hardness(status if permanent else "4.0.0", diagnostic)
             if permanent and subtype in _HARD_SUBTYPES and not status:
-                hard, reason = True, f"ses {subtype}"
-            bounces.append(Bounced(address, hard, status, reason))
+                hard, reason = True, _SUBTYPE_REASONS.get(subtype, "userunknown")
+            bounces.append(Bounced(address, hard, status, reason,
+                                   " ".join(diagnostic.split())[:500]))
         return Report(Kind.BOUNCE, "ses", recipients=unique(b.address for b in bounces),
                       bounces=tuple(bounces), original=original,
                       why=f"ses bounce ({bounce.get('bounceType')}/{bounce.get('bounceSubType')})")

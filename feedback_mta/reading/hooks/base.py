@@ -99,17 +99,18 @@ def with_token(token: object, headers: Mapping[str, str] | None = None) -> Messa
 
 
 def bounced(address: str, provider_hard: bool, status: object, diagnostic: object,
-            label: str) -> Bounced:
+            hard_reason: str = "userunknown") -> Bounced:
     """One bounced recipient: our rules (``dsn.hardness``) over the status and the words the
-    provider passed on; where they find nothing either way, the provider's own verdict."""
+    provider passed on; where they find nothing either way, the provider's own verdict,
+    with ``hard_reason`` (in ``reasons``' words) when it says hard."""
     text = " ".join(str(diagnostic or "").split())[:500]
     code = status_of(str(status or "")) or status_of(text)
     if not provider_hard and code is None:
         code = "4.0.0"  # the provider says temporary and gives no code: believe it
     hard, reason = hardness(code, text)
-    if not hard and provider_hard and reason in ("unknown", "permanent failure"):
-        return Bounced(address, True, code, label)
-    return Bounced(address, hard, code, reason if reason != "unknown" else label)
+    if not hard and provider_hard and reason in ("undefined", "onhold"):
+        return Bounced(address, True, code, hard_reason, text)
+    return Bounced(address, hard, code, reason, text)
 
 
 def synthetic(raw: bytes) -> ParsedMessage:

@@ -84,8 +84,7 @@ def read(raw: bytes) -> Report | None:
         status = as_dict(event.get("delivery-status"))
         diagnostic = " ".join(str(status.get(k) or "") for k in ("message", "description"))
         code = status.get("enhanced-code") or status.get("code")
-        bounce = bounced(address, severity == "permanent", code, diagnostic,
-                         f"mailgun {severity or 'failed'} ({event.get('reason') or 'generic'})")
+        bounce = bounced(address, severity == "permanent", code, diagnostic)
         return Report(Kind.BOUNCE, NAME, recipients=recipients, bounces=(bounce,),
                       original=original, why=f"mailgun failed ({severity})")
     if name == "complained":

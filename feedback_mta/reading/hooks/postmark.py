@@ -95,6 +95,6 @@ def read(raw: bytes) -> Report | None:
     if record != "Bounce" or kind not in HARD | SOFT:
         return None  # AutoResponder, AddressChange, Subscribe, ...: not feedback
     details = f"{data.get('Details') or ''} {data.get('Description') or ''}"
-    bounce = bounced(address, kind in HARD, None, details, f"postmark {kind}")
+    bounce = bounced(address, kind in HARD, None, details)
     return Report(Kind.BOUNCE, NAME, recipients=unique([address]), bounces=(bounce,),
                   original=original, why=f"postmark bounce ({kind})")

@@ -96,14 +96,15 @@ def read(raw: bytes) -> Report | None:
     reason = str(event.get("reason") or "")
     if name == "bounce":
         permanent = str(event.get("type", "bounce")).lower() != "blocked"
-        bounce = bounced(address, permanent, event.get("status"), reason,
-                         f"sendgrid {event.get('type') or 'bounce'}")
+        bounce = bounced(address, permanent, event.get("status"), reason)
         return Report(Kind.BOUNCE, NAME, recipients=(address,), bounces=(bounce,),
                       original=original, why=f"sendgrid bounce ({event.get('type')})")
     if name == "dropped":
         lowered = reason.lower()
         if "bounced" in lowered or lowered == "invalid":
-            bounce = bounced(address, True, None, "", f"sendgrid dropped ({reason})")
+            # Dropped: SendGrid itself holds the address back (it bounced before, or is
+            # no address): Sisimai's "suppressed".
+            bounce = bounced(address, True, None, "", "suppressed")
             return Report(Kind.BOUNCE, NAME, recipients=(address,), bounces=(bounce,),
                           original=original, why=f"sendgrid dropped ({reason})")
         return None  # dropped because it was already unsubscribed or reported: known
