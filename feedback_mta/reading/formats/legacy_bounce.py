@@ -1,8 +1,10 @@
 """Bounces that are not RFC 3464 DSNs: qmail's "failure notice", Exim's "Mail delivery
 failed", old Sendmail, Exchange, Yahoo, AOL and the rest. flufl.bounce (Mailman's bounce
-detectors) finds the failed addresses and whether the failure is permanent; we add the
-reason (and hard or soft) from the words next to each address (``dsn.hardness``) and the quoted
-copy of the original, which carries our token.
+detectors) finds the failed addresses and whether the failure is permanent; where it knows
+no detector for the mailer (DragonFly Mail Agent, Amazon WorkMail, ...), the addresses the
+notice itself names, when it says delivery failed. We add the reason (and hard or soft)
+from the words next to each address (``dsn.hardness``) and the quoted copy of the
+original, which carries our token.
 
 Only mail that looks like a bounce is scanned (null sender, a MAILER-DAEMON/postmaster
 From, a bounce subject or ``X-Failed-Recipients``), so a person's mail that happens to
@@ -42,7 +44,19 @@ _DAEMON = re.compile(r"^(?:mailer-daemon|postmaster|mail-daemon|mdaemon|mail\.?d
 _COPY = re.compile(r"^[ \t>]*(?:-{2,}\s*)?(?:this is a copy of the message|below this line is "
                    r"a copy of the message|original message follows|the original message "
                    r"(?:was|follows)|copy of the original|unsent message below|"
-                   r"-+ ?original message ?-+)[^\n]*\n", re.IGNORECASE | re.MULTILINE)
+                   r"message headers follow|-+ ?original message ?-+)[^\n]*\n",
+                   re.IGNORECASE | re.MULTILINE)
+#: A notice that says delivery failed, in words: where flufl.bounce knows no detector for
+#: the mailer, the addresses such a notice names (other than its own) are the failed ones.
+_FAILED = re.compile(r"error delivering|could not be delivered|couldn'?t be delivered|"
+                     r"delivery (?:to the following .{0,40})?(?:has )?failed|undeliver|"
+                     r"permanent(?:ly)? (?:error|fatal|failure)|was not delivered|"
+                     r"unable to deliver|not (?:be )?delivered|failed to deliver|"
+                     r"(?:user|mailbox|recipient|address) (?:unknown|not found)|"
+                     r"returned to sender|did not like our", re.IGNORECASE)
+_ANY_ADDRESS = re.compile(r"[\w.+=-]+@[\w-]+(?:\.[\w-]+)+", re.ASCII)
+_NOT_RECIPIENTS = re.compile(r"^(?:mailer-daemon|postmaster|mail-daemon|root|noreply|"
+                             r"no-reply)@", re.IGNORECASE)
 
 
 def looks_like_bounce(msg: ParsedMessage) -> bool:
@@ -64,6 +78,20 @@ def _context(text: str, address: str) -> str:
         return ""
     end = text.find("\n\n", at)
     return text[at:end if end > 0 else at + 600][:600]
+
+
+def _named(msg: ParsedMessage, text: str) -> list[str]:
+    """Addresses the human-readable notice (up to the returned copy) names, when it says
+    delivery failed: not the notice's own sender or recipient, not a mailer's box."""
+    copy = _COPY.search(text)
+    notice = text[:copy.start()] if copy else text[:3000]
+    if not _FAILED.search(notice):
+        return []
+    own = {a.lower() for value in (msg.from_address, *msg.headers.get("to", ()))
+           for a in _ANY_ADDRESS.findall(value or "")}
+    named = (a.lower().strip(".") for a in _ANY_ADDRESS.findall(notice))
+    return list(dict.fromkeys(a for a in named
+                              if a not in own and not _NOT_RECIPIENTS.match(a)))[:20]
 
 
 def _quoted_original(text: str) -> Message | None:
@@ -94,6 +122,8 @@ def detect(msg: ParsedMessage) -> Report | None:
                              else str(raw))
         if address:
             found.setdefault(address, is_permanent)
+    if not found:  # no detector knows this mailer: what the notice itself names
+        found.update((a, True) for a in _named(msg, text))
     for value in msg.headers.get("x-failed-recipients", ()):
         for piece in value.split(","):
             address = address_in(piece)
