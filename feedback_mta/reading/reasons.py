@@ -102,7 +102,7 @@ _WORDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
                         r"no mail ?box (?:here|available)|mailbox unavailable|"
                         r"doesn'?t have an? [\w.-]+ account|bad[_ ]recipient|"
                         r"addressee unknown|not our customer|"
-                        r"(?:recipient|rcpt) (?:address )?rejected|undeliverable address|"
+                        r"undeliverable address|"
                         r"no (?:such )?(?:local )?user|unrouteable address|"
                         r"destination address (?:is )?(?:invalid|unknown)|"
                         r"mailbox not (?:found|available)|name service error for name=.*? "
