@@ -155,6 +155,9 @@ def test_hard_bounce_makes_the_contact_unmailable_a_single_soft_one_does_not(set
     done = deliver(st, sample(st, "ours-dsn-delayed.eml", soft), st.seed.bounce(soft))
     assert done["reason"] == "soft bounce 2 of 2: undeliverable"
     assert contact(st, soft)["undeliverable_reason"].startswith("2 soft bounces within 30 days")
+    # stats counts the bounces by reason.
+    assert cli(st, "stats")["bounce_reasons"] == {"mailboxfull": 1, "userunknown": 1,
+                                                  "expired": 1}
     # An admin who knows the mailbox works again makes it mailable; old soft bounces are gone.
     assert cli(st, "contact", "deliverable", str(soft))["changed"] is True
     done = deliver(st, sample(st, "ours-dsn-mailbox-full.eml", soft), st.seed.bounce(soft))

@@ -16,7 +16,7 @@ from feedback_mta.cli.parse import classify_file
 from tests.sisimai_corpus import EML, agreement, kind_of, table
 
 #: (agreed, out of) today; raise them as parse learns more, never lower them.
-FLOORS = {"kind": 546, "address": 523, "hard": 460, "reason": 337, "complaints": 15,
+FLOORS = {"kind": 546, "address": 523, "hard": 460, "reason": 350, "complaints": 15,
           "not_bounces": 7}
 
 

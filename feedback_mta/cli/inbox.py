@@ -164,7 +164,8 @@ def stats(account: MaybeAccountOpt = None,
           days: Annotated[int, typer.Option("--days", metavar="N", min=1,
                                             help="Window for rates and counts.")] = 30,
           config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Inbox counts and, per account, complaints and the complaint rate over a window.
+    """Inbox counts, bounces by reason and, per account, complaints and the complaint rate
+    over a window.
 
     The rate is complaints per message sent (`account sent`) when sends are known, else per
     contact; providers act on rates above about 0.1% (0.3% is Gmail's limit)."""
@@ -177,8 +178,9 @@ def stats(account: MaybeAccountOpt = None,
         return
     inbox = ", ".join(f"{k} {v}" for k, v in result["inbox"].items())
     kinds = ", ".join(f"{k} {v}" for k, v in result["kinds"].items()) or "none"
+    reasons = ", ".join(f"{k} {v}" for k, v in result["bounce_reasons"].items()) or "none"
     print(f"inbox: {inbox}\nlast {days} days: {kinds}; unattributed reports: "
-          f"{result['unattributed']}\n")
+          f"{result['unattributed']}\nbounces by reason: {reasons}\n")
     rows = [{**row, "complaint_rate": f"{row['complaint_rate'] * 100:.3f}%"}
             for row in result["accounts"]]
     emit_rows(rows, ("id", "name", "contacts", "opted_out", "undeliverable", "complaints",

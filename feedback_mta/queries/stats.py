@@ -1,4 +1,5 @@
-"""``stats``: inbox counts, kinds, and per account the complaint rate over a window.
+"""``stats``: inbox counts, kinds, bounces by reason, and per account the complaint rate over
+a window.
 
 The rate is complaints per message sent (``account sent``) when sends are known, else per
 contact; providers act on rates above about 0.1% (0.3% is Gmail's limit).
@@ -57,6 +58,12 @@ def stats(session: Session, *, account: int | None = None, days: int = 30,
         select(SentCount.account_id, sa.func.sum(SentCount.count))
         .where(SentCount.day >= since.date().isoformat(),
                col(SentCount.account_id).in_(ids)).group_by(col(SentCount.account_id))).all())
+    by_reason = {str(r): int(n) for r, n in session.exec(
+        select(Event.reason, sa.func.count())
+        .where(col(Event.action).in_((events.CONTACT_HARD_BOUNCED, events.CONTACT_SOFT_BOUNCED)),
+               Event.at >= since, col(Event.account_id).in_(ids))
+        .group_by(col(Event.reason)).order_by(sa.func.count().desc(), col(Event.reason))
+    ).all()}
     per_account = []
     for account_id, name in rows:
         total, opted_out, undeliverable = contacts.get(account_id, (0, 0, 0))
@@ -73,4 +80,6 @@ def stats(session: Session, *, account: int | None = None, days: int = 30,
             "inbox": {state.value: inbox.get(state.value, 0) for state in MessageState},
             "kinds": {k: v for k, v in sorted(kinds.items(), key=lambda kv: str(kv[0]))
                       if k is not None},
-            "unattributed": unattributed, "accounts": per_account}
+            "unattributed": unattributed, "bounce_reasons": by_reason,
+            "accounts": per_account}
+

@@ -185,6 +185,8 @@ def reason(status: str | None, diagnostic: str | None = None) -> str:
     """The reason of one failed recipient from its enhanced status (``5.1.1``) and the
     server's words."""
     text = " ".join((diagnostic or "").lower().split())
+    if status in ("4.4.1", "4.4.7", "5.4.7"):
+        return "expired"  # the queue gave up; the words say what the last try met
     if text:
         for name, pattern in _WORDS:
             if pattern.search(text):

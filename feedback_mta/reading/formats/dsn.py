@@ -77,7 +77,9 @@ def detect(msg: ParsedMessage) -> Report | None:
             if action in ("delivered", "relayed", "expanded"):
                 delivered.append(address)
                 continue
-            hard, reason = hardness(status if action != "delayed" else "4.0.0", diagnostic)
+            if action == "delayed" and not (status or "").startswith("4"):
+                status = "4.0.0"  # delayed is temporary, whatever code it quotes
+            hard, reason = hardness(status, diagnostic)
             bounces.append(Bounced(address, hard, status, reason, diagnostic[:500]))
     if not bounces and delivered:
         return Report(Kind.AUTO_REPLY, "dsn", recipients=unique(delivered),
