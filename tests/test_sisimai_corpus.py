@@ -15,8 +15,11 @@ import pytest
 from feedback_mta.cli.parse import classify_file
 from tests.sisimai_corpus import EML, agreement, kind_of, table
 
-#: (agreed, out of) today; raise them as parse learns more, never lower them.
-FLOORS = {"kind": 546, "address": 523, "hard": 460, "reason": 350, "complaints": 15,
+#: (agreed, out of) today; raise them as parse learns more, never lower them. (The expected
+#: addresses are Sisimai 4.25's, which reports Final-Recipient; we report the
+#: Original-Recipient we sent to where a DSN gives both, so an alias expansion counts as a
+#: miss here.)
+FLOORS = {"kind": 546, "address": 515, "hard": 460, "reason": 350, "complaints": 15,
           "not_bounces": 7}
 
 

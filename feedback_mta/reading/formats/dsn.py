@@ -67,8 +67,10 @@ def detect(msg: ParsedMessage) -> Report | None:
         for block in blocks if isinstance(blocks, list) else ():
             if not isinstance(block, Message):
                 continue
-            address = address_in(block.get("Final-Recipient")) or address_in(
-                block.get("Original-Recipient"))
+            # The address we sent to, before any alias expansion (RFC 3464 2.3.1), else
+            # the one the failing server saw.
+            address = address_in(block.get("Original-Recipient")) or address_in(
+                block.get("Final-Recipient"))
             if address is None:
                 continue
             action = unfold(block.get("Action")).lower()
