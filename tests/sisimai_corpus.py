@@ -96,7 +96,8 @@ def agreement(results: dict[str, dict], expected: dict[str, list[Expected]]) -> 
             if hard is not rows[0].hard:
                 out.missed["hard/soft"].append(name)
         elif want == "complaint":
-            out.complaints[0] += got.get("kind") == "complaint"
+            # Sisimai's "feedback" covers opt-out reports too, which we call unsubscribes.
+            out.complaints[0] += got.get("kind") in ("complaint", "unsubscribe")
             out.complaints[1] += 1
         else:
             out.not_bounces[0] += got.get("kind") != "bounce"

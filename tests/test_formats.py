@@ -252,3 +252,17 @@ def test_a_report_to_abuse_or_postmaster_is_admin_mail_not_a_complaint(box):
     result = classify(parsed, BOOK.resolve_all(parsed.rcpt_tos))
     assert (result.kind, result.report) == (Kind.ADMIN, None)
     assert read("ours-spamcop-trap.eml").kind is Kind.COMPLAINT  # through fbl@ it acts
+
+
+def test_ses_json_folded_by_the_sns_mailer_is_read():
+    """SNS's mail folds the notification every ~1,000 characters (a line break and a space
+    in the middle of the JSON); the fold is taken out again."""
+    from tests.sisimai_corpus import EML
+
+    raw = (EML / "lhost-amazonses-09.eml").read_bytes()
+    assert b"\n Content-Transfer-Encoding" in raw  # folded inside a JSON string
+    report = classify(parse(raw, guess_envelope=True), []).report
+    assert report is not None and (report.format, report.kind) == ("ses", Kind.BOUNCE)
+    assert report.recipients == ("bounce@simulator.amazonses.com",)
+    assert [(b.status, b.reason, b.hard) for b in report.bounces] == [
+        ("5.1.1", "userunknown", True)]

@@ -10,6 +10,7 @@ in the SES Developer Guide.
 from __future__ import annotations
 
 import json
+import re
 from email.message import Message
 from typing import Any
 
@@ -25,14 +26,23 @@ _HARD_SUBTYPES = frozenset({"general", "noemail", "suppressed", "onaccountsuppre
 _SUBTYPE_REASONS = {"suppressed": "suppressed", "onaccountsuppressionlist": "suppressed"}
 
 
+_FOLD = re.compile(r"\r?\n ")
+
+
 def _notification(text: str) -> dict[str, Any] | None:
     start = text.find("{")
     if start < 0 or "notificationType" not in text:
         return None
+    body = text[start:text.rfind("}") + 1]
     try:
-        data = json.loads(text[start:text.rfind("}") + 1])
+        data = json.loads(body)
     except ValueError:
-        return None
+        # SNS's mailer folds a long line every ~1,000 characters, a line break and a space
+        # put in wherever it falls (inside a string too): take them out again.
+        try:
+            data = json.loads(_FOLD.sub("", body))
+        except ValueError:
+            return None
     if isinstance(data, dict) and isinstance(data.get("Message"), str):
         try:
             data = json.loads(data["Message"])
