@@ -192,3 +192,25 @@ class Sender(threading.Thread):
                         time.sleep(0.1)
             except (smtplib.SMTPException, OSError):
                 time.sleep(0.05)
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@contextlib.contextmanager
+def chromium_page():
+    """A page in headless Debian Chromium driven by Playwright (never a downloaded
+    browser); skips the test, saying why, when either is missing."""
+    import pytest
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"Debian's chromium is not installed ({CHROMIUM})")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()

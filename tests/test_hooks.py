@@ -33,7 +33,7 @@ from feedback_mta.kinds import Kind
 from feedback_mta.reading.hooks import mailgun, postmark, sendgrid, ses
 from feedback_mta.store.models import Contact, Event, InboundMessage
 from tests.conftest import FIXTURES, SECRET, write_config
-from tests.support import wait_until
+from tests.support import chromium_page, wait_until
 from tests.test_cli import ok_json, ok_rows
 
 SAMPLES_DIR = FIXTURES / "hooks"
@@ -233,30 +233,19 @@ def test_a_one_click_post_opts_out_and_a_get_does_not(hooks):
     assert {(r["source"], r["provider"]) for r in listed} == {("http", "one-click")}
 
 
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 def test_the_page_s_button_unsubscribes_in_a_real_browser(hooks):
     """What a person sees: the GET page in headless Chromium, one click on its button."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (/usr/bin/chromium)")
     contact = hooks.contact("dot@people.test")
     path = _unsubscribe_url(hooks, contact)
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        try:
-            page = browser.new_page()
-            assert page.goto(hooks.url + path).status == 200
-            assert hooks.state(contact).mailable  # seeing the page changed nothing
-            with page.expect_navigation():
-                page.get_by_role("button", name="Unsubscribe").click()
-            assert page.url == hooks.url + path  # no redirect
-            assert page.get_by_role("heading").inner_text() == "Unsubscribed"
-        finally:
-            browser.close()
+    with chromium_page() as page:
+        assert page.goto(hooks.url + path).status == 200
+        assert hooks.state(contact).mailable  # seeing the page changed nothing
+        with page.expect_navigation():
+            page.get_by_role("button", name="Unsubscribe").click()
+        assert page.url == hooks.url + path  # no redirect
+        assert page.get_by_role("heading").inner_text() == "Unsubscribed"
     hooks.done(1)
     assert hooks.state(contact).opt_out_reason == "unsubscribe"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import email
 import re
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -17,13 +16,12 @@ import sqlalchemy as sa
 
 from feedback_mta.store.models import ReviewLink
 from tests.conftest import write_config
-from tests.support import send
+from tests.support import chromium_page, send
 from tests.test_cli import ok_json, ok_rows
 
 SEO = ("Hi! I can get your website on the first page of Google with our SEO services. "
        "See http://bit.ly/3xYz and http://seo-agency.example/offer")
 BUYER = "Is the 2019 Civic still available? Can I test drive it Saturday?"
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 class Desk:
@@ -203,38 +201,28 @@ def test_an_expired_link_signs_nobody_in(tmp_path, database_url, server_factory,
 def test_the_review_page_in_a_real_browser(desk):
     """A contact admin signs in with the link from the mail, restores the lead and keeps
     the contact, in headless Chromium; each is the audit event a reply makes, via web."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (/usr/bin/chromium)")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        try:
-            page = browser.new_page()
-            assert page.goto(desk.url + "/review/").status == 200
-            page.get_by_label("Your email address").fill("boss@dealer.test")
-            page.get_by_role("button", name="Send me a sign-in link").click()
-            assert "a sign-in link is on its way" in page.get_by_role("status").inner_text()
-            page.goto(desk.url + _link(desk, 1))  # followed from the captured mail
-            with page.expect_navigation():
-                page.get_by_role("button", name="Sign in").click()
-            assert page.url == desk.url + "/review/"
-            row = page.locator(f"#lead-{desk.spam['id']}")
-            assert "seo pitch" in row.inner_text() and "Sam Hill" in row.inner_text()
-            assert page.locator(f"#lead-{desk.elsewhere['id']}").count() == 0
-            assert page.locator(f"#lead-{desk.buyer['id']}").count() == 0
-            page.get_by_role("button", name=f"Not spam: restore lead {desk.spam['id']}").click()
-            page.wait_for_url(re.compile(r".*done=restored.*"))
-            assert f"Lead #{desk.spam['id']} restored" in page.get_by_role("status").inner_text()
-            assert page.locator(f"#lead-{desk.spam['id']}").count() == 0
-            page.get_by_role("button", name=f"Keep contact {desk.suspect}").click()
-            page.wait_for_url(re.compile(r".*done=kept.*"))
-            assert page.locator(f"#contact-{desk.suspect}").count() == 0
-            page.get_by_role("button", name="Sign out").click()
-            assert page.get_by_label("Your email address").count() == 1
-        finally:
-            browser.close()
+    with chromium_page() as page:
+        assert page.goto(desk.url + "/review/").status == 200
+        page.get_by_label("Your email address").fill("boss@dealer.test")
+        page.get_by_role("button", name="Send me a sign-in link").click()
+        assert "a sign-in link is on its way" in page.get_by_role("status").inner_text()
+        page.goto(desk.url + _link(desk, 1))  # followed from the captured mail
+        with page.expect_navigation():
+            page.get_by_role("button", name="Sign in").click()
+        assert page.url == desk.url + "/review/"
+        row = page.locator(f"#lead-{desk.spam['id']}")
+        assert "seo pitch" in row.inner_text() and "Sam Hill" in row.inner_text()
+        assert page.locator(f"#lead-{desk.elsewhere['id']}").count() == 0
+        assert page.locator(f"#lead-{desk.buyer['id']}").count() == 0
+        page.get_by_role("button", name=f"Not spam: restore lead {desk.spam['id']}").click()
+        page.wait_for_url(re.compile(r".*done=restored.*"))
+        assert f"Lead #{desk.spam['id']} restored" in page.get_by_role("status").inner_text()
+        assert page.locator(f"#lead-{desk.spam['id']}").count() == 0
+        page.get_by_role("button", name=f"Keep contact {desk.suspect}").click()
+        page.wait_for_url(re.compile(r".*done=kept.*"))
+        assert page.locator(f"#contact-{desk.suspect}").count() == 0
+        page.get_by_role("button", name="Sign out").click()
+        assert page.get_by_label("Your email address").count() == 1
     assert desk.show(desk.spam["id"])["status"] == "active"
     [restored] = desk.events("lead.restored", desk.spam["id"])
     assert (restored["actor"], restored["via"]) == ("web:boss@dealer.test", "web")

@@ -37,12 +37,14 @@ class RegistrationActions(LeadActions, QualityActions, BehaviourActions):
         exports it. A known-bad contact's lead is always flagged."""
         content = spam.LeadFacts(lead.comments, contact.email, verdict.level.value,
                                  tuple(verdict.reasons), contact.first_name, contact.last_name)
+        said = spam.content_signals(content)  # the regexes run once
         # What it says (and who sent it) are the features; how it came is not.
-        features = spam.features(lead.comments, contact.email, spam.score(content).reasons)
+        features = spam.features(lead.comments, contact.email,
+                                 spam.score(content, said).reasons)
         platform, account = self.model_counts(lead.account_id, features)
         rules = spam.score(replace(
             content, **self.behaviour(lead, contact.email),  # type: ignore[arg-type]
-            script_share=spam.script_share(account, spam.script(lead.comments))))
+            script_share=spam.script_share(account, spam.script(lead.comments))), said)
         found = spam.with_learned(rules, *spam.learned(platform, account))
         self.learn(lead.account_id, features, seen=1)
         lead.spam_score, lead.spam_reasons = found.score, list(found.reasons)

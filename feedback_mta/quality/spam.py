@@ -163,6 +163,11 @@ def _shouting(text: str) -> bool:
 
 def signals(facts: LeadFacts) -> list[tuple[str, float]]:
     """Every signal the lead shows, as (reason, probability of spam)."""
+    return content_signals(facts) + behaviour(facts)
+
+
+def content_signals(facts: LeadFacts) -> list[tuple[str, float]]:
+    """The signals of what the lead says and who sent it (the behaviour aside)."""
     found: list[tuple[str, float]] = []
     text = facts.comments or ""
     urls = _URL.findall(text)
@@ -189,7 +194,6 @@ def signals(facts: LeadFacts) -> list[tuple[str, float]]:
         found.append(("address unlike the name", 0.2))
     if facts.contact_level == "suspected":
         found.append((SUSPECTED, 0.4))
-    found += behaviour(facts)
     return found
 
 
@@ -232,11 +236,13 @@ def script_share(account: dict[str, Counts], written: str) -> float | None:
     return account.get(f"s:{written}", Counts()).seen / total
 
 
-def score(facts: LeadFacts) -> SpamScore:
-    """The lead's spam score and reasons (noisy OR of its signals)."""
+def score(facts: LeadFacts, content: list[tuple[str, float]] | None = None) -> SpamScore:
+    """The lead's spam score and reasons (noisy OR of its signals); ``content``, when
+    given, is ``content_signals(facts)`` found already (the behaviour is added here)."""
     if facts.contact_level == "invalid":
         return SpamScore(1.0, (KNOWN_BAD, *facts.contact_reasons))
-    found = sorted(signals(facts), key=lambda s: -s[1])
+    said = content_signals(facts) if content is None else content
+    found = sorted([*said, *behaviour(facts)], key=lambda s: -s[1])
     keep = 1.0
     for _, p in found:
         keep *= 1.0 - p

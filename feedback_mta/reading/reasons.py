@@ -22,8 +22,6 @@ import re
 
 from feedback_mta import bounces
 
-REASONS, HARD = bounces.REASONS, bounces.HARD
-
 # (reason, pattern over the lower-cased, unfolded diagnostic), most specific first.
 _WORDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (reason, re.compile(pattern)) for reason, pattern in (
@@ -211,7 +209,7 @@ def reason(status: str | None, diagnostic: str | None = None) -> str:
 
 
 def is_hard(name: str, status: str | None = None,
-            hard_reasons: frozenset[str] = HARD) -> bool:
+            hard_reasons: frozenset[str] = bounces.HARD) -> bool:
     """Is a bounce for this reason hard? Never when the failure was temporary (a 4.x.x
     status: the server itself says to try again, whatever its words)."""
     return name in hard_reasons and not (status or "").startswith("4")

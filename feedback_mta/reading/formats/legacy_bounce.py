@@ -80,11 +80,9 @@ def _context(text: str, address: str) -> str:
     return text[at:end if end > 0 else at + 600][:600]
 
 
-def _named(msg: ParsedMessage, text: str) -> list[str]:
+def _named(msg: ParsedMessage, notice: str) -> list[str]:
     """Addresses the human-readable notice (up to the returned copy) names, when it says
     delivery failed: not the notice's own sender or recipient, not a mailer's box."""
-    copy = _COPY.search(text)
-    notice = text[:copy.start()] if copy else text[:3000]
     if not _FAILED.search(notice):
         return []
     own = {a.lower() for value in (msg.from_address, *msg.headers.get("to", ()))
@@ -94,11 +92,10 @@ def _named(msg: ParsedMessage, text: str) -> list[str]:
                               if a not in own and not _NOT_RECIPIENTS.match(a)))[:20]
 
 
-def _quoted_original(text: str) -> Message | None:
-    match = _COPY.search(text)
-    if not match:
+def _quoted_original(text: str, copy: re.Match[str] | None) -> Message | None:
+    if not copy:
         return None
-    quoted = headers_only(text[match.end():])
+    quoted = headers_only(text[copy.end():])
     return quoted if len(quoted) else None
 
 
@@ -114,6 +111,8 @@ def detect(msg: ParsedMessage) -> Report | None:
     found: dict[str, bool] = {}
     text = msg.plain or ""
     lowered = text.lower()
+    copy = _COPY.search(text)  # where the returned copy starts, if the bounce quotes it
+    notice = text[:copy.start()] if copy else text
     # flufl.bounce gives sets; keep the order the bounce names them in.
     failures = [(a, True) for a in permanent] + [(a, False) for a in temporary]
     failures.sort(key=lambda pair: _position(lowered, pair[0]))
@@ -123,7 +122,7 @@ def detect(msg: ParsedMessage) -> Report | None:
         if address:
             found.setdefault(address, is_permanent)
     if not found:  # no detector knows this mailer: what the notice itself names
-        found.update((a, True) for a in _named(msg, text))
+        found.update((a, True) for a in _named(msg, notice if copy else text[:3000]))
     for value in msg.headers.get("x-failed-recipients", ()):
         for piece in value.split(","):
             address = address_in(piece)
@@ -134,8 +133,6 @@ def detect(msg: ParsedMessage) -> Report | None:
     bounces = []
     # One recipient: the whole notice (up to the returned copy) speaks of it, where the
     # lines next to its address say nothing we know (Gmail, Exchange, Notes, ...).
-    copy = _COPY.search(text)
-    notice = text[:copy.start()] if copy else text
     for address, is_permanent in found.items():
         context = _context(text, address)
         if len(found) == 1 and reasons.reason(status_of(context), context) in (
@@ -148,5 +145,5 @@ def detect(msg: ParsedMessage) -> Report | None:
         bounces.append(Bounced(address, hard, status, reason, " ".join(context.split())[:500]))
     return Report(Kind.BOUNCE, "legacy_bounce", recipients=unique(found),
                   bounces=tuple(bounces),
-                  original=original(msg) or _quoted_original(text),
+                  original=original(msg) or _quoted_original(text, copy),
                   why="non-standard bounce (flufl.bounce)")
