@@ -138,7 +138,7 @@ def test_a_complaint_without_a_genuine_token_is_unattributed(world):
 
 def test_a_hard_bounce_makes_the_contact_unmailable(world):
     bounce = world.book.address(Box.BOUNCE, 7)
-    outcome = world.handle(fixture("ours-dsn-generic-5xx-user-unknown.eml"), [bounce])
+    outcome = world.handle(fixture("ours-gmail-dsn-nosuchuser.eml"), [bounce])
     assert outcome == Outcome(P, "hard bounce") and world.kind is Kind.BOUNCE
     contact = world.contact()
     assert contact.mailable is False and contact.undeliverable_reason.startswith("hard bounce")

@@ -94,9 +94,9 @@ def test_each_documented_sample_reads_as_documented(path, index, module, kind, h
     (True, None, "", True, "suppressed"),                     # nothing to check: believed
     (True, "550", "5.1.1 user unknown", True, "userunknown"),
     (True, None, "552 5.2.2 mailbox full", False, "mailboxfull"),  # our rules: soft
-    (True, "5.7.1", "rejected by policy", False, "policyviolation"),
-    (True, None, "421 4.4.2 timed out", False, "expired"),
-    (False, None, "", False, "onhold"),                        # temporary, no code: believed
+    (True, "5.7.1", "rejected by policy", False, "securityerror"),
+    (True, None, "421 4.4.2 timed out", False, "networkerror"),
+    (False, None, "", False, "undefined"),                     # temporary, no code: believed
     (False, None, "550 5.1.1 no such user", True, "userunknown"),  # our rules: hard
 ])
 def test_the_provider_s_verdict_is_checked_against_our_rules(provider_hard, status, words,

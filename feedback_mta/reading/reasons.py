@@ -1,211 +1,407 @@
 """Why a recipient bounced, in Sisimai's vocabulary (pure).
 
 Sisimai (https://libsisimai.org/en/reason/) names some thirty reasons; mail operators,
-Mautic, Postmark and SES speak of bounces the same way, so we do too. A reason comes from
-the server's own words first (``Diagnostic-Code``, or the lines next to the address in a
-bounce that is no DSN), because the enhanced status is often generic (``5.0.0``) or wrong
-(``5.1.1`` for a blocked sender); the RFC 3463 status decides when the words say nothing
-we know; ``undefined`` when neither does.
+Mautic, Postmark and SES speak of bounces the same way, so we do too, and we decide them
+the way Sisimai does, so that a bounce means the same here as in the reference parser:
+the order of the checks is go-sisimai's ``reason/find.go`` and ``reason/why-*.go``, the
+status table its ``smtp/status``, and the words its tables (``reason_words``).
+
+A reason is decided from what one failed recipient's report says (``Facts``):
+
+1. a reason the format itself already knows (a queue that gave up is ``expired``);
+2. the *probes*, in a fixed order (mailbox full, message too big, ..., user unknown,
+   filtered, ..., blocked): each asks the enhanced status's meaning, the server's words
+   and the SMTP command it answered. "User unknown" at RCPT is ``userunknown``; the same
+   words after DATA (or with no command) come from a filter, ``filtered``; words about
+   the sender at MAIL FROM are ``rejected``;
+3. the words alone of the rest (policy, system, network, ...), then the status's class;
+4. ``onhold`` when the server said something we cannot place, ``undefined`` when nothing.
 
 Hard or soft follows from the reason by one table (``bounces.HARD``, ``[feedback]
 hard_reasons``): only a reason that says the address itself is gone is hard (Sisimai's
 choice too, and a 4.x.x status never is); the rest are soft, counted, and turn hard after
 ``[feedback] soft_bounce_limit``. Calling a live address dead loses a contact for good.
 
-The patterns are ours, written from the corpus of bounces Sisimai publishes
-(sisimai/set-of-emails) and its reason documentation.
+Ported from go-sisimai, Copyright (c) 2020-2025, azumakuniyuki and sisimai development
+team, under the BSD 2-Clause License (its text is in ``reason_words``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from feedback_mta import bounces
+from feedback_mta.reading import remote_hosts
+from feedback_mta.reading.reason_words import WORDS
 
-# (reason, pattern over the lower-cased, unfolded diagnostic), most specific first.
-_WORDS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (reason, re.compile(pattern)) for reason, pattern in (
-        ("notaccept", r"couldn'?t find a mail exchanger|no mx record|null mx|"
-                      r"does not accept (?:any )?mail|not accepting (?:any )?mail|"
-                      r"accepts no mail"),
-        ("networkerror", r"name service error.{0,80}(?:try again|malformed|unexpected)|"
-                         r"dns (?:timeout|servfail)|servfail|temporary dns"),
-        ("policyviolation", r"blocked because (?:its|of its|of the) content|"
-                            r"policy violation|violat(?:es|ion of) (?:our )?polic|"
-                            r"not accepted for policy reasons"),
-        ("authfailure", r"\bspf (?:check )?fail|dmarc (?:policy|check|validation)|"
-                        r"\bdkim (?:fail|signature)|sender policy framework|"
-                        r"authentication (?:failure|failed|required)|"
-                        r"not (?:pass|authenticated) (?:dmarc|spf|dkim)|unauthenticated email"),
-        ("requireptr", r"reverse (?:dns|lookup|hostname)|\bptr\b|no rdns|rdns|"
-                       r"client host .* (?:not found|unknown)|cannot find your hostname|"
-                       r"hostname does not resolve|"
-                       r"ip name (?:lookup )?(?:possibly forged|unknown)"),
-        ("virusdetected", r"virus|malware|infected|trojan|worm detected"),
-        ("spamdetected", r"\bspam\b|\bube\b|unsolicited (?:bulk|commercial)|junk mail|"
-                         r"bulk mail|message (?:content )?rejected as spam|"
-                         r"classified as spam|spam score|spamassassin|"
-                         r"looks like spam|probable spam|content filter.*spam"),
-        ("badreputation", r"\breputation\b|temporarily rate limited due to ip|"
-                          r"low reputation|sender score"),
-        ("blocked", r"block ?list|black ?list|blocked|\bdnsbl\b|\brbl\b|spamhaus|"
-                    r"spamcop|barracuda ?(?:central|reputation)|sorbs|listed (?:at|in|on)|"
-                    r"access denied.*\bip\b|your (?:ip|network|host).{0,40}(?:rejected|denied|"
-                    r"banned|not allowed)|poor reputation|connection refused by|"
-                    r"client host .{0,60}rejected|refused to talk to me|banned"),
-        ("norelaying", r"relay(?:ing)? (?:access )?(?:denied|not permitted|not allowed|"
-                       r"prohibited)|not permitted to relay|unable to relay|"
-                       r"we do not relay|no relaying|relaying denied|relay not permitted"),
-        ("securityerror", r"tls (?:required|is required)|must issue a starttls|encryption "
-                          r"required|secure connection required|certificate|"
-                          r"authentication required"),
-        ("failedstarttls", r"starttls (?:failed|error)|tls handshake"),
-        ("notcompliantrfc", r"rfc ?(?:5322|2822|822|5321)|not (?:rfc|standard)[- ]compliant|"
-                            r"duplicate (?:header|message-id)|multiple (?:from|date|subject|"
-                            r"message-id)|malformed (?:header|message)|message is not rfc|"
-                            r"bare (?:lf|cr)|header (?:is )?(?:missing|invalid)"),
-        ("policyviolation", r"polic(?:y|ies)|not (?:allowed|permitted) by|prohibited|"
-                            r"content (?:filter|policy)|attachment|not accepted for policy|"
-                            r"administrative prohibition|denied by"),
-        ("contenterror", r"content (?:error|rejected)|message (?:content|body) (?:rejected|"
-                         r"invalid)|charset|encoding (?:error|not supported)|"
-                         r"illegal (?:characters|attachment)"),
-        ("mesgtoobig", r"(?:message|mail) (?:size )?(?:is )?(?:too (?:large|big)|exceeds)|"
-                       r"size (?:limit|exceeds)|message length exceeds|exceeds (?:the )?"
-                       r"(?:maximum|max) (?:message )?size|too large"),
-        ("mailboxfull", r"mailbox (?:is )?full|over ?quota|quota (?:exceeded|full)|"
-                        r"exceeded (?:storage|quota)|insufficient (?:storage|disk|space)|"
-                        r"mailbox (?:size|storage) (?:limit )?exceeded|disk quota|"
-                        r"(?:out of|no) (?:disk )?space|full mailbox|mailfolder is full|"
-                        r"account is full|user is over|storage (?:quota|allocation)|"
-                        r"too much mail"),
-        ("exceedlimit", r"exceed(?:s|ed)? .{0,30}limit|limit exceeded|too many (?:recipients|"
-                        r"messages)"),
-        ("suspend", r"(?:account|mailbox|user) (?:has been |is )?(?:disabled|suspended|"
-                    r"inactive|deactivated|expired|locked|frozen|on hold|not active)|"
-                    r"currently suspended|temporarily disabled|been disabled|"
-                    r"is not active|service (?:is )?suspended|boite du destinataire archivee"),
-        ("hasmoved", r"has moved|address (?:has )?changed|no longer (?:valid|available|"
-                     r"with|at)|forwarding address"),
-        ("userunknown", r"user ?(?:unknown|not found|doesn'?t exist|does not exist|"
-                        r"not exist)|unknown (?:user|recipient|local ?part|mailbox|address|"
-                        r"alias)|no such (?:user|mailbox|recipient|address|person|account)|"
-                        r"(?:mailbox|account|address|recipient|user|addressee)(?: name)? "
-                        r"(?:does not exist|doesn'?t exist|not found|unknown|is unknown|"
-                        r"unavailable|is (?:not valid|invalid)|invalid|not listed|"
-                        r"not (?:known|recognized))|recipient ?not ?found|"
-                        r"invalid (?:recipient|mailbox|address|user)|"
-                        r"is not a (?:known|valid) (?:user|mailbox|recipient)|"
-                        r"(?:account|address) (?:that )?you tried to reach does not exist|"
-                        r"no mail ?box (?:here|available)|mailbox unavailable|"
-                        r"doesn'?t have an? [\w.-]+ account|bad[_ ]recipient|"
-                        r"addressee unknown|not our customer|"
-                        r"undeliverable address|"
-                        r"no (?:such )?(?:local )?user|unrouteable address|"
-                        r"destination address (?:is )?(?:invalid|unknown)|"
-                        r"mailbox not (?:found|available)|name service error for name=.*? "
-                        r"type=a: host not found"),
-        ("hostunknown", r"(?:host|domain)(?: name)? (?:not found|unknown|does not exist|"
-                        r"lookup failed|not resolved)|unknown (?:host|domain)|"
-                        r"no such (?:host|domain)|nxdomain|no mx|null mx|"
-                        r"domain (?:is )?(?:invalid|not valid)|unrouteable mail domain|"
-                        r"name or service not known"),
-        ("toomanyconn", r"too many (?:connections|concurrent|sessions|smtp sessions)|"
-                        r"connection (?:limit|rate)|maximum (?:number of )?connections|"
-                        r"too many simultaneous"),
-        ("ratelimited", r"rate ?limit|too many (?:requests|attempts)|slow down|throttl|"
-                        r"sending (?:rate|limit)"),
-        ("systemfull", r"(?:system|disk|server) (?:is )?full|insufficient system storage"),
-        ("syntaxerror", r"syntax error|command unrecognized|unrecognized command|"
-                        r"bad sequence of commands"),
-        ("networkerror", r"network (?:is )?unreachable|no route to host|connection (?:timed "
-                         r"out|refused|reset)|routing loop|mail (?:loops|loop) back|"
-                         r"loop detected|too many hops|hop count|dns (?:error|failure)|"
-                         r"lookup (?:failure|error)|host (?:is )?unreachable|"
-                         r"lost connection"),
-        ("expired", r"(?:time|timed) ?out|deadline|delivery (?:time )?expired|expired|"
-                    r"retry time|could not be delivered (?:for|within)|"
-                    r"too long in (?:the )?queue|message (?:is )?delayed|"
-                    r"failing for a long time|retry timeout exceeded|giving up"),
-        ("systemerror", r"system error|internal (?:server )?error|server error|"
-                        r"local error|temporary (?:local )?(?:problem|failure)|"
-                        r"configuration error|misconfigur|transaction failed|"
-                        r"service (?:is )?(?:currently |temporarily )?unavailable"),
-        ("mailererror", r"(?:mailer|program|pipe|command) (?:error|failed)|"
-                        r"unknown mailer|exit (?:code|status)|\bx-unix\b|\bsh: "),
-        ("rejected", r"sender (?:address )?(?:rejected|denied|refused|blocked)|"
-                     r"address rejected|rejected|refused|domain of sender|"
-                     r"sender (?:is )?(?:not allowed|invalid)|"
-                     r"permission to post|not (?:allowed|authorized) to post"),
-        ("notaccept", r"does not accept (?:any )?mail|not accepting (?:any )?mail|"
-                      r"null mx|accepts no mail"),
-    ))
+__all__ = ["PROBES", "STATUS", "WORDS", "Facts", "command_in", "decide", "is_hard", "prefer",
+           "reason", "reply_in", "status_in"]
 
-# The status when the words said nothing we know: RFC 3463 class.subject.detail.
-_STATUS = {
+#: RFC 3463 enhanced status -> reason (go-sisimai ``smtp/status.Name``).
+STATUS = {
+    "4.1.6": "hasmoved", "4.1.7": "rejected", "4.1.8": "rejected", "4.1.9": "systemerror",
+    "4.2.1": "blocked", "4.2.2": "mailboxfull", "4.2.3": "exceedlimit", "4.2.4": "filtered",
+    "4.3.0": "systemerror", "4.3.1": "systemfull", "4.3.2": "notaccept",
+    "4.3.3": "systemerror", "4.3.5": "systemerror", "4.4.0": "networkerror",
+    "4.4.1": "expired", "4.4.2": "networkerror", "4.4.3": "systemerror",
+    "4.4.4": "networkerror", "4.4.5": "systemfull", "4.4.6": "networkerror",
+    "4.4.7": "expired", "4.4.8": "networkerror", "4.5.0": "networkerror",
+    "4.5.3": "systemerror", "4.5.5": "systemerror", "4.6.0": "contenterror",
+    "4.6.2": "contenterror", "4.6.5": "contenterror", "4.7.0": "securityerror",
+    "4.7.1": "blocked", "4.7.2": "blocked", "4.7.5": "securityerror",
+    "4.7.6": "securityerror", "4.7.7": "securityerror", "4.7.12": "securityerror",
+    "4.7.15": "securityerror", "4.7.16": "mesgtoobig", "4.7.24": "authfailure",
+    "4.7.25": "requireptr", "4.7.26": "authfailure",
     "5.1.0": "userunknown", "5.1.1": "userunknown", "5.1.2": "hostunknown",
-    "5.1.3": "userunknown", "5.1.4": "userunknown", "5.1.6": "hasmoved",
-    "5.1.7": "rejected", "5.1.8": "rejected", "5.1.9": "rejected", "5.1.10": "notaccept",
-    "5.2.0": "filtered", "5.2.1": "suspend", "5.2.2": "mailboxfull", "5.2.3": "exceedlimit",
-    "5.2.4": "systemerror", "5.3.0": "systemerror", "5.3.1": "systemfull",
-    "5.3.2": "notaccept", "5.3.3": "systemerror", "5.3.4": "mesgtoobig",
-    "5.3.5": "systemerror", "5.4.0": "networkerror", "5.4.1": "userunknown",
-    "5.4.2": "networkerror", "5.4.3": "systemerror", "5.4.4": "hostunknown",
-    "5.4.5": "networkerror", "5.4.6": "networkerror", "5.4.7": "expired",
-    "5.5.0": "syntaxerror", "5.5.1": "syntaxerror", "5.5.2": "syntaxerror",
-    "5.5.3": "toomanyconn", "5.5.4": "syntaxerror", "5.5.5": "syntaxerror",
-    "5.6.0": "contenterror", "5.6.1": "contenterror", "5.6.2": "contenterror",
-    "5.6.3": "contenterror", "5.6.4": "contenterror", "5.6.5": "contenterror",
-    "5.7.0": "securityerror", "5.7.1": "rejected", "5.7.2": "rejected",
-    "5.7.3": "securityerror", "5.7.4": "securityerror", "5.7.5": "securityerror",
-    "5.7.6": "securityerror", "5.7.7": "securityerror", "5.7.8": "securityerror",
-    "5.7.9": "securityerror", "5.7.10": "securityerror", "5.7.11": "securityerror",
-    "5.7.13": "suspend", "5.7.14": "securityerror", "5.7.15": "securityerror",
-    "5.7.16": "securityerror", "5.7.17": "suspend", "5.7.18": "suspend",
-    "5.7.20": "authfailure", "5.7.21": "authfailure", "5.7.22": "authfailure",
-    "5.7.23": "authfailure", "5.7.24": "authfailure", "5.7.25": "requireptr",
-    "5.7.26": "authfailure", "5.7.27": "notaccept",
-    "4.2.2": "mailboxfull", "4.3.2": "toomanyconn", "4.4.1": "expired", "4.4.7": "expired",
-    "4.7.1": "blocked",
+    "5.1.3": "userunknown", "5.1.4": "filtered", "5.1.6": "hasmoved", "5.1.7": "rejected",
+    "5.1.8": "rejected", "5.1.9": "systemerror", "5.1.10": "notaccept",
+    "5.2.0": "filtered", "5.2.1": "filtered", "5.2.2": "mailboxfull",
+    "5.2.3": "exceedlimit", "5.2.4": "filtered", "5.3.0": "systemerror",
+    "5.3.1": "systemfull", "5.3.2": "notaccept", "5.3.3": "systemerror",
+    "5.3.4": "mesgtoobig", "5.3.5": "systemerror", "5.4.0": "networkerror",
+    "5.4.3": "systemerror", "5.4.4": "hostunknown", "5.5.2": "syntaxerror",
+    "5.5.3": "toomanyconn", "5.5.4": "systemerror", "5.5.5": "systemerror",
+    "5.5.6": "syntaxerror", "5.6.0": "contenterror", "5.6.1": "contenterror",
+    "5.6.2": "contenterror", "5.6.3": "contenterror", "5.6.5": "contenterror",
+    "5.6.6": "contenterror", "5.6.7": "contenterror", "5.6.8": "contenterror",
+    "5.6.9": "contenterror", "5.7.0": "securityerror", "5.7.1": "securityerror",
+    "5.7.2": "securityerror", "5.7.3": "securityerror", "5.7.4": "securityerror",
+    "5.7.5": "securityerror", "5.7.6": "securityerror", "5.7.7": "securityerror",
+    "5.7.8": "securityerror", "5.7.9": "securityerror", "5.7.10": "securityerror",
+    "5.7.11": "securityerror", "5.7.13": "suspend", "5.7.14": "securityerror",
+    "5.7.15": "securityerror", "5.7.16": "mesgtoobig", "5.7.17": "hasmoved",
+    "5.7.18": "hasmoved", "5.7.19": "securityerror", "5.7.20": "authfailure",
+    "5.7.21": "authfailure", "5.7.22": "authfailure", "5.7.23": "authfailure",
+    "5.7.24": "authfailure", "5.7.25": "requireptr", "5.7.26": "authfailure",
+    "5.7.27": "notaccept", "5.7.28": "spamdetected", "5.7.29": "authfailure",
+    "5.7.30": "failedstarttls",
 }
-_SUBJECTS = {"1": "userunknown", "2": "filtered", "3": "systemerror", "4": "networkerror",
-             "5": "syntaxerror", "6": "contenterror", "7": "securityerror"}
+
+#: Reasons a format may name that the probes still look past (they say little alone).
+RETRIED = frozenset({"undefined", "onhold", "systemerror", "securityerror", "expired",
+                     "networkerror", "hostunknown", "userunknown"})
+#: Commands answered before the message was sent: nothing there judged its content.
+BEFORE_DATA = frozenset({"CONN", "EHLO", "HELO", "MAIL", "RCPT"})
 
 
-#: Where in the SMTP dialogue the server refused, when the bounce says: a refusal of the
-#: sender (after MAIL FROM) says nothing of the recipient; "user unknown" after the whole
-#: message was sent is a content filter speaking (the address was accepted at RCPT).
-_AFTER_MAIL = re.compile(r"after mail from|in reply to mail from|mail from:? command")
-_AFTER_DATA = re.compile(r"after end of data|after data|in reply to (?:end of )?data")
+@dataclass(frozen=True)
+class Facts:
+    """What a bounce says about one recipient, as the probes read it."""
+
+    #: RFC 3463 enhanced status (``5.1.1``), the preferred one of the report's.
+    status: str = ""
+    #: The server's words, lower-cased on one line.
+    text: str = ""
+    #: The SMTP command the server answered (``RCPT``, ``DATA``, ...), when known.
+    command: str = ""
+    #: The SMTP reply code (``550``), when known.
+    reply: str = ""
+    #: The DSN's ``Action`` (``failed``, ``delayed``).
+    action: str = ""
+    #: The ``Diagnostic-Code`` type (``SMTP``, ``X-UNIX``, ...).
+    kind: str = ""
+    #: A reason the format already decided, if any.
+    hint: str = ""
+
+    @property
+    def named(self) -> str:
+        return STATUS.get(self.status, "")
+
+    def says(self, reason: str) -> bool:
+        return WORDS[reason].found_in(self.text)
 
 
-def reason(status: str | None, diagnostic: str | None = None) -> str:
-    """The reason of one failed recipient from its enhanced status (``5.1.1``) and the
-    server's words."""
-    text = " ".join((diagnostic or "").lower().split())
-    if status in ("4.4.1", "4.4.7", "5.4.7"):
-        return "expired"  # the queue gave up; the words say what the last try met
-    if text:
-        for name, pattern in _WORDS:
-            if pattern.search(text):
-                if name == "rejected" and _STATUS.get(status or "", name) != name:
-                    return _STATUS[status or ""]  # "rejected" says little; 5.1.1 says more
-                if name in ("userunknown", "hostunknown") and _AFTER_MAIL.search(text):
-                    return "rejected"
-                if name == "userunknown" and _AFTER_DATA.search(text):
-                    return "filtered"
-                return name
-        if _AFTER_MAIL.search(text):
-            return "rejected"
-    if status:
-        if status in _STATUS:
-            return _STATUS[status]
-        if status.startswith("4."):
-            return "expired" if status.startswith("4.4.") else "onhold"
-        subject = status.split(".")[1] if status.count(".") == 2 else ""
-        if status.startswith("5.") and subject in _SUBJECTS:
-            return _SUBJECTS[subject]
-    return "undefined" if text else "onhold"
+Probe = Callable[[Facts], bool]
+
+
+def _named(name: str) -> Probe:  # a probe: the format said so, the status says so, or the words do
+    def probe(f: Facts) -> bool:
+        return f.hint == name or f.named == name or f.says(name)
+    return probe
+
+
+def _words(name: str) -> Probe:  # a probe that looks at the words only
+    def probe(f: Facts) -> bool:
+        return f.hint == name or f.says(name)
+    return probe
+
+
+def _mesgtoobig(f: Facts) -> bool:
+    if f.hint == "mesgtoobig" or f.named == "mesgtoobig":
+        return True
+    if f.named == "exceedlimit" or f.status == "5.2.3":
+        return False
+    return f.says("mesgtoobig")
+
+
+def _suspend(f: Facts) -> bool:
+    return f.hint == "suspend" or f.reply == "525" or f.says("suspend")
+
+
+def _norelaying(f: Facts) -> bool:
+    if f.hint == "norelaying":
+        return True
+    if f.hint in ("securityerror", "systemerror", "undefined") or f.command in (
+            "CONN", "EHLO", "HELO"):
+        return False
+    return f.says("norelaying")
+
+
+_NOT_UNKNOWN = ("norelaying", "blocked", "mailboxfull", "hasmoved", "rejected", "notaccept")
+
+
+def _userunknown(f: Facts) -> bool:
+    if f.hint == "userunknown":
+        return True
+    if f.named == "suspend":
+        return False
+    if f.named == "userunknown":  # 5.1.1, unless the words say something else
+        return not any(f.says(other) for other in _NOT_UNKNOWN)
+    return f.command == "RCPT" and f.says("userunknown")
+
+
+def _filtered(f: Facts) -> bool:
+    if f.hint == "filtered":
+        return True
+    if f.named == "suspend":
+        return False
+    if f.named != "filtered" and f.command in BEFORE_DATA:
+        return False
+    return f.says("filtered") or f.says("userunknown")
+
+
+def _contenterror(f: Facts) -> bool:
+    if f.hint == "contenterror":
+        return True
+    if _spamdetected(f):
+        return False
+    return f.named == "contenterror" or f.says("contenterror")
+
+
+def _rejected(f: Facts) -> bool:
+    if f.hint == "rejected" or f.named == "rejected":
+        return True
+    named = f.named or "undefined"
+    if f.command == "MAIL":
+        return f.says("rejected")
+    if f.command == "DATA":
+        return named != "userunknown" and f.says("rejected")
+    if named in ("undefined", "onhold", "securityerror", "systemerror"):
+        return f.says("rejected")
+    return False
+
+
+def _hostunknown(f: Facts) -> bool:
+    if f.hint == "hostunknown":
+        return True
+    if f.named == "hostunknown":
+        return not f.says("networkerror")
+    return f.says("hostunknown")
+
+
+def _spamdetected(f: Facts) -> bool:
+    if not f.status:
+        return False
+    if f.hint == "spamdetected" or f.named == "spamdetected":
+        return True
+    return f.command not in BEFORE_DATA and f.says("spamdetected")
+
+
+#: The probes, in Sisimai's order: the first that says yes decides.
+PROBES = (
+    ("mailboxfull", _named("mailboxfull")), ("mesgtoobig", _mesgtoobig),
+    ("exceedlimit", _named("exceedlimit")), ("suspend", _suspend),
+    ("hasmoved", _words("hasmoved")), ("norelaying", _norelaying),
+    ("authfailure", _named("authfailure")), ("userunknown", _userunknown),
+    ("filtered", _filtered), ("requireptr", _named("requireptr")),
+    ("notcompliantrfc", _words("notcompliantrfc")),
+    ("badreputation", _words("badreputation")), ("contenterror", _contenterror),
+    ("rejected", _rejected), ("hostunknown", _hostunknown),
+    ("spamdetected", _spamdetected), ("speeding", _words("speeding")),
+    ("toomanyconn", _named("toomanyconn")), ("blocked", _named("blocked")),
+)
+#: Then the words alone, in this order.
+WORDS_ONLY = ("mailboxfull", "authfailure", "badreputation", "speeding", "spamdetected",
+              "virusdetected", "policyviolation", "norelaying", "systemerror",
+              "networkerror", "suspend", "contenterror", "systemfull", "notaccept",
+              "expired", "failedstarttls", "securityerror", "mailererror")
+
+
+def decide(f: Facts) -> str:
+    """The reason of one failed recipient (go-sisimai ``reason.Find``)."""
+    if f.hint and f.hint not in RETRIED:
+        return f.hint
+    if f.status.startswith("2."):
+        return "delivered"
+    found = ""
+    if f.kind in ("SMTP", ""):
+        found = next((name for name, probe in PROBES if probe(f)), "")
+    if found and found != "undefined":
+        return found
+    found = _another(f)
+    if found == "undefined":
+        found = ""
+    if not found and f.action == "delayed":
+        found = "expired"
+    if found:
+        return found
+    return "onhold" if f.text else (f.hint or "undefined")
+
+
+def _another(f: Facts) -> str:
+    """The words alone, then the status's class (go-sisimai ``reason.anotherone``)."""
+    if f.hint and f.hint not in ("undefined", "onhold"):
+        return f.hint
+    named = f.named
+    if named and named not in RETRIED and f.kind != "SMTP":
+        return named
+    for name in WORDS_ONLY:
+        if f.says(name):
+            return name
+    if named:
+        return named
+    subject = f.status[:3]
+    if subject in ("5.6", "4.6"):
+        return "contenterror"
+    if subject in ("5.7", "4.7"):
+        return "securityerror"
+    if f.kind.startswith("X-UNIX"):
+        return "mailererror"
+    if f.reply.isdigit() and (400 < int(f.reply) < 408 or 500 < int(f.reply) < 508):
+        return "syntaxerror"
+    if f.action in ("delayed", "expired"):
+        return "expired"
+    if f.command in ("EHLO", "HELO"):
+        return "blocked"
+    return named
+
+
+# -- reading the facts out of a server's words ------------------------------------------
+
+#: Commands as they appear in transcripts and notices, in the order of a session: the
+#: latest one named is the one the server answered.
+_COMMANDS = ("HELO", "EHLO", "STARTTLS", "AUTH PLAIN", "AUTH LOGIN", "AUTH CRAM-",
+             "AUTH DIGEST-", "MAIL F", "RCPT", "RCPT T", "DATA", "QUIT", "XFORWARD")
+_LONG = {"STAR": "STARTTLS", "XFOR": "XFORWARD"}
+_WORDCHAR = re.compile(r"[0-9@-Z`-z]")
+
+
+def command_in(text: str | None) -> str:
+    """The SMTP command a server's words say it answered (go-sisimai ``command.Find``):
+    ``in reply to RCPT TO command`` is RCPT; a command inside a word (DATABASE@...) is not
+    one."""
+    if not text or len(text) < 4:
+        return ""
+    padded = f" {text} "
+    found: list[str] = []
+    for word in _COMMANDS:
+        at = text.find(word)
+        if at < 0:
+            continue
+        if " " not in word and (_WORDCHAR.match(padded[at]) or
+                                _WORDCHAR.match(padded[at + len(word) + 1])):
+            continue
+        short = word[:4]
+        if any(short.startswith(seen) or seen.startswith(short) for seen in found):
+            continue
+        found.append(_LONG.get(short, short))
+    return found[-1] if found else ""
+
+
+_REPLY = re.compile(r"(?<![.\d])([245][0-5]\d)(?![.\d])")
+_REPLIES = frozenset((
+    "211", "214", "220", "221", "235", "250", "251", "252", "253", "354", "421", "422", "430",
+    "432", "450", "451", "452", "453", "454", "455", "456", "458", "459", "500", "501", "502",
+    "503", "504", "520", "521", "523", "524", "525", "530", "533", "534", "535", "538", "550",
+    "551", "552", "553", "554", "555", "556", "557"))
+
+
+def reply_in(text: str | None, status: str | None = None) -> str:
+    """The SMTP reply code in a server's words, of the status's class when one is known."""
+    if not text or "x-unix" in text.lower():
+        return ""
+    first = (status or "")[:1]
+    for match in _REPLY.finditer(text):
+        code = match.group(1)
+        if code in _REPLIES and (first not in "245" or not first or code[0] == first):
+            return code
+    return ""
+
+
+_ENHANCED = re.compile(r"(?<![\dvV.])([245])\.([0-7])\.(\d{1,3})(?!\d)")
+
+
+def status_in(text: str | None) -> str:
+    """The enhanced status a server's words give (``550 5.1.1 ...``): the most telling of
+    them when there are several, ``x.0.0`` and ``4.4.7`` only when there is no other."""
+    codes, generic = [], ""
+    for match in _ENHANCED.finditer(text or ""):
+        code = ".".join(match.groups())
+        if code.endswith(".0.0") or code == "4.4.7":
+            generic = code
+        else:
+            codes.append(code)
+    if generic:
+        codes.append(generic)
+    found = codes[0] if codes else ""
+    for code in codes[1:]:
+        found = prefer(found, code)
+    return found
+
+
+def prefer(field: str | None, said: str | None, reply: str = "") -> str:
+    """The ``Status`` field or the code in the server's words, whichever says more
+    (go-sisimai ``status.Prefer``)."""
+    field, said = field or "", said or ""
+    if not field or len(field) < 5:
+        return said or field
+    if not said or len(said) < 5:
+        return field
+    if reply and field[0] != said[0]:
+        if reply[0] == field[0]:
+            return field
+        if reply[0] == said[0]:
+            return said
+    if field == said:
+        return field
+    if ".0.0" in field:
+        return said if ".0.0" not in said else field
+    if ".0" in field and ".0" not in said:
+        return said
+    if ".0.0" in said:
+        return field
+    if field in ("4.4.7", "4.7.0") or field.startswith("5.3.") or field[1:4] in (
+            ".5.1", ".5.2", ".5.4", ".5.5"):
+        return said
+    if field == "5.1.1":
+        return field if ".0" in said or said.startswith("5.5.") else said
+    if field == "5.1.3" and said.startswith("5.7."):
+        return said
+    return field
+
+
+def reason(status: str | None, diagnostic: str | None = None, *, command: str = "",
+           action: str = "", kind: str = "", hint: str = "", remote: str | None = None,
+           recipient: str | None = None, reporting: str | None = None) -> str:
+    """The reason of one failed recipient from its enhanced status (``5.1.1``), the
+    server's words, and what else the report says: the SMTP command, the DSN's action and
+    diagnostic type, a reason the bounce's format knows (``hint``), the server that
+    refused (``remote``), the one that wrote the bounce (``reporting``) and the address."""
+    raw = " ".join((diagnostic or "").split())
+    said = status_in(raw)
+    reply = reply_in(raw, said or status)
+    status = prefer(status, said, reply)
+    facts = Facts(status=status, text=raw.lower(), command=command or command_in(raw),
+                  reply=reply, action=action.lower(), kind=kind.upper(), hint=hint)
+    if not hint or hint in RETRIED:  # a big server's own words come before the tables
+        domain = (recipient or "").rpartition("@")[2]
+        said = remote_hosts.reason(remote, domain, facts.text, facts.status, facts.reply,
+                                   facts.command, reporting)
+        if said:
+            return said
+    return decide(facts)
 
 
 def is_hard(name: str, status: str | None = None,

@@ -24,6 +24,7 @@ from feedback_mta.reading.formats.report import (
     Bounced,
     Report,
     address_in,
+    notice,
     original,
     report_type,
     unfold,
@@ -41,18 +42,34 @@ def status_of(text: str | None) -> str | None:
 
 def specific(status: str | None, said: str | None) -> str | None:
     """The ``Status`` field, or the server's own code when that says more: a generic
-    ``5.0.0`` beside ``550 5.1.1 user unknown`` of the same class."""
-    if status is None or (said and status.endswith(".0.0") and said[0] == status[0]
-                          and not said.endswith(".0.0")):
-        return said or status
-    return status
+    ``5.0.0`` beside ``550 5.1.1 user unknown`` (``reasons.prefer``)."""
+    return reasons.prefer(status, said) or None
 
 
-def hardness(status: str | None, diagnostic: str | None) -> tuple[bool, str]:
+def hardness(status: str | None, diagnostic: str | None, *, command: str = "",
+             action: str = "", kind: str = "", hint: str = "", remote: str | None = None,
+             recipient: str | None = None, reporting: str | None = None) -> tuple[bool, str]:
     """(hard?, reason) from a status code and the server's words (``reasons``). Pure; the
     single rule every bounce format uses."""
-    reason = reasons.reason(status, unfold(diagnostic))
+    reason = reasons.reason(status, unfold(diagnostic), command=command, action=action,
+                            kind=kind, hint=hint, remote=remote, recipient=recipient,
+                            reporting=reporting)
     return reasons.is_hard(reason, status), reason
+
+
+def _hostname(field: str | None) -> str:
+    """The host of an ``MTA`` field (``dns; mx.example.org [192.0.2.1]``)."""
+    words = unfold(field).rpartition(";")[2].split()
+    return words[0].strip("[]") if words else ""
+
+
+def _host(msg: ParsedMessage, name: str) -> str:
+    """A per-message DSN field's host (the first block of the first report)."""
+    for part in msg.parts("message/delivery-status"):
+        blocks = part.get_payload()
+        if isinstance(blocks, list) and blocks and isinstance(blocks[0], Message):
+            return _hostname(blocks[0].get(name))
+    return ""
 
 
 def detect(msg: ParsedMessage) -> Report | None:
@@ -61,6 +78,7 @@ def detect(msg: ParsedMessage) -> Report | None:
     if not found and report_type(message) != "delivery-status":
         return None
     bounces, delivered = [], []
+    failed: list[tuple[str, str, str, str, str, str]] = []
     for part in found:
         blocks = part.get_payload()
         # The first block is per-message (Reporting-MTA); the rest are per-recipient.
@@ -74,15 +92,34 @@ def detect(msg: ParsedMessage) -> Report | None:
             if address is None:
                 continue
             action = unfold(block.get("Action")).lower()
-            diagnostic = unfold(block.get("Diagnostic-Code"))
-            status = specific(status_of(block.get("Status")), status_of(diagnostic))
             if action in ("delivered", "relayed", "expanded"):
                 delivered.append(address)
                 continue
-            if action == "delayed" and not (status or "").startswith("4"):
-                status = "4.0.0"  # delayed is temporary, whatever code it quotes
-            hard, reason = hardness(status, diagnostic)
-            bounces.append(Bounced(address, hard, status, reason, diagnostic[:500]))
+            kind, _, diagnostic = unfold(block.get("Diagnostic-Code")).partition(";")
+            if kind.strip().lower().startswith(("smtp", "x-", "dns")) and len(kind) < 20:
+                kind = kind.strip()
+            else:
+                kind, diagnostic = "", unfold(block.get("Diagnostic-Code"))
+            failed.append((address, action, unfold(block.get("Status")), kind.upper(),
+                           diagnostic.strip(), _hostname(block.get("Remote-MTA"))))
+    words = notice(msg)
+    reporting = _host(msg, "Reporting-MTA")
+    for address, action, field, kind, diagnostic, remote in failed:
+        # One recipient: the notice speaks of it too, and often says more (the SMTP
+        # command, the server's whole answer) than the Diagnostic-Code.
+        text = diagnostic
+        if len(failed) == 1 and words and diagnostic.lower() not in words.lower():
+            text = f"{words} {diagnostic}"
+        elif len(failed) == 1 and words:
+            text = words
+        said = reasons.status_in(text)
+        status = reasons.prefer(status_of(field), said, reasons.reply_in(text, said)) or None
+        if action == "delayed" and not (status or "").startswith("4"):
+            status = "4.0.0"  # delayed is temporary, whatever code it quotes
+        command = reasons.command_in(diagnostic) or reasons.command_in(words)
+        hard, reason = hardness(status, text, command=command, action=action, kind=kind,
+                                remote=remote, recipient=address, reporting=reporting)
+        bounces.append(Bounced(address, hard, status, reason, diagnostic[:500]))
     if not bounces and delivered:
         return Report(Kind.AUTO_REPLY, "dsn", recipients=unique(delivered),
                       original=original(msg), why="delivery report (delivered)")

@@ -118,6 +118,33 @@ def _original(msg: ParsedMessage) -> Message | None:
     return None
 
 
+def notice(msg: ParsedMessage) -> str:
+    """The human-readable notice of a report: its text parts before the first machine part
+    (``message/delivery-status``, the returned original), decoded, on one line. It often
+    says what the per-recipient fields leave out (the SMTP command, the server's words)."""
+    return msg.memo("notice", lambda: _notice(msg))
+
+
+_MACHINE = frozenset({"message/delivery-status", "message/rfc822", "text/rfc822-headers",
+                      "text/rfc822-header", "message/feedback-report",
+                      "message/global-delivery-status"})
+
+
+def _notice(msg: ParsedMessage) -> str:
+    texts = []
+    for ctype, part in msg.tree:
+        if ctype in _MACHINE:
+            break
+        if ctype == "text/plain":
+            payload = part.get_payload(decode=True) or b""
+            assert isinstance(payload, bytes)
+            try:
+                texts.append(payload.decode(part.get_content_charset() or "utf-8", "replace"))
+            except (LookupError, ValueError):
+                texts.append(payload.decode("utf-8", "replace"))
+    return " ".join(" ".join(texts).split())
+
+
 def report_type(message: Message) -> str:
     """``report-type`` of a ``multipart/report``, wherever it stands in the Content-Type."""
     if message.get_content_type() != "multipart/report":

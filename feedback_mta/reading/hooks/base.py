@@ -107,7 +107,9 @@ def bounced(address: str, provider_hard: bool, status: object, diagnostic: objec
     code = status_of(str(status or "")) or status_of(text)
     if not provider_hard and code is None:
         code = "4.0.0"  # the provider says temporary and gives no code: believe it
-    hard, reason = hardness(code, text)
+    # A provider's hard bounce is the receiving server refusing the recipient (at RCPT):
+    # "unknown user" there is the address, not a content filter after DATA.
+    hard, reason = hardness(code, text, command="RCPT" if provider_hard else "")
     if not hard and provider_hard and reason in ("undefined", "onhold"):
         return Bounced(address, True, code, hard_reason, text)
     return Bounced(address, hard, code, reason, text)
