@@ -19,7 +19,7 @@ import re
 from email.message import Message
 
 from feedback_mta.kinds import Kind
-from feedback_mta.reading import reasons
+from feedback_mta.reading import mtas, reasons
 from feedback_mta.reading.formats.report import (
     Bounced,
     Report,
@@ -118,7 +118,8 @@ def detect(msg: ParsedMessage) -> Report | None:
             status = "4.0.0"  # delayed is temporary, whatever code it quotes
         command = reasons.command_in(diagnostic) or reasons.command_in(words)
         hard, reason = hardness(status, text, command=command, action=action, kind=kind,
-                                remote=remote, recipient=address, reporting=reporting)
+                                hint=mtas.hint(msg, text), remote=remote,
+                                recipient=address, reporting=reporting)
         bounces.append(Bounced(address, hard, status, reason, diagnostic[:500]))
     if not bounces and delivered:
         return Report(Kind.AUTO_REPLY, "dsn", recipients=unique(delivered),

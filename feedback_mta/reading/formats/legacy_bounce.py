@@ -18,7 +18,7 @@ import re
 from email.message import Message
 
 from feedback_mta.kinds import Kind
-from feedback_mta.reading import reasons
+from feedback_mta.reading import mtas
 from feedback_mta.reading.formats.dsn import hardness, status_of
 from feedback_mta.reading.formats.report import (
     Bounced,
@@ -131,17 +131,17 @@ def detect(msg: ParsedMessage) -> Report | None:
     if not found:
         return None
     bounces = []
-    # One recipient: the whole notice (up to the returned copy) speaks of it, where the
-    # lines next to its address say nothing we know (Gmail, Exchange, Notes, ...).
+    # One recipient: the whole notice (up to the returned copy) speaks of it: the lines
+    # next to its address often say little (Gmail, Exchange, Notes, ...).
     for address, is_permanent in found.items():
         context = _context(text, address)
-        if len(found) == 1 and reasons.reason(status_of(context), context) in (
-                "undefined", "onhold"):
+        if len(found) == 1:
             context = " ".join(notice.split())[:2000]
         status = status_of(context)
         if not is_permanent:
             status = status if status and status.startswith("4") else "4.0.0"
-        hard, reason = hardness(status or "5.0.0", context)
+        hard, reason = hardness(status, context, hint=mtas.hint(msg, context),
+                                recipient=address)
         bounces.append(Bounced(address, hard, status, reason, " ".join(context.split())[:500]))
     return Report(Kind.BOUNCE, "legacy_bounce", recipients=unique(found),
                   bounces=tuple(bounces),

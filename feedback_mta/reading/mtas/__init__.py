@@ -1,0 +1,82 @@
+"""Families of mail servers whose bounces need rules of their own: one module per family, each
+naming its source and exposing ``detect(msg)`` (is this bounce one of theirs?), ``PHRASES``
+(reason -> the family's own words) and, where words are not enough, ``hint(msg, text)``.
+``hint`` below asks them in order; the first family that recognises the bounce gives the
+reason its words pin down, which ``reasons`` takes before its general tables (as Sisimai
+takes its ``lhost`` modules' reasons).
+
+Adding a family is adding a module and a line here, plus its samples in the corpus table
+(``tests/fixtures/sisimai``).
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from feedback_mta.reading.mtas import (
+    biglobe,
+    courier,
+    domino,
+    dragonfly,
+    einsundeins,
+    exchange2003,
+    exim,
+    ezweb,
+    gmail,
+    gmx,
+    googlegroups,
+    googleworkspace,
+    imailserver,
+    kddi,
+    messagingserver,
+    notes,
+    opensmtpd,
+    qmail,
+    verizon,
+    zoho,
+)
+from feedback_mta.reading.parse import ParsedMessage
+
+__all__ = ["REGISTRY", "family", "hint"]
+
+#: Most specific first: a Google Groups refusal is also a Gmail notice.
+REGISTRY: tuple[ModuleType, ...] = (
+    googlegroups,
+    googleworkspace,
+    gmail,
+    exchange2003,
+    ezweb,
+    kddi,
+    biglobe,
+    verizon,
+    dragonfly,
+    einsundeins,
+    gmx,
+    zoho,
+    domino,
+    notes,
+    imailserver,
+    messagingserver,
+    opensmtpd,
+    courier,
+    exim,
+    qmail,
+)
+
+
+def family(msg: ParsedMessage) -> ModuleType | None:
+    """The family that wrote this bounce, if we know it."""
+    return msg.memo("mta_family", lambda: next((m for m in REGISTRY if m.detect(msg)), None))
+
+
+def hint(msg: ParsedMessage, text: str) -> str:
+    """The reason the family's own words give for one recipient (``text``: what the
+    bounce says of it), or ""."""
+    found = family(msg)
+    if found is None:
+        return ""
+    lowered = text.lower()
+    for reason, phrases in found.PHRASES.items():
+        if any(phrase in lowered for phrase in phrases):
+            return str(reason)
+    return str(found.hint(msg, text)) if hasattr(found, "hint") else ""
