@@ -77,13 +77,17 @@ def agreement(results: dict[str, dict], expected: dict[str, list[Expected]]) -> 
                 out.missed["bounce kind"].append(name)
                 out.reason[1] += len(rows)  # no reason from a bounce not read
                 continue
-            ours = set(got.get("recipients") or ())
             bounced = got.get("bounces") or []
+            # The address we sent to, or the one an alias expanded it to (Sisimai reports
+            # the latter; ``parse`` gives both).
+            ours = set(got.get("recipients") or ()) | {
+                b["final_recipient"] for b in bounced if b.get("final_recipient")}
             for row in rows:
                 if row.recipient:
                     out.address[0] += row.recipient in ours
                     out.address[1] += 1
-                mine = next((b for b in bounced if b["address"] == row.recipient), None) or (
+                mine = next((b for b in bounced if row.recipient in (
+                    b["address"], b.get("final_recipient"))), None) or (
                     bounced[row.index - 1] if len(bounced) >= row.index else None)
                 agreed = mine is not None and mine["reason"] == row.reason
                 out.reason[0] += agreed

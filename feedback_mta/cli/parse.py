@@ -55,7 +55,9 @@ def classify_file(file: Path, book: AddressBook | None,
                "reason": bounces[0].reason if bounces else (
                    "feedback" if result.kind is Kind.COMPLAINT else None),
                "bounces": [{"address": b.address, "reason": b.reason, "hard": b.hard,
-                            "status": b.status, "diagnostic": b.diagnostic} for b in bounces],
+                            "status": b.status, "diagnostic": b.diagnostic,
+                            **({"final_recipient": b.final} if b.final else {})}
+                           for b in bounces],
                "intent": wanted,
                "token": first_token(result),
                "format": result.report.format if result.report else None,

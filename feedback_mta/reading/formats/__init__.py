@@ -40,8 +40,12 @@ REGISTRY: tuple[tuple[str, Callable[[ParsedMessage], Report | None]], ...] = (
 def detect(msg: ParsedMessage) -> Report | None:
     """The first format that recognises ``msg``, or None (then it is a reply, an
     auto-reply or unknown: ``classify`` decides)."""
+    empty = None
     for _name, read in REGISTRY:
         report = read(msg)
-        if report is not None:
+        if report is not None and (report.recipients or report.kind is not Kind.BOUNCE):
             return report
-    return None
+        # A bounce that names no recipient where it should (a DSN whose recipient blocks
+        # are missing): a later format may find them in its words.
+        empty = empty or report
+    return empty

@@ -24,6 +24,7 @@ from feedback_mta.reading.formats.report import (
     Bounced,
     Report,
     address_in,
+    headers_only,
     notice,
     original,
     report_type,
@@ -72,39 +73,69 @@ def _host(msg: ParsedMessage, name: str) -> str:
     return ""
 
 
+_FIELDS = re.compile(r"^(?:final|original)-recipient:", re.IGNORECASE | re.MULTILINE)
+_RETURNED = re.compile(r"^content-type:\s*(?:message/rfc822|text/rfc822-headers?)",
+                       re.IGNORECASE | re.MULTILINE)
+
+
+def _text_blocks(msg: ParsedMessage) -> tuple[list[Message], str]:
+    """The DSN's field blocks read from the message's text, where its MIME structure is
+    broken (a boundary that does not match, a part that starts with a space): every
+    paragraph before the returned copy that names a recipient, and the words before the
+    first of them."""
+    body = msg.raw.decode("utf-8", "replace").replace("\r\n", "\n")
+    body = body[body.find("\n\n") + 2:]  # past the headers
+    returned = _RETURNED.search(body)
+    body = body[:returned.start()] if returned else body[:20000]
+    first = _FIELDS.search(body)
+    if first is None:
+        return [], ""
+    blocks = [headers_only(paragraph) for paragraph in re.split(r"\n[ \t]*\n", body)
+              if _FIELDS.search(paragraph) or paragraph.lstrip().lower().startswith(
+                  "reporting-mta:")]
+    before = [line for line in body[:first.start()].splitlines()
+              if not line.lower().startswith(("content-", "--", " --", "reporting-mta",
+                                              "arrival-date", "x-postfix"))]
+    return blocks, " ".join(" ".join(before).split())[-2000:]
+
+
 def detect(msg: ParsedMessage) -> Report | None:
     message = msg.message
     found = msg.parts("message/delivery-status")
     if not found and report_type(message) != "delivery-status":
         return None
     bounces, delivered = [], []
-    failed: list[tuple[str, str, str, str, str, str]] = []
-    for part in found:
-        blocks = part.get_payload()
-        # The first block is per-message (Reporting-MTA); the rest are per-recipient.
-        for block in blocks if isinstance(blocks, list) else ():
-            if not isinstance(block, Message):
-                continue
-            # The address we sent to, before any alias expansion (RFC 3464 2.3.1), else
-            # the one the failing server saw.
-            address = address_in(block.get("Original-Recipient")) or address_in(
-                block.get("Final-Recipient"))
-            if address is None:
-                continue
-            action = unfold(block.get("Action")).lower()
-            if action in ("delivered", "relayed", "expanded"):
-                delivered.append(address)
-                continue
-            kind, _, diagnostic = unfold(block.get("Diagnostic-Code")).partition(";")
-            if kind.strip().lower().startswith(("smtp", "x-", "dns")) and len(kind) < 20:
-                kind = kind.strip()
-            else:
-                kind, diagnostic = "", unfold(block.get("Diagnostic-Code"))
-            failed.append((address, action, unfold(block.get("Status")), kind.upper(),
-                           diagnostic.strip(), _hostname(block.get("Remote-MTA"))))
+    failed: list[tuple[str, str, str, str, str, str, str | None]] = []
+    blocks = [block for part in found for block in (
+        part.get_payload() if isinstance(part.get_payload(), list) else ())
+        if isinstance(block, Message)]
     words = notice(msg)
-    reporting = _host(msg, "Reporting-MTA")
-    for address, action, field, kind, diagnostic, remote in failed:
+    if not any("Final-Recipient" in b or "Original-Recipient" in b for b in blocks):
+        blocks, before = _text_blocks(msg)  # a broken MIME structure: read the text
+        words = words or before
+    # The first block is per-message (Reporting-MTA); the rest are per-recipient.
+    for block in blocks:
+        # The address we sent to, before any alias expansion (RFC 3464 2.3.1), else
+        # the one the failing server saw.
+        final = address_in(block.get("Final-Recipient"))
+        address = address_in(block.get("Original-Recipient")) or final
+        if address is None:
+            continue
+        action = unfold(block.get("Action")).lower()
+        if action in ("delivered", "relayed", "expanded"):
+            delivered.append(address)
+            continue
+        kind, _, diagnostic = unfold(block.get("Diagnostic-Code")).partition(";")
+        if kind.strip().lower().startswith(("smtp", "x-", "dns")) and len(kind) < 20:
+            kind = kind.strip()
+        else:
+            kind, diagnostic = "", unfold(block.get("Diagnostic-Code"))
+        failed.append((address, action, unfold(block.get("Status")), kind.upper(),
+                       diagnostic.strip(), _hostname(block.get("Remote-MTA")),
+                       final if final != address else None))
+    reporting = _host(msg, "Reporting-MTA") or next(
+        (_hostname(b.get("Reporting-MTA")) for b in blocks if "Reporting-MTA" in b), "")
+    for address, action, field, kind, diagnostic, remote, final in failed:
         # One recipient: the notice speaks of it too, and often says more (the SMTP
         # command, the server's whole answer) than the Diagnostic-Code.
         text = diagnostic
@@ -120,7 +151,7 @@ def detect(msg: ParsedMessage) -> Report | None:
         hard, reason = hardness(status, text, command=command, action=action, kind=kind,
                                 hint=mtas.hint(msg, text), remote=remote,
                                 recipient=address, reporting=reporting)
-        bounces.append(Bounced(address, hard, status, reason, diagnostic[:500]))
+        bounces.append(Bounced(address, hard, status, reason, diagnostic[:500], final))
     if not bounces and delivered:
         return Report(Kind.AUTO_REPLY, "dsn", recipients=unique(delivered),
                       original=original(msg), why="delivery report (delivered)")

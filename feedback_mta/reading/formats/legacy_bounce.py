@@ -41,10 +41,12 @@ _SUBJECT = re.compile(r"undeliver|undelivered|delivery (?:status notification|fa
                       r"unzustellbar|non remis|no se puede entregar", re.IGNORECASE)
 _DAEMON = re.compile(r"^(?:mailer-daemon|postmaster|mail-daemon|mdaemon|mail\.?delivery)[@.]",
                      re.IGNORECASE)
-_COPY = re.compile(r"^[ \t>]*(?:-{2,}\s*)?(?:this is a copy of the message|below this line is "
-                   r"a copy of the message|original message follows|the original message "
-                   r"(?:was|follows)|copy of the original|unsent message below|"
-                   r"message headers follow|-+ ?original message ?-+)[^\n]*\n",
+_COPY = re.compile(r"^[ \t>]*(?:-{2,}\s*)?(?:this is a copy of (?:the|your) message|below "
+                   r"this line is a copy of the message|original message follows|the original "
+                   r"message (?:was(?! received)|follows)|copy of the original|"
+                   r"unsent message (?:below|follows)|message headers follow|-+ ?original message ?-+|below is a copy "
+                   r"of the original message|-+ ?returned message ?-+|-+ ?original message|"
+                   r"original mail as follows|-+ ?the header of the original message)[^\n]*\n",
                    re.IGNORECASE | re.MULTILINE)
 #: A notice that says delivery failed, in words: where flufl.bounce knows no detector for
 #: the mailer, the addresses such a notice names (other than its own) are the failed ones.
@@ -53,16 +55,26 @@ _FAILED = re.compile(r"error delivering|could not be delivered|couldn'?t be deli
                      r"permanent(?:ly)? (?:error|fatal|failure)|was not delivered|"
                      r"unable to deliver|not (?:be )?delivered|failed to deliver|"
                      r"(?:user|mailbox|recipient|address) (?:unknown|not found)|"
-                     r"returned to sender|did not like our", re.IGNORECASE)
+                     r"returned to sender|did not like our|"
+                     r"error (?:has )?occurred while (?:trying|attempting) to deliver|"
+                     r"had (?:permanent )?(?:fatal|delivery) errors|failure reasons|"
+                     r"rejected by (?:a )?remote mail server|transcript of (?:the )?session|"
+                     r"incorrectly constructed|cannot send message|deferred:|"
+                     r"送信に失敗|送信できません|配信できません|届けることができません",
+                     re.IGNORECASE)
 _ANY_ADDRESS = re.compile(r"[\w.+=-]+@[\w-]+(?:\.[\w-]+)+", re.ASCII)
 _NOT_RECIPIENTS = re.compile(r"^(?:mailer-daemon|postmaster|mail-daemon|root|noreply|"
-                             r"no-reply)@", re.IGNORECASE)
+                             r"no-reply|double-bounce)@", re.IGNORECASE)
+#: The sender's own address, wherever a transcript or a header names it.
+_SENDER = re.compile(r"(?:mail from:?|envelope-from|^from:)\s*<?([\w.+=-]+@[\w.-]+)",
+                     re.IGNORECASE | re.MULTILINE)
 
 
 def looks_like_bounce(msg: ParsedMessage) -> bool:
     return (msg.mail_from == "" or bool(_DAEMON.match(msg.from_address or ""))
             or bool(_SUBJECT.search(msg.subject or ""))
-            or msg.header("x-failed-recipients") is not None)
+            or msg.header("x-failed-recipients") is not None
+            or mtas.family(msg) is not None)
 
 
 def _position(lowered_text: str, raw: object) -> tuple[int, str]:
@@ -87,6 +99,7 @@ def _named(msg: ParsedMessage, notice: str) -> list[str]:
         return []
     own = {a.lower() for value in (msg.from_address, *msg.headers.get("to", ()))
            for a in _ANY_ADDRESS.findall(value or "")}
+    own.update(a.lower().strip(".") for a in _SENDER.findall(notice))
     named = (a.lower().strip(".") for a in _ANY_ADDRESS.findall(notice))
     return list(dict.fromkeys(a for a in named
                               if a not in own and not _NOT_RECIPIENTS.match(a)))[:20]

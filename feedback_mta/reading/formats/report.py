@@ -35,6 +35,9 @@ class Bounced:
     #: What the receiving server said (``Diagnostic-Code``, or the lines about the address),
     #: unfolded, at most 500 characters; never the returned message's text.
     diagnostic: str = ""
+    #: The address an alias expanded ``address`` to, where the DSN names both
+    #: (``Final-Recipient`` beside the ``Original-Recipient`` we sent to).
+    final: str | None = None
 
 
 @dataclass(frozen=True)
