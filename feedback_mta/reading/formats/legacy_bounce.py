@@ -44,7 +44,8 @@ _DAEMON = re.compile(r"^(?:mailer-daemon|postmaster|mail-daemon|mdaemon|mail\.?d
 _COPY = re.compile(r"^[ \t>]*(?:-{2,}\s*)?(?:this is a copy of (?:the|your) message|below "
                    r"this line is a copy of the message|original message follows|the original "
                    r"message (?:was(?! received)|follows)|copy of the original|"
-                   r"unsent message (?:below|follows)|message headers follow|-+ ?original message ?-+|below is a copy "
+                   r"unsent message (?:below|follows)|message headers follow|"
+                   r"-+ ?original message ?-+|below is a copy "
                    r"of the original message|-+ ?returned message ?-+|-+ ?original message|"
                    r"original mail as follows|-+ ?the header of the original message)[^\n]*\n",
                    re.IGNORECASE | re.MULTILINE)
