@@ -75,7 +75,8 @@ def agreement(results: dict[str, dict], expected: dict[str, list[Expected]]) -> 
             out.kind[1] += 1
             if not ok:
                 out.missed["bounce kind"].append(name)
-                out.reason[1] += len(rows)  # no reason from a bounce not read
+                out.reason[1] += len(rows)  # no reason, no hard or soft from a bounce not read
+                out.hard[1] += len(rows)
                 continue
             bounced = got.get("bounces") or []
             # The address we sent to, or the one an alias expanded it to (Sisimai reports
@@ -94,11 +95,12 @@ def agreement(results: dict[str, dict], expected: dict[str, list[Expected]]) -> 
                 out.reason[1] += 1
                 if not agreed:
                     out.missed["reason"].append(f"{name}#{row.index}")
-            hard = got.get("hard_bounce")
-            out.hard[0] += hard is rows[0].hard
-            out.hard[1] += 1
-            if hard is not rows[0].hard:
-                out.missed["hard/soft"].append(name)
+                # Hard or soft, per bounced recipient (a bounce may hold both).
+                same = mine is not None and mine["hard"] is row.hard
+                out.hard[0] += same
+                out.hard[1] += 1
+                if not same:
+                    out.missed["hard/soft"].append(f"{name}#{row.index}")
         elif want == "complaint":
             # Sisimai's "feedback" covers opt-out reports too, which we call unsubscribes.
             out.complaints[0] += got.get("kind") in ("complaint", "unsubscribe")

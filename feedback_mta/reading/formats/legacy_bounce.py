@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from email.message import Message
 
 from feedback_mta.kinds import Kind
@@ -84,13 +85,21 @@ def _position(lowered_text: str, raw: object) -> tuple[int, str]:
     return (at if at >= 0 else len(lowered_text), address)
 
 
-def _context(text: str, address: str) -> str:
-    """The words about ``address``: from where it is named to the next blank line."""
-    at = text.lower().find(address)
+def _context(text: str, address: str, others: Iterable[str] = ()) -> str:
+    """The words about ``address``: from where it is named to the next blank line, or to
+    the line that names another failed address (a transcript, one line per recipient)."""
+    lowered = text.lower()
+    at = lowered.find(address)
     if at < 0:
         return ""
     end = text.find("\n\n", at)
-    return text[at:end if end > 0 else at + 600][:600]
+    end = end if end > 0 else at + 600
+    line_end = text.find("\n", at)
+    for other in others:
+        there = lowered.find(other, line_end if line_end > 0 else at + len(address))
+        if at < there < end and other != address:
+            end = text.rfind("\n", at, there) + 1 or there
+    return text[at:end][:600]
 
 
 def _named(msg: ParsedMessage, notice: str) -> list[str]:
@@ -123,7 +132,7 @@ def detect(msg: ParsedMessage) -> Report | None:
     except Exception:  # a detector choked on odd MIME; the header list below may still do
         temporary, permanent = frozenset(), frozenset()
     found: dict[str, bool] = {}
-    text = msg.plain or ""
+    text = (msg.plain or "").replace("\r\n", "\n")
     lowered = text.lower()
     copy = _COPY.search(text)  # where the returned copy starts, if the bounce quotes it
     notice = text[:copy.start()] if copy else text
@@ -148,7 +157,7 @@ def detect(msg: ParsedMessage) -> Report | None:
     # One recipient: the whole notice (up to the returned copy) speaks of it: the lines
     # next to its address often say little (Gmail, Exchange, Notes, ...).
     for address, is_permanent in found.items():
-        context = _context(text, address)
+        context = _context(text, address, found)
         if len(found) == 1:
             context = " ".join(notice.split())[:2000]
         status = status_of(context)
