@@ -135,19 +135,21 @@ def detect(msg: ParsedMessage) -> Report | None:
                        final if final != address else None))
     reporting = _host(msg, "Reporting-MTA") or next(
         (_hostname(b.get("Reporting-MTA")) for b in blocks if "Reporting-MTA" in b), "")
+    whole, words = words, mtas.notice(msg, words)
+    joined = len(failed) == 1 and words
     for address, action, field, kind, diagnostic, remote, final in failed:
         # One recipient: the notice speaks of it too, and often says more (the SMTP
         # command, the server's whole answer) than the Diagnostic-Code.
         text = diagnostic
-        if len(failed) == 1 and words and diagnostic.lower() not in words.lower():
+        if joined and diagnostic.lower() not in words.lower():
             text = f"{words} {diagnostic}"
-        elif len(failed) == 1 and words:
-            text = words
+        elif joined or not diagnostic:
+            text = words if len(failed) == 1 else diagnostic
         said = reasons.status_in(text)
         status = reasons.prefer(status_of(field), said, reasons.reply_in(text, said)) or None
         if action == "delayed" and not (status or "").startswith("4"):
             status = "4.0.0"  # delayed is temporary, whatever code it quotes
-        command = reasons.command_in(diagnostic) or reasons.command_in(words)
+        command = reasons.command_in(diagnostic) or reasons.command_in(whole)
         hard, reason = hardness(status, text, command=command, action=action, kind=kind,
                                 hint=mtas.hint(msg, text), remote=remote,
                                 recipient=address, reporting=reporting)

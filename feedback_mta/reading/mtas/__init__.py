@@ -32,12 +32,13 @@ from feedback_mta.reading.mtas import (
     notes,
     opensmtpd,
     qmail,
+    sendmail,
     verizon,
     zoho,
 )
 from feedback_mta.reading.parse import ParsedMessage
 
-__all__ = ["REGISTRY", "family", "hint"]
+__all__ = ["REGISTRY", "family", "hint", "notice"]
 
 #: Most specific first: a Google Groups refusal is also a Gmail notice.
 REGISTRY: tuple[ModuleType, ...] = (
@@ -61,12 +62,20 @@ REGISTRY: tuple[ModuleType, ...] = (
     courier,
     exim,
     qmail,
+    sendmail,
 )
 
 
 def family(msg: ParsedMessage) -> ModuleType | None:
     """The family that wrote this bounce, if we know it."""
     return msg.memo("mta_family", lambda: next((m for m in REGISTRY if m.detect(msg)), None))
+
+
+def notice(msg: ParsedMessage, text: str) -> str:
+    """The part of a bounce's notice (``text``) that speaks of its recipient: all of it,
+    unless the family says which part (Sendmail: its transcript's replies)."""
+    found = family(msg)
+    return str(found.notice(msg, text)) if hasattr(found, "notice") else text
 
 
 def hint(msg: ParsedMessage, text: str) -> str:
