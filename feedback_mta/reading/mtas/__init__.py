@@ -75,7 +75,9 @@ def notice(msg: ParsedMessage, text: str) -> str:
     """The part of a bounce's notice (``text``) that speaks of its recipient: all of it,
     unless the family says which part (Sendmail: its transcript's replies)."""
     found = family(msg)
-    return str(found.notice(msg, text)) if hasattr(found, "notice") else text
+    if found is None or not hasattr(found, "notice"):
+        return text
+    return str(found.notice(msg, text))
 
 
 def hint(msg: ParsedMessage, text: str) -> str:
