@@ -129,8 +129,8 @@ def corpus() -> None:
     theirs = {name: {"kind": NOT_BOUNCES.get(rows[0]["reason"], "bounce"),
                      "recipients": [r["recipient"] for r in rows],
                      "hard_bounce": rows[0]["softbounce"] == 0,
-                     "bounces": [{"address": r["recipient"], "reason": r["reason"]}
-                                 for r in rows]}
+                     "bounces": [{"address": r["recipient"], "reason": r["reason"],
+                                  "hard": r["softbounce"] == 0} for r in rows]}
               for name, rows in grouped.items()}
     print(f"Sisimai's corpus: {len(expected)} files, expectations of go-sisimai / p5-sisimai")
     print(f"  {'':<20} {'feedback-mta':>22} {'Sisimai ' + sisimai_version():>22}")

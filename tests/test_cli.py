@@ -154,6 +154,31 @@ def test_parse_gives_every_file_a_line_even_binary_junk(tmp_path):
     assert rows[0]["kind"] == "unknown" and rows[1]["kind"] == "auto_reply"
 
 
+def test_parse_of_a_mailbox_shares_it_among_processes_and_keeps_the_order(tmp_path):
+    """A directory of at least PARALLEL_FROM files is parsed by one process per core; the
+    lines must be the files' own, in the files' order, and an unreadable file still
+    reported with exit 1."""
+    from feedback_mta.cli.parse import PARALLEL_FROM, classify_file
+
+    corpus = sorted((FIXTURES / "sisimai" / "eml").glob("*.eml"))[:PARALLEL_FROM + 30]
+    box = tmp_path / "cur"
+    box.mkdir()
+    for i, file in enumerate(corpus):
+        (box / f"{i:04d}.eml").write_bytes(file.read_bytes())
+    unreadable = box / "0100.eml"
+    unreadable.chmod(0)
+    result = run(None, "parse", str(box), "--json")
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    readable = sorted(p for p in box.iterdir() if p != unreadable)
+    if os.geteuid() == 0:  # root reads any file: every file has its line
+        readable = sorted(box.iterdir())
+    else:
+        assert result.returncode == EXIT_FAILED and "0100.eml" in result.stderr
+    assert [r["file"] for r in rows] == [str(p) for p in readable]
+    unreadable.chmod(0o644)
+    assert rows == [classify_file(p, None) for p in readable]
+
+
 def _lines(result) -> list[dict]:
     assert result.returncode == 0, result.stderr
     return [json.loads(line) for line in result.stdout.splitlines()]

@@ -49,9 +49,10 @@ class Words:
 
     def found_in(self, text: str) -> bool:
         """Does the lower-cased ``text`` say this reason?"""
-        if not text or any(word in text for word in self.isnot):
+        # map() over str.__contains__ runs the hundreds of tests in C.
+        if not text or any(map(text.__contains__, self.isnot)):
             return False
-        return any(word in text for word in self.index) or any(
+        return any(map(text.__contains__, self.index)) or any(
             _aligned(text, pair) for pair in self.pairs)
 
 
