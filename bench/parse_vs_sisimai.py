@@ -12,7 +12,10 @@ Prints:
 * speed: the fixtures copied ``--copies`` times (each copy with its own Message-ID) into a
   temporary maildir, parsed by ``python -m feedback_mta parse --json DIR`` and by one
   ``perl -MSisimai`` process; wall time of each whole process (startup included) and the
-  ratio.
+  ratio; with ``--go BINARY``, go-sisimai too (a program calling ``sisimai.Rise`` on the
+  directory, built offline from sisimai/go-sisimai with Debian's Go 1.19 and its
+  golang-golang-x-{net,text}-dev copied into a ``vendor/`` directory);
+  then our start-up time (``parse`` of no file) and the in-process cost per file.
 
 Sisimai's reasons map to our kinds: ``feedback`` -> complaint, ``delivered`` and
 ``vacation`` -> auto_reply, any other reason -> bounce; its ``softbounce`` 0/1 -> hard/soft.
@@ -140,8 +143,39 @@ def corpus() -> None:
     print(f"  {'one process':<20} {ours_s:>21.2f}s {theirs_s:>21.2f}s")
 
 
-def speed(fixtures: Path, copies: int) -> tuple[int, float, float]:
-    """(files, our seconds, Sisimai's seconds): median of three runs each, alternating."""
+def go_sisimai(binary: Path | None, path: Path) -> float | None:
+    if binary is None:
+        return None
+    started = time.perf_counter()
+    subprocess.run([str(binary), str(path)], capture_output=True, check=True)
+    return time.perf_counter() - started
+
+
+def in_process(fixtures: Path) -> tuple[float, float]:
+    """(start-up seconds of ``parse`` with nothing to read, median of 5; milliseconds per
+    file of a warm in-process pass over ``fixtures``)."""
+    sys.path.insert(0, str(ROOT))
+    from feedback_mta.cli.parse import classify_file
+
+    runs = []
+    for _ in range(5):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "feedback_mta", "parse", "--json", "/dev/null"],
+                       capture_output=True, cwd=ROOT)
+        runs.append(time.perf_counter() - started)
+    files = sorted(fixtures.glob("*.eml"))
+    for file in files:
+        classify_file(file, None)
+    started = time.perf_counter()
+    for file in files:
+        json.dumps(classify_file(file, None))
+    return sorted(runs)[2], 1000 * (time.perf_counter() - started) / len(files)
+
+
+def speed(fixtures: Path, copies: int, go: Path | None = None
+          ) -> tuple[int, float, float, float | None]:
+    """(files, our seconds, Sisimai's, go-sisimai's): median of three runs each,
+    alternating."""
     files = sorted(fixtures.glob("*.eml"))
     with tempfile.TemporaryDirectory() as tmp:
         maildir = Path(tmp) / "cur"
@@ -153,13 +187,15 @@ def speed(fixtures: Path, copies: int) -> tuple[int, float, float]:
                     raw.replace(b"Message-ID: <", f"Message-ID: <copy{i}.".encode(), 1))
         n = len(files) * copies
         # Alternating, so a busy moment hits both alike.
-        theirs_runs, ours_runs = [], []
+        theirs_runs, ours_runs, go_runs = [], [], []
         for _ in range(3):
             theirs_runs.append(sisimai(maildir, False)[1])
             rows, elapsed = ours(maildir)
             ours_runs.append(elapsed)
             assert len(rows) == n, (len(rows), n)
-    return n, sorted(ours_runs)[1], sorted(theirs_runs)[1]
+            go_runs.append(go_sisimai(go, maildir))
+    go_s = sorted(go_runs)[1] if go is not None else None  # type: ignore[type-var]
+    return n, sorted(ours_runs)[1], sorted(theirs_runs)[1], go_s
 
 
 def installed() -> bool:
@@ -179,6 +215,8 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=100)
     parser.add_argument("--corpus", action="store_true",
                         help="only Sisimai's corpus against its own expectations")
+    parser.add_argument("--go", type=Path, default=None,
+                        help="a go-sisimai program (sisimai.Rise over a directory) to time too")
     args = parser.parse_args()
     if not installed():
         sys.exit("Sisimai is not installed (apt-get install libsisimai-perl)")
@@ -186,12 +224,18 @@ def main() -> None:
         corpus()
         return
     agreement(args.dir)
-    n, ours_s, theirs_s = speed(args.dir, args.copies)
+    n, ours_s, theirs_s, go_s = speed(args.dir, args.copies, args.go)
     print(f"speed on {n} files ({args.copies} copies of each fixture), one process each,"
           " median of 3:")
     print(f"  feedback-mta parse: {ours_s:.2f} s  ({n / ours_s:,.0f} files/s)")
     print(f"  Sisimai {sisimai_version()}:  {theirs_s:.2f} s  ({n / theirs_s:,.0f} files/s)")
-    print(f"  ratio: feedback-mta is {theirs_s / ours_s:.2f}x Sisimai's speed")
+    if go_s is not None:
+        print(f"  go-sisimai:         {go_s:.2f} s  ({n / go_s:,.0f} files/s)")
+    print(f"  ratio: feedback-mta is {theirs_s / ours_s:.2f}x Sisimai's speed"
+          + (f", {go_s / ours_s:.2f}x go-sisimai's" if go_s is not None else ""))
+    startup, per_file = in_process(args.dir)
+    print(f"  feedback-mta start-up (parse of no file): {1000 * startup:.0f} ms;"
+          f" in process, warm: {per_file:.2f} ms per file")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,10 @@ from email.utils import getaddresses
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+# mail-parser warns on stderr of every multipart it does not turn into text (a bounce's
+# multipart/alternative inside a returned copy): nothing we act on, noise in ``parse``.
+logging.getLogger("mailparser").setLevel(logging.ERROR)
 
 
 class ParseError(Exception):
