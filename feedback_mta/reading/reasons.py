@@ -336,13 +336,17 @@ _ENHANCED = re.compile(r"(?<![\dvV.])([245])\.([0-7])\.(\d{1,3})(?!\d)")
 def status_in(text: str | None) -> str:
     """The enhanced status a server's words give (``550 5.1.1 ...``): the most telling of
     them when there are several, ``x.0.0`` and ``4.4.7`` only when there is no other."""
-    codes, generic = [], ""
+    codes, generic, success = [], "", ""
     for match in _ENHANCED.finditer(text or ""):
         code = ".".join(match.groups())
-        if code.endswith(".0.0") or code == "4.4.7":
+        if code.startswith("2."):
+            success = success or code  # a transcript's "250 2.1.5 Ok" is not the failure
+        elif code.endswith(".0.0") or code == "4.4.7":
             generic = code
         else:
             codes.append(code)
+    if not codes and not generic:
+        return success
     if generic:
         codes.append(generic)
     found = codes[0] if codes else ""

@@ -14,11 +14,15 @@ Copyright (c) 2020-2025, azumakuniyuki and sisimai development team, under the B
 
 from __future__ import annotations
 
+import re
+
 #: Server -> the host-name suffixes it answers from.
 HOSTS: dict[str, tuple[str, ...]] = {
     "aol": (".mail.aol.com", ".mx.aol.com"),
     "apple": (".mail.icloud.com", ".apple.com", ".me.com"),
     "cox": ("cox.net",),
+    "facebook": (".facebook.com",),
+    "spectrum": ("charter.net",),
     "franceptt": (".laposte.net", ".orange.fr", ".wanadoo.fr"),
     "godaddy": ("smtp.secureserver.net", "mailstore1.secureserver.net"),
     "google": ("aspmx.l.google.com", "gmail-smtp-in.l.google.com"),
@@ -628,6 +632,83 @@ def _coded(name: str, text: str, status: str, reply: str) -> str:
     return ""
 
 
+#: Servers that name their refusals by code: Cox and Spectrum (``AUP#CODE``), GoDaddy
+#: (``IB``codes), Orange and La Poste (``LPN007_416``, ``OFR_999``).
+CODES: dict[str, dict[str, str]] = {
+    "cox": {
+        "CXBL": "blocked", "CXDNS": "requireptr", "CXSNDR": "authfailure",
+        "CXSMTP": "rejected", "CXCNCT": "toomanyconn", "CXMXRT": "toomanyconn",
+        "CDRBL": "blocked", "CXTHRT": "securityerror", "CXMJ": "securityerror",
+        "URLBL1001": "spamdetected",
+        **{f"IPBL{bits}": "blocked" for bits in (
+            "0001", "0010", "0100", "0011", "0101", "0110", "0111", "1000", "1001", "1010",
+            "1011", "1100", "1101", "1110", "1111", "00001")},
+    },
+    "godaddy": {
+        "IB401": "securityerror", "IB501": "notcompliantrfc", "IB502": "notcompliantrfc",
+        "IB506": "rejected", "IB508": "authfailure", "IB108": "requireptr",
+        "IB212": "spamdetected", "IB705": "virusdetected", "IB605": "toomanyconn",
+        "IB007": "toomanyconn", "IB101": "speeding", "IB110": "blocked", "IB111": "blocked",
+        "IB112": "blocked", "IB113": "blocked", "IB504": "speeding", "IB510": "speeding",
+        "IB607": "speeding", "IB103": "badreputation", "IB104": "blocked",
+        "IB105": "blocked", "IB106": "blocked",
+    },
+    "franceptt": {
+        "101": "blocked", "102": "blocked", "103": "blocked", "104": "toomanyconn",
+        "305": "securityerror", "401": "authfailure", "402": "securityerror",
+        "403": "rejected", "405": "rejected", "415": "rejected", "416": "userunknown",
+        "417": "mailboxfull", "420": "suspend", "421": "rejected", "426": "suspend",
+        "505": "systemerror", "506": "spamdetected", "510": "blocked", "514": "mesgtoobig",
+        "517": "authfailure", "630": "policyviolation", "999": "blocked",
+    },
+}
+#: Facebook's codes (``RCP-P2``: the recipient's preferences).
+FACEBOOK = {
+    "POL-P7": "authfailure", "POL-P1": "blocked", "POL-P2": "blocked", "POL-P3": "blocked",
+    "POL-P4": "blocked", "POL-T1": "blocked", "POL-T2": "blocked", "POL-T3": "blocked",
+    "MSG-P2": "contenterror", "RCP-P2": "filtered", "RCP-P3": "filtered",
+    "MSG-P1": "mesgtoobig", "INT-P2": "mesgtoobig", "MSG-P3": "notcompliantrfc",
+    "DNS-P1": "rejected", "DNS-P2": "rejected", "DNS-T1": "rejected", "DNS-P3": "requireptr",
+    "DNS-T2": "requireptr", "POL-P6": "spamdetected", "RCP-T4": "suspend",
+    "RCP-T1": "systemerror", "CON-T1": "toomanyconn", "CON-T2": "toomanyconn",
+    "CON-T3": "toomanyconn", "CON-T4": "toomanyconn", "MSG-T1": "toomanyconn",
+    "RCP-P1": "userunknown", "INT-P1": "userunknown", "INT-P3": "userunknown",
+    "INT-P4": "userunknown", "POL-P5": "virusdetected",
+}
+_FACEBOOK = re.compile(r"\b([a-z]{3}-[pt]\d)\b")
+#: Spectrum's AUP# codes by range: (lowest, highest, reason).
+SPECTRUM = (
+    (1000, 1000, "blocked"), (1010, 1010, "rejected"), (1020, 1080, "rejected"),
+    (1090, 1090, "systemerror"), (1100, 1150, "requireptr"), (1160, 1190, "policyviolation"),
+    (1200, 1250, "blocked"), (1260, 1260, "networkerror"), (1300, 1340, "toomanyconn"),
+    (1350, 1490, "speeding"), (1500, 1500, "rejected"), (1520, 1520, "rejected"),
+    (1530, 1530, "mesgtoobig"), (1540, 1550, "speeding"), (1560, 1560, "policyviolation"),
+    (1580, 1580, "speeding"),
+)
+_AUP = re.compile(r"aup#(\w+)")
+_AUP_NUMBER = re.compile(r"aup#\D*(\d{4})")
+_IB = re.compile(r"\b(ib\d{3})\b")
+_PTT = re.compile(r"\b(?:lpn|lpnaaa|ofr|ouk)\d*[_-](\d{3})\b")
+
+
+def _by_code(name: str, text: str) -> str:
+    """The reason a server's own error code names, or ""."""
+    if name == "facebook":
+        found = _FACEBOOK.search(text)
+        return FACEBOOK.get(found.group(1).upper(), "") if found else ""
+    if name == "cox":
+        found = _AUP.search(text)
+        return CODES["cox"].get(found.group(1).upper(), "") if found else ""
+    if name == "spectrum":
+        found = _AUP_NUMBER.search(text)
+        number = int(found.group(1)) if found else -1
+        return next((r for low, high, r in SPECTRUM if low <= number <= high), "")
+    pattern = _IB if name == "godaddy" else _PTT if name == "franceptt" else None
+    found = pattern.search(text) if pattern else None
+    return CODES[name].get(found.group(1).upper() if name == "godaddy" else found.group(1),
+                           "") if found else ""
+
+
 def server(remote: str | None, domain: str | None, reporting: str | None = None) -> str:
     """Which known server refused: by the recipient's domain, else the ``Remote-MTA``,
     else the ``Reporting-MTA`` (a server that reports its own refusal)."""
@@ -650,6 +731,9 @@ def reason(remote: str | None, domain: str | None, text: str, status: str = "",
     name = server(remote, domain, reporting)
     if not name or not text:
         return ""
+    by_code = _by_code(name, text) if name in CODES or name in ("facebook", "spectrum") else ""
+    if by_code:
+        return by_code
     if name in CODED:
         wanted = status and (reply or name == "microsoft")
         return _coded(name, text, status, reply) if wanted else ""
@@ -658,7 +742,7 @@ def reason(remote: str | None, domain: str | None, text: str, status: str = "",
             return "userunknown"
         if status == "5.2.0":
             return "filtered"
-    for found, phrases in PHRASES[name].items():
+    for found, phrases in PHRASES.get(name, {}).items():
         if any(phrase in text for phrase in phrases):
             if name == "gsuite" and found == "networkerror" and "5" in (status[:1], reply[:1]):
                 continue

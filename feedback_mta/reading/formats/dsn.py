@@ -73,6 +73,14 @@ def _host(msg: ParsedMessage, name: str) -> str:
     return ""
 
 
+#: PowerMTA's own per-recipient field names its reason (``X-PowerMTA-BounceCategory``;
+#: go-sisimai ``rfc3464/powermta.go``).
+_POWERMTA = {
+    "bad-domain": "hostunknown", "bad-mailbox": "userunknown", "inactive-mailbox": "suspend",
+    "message-expired": "expired", "no-answer-from-host": "networkerror",
+    "policy-related": "policyviolation", "quota-issues": "mailboxfull",
+    "routing-errors": "systemerror", "spam-related": "spamdetected",
+}
 _FIELDS = re.compile(r"^(?:final|original)-recipient:", re.IGNORECASE | re.MULTILINE)
 _RETURNED = re.compile(r"^content-type:\s*(?:message/rfc822|text/rfc822-headers?)",
                        re.IGNORECASE | re.MULTILINE)
@@ -105,7 +113,7 @@ def detect(msg: ParsedMessage) -> Report | None:
     if not found and report_type(message) != "delivery-status":
         return None
     bounces, delivered = [], []
-    failed: list[tuple[str, str, str, str, str, str, str | None]] = []
+    failed: list[tuple[str, str, str, str, str, str, str | None, str]] = []
     blocks = [block for part in found for block in (
         part.get_payload() if isinstance(part.get_payload(), list) else ())
         if isinstance(block, Message)]
@@ -132,12 +140,14 @@ def detect(msg: ParsedMessage) -> Report | None:
             kind, diagnostic = "", unfold(block.get("Diagnostic-Code"))
         failed.append((address, action, unfold(block.get("Status")), kind.upper(),
                        diagnostic.strip(), _hostname(block.get("Remote-MTA")),
-                       final if final != address else None))
+                       final if final != address else None,
+                       _POWERMTA.get(unfold(block.get("X-PowerMTA-BounceCategory")).lower(),
+                                     "")))
     reporting = _host(msg, "Reporting-MTA") or next(
         (_hostname(b.get("Reporting-MTA")) for b in blocks if "Reporting-MTA" in b), "")
     whole, words = words, mtas.notice(msg, words)
     joined = len(failed) == 1 and words
-    for address, action, field, kind, diagnostic, remote, final in failed:
+    for address, action, field, kind, diagnostic, remote, final, category in failed:
         # One recipient: the notice speaks of it too, and often says more (the SMTP
         # command, the server's whole answer) than the Diagnostic-Code.
         text = diagnostic
@@ -145,13 +155,16 @@ def detect(msg: ParsedMessage) -> Report | None:
             text = f"{words} {diagnostic}"
         elif joined or not diagnostic:
             text = words if len(failed) == 1 else diagnostic
+        comment = field.partition("(")[2].rstrip(")")  # "5.2.1 (mailbox disabled)"
+        if comment and comment.lower() not in text.lower():
+            text = f"{text} {comment}".strip()
         said = reasons.status_in(text)
         status = reasons.prefer(status_of(field), said, reasons.reply_in(text, said)) or None
         if action == "delayed" and not (status or "").startswith("4"):
             status = "4.0.0"  # delayed is temporary, whatever code it quotes
         command = reasons.command_in(diagnostic) or reasons.command_in(whole)
         hard, reason = hardness(status, text, command=command, action=action, kind=kind,
-                                hint=mtas.hint(msg, text), remote=remote,
+                                hint=category or mtas.hint(msg, text), remote=remote,
                                 recipient=address, reporting=reporting)
         bounces.append(Bounced(address, hard, status, reason, diagnostic[:500], final))
     if not bounces and delivered:

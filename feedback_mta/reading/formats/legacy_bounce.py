@@ -164,7 +164,7 @@ def detect(msg: ParsedMessage) -> Report | None:
         if not is_permanent:
             status = status if status and status.startswith("4") else "4.0.0"
         hard, reason = hardness(status, context, hint=mtas.hint(msg, context),
-                                recipient=address)
+                                command=mtas.command(msg, context), recipient=address)
         bounces.append(Bounced(address, hard, status, reason, " ".join(context.split())[:500]))
     return Report(Kind.BOUNCE, "legacy_bounce", recipients=unique(found),
                   bounces=tuple(bounces),

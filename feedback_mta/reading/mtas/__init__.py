@@ -38,7 +38,7 @@ from feedback_mta.reading.mtas import (
 )
 from feedback_mta.reading.parse import ParsedMessage
 
-__all__ = ["REGISTRY", "family", "hint", "notice"]
+__all__ = ["REGISTRY", "command", "family", "hint", "notice"]
 
 #: Most specific first: a Google Groups refusal is also a Gmail notice.
 REGISTRY: tuple[ModuleType, ...] = (
@@ -78,6 +78,15 @@ def notice(msg: ParsedMessage, text: str) -> str:
     if found is None or not hasattr(found, "notice"):
         return text
     return str(found.notice(msg, text))
+
+
+def command(msg: ParsedMessage, text: str) -> str:
+    """The SMTP command a family's words say the server answered (qmail: "does not like
+    recipient" is RCPT), or ""."""
+    found = family(msg)
+    if found is None or not hasattr(found, "command"):
+        return ""
+    return str(found.command(msg, text))
 
 
 def hint(msg: ParsedMessage, text: str) -> str:

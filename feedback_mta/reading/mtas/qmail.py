@@ -29,3 +29,25 @@ def detect(msg: ParsedMessage) -> bool:
         "(qmail " in r and ("invoked for bounce)" in r or "network)" in r)
         for r in msg.headers.get("received", ())
     )
+
+
+#: qmail-remote.c's words for where the dialogue failed, as the SMTP command.
+COMMANDS = {
+    "CONN": (" but greeting failed.",),
+    "EHLO": (" but my name was rejected.",),
+    "MAIL": (" but sender was rejected.",),
+    "RCPT": (" does not like recipient.",),
+    "DATA": (" failed on data command", " failed after i sent the message"),
+}
+
+
+def command(msg: ParsedMessage, text: str) -> str:
+    lowered = text.lower()
+    return next((name for name, words in COMMANDS.items()
+                 if any(word in lowered for word in words)), "")
+
+
+def hint(msg: ParsedMessage, text: str) -> str:
+    """A refusal of our HELO is about us (``blocked``)."""
+    return "blocked" if command(msg, text) == "EHLO" else ""
+
