@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from feedback_mta import bounces
-from feedback_mta.reading import remote_hosts
+from feedback_mta.reading import local_agents, remote_hosts
 from feedback_mta.reading.reason_words import WORDS
 
 __all__ = ["PROBES", "STATUS", "WORDS", "Facts", "command_in", "decide", "is_hard", "prefer",
@@ -399,7 +399,10 @@ def reason(status: str | None, diagnostic: str | None = None, *, command: str = 
     status = prefer(status, said, reply)
     facts = Facts(status=status, text=raw.lower(), command=command or command_in(raw),
                   reply=reply, action=action.lower(), kind=kind.upper(), hint=hint)
-    if not hint or hint in RETRIED:  # a big server's own words come before the tables
+    if not hint or hint in RETRIED:  # a mailbox's or a big server's own words come first
+        local = local_agents.reason(facts.text, facts.command)
+        if local:
+            return local
         domain = (recipient or "").rpartition("@")[2]
         said = remote_hosts.reason(remote, domain, facts.text, facts.status, facts.reply,
                                    facts.command, reporting)

@@ -58,6 +58,30 @@ def hardness(status: str | None, diagnostic: str | None, *, command: str = "",
     return reasons.is_hard(reason, status), reason
 
 
+def _recipients_of(block: Message) -> list[Message]:
+    """A recipient block, or several run together without the blank line between them
+    (AOL's): split where a recipient field comes round again."""
+    if len(block.get_all("Final-Recipient", [])) < 2:
+        return [block]
+    groups: list[Message] = []
+    for name, value in block.items():
+        key = name.lower()
+        if not groups or (key in ("final-recipient", "original-recipient")
+                          and key in (k.lower() for k in groups[-1])):
+            groups.append(Message())
+        groups[-1][name] = value
+    return groups
+
+
+def _line_about(msg: ParsedMessage, address: str) -> str:
+    """The notice's line naming ``address``, for a recipient whose block gives no
+    Diagnostic-Code (OpenSMTPD: ``user@example.org: 550 5.1.1 ... User unknown``)."""
+    for line in (msg.plain or "").splitlines():
+        if address in line.lower():
+            return " ".join(line.split())
+    return ""
+
+
 def _hostname(field: str | None) -> str:
     """The host of an ``MTA`` field (``dns; mx.example.org [192.0.2.1]``)."""
     words = unfold(field).rpartition(";")[2].split()
@@ -122,7 +146,7 @@ def detect(msg: ParsedMessage) -> Report | None:
         blocks, before = _text_blocks(msg)  # a broken MIME structure: read the text
         words = words or before
     # The first block is per-message (Reporting-MTA); the rest are per-recipient.
-    for block in blocks:
+    for block in (one for joined in blocks for one in _recipients_of(joined)):
         # The address we sent to, before any alias expansion (RFC 3464 2.3.1), else
         # the one the failing server saw.
         final = address_in(block.get("Final-Recipient"))
@@ -130,7 +154,9 @@ def detect(msg: ParsedMessage) -> Report | None:
         if address is None:
             continue
         action = unfold(block.get("Action")).lower()
-        if action in ("delivered", "relayed", "expanded"):
+        if action in ("delivered", "relayed", "expanded", "deliverable") or (
+                action not in ("failed", "delayed")
+                and unfold(block.get("Status")).startswith("2.")):
             delivered.append(address)
             continue
         kind, _, diagnostic = unfold(block.get("Diagnostic-Code")).partition(";")
@@ -154,7 +180,7 @@ def detect(msg: ParsedMessage) -> Report | None:
         if joined and diagnostic.lower() not in words.lower():
             text = f"{words} {diagnostic}"
         elif joined or not diagnostic:
-            text = words if len(failed) == 1 else diagnostic
+            text = words if len(failed) == 1 else _line_about(msg, address)
         comment = field.partition("(")[2].rstrip(")")  # "5.2.1 (mailbox disabled)"
         if comment and comment.lower() not in text.lower():
             text = f"{text} {comment}".strip()

@@ -64,6 +64,9 @@ _FAILED = re.compile(r"error delivering|could not be delivered|couldn'?t be deli
                      r"incorrectly constructed|cannot send message|deferred:|"
                      r"送信に失敗|送信できません|配信できません|届けることができません",
                      re.IGNORECASE)
+_FAILED_TO = re.compile(r"(?:delivering your (?:mail|message) to|could not be delivered "
+                        r"to|failed to deliver to):? <?([\w.+=-]+@[\w-]+(?:\.[\w-]+)+)",
+                        re.IGNORECASE | re.ASCII)
 _ANY_ADDRESS = re.compile(r"[\w.+=-]+@[\w-]+(?:\.[\w-]+)+", re.ASCII)
 _NOT_RECIPIENTS = re.compile(r"^(?:mailer-daemon|postmaster|mail-daemon|root|noreply|"
                              r"no-reply|double-bounce)@", re.IGNORECASE)
@@ -104,15 +107,28 @@ def _context(text: str, address: str, others: Iterable[str] = ()) -> str:
 
 def _named(msg: ParsedMessage, notice: str) -> list[str]:
     """Addresses the human-readable notice (up to the returned copy) names, when it says
-    delivery failed: not the notice's own sender or recipient, not a mailer's box."""
-    if not _FAILED.search(notice):
+    delivery failed (or a family we know wrote it): not the notice's own sender or
+    recipient, not a mailer's box unless the failure names it ("error delivering your
+    mail to <postmaster@...>")."""
+    if not _FAILED.search(notice) and mtas.family(msg) is None:
         return []
     own = {a.lower() for value in (msg.from_address, *msg.headers.get("to", ()))
            for a in _ANY_ADDRESS.findall(value or "")}
     own.update(a.lower().strip(".") for a in _SENDER.findall(notice))
     named = (a.lower().strip(".") for a in _ANY_ADDRESS.findall(notice))
-    return list(dict.fromkeys(a for a in named
-                              if a not in own and not _NOT_RECIPIENTS.match(a)))[:20]
+    failed_to = {a.lower() for a in _FAILED_TO.findall(notice)}
+    return list(dict.fromkeys(a for a in named if a not in own and (
+        a in failed_to or not _NOT_RECIPIENTS.match(a))))[:20]
+
+
+def _original_recipient(copy: Message | None) -> list[str]:
+    """The returned original's one recipient, where the notice names none (old Sendmail
+    quotes only the transcript and the unsent message)."""
+    if copy is None:
+        return []
+    addresses = [a.lower() for value in copy.get_all("To", []) + copy.get_all("Cc", [])
+                 for a in _ANY_ADDRESS.findall(str(value))]
+    return addresses if len(set(addresses)) == 1 else []
 
 
 def _quoted_original(text: str, copy: re.Match[str] | None) -> Message | None:
@@ -146,6 +162,8 @@ def detect(msg: ParsedMessage) -> Report | None:
             found.setdefault(address, is_permanent)
     if not found:  # no detector knows this mailer: what the notice itself names
         found.update((a, True) for a in _named(msg, notice if copy else text[:3000]))
+    if not found and _FAILED.search(notice):  # or the returned original's one recipient
+        found.update((a, True) for a in _original_recipient(_quoted_original(text, copy)))
     for value in msg.headers.get("x-failed-recipients", ()):
         for piece in value.split(","):
             address = address_in(piece)
@@ -158,13 +176,18 @@ def detect(msg: ParsedMessage) -> Report | None:
     # next to its address often say little (Gmail, Exchange, Notes, ...).
     for address, is_permanent in found.items():
         context = _context(text, address, found)
-        if len(found) == 1:
+        sent = ""
+        own = mtas.recipient(msg, address)
+        if own is not None and own[0]:
+            context, sent = own
+        elif len(found) == 1 and not (context and mtas.per_recipient(msg)):
             context = " ".join(notice.split())[:2000]
         status = status_of(context)
         if not is_permanent:
             status = status if status and status.startswith("4") else "4.0.0"
         hard, reason = hardness(status, context, hint=mtas.hint(msg, context),
-                                command=mtas.command(msg, context), recipient=address)
+                                command=sent or mtas.command(msg, context),
+                                recipient=address)
         bounces.append(Bounced(address, hard, status, reason, " ".join(context.split())[:500]))
     return Report(Kind.BOUNCE, "legacy_bounce", recipients=unique(found),
                   bounces=tuple(bounces),

@@ -29,22 +29,25 @@ from feedback_mta.reading.mtas import (
     imailserver,
     kddi,
     messagingserver,
+    mfilter,
     notes,
     opensmtpd,
     qmail,
     sendmail,
+    v5sendmail,
     verizon,
     zoho,
 )
 from feedback_mta.reading.parse import ParsedMessage
 
-__all__ = ["REGISTRY", "command", "family", "hint", "notice"]
+__all__ = ["REGISTRY", "command", "family", "hint", "notice", "per_recipient", "recipient"]
 
 #: Most specific first: a Google Groups refusal is also a Gmail notice.
 REGISTRY: tuple[ModuleType, ...] = (
     googlegroups,
     googleworkspace,
     gmail,
+    mfilter,
     exchange2003,
     ezweb,
     kddi,
@@ -62,6 +65,7 @@ REGISTRY: tuple[ModuleType, ...] = (
     courier,
     exim,
     qmail,
+    v5sendmail,
     sendmail,
 )
 
@@ -78,6 +82,23 @@ def notice(msg: ParsedMessage, text: str) -> str:
     if found is None or not hasattr(found, "notice"):
         return text
     return str(found.notice(msg, text))
+
+
+def per_recipient(msg: ParsedMessage) -> bool:
+    """Does each recipient's paragraph say all (no need to read the whole notice for a lone
+    recipient)?"""
+    return bool(getattr(family(msg), "PER_RECIPIENT", False))
+
+
+def recipient(msg: ParsedMessage, address: str) -> tuple[str, str] | None:
+    """(what the bounce says of ``address``, the SMTP command it answered) where the
+    family knows better than the lines next to the address (old Sendmail's transcript
+    blocks), else None."""
+    found = family(msg)
+    if found is None or not hasattr(found, "recipient"):
+        return None
+    text, sent = found.recipient(msg, address)
+    return str(text), str(sent)
 
 
 def command(msg: ParsedMessage, text: str) -> str:

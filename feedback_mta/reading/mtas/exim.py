@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from feedback_mta.reading.parse import ParsedMessage
 
+TITLES = ("Delivery Status Notification", "Mail delivery failed", "Mail failure",
+          "Message frozen", "Warning: message ", "error(s) in forwarding or filtering")
+
 PHRASES: dict[str, tuple[str, ...]] = {
     "userunknown": ("user not found",),
     "hostunknown": (
@@ -38,23 +41,17 @@ PHRASES: dict[str, tuple[str, ...]] = {
 
 
 def detect(msg: ParsedMessage) -> bool:
-    subject = msg.subject or ""
-    return (
-        "Mail Delivery System" in (msg.header("from") or "")
-        and subject.startswith(
-            (
-                "Mail delivery failed",
-                "Delivery Status Notification",
-                "Mail failure",
-                "Message frozen",
-                "Warning: message ",
-                "error(s) in forwarding or filtering",
-            )
-        )
-    ) or (
-        msg.header("x-failed-recipients") is not None
-        and "exim" in " ".join(msg.headers.get("received", ())).lower()
-    )
+    """Two of: From "Mail Delivery System", Exim's Message-ID shape (``<XXXXXX-XXXXXX-XX@``),
+    one of its subjects; or the headers of MXLogic, which runs Exim."""
+    subject, message_id = msg.subject or "", (msg.header("message-id") or "").strip()
+    signs = ("Mail Delivery System" in (msg.header("from") or ""),
+             message_id.find("<") == 0 and message_id.find("-") == 8
+             and message_id.find("@") == 18,
+             any(title in subject for title in TITLES))
+    third_party = (any(msg.header(h) is not None for h in ("x-mx-bounce", "x-mxl-hash",
+                                                           "x-mxl-notehash"))
+                   or "<mxl~" in message_id)
+    return sum(signs) >= 2 or third_party
 
 
 #: Words of a delivery that was retried until it gave up (retry.c, deliver.c, smtp.c).

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from feedback_mta.reading.parse import ParsedMessage
 
+#: Each recipient's paragraph says all; the notice's preamble ("I'm afraid I wasn't able
+#: to deliver...") is boilerplate.
+PER_RECIPIENT = True
+
 PHRASES: dict[str, tuple[str, ...]] = {
     "hostunknown": ("sorry, i couldn't find any host ",),
     "mailboxfull": ("disk quota exceeded",),
