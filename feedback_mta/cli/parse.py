@@ -15,16 +15,19 @@ import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from feedback_mta import config as config_mod
-from feedback_mta.addresses import AddressBook
 from feedback_mta.cli import output
-from feedback_mta.handlers.commands import VOCABULARY
 from feedback_mta.reading.candidates import candidates, first_token, verify
 from feedback_mta.reading.classify import Kind, classify
 from feedback_mta.reading.parse import parse
-from feedback_mta.reading.reply_text import NOTIFICATION_MARKERS, read
+
+if TYPE_CHECKING:
+    from feedback_mta.addresses import AddressBook
+
+#: ``config.ENV_CONFIG``; the config module itself (and the reply reader) load only when a
+#: config is named or a reply is read, so a mailbox of bounces starts sooner.
+ENV_CONFIG = "FEEDBACK_MTA_CONFIG"
 
 #: Columns of the table for people (``--json`` prints every field).
 COLUMNS = ("file", "kind", "feedback_type", "recipients", "hard_bounce")
@@ -40,14 +43,14 @@ def expand(paths: Iterable[Path]) -> Iterator[Path]:
 
 
 def classify_file(file: Path, book: AddressBook | None,
-                  markers: Sequence[str] = NOTIFICATION_MARKERS) -> dict[str, Any]:
+                  markers: Sequence[str] | None = None) -> dict[str, Any]:
     """One line of ``parse``. Raises OSError when the file cannot be read; anything the
     message itself does wrong gives kind ``unknown`` and ``error`` instead."""
     raw = file.read_bytes()
     try:
         parsed = parse(raw, guess_envelope=True)
         result = classify(parsed, book.resolve_all(parsed.rcpt_tos) if book else [])
-        wanted = read(parsed, VOCABULARY, tuple(markers)) if result.kind is Kind.REPLY else None
+        wanted = _intent(parsed, markers) if result.kind is Kind.REPLY else None
         bounces = result.report.bounces if result.report else ()
         row = {"file": str(file), "kind": result.kind.value,
                "feedback_type": result.feedback_type, "recipients": list(result.recipients),
@@ -72,10 +75,20 @@ def classify_file(file: Path, book: AddressBook | None,
                 "error": f"{type(exc).__name__}: {exc}"[:300]}
 
 
-def settings(config: Path | None) -> tuple[AddressBook | None, Sequence[str]]:
+def _intent(parsed, markers: Sequence[str] | None) -> Any:
+    from feedback_mta.handlers.commands import VOCABULARY
+    from feedback_mta.reading.reply_text import NOTIFICATION_MARKERS, read
+
+    return read(parsed, VOCABULARY, tuple(NOTIFICATION_MARKERS if markers is None else markers))
+
+
+def settings(config: Path | None) -> tuple[AddressBook | None, Sequence[str] | None]:
     """The address book (for token checks) and reply markers, when a config is named."""
-    if config is None and not os.environ.get(config_mod.ENV_CONFIG):
-        return None, NOTIFICATION_MARKERS
+    if config is None and not os.environ.get(ENV_CONFIG):
+        return None, None
+    from feedback_mta import config as config_mod
+    from feedback_mta.addresses import AddressBook
+
     cfg = config_mod.load(config)
     return AddressBook.from_config(cfg), cfg.replies.markers
 
@@ -109,6 +122,11 @@ def _classify_all(files, book, markers, stream) -> tuple[list[dict[str, Any]], i
     if len(paths) < PARALLEL_FROM or workers < 2 or not hasattr(os, "fork"):
         return _rows(paths, book, markers, stream)
     import multiprocessing
+
+    # What the first bounce or reply would load, loaded once here rather than in each
+    # worker (flufl.bounce compiles its detectors' patterns on import).
+    import flufl.bounce  # noqa: F401
+    import mailparser  # noqa: F401
 
     chunks = [paths[i:i + 64] for i in range(0, len(paths), 64)]
     rows: list[dict[str, Any]] = []
@@ -161,11 +179,15 @@ def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="feedback-mta parse", add_help=False)
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--config", "-c", type=Path,
-                        default=os.environ.get(config_mod.ENV_CONFIG) or None)
+                        default=os.environ.get(ENV_CONFIG) or None)
     parser.add_argument("--json", dest="as_json", action="store_true")
     args = parser.parse_args(argv)
     try:
         return run(args.files, args.config, args.as_json)
-    except config_mod.ConfigError as exc:
+    except Exception as exc:
+        from feedback_mta.config import ConfigError
+
+        if not isinstance(exc, ConfigError):
+            raise
         print(f"feedback-mta: error: {exc}", file=sys.stderr)
         return 3
