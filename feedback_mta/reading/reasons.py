@@ -110,7 +110,11 @@ class Facts:
         return STATUS.get(self.status, "")
 
     def says(self, reason: str) -> bool:
-        return WORDS[reason].found_in(self.text)
+        """Do the server's words say ``reason``? (Asked again by several probes: kept.)"""
+        said: dict[str, bool] = self.__dict__.setdefault("_said", {})
+        if reason not in said:
+            said[reason] = WORDS[reason].found_in(self.text)
+        return said[reason]
 
 
 Probe = Callable[[Facts], bool]

@@ -21,11 +21,11 @@ _REPLY = re.compile(r"^<<< (.*)$", re.MULTILINE)
 
 
 def detect(msg: ParsedMessage) -> bool:
+    if not (msg.subject or "").startswith("Returned mail:") or msg.parts(
+            "message/delivery-status"):
+        return False
     text = msg.plain or ""
-    return ((msg.subject or "").startswith("Returned mail:")
-            and "----- Transcript of session follows -----" in text
-            and "While talking to " in text
-            and not msg.parts("message/delivery-status"))
+    return "----- Transcript of session follows -----" in text and "While talking to " in text
 
 
 def _block(msg: ParsedMessage, address: str) -> str:
