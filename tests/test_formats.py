@@ -302,3 +302,26 @@ def test_renamed_boundaries_read_exactly_as_the_originals():
         assert shape(ours, either) == shape(plain, either), file.name
         renamed += plain.get_boundary() not in (None, ours.get_boundary())
     assert renamed > 400  # the renaming did happen, on most multipart samples
+
+
+def test_our_flufl_scan_finds_what_flufl_bounce_finds():
+    """``formats.flufl_scan`` runs flufl.bounce's detectors with a faster SimpleMatch: on
+    every sample flufl.bounce reads without raising, the same addresses, temporary and
+    permanent; and the faster detector does run (it finds some)."""
+    from flufl.bounce._detectors.simplematch import SimpleMatch
+
+    from feedback_mta.reading.formats import flufl_scan
+
+    files = sorted(REPORTS.glob("*.eml")) + sorted((FIXTURES / "sisimai" / "eml").glob("*.eml"))
+    compared = by_simple_match = 0
+    for file in files:
+        message = parse(file.read_bytes()).message
+        try:
+            theirs = all_failures(message)
+        except Exception:
+            continue
+        assert flufl_scan.all_failures(message) == theirs, file.name
+        assert flufl_scan.SimpleMatch().process(message) == SimpleMatch().process(message)
+        compared += 1
+        by_simple_match += bool(flufl_scan.SimpleMatch().process(message)[1])
+    assert compared > 600 and by_simple_match > 50

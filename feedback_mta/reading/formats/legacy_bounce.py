@@ -13,7 +13,6 @@ quote an address is never read as one.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Iterable
 from email.message import Message
@@ -30,11 +29,6 @@ from feedback_mta.reading.formats.report import (
     unique,
 )
 from feedback_mta.reading.parse import ParsedMessage
-
-# flufl.bounce logs every detector it runs at INFO and re-raises detector errors after
-# logging them; we catch those and report the message ourselves. (It is imported on the
-# first bounce-looking message, so bulk ``parse`` of reports does not load it.)
-logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL + 1)
 
 _SUBJECT = re.compile(r"undeliver|undelivered|delivery (?:status notification|failure|failed)|"
                       r"failure notice|returned mail|mail delivery (?:failed|failure|system)|"
@@ -141,12 +135,9 @@ def _quoted_original(text: str, copy: re.Match[str] | None) -> Message | None:
 def detect(msg: ParsedMessage) -> Report | None:
     if not looks_like_bounce(msg):
         return None
-    from flufl.bounce import all_failures
+    from feedback_mta.reading.formats.flufl_scan import all_failures
 
-    try:
-        temporary, permanent = all_failures(msg.message)
-    except Exception:  # a detector choked on odd MIME; the header list below may still do
-        temporary, permanent = frozenset(), frozenset()
+    temporary, permanent = all_failures(msg.message)
     found: dict[str, bool] = {}
     text = (msg.plain or "").replace("\r\n", "\n")
     lowered = text.lower()
