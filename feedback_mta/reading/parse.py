@@ -39,6 +39,8 @@ class _Policy(email.policy.Compat32):
 
     def header_fetch_parse(self, name: str, value: str) -> str:
         if isinstance(value, str):
+            if value.isascii():  # nearly every header: nothing to sanitize
+                return value
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError:  # surrogate-escaped 8-bit bytes
