@@ -16,6 +16,7 @@ address dead loses a contact for good; a soft count errs on the side of the cont
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from email.message import Message
 
 from feedback_mta.kinds import Kind
@@ -39,12 +40,6 @@ _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 def status_of(text: str | None) -> str | None:
     match = _STATUS.search(text or "")
     return ".".join(match.groups()) if match else None
-
-
-def specific(status: str | None, said: str | None) -> str | None:
-    """The ``Status`` field, or the server's own code when that says more: a generic
-    ``5.0.0`` beside ``550 5.1.1 user unknown`` (``reasons.prefer``)."""
-    return reasons.prefer(status, said) or None
 
 
 def hardness(status: str | None, diagnostic: str | None, *, command: str = "",
@@ -131,70 +126,94 @@ def _text_blocks(msg: ParsedMessage) -> tuple[list[Message], str]:
     return blocks, " ".join(" ".join(before).split())[-2000:]
 
 
+@dataclass(frozen=True)
+class _Failed:
+    """One failed recipient's block, as read."""
+
+    address: str
+    action: str
+    status: str  # the Status field, with its comment
+    kind: str  # the Diagnostic-Code type: SMTP, X-UNIX, ...
+    diagnostic: str
+    remote: str  # the Remote-MTA host
+    final: str | None  # the Final-Recipient, where an alias changed the address
+    category: str  # PowerMTA's reason, if it gave one
+
+
+def _failed(block: Message, delivered: list[str]) -> _Failed | None:
+    """The failed recipient a block names; a delivered one goes to ``delivered``."""
+    # The address we sent to, before any alias expansion (RFC 3464 2.3.1), else the one
+    # the failing server saw.
+    final = address_in(block.get("Final-Recipient"))
+    address = address_in(block.get("Original-Recipient")) or final
+    if address is None:
+        return None
+    action = unfold(block.get("Action")).lower()
+    status = unfold(block.get("Status"))
+    if action in ("delivered", "relayed", "expanded", "deliverable") or (
+            action not in ("failed", "delayed") and status.startswith("2.")):
+        delivered.append(address)
+        return None
+    kind, _, diagnostic = unfold(block.get("Diagnostic-Code")).partition(";")
+    if kind.strip().lower().startswith(("smtp", "x-", "dns")) and len(kind) < 20:
+        kind = kind.strip()
+    else:
+        kind, diagnostic = "", unfold(block.get("Diagnostic-Code"))
+    category = unfold(block.get("X-PowerMTA-BounceCategory")).lower()
+    return _Failed(address, action, status, kind.upper(), diagnostic.strip(),
+                   _hostname(block.get("Remote-MTA")), final if final != address else None,
+                   _POWERMTA.get(category, ""))
+
+
 def detect(msg: ParsedMessage) -> Report | None:
     message = msg.message
     found = msg.parts("message/delivery-status")
     if not found and report_type(message) != "delivery-status":
         return None
-    bounces, delivered = [], []
-    failed: list[tuple[str, str, str, str, str, str, str | None, str]] = []
     blocks = [block for part in found for block in (
         part.get_payload() if isinstance(part.get_payload(), list) else ())
         if isinstance(block, Message)]
-    words = notice(msg)
+    whole = notice(msg)
     if not any("Final-Recipient" in b or "Original-Recipient" in b for b in blocks):
         blocks, before = _text_blocks(msg)  # a broken MIME structure: read the text
-        words = words or before
+        whole = whole or before
+    delivered: list[str] = []
     # The first block is per-message (Reporting-MTA); the rest are per-recipient.
-    for block in (one for joined in blocks for one in _recipients_of(joined)):
-        # The address we sent to, before any alias expansion (RFC 3464 2.3.1), else
-        # the one the failing server saw.
-        final = address_in(block.get("Final-Recipient"))
-        address = address_in(block.get("Original-Recipient")) or final
-        if address is None:
-            continue
-        action = unfold(block.get("Action")).lower()
-        if action in ("delivered", "relayed", "expanded", "deliverable") or (
-                action not in ("failed", "delayed")
-                and unfold(block.get("Status")).startswith("2.")):
-            delivered.append(address)
-            continue
-        kind, _, diagnostic = unfold(block.get("Diagnostic-Code")).partition(";")
-        if kind.strip().lower().startswith(("smtp", "x-", "dns")) and len(kind) < 20:
-            kind = kind.strip()
-        else:
-            kind, diagnostic = "", unfold(block.get("Diagnostic-Code"))
-        failed.append((address, action, unfold(block.get("Status")), kind.upper(),
-                       diagnostic.strip(), _hostname(block.get("Remote-MTA")),
-                       final if final != address else None,
-                       _POWERMTA.get(unfold(block.get("X-PowerMTA-BounceCategory")).lower(),
-                                     "")))
+    failed = [one for one in (_failed(block, delivered) for joined in blocks
+                              for block in _recipients_of(joined)) if one is not None]
     reporting = _host(msg, "Reporting-MTA") or next(
         (_hostname(b.get("Reporting-MTA")) for b in blocks if "Reporting-MTA" in b), "")
-    whole, words = words, mtas.notice(msg, words)
-    joined = len(failed) == 1 and words
-    for address, action, field, kind, diagnostic, remote, final, category in failed:
-        # One recipient: the notice speaks of it too, and often says more (the SMTP
-        # command, the server's whole answer) than the Diagnostic-Code.
-        text = diagnostic
-        if joined and diagnostic.lower() not in words.lower():
-            text = f"{words} {diagnostic}"
-        elif joined or not diagnostic:
-            text = words if len(failed) == 1 else _line_about(msg, address)
-        comment = field.partition("(")[2].rstrip(")")  # "5.2.1 (mailbox disabled)"
-        if comment and comment.lower() not in text.lower():
-            text = f"{text} {comment}".strip()
-        said = reasons.status_in(text)
-        status = reasons.prefer(status_of(field), said, reasons.reply_in(text, said)) or None
-        if action == "delayed" and not (status or "").startswith("4"):
-            status = "4.0.0"  # delayed is temporary, whatever code it quotes
-        command = reasons.command_in(diagnostic) or reasons.command_in(whole)
-        hard, reason = hardness(status, text, command=command, action=action, kind=kind,
-                                hint=category or mtas.hint(msg, text), remote=remote,
-                                recipient=address, reporting=reporting)
-        bounces.append(Bounced(address, hard, status, reason, diagnostic[:500], final))
+    words = mtas.notice(msg, whole)  # what of the notice speaks of the recipient
+    bounces = [_bounced(msg, one, words if len(failed) == 1 else "", whole, reporting)
+               for one in failed]
     if not bounces and delivered:
         return Report(Kind.AUTO_REPLY, "dsn", recipients=unique(delivered),
                       original=original(msg), why="delivery report (delivered)")
     return Report(Kind.BOUNCE, "dsn", recipients=unique(b.address for b in bounces),
                   bounces=tuple(bounces), original=original(msg), why="delivery-status")
+
+
+def _bounced(msg: ParsedMessage, one: _Failed, words: str, whole: str,
+             reporting: str) -> Bounced:
+    """One failed recipient's reason. A lone recipient's ``words`` (the notice) speak of it
+    too, and often say more (the SMTP command, the server's whole answer) than its
+    Diagnostic-Code; with several, a recipient without one gets its line of the notice."""
+    text = one.diagnostic
+    if words and one.diagnostic.lower() not in words.lower():
+        text = f"{words} {one.diagnostic}"
+    elif words:
+        text = words
+    elif not one.diagnostic:
+        text = _line_about(msg, one.address)
+    comment = one.status.partition("(")[2].rstrip(")")  # "5.2.1 (mailbox disabled)"
+    if comment and comment.lower() not in text.lower():
+        text = f"{text} {comment}".strip()
+    said = reasons.status_in(text)
+    status = reasons.prefer(status_of(one.status), said, reasons.reply_in(text, said)) or None
+    if one.action == "delayed" and not (status or "").startswith("4"):
+        status = "4.0.0"  # delayed is temporary, whatever code it quotes
+    command = reasons.command_in(one.diagnostic) or reasons.command_in(whole)
+    hard, reason = hardness(status, text, command=command, action=one.action, kind=one.kind,
+                            hint=one.category or mtas.hint(msg, text), remote=one.remote,
+                            recipient=one.address, reporting=reporting)
+    return Bounced(one.address, hard, status, reason, one.diagnostic[:500], one.final)

@@ -2,13 +2,14 @@
 failed", old Sendmail, Exchange, Yahoo, AOL and the rest. flufl.bounce (Mailman's bounce
 detectors) finds the failed addresses and whether the failure is permanent; where it knows
 no detector for the mailer (DragonFly Mail Agent, Amazon WorkMail, ...), the addresses the
-notice itself names, when it says delivery failed. We add the reason (and hard or soft)
-from the words next to each address (``dsn.hardness``) and the quoted copy of the
-original, which carries our token.
+notice itself names, when it says delivery failed or a family we know wrote it
+(``mtas``). We add the reason (and hard or soft) from the words next to each address, or
+what its family says of it (``dsn.hardness``), and the quoted copy of the original, which
+carries our token.
 
 Only mail that looks like a bounce is scanned (null sender, a MAILER-DAEMON/postmaster
-From, a bounce subject or ``X-Failed-Recipients``), so a person's mail that happens to
-quote an address is never read as one.
+From, a bounce subject, ``X-Failed-Recipients`` or a known family's headers), so a
+person's mail that happens to quote an address is never read as one.
 """
 
 from __future__ import annotations
@@ -132,20 +133,18 @@ def _quoted_original(text: str, copy: re.Match[str] | None) -> Message | None:
     return quoted if len(quoted) else None
 
 
-def detect(msg: ParsedMessage) -> Report | None:
-    if not looks_like_bounce(msg):
-        return None
+def _failed(msg: ParsedMessage, text: str, notice: str,
+            copy: re.Match[str] | None) -> dict[str, bool]:
+    """The failed addresses, in the order the bounce names them, each permanent or not:
+    flufl.bounce's detectors first; else what the notice names; else the returned
+    original's one recipient; and ``X-Failed-Recipients``."""
     from feedback_mta.reading.formats.flufl_scan import all_failures
 
     temporary, permanent = all_failures(msg.message)
     found: dict[str, bool] = {}
-    text = (msg.plain or "").replace("\r\n", "\n")
     lowered = text.lower()
-    copy = _COPY.search(text)  # where the returned copy starts, if the bounce quotes it
-    notice = text[:copy.start()] if copy else text
-    # flufl.bounce gives sets; keep the order the bounce names them in.
     failures = [(a, True) for a in permanent] + [(a, False) for a in temporary]
-    failures.sort(key=lambda pair: _position(lowered, pair[0]))
+    failures.sort(key=lambda pair: _position(lowered, pair[0]))  # flufl gives sets
     for raw, is_permanent in failures:
         address = address_in(raw.decode("utf-8", "replace") if isinstance(raw, bytes)
                              else str(raw))
@@ -160,11 +159,19 @@ def detect(msg: ParsedMessage) -> Report | None:
             address = address_in(piece)
             if address:
                 found.setdefault(address, True)
+    return found
+
+
+def detect(msg: ParsedMessage) -> Report | None:
+    if not looks_like_bounce(msg):
+        return None
+    text = (msg.plain or "").replace("\r\n", "\n")
+    copy = _COPY.search(text)  # where the returned copy starts, if the bounce quotes it
+    notice = text[:copy.start()] if copy else text
+    found = _failed(msg, text, notice, copy)
     if not found:
         return None
     bounces = []
-    # One recipient: the whole notice (up to the returned copy) speaks of it: the lines
-    # next to its address often say little (Gmail, Exchange, Notes, ...).
     for address, is_permanent in found.items():
         context = _context(text, address, found)
         sent = ""
@@ -172,6 +179,8 @@ def detect(msg: ParsedMessage) -> Report | None:
         if own is not None and own[0]:
             context, sent = own
         elif len(found) == 1 and not (context and mtas.per_recipient(msg)):
+            # One recipient: the whole notice (up to the returned copy) speaks of it: the
+            # lines next to its address often say little (Gmail, Exchange, Notes, ...).
             context = " ".join(notice.split())[:2000]
         status = status_of(context)
         if not is_permanent:

@@ -1,10 +1,18 @@
-"""Families of mail servers whose bounces need rules of their own: one module per family, each
-naming its source and exposing ``detect(msg)`` (is this bounce one of theirs?), ``PHRASES``
-(reason -> the family's own words) and, where words are not enough, ``hint(msg, text)``.
-``hint`` below asks them in order; the first family that recognises the bounce gives the
-reason its words pin down, which ``reasons`` takes before its general tables (as Sisimai
-takes its ``lhost`` modules' reasons).
+"""Families of mail servers whose bounces need rules of their own: one module per family,
+each naming its source. Each exposes ``detect(msg)`` (is this bounce one of theirs?) and
+``PHRASES`` (reason -> the family's own words), and, where words are not enough:
 
+* ``hint(msg, text)``: a reason its layout or codes pin down (Exchange's hex codes);
+* ``command(msg, text)``: the SMTP command its words say was answered (qmail's "does not
+  like recipient" is RCPT);
+* ``notice(msg, text)``: which part of its notice speaks of the recipient (Sendmail: the
+  transcript's replies, not its boilerplate);
+* ``recipient(msg, address)``: what it says of one recipient, and the command (old
+  Sendmail's "While talking to" blocks);
+* ``PER_RECIPIENT = True``: each recipient's paragraph says all.
+
+The first family in ``REGISTRY`` that recognises the bounce speaks for it; ``reasons``
+takes its reason before the general tables (as Sisimai takes its ``lhost`` modules').
 Adding a family is adding a module and a line here, plus its samples in the corpus table
 (``tests/fixtures/sisimai``).
 """
