@@ -114,41 +114,61 @@ PARALLEL_FROM = 200
 
 
 def _classify_all(files, book, markers, stream) -> tuple[list[dict[str, Any]], int]:
-    """Rows for every file, in order; written to ``stream`` as JSON lines as they come, if
-    given. A mailbox-sized run is shared among processes, one per core (forked after the
-    imports, so each starts at once), each taking every n-th chunk of the list."""
+    """Rows for every file, in order; written to ``stream`` as JSON lines, if given. A
+    mailbox-sized run is shared among processes, one per core, forked after the imports so
+    each starts at once; each takes every n-th chunk of the list and sends back its lines,
+    which come out in the files' order."""
     paths = list(expand(files))
     workers = min(os.cpu_count() or 1, 8)
     if len(paths) < PARALLEL_FROM or workers < 2 or not hasattr(os, "fork"):
         return _rows(paths, book, markers, stream)
-    import multiprocessing
+    import pickle
 
-    # What the first bounce or reply would load, loaded once here rather than in each
-    # worker (flufl.bounce compiles its detectors' patterns on import).
-    import flufl.bounce  # noqa: F401
-    import mailparser  # noqa: F401
-
-    chunks = [paths[i:i + 64] for i in range(0, len(paths), 64)]
-    rows: list[dict[str, Any]] = []
+    chunks = [paths[i:i + 32] for i in range(0, len(paths), 32)]
+    readers = []
+    for worker in range(workers):
+        reader, writer = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the worker: its chunks, pickled down the pipe, then gone
+            code = 1
+            try:
+                os.close(reader)
+                share = {n: _chunk(chunks[n], book, markers)
+                         for n in range(worker, len(chunks), workers)}
+                with os.fdopen(writer, "wb") as out:
+                    pickle.dump(share, out, protocol=pickle.HIGHEST_PROTOCOL)
+                code = 0
+            finally:  # never back into the parent's code, whatever happened
+                os._exit(code)
+        os.close(writer)
+        readers.append((pid, reader))
+    done: dict[int, tuple[list[str], list[str]]] = {}
     status = 0
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        for lines, errors in pool.imap(_chunk, [(c, book, markers) for c in chunks]):
-            for error in errors:
-                status = 1
-                print(error, file=sys.stderr)
-            for line in lines:
-                if stream is not None:
-                    stream.write(line + "\n")
-                else:
-                    rows.append(json.loads(line))
+    for pid, reader in readers:
+        with os.fdopen(reader, "rb") as source:
+            data = source.read()
+        _, code = os.waitpid(pid, 0)
+        if code != 0 or not data:
+            raise RuntimeError(f"parse worker {pid} failed (status {code})")
+        done.update(pickle.loads(data))  # noqa: S301 - our own child's output
+    rows: list[dict[str, Any]] = []
+    for number in range(len(chunks)):
+        lines, errors = done[number]
+        for error in errors:
+            status = 1
+            print(error, file=sys.stderr)
+        for line in lines:
+            if stream is not None:
+                stream.write(line + "\n")
+            else:
+                rows.append(json.loads(line))
     return rows, status
 
 
-def _chunk(job: tuple[list[Path], AddressBook | None, Sequence[str]]
+def _chunk(paths: list[Path], book: AddressBook | None, markers: Sequence[str] | None
            ) -> tuple[list[str], list[str]]:
-    """One worker's share: JSON lines, and the errors of files it could not read."""
-    gc.disable()
-    paths, book, markers = job
+    """One chunk of a worker's share: JSON lines, and the errors of files it could not
+    read."""
     lines, errors = [], []
     for file in paths:
         try:
