@@ -115,9 +115,9 @@ PARALLEL_FROM = 200
 
 def _classify_all(files, book, markers, stream) -> tuple[list[dict[str, Any]], int]:
     """Rows for every file, in order; written to ``stream`` as JSON lines, if given. A
-    mailbox-sized run is shared among processes, one per core, forked after the imports so
-    each starts at once; each takes every n-th chunk of the list and sends back its lines,
-    which come out in the files' order."""
+    mailbox-sized run is shared among processes, one per core (this one and workers forked
+    after the imports, so each starts at once); each takes every n-th chunk of the list, the
+    workers send back their lines, and all come out in the files' order."""
     paths = list(expand(files))
     workers = min(os.cpu_count() or 1, 8)
     if len(paths) < PARALLEL_FROM or workers < 2 or not hasattr(os, "fork"):
@@ -126,7 +126,7 @@ def _classify_all(files, book, markers, stream) -> tuple[list[dict[str, Any]], i
 
     chunks = [paths[i:i + 32] for i in range(0, len(paths), 32)]
     readers = []
-    for worker in range(workers):
+    for worker in range(1, workers):  # share 0 is this process's own
         reader, writer = os.pipe()
         pid = os.fork()
         if pid == 0:  # the worker: its chunks, pickled down the pipe, then gone
@@ -142,7 +142,7 @@ def _classify_all(files, book, markers, stream) -> tuple[list[dict[str, Any]], i
                 os._exit(code)
         os.close(writer)
         readers.append((pid, reader))
-    done: dict[int, tuple[list[str], list[str]]] = {}
+    done = {n: _chunk(chunks[n], book, markers) for n in range(0, len(chunks), workers)}
     status = 0
     for pid, reader in readers:
         with os.fdopen(reader, "rb") as source:
