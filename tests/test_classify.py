@@ -60,3 +60,38 @@ def test_parse_reads_headers_text_and_ids():
     assert parsed.in_reply_to == ("lead.1-abc@fb.test",)
     assert parsed.text.startswith("SPAM")
     assert parsed.message_id == "r1@dealer.test"
+
+
+# Headers every message of a mail system carries, which also name its bounces' family
+# (``reading.mtas``): a person's reply sent through it must stay a reply.
+PLATFORM_HEADERS = [
+    ("GMX", "X-GMX-Antispam: 0\nX-UI-Out-Filterresults: notjunk:1"),
+    ("Zoho", "X-ZohoMail: Si CHF_MF_NL SS_10"),
+    ("Messaging Server", "Content-Type: multipart/mixed; boundary=\"Boundary_(ID_abc)\""),
+    ("qmail relay", "Received: (qmail 1234 invoked from network); 2 Dec 2026 10:00:00 -0000"),
+    ("IMail", "X-Mailer: <SMTP32 v8.22>"),
+    ("Exchange 2003", "X-Mailer: Internet Mail Service (5.5.2653.19)"),
+    ("OpenSMTPD relay", "Received: from mx.dealer.test (OpenSMTPD) with ESMTPSA id 5a1f"),
+    ("au one net", "From: Dealer <boss@x0000.dion.ne.jp>"),
+]
+
+
+@pytest.mark.parametrize(("system", "header"), PLATFORM_HEADERS,
+                         ids=[p[0] for p in PLATFORM_HEADERS])
+def test_a_person_s_reply_through_a_known_mail_system_stays_a_reply(system, header):
+    """Its text names addresses and says "user unknown", as a dealer's reply may; still it
+    is no bounce: only a mailer's sender or a bounce's subject makes a message one."""
+    headers = {"From": "Dealer <boss@dealer.test>", "To": str(REPLY),
+               "Subject": "Re: New lead: Pat Lee", "In-Reply-To": "<lead.1-abc@fb.test>"}
+    for line in header.splitlines():
+        name, _, value = line.partition(": ")
+        headers[name] = value
+    body = ("SPAM\n\nThis one again: pat.lee@example.com is an unknown user, and\n"
+            "kim@example.org never answers. Please stop.\n")
+    if "multipart" in headers.get("Content-Type", ""):
+        body = ("--Boundary_(ID_abc)\nContent-Type: text/plain\n\n" + body
+                + "--Boundary_(ID_abc)--\n")
+    raw = "".join(f"{k}: {v}\n" for k, v in headers.items()) + "\n" + body
+    parsed = parse(raw.encode(), "boss@dealer.test", (REPLY,))
+    result = classify(parsed, BOOK.resolve_all([REPLY]))
+    assert result.kind is Kind.REPLY, (system, result.why)

@@ -34,7 +34,8 @@ from feedback_mta.reading.parse import ParsedMessage
 _SUBJECT = re.compile(r"undeliver|undelivered|delivery (?:status notification|failure|failed)|"
                       r"failure notice|returned mail|mail delivery (?:failed|failure|system)|"
                       r"delivery has failed|could not be delivered|non[- ]?delivery|"
-                      r"unzustellbar|non remis|no se puede entregar", re.IGNORECASE)
+                      r"unzustellbar|non remis|no se puede entregar|"
+                      r"エラー通知|メールエラー|配信エラー|不達", re.IGNORECASE)
 _DAEMON = re.compile(r"^(?:mailer-daemon|postmaster|mail-daemon|mdaemon|mail\.?delivery)[@.]",
                      re.IGNORECASE)
 _COPY = re.compile(r"^[ \t>]*(?:-{2,}\s*)?(?:this is a copy of (?:the|your) message|below "
@@ -43,7 +44,8 @@ _COPY = re.compile(r"^[ \t>]*(?:-{2,}\s*)?(?:this is a copy of (?:the|your) mess
                    r"unsent message (?:below|follows)|message headers follow|"
                    r"-+ ?original message ?-+|below is a copy "
                    r"of the original message|-+ ?returned message ?-+|-+ ?original message|"
-                   r"original mail as follows|-+ ?the header of the original message)[^\n]*\n",
+                   r"original mail as follows|-+ ?the header of the original message|"
+                   r"original message headers:?)[^\n]*\n",
                    re.IGNORECASE | re.MULTILINE)
 #: A notice that says delivery failed, in words: where flufl.bounce knows no detector for
 #: the mailer, the addresses such a notice names (other than its own) are the failed ones.
@@ -62,6 +64,8 @@ _FAILED = re.compile(r"error delivering|could not be delivered|couldn'?t be deli
 _FAILED_TO = re.compile(r"(?:delivering your (?:mail|message) to|could not be delivered "
                         r"to|failed to deliver to):? <?([\w.+=-]+@[\w-]+(?:\.[\w-]+)+)",
                         re.IGNORECASE | re.ASCII)
+_REPORTING = re.compile(r"(?:generating server|reporting-mta):\s*(?:dns;\s*)?([\w.-]+)",
+                        re.IGNORECASE)
 _ANY_ADDRESS = re.compile(r"[\w.+=-]+@[\w-]+(?:\.[\w-]+)+", re.ASCII)
 _NOT_RECIPIENTS = re.compile(r"^(?:mailer-daemon|postmaster|mail-daemon|root|noreply|"
                              r"no-reply|double-bounce)@", re.IGNORECASE)
@@ -74,7 +78,18 @@ def looks_like_bounce(msg: ParsedMessage) -> bool:
     return (msg.mail_from == "" or bool(_DAEMON.match(msg.from_address or ""))
             or bool(_SUBJECT.search(msg.subject or ""))
             or msg.header("x-failed-recipients") is not None
-            or mtas.family(msg) is not None)
+            or mtas.bounce_family(msg) is not None)
+
+
+def _from_a_mailer_we_know(msg: ParsedMessage) -> bool:
+    """A family we know wrote this bounce, and it can be no person's mail: the family is
+    known only by bounces, or the message comes from a mailer (null sender, a
+    MAILER-DAEMON or postmaster From). Then its notice names the failed addresses even in
+    words we do not know."""
+    if mtas.bounce_family(msg) is not None:
+        return True
+    return mtas.family(msg) is not None and (
+        msg.mail_from == "" or bool(_DAEMON.match(msg.from_address or "")))
 
 
 def _position(lowered_text: str, raw: object) -> tuple[int, str]:
@@ -84,20 +99,24 @@ def _position(lowered_text: str, raw: object) -> tuple[int, str]:
 
 
 def _context(text: str, address: str, others: Iterable[str] = ()) -> str:
-    """The words about ``address``: from where it is named to the next blank line, or to
-    the line that names another failed address (a transcript, one line per recipient)."""
+    """The words about ``address``: from each place it is named (up to three) to the next
+    blank line, or to the line that names another failed address (a transcript, one line
+    per recipient). Office 365 names the address twice: the second time with the server's
+    answer."""
     lowered = text.lower()
+    pieces: list[str] = []
     at = lowered.find(address)
-    if at < 0:
-        return ""
-    end = text.find("\n\n", at)
-    end = end if end > 0 else at + 600
-    line_end = text.find("\n", at)
-    for other in others:
-        there = lowered.find(other, line_end if line_end > 0 else at + len(address))
-        if at < there < end and other != address:
-            end = text.rfind("\n", at, there) + 1 or there
-    return text[at:end][:600]
+    while at >= 0 and len(pieces) < 3:
+        end = text.find("\n\n", at)
+        end = end if end > 0 else at + 600
+        line_end = text.find("\n", at)
+        for other in others:
+            there = lowered.find(other, line_end if line_end > 0 else at + len(address))
+            if at < there < end and other != address:
+                end = text.rfind("\n", at, there) + 1 or there
+        pieces.append(text[at:end][:600])
+        at = lowered.find(address, max(end, at + len(address)))
+    return " ".join(pieces)[:1200]
 
 
 def _named(msg: ParsedMessage, notice: str) -> list[str]:
@@ -105,7 +124,7 @@ def _named(msg: ParsedMessage, notice: str) -> list[str]:
     delivery failed (or a family we know wrote it): not the notice's own sender or
     recipient, not a mailer's box unless the failure names it ("error delivering your
     mail to <postmaster@...>")."""
-    if not _FAILED.search(notice) and mtas.family(msg) is None:
+    if not _FAILED.search(notice) and not _from_a_mailer_we_know(msg):
         return []
     own = {a.lower() for value in (msg.from_address, *msg.headers.get("to", ()))
            for a in _ANY_ADDRESS.findall(value or "")}
@@ -171,6 +190,8 @@ def detect(msg: ParsedMessage) -> Report | None:
     found = _failed(msg, text, notice, copy)
     if not found:
         return None
+    server = _REPORTING.search(notice)  # the server that wrote it (Office 365 names it)
+    reporting = server.group(1) if server else None
     bounces = []
     for address, is_permanent in found.items():
         context = _context(text, address, found)
@@ -187,7 +208,7 @@ def detect(msg: ParsedMessage) -> Report | None:
             status = status if status and status.startswith("4") else "4.0.0"
         hard, reason = hardness(status, context, hint=mtas.hint(msg, context),
                                 command=sent or mtas.command(msg, context),
-                                recipient=address)
+                                recipient=address, reporting=reporting)
         bounces.append(Bounced(address, hard, status, reason, " ".join(context.split())[:500]))
     return Report(Kind.BOUNCE, "legacy_bounce", recipients=unique(found),
                   bounces=tuple(bounces),

@@ -9,7 +9,12 @@ each naming its source. Each exposes ``detect(msg)`` (is this bounce one of thei
   transcript's replies, not its boilerplate);
 * ``recipient(msg, address)``: what it says of one recipient, and the command (old
   Sendmail's "While talking to" blocks);
-* ``PER_RECIPIENT = True``: each recipient's paragraph says all.
+* ``PER_RECIPIENT = True``: each recipient's paragraph says all;
+* ``BOUNCE_ONLY = True``: its ``detect`` matches only bounces (a mailer's sender, a
+  bounce's subject), so it is a bounce signal of its own. Most families are known by
+  headers every mail of theirs carries (GMX's, Zoho's, an ISP's domain, a relay's
+  Received line): those speak only for a message already known to be a bounce, never
+  for a person's reply.
 
 The first family in ``REGISTRY`` that recognises the bounce speaks for it; ``reasons``
 takes its reason before the general tables (as Sisimai takes its ``lhost`` modules').
@@ -48,7 +53,8 @@ from feedback_mta.reading.mtas import (
 )
 from feedback_mta.reading.parse import ParsedMessage
 
-__all__ = ["REGISTRY", "command", "family", "hint", "notice", "per_recipient", "recipient"]
+__all__ = ["REGISTRY", "bounce_family", "command", "family", "hint", "notice", "per_recipient",
+           "recipient"]
 
 #: Most specific first: a Google Groups refusal is also a Gmail notice.
 REGISTRY: tuple[ModuleType, ...] = (
@@ -90,6 +96,12 @@ def notice(msg: ParsedMessage, text: str) -> str:
     if found is None or not hasattr(found, "notice"):
         return text
     return str(found.notice(msg, text))
+
+
+def bounce_family(msg: ParsedMessage) -> ModuleType | None:
+    """The family, if its detection alone says the message is a bounce."""
+    found = family(msg)
+    return found if getattr(found, "BOUNCE_ONLY", False) else None
 
 
 def per_recipient(msg: ParsedMessage) -> bool:

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from feedback_mta.reading.parse import ParsedMessage
 
+#: Its ``detect`` matches only bounces (a mailer's sender or a bounce's subject): it is a
+#: bounce signal of its own.
+BOUNCE_ONLY = True
+
 PHRASES: dict[str, tuple[str, ...]] = {
     "filtered": ("mail delivery failed... user unknown",),
     "mailboxfull": ("the number of messages in recipient's mailbox exceeded the local limit.",),

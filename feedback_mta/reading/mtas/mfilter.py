@@ -11,6 +11,10 @@ import re
 
 from feedback_mta.reading.parse import ParsedMessage
 
+#: Its ``detect`` matches only bounces (a mailer's sender or a bounce's subject): it is a
+#: bounce signal of its own.
+BOUNCE_ONLY = True
+
 PHRASES: dict[str, tuple[str, ...]] = {}
 _COMMAND = re.compile(r"^-------SMTP command\s*\n\s*([A-Z]{4})", re.MULTILINE)
 

@@ -14,6 +14,10 @@ from itertools import pairwise
 
 from feedback_mta.reading.parse import ParsedMessage
 
+#: Its ``detect`` matches only bounces (a mailer's sender or a bounce's subject): it is a
+#: bounce signal of its own.
+BOUNCE_ONLY = True
+
 PHRASES: dict[str, tuple[str, ...]] = {}
 _BLOCK = re.compile(r"^While talking to [^\n]*:\n", re.MULTILINE)
 _SENT = re.compile(r"^>>> ([A-Z]{4})", re.MULTILINE)
