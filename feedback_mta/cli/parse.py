@@ -124,7 +124,7 @@ def _classify_all(files, book, markers, stream) -> tuple[list[dict[str, Any]], i
         return _rows(paths, book, markers, stream)
     import pickle
 
-    chunks = [paths[i:i + 32] for i in range(0, len(paths), 32)]
+    chunks = [paths[i:i + 16] for i in range(0, len(paths), 16)]
     readers = []
     for worker in range(1, workers):  # share 0 is this process's own
         reader, writer = os.pipe()
