@@ -114,17 +114,36 @@ PARALLEL_FROM = 200
 
 
 def _classify_all(files, book, markers, stream) -> tuple[list[dict[str, Any]], int]:
-    """Rows for every file, in order; written to ``stream`` as JSON lines, if given. A
-    mailbox-sized run is shared among processes, one per core (this one and workers forked
-    after the imports, so each starts at once); each takes every n-th chunk of the list, the
-    workers send back their lines, and all come out in the files' order."""
+    """Rows for every file, in the files' order; written to ``stream`` as JSON lines, if
+    given. A mailbox-sized run is shared among processes, one per core (``_shared``)."""
     paths = list(expand(files))
+    chunks = [paths[i:i + 16] for i in range(0, len(paths), 16)]
     workers = min(os.cpu_count() or 1, 8)
-    if len(paths) < PARALLEL_FROM or workers < 2 or not hasattr(os, "fork"):
-        return _rows(paths, book, markers, stream)
+    if len(paths) < PARALLEL_FROM or not hasattr(os, "fork"):
+        workers = 1
+    done = _shared(chunks, workers, book, markers)
+    rows: list[dict[str, Any]] = []
+    status = 0
+    for number in range(len(chunks)):
+        lines, errors = done[number]
+        for error in errors:
+            status = 1
+            print(error, file=sys.stderr)
+        for line in lines:
+            if stream is not None:
+                stream.write(line + "\n")
+            else:
+                rows.append(json.loads(line))
+    return rows, status
+
+
+def _shared(chunks: list[list[Path]], workers: int, book: AddressBook | None,
+            markers: Sequence[str] | None) -> dict[int, tuple[list[str], list[str]]]:
+    """Each chunk's lines and errors, by its number. With several workers, this process
+    and ``workers - 1`` forked after the imports (so each starts at once) take every n-th
+    chunk; the forked ones send theirs back pickled."""
     import pickle
 
-    chunks = [paths[i:i + 16] for i in range(0, len(paths), 16)]
     readers = []
     for worker in range(1, workers):  # share 0 is this process's own
         reader, writer = os.pipe()
@@ -143,7 +162,6 @@ def _classify_all(files, book, markers, stream) -> tuple[list[dict[str, Any]], i
         os.close(writer)
         readers.append((pid, reader))
     done = {n: _chunk(chunks[n], book, markers) for n in range(0, len(chunks), workers)}
-    status = 0
     for pid, reader in readers:
         with os.fdopen(reader, "rb") as source:
             data = source.read()
@@ -151,24 +169,12 @@ def _classify_all(files, book, markers, stream) -> tuple[list[dict[str, Any]], i
         if code != 0 or not data:
             raise RuntimeError(f"parse worker {pid} failed (status {code})")
         done.update(pickle.loads(data))  # noqa: S301 - our own child's output
-    rows: list[dict[str, Any]] = []
-    for number in range(len(chunks)):
-        lines, errors = done[number]
-        for error in errors:
-            status = 1
-            print(error, file=sys.stderr)
-        for line in lines:
-            if stream is not None:
-                stream.write(line + "\n")
-            else:
-                rows.append(json.loads(line))
-    return rows, status
+    return done
 
 
 def _chunk(paths: list[Path], book: AddressBook | None, markers: Sequence[str] | None
            ) -> tuple[list[str], list[str]]:
-    """One chunk of a worker's share: JSON lines, and the errors of files it could not
-    read."""
+    """One chunk: JSON lines, and the errors of files it could not read."""
     lines, errors = [], []
     for file in paths:
         try:
@@ -176,22 +182,6 @@ def _chunk(paths: list[Path], book: AddressBook | None, markers: Sequence[str] |
         except OSError as exc:
             errors.append(f"feedback-mta: error: {file}: {exc.strerror or exc}")
     return lines, errors
-
-
-def _rows(paths, book, markers, stream) -> tuple[list[dict[str, Any]], int]:
-    rows, status = [], 0
-    for file in paths:
-        try:
-            row = classify_file(file, book, markers)
-        except OSError as exc:
-            status = 1
-            print(f"feedback-mta: error: {file}: {exc.strerror or exc}", file=sys.stderr)
-            continue
-        if stream is not None:
-            stream.write(json.dumps(row, ensure_ascii=False) + "\n")
-        else:
-            rows.append(row)
-    return rows, status
 
 
 def main(argv: Sequence[str]) -> int:

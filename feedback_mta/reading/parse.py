@@ -112,10 +112,12 @@ class ParsedMessage:
     def plain(self) -> str:
         """The ``text/plain`` parts decoded by the standard library: enough for the markers
         report formats look for (a JSON body, a bounce's wording) at a fraction of
-        mail-parser's cost; replies, where every charset detail matters, use ``text``."""
+        mail-parser's cost; replies, where every charset detail matters, use ``text``.
+        Lines end in LF, whatever the message used."""
         if "bodies" in self._memo:
-            return str(self._memo["bodies"][0])
-        return self.memo("plain", lambda: _stdlib_text(self.message, html=False)[0])
+            return str(self._memo["bodies"][0]).replace("\r\n", "\n")
+        return self.memo("plain", lambda: _stdlib_text(self.message, html=False)[0].replace(
+            "\r\n", "\n"))
 
     @property
     def html(self) -> str:
@@ -251,15 +253,19 @@ def _stdlib_text(message: Message, html: bool = True) -> tuple[str, str]:
         ctype = part.get_content_type()
         if ctype not in wanted:
             continue
-        payload = part.get_payload(decode=True) or b""
-        assert isinstance(payload, bytes)
-        charset = part.get_content_charset() or "utf-8"
-        try:
-            decoded = payload.decode(charset, "replace")
-        except (LookupError, ValueError, TypeError):  # unknown, or "utf-8\0" (ValueError)
-            decoded = payload.decode("utf-8", "replace")
-        (text if ctype == "text/plain" else html_parts).append(decoded)
+        (text if ctype == "text/plain" else html_parts).append(part_text(part))
     return "\n".join(text), "\n".join(html_parts)
+
+
+def part_text(part: Message) -> str:
+    """A leaf part's content, decoded by its charset (UTF-8 when it names none or one
+    Python does not know), with replacement; never raises."""
+    payload = part.get_payload(decode=True) or b""
+    assert isinstance(payload, bytes)
+    try:
+        return payload.decode(part.get_content_charset() or "utf-8", "replace")
+    except (LookupError, ValueError, TypeError):  # unknown, or "utf-8\0" (ValueError)
+        return payload.decode("utf-8", "replace")
 
 
 def _envelope(headers: Mapping[str, tuple[str, ...]]) -> tuple[str | None, tuple[str, ...]]:

@@ -37,7 +37,7 @@ from feedback_mta.reading import local_agents, remote_hosts
 from feedback_mta.reading.reason_words import WORDS
 
 __all__ = ["PROBES", "STATUS", "WORDS", "Facts", "command_in", "decide", "is_hard", "prefer",
-           "reason", "reply_in", "status_in"]
+           "preferred_status", "reason", "reply_in", "status_in"]
 
 #: RFC 3463 enhanced status -> reason (go-sisimai ``smtp/status.Name``).
 STATUS = {
@@ -239,19 +239,12 @@ def decide(f: Facts) -> str:
         return f.hint
     if f.status.startswith("2."):
         return "delivered"
-    found = ""
     if f.kind in ("SMTP", ""):
         found = next((name for name, probe in PROBES if probe(f)), "")
-    if found and found != "undefined":
-        return found
-    found = _another(f)
-    if found == "undefined":
-        found = ""
-    if not found and f.action == "delayed":
-        found = "expired"
-    if found:
-        return found
-    return "onhold" if f.text else (f.hint or "undefined")
+        if found:
+            return found
+    found = _another(f) or ("expired" if f.action == "delayed" else "")
+    return found or ("onhold" if f.text else f.hint or "undefined")
 
 
 def _another(f: Facts) -> str:
@@ -390,6 +383,14 @@ def prefer(field: str | None, said: str | None, reply: str = "") -> str:
     return field
 
 
+def preferred_status(field: str | None, text: str) -> tuple[str, str]:
+    """(the status that says most: the report's field or a code in the server's words
+    (``prefer``); the SMTP reply code in the words)."""
+    said = status_in(text)
+    reply = reply_in(text, said or field)
+    return prefer(field, said, reply), reply
+
+
 def reason(status: str | None, diagnostic: str | None = None, *, command: str = "",
            action: str = "", kind: str = "", hint: str = "", remote: str | None = None,
            recipient: str | None = None, reporting: str | None = None) -> str:
@@ -398,9 +399,7 @@ def reason(status: str | None, diagnostic: str | None = None, *, command: str = 
     diagnostic type, a reason the bounce's format knows (``hint``), the server that
     refused (``remote``), the one that wrote the bounce (``reporting``) and the address."""
     raw = " ".join((diagnostic or "").split())
-    said = status_in(raw)
-    reply = reply_in(raw, said or status)
-    status = prefer(status, said, reply)
+    status, reply = preferred_status(status, raw)
     facts = Facts(status=status, text=raw.lower(), command=command or command_in(raw),
                   reply=reply, action=action.lower(), kind=kind.upper(), hint=hint)
     if not hint or hint in RETRIED:  # a mailbox's or a big server's own words come first

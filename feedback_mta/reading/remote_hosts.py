@@ -632,8 +632,9 @@ def _coded(name: str, text: str, status: str, reply: str) -> str:
     return ""
 
 
-#: Servers that name their refusals by code: Cox and Spectrum (``AUP#CODE``), GoDaddy
-#: (``IB``codes), Orange and La Poste (``LPN007_416``, ``OFR_999``).
+#: Servers that name their refusals by code: Cox (``AUP#CODE``), GoDaddy (``IB`` codes),
+#: Orange and La Poste (``LPN007_416``, ``OFR_999``), Facebook (``RCP-P2``: the
+#: recipient's preferences). Spectrum's ``AUP#`` codes go by range (``SPECTRUM``).
 CODES: dict[str, dict[str, str]] = {
     "cox": {
         "CXBL": "blocked", "CXDNS": "requireptr", "CXSNDR": "authfailure",
@@ -661,21 +662,19 @@ CODES: dict[str, dict[str, str]] = {
         "505": "systemerror", "506": "spamdetected", "510": "blocked", "514": "mesgtoobig",
         "517": "authfailure", "630": "policyviolation", "999": "blocked",
     },
+    "facebook": {
+        "POL-P7": "authfailure", "POL-P1": "blocked", "POL-P2": "blocked", "POL-P3": "blocked",
+        "POL-P4": "blocked", "POL-T1": "blocked", "POL-T2": "blocked", "POL-T3": "blocked",
+        "MSG-P2": "contenterror", "RCP-P2": "filtered", "RCP-P3": "filtered",
+        "MSG-P1": "mesgtoobig", "INT-P2": "mesgtoobig", "MSG-P3": "notcompliantrfc",
+        "DNS-P1": "rejected", "DNS-P2": "rejected", "DNS-T1": "rejected", "DNS-P3": "requireptr",
+        "DNS-T2": "requireptr", "POL-P6": "spamdetected", "RCP-T4": "suspend",
+        "RCP-T1": "systemerror", "CON-T1": "toomanyconn", "CON-T2": "toomanyconn",
+        "CON-T3": "toomanyconn", "CON-T4": "toomanyconn", "MSG-T1": "toomanyconn",
+        "RCP-P1": "userunknown", "INT-P1": "userunknown", "INT-P3": "userunknown",
+        "INT-P4": "userunknown", "POL-P5": "virusdetected",
+    },
 }
-#: Facebook's codes (``RCP-P2``: the recipient's preferences).
-FACEBOOK = {
-    "POL-P7": "authfailure", "POL-P1": "blocked", "POL-P2": "blocked", "POL-P3": "blocked",
-    "POL-P4": "blocked", "POL-T1": "blocked", "POL-T2": "blocked", "POL-T3": "blocked",
-    "MSG-P2": "contenterror", "RCP-P2": "filtered", "RCP-P3": "filtered",
-    "MSG-P1": "mesgtoobig", "INT-P2": "mesgtoobig", "MSG-P3": "notcompliantrfc",
-    "DNS-P1": "rejected", "DNS-P2": "rejected", "DNS-T1": "rejected", "DNS-P3": "requireptr",
-    "DNS-T2": "requireptr", "POL-P6": "spamdetected", "RCP-T4": "suspend",
-    "RCP-T1": "systemerror", "CON-T1": "toomanyconn", "CON-T2": "toomanyconn",
-    "CON-T3": "toomanyconn", "CON-T4": "toomanyconn", "MSG-T1": "toomanyconn",
-    "RCP-P1": "userunknown", "INT-P1": "userunknown", "INT-P3": "userunknown",
-    "INT-P4": "userunknown", "POL-P5": "virusdetected",
-}
-_FACEBOOK = re.compile(r"\b([a-z]{3}-[pt]\d)\b")
 #: Spectrum's AUP# codes by range: (lowest, highest, reason).
 SPECTRUM = (
     (1000, 1000, "blocked"), (1010, 1010, "rejected"), (1020, 1080, "rejected"),
@@ -685,28 +684,25 @@ SPECTRUM = (
     (1530, 1530, "mesgtoobig"), (1540, 1550, "speeding"), (1560, 1560, "policyviolation"),
     (1580, 1580, "speeding"),
 )
-_AUP = re.compile(r"aup#(\w+)")
+#: Where each server's code stands in its words (lower-cased).
+CODE_IN = {
+    "cox": re.compile(r"aup#(\w+)"),
+    "godaddy": re.compile(r"\b(ib\d{3})\b"),
+    "franceptt": re.compile(r"\b(?:lpn|lpnaaa|ofr|ouk)\d*[_-](\d{3})\b"),
+    "facebook": re.compile(r"\b([a-z]{3}-[pt]\d)\b"),
+}
 _AUP_NUMBER = re.compile(r"aup#\D*(\d{4})")
-_IB = re.compile(r"\b(ib\d{3})\b")
-_PTT = re.compile(r"\b(?:lpn|lpnaaa|ofr|ouk)\d*[_-](\d{3})\b")
 
 
 def _by_code(name: str, text: str) -> str:
     """The reason a server's own error code names, or ""."""
-    if name == "facebook":
-        found = _FACEBOOK.search(text)
-        return FACEBOOK.get(found.group(1).upper(), "") if found else ""
-    if name == "cox":
-        found = _AUP.search(text)
-        return CODES["cox"].get(found.group(1).upper(), "") if found else ""
     if name == "spectrum":
         found = _AUP_NUMBER.search(text)
         number = int(found.group(1)) if found else -1
         return next((r for low, high, r in SPECTRUM if low <= number <= high), "")
-    pattern = _IB if name == "godaddy" else _PTT if name == "franceptt" else None
+    pattern = CODE_IN.get(name)
     found = pattern.search(text) if pattern else None
-    return CODES[name].get(found.group(1).upper() if name == "godaddy" else found.group(1),
-                           "") if found else ""
+    return CODES[name].get(found.group(1).upper(), "") if found else ""
 
 
 def server(remote: str | None, domain: str | None, reporting: str | None = None) -> str:
@@ -731,7 +727,7 @@ def reason(remote: str | None, domain: str | None, text: str, status: str = "",
     name = server(remote, domain, reporting)
     if not name or not text:
         return ""
-    by_code = _by_code(name, text) if name in CODES or name in ("facebook", "spectrum") else ""
+    by_code = _by_code(name, text)
     if by_code:
         return by_code
     if name in CODED:

@@ -83,15 +83,6 @@ def _hostname(field: str | None) -> str:
     return words[0].strip("[]") if words else ""
 
 
-def _host(msg: ParsedMessage, name: str) -> str:
-    """A per-message DSN field's host (the first block of the first report)."""
-    for part in msg.parts("message/delivery-status"):
-        blocks = part.get_payload()
-        if isinstance(blocks, list) and blocks and isinstance(blocks[0], Message):
-            return _hostname(blocks[0].get(name))
-    return ""
-
-
 #: PowerMTA's own per-recipient field names its reason (``X-PowerMTA-BounceCategory``;
 #: go-sisimai ``rfc3464/powermta.go``).
 _POWERMTA = {
@@ -181,8 +172,9 @@ def detect(msg: ParsedMessage) -> Report | None:
     # The first block is per-message (Reporting-MTA); the rest are per-recipient.
     failed = [one for one in (_failed(block, delivered) for joined in blocks
                               for block in _recipients_of(joined)) if one is not None]
-    reporting = _host(msg, "Reporting-MTA") or next(
-        (_hostname(b.get("Reporting-MTA")) for b in blocks if "Reporting-MTA" in b), "")
+    # The per-message block (the first) names the server that wrote the report.
+    reporting = next((_hostname(b.get("Reporting-MTA")) for b in blocks
+                      if "Reporting-MTA" in b), "")
     words = mtas.notice(msg, whole)  # what of the notice speaks of the recipient
     bounces = [_bounced(msg, one, words if len(failed) == 1 else "", whole, reporting)
                for one in failed]
@@ -208,8 +200,7 @@ def _bounced(msg: ParsedMessage, one: _Failed, words: str, whole: str,
     comment = one.status.partition("(")[2].rstrip(")")  # "5.2.1 (mailbox disabled)"
     if comment and comment.lower() not in text.lower():
         text = f"{text} {comment}".strip()
-    said = reasons.status_in(text)
-    status = reasons.prefer(status_of(one.status), said, reasons.reply_in(text, said)) or None
+    status = reasons.preferred_status(status_of(one.status), text)[0] or None
     if one.action == "delayed" and not (status or "").startswith("4"):
         status = "4.0.0"  # delayed is temporary, whatever code it quotes
     command = reasons.command_in(one.diagnostic) or reasons.command_in(whole)

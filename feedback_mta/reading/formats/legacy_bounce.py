@@ -184,7 +184,7 @@ def _failed(msg: ParsedMessage, text: str, notice: str,
 def detect(msg: ParsedMessage) -> Report | None:
     if not looks_like_bounce(msg):
         return None
-    text = (msg.plain or "").replace("\r\n", "\n")
+    text = msg.plain or ""
     copy = _COPY.search(text)  # where the returned copy starts, if the bounce quotes it
     notice = text[:copy.start()] if copy else text
     found = _failed(msg, text, notice, copy)

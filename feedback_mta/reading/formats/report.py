@@ -16,7 +16,7 @@ from email.message import Message
 from typing import TYPE_CHECKING
 
 from feedback_mta.kinds import Kind
-from feedback_mta.reading.parse import POLICY
+from feedback_mta.reading.parse import POLICY, part_text
 
 if TYPE_CHECKING:
     from feedback_mta.reading.parse import ParsedMessage
@@ -139,12 +139,7 @@ def _notice(msg: ParsedMessage) -> str:
         if ctype in _MACHINE:
             break
         if ctype == "text/plain":
-            payload = part.get_payload(decode=True) or b""
-            assert isinstance(payload, bytes)
-            try:
-                texts.append(payload.decode(part.get_content_charset() or "utf-8", "replace"))
-            except (LookupError, ValueError):
-                texts.append(payload.decode("utf-8", "replace"))
+            texts.append(part_text(part))
     return " ".join(" ".join(texts).split())
 
 

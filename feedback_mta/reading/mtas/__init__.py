@@ -1,6 +1,6 @@
 """Families of mail servers whose bounces need rules of their own: one module per family,
-each naming its source. Each exposes ``detect(msg)`` (is this bounce one of theirs?) and
-``PHRASES`` (reason -> the family's own words), and, where words are not enough:
+each naming its source. Each exposes ``detect(msg)`` (is this bounce one of theirs?),
+mostly ``PHRASES`` (reason -> the family's own words), and, where words are not enough:
 
 * ``hint(msg, text)``: a reason its layout or codes pin down (Exchange's hex codes);
 * ``command(msg, text)``: the SMTP command its words say was answered (qmail's "does not
@@ -25,6 +25,7 @@ Adding a family is adding a module and a line here, plus its samples in the corp
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
 from feedback_mta.reading.mtas import (
     biglobe,
@@ -89,55 +90,53 @@ def family(msg: ParsedMessage) -> ModuleType | None:
     return msg.memo("mta_family", lambda: next((m for m in REGISTRY if m.detect(msg)), None))
 
 
-def notice(msg: ParsedMessage, text: str) -> str:
-    """The part of a bounce's notice (``text``) that speaks of its recipient: all of it,
-    unless the family says which part (Sendmail: its transcript's replies)."""
-    found = family(msg)
-    if found is None or not hasattr(found, "notice"):
-        return text
-    return str(found.notice(msg, text))
+def _hook(msg: ParsedMessage, name: str) -> Any:
+    """The family's ``name`` (a function or a flag), or None when it has none."""
+    return getattr(family(msg), name, None)
 
 
 def bounce_family(msg: ParsedMessage) -> ModuleType | None:
     """The family, if its detection alone says the message is a bounce."""
-    found = family(msg)
-    return found if getattr(found, "BOUNCE_ONLY", False) else None
+    return family(msg) if _hook(msg, "BOUNCE_ONLY") else None
 
 
 def per_recipient(msg: ParsedMessage) -> bool:
     """Does each recipient's paragraph say all (no need to read the whole notice for a lone
     recipient)?"""
-    return bool(getattr(family(msg), "PER_RECIPIENT", False))
+    return bool(_hook(msg, "PER_RECIPIENT"))
+
+
+def notice(msg: ParsedMessage, text: str) -> str:
+    """The part of a bounce's notice (``text``) that speaks of its recipient: all of it,
+    unless the family says which part (Sendmail: its transcript's replies)."""
+    read = _hook(msg, "notice")
+    return str(read(msg, text)) if read else text
 
 
 def recipient(msg: ParsedMessage, address: str) -> tuple[str, str] | None:
     """(what the bounce says of ``address``, the SMTP command it answered) where the
     family knows better than the lines next to the address (old Sendmail's transcript
     blocks), else None."""
-    found = family(msg)
-    if found is None or not hasattr(found, "recipient"):
+    read = _hook(msg, "recipient")
+    if read is None:
         return None
-    text, sent = found.recipient(msg, address)
+    text, sent = read(msg, address)
     return str(text), str(sent)
 
 
 def command(msg: ParsedMessage, text: str) -> str:
     """The SMTP command a family's words say the server answered (qmail: "does not like
     recipient" is RCPT), or ""."""
-    found = family(msg)
-    if found is None or not hasattr(found, "command"):
-        return ""
-    return str(found.command(msg, text))
+    read = _hook(msg, "command")
+    return str(read(msg, text)) if read else ""
 
 
 def hint(msg: ParsedMessage, text: str) -> str:
     """The reason the family's own words give for one recipient (``text``: what the
     bounce says of it), or ""."""
-    found = family(msg)
-    if found is None:
-        return ""
     lowered = text.lower()
-    for reason, phrases in found.PHRASES.items():
+    for reason, phrases in (_hook(msg, "PHRASES") or {}).items():
         if any(phrase in lowered for phrase in phrases):
             return str(reason)
-    return str(found.hint(msg, text)) if hasattr(found, "hint") else ""
+    read = _hook(msg, "hint")
+    return str(read(msg, text)) if read else ""

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from feedback_mta.reading.parse import ParsedMessage
 
-#: Its ``detect`` matches only bounces (a mailer's sender or a bounce's subject): it is a
-#: bounce signal of its own.
-BOUNCE_ONLY = True
+BOUNCE_ONLY = True  # its detect matches bounces only: a bounce signal (``mtas``)
 
 PHRASES: dict[str, tuple[str, ...]] = {
     "expired": ("could not deliver for the last ",),

@@ -11,7 +11,6 @@ import re
 
 from feedback_mta.reading.parse import ParsedMessage
 
-PHRASES: dict[str, tuple[str, ...]] = {}
 CODES = {
     "000c05a6": "userunknown",  # Unknown Recipient
     "000c0595": "filtered",  # Ambiguous Recipient

@@ -10,11 +10,7 @@ from __future__ import annotations
 
 from feedback_mta.reading.parse import ParsedMessage
 
-#: Its ``detect`` matches only bounces (a mailer's sender or a bounce's subject): it is a
-#: bounce signal of its own.
-BOUNCE_ONLY = True
-
-PHRASES: dict[str, tuple[str, ...]] = {}
+BOUNCE_ONLY = True  # its detect matches bounces only: a bounce signal (``mtas``)
 
 
 def detect(msg: ParsedMessage) -> bool:

@@ -11,11 +11,8 @@ import re
 
 from feedback_mta.reading.parse import ParsedMessage
 
-#: Its ``detect`` matches only bounces (a mailer's sender or a bounce's subject): it is a
-#: bounce signal of its own.
-BOUNCE_ONLY = True
+BOUNCE_ONLY = True  # its detect matches bounces only: a bounce signal (``mtas``)
 
-PHRASES: dict[str, tuple[str, ...]] = {}
 _COMMAND = re.compile(r"^-------SMTP command\s*\n\s*([A-Z]{4})", re.MULTILINE)
 
 
@@ -24,5 +21,5 @@ def detect(msg: ParsedMessage) -> bool:
 
 
 def command(msg: ParsedMessage, text: str) -> str:
-    found = _COMMAND.search((msg.plain or "").replace("\r\n", "\n"))
+    found = _COMMAND.search(msg.plain or "")
     return found.group(1) if found else ""

@@ -13,7 +13,6 @@ import re
 
 from feedback_mta.reading.parse import ParsedMessage
 
-PHRASES: dict[str, tuple[str, ...]] = {}
 _REPLIES = re.compile(r"^<<< (.+)$", re.MULTILINE)
 
 

@@ -14,11 +14,8 @@ from itertools import pairwise
 
 from feedback_mta.reading.parse import ParsedMessage
 
-#: Its ``detect`` matches only bounces (a mailer's sender or a bounce's subject): it is a
-#: bounce signal of its own.
-BOUNCE_ONLY = True
+BOUNCE_ONLY = True  # its detect matches bounces only: a bounce signal (``mtas``)
 
-PHRASES: dict[str, tuple[str, ...]] = {}
 _BLOCK = re.compile(r"^While talking to [^\n]*:\n", re.MULTILINE)
 _SENT = re.compile(r"^>>> ([A-Z]{4})", re.MULTILINE)
 _REPLY = re.compile(r"^<<< (.*)$", re.MULTILINE)
@@ -33,7 +30,7 @@ def detect(msg: ParsedMessage) -> bool:
 
 
 def _block(msg: ParsedMessage, address: str) -> str:
-    text = (msg.plain or "").replace("\r\n", "\n").split("----- Unsent message follows")[0]
+    text = (msg.plain or "").split("----- Unsent message follows")[0]
     starts = [m.start() for m in _BLOCK.finditer(text)] + [len(text)]
     for start, end in pairwise(starts):
         if address in text[start:end].lower():
