@@ -20,6 +20,8 @@ from email.message import Message
 from email.utils import getaddresses
 from typing import Any, TypeVar
 
+from feedback_mta.reading import mime
+
 T = TypeVar("T")
 
 # mail-parser warns on stderr of every multipart it does not turn into text (a bounce's
@@ -161,7 +163,9 @@ def parse(raw: bytes, mail_from: str | None = None, rcpt_tos: tuple[str, ...] = 
     if containers > MAX_MULTIPARTS:
         raise ParseError(f"more than {MAX_MULTIPARTS} multipart containers ({containers})")
     try:
-        message = email.message_from_bytes(_short_boundaries(raw), policy=POLICY)
+        message = mime.read(raw.decode("ascii", "surrogateescape"), POLICY)
+        if message is None:  # not well-formed: the standard library knows how to recover
+            message = email.message_from_bytes(_short_boundaries(raw), policy=POLICY)
     except Exception as exc:  # RecursionError on absurd nesting, ...
         raise ParseError(f"{type(exc).__name__}: {exc}") from exc
     headers = _stdlib_headers(message)

@@ -8,7 +8,6 @@ Attribution to a contact happens later (``attribution``); nothing here touches a
 
 from __future__ import annotations
 
-import email
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from email.message import Message
 from typing import TYPE_CHECKING
 
 from feedback_mta.kinds import Kind
+from feedback_mta.reading import mime
 from feedback_mta.reading.parse import POLICY, part_text
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def unfold(value: str | None) -> str:
 
 def headers_only(text: str) -> Message:
     """A header block given as text (``text/rfc822-headers``, a bounce's quoted copy)."""
-    return email.message_from_string(text.lstrip("\r\n"), policy=POLICY)
+    return mime.message_from_string(text.lstrip("\r\n"), POLICY)
 
 
 def original(msg: ParsedMessage) -> Message | None:
