@@ -17,19 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from feedback_mta import bounces
+from feedback_mta.markers import NOTIFICATION_MARKERS
 
 ENV_CONFIG = "FEEDBACK_MTA_CONFIG"
 ENV_DATABASE_URL = "FEEDBACK_MTA_DATABASE_URL"
 DEFAULT_CONFIG_PATHS = ("config/feedback-mta.toml", "/etc/feedback-mta/feedback-mta.toml")
-
-#: Lines of our lead notification that say how to use it; wherever one appears in a reply,
-#: what follows is the quoted notification (``[replies] markers``'s default; lower-case
-#: substrings, matched after accents are folded).
-NOTIFICATION_MARKERS = (
-    "reply spam to flag",
-    "reply not spam to undo",
-    "reply not spam to restore",
-)
 
 #: The secret shipped in the example config; serving with it logs a warning.
 EXAMPLE_SECRET = "change-me-this-is-the-example-secret-key"

@@ -305,15 +305,16 @@ def test_renamed_boundaries_read_exactly_as_the_originals():
 
 
 def test_our_flufl_scan_finds_what_flufl_bounce_finds():
-    """``formats.flufl_scan`` runs flufl.bounce's detectors with a faster SimpleMatch: on
-    every sample flufl.bounce reads without raising, the same addresses, temporary and
-    permanent; and the faster detector does run (it finds some)."""
+    """``formats.flufl_scan`` runs flufl.bounce's detectors with a faster SimpleMatch and
+    SimpleWarning: on every sample flufl.bounce reads without raising, the same addresses,
+    temporary and permanent; and the faster detectors do run (they find some)."""
     from flufl.bounce._detectors.simplematch import SimpleMatch
+    from flufl.bounce._detectors.simplewarning import SimpleWarning
 
     from feedback_mta.reading.formats import flufl_scan
 
     files = sorted(REPORTS.glob("*.eml")) + sorted((FIXTURES / "sisimai" / "eml").glob("*.eml"))
-    compared = by_simple_match = 0
+    compared = by_simple_match = by_simple_warning = 0
     for file in files:
         message = parse(file.read_bytes()).message
         try:
@@ -322,6 +323,8 @@ def test_our_flufl_scan_finds_what_flufl_bounce_finds():
             continue
         assert flufl_scan.all_failures(message) == theirs, file.name
         assert flufl_scan.SimpleMatch().process(message) == SimpleMatch().process(message)
+        assert flufl_scan.SimpleWarning().process(message) == SimpleWarning().process(message)
         compared += 1
         by_simple_match += bool(flufl_scan.SimpleMatch().process(message)[1])
-    assert compared > 600 and by_simple_match > 50
+        by_simple_warning += bool(flufl_scan.SimpleWarning().process(message)[0])
+    assert compared > 600 and by_simple_match > 50 and by_simple_warning > 0

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import TYPE_CHECKING
 
-from feedback_mta.config import NOTIFICATION_MARKERS
+from feedback_mta.markers import NOTIFICATION_MARKERS
 
 if TYPE_CHECKING:  # parse pulls in mail-parser
     from feedback_mta.reading.parse import ParsedMessage
