@@ -3,8 +3,8 @@ stopping at the first that finds an address), with two differences:
 
 * its generic ``SimpleMatch`` and ``SimpleWarning`` detectors read the bounce's lines once
   instead of once per pattern set (they have 42 and 6), and skip a set whose start pattern
-  is nowhere in the text (one search of the whole text, where flufl.bounce searches each
-  line): the same matches, a small part of the time (they were a fifth of a mailbox-wide
+  is nowhere in the text (its first words looked up in the whole text, or one search of
+  it, where flufl.bounce searches each line): the same matches, a small part of the time (they were a fifth of a mailbox-wide
   ``parse``);
 * a detector that raises is skipped (flufl.bounce gives up on the whole message).
 
@@ -41,19 +41,52 @@ def _in_whole_text(pattern: re.Pattern[str]) -> re.Pattern[str] | None:
     return pattern
 
 
+_META = frozenset(".^$*+?{}[]|()")
+
+
+def _literal(pattern: re.Pattern[str]) -> str:
+    """The words every match of ``pattern`` starts with, lower-cased (at least 4 ASCII
+    characters, else ""): in an ASCII text, a set whose start pattern's words are not in
+    the lower-cased text cannot start, and ``in`` finds that many times faster than a
+    case-insensitive search."""
+    source = pattern.pattern
+    words: list[str] = []
+    at = 1 if source.startswith("^") else 0
+    while at < len(source):
+        char = source[at]
+        if char == "\\" and at + 1 < len(source) and not source[at + 1].isalnum():
+            words.append(source[at + 1])  # an escaped punctuation mark stands for itself
+            at += 2
+        elif char == "\\" or char in _META:
+            break
+        else:
+            words.append(char)
+            at += 1
+    if at < len(source) and source[at] in "*+?{" and words:
+        words.pop()  # the last one is optional or repeated
+    literal = "".join(words).lower()
+    return literal if len(literal) >= 4 and literal.isascii() else ""
+
+
 class SimpleMatch(simplematch.SimpleMatch):
     """``SimpleMatch`` with the lines read once, and pattern sets that cannot start
     skipped."""
 
     STARTS = tuple(_in_whole_text(start) for start, _, _ in simplematch.PATTERNS)
+    LITERALS = tuple(_literal(start) for start, _, _ in simplematch.PATTERNS)
 
     def process(self, msg: Message) -> tuple[Found, Found]:
         lines = list(body_line_iterator(msg))
         text = "\n".join(lines)
+        lowered = text.lower() if text.isascii() else None
         addresses: set[bytes] = set()
-        for (scre, ecre, acre), start in zip(self.PATTERNS, self.STARTS, strict=True):
-            if start is not None and not start.search(text):
-                continue  # no line can match scre: the loop below would find nothing
+        for (scre, ecre, acre), start, literal in zip(self.PATTERNS, self.STARTS,
+                                                      self.LITERALS, strict=True):
+            if lowered is not None and literal:
+                if literal not in lowered:
+                    continue  # no line can match scre: the loop below would find nothing
+            elif start is not None and not start.search(text):
+                continue
             seen = False
             for line in lines:
                 if not seen and scre.search(line):
@@ -75,6 +108,7 @@ class SimpleWarning(SimpleMatch):
 
     PATTERNS = simplewarning.PATTERNS
     STARTS = tuple(_in_whole_text(start) for start, _, _ in simplewarning.PATTERNS)
+    LITERALS = tuple(_literal(start) for start, _, _ in simplewarning.PATTERNS)
 
     def process(self, msg: Message) -> tuple[Found, Found]:
         _, found = super().process(msg)
