@@ -73,6 +73,10 @@ PLATFORM_HEADERS = [
     ("Exchange 2003", "X-Mailer: Internet Mail Service (5.5.2653.19)"),
     ("OpenSMTPD relay", "Received: from mx.dealer.test (OpenSMTPD) with ESMTPSA id 5a1f"),
     ("au one net", "From: Dealer <boss@x0000.dion.ne.jp>"),
+    ("Apache James", "Message-ID: <1.2.JavaMail.boss@dealer.test>\n"
+                     "Received: from pc.dealer.test by mx.dealer.test (JAMES SMTP Server 2.3.1)"),
+    ("an fml list", "X-MLServer: fml [fml 4.0.3 release (20011202/4.0.3)]\n"
+                    "Message-ID: <202612021000.FMLAAA1234.sales@dealer.test>"),
 ]
 
 

@@ -273,37 +273,6 @@ def test_ses_json_folded_by_the_sns_mailer_is_read():
         ("5.1.1", "userunknown", True)]
 
 
-def test_renamed_boundaries_read_exactly_as_the_originals():
-    """``parse`` renames MIME boundaries before the stdlib parser sees a message its own
-    reader leaves to it (so their patterns come from the ``re`` cache): on every sample,
-    ours and Sisimai's, the parts, their headers bar the boundary parameter, and their
-    payloads must be what the untouched message gives."""
-    import email
-    import re
-
-    from feedback_mta.reading.parse import _BOUNDARY, POLICY, _short_boundaries
-
-    def shape(message, boundaries):
-        def bare(payload):  # where a broken part shows its boundaries as text
-            for boundary in boundaries:
-                payload = re.sub(boundary, b"B", payload)
-            return payload
-        return [(part.get_content_type(), part.get_filename(),
-                 bare(part.get_payload(decode=True)) if not part.is_multipart() else None)
-                for part in message.walk()]
-
-    files = sorted(REPORTS.glob("*.eml")) + sorted((FIXTURES / "sisimai" / "eml").glob("*.eml"))
-    renamed = 0
-    for file in files:
-        raw = file.read_bytes()
-        ours = email.message_from_bytes(_short_boundaries(raw), policy=POLICY)
-        plain = email.message_from_bytes(raw, policy=POLICY)
-        either = [re.escape(a or b) for a, b in _BOUNDARY.findall(raw)] + [rb"=_fm\d+_="]
-        assert shape(ours, either) == shape(plain, either), file.name
-        renamed += plain.get_boundary() not in (None, ours.get_boundary())
-    assert renamed > 400  # the renaming did happen, on most multipart samples
-
-
 def test_our_flufl_scan_finds_what_flufl_bounce_finds():
     """``formats.flufl_scan`` runs flufl.bounce's detectors with a faster SimpleMatch and
     SimpleWarning: on every sample flufl.bounce reads without raising, the same addresses,

@@ -165,7 +165,7 @@ def parse(raw: bytes, mail_from: str | None = None, rcpt_tos: tuple[str, ...] = 
     try:
         message = mime.read(raw.decode("ascii", "surrogateescape"), POLICY)
         if message is None:  # not well-formed: the standard library knows how to recover
-            message = email.message_from_bytes(_short_boundaries(raw), policy=POLICY)
+            message = email.message_from_bytes(raw, policy=POLICY)
     except Exception as exc:  # RecursionError on absurd nesting, ...
         raise ParseError(f"{type(exc).__name__}: {exc}") from exc
     headers = _stdlib_headers(message)
@@ -188,30 +188,6 @@ def parse(raw: bytes, mail_from: str | None = None, rcpt_tos: tuple[str, ...] = 
         message=message,
         raw=raw,
     )
-
-
-_BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]{8,200})"|([^\s;"]{8,200}))',
-                       re.IGNORECASE)
-
-
-def _short_boundaries(raw: bytes) -> bytes:
-    """``raw`` with each MIME boundary renamed ``=_fm0_=``, ``=_fm1_=``, ... The stdlib
-    parser compiles a pattern for every boundary it meets (a third of a millisecond each,
-    a third of the time a bounce takes to read), and every message has its own boundaries:
-    renamed, the same few patterns come from the ``re`` cache. A boundary never occurs in
-    the content it delimits (RFC 2046 5.1.1), so renaming it everywhere changes nothing
-    else; only boundaries of 8 characters or more that stand on delimiter lines are
-    renamed, never one inside another's new name. Only the parsed copy is renamed."""
-    if b"oundary" not in raw and b"OUNDARY" not in raw:
-        return raw
-    found = dict.fromkeys(a or b for a, b in _BOUNDARY.findall(raw))
-    renamed = raw
-    for number, boundary in sorted(enumerate(found), key=lambda item: -len(item[1])):
-        name = b"=_fm%d_=" % number
-        if b"\n--" + boundary not in raw or name in raw or boundary in name:
-            continue
-        renamed = renamed.replace(boundary, name)
-    return renamed
 
 
 # Linear on any input (a 1 MB header of one run of letters once took the processor for

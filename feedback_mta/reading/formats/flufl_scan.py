@@ -4,8 +4,8 @@ stopping at the first that finds an address), with two differences:
 * its generic ``SimpleMatch`` and ``SimpleWarning`` detectors read the bounce's lines once
   instead of once per pattern set (they have 42 and 6), and skip a set whose start pattern
   is nowhere in the text (its first words looked up in the whole text, or one search of
-  it, where flufl.bounce searches each line): the same matches, a small part of the time (they were a fifth of a mailbox-wide
-  ``parse``);
+  it, where flufl.bounce searches each line): the same matches, a small part of the time
+  (they were a fifth of a mailbox-wide ``parse``);
 * a detector that raises is skipped (flufl.bounce gives up on the whole message).
 
 ``tests/test_formats.py`` checks that both give the same addresses on every sample. Uses

@@ -36,7 +36,8 @@ _SUBJECT = re.compile(r"undeliver|undelivered|delivery (?:status notification|fa
                       r"delivery has failed|could not be delivered|non[- ]?delivery|"
                       r"unzustellbar|non remis|no se puede entregar|"
                       r"エラー通知|メールエラー|配信エラー|不達", re.IGNORECASE)
-_DAEMON = re.compile(r"^(?:mailer-daemon|postmaster|mail-daemon|mdaemon|mail\.?delivery)[@.]",
+_DAEMON = re.compile(r"^(?:mailer-daemon|postmaster|post_master|mail-daemon|mdaemon|"
+                     r"mail\.?delivery)[@.]",
                      re.IGNORECASE)
 _COPY = re.compile(r"^[ \t>]*(?:-{2,}\s*)?(?:this is a copy of (?:the|your) message|below "
                    r"this line is a copy of the message|original message follows|the original "
@@ -152,6 +153,14 @@ def _quoted_original(text: str, copy: re.Match[str] | None) -> Message | None:
     return quoted if len(quoted) else None
 
 
+def _unsplit(msg: ParsedMessage) -> str:
+    """The text of multiparts no parser could split (a boundary parameter folded onto a
+    line of its own, so it is no header): where a broken notice keeps its words."""
+    return "\n".join(str(part.get_payload()) for ctype, part in msg.tree
+                      if ctype.startswith("multipart/") and not part.is_multipart()
+                      ).replace("\r\n", "\n")
+
+
 def _failed(msg: ParsedMessage, text: str, notice: str,
             copy: re.Match[str] | None) -> dict[str, bool]:
     """The failed addresses, in the order the bounce names them, each permanent or not:
@@ -169,7 +178,9 @@ def _failed(msg: ParsedMessage, text: str, notice: str,
                              else str(raw))
         if address:
             found.setdefault(address, is_permanent)
-    if not found:  # no detector knows this mailer: what the notice itself names
+    if not found:  # no detector knows this mailer: where its family names them
+        found.update((a, True) for a in mtas.failed(msg, notice))
+    if not found:  # or what the notice itself names
         found.update((a, True) for a in _named(msg, notice if copy else text[:3000]))
     if not found and _FAILED.search(notice):  # or the returned original's one recipient
         found.update((a, True) for a in _original_recipient(_quoted_original(text, copy)))
@@ -184,7 +195,7 @@ def _failed(msg: ParsedMessage, text: str, notice: str,
 def detect(msg: ParsedMessage) -> Report | None:
     if not looks_like_bounce(msg):
         return None
-    text = msg.plain or ""
+    text = msg.plain or _unsplit(msg)
     copy = _COPY.search(text)  # where the returned copy starts, if the bounce quotes it
     notice = text[:copy.start()] if copy else text
     found = _failed(msg, text, notice, copy)

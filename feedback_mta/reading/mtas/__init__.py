@@ -9,6 +9,8 @@ mostly ``PHRASES`` (reason -> the family's own words), and, where words are not 
   transcript's replies, not its boilerplate);
 * ``recipient(msg, address)``: what it says of one recipient, and the command (old
   Sendmail's "While talking to" blocks);
+* ``failed(msg, notice)``: the failed addresses, where the family names them its own way
+  (fml: in angle brackets; Verizon's and James's "RCPT TO:" details);
 * ``PER_RECIPIENT = True``: each recipient's paragraph says all;
 * ``BOUNCE_ONLY = True``: its ``detect`` matches only bounces (a mailer's sender, a
   bounce's subject), so it is a bounce signal of its own. Most families are known by
@@ -28,6 +30,7 @@ from types import ModuleType
 from typing import Any
 
 from feedback_mta.reading.mtas import (
+    apachejames,
     biglobe,
     courier,
     domino,
@@ -36,6 +39,7 @@ from feedback_mta.reading.mtas import (
     exchange2003,
     exim,
     ezweb,
+    fml,
     gmail,
     gmx,
     googlegroups,
@@ -54,8 +58,8 @@ from feedback_mta.reading.mtas import (
 )
 from feedback_mta.reading.parse import ParsedMessage
 
-__all__ = ["REGISTRY", "bounce_family", "command", "family", "hint", "notice", "per_recipient",
-           "recipient"]
+__all__ = ["REGISTRY", "bounce_family", "command", "failed", "family", "hint", "notice",
+           "per_recipient", "recipient"]
 
 #: Most specific first: a Google Groups refusal is also a Gmail notice.
 REGISTRY: tuple[ModuleType, ...] = (
@@ -68,6 +72,8 @@ REGISTRY: tuple[ModuleType, ...] = (
     kddi,
     biglobe,
     verizon,
+    apachejames,
+    fml,
     dragonfly,
     einsundeins,
     gmx,
@@ -122,6 +128,12 @@ def recipient(msg: ParsedMessage, address: str) -> tuple[str, str] | None:
         return None
     text, sent = read(msg, address)
     return str(text), str(sent)
+
+
+def failed(msg: ParsedMessage, notice: str) -> list[str]:
+    """The failed addresses, where the family names them its own way, else none."""
+    read = _hook(msg, "failed")
+    return [str(a) for a in read(msg, notice)] if read else []
 
 
 def command(msg: ParsedMessage, text: str) -> str:
