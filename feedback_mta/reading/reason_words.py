@@ -36,6 +36,9 @@ go-sisimai's licence, which covers the tables below, follows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+
+from feedback_mta.reading.phrases import PhraseSet
 
 
 @dataclass(frozen=True)
@@ -49,11 +52,20 @@ class Words:
 
     def found_in(self, text: str) -> bool:
         """Does the lower-cased ``text`` say this reason?"""
-        # map() over str.__contains__ runs the hundreds of tests in C.
-        if not text or any(map(text.__contains__, self.isnot)):
+        return self.said(PHRASES.in_text(text), text)
+
+    def said(self, found: frozenset[str], text: str) -> bool:
+        """The same, given the phrases of every table ``text`` holds (``PHRASES``): a few
+        set look-ups where each phrase was a search of the text."""
+        if not found or not found.isdisjoint(self.isnot):
             return False
-        return any(map(text.__contains__, self.index)) or any(
-            _aligned(text, pair) for pair in self.pairs)
+        return not found.isdisjoint(self.index) or (
+            not found.isdisjoint(self._pieces)
+            and any(found.issuperset(pair) and _aligned(text, pair) for pair in self.pairs))
+
+    @cached_property
+    def _pieces(self) -> frozenset[str]:
+        return frozenset(piece for pair in self.pairs for piece in pair)
 
 
 def _aligned(text: str, pieces: tuple[str, ...]) -> bool:
@@ -915,3 +927,9 @@ OURS: dict[str, tuple[str, ...]] = {
 for _name, _extra in OURS.items():
     WORDS[_name] = Words(WORDS[_name].index + _extra, WORDS[_name].pairs, WORDS[_name].isnot)
 
+
+
+#: Every phrase of every table, to find in one pass over a text.
+PHRASES = PhraseSet(phrase for words in WORDS.values()
+                    for phrase in (*words.index, *words.isnot,
+                                   *(piece for pair in words.pairs for piece in pair)))

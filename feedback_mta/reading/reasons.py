@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from feedback_mta import bounces
 from feedback_mta.reading import local_agents, remote_hosts
-from feedback_mta.reading.reason_words import WORDS
+from feedback_mta.reading.reason_words import PHRASES, WORDS
 
 __all__ = ["PROBES", "STATUS", "WORDS", "Facts", "command_in", "decide", "is_hard", "prefer",
            "preferred_status", "reason", "reply_in", "status_in"]
@@ -110,11 +110,12 @@ class Facts:
         return STATUS.get(self.status, "")
 
     def says(self, reason: str) -> bool:
-        """Do the server's words say ``reason``? (Asked again by several probes: kept.)"""
-        said: dict[str, bool] = self.__dict__.setdefault("_said", {})
-        if reason not in said:
-            said[reason] = WORDS[reason].found_in(self.text)
-        return said[reason]
+        """Do the server's words say ``reason``? (The phrases of every table are found in
+        one pass, on the first question.)"""
+        found = self.__dict__.get("_found")
+        if found is None:
+            found = self.__dict__["_found"] = PHRASES.in_text(self.text)
+        return WORDS[reason].said(found, self.text)
 
 
 Probe = Callable[[Facts], bool]

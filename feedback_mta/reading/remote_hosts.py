@@ -705,19 +705,27 @@ def _by_code(name: str, text: str) -> str:
     return CODES[name].get(found.group(1).upper(), "") if found else ""
 
 
+#: (suffix, server) in ``HOSTS``'s order, and every suffix at once for ``str.endswith``.
+_SUFFIXES = tuple((suffix, name) for name, suffixes in HOSTS.items() for suffix in suffixes)
+_ANY_SUFFIX = tuple(suffix for suffix, _ in _SUFFIXES)
+#: Every tail of every suffix -> the first server it belongs to: a recipient's domain
+#: names the server one of whose suffixes ends with it.
+_TAILS: dict[str, str] = {}
+for _suffix, _name in _SUFFIXES:
+    for _at in range(len(_suffix)):
+        _TAILS.setdefault(_suffix[_at:], _name)
+
+
 def server(remote: str | None, domain: str | None, reporting: str | None = None) -> str:
     """Which known server refused: by the recipient's domain, else the ``Remote-MTA``,
     else the ``Reporting-MTA`` (a server that reports its own refusal)."""
     domain = (domain or "").lower()
-    if domain:
-        for name, suffixes in HOSTS.items():
-            if any(suffix.endswith(domain) for suffix in suffixes):
-                return name
+    if domain and domain in _TAILS:
+        return _TAILS[domain]
     for host in (remote, reporting):
         host = (host or "").lower().rstrip(".")
-        for name, suffixes in HOSTS.items():
-            if host and any(host.endswith(suffix) for suffix in suffixes):
-                return name
+        if host and host.endswith(_ANY_SUFFIX):
+            return next(name for suffix, name in _SUFFIXES if host.endswith(suffix))
     return ""
 
 
