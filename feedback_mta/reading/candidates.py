@@ -16,7 +16,6 @@ from email.message import Message
 
 from feedback_mta import tokens
 from feedback_mta.addresses import AddressBook, Box
-from feedback_mta.reading import authres
 from feedback_mta.reading.classify import Classification
 from feedback_mta.reading.parse import ParsedMessage
 
@@ -98,6 +97,8 @@ def trusted_reporter(parsed: ParsedMessage, trusted_reporters: Sequence[str],
     if not any(domain == t or domain.endswith("." + t) for t in trusted_reporters):
         return False
     if trusted_authserv_ids:
+        from feedback_mta.reading import authres  # the service's check only: parse loads less
+
         result = authres.dmarc(parsed.headers.get("authentication-results", ()),
                                tuple(trusted_authserv_ids), domain)
         return result == "pass"

@@ -21,8 +21,8 @@ from __future__ import annotations
 import itertools
 import re
 from email import errors
+from email._policybase import Compat32  # email.policy's, without its header registry
 from email.message import Message
-from email.policy import Compat32
 
 #: A header block: field lines and continuation lines (RFC 5322 2.2, 2.2.3), nothing else.
 #: The field-name charset is the standard library's (printable ASCII but the colon).

@@ -11,11 +11,10 @@ message, the bodies fall back to the standard library's decoding and the defect 
 from __future__ import annotations
 
 import email
-import email.policy
-import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from email._policybase import Compat32  # email.policy's, without its header registry
 from email.message import Message
 from email.utils import getaddresses
 from typing import Any, TypeVar
@@ -24,16 +23,13 @@ from feedback_mta.reading import mime
 
 T = TypeVar("T")
 
-# mail-parser warns on stderr of every multipart it does not turn into text (a bounce's
-# multipart/alternative inside a returned copy): nothing we act on, noise in ``parse``.
-logging.getLogger("mailparser").setLevel(logging.ERROR)
 
 
 class ParseError(Exception):
     """Not even the lenient parser could read the message."""
 
 
-class _Policy(email.policy.Compat32):
+class _Policy(Compat32):
     """compat32 (lenient, and what mail-parser expects), except that a header value is
     always a ``str``: 8-bit bytes in a header (RFC 6532 UTF-8, or junk) are read as UTF-8
     with replacement, where compat32 hands back a ``Header`` object that every string
@@ -130,7 +126,13 @@ class ParsedMessage:
 
     def _decode(self) -> tuple[str, str]:
         try:
+            import logging
+
             import mailparser  # only when a body is read (replies): startup stays light
+
+            # mail-parser warns on stderr of every multipart it does not turn into text (a
+            # bounce's multipart/alternative in a returned copy): nothing we act on.
+            logging.getLogger("mailparser").setLevel(logging.ERROR)
 
             mp = mailparser.MailParser(self.message)
             return "\n".join(mp.text_plain), "\n".join(mp.text_html)
