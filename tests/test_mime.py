@@ -131,3 +131,18 @@ def test_a_message_the_standard_library_recovers_still_parses():
     still gives its fields."""
     message = mime.message_from_string(":: x\nSubject: y\n\nbody\n", POLICY)
     assert message["subject"] == "y"
+
+
+def test_the_remembered_content_type_follows_every_change_of_the_headers():
+    message = mime.message_from_string("Content-Type: text/html\n\nx", POLICY)
+    assert message.get_content_type() == "text/html"
+    message.replace_header("Content-Type", "text/csv")
+    assert message.get_content_type() == "text/csv"
+    message.set_type("image/png")
+    assert message.get_content_type() == "image/png"
+    del message["Content-Type"]
+    assert message.get_content_type() == "text/plain"
+    message.set_default_type("message/rfc822")
+    assert message.get_content_type() == "message/rfc822"
+    message["Content-Type"] = "application/json"
+    assert message.get_content_type() == "application/json"

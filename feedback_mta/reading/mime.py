@@ -18,11 +18,12 @@ caller hands the message to the standard library, which knows how to recover.
 
 from __future__ import annotations
 
+import email.message
 import itertools
 import re
 from email import errors
 from email._policybase import Compat32  # email.policy's, without its header registry
-from email.message import Message
+from typing import Any
 
 #: A header block: field lines and continuation lines (RFC 5322 2.2, 2.2.3), nothing else.
 #: The field-name charset is the standard library's (printable ASCII but the colon).
@@ -35,11 +36,35 @@ _FIELD = re.compile(r"^([!-9;-~]+):[ \t]*(.*(?:\n[ \t].*)*)", re.MULTILINE)
 _HEADERISH = re.compile(r"From |[!-9;-~]*:|[\t ]")
 
 
+class Message(email.message.Message):
+    """The standard library's ``Message``, remembering its content type: the formats and
+    flufl.bounce's detectors ask every part for it again and again (17 times a message),
+    and each ask walked the whole header list, lower-casing every name. Asked again after
+    the headers changed (a header added, removed or replaced, another default type), it is
+    worked out afresh."""
+
+    _content_type: tuple[int, int, str, str] | None = None
+
+    def get_content_type(self) -> str:
+        headers, default = self._headers, self._default_type  # type: ignore[attr-defined]
+        known = self._content_type
+        if (known is not None and known[0] == id(headers) and known[1] == len(headers)
+                and known[2] == default):
+            return known[3]
+        found = super().get_content_type()
+        self._content_type = (id(headers), len(headers), default, found)
+        return found
+
+    def replace_header(self, _name: str, _value: Any) -> None:
+        self._content_type = None
+        super().replace_header(_name, _value)
+
+
 class _Irregular(Exception):
     """Something only the standard library's recovering parser should read."""
 
 
-def read(text: str, policy: Compat32) -> Message | None:
+def read(text: str, policy: Compat32) -> email.message.Message | None:
     """The message in ``text`` (bytes decoded as ASCII with ``surrogateescape``, as the
     standard library does), or None when it is not well-formed enough to be read here."""
     if "\r" in text and text.count("\r") != text.count("\r\n"):
@@ -50,14 +75,14 @@ def read(text: str, policy: Compat32) -> Message | None:
         return None
 
 
-def message_from_string(text: str, policy: Compat32) -> Message:
+def message_from_string(text: str, policy: Compat32) -> email.message.Message:
     """``email.message_from_string``: read here when well-formed, else by the standard
     library."""
     message = read(text, policy)
     if message is None:
-        import email
+        import email.parser
 
-        message = email.message_from_string(text, policy=policy)
+        message = email.parser.Parser(policy=policy).parsestr(text)
     return message
 
 
@@ -91,9 +116,9 @@ def _headers(msg: Message, text: str, start: int) -> str:
     if text[start:start + 1] in (" ", "\t"):
         raise _Irregular("first header line is a continuation")
     end = _BLOCK.match(text, start).end()  # type: ignore[union-attr] # always matches
-    block = text[start:end]
-    for name, value in _FIELD.findall(block):  # compat32's header_source_parse, in bulk
-        msg.set_raw(name, value.rstrip("\r\n"))
+    # compat32's header_source_parse and set_raw, for the whole block at once.
+    msg._headers = [(name, value.rstrip("\r\n"))  # type: ignore[attr-defined]
+                    for name, value in _FIELD.findall(text, start, end)]
     if end == len(text):
         return ""
     if text.startswith("\n", end):
@@ -180,8 +205,8 @@ def _status_blocks(msg: Message, body: str, policy: Compat32) -> None:
         if end < len(body) and not body.startswith(("\n", "\r\n"), end):
             raise _Irregular("a line in a status block that is no field")
         block = Message(policy=policy)
-        for name, value in _FIELD.findall(body[position:end]):
-            block.set_raw(name, value.rstrip("\r\n"))
+        block._headers = [(name, value.rstrip("\r\n"))  # type: ignore[attr-defined]
+                          for name, value in _FIELD.findall(body, position, end)]
         if block.get_content_maintype() in ("multipart", "message"):
             raise _Irregular("a status block that declares a container type")
         block.set_payload("")

@@ -46,8 +46,9 @@ class _Policy(Compat32):
         return str(super().header_fetch_parse(name, value))
 
 
-#: The policy every message and header block is parsed with.
-POLICY = _Policy()
+#: The policy every message and header block is parsed with (into ``mime.Message``s, also
+#: where the standard library's parser reads them).
+POLICY = _Policy(message_factory=mime.Message)
 
 #: Multipart containers (``boundary`` parameters, counted as the word) a message may
 #: declare. Bounces of bounces and digests stay far below; a bomb nested thousands deep
@@ -149,8 +150,11 @@ def _msgids(value: str | None) -> tuple[str, ...]:
 
 def _stdlib_headers(message: Message) -> dict[str, tuple[str, ...]]:
     headers: dict[str, list[str]] = {}
-    for name, value in message.items():
-        headers.setdefault(name.lower(), []).append(str(value))
+    fetch = message.policy.header_fetch_parse
+    for name, value in message.raw_items():
+        if not (isinstance(value, str) and value.isascii()):  # nearly all are: as they are
+            value = str(fetch(name, value))
+        headers.setdefault(name.lower(), []).append(value)
     return {k: tuple(v) for k, v in headers.items()}
 
 
