@@ -9,9 +9,8 @@ is down.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from feedback_mta import tokens
 from feedback_mta.tokens import Purpose
@@ -45,8 +44,7 @@ _TOKEN_BOXES = {Box.REPLY: Purpose.REPLY, Box.BOUNCE: Purpose.BOUNCE,
                 Box.UNSUBSCRIBE: Purpose.UNSUBSCRIBE, Box.REVIEW: Purpose.REVIEW}
 
 
-@dataclass(frozen=True)
-class Recipient:
+class Recipient(NamedTuple):
     """A recipient we own: which box, and the lead (reply), contact (bounce, unsubscribe) or
     account (review) it names."""
 
@@ -55,8 +53,7 @@ class Recipient:
     object_id: int | None = None
 
 
-@dataclass(frozen=True)
-class AddressBook:
+class AddressBook(NamedTuple):
     domain: str
     secrets: tuple[str, ...]
     fbl_aliases: tuple[str, ...] = ()

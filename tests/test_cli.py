@@ -143,6 +143,22 @@ def test_parse_prints_one_object_per_file():
     assert missing.returncode == EXIT_FAILED and missing.stdout == ""
 
 
+def test_parse_reads_every_form_of_its_command_line():
+    """Plain command lines are read without argparse; the rest goes to argparse, which
+    reads abbreviations and refuses what it does not know, with the usage and exit 2."""
+    dsn = str(FIXTURES / "messages" / "dsn-postfix-hard.eml")
+    for argv in (["--json", dsn], [dsn, "--json"], ["--json", "--", dsn], ["--js", dsn]):
+        result = run(None, "parse", *argv)
+        assert result.returncode == 0, (argv, result.stderr)
+        assert json.loads(result.stdout)["kind"] == "bounce", argv
+    for argv in (["-c", "/nonexistent.toml", dsn], ["--config=/nonexistent.toml", dsn]):
+        result = run(None, "parse", *argv)
+        assert result.returncode == EXIT_CONFIG and "/nonexistent.toml" in result.stderr, argv
+    for argv in (["--bogus", dsn], ["--json"], ["-c"]):
+        result = run(None, "parse", *argv)
+        assert result.returncode == 2 and "usage: feedback-mta parse" in result.stderr, argv
+
+
 def test_parse_gives_every_file_a_line_even_binary_junk(tmp_path):
     junk = tmp_path / "junk.eml"
     junk.write_bytes(bytes(range(256)) * 40)

@@ -112,11 +112,18 @@ def run(files: Iterable[Path], config: Path | None, as_json: bool, out=None) -> 
 PARALLEL_FROM = 200
 
 
+#: Chunk numbers go through a pipe, written whole before the workers start: at most this
+#: many (4 bytes each, within the pipe's 64 KiB), so chunks grow past 16 files on a
+#: mailbox of more than a quarter of a million.
+MAX_CHUNKS = 16384
+
+
 def _classify_all(files, book, markers, stream) -> tuple[list[dict[str, Any]], int]:
     """Rows for every file, in the files' order; written to ``stream`` as JSON lines, if
     given. A mailbox-sized run is shared among processes, one per core (``_shared``)."""
     paths = list(expand(files))
-    chunks = [paths[i:i + 16] for i in range(0, len(paths), 16)]
+    size = max(16, -(-len(paths) // MAX_CHUNKS))
+    chunks = [paths[i:i + size] for i in range(0, len(paths), size)]
     workers = min(os.cpu_count() or 1, 8)
     if len(paths) < PARALLEL_FROM or not hasattr(os, "fork"):
         workers = 1
@@ -139,20 +146,27 @@ def _classify_all(files, book, markers, stream) -> tuple[list[dict[str, Any]], i
 def _shared(chunks: list[list[Path]], workers: int, book: AddressBook | None,
             markers: Sequence[str] | None) -> dict[int, tuple[list[str], list[str]]]:
     """Each chunk's lines and errors, by its number. With several workers, this process
-    and ``workers - 1`` forked after the imports (so each starts at once) take every n-th
-    chunk; the forked ones send theirs back pickled."""
+    and ``workers - 1`` forked after the imports (so each starts at once) take the next
+    chunk from one queue until none is left, so they finish together however the costly
+    messages fall; the forked ones send theirs back pickled."""
+    if workers == 1:
+        return {n: _chunk(chunk, book, markers) for n, chunk in enumerate(chunks)}
     import pickle
 
+    # The queue: every chunk number, 4 bytes each, in a pipe written whole and closed
+    # before any worker starts; a read of 4 bytes takes one number, atomically.
+    queue, feed = os.pipe()
+    os.write(feed, b"".join(n.to_bytes(4, "big") for n in range(len(chunks))))
+    os.close(feed)
     readers = []
-    for worker in range(1, workers):  # share 0 is this process's own
+    for _ in range(1, workers):  # this process is a worker too
         reader, writer = os.pipe()
         pid = os.fork()
         if pid == 0:  # the worker: its chunks, pickled down the pipe, then gone
             code = 1
             try:
                 os.close(reader)
-                share = {n: _chunk(chunks[n], book, markers)
-                         for n in range(worker, len(chunks), workers)}
+                share = _take(queue, chunks, book, markers)
                 with os.fdopen(writer, "wb") as out:
                     pickle.dump(share, out, protocol=pickle.HIGHEST_PROTOCOL)
                 code = 0
@@ -160,7 +174,8 @@ def _shared(chunks: list[list[Path]], workers: int, book: AddressBook | None,
                 os._exit(code)
         os.close(writer)
         readers.append((pid, reader))
-    done = {n: _chunk(chunks[n], book, markers) for n in range(0, len(chunks), workers)}
+    done = _take(queue, chunks, book, markers)
+    os.close(queue)
     for pid, reader in readers:
         with os.fdopen(reader, "rb") as source:
             data = source.read()
@@ -168,6 +183,16 @@ def _shared(chunks: list[list[Path]], workers: int, book: AddressBook | None,
         if code != 0 or not data:
             raise RuntimeError(f"parse worker {pid} failed (status {code})")
         done.update(pickle.loads(data))  # noqa: S301 - our own child's output
+    return done
+
+
+def _take(queue: int, chunks: list[list[Path]], book: AddressBook | None,
+          markers: Sequence[str] | None) -> dict[int, tuple[list[str], list[str]]]:
+    """Chunks from the queue until it is empty."""
+    done = {}
+    while len(number := os.read(queue, 4)) == 4:
+        n = int.from_bytes(number, "big")
+        done[n] = _chunk(chunks[n], book, markers)
     return done
 
 

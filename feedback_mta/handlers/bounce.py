@@ -10,7 +10,6 @@ makes it undeliverable too, because a mailbox full for a month is as good as gon
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 
 from feedback_mta.handlers import attribution
@@ -30,7 +29,7 @@ def handle(ctx: HandlerContext) -> Outcome:
     bounced = next((b for b in report.bounces if b.address == contact.email), report.bounces[0])
     settings = ctx.settings.feedback
     # Hard or soft by this installation's table ([feedback] hard_reasons).
-    bounced = replace(bounced, hard=is_hard(bounced.reason, bounced.status,
+    bounced = bounced._replace(hard=is_hard(bounced.reason, bounced.status,
                                             frozenset(settings.hard_reasons)))
     ctx.actions.record_bounce(contact, bounced, report.format, found.how)
     detail = f"{bounced.status} {bounced.reason}".strip() if bounced.status else bounced.reason

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from email.message import Message
+from typing import NamedTuple
 
 from feedback_mta import tokens
 from feedback_mta.addresses import AddressBook, Box
@@ -23,8 +23,7 @@ _BOX_ADDRESS = re.compile(r"\b((?:bounce|unsubscribe)\+[0-9a-z]+-[a-z2-7]+@[a-z0
                           re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(NamedTuple):
     #: ``token-header``, ``return-path``, ``original-header`` or ``envelope``.
     how: str
     #: The token (``7-abc...``) or our address (``bounce+7-abc...@domain``) as found.

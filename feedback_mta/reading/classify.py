@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from feedback_mta.addresses import ADMIN_BOXES, Box, Recipient
 from feedback_mta.kinds import Kind
@@ -29,8 +29,7 @@ from feedback_mta.reading.parse import ParsedMessage
 __all__ = ["Classification", "Kind", "auto_reply_marker", "classify"]
 
 
-@dataclass(frozen=True)
-class Classification:
+class Classification(NamedTuple):
     kind: Kind
     #: Our box the message was addressed to (the first one of ours among the recipients).
     recipient: Recipient | None = None

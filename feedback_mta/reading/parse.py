@@ -13,11 +13,10 @@ from __future__ import annotations
 import email
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from email._policybase import Compat32  # email.policy's, without its header registry
 from email.message import Message
 from email.utils import getaddresses
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from feedback_mta.reading import mime
 
@@ -56,9 +55,9 @@ POLICY = _Policy(message_factory=mime.Message)
 MAX_MULTIPARTS = 256
 
 
-@dataclass(frozen=True)
-class ParsedMessage:
-    """What the decisions need of one message: envelope, headers, text, and MIME structure."""
+class ParsedMessage(NamedTuple):
+    """What the decisions need of one message: envelope, headers, text, and MIME structure.
+    (A named tuple, not a dataclass: ``parse`` starts without loading dataclasses.)"""
 
     #: Envelope sender; "" is the null sender ``<>``, None when unknown (a file on disk).
     mail_from: str | None
@@ -70,18 +69,21 @@ class ParsedMessage:
     message_id: str | None
     in_reply_to: tuple[str, ...]
     references: tuple[str, ...]
-    message: Message = field(compare=False, repr=False)
+    message: Message
     #: The bytes as stored (cheap checks before decoding anything).
-    raw: bytes = field(default=b"", compare=False, repr=False)
-    #: What is computed once per message on first use (``memo``).
-    _memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    raw: bytes
+    #: What is computed once per message on first use (``memo``): a new dict for each.
+    memos: dict[str, Any]
+
+    def __repr__(self) -> str:  # never the message itself
+        return f"ParsedMessage(message_id={self.message_id!r}, subject={self.subject!r})"
 
     def memo(self, key: str, compute: Callable[[], T]) -> T:
         """``compute()`` once per message (bodies, the MIME tree, a report's original)."""
         try:
-            return self._memo[key]  # type: ignore[no-any-return]
+            return self.memos[key]  # type: ignore[no-any-return]
         except KeyError:
-            value = self._memo[key] = compute()
+            value = self.memos[key] = compute()
             return value
 
     def header(self, name: str) -> str | None:
@@ -113,8 +115,8 @@ class ParsedMessage:
         report formats look for (a JSON body, a bounce's wording) at a fraction of
         mail-parser's cost; replies, where every charset detail matters, use ``text``.
         Lines end in LF, whatever the message used."""
-        if "bodies" in self._memo:
-            return str(self._memo["bodies"][0]).replace("\r\n", "\n")
+        if "bodies" in self.memos:
+            return str(self.memos["bodies"][0]).replace("\r\n", "\n")
         return self.memo("plain", lambda: _stdlib_text(self.message, html=False)[0].replace(
             "\r\n", "\n"))
 
@@ -193,6 +195,7 @@ def parse(raw: bytes, mail_from: str | None = None, rcpt_tos: tuple[str, ...] = 
         references=_msgids(" ".join(headers.get("references", ()))),
         message=message,
         raw=raw,
+        memos={},
     )
 
 

@@ -35,20 +35,20 @@ go-sisimai's licence, which covers the tables below, follows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
+from typing import NamedTuple
 
 from feedback_mta.reading.phrases import PhraseSet
 
 
-@dataclass(frozen=True)
-class Words:
-    """A reason's phrases: any of ``index``; or all of one of ``pairs``, in that order; never
-    when the text holds one of ``isnot``."""
+class Words(NamedTuple):
+    """A reason's phrases: any of ``phrases`` (go-sisimai's ``index``); or all of one of
+    ``pairs``, in that order; never when the text holds one of ``isnot``."""
 
-    index: tuple[str, ...] = ()
+    phrases: tuple[str, ...] = ()
     pairs: tuple[tuple[str, ...], ...] = ()
     isnot: tuple[str, ...] = ()
+    #: Every piece of every pair (filled in below the table).
+    pieces: frozenset[str] = frozenset()
 
     def found_in(self, text: str) -> bool:
         """Does the lower-cased ``text`` say this reason?"""
@@ -59,13 +59,9 @@ class Words:
         set look-ups where each phrase was a search of the text."""
         if not found or not found.isdisjoint(self.isnot):
             return False
-        return not found.isdisjoint(self.index) or (
-            not found.isdisjoint(self._pieces)
+        return not found.isdisjoint(self.phrases) or (
+            not found.isdisjoint(self.pieces)
             and any(found.issuperset(pair) and _aligned(text, pair) for pair in self.pairs))
-
-    @cached_property
-    def _pieces(self) -> frozenset[str]:
-        return frozenset(piece for pair in self.pairs for piece in pair)
 
 
 def _aligned(text: str, pieces: tuple[str, ...]) -> bool:
@@ -82,7 +78,7 @@ def _aligned(text: str, pieces: tuple[str, ...]) -> bool:
 #: Reason name -> its words.
 WORDS: dict[str, Words] = {
     'authfailure': Words(
-        index=(
+        phrases=(
             '//spf.pobox.com',
             'bad spf records for',
             'dmarc policy',
@@ -98,7 +94,7 @@ WORDS: dict[str, Words] = {
         ),
     ),
     'badreputation': Words(
-        index=(
+        phrases=(
             'a poor email reputation score',
             'has been temporarily rate limited due to ip reputation',
             'ip/domain reputation problems',
@@ -109,7 +105,7 @@ WORDS: dict[str, Words] = {
         ),
     ),
     'blocked': Words(
-        index=(
+        phrases=(
             ' said: 550 blocked',
             '//www.spamcop.net/bl.',
             'bad sender ip address',
@@ -196,7 +192,7 @@ WORDS: dict[str, Words] = {
         ),
     ),
     'contenterror': Words(
-        index=(
+        phrases=(
             'duplicate header',
             'header size exceeds maximum permitted',
             'improper use of 8-bit data in message header',
@@ -209,13 +205,13 @@ WORDS: dict[str, Words] = {
         ),
     ),
     'exceedlimit': Words(
-        index=(
+        phrases=(
             'message header size exceeds limit',
             'message too large',
         ),
     ),
     'expired': Words(
-        index=(
+        phrases=(
             'connection timed out',
             'could not find a gateway for',
             'delivery attempts will continue to be',
@@ -242,13 +238,13 @@ WORDS: dict[str, Words] = {
         ),
     ),
     'failedstarttls': Words(
-        index=(
+        phrases=(
             'starttls is required to send mail',
             'tls required but not supported',
         ),
     ),
     'filtered': Words(
-        index=(
+        phrases=(
             'because the recipient is only accepting mail from specific email addresses',
             'bounced address',
             'due to extended inactivity new mail is not currently being accepted for this mailbox',
@@ -268,12 +264,12 @@ WORDS: dict[str, Words] = {
         ),
     ),
     'hasmoved': Words(
-        index=(
+        phrases=(
             ' has been replaced by ',
         ),
     ),
     'hostunknown': Words(
-        index=(
+        phrases=(
             'domain does not exist',
             'domain is not reachable',
             'domain must exist',
@@ -295,7 +291,7 @@ WORDS: dict[str, Words] = {
         ),
     ),
     'mailboxfull': Words(
-        index=(
+        phrases=(
             '452 insufficient disk space',
             'account disabled temporarly for exceeding receiving limits',
             'account is exceeding their quota',
@@ -348,7 +344,7 @@ WORDS: dict[str, Words] = {
         ),
     ),
     'mailererror': Words(
-        index=(
+        phrases=(
             ' || exit ',
             'procmail: ',
             'bin/procmail',
@@ -362,7 +358,7 @@ WORDS: dict[str, Words] = {
         ),
     ),
     'mesgtoobig': Words(
-        index=(
+        phrases=(
             'exceeded maximum inbound message size',
             'exceeded the maximum incoming message size',
             'line limit exceeded',
@@ -379,7 +375,7 @@ WORDS: dict[str, Words] = {
         ),
     ),
     'networkerror': Words(
-        index=(
+        phrases=(
             'could not connect and send the mail to',
             'dns records for the destination computer could not be found',
             'hop count exceeded - possible mail loop',
@@ -399,7 +395,7 @@ WORDS: dict[str, Words] = {
         ),
     ),
     'norelaying': Words(
-        index=(
+        phrases=(
             'as a relay',
             'email address is not verified.',
             'insecure mail relay',
@@ -424,7 +420,7 @@ WORDS: dict[str, Words] = {
         ),
     ),
     'notaccept': Words(
-        index=(
+        phrases=(
             'does not accept mail (nullmx)',
             'host/domain does not accept mail',
             'host does not accept mail',
@@ -436,7 +432,7 @@ WORDS: dict[str, Words] = {
         ),
     ),
     'notcompliantrfc': Words(
-        index=(
+        phrases=(
             'duplicate header',
             'this message is not rfc 5322 compliant',
             'https://support.google.com/mail/?p=rfcmessagenoncompliant',
@@ -446,7 +442,7 @@ WORDS: dict[str, Words] = {
         ),
     ),
     'policyviolation': Words(
-        index=(
+        phrases=(
             'an illegal attachment on your message',
             'because the recipient is not accepting mail with ',
             'by non-member to a members-only list',
@@ -475,7 +471,7 @@ WORDS: dict[str, Words] = {
         ),
     ),
     'rejected': Words(
-        index=(
+        phrases=(
             'access denied (in reply to mail from command)',
             'access denied (sender blacklisted)',
             'address rejected',
@@ -539,7 +535,7 @@ WORDS: dict[str, Words] = {
         ),
     ),
     'requireptr': Words(
-        index=(
+        phrases=(
             'access denied. ip name lookup failed',
             'all mail servers must have a ptr record with a valid reverse dns entry',
             'bad dns ptr resource record',
@@ -569,7 +565,7 @@ WORDS: dict[str, Words] = {
         ),
     ),
     'securityerror': Words(
-        index=(
+        phrases=(
             'account not subscribed to ses',
             'authentication credentials invalid',
             'authentication failure',
@@ -592,7 +588,7 @@ WORDS: dict[str, Words] = {
         ),
     ),
     'spamdetected': Words(
-        index=(
+        phrases=(
             ' - spam',
             '//www.spamhaus.org/help/help_spam_16.htm',
             '//dsbl.org/help/help_spam_16.htm',
@@ -696,14 +692,14 @@ WORDS: dict[str, Words] = {
         ),
     ),
     'speeding': Words(
-        index=(
+        phrases=(
             'mail sent from your ip address has been temporarily rate limited',
             'please try again slower',
             'receiving mail at a rate that prevents additional messages from being delivered',
         ),
     ),
     'suspend': Words(
-        index=(
+        phrases=(
             ' is currently suspended',
             ' temporary locked',
             'archived recipient',
@@ -730,7 +726,7 @@ WORDS: dict[str, Words] = {
         ),
     ),
     'systemerror': Words(
-        index=(
+        phrases=(
             'aliasing/forwarding loop broken',
             "can't create user output file",
             'could not load drd for domain',
@@ -759,13 +755,13 @@ WORDS: dict[str, Words] = {
         ),
     ),
     'systemfull': Words(
-        index=(
+        phrases=(
             'mail system full',
             'requested mail action aborted: exceeded storage allocation',
         ),
     ),
     'toomanyconn': Words(
-        index=(
+        phrases=(
             'all available ips are at maximum connection limit',
             'connection rate limit exceeded',
             'exceeds per-domain connection limit for',
@@ -783,7 +779,7 @@ WORDS: dict[str, Words] = {
         ),
     ),
     'userunknown': Words(
-        index=(
+        phrases=(
             '#5.1.1 bad address',
             '550 address invalid',
             '5.1.0 address rejected.',
@@ -899,7 +895,7 @@ WORDS: dict[str, Words] = {
         ),
     ),
     'vacation': Words(
-        index=(
+        phrases=(
             'i am away on vacation',
             'i am away until',
             'i am out of the office',
@@ -907,7 +903,7 @@ WORDS: dict[str, Words] = {
         ),
     ),
     'virusdetected': Words(
-        index=(
+        phrases=(
             'it has a potentially executable attachment',
             'the message was rejected because it contains prohibited virus or spam content',
             'this form of attachment has been used by recent viruses or other malware',
@@ -925,11 +921,13 @@ OURS: dict[str, tuple[str, ...]] = {
                 "blocklist", "blacklist", "dnsbl"),
 }
 for _name, _extra in OURS.items():
-    WORDS[_name] = Words(WORDS[_name].index + _extra, WORDS[_name].pairs, WORDS[_name].isnot)
+    WORDS[_name] = Words(WORDS[_name].phrases + _extra, WORDS[_name].pairs, WORDS[_name].isnot)
 
 
+WORDS = {name: words._replace(pieces=frozenset(piece for pair in words.pairs for piece in pair))
+         for name, words in WORDS.items()}
 
 #: Every phrase of every table, to find in one pass over a text.
 PHRASES = PhraseSet(phrase for words in WORDS.values()
-                    for phrase in (*words.index, *words.isnot,
+                    for phrase in (*words.phrases, *words.isnot,
                                    *(piece for pair in words.pairs for piece in pair)))

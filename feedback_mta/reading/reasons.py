@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from feedback_mta import bounces
 from feedback_mta.reading import local_agents, remote_hosts
@@ -86,8 +86,7 @@ RETRIED = frozenset({"undefined", "onhold", "systemerror", "securityerror", "exp
 BEFORE_DATA = frozenset({"CONN", "EHLO", "HELO", "MAIL", "RCPT"})
 
 
-@dataclass(frozen=True)
-class Facts:
+class Facts(NamedTuple):
     """What a bounce says about one recipient, as the probes read it."""
 
     #: RFC 3463 enhanced status (``5.1.1``), the preferred one of the report's.
@@ -104,18 +103,16 @@ class Facts:
     kind: str = ""
     #: A reason the format already decided, if any.
     hint: str = ""
+    #: The phrases of the reason tables ``text`` holds (``reason_words.PHRASES``).
+    found: frozenset[str] = frozenset()
 
     @property
     def named(self) -> str:
         return STATUS.get(self.status, "")
 
     def says(self, reason: str) -> bool:
-        """Do the server's words say ``reason``? (The phrases of every table are found in
-        one pass, on the first question.)"""
-        found = self.__dict__.get("_found")
-        if found is None:
-            found = self.__dict__["_found"] = PHRASES.in_text(self.text)
-        return WORDS[reason].said(found, self.text)
+        """Do the server's words say ``reason``?"""
+        return WORDS[reason].said(self.found, self.text)
 
 
 Probe = Callable[[Facts], bool]
@@ -401,8 +398,10 @@ def reason(status: str | None, diagnostic: str | None = None, *, command: str = 
     refused (``remote``), the one that wrote the bounce (``reporting``) and the address."""
     raw = " ".join((diagnostic or "").split())
     status, reply = preferred_status(status, raw)
-    facts = Facts(status=status, text=raw.lower(), command=command or command_in(raw),
-                  reply=reply, action=action.lower(), kind=kind.upper(), hint=hint)
+    text = raw.lower()
+    facts = Facts(status=status, text=text, command=command or command_in(raw), reply=reply,
+                  action=action.lower(), kind=kind.upper(), hint=hint,
+                  found=PHRASES.in_text(text))
     if not hint or hint in RETRIED:  # a mailbox's or a big server's own words come first
         local = local_agents.reason(facts.text, facts.command)
         if local:

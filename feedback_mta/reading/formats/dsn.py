@@ -16,8 +16,8 @@ address dead loses a contact for good; a soft count errs on the side of the cont
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from email.message import Message
+from typing import NamedTuple
 
 from feedback_mta.kinds import Kind
 from feedback_mta.reading import mtas, reasons
@@ -117,8 +117,7 @@ def _text_blocks(msg: ParsedMessage) -> tuple[list[Message], str]:
     return blocks, " ".join(" ".join(before).split())[-2000:]
 
 
-@dataclass(frozen=True)
-class _Failed:
+class _Failed(NamedTuple):
     """One failed recipient's block, as read."""
 
     address: str

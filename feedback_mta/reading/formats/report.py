@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from email.message import Message
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from feedback_mta.kinds import Kind
 from feedback_mta.reading import mime
@@ -22,8 +21,7 @@ if TYPE_CHECKING:
     from feedback_mta.reading.parse import ParsedMessage
 
 
-@dataclass(frozen=True)
-class Bounced:
+class Bounced(NamedTuple):
     """One recipient of a bounce: hard (the address is gone) or soft (try again later)."""
 
     address: str
@@ -40,8 +38,7 @@ class Bounced:
     final: str | None = None
 
 
-@dataclass(frozen=True)
-class Report:
+class Report(NamedTuple):
     kind: Kind
     #: The module that read it (``arf``, ``dsn``, ``jmrp``, ...).
     format: str

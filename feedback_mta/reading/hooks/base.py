@@ -119,4 +119,4 @@ def synthetic(raw: bytes) -> ParsedMessage:
     """The ``ParsedMessage`` handlers get for an HTTP arrival: no envelope, no headers."""
     return ParsedMessage(mail_from=None, rcpt_tos=(), headers={}, subject="",
                          from_address=None, message_id=None, in_reply_to=(), references=(),
-                         message=Message(), raw=raw)
+                         message=Message(), raw=raw, memos={})
