@@ -47,9 +47,10 @@ def test_every_sample_reads_as_the_standard_library_reads_it():
             read += 1
             assert shape(ours) == shape(theirs), file.name
     # The fast reader does the work: only messages the standard library finds broken
-    # beyond what we recover the same way (no start delimiter, ...) are left to it.
+    # beyond what we recover the same way (a lone CR, text in a status block) are left
+    # to it.
     assert len(files) > 650
-    assert read >= 0.95 * len(files)
+    assert read >= 0.98 * len(files)
 
 
 @settings(max_examples=400, deadline=None, database=None,
@@ -107,13 +108,19 @@ CASES = [
     ("truncated", _mime("--b\n\none\n--b\n\ntwo, cut"), True),
     ("truncated inside a part",
      _mime('--b\nContent-Type: multipart/mixed; boundary="c"\n\n--c\n\nx\n--b--\n'), True),
-    ("no start delimiter", _mime("just text\n"), False),
-    ("no boundary", _mime("--b\n\nx\n--b--\n", "multipart/mixed"), False),
+    ("no start delimiter", _mime("just text\n"), True),
+    ("close delimiter first", _mime("text\n--b--\nlost\n--b\n\nx\n"), True),
+    ("no start delimiter inside a part",
+     _mime('--b\nContent-Type: multipart/mixed; boundary="c"\n\ntext\n--b--\n'), True),
+    ("no boundary", _mime("--b\n\nx\n--b--\n", "multipart/mixed"), True),
+    ("no boundary inside a part",
+     _mime("--b\nContent-Type: multipart/mixed\n\nx\n--b--\n"), True),
+    ("empty boundary", _mime("--\n\nx\n----\n", 'multipart/mixed; boundary=""'), False),
     ("boundary reused inside", _mime('--b\nContent-Type: multipart/mixed; boundary="b"\n\n'
                                      "--b\n\nx\n--b--\n--b--\n"), False),
     ("encoded multipart",
      _mime("--b\n\nx\n--b--\n", 'multipart/mixed; boundary="b"\nContent-Transfer-Encoding: '
-           "base64"), False),
+           "base64"), True),
     ("two delimiters in a row", _mime("--b\n--b\n\nx\n--b--\n"), False),
 ]
 

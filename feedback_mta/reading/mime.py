@@ -70,9 +70,12 @@ def read(text: str, policy: Compat32) -> email.message.Message | None:
     if "\r" in text and text.count("\r") != text.count("\r\n"):
         return None  # a lone CR ends a line for the standard library, not here
     try:
-        return _message(text, policy, "text/plain", trim=False, ancestors=())
+        message = _message(text, policy, "text/plain", trim=False, ancestors=())
     except _Irregular:
         return None
+    if message.get_content_maintype() == "multipart" and not message.is_multipart():
+        policy.handle_defect(message, errors.MultipartInvariantViolationDefect())
+    return message
 
 
 def message_from_string(text: str, policy: Compat32) -> email.message.Message:
@@ -142,14 +145,23 @@ def _trimmed(text: str) -> str:
 def _multipart(msg: Message, body: str, policy: Compat32, *, trim: bool,
                ancestors: tuple[str, ...]) -> None:
     boundary = msg.get_boundary()
+    if boundary is None:  # no parts to find: its text is its payload, as for the stdlib
+        msg.policy.handle_defect(msg, errors.NoBoundaryInMultipartDefect())
+        msg.set_payload(body)
+        return
     if not boundary or boundary in ancestors:
-        raise _Irregular("no boundary, or one reused inside its own part")
+        raise _Irregular("an empty boundary, or one reused inside its own part")
     cte = str(msg.get("content-transfer-encoding", "8bit")).lower()
     if cte not in ("7bit", "8bit", "binary"):
-        raise _Irregular("multipart with a content transfer encoding")
+        msg.policy.handle_defect(msg, errors.InvalidMultipartContentTransferEncodingDefect())
     delimiters = _delimiters(body, "--" + boundary)
     if not delimiters or delimiters[0][2]:
-        raise _Irregular("start delimiter not found")
+        # No part starts: the text up to a close delimiter is the payload; what follows
+        # it is dropped, as the standard library drops it.
+        msg.policy.handle_defect(msg, errors.StartBoundaryNotFoundDefect())
+        msg.set_payload(body[:delimiters[0][0]] if delimiters else body)
+        msg.epilogue = None if trim else ""
+        return
     closed = delimiters[-1][2]
     if not closed:  # a truncated message: the last part runs to the end
         delimiters.append((len(body), len(body), True))
