@@ -173,9 +173,9 @@ def in_process(fixtures: Path) -> tuple[float, float]:
     return sorted(runs)[2], 1000 * (time.perf_counter() - started) / len(files)
 
 
-def speed(fixtures: Path, copies: int, go: Path | None = None
+def speed(fixtures: Path, copies: int, go: Path | None = None, runs: int = 3
           ) -> tuple[int, float, float, float | None]:
-    """(files, our seconds, Sisimai's, go-sisimai's): median of three runs each,
+    """(files, our seconds, Sisimai's, go-sisimai's): the median of ``runs`` runs each,
     alternating."""
     files = sorted(fixtures.glob("*.eml"))
     # Timed as installed: pip compiles a package's bytecode as it installs it, and a source
@@ -193,14 +193,15 @@ def speed(fixtures: Path, copies: int, go: Path | None = None
         n = len(files) * copies
         # Alternating, so a busy moment hits both alike.
         theirs_runs, ours_runs, go_runs = [], [], []
-        for _ in range(3):
+        for _ in range(runs):
             theirs_runs.append(sisimai(maildir, False)[1])
             rows, elapsed = ours(maildir)
             ours_runs.append(elapsed)
             assert len(rows) == n, (len(rows), n)
             go_runs.append(go_sisimai(go, maildir))
-    go_s = sorted(go_runs)[1] if go is not None else None  # type: ignore[type-var]
-    return n, sorted(ours_runs)[1], sorted(theirs_runs)[1], go_s
+    middle = runs // 2
+    go_s = sorted(go_runs)[middle] if go is not None else None  # type: ignore[type-var]
+    return n, sorted(ours_runs)[middle], sorted(theirs_runs)[middle], go_s
 
 
 def installed() -> bool:
@@ -222,6 +223,8 @@ def main() -> None:
                         help="only Sisimai's corpus against its own expectations")
     parser.add_argument("--go", type=Path, default=None,
                         help="a go-sisimai program (sisimai.Rise over a directory) to time too")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="timed runs of each program, alternating; the median is shown")
     args = parser.parse_args()
     if not installed():
         sys.exit("Sisimai is not installed (apt-get install libsisimai-perl)")
@@ -229,9 +232,9 @@ def main() -> None:
         corpus()
         return
     agreement(args.dir)
-    n, ours_s, theirs_s, go_s = speed(args.dir, args.copies, args.go)
+    n, ours_s, theirs_s, go_s = speed(args.dir, args.copies, args.go, args.runs)
     print(f"speed on {n} files ({args.copies} copies of each fixture), one process each,"
-          " median of 3:")
+          f" median of {args.runs}:")
     print(f"  feedback-mta parse: {ours_s:.2f} s  ({n / ours_s:,.0f} files/s)")
     print(f"  Sisimai {sisimai_version()}:  {theirs_s:.2f} s  ({n / theirs_s:,.0f} files/s)")
     if go_s is not None:

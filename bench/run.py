@@ -255,7 +255,7 @@ class Bench:
             r[name] = step()
         if parse_vs_sisimai.installed() and (not a.only or "parse" in a.only):
             print("running parse vs Sisimai ...", file=sys.stderr, flush=True)
-            n, ours_s, theirs_s = parse_vs_sisimai.speed(
+            n, ours_s, theirs_s, _ = parse_vs_sisimai.speed(
                 ROOT / "tests" / "fixtures" / "reports", a.parse_copies)
             r["parse"] = {"files": n, "ours_s": round(ours_s, 2), "sisimai_s": round(theirs_s, 2),
                           "sisimai_version": parse_vs_sisimai.sisimai_version()}
