@@ -19,7 +19,7 @@ import re
 from email.iterators import body_line_iterator
 from email.message import Message
 
-from flufl.bounce._detectors import simplematch, simplewarning
+from flufl.bounce._detectors import exchange, qmail, simplematch, simplewarning
 from flufl.bounce._interfaces import BounceDetector
 from flufl.bounce._scan import _DETECTORS
 
@@ -119,10 +119,25 @@ _OURS: dict[type[BounceDetector], type[BounceDetector]] = {
     simplematch.SimpleMatch: SimpleMatch, simplewarning.SimpleWarning: SimpleWarning}
 DETECTORS = tuple(_OURS.get(d, d) for d in _DETECTORS)
 
+#: Detectors that find nothing unless one of these strings is in a line of the bounce
+#: (their start markers, matched case-sensitively in a line): skipped on a text without
+#: any, where each walked the whole message.
+_NEEDS: dict[type[BounceDetector], tuple[str, ...]] = {
+    qmail.Qmail: tuple(qmail.introtags),
+    exchange.Exchange: (exchange.scre.pattern,),
+}
+
 
 def all_failures(msg: Message) -> tuple[Found, Found]:
     """(temporary, permanent) failed addresses, as ``flufl.bounce.all_failures``."""
+    text: str | None = None
     for detector in DETECTORS:
+        needs = _NEEDS.get(detector)
+        if needs:
+            if text is None:
+                text = "".join(body_line_iterator(msg))
+            if not any(marker in text for marker in needs):
+                continue
         try:
             temporary, permanent = detector().process(msg)
         except Exception:  # noqa: S112 - one detector's trouble with odd MIME
