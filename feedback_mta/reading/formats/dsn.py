@@ -34,7 +34,9 @@ from feedback_mta.reading.formats.report import (
 )
 from feedback_mta.reading.parse import ParsedMessage
 
-_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+# "\b" before the first digit, written as a lookbehind after it: a pattern that starts with
+# a digit class is searched digit to digit, one that starts with "\b" at every character.
+_STATUS = re.compile(r"([245])(?<!\w.)\.(\d{1,3})\.(\d{1,3})\b")
 
 
 def status_of(text: str | None) -> str | None:
