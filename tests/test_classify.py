@@ -99,3 +99,34 @@ def test_a_person_s_reply_through_a_known_mail_system_stays_a_reply(system, head
     parsed = parse(raw.encode(), "boss@dealer.test", (REPLY,))
     result = classify(parsed, BOOK.resolve_all([REPLY]))
     assert result.kind is Kind.REPLY, (system, result.why)
+
+
+@pytest.mark.parametrize("value", [
+    "MAILER-DAEMON@mx.example.jp (Mail Delivery System)",
+    "attacker@evil.test (boss@dealer.test)",
+    " a@b.test  (x) ",
+    "a@b.test (x) (y)",
+    "a@b.test (x), c@d.test",
+    '"boss@dealer.test" <attacker@evil.test> (c)',
+    "a@b.test (x\\y)",
+    "a@b.test (Nested (paren))",
+    '"Lee, Pat" <pat@example.com>',
+])
+def test_header_addresses_are_those_the_full_parser_finds(value):
+    """The From address decides who may flag a lead: the quick forms (a bare address, an
+    address in angle brackets, one with a plain comment after it) give exactly what the
+    RFC 5322 parser gives, never a comment's or a display name's address."""
+    from email.utils import getaddresses
+
+    from feedback_mta.reading.parse import _addresses
+
+    assert _addresses([value]) == tuple(
+        a.lower() for _, a in getaddresses([value]) if "@" in a)
+
+
+def test_an_address_written_as_a_display_name_is_never_taken_for_the_sender():
+    """``boss@dealer.test <attacker@evil.test>`` is attacker@evil.test's mail, whatever an
+    old parser makes of the unquoted name (CVE-2023-27043's kind of confusion)."""
+    from feedback_mta.reading.parse import _addresses
+
+    assert _addresses(["boss@dealer.test <attacker@evil.test>"]) == ("attacker@evil.test",)

@@ -204,6 +204,9 @@ def parse(raw: bytes, mail_from: str | None = None, rcpt_tos: tuple[str, ...] = 
 # only where a separator ends, so a failed attempt inside a run costs one step.
 _ANGLE = re.compile(r"<([^<>\s@]+@[^<>\s]+)>")
 _BARE = re.compile(r"(?<![^\s<>\"'(),;:])[^\s<>\"'(),;:@]+@[^\s<>\"'(),;:@]+")
+#: One address and one plain comment after it (``MAILER-DAEMON@host (Mail Delivery
+#: System)``): the address, never the comment, as the full parser reads it.
+_COMMENTED = re.compile(r"\s*([^\s<>\"'(),;:\\@]+@[^\s<>\"'(),;:\\@]+)\s*\([^()\"\\]*\)\s*")
 
 
 def _addresses(values: Iterable[object]) -> tuple[str, ...]:
@@ -215,7 +218,9 @@ def _addresses(values: Iterable[object]) -> tuple[str, ...]:
     for item in values:
         value = str(item)
         if any(c in value for c in '"()\\'):
-            found += [a for _, a in getaddresses([value]) if "@" in a]
+            commented = _COMMENTED.fullmatch(value)
+            found += [commented.group(1)] if commented else [
+                a for _, a in getaddresses([value]) if "@" in a]
         elif "<" in value:
             found += _ANGLE.findall(value)
         else:
