@@ -136,24 +136,27 @@ def _failed(block: Message, delivered: list[str]) -> _Failed | None:
     """The failed recipient a block names; a delivered one goes to ``delivered``."""
     # The address we sent to, before any alias expansion (RFC 3464 2.3.1), else the one
     # the failing server saw.
-    final = address_in(block.get("Final-Recipient"))
-    address = address_in(block.get("Original-Recipient")) or final
+    fields: dict[str, str] = {}  # each field's first value, as block.get gives it
+    for name, value in block.items():
+        fields.setdefault(name.lower(), value)
+    final = address_in(fields.get("final-recipient"))
+    address = address_in(fields.get("original-recipient")) or final
     if address is None:
         return None
-    action = unfold(block.get("Action")).lower()
-    status = unfold(block.get("Status"))
+    action = unfold(fields.get("action")).lower()
+    status = unfold(fields.get("status"))
     if action in ("delivered", "relayed", "expanded", "deliverable") or (
             action not in ("failed", "delayed") and status.startswith("2.")):
         delivered.append(address)
         return None
-    kind, _, diagnostic = unfold(block.get("Diagnostic-Code")).partition(";")
+    kind, _, diagnostic = unfold(fields.get("diagnostic-code")).partition(";")
     if kind.strip().lower().startswith(("smtp", "x-", "dns")) and len(kind) < 20:
         kind = kind.strip()
     else:
-        kind, diagnostic = "", unfold(block.get("Diagnostic-Code"))
-    category = unfold(block.get("X-PowerMTA-BounceCategory")).lower()
+        kind, diagnostic = "", unfold(fields.get("diagnostic-code"))
+    category = unfold(fields.get("x-powermta-bouncecategory")).lower()
     return _Failed(address, action, status, kind.upper(), diagnostic.strip(),
-                   _hostname(block.get("Remote-MTA")), final if final != address else None,
+                   _hostname(fields.get("remote-mta")), final if final != address else None,
                    _POWERMTA.get(category, ""))
 
 
