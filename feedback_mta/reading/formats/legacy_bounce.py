@@ -147,9 +147,13 @@ def _original_recipient(copy: Message | None) -> list[str]:
 
 
 def _quoted_original(text: str, copy: re.Match[str] | None) -> Message | None:
+    """The quoted copy's headers (all that is read of an original: our token, our return
+    path), without parsing its body."""
     if not copy:
         return None
-    quoted = headers_only(text[copy.end():])
+    rest = text[copy.end():].lstrip("\r\n")
+    end = rest.find("\n\n")
+    quoted = headers_only(rest[:end + 1] if end >= 0 else rest)
     return quoted if len(quoted) else None
 
 
