@@ -5,6 +5,7 @@ mailbox does not pay for loading the database stack; everything else, and ``pars
 goes through the typer app in ``cli``.
 """
 
+import os
 import sys
 
 
@@ -13,7 +14,15 @@ def main() -> None:
     if argv[:1] == ["parse"] and not {"--help", "-h"} & set(argv):
         from feedback_mta.cli import parse as bulk
 
-        sys.exit(bulk.main(argv[1:]))
+        try:
+            code = bulk.main(argv[1:])
+            sys.stdout.flush()
+        except BrokenPipeError:  # parse ... | head: the reader has stopped reading
+            code = 1
+        # Every line is written: leave without tearing the interpreter down (its modules
+        # and the messages' objects), as the other commands leave.
+        sys.stderr.flush()
+        os._exit(code)
     from feedback_mta.cli.app import main as cli_main
 
     cli_main()

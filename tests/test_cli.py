@@ -159,6 +159,19 @@ def test_parse_reads_every_form_of_its_command_line():
         assert result.returncode == 2 and "usage: feedback-mta parse" in result.stderr, argv
 
 
+def test_parse_into_a_reader_that_stops_ends_quietly():
+    """``parse DIR | head -1``: no traceback when the reader goes away; exit 1."""
+    proc = subprocess.Popen([sys.executable, "-m", "feedback_mta", "parse", "--json",
+                             str(FIXTURES / "sisimai" / "eml")], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == EXIT_FAILED
+    assert json.loads(first)["file"].endswith(".eml")
+    assert b"Traceback" not in proc.stderr.read()
+
+
 def test_parse_gives_every_file_a_line_even_binary_junk(tmp_path):
     junk = tmp_path / "junk.eml"
     junk.write_bytes(bytes(range(256)) * 40)
