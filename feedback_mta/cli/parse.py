@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import json
+import marshal
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -150,11 +151,10 @@ def _classify_all(files, book, markers, stream) -> tuple[list[dict[str, Any]], i
         for error in errors:
             status = 1
             print(error, file=sys.stderr)
-        for line in lines:
-            if stream is not None:
-                stream.write(line + "\n")
-            else:
-                rows.append(json.loads(line))
+        if stream is not None:
+            stream.writelines(line + "\n" for line in lines)
+        else:
+            rows += [json.loads(line) for line in lines]
     return rows, status
 
 
@@ -163,11 +163,10 @@ def _shared(chunks: list[list[Path]], workers: int, book: AddressBook | None,
     """Each chunk's lines and errors, by its number. With several workers, this process
     and ``workers - 1`` forked after the imports (so each starts at once) take the next
     chunk from one queue until none is left, so they finish together however the costly
-    messages fall; the forked ones send theirs back pickled."""
+    messages fall; the forked ones send theirs back with ``marshal`` (strings in lists:
+    no need for pickle, nor for its import)."""
     if workers == 1:
         return {n: _chunk(chunk, book, markers) for n, chunk in enumerate(chunks)}
-    import pickle
-
     # The queue: every chunk number, 4 bytes each, in a pipe written whole and closed
     # before any worker starts; a read of 4 bytes takes one number, atomically.
     queue, feed = os.pipe()
@@ -177,13 +176,13 @@ def _shared(chunks: list[list[Path]], workers: int, book: AddressBook | None,
     for _ in range(1, workers):  # this process is a worker too
         reader, writer = os.pipe()
         pid = os.fork()
-        if pid == 0:  # the worker: its chunks, pickled down the pipe, then gone
+        if pid == 0:  # the worker: its chunks, down the pipe, then gone
             code = 1
             try:
                 os.close(reader)
                 share = _take(queue, chunks, book, markers)
                 with os.fdopen(writer, "wb") as out:
-                    pickle.dump(share, out, protocol=pickle.HIGHEST_PROTOCOL)
+                    out.write(marshal.dumps(share))
                 code = 0
             finally:  # never back into the parent's code, whatever happened
                 os._exit(code)
@@ -197,7 +196,7 @@ def _shared(chunks: list[list[Path]], workers: int, book: AddressBook | None,
         _, code = os.waitpid(pid, 0)
         if code != 0 or not data:
             raise RuntimeError(f"parse worker {pid} failed (status {code})")
-        done.update(pickle.loads(data))  # noqa: S301 - our own child's output
+        done.update(marshal.loads(data))  # noqa: S302 - our own child's output
     return done
 
 
