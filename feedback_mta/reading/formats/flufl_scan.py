@@ -81,6 +81,19 @@ def _literal(pattern: re.Pattern[str]) -> str:
     return literal if len(literal) >= 4 and literal.isascii() else ""
 
 
+class _Body:
+    """A bounce's body lines (as ``body_line_iterator`` gives them), read once for all the
+    detectors that look at them, and the text they make."""
+
+    def __init__(self, msg: Message) -> None:
+        try:
+            self.lines = list(body_line_iterator(msg))
+        except Exception:  # a charset Python cannot decode with: every detector that
+            self.lines = []  # reads the lines would raise, and be skipped
+        self.text = "\n".join(self.lines)
+        self.lowered = self.text.lower() if self.text.isascii() else None
+
+
 class SimpleMatch(simplematch.SimpleMatch):
     """``SimpleMatch`` with the lines read once, and pattern sets that cannot start
     skipped."""
@@ -89,19 +102,19 @@ class SimpleMatch(simplematch.SimpleMatch):
     LITERALS = tuple(_literal(start) for start, _, _ in simplematch.PATTERNS)
 
     def process(self, msg: Message) -> tuple[Found, Found]:
-        lines = list(body_line_iterator(msg))
-        text = "\n".join(lines)
-        lowered = text.lower() if text.isascii() else None
+        return self.read(_Body(msg))
+
+    def read(self, body: _Body) -> tuple[Found, Found]:
         addresses: set[bytes] = set()
         for (scre, ecre, acre), start, literal in zip(self.PATTERNS, self.STARTS,
                                                       self.LITERALS, strict=True):
-            if lowered is not None and literal:
-                if literal not in lowered:
+            if body.lowered is not None and literal:
+                if literal not in body.lowered:
                     continue  # no line can match scre: the loop below would find nothing
-            elif start is not None and not start.search(text):
+            elif start is not None and not start.search(body.text):
                 continue
             seen = False
-            for line in lines:
+            for line in body.lines:
                 if not seen and scre.search(line):
                     seen = True
                 if seen:
@@ -123,8 +136,8 @@ class SimpleWarning(SimpleMatch):
     STARTS = tuple(_in_whole_text(start) for start, _, _ in simplewarning.PATTERNS)
     LITERALS = tuple(_literal(start) for start, _, _ in simplewarning.PATTERNS)
 
-    def process(self, msg: Message) -> tuple[Found, Found]:
-        _, found = super().process(msg)
+    def read(self, body: _Body) -> tuple[Found, Found]:
+        _, found = super().read(body)
         return found, frozenset()
 
 
@@ -163,19 +176,21 @@ _SENDERS: dict[type[BounceDetector], Callable[[Message], bool]] = {
 
 def all_failures(msg: Message) -> tuple[Found, Found]:
     """(temporary, permanent) failed addresses, as ``flufl.bounce.all_failures``."""
-    text: str | None = None
+    body: _Body | None = None
     for detector in DETECTORS:
-        needs = _NEEDS.get(detector)
+        needs, could = _NEEDS.get(detector), _SENDERS.get(detector)
         if needs:
-            if text is None:
-                text = "".join(body_line_iterator(msg))
-            if not any(marker in text for marker in needs):
+            body = body or _Body(msg)
+            if not any(marker in body.text for marker in needs):
                 continue
-        could = _SENDERS.get(detector)
         if could is not None and not could(msg):
             continue
         try:
-            temporary, permanent = detector().process(msg)
+            if issubclass(detector, SimpleMatch):  # ours: the lines already read
+                body = body or _Body(msg)
+                temporary, permanent = detector().read(body)
+            else:
+                temporary, permanent = detector().process(msg)
         except Exception:  # noqa: S112 - one detector's trouble with odd MIME
             continue
         if temporary or permanent:
