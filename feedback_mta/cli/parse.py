@@ -129,9 +129,9 @@ PARALLEL_FROM = 200
 
 
 #: Chunk numbers go through a pipe, written whole before the workers start: at most this
-#: many (4 bytes each, within the pipe's 64 KiB), so chunks grow past 16 files on a
-#: mailbox of more than a quarter of a million.
-MAX_CHUNKS = 16384
+#: many (4 bytes each, 16 KiB, within any Unix pipe's buffer), so chunks grow past 16
+#: files on a mailbox of more than 65,536.
+MAX_CHUNKS = 4096
 
 
 def _classify_all(files, book, markers, stream) -> tuple[list[dict[str, Any]], int]:
@@ -235,9 +235,9 @@ def _plain(argv: Sequence[str]) -> tuple[list[Path], Path | None, bool] | None:
             as_json = True
         elif arg in ("--config", "-c"):
             config = next(args, None)
-            if config is None:
+            if not config or config.startswith("-"):
                 return None
-        elif arg.startswith("--config="):
+        elif arg.startswith("--config=") and len(arg) > len("--config="):
             config = arg.partition("=")[2]
         elif arg == "--":
             files += [Path(a) for a in args]

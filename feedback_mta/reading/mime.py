@@ -4,16 +4,18 @@ The standard library's ``FeedParser`` is built to be fed a socket's chunks: it r
 by line through a stack of generators and matches every line against every enclosing
 boundary. Here the whole message is already in memory, so each MIME part is cut out with
 ``str.find`` and its header block read with one pattern (RFC 2045, RFC 2046 5.1.1 for the
-delimiters, RFC 3464 2.1 for the header blocks of ``message/delivery-status``), a few times
-faster on a bounce.
+delimiters, RFC 3464 2.1 for the header blocks of ``message/delivery-status``): Sisimai's
+corpus reads in 63 ms where ``FeedParser`` took 177.
 
 The result is exactly the tree ``FeedParser`` builds, attribute for attribute (headers,
-payloads, preamble, epilogue, default types, the newline that belongs to a delimiter):
-``tests/test_mime.py`` compares both on every sample message we keep. That holds only
-for well-formed messages, so anything the standard library would record a defect for (a
-missing header/body separator, a start or close delimiter not found, a boundary reused
-inside its own part, a lone CR, ...) is not read here: ``read`` returns None and the
-caller hands the message to the standard library, which knows how to recover.
+payloads, preamble, epilogue, default types, the newline that belongs to a delimiter,
+defects): ``tests/test_mime.py`` compares both on every sample message we keep and on the
+fuzzers' messages. Broken structures the standard library reads in one fixed way (no
+blank line after the headers, no boundary, no start or close delimiter, an encoded
+multipart) are read here the same way, with the same defects; what it recovers from in
+ways of its own (a lone CR, a text line inside a status block, a boundary reused inside
+its own part, ...) is not read here: ``read`` returns None and the caller hands the
+message to the standard library.
 """
 
 from __future__ import annotations
@@ -60,9 +62,10 @@ class Message(email.message.Message):
         super().replace_header(_name, _value)
 
     def _get_params_preserve(self, failobj: Any, header: str) -> Any:
-        """A header's parameters (what ``get_param`` and ``get_boundary`` read), parsed once
-        per distinct header value: most parts carry one of a few (``text/plain;
-        charset="us-ascii"``), and parsing them was a twentieth of a bulk ``parse``."""
+        """A header's parameters (the standard library's own step that ``get_param``,
+        ``get_params`` and ``get_boundary`` share), parsed once per distinct header value:
+        most parts carry one of a few (``text/plain; charset="us-ascii"``), and parsing
+        them was a twentieth of a bulk ``parse``."""
         value = self.get(header)
         if not isinstance(value, str):
             return super()._get_params_preserve(failobj, header)  # type: ignore[misc]
