@@ -11,10 +11,12 @@ Prints:
   its own test suites' expectations, our figures beside Debian Sisimai's;
 * speed: the fixtures copied ``--copies`` times (each copy with its own Message-ID) into a
   temporary maildir, parsed by ``python -m feedback_mta parse --json DIR`` and by one
-  ``perl -MSisimai`` process; wall time of each whole process (startup included) and the
-  ratio; with ``--go BINARY``, go-sisimai too (a program calling ``sisimai.Rise`` on the
-  directory, built offline from sisimai/go-sisimai with Debian's Go 1.19 and its
-  golang-golang-x-{net,text}-dev copied into a ``vendor/`` directory);
+  ``perl -MSisimai`` process; wall time of each whole process (startup included), the
+  median of ``--runs`` (3) alternating runs, and the ratio; our package's bytecode is
+  compiled first, as an install compiles it; with ``--go BINARY``, go-sisimai too (a
+  program calling ``sisimai.Rise`` on the directory, built offline from
+  sisimai/go-sisimai with Debian's Go 1.19 and its golang-golang-x-{net,text}-dev copied
+  into a ``vendor/`` directory);
   then our start-up time (``parse`` of no file) and the in-process cost per file.
 
 Sisimai's reasons map to our kinds: ``feedback`` -> complaint, ``delivered`` and
