@@ -202,7 +202,8 @@ def parse(raw: bytes, mail_from: str | None = None, rcpt_tos: tuple[str, ...] = 
 # Linear on any input (a 1 MB header of one run of letters once took the processor for
 # hours): the local part excludes "@", so nothing is tried twice, and a bare address starts
 # only where a separator ends, so a failed attempt inside a run costs one step.
-_ANGLE = re.compile(r"<([^<>\s@]+@[^<>\s]+)>")
+#: An address in angle brackets (``Name <a@b>``; fml's notices name theirs so too).
+ANGLE_ADDRESS = re.compile(r"<([^<>\s@]+@[^<>\s]+)>")
 _BARE = re.compile(r"(?<![^\s<>\"'(),;:])[^\s<>\"'(),;:@]+@[^\s<>\"'(),;:@]+")
 #: One address and one plain comment after it (``MAILER-DAEMON@host (Mail Delivery
 #: System)``): the address, never the comment, as the full parser reads it.
@@ -222,7 +223,7 @@ def _addresses(values: Iterable[object]) -> tuple[str, ...]:
             found += [commented.group(1)] if commented else [
                 a for _, a in getaddresses([value]) if "@" in a]
         elif "<" in value:
-            found += _ANGLE.findall(value)
+            found += ANGLE_ADDRESS.findall(value)
         else:
             found += _BARE.findall(value)
     return tuple(a.strip().lower() for a in found)

@@ -50,13 +50,10 @@ class Words(NamedTuple):
     #: Every piece of every pair (filled in below the table).
     pieces: frozenset[str] = frozenset()
 
-    def found_in(self, text: str) -> bool:
-        """Does the lower-cased ``text`` say this reason?"""
-        return self.said(PHRASES.in_text(text), text)
-
     def said(self, found: frozenset[str], text: str) -> bool:
-        """The same, given the phrases of every table ``text`` holds (``PHRASES``): a few
-        set look-ups where each phrase was a search of the text."""
+        """Does the lower-cased ``text`` say this reason, given the phrases of every table
+        it holds (``PHRASES.in_text(text)``)? A few set look-ups where each phrase was a
+        search of the text."""
         if not found or not found.isdisjoint(self.isnot):
             return False
         return not found.isdisjoint(self.phrases) or (

@@ -710,10 +710,8 @@ _SUFFIXES = tuple((suffix, name) for name, suffixes in HOSTS.items() for suffix 
 _ANY_SUFFIX = tuple(suffix for suffix, _ in _SUFFIXES)
 #: Every tail of every suffix -> the first server it belongs to: a recipient's domain
 #: names the server one of whose suffixes ends with it.
-_TAILS: dict[str, str] = {}
-for _suffix, _name in _SUFFIXES:
-    for _at in range(len(_suffix)):
-        _TAILS.setdefault(_suffix[_at:], _name)
+_TAILS = {suffix[at:]: name for suffix, name in reversed(_SUFFIXES)  # the first server wins
+          for at in range(len(suffix))}
 
 
 def server(remote: str | None, domain: str | None, reporting: str | None = None) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from email.iterators import body_line_iterator
 from email.message import Message
 
@@ -81,6 +81,12 @@ def _literal(pattern: re.Pattern[str]) -> str:
     return literal if len(literal) >= 4 and literal.isascii() else ""
 
 
+def _prefilters(patterns: Sequence[tuple[re.Pattern[str], ...]]
+                ) -> tuple[tuple[re.Pattern[str] | None, str], ...]:
+    """For each pattern set, its start pattern for the whole text and its first words."""
+    return tuple((_in_whole_text(start), _literal(start)) for start, *_ in patterns)
+
+
 class _Body:
     """A bounce's body lines (as ``body_line_iterator`` gives them), read once for all the
     detectors that look at them, and the text they make."""
@@ -98,16 +104,15 @@ class SimpleMatch(simplematch.SimpleMatch):
     """``SimpleMatch`` with the lines read once, and pattern sets that cannot start
     skipped."""
 
-    STARTS = tuple(_in_whole_text(start) for start, _, _ in simplematch.PATTERNS)
-    LITERALS = tuple(_literal(start) for start, _, _ in simplematch.PATTERNS)
+    PREFILTERS = _prefilters(simplematch.PATTERNS)
 
     def process(self, msg: Message) -> tuple[Found, Found]:
         return self.read(_Body(msg))
 
     def read(self, body: _Body) -> tuple[Found, Found]:
         addresses: set[bytes] = set()
-        for (scre, ecre, acre), start, literal in zip(self.PATTERNS, self.STARTS,
-                                                      self.LITERALS, strict=True):
+        for (scre, ecre, acre), (start, literal) in zip(self.PATTERNS, self.PREFILTERS,
+                                                        strict=True):
             if body.lowered is not None and literal:
                 if literal not in body.lowered:
                     continue  # no line can match scre: the loop below would find nothing
@@ -133,8 +138,7 @@ class SimpleWarning(SimpleMatch):
     temporary failure."""
 
     PATTERNS = simplewarning.PATTERNS
-    STARTS = tuple(_in_whole_text(start) for start, _, _ in simplewarning.PATTERNS)
-    LITERALS = tuple(_literal(start) for start, _, _ in simplewarning.PATTERNS)
+    PREFILTERS = _prefilters(simplewarning.PATTERNS)
 
     def read(self, body: _Body) -> tuple[Found, Found]:
         _, found = super().read(body)

@@ -12,8 +12,8 @@ import re
 from feedback_mta.reading.parse import ParsedMessage
 
 # Known by headers any mail James sends may carry (a JavaMail Message-ID, its Received
-# line): a bounce signal only with a bounce's subject; otherwise it speaks only for a
-# message already known to be a bounce.
+# line), so no bounce signal of its own (no BOUNCE_ONLY): it speaks only for a message
+# already known to be a bounce (a mailer's sender, a bounce's subject).
 _RCPT_TO = re.compile(r"^\s*RCPT TO:\s*<?([^<>\s@]+@[^<>\s]+?)>?\s*$",
                       re.IGNORECASE | re.MULTILINE)
 

@@ -8,9 +8,7 @@ Source: go-sisimai ``lhost/via-fml.go`` (BSD 2-Clause; the licence is in
 
 from __future__ import annotations
 
-import re
-
-from feedback_mta.reading.parse import ParsedMessage
+from feedback_mta.reading.parse import ANGLE_ADDRESS, ParsedMessage
 
 # Known by the list server's header, its -admin sender and its own Message-ID all at once:
 # a list member's post through fml keeps the member's From.
@@ -33,8 +31,6 @@ _TITLES: dict[str, tuple[str, ...]] = {
     "securityerror": ("security alert",),
 }
 
-_BRACKETED = re.compile(r"<([^<>\s@]+@[^<>\s]+)>")
-
 
 def detect(msg: ParsedMessage) -> bool:
     return (msg.header("x-mlserver") is not None
@@ -45,7 +41,7 @@ def detect(msg: ParsedMessage) -> bool:
 def failed(msg: ParsedMessage, notice: str) -> list[str]:
     """Each line of the notice that names an address in angle brackets speaks of it."""
     return [found.group(1).lower() for line in notice.splitlines()
-            if (found := _BRACKETED.search(line))]
+            if (found := ANGLE_ADDRESS.search(line))]
 
 
 def hint(msg: ParsedMessage, text: str) -> str:
