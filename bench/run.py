@@ -27,6 +27,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -112,8 +113,9 @@ class Running:
 
     def spy(self, profile: Path) -> None:
         """py-spy records each process (the thread holding the GIL) as collapsed stacks."""
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
         self.spies = [subprocess.Popen(
-            ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--gil", "--threads",
+            [spy, "record", "--pid", str(pid), "--format", "raw", "--gil", "--threads",
              "--rate", "200", "-o", f"{profile}.{i}.txt"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for i, pid in enumerate(self.pids)]

@@ -278,3 +278,81 @@ def test_buckets_are_forgotten_under_a_flood_of_addresses():
     # 30,000 addresses over 5 minutes: only the last minute's are remembered.
     assert len(limits._connections.buckets) <= 10001
     assert limits.open_sessions == {}
+
+
+# -- what FeedbackSMTP does once that aiosmtpd does per connection or command ----------------
+
+_PATHS = ["<a@b.c>", "<a@b.c> SIZE=100 BODY=8BITMIME", " <a.b+c@d-e.f>", "<a..b@c>", "<.a@b>",
+          "<a@b..c>", "<a@[1.2.3.4]>", '<"q x"@b>', "<>", "< a@b>", "<a@b >", "<a@b>x",
+          "<a@b>  ", "<a@-b.c>", "<a@b.c.>", "a@b", "<@x:a@b>", "<a@b> SMTPUTF8", "<ü@b>",
+          "<a@bü>", "\t<a@b>", "<a@b>\tX=1", "<a (c) @b>", "<a@b> <c@d>", "<a@b.c>\r\n",
+          "<a@b> (comment) SIZE=1", "<bounce+AbC_12-x@fb.test> NOTIFY=NEVER", ""]
+
+
+def _both(arg: str, local_part_limit: int = 0):
+    import asyncio
+
+    from aiosmtpd.smtp import SMTP
+
+    async def make():
+        ours = codes.FeedbackSMTP(object(), hostname="x")
+        theirs = SMTP(object(), hostname="x")
+        ours.local_part_limit = theirs.local_part_limit = local_part_limit
+        return ours, theirs
+
+    ours, theirs = asyncio.run(make())
+    results = []
+    for proto, method in ((ours, ours._getaddr), (theirs, theirs._getaddr)):
+        try:
+            results.append(method(arg))
+        except Exception as exc:  # aiosmtpd's own reader raises on some garbage
+            results.append(type(exc))
+    return results
+
+
+@pytest.mark.parametrize("arg", _PATHS)
+def test_address_reader_agrees_with_aiosmtpd(arg):
+    ours, theirs = _both(arg)
+    assert ours == theirs
+
+
+def test_address_reader_keeps_the_local_part_limit():
+    ours, theirs = _both("<abcdefgh@b.c>", local_part_limit=4)
+    assert ours == theirs == (None, None)
+
+
+def test_address_reader_agrees_on_generated_paths():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    chars = st.sampled_from([*'ab.@<> -+"()[]\\:;,_=!#\t', "Z", "ü"])
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.text(chars, max_size=14), st.sampled_from(["", " SIZE=1", "x", " (c)"]))
+    def check(inner, tail):
+        ours, theirs = _both(f"<{inner}>{tail}")
+        assert ours == theirs
+
+    check()
+
+
+def test_each_protocol_has_aiosmtpd_command_tables():
+    import asyncio
+
+    from aiosmtpd.smtp import SMTP
+
+    from feedback_mta.edge.smtp import FeedbackLMTP
+
+    class Hooks:
+        async def handle_DATA(self, *args):
+            return "250"
+
+    async def make(cls):
+        return cls(Hooks(), hostname="x")
+
+    for cls in (codes.FeedbackSMTP, FeedbackLMTP):
+        ours, theirs = asyncio.run(make(cls)), asyncio.run(make(SMTP))
+        assert set(ours._smtp_methods) == set(theirs._smtp_methods) | (
+            {"LHLO"} if cls is FeedbackLMTP else set())
+        assert set(ours._auth_methods) == set(theirs._auth_methods)
+        assert set(ours._handle_hooks) == {"DATA"}

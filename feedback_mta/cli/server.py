@@ -39,8 +39,6 @@ def serve(config: ConfigOpt = None,
                                 "sends webhooks, and takes no mail.")] = False) -> None:
     """Run the SMTP (or LMTP) server, the HTTP API ([http] listen), the webhook senders
     and the scheduler in the foreground."""
-    import asyncio
-
     import sqlalchemy as sa
 
     from feedback_mta.service import serve as serve_mod
@@ -58,7 +56,7 @@ def serve(config: ConfigOpt = None,
             if code:
                 raise typer.Exit(code)
             return
-        asyncio.run(serve_mod.run(cfg, smtp=not no_smtp))
+        serve_mod.main(cfg, smtp=not no_smtp)
     except db.SchemaError as exc:
         raise Failure(str(exc), EXIT_DATABASE) from None
     except serve_mod.ListenError as exc:

@@ -16,8 +16,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
-from typing import Any, AnyStr
+from typing import Any, AnyStr, cast
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -175,12 +176,22 @@ class Sessions:
         return not self.active
 
 
+#: An address as nearly every client sends it: ``<dot-atom@dot-atom>``, then parameters.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_PATH = re.compile(
+    rf"\s*<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>[ \t]*([^(]*)", re.S)
+#: Per protocol class: the names aiosmtpd looks for in ``dir()`` of each new protocol.
+_COMMAND_NAMES: dict[type, list[str]] = {}
+
+
 class FeedbackSMTP(SMTP):
     """Counts the session, rewrites replies, applies the DATA timeout, drains on shutdown.
 
     What aiosmtpd leaves no hook for is done by overriding its session methods here, in
     one class: admitting the client before the greeting (``_handle_client``), the DATA
-    timeout (``_reset_timeout``) and a 421 before a timeout hangs up (``_timeout_cb``).
+    timeout (``_reset_timeout``), a 421 before a timeout hangs up (``_timeout_cb``), and
+    two costs it pays per connection or command that we pay once (``__dir__``,
+    ``_getaddr``).
     ``tests/test_transport.py`` and ``tests/test_floods.py`` pin each of them, so an
     aiosmtpd upgrade that changes them fails there first (``aiosmtpd<2`` in
     ``pyproject.toml``: a major version is a deliberate upgrade)."""
@@ -241,6 +252,33 @@ class FeedbackSMTP(SMTP):
         if self.sessions.closing:
             self.say_goodbye()
 
+    def __dir__(self) -> list[str]:
+        """The command and AUTH methods only, listed once per class. aiosmtpd builds its
+        command tables from ``dir()`` and ``inspect.getmembers`` of every new protocol,
+        which read every attribute (properties included): a fifth of a connection's
+        set-up, for names that never change."""
+        cls = type(self)
+        names = _COMMAND_NAMES.get(cls)
+        if names is None:
+            names = _COMMAND_NAMES[cls] = [
+                name for name in super().__dir__() if name.startswith(("smtp_", "auth_"))]
+        return names
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's MAIL/RCPT address reader, without its cost for the plain case.
+
+        It runs the email package's RFC 5322 parser and defines a class on every call;
+        an angle address of dot-atoms gives the same (address, parameters) by a regular
+        expression (``tests/test_transport.py`` compares the two), anything else still
+        goes to it."""
+        match = _PLAIN_PATH.fullmatch(arg) if arg else None
+        if match is None:
+            return super()._getaddr(arg)
+        address = match.group(1)
+        if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
+            return None, None
+        return address, match.group(2)
+
     def _timeout_cb(self) -> None:
         # aiosmtpd just hangs up; a reply tells the client (and its log) why.
         self.hang_up(TIMEOUT)
@@ -250,8 +288,9 @@ class FeedbackSMTP(SMTP):
 
     def hang_up(self, reply: str) -> None:
         """Say ``reply`` (a 421) and close, unless the connection is already going."""
-        transport = self.transport
-        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+        # uvloop's transports do not derive from asyncio's classes: no isinstance here.
+        transport = cast("asyncio.WriteTransport | None", self.transport)
+        if transport is not None and not transport.is_closing():
             transport.write(reply.encode() + b"\r\n")
             transport.close()
 

@@ -20,7 +20,6 @@ messages are claimed with a conditional UPDATE exactly as between nodes (``proce
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import os
@@ -81,8 +80,8 @@ def supervise(config: Config, count: int, *, smtp: bool = True) -> int:
                 os.close(other)
             code = 0
             try:
-                asyncio.run(serve.run(config, worker=serve.Worker(index, count, port, write,
-                                                                  http_port), smtp=smtp))
+                serve.main(config, worker=serve.Worker(index, count, port, write, http_port),
+                           smtp=smtp)
             except BaseException as exc:  # reported; the exit code tells the supervisor
                 log.error("server.worker_failed", worker=index, error=logs.error_line(exc))
                 code = 1
