@@ -96,6 +96,7 @@ class Running:
             self.port = int(self.proc.stdout.readline())
             self.pids = [self.proc.pid]
         else:
+            started = 0
             for line in self.proc.stdout:
                 try:
                     event = json.loads(line)
@@ -104,7 +105,10 @@ class Running:
                 if event.get("event") == "server.started":
                     self.port = event["port"]
                     self.pids.append(event["pid"])
-                    if len(self.pids) == workers:
+                    if event.get("processing_pid"):  # its processing process counts too
+                        self.pids.append(event["processing_pid"])
+                    started += 1
+                    if started == workers:
                         break
             else:
                 raise RuntimeError(f"{argv} did not start")

@@ -364,6 +364,11 @@ class ProcessingConfig:
     workers: int = key(
         1, _int(1, 64),
         "Threads that parse, classify and act on stored messages (keep 1 on SQLite).")
+    own_process: bool = key(
+        True, _bool,
+        "Run those threads in a process of their own beside the server's, so the SMTP "
+        "sessions and the processing each have a core (false: in the server's process, "
+        "for a machine with one core or little memory).")
     sweep_interval: float = key(
         30.0, _positive_duration,
         "How often the scheduler looks for stored messages nobody is processing (left by a "

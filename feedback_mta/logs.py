@@ -57,9 +57,33 @@ def _canonical_order(_logger, _name, event_dict):
     return head
 
 
+#: How ``configure`` was last called, for a process started afresh to log the same way.
+_SETTINGS: dict = {}
+#: What ``bind_process`` added, likewise.
+_BOUND: dict = {}
+
+
+def settings() -> dict:
+    """The arguments of the last ``configure`` (its stream named ``stdout`` or ``stderr``):
+    pass them to ``configure_as`` in a new process (``serve``'s processing process)."""
+    return {**_SETTINGS, "bound": dict(_BOUND)}
+
+
+def configure_as(saved: dict) -> None:
+    """Log as ``settings()`` said another process does (to the same stdout or stderr)."""
+    saved = dict(saved)
+    stream = sys.stderr if saved.pop("stream", "stdout") == "stderr" else sys.stdout
+    bound = saved.pop("bound", {})
+    configure(**saved, stream=stream)
+    if bound:
+        bind_process(**bound)
+
+
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None, *,
               mask_addresses: bool = False) -> None:
     stream = stream or sys.stdout
+    _SETTINGS.update(level=level, fmt=fmt, mask_addresses=mask_addresses,
+                     stream="stderr" if stream is sys.stderr else "stdout")
     console = fmt == "console" or (fmt == "auto" and stream.isatty())
     renderer = (structlog.dev.ConsoleRenderer() if console
                 else structlog.processors.JSONRenderer(sort_keys=False))
@@ -92,6 +116,8 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
 def bind_process(**fields) -> None:
     """Add ``fields`` to every line this process writes from now on, on every thread
     (contextvars would not reach the threads): ``worker`` in ``serve --workers``."""
+
+    _BOUND.update(fields)
 
     def add(_logger, _name, event_dict):
         for key, value in fields.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import smtplib
@@ -158,3 +159,68 @@ def test_kill_9_under_load_loses_nothing_and_acts_once(tmp_path, database_url, e
     assert len(events) == len(s.contact_ids)
     print(f"{kills} kills: {len(acked)} acknowledged, {len(rows)} stored, 0 lost, "
           f"{len(events)} opt-outs for {len(s.contact_ids)} contacts")
+
+
+# -- the processing process ---------------------------------------------------------------
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_processing_runs_in_its_own_process(server, engine, cfg):
+    """The processors run beside serve; what they did is told to serve (its metrics and
+    its logs count what the other process finished)."""
+    started = server.wait_for("server.started")
+    assert started["processing_pid"] not in (None, started["pid"])
+    s = seed(engine, cfg)
+    for cid in s.contact_ids:
+        assert send(server.port, "", [s.unsubscribe(cid)], message())[0] == 250
+    wait_all_done(engine, len(s.contact_ids))
+    assert server.stop() == 0
+    assert server.wait_for("server.stopped")["processed"] == len(s.contact_ids)
+    assert not _alive(started["processing_pid"])
+
+
+def test_processing_in_the_server_process_when_configured(tmp_path, database_url, engine,
+                                                          cfg, server_factory):
+    server = server_factory(write_config(tmp_path / "one.toml", database_url,
+                                         processing={"own_process": False}))
+    assert server.wait_for("server.started")["processing_pid"] is None
+    s = seed(engine, cfg)
+    assert send(server.port, "", [s.unsubscribe(s.contact_ids[0])], message())[0] == 250
+    assert [r["state"] for r in wait_all_done(engine, 1)] == ["processed"]
+
+
+def test_a_dead_processing_process_stops_serve_and_nothing_is_lost(
+        tmp_path, config_file, engine, cfg, server_factory):
+    """kill -9 of the processing process: serve stops (exit 1, for systemd to restart it);
+    what was stored and not processed is processed on the next start."""
+    server = server_factory(config_file)
+    pid = server.wait_for("server.started")["processing_pid"]
+    s = seed(engine, cfg)
+    os.kill(pid, signal.SIGSTOP)  # stored, not processed: then the process dies
+    for cid in s.contact_ids:
+        assert send(server.port, "", [s.unsubscribe(cid)], message())[0] == 250
+    os.kill(pid, signal.SIGKILL)
+    assert server.wait_for("processing.exited")["code"] == -signal.SIGKILL
+    assert server.proc.wait(30) == 1
+    assert {r["state"] for r in inbound_rows(engine)} == {"received"}
+
+    again = server_factory(config_file)
+    assert again.wait_for("server.started")["recovered"] == len(s.contact_ids)
+    rows = wait_all_done(engine, len(s.contact_ids))
+    assert {r["state"] for r in rows} == {"processed"}
+
+
+def test_the_processing_process_dies_with_serve(tmp_path, config_file, server_factory):
+    server = server_factory(config_file)
+    pid = server.wait_for("server.started")["processing_pid"]
+    server.kill()
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid)

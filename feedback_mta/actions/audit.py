@@ -19,13 +19,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
 from feedback_mta import logs
-from feedback_mta.store.models import Event
+from feedback_mta.store.models import Event, event_fields, table_of, utcnow
 
 log = logs.get(__name__)
 
@@ -60,22 +61,57 @@ _PENDING = "feedback_mta.pending_events"
 EVENT_LOCK = 0x666D7461
 
 
-def pending_events(session: Session) -> list[Event]:
+@dataclass(eq=False, slots=True)
+class Recorded:
+    """An audit event recorded in a transaction: an ``Event`` row once inserted, when it
+    gets its ``id``. Plain data, not an ORM object: a transaction's events are inserted
+    in one statement (``write_events``), where the ORM's unit of work cost a fifth of a
+    busy processor's time."""
+
+    action: str
+    subject_type: str
+    subject_id: int | None
+    account_id: int | None
+    actor: str
+    via: str | None
+    inbound_message_id: int | None
+    reason: str | None
+    data: dict[str, Any]
+    at: datetime = field(default_factory=utcnow)
+    id: int | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """As ``Event.fields``: the event as its log line, the feed and webhooks show it."""
+        return event_fields(self)
+
+    def row(self) -> dict[str, Any]:
+        return {"at": self.at, "account_id": self.account_id, "actor": self.actor,
+                "action": self.action, "subject_type": self.subject_type,
+                "subject_id": self.subject_id, "inbound_message_id": self.inbound_message_id,
+                "reason": self.reason, "data": self.data, "via": self.via}
+
+
+_EVENTS = table_of(Event)
+_INSERT = sa.insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
+
+
+def pending_events(session: Session) -> list[Recorded]:
     """Events recorded in this transaction and not yet inserted."""
-    pending: list[Event] = session.info.setdefault(_PENDING, [])
+    pending: list[Recorded] = session.info.setdefault(_PENDING, [])
     return pending
 
 
 def write_events(session: Session) -> None:
     """Insert the transaction's events, in the order they were recorded, right before the
     commit (see the module's docstring for why). Every session's commit calls it."""
-    pending = session.info.pop(_PENDING, None)
+    pending: list[Recorded] | None = session.info.pop(_PENDING, None)
     if not pending:
         return
     if session.get_bind().dialect.name != "sqlite":
         session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENT_LOCK})
-    session.add_all(pending)
-    session.flush()
+    ids = session.execute(_INSERT, [event.row() for event in pending]).scalars()
+    for event, event_id in zip(pending, ids, strict=True):
+        event.id = event_id
 
 
 def _forget_events(session: Session, *_: Any) -> None:
@@ -104,18 +140,16 @@ class Recorder:
     session: Session
     actor: Actor
     inbound_message_id: int | None = None
-    _logged: list[tuple[str, dict[str, Any] | Event]] = field(default_factory=list)
+    _logged: list[tuple[str, dict[str, Any] | Recorded]] = field(default_factory=list)
     #: Outbound mail queued in this transaction, to hand to the sender after the commit.
     queued_mail: list[int] = field(default_factory=list)
 
     def record(self, action: str, subject_type: str, subject_id: int | None,
-               account_id: int | None, reason: str | None = None, **data: Any) -> Event:
+               account_id: int | None, reason: str | None = None, **data: Any) -> Recorded:
         """Record an audit event in this transaction (inserted by ``write_events``) and
         queue its log line for after the commit."""
-        event = Event(account_id=account_id, actor=self.actor.name, action=action,
-                      subject_type=subject_type, subject_id=subject_id,
-                      inbound_message_id=self.inbound_message_id, reason=reason,
-                      data=data, via=self.actor.via)
+        event = Recorded(action, subject_type, subject_id, account_id, self.actor.name,
+                         self.actor.via, self.inbound_message_id, reason, data)
         pending_events(self.session).append(event)
         self._logged.append((action, event))
         return event
@@ -160,6 +194,12 @@ class Recorder:
         for action, item in self._logged:
             fields = item if isinstance(item, dict) else {**item.fields(), "event_id": item.id}
             log.info(action, **fields)
-            for listener in _LISTENERS:
-                listener(action, fields)
+            hear(action, fields)
         self._logged.clear()
+
+
+def hear(action: str, fields: dict[str, Any]) -> None:
+    """Tell the listeners of a committed event: one of this process's, or one that the
+    processing process relayed (``service.processing``)."""
+    for listener in _LISTENERS:
+        listener(action, fields)

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlmodel import func, select
 
 from feedback_mta import events
-from feedback_mta.actions.audit import pending_events
+from feedback_mta.actions.audit import Recorded, pending_events
 from feedback_mta.actions.contacts import ContactActions
 from feedback_mta.kinds import is_complaint
 from feedback_mta.reading.formats.report import Bounced
@@ -16,7 +16,7 @@ from feedback_mta.store.models import Contact, Event
 
 class FeedbackActions(ContactActions):
     def record_feedback(self, contact: Contact, feedback_type: str, source: str,
-                        attributed_by: str) -> Event:
+                        attributed_by: str) -> Recorded:
         """Record a feedback-loop report about the contact. Complaints (``kinds.is_complaint``)
         are ``contact.complained`` and count in the account's complaint rate; the rest
         (not-spam, auth-failure, opt-out) are ``contact.feedback_recorded``."""
@@ -27,7 +27,7 @@ class FeedbackActions(ContactActions):
                            attributed_by=attributed_by)
 
     def record_bounce(self, contact: Contact, bounced: Bounced, source: str,
-                      attributed_by: str) -> Event:
+                      attributed_by: str) -> Recorded:
         """Record one bounce of mail to the contact (``contact.hard_bounced`` or
         ``contact.soft_bounced``); making it unmailable is ``mark_undeliverable``."""
         action = events.CONTACT_HARD_BOUNCED if bounced.hard else events.CONTACT_SOFT_BOUNCED

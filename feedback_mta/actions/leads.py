@@ -11,13 +11,13 @@ from sqlmodel import select
 
 from feedback_mta import events
 from feedback_mta.actions.accounts import normalize_ip
-from feedback_mta.actions.audit import NotFound
+from feedback_mta.actions.audit import NotFound, Recorded
 from feedback_mta.actions.behaviour import network_of
 from feedback_mta.actions.contacts import ContactActions
 from feedback_mta.actions.learning import LearningActions
 from feedback_mta.addresses import AddressBook, notification_message_id
 from feedback_mta.quality import spam
-from feedback_mta.store.models import Event, Lead, LeadStatus, table_of, utcnow
+from feedback_mta.store.models import Lead, LeadStatus, table_of, utcnow
 
 
 class LeadActions(ContactActions, LearningActions):
@@ -114,7 +114,7 @@ class LeadActions(ContactActions, LearningActions):
         self.record(events.LEAD_EXPORTED, "lead", lead.id, lead.account_id)
         return True
 
-    def refuse(self, reason: str, lead: Lead | None, **data: Any) -> Event:
+    def refuse(self, reason: str, lead: Lead | None, **data: Any) -> Recorded:
         """Record an asked-for change we did not make, and why (a reply not allowed, ...)."""
         return self.record(events.REPLY_REFUSED, "lead", lead.id if lead else None,
                            lead.account_id if lead else None, reason=reason, **data)

@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 
 from feedback_mta import events
 from feedback_mta.actions.accounts import normalize_email, normalize_ip
-from feedback_mta.actions.audit import Invalid
+from feedback_mta.actions.audit import Invalid, Recorded
 from feedback_mta.actions.contacts import ContactActions
 from feedback_mta.config import Config
 from feedback_mta.quality.verdict import (
@@ -41,7 +41,6 @@ from feedback_mta.quality.verdict import (
 from feedback_mta.store.models import (
     Contact,
     ContactStatus,
-    Event,
     Lead,
     SuspectNetwork,
     Tag,
@@ -313,7 +312,7 @@ class QualityActions(ContactActions):
                 claimed.append(contact_id)
         return claimed
 
-    def refuse_review(self, reason: str, account_id: int, **data: Any) -> Event:
+    def refuse_review(self, reason: str, account_id: int, **data: Any) -> Recorded:
         """Record a reply to a review digest that was not allowed to act, and why."""
         return self.record(events.REVIEW_REFUSED, "account", account_id, account_id,
                            reason=reason, **data)

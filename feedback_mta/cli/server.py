@@ -59,7 +59,7 @@ def serve(config: ConfigOpt = None,
         serve_mod.main(cfg, smtp=not no_smtp)
     except db.SchemaError as exc:
         raise Failure(str(exc), EXIT_DATABASE) from None
-    except serve_mod.ListenError as exc:
+    except (serve_mod.ListenError, serve_mod.ProcessingExited) as exc:
         raise Failure(str(exc), EXIT_FAILED) from None
     except sa.exc.SQLAlchemyError as exc:
         raise Failure(f"database: {first_line(exc)}", EXIT_DATABASE) from None

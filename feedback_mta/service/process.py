@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -67,6 +68,15 @@ def _actor(parsed: ParsedMessage, provider: str | None) -> Actor:
 
 
 MailSink = Callable[[list[int]], None]
+#: Told of each finished message: its kind, final state and seconds (for the metrics).
+Counter = Callable[[str, str, float], None]
+
+
+def count(kind: str, state: str, seconds: float) -> None:
+    """A finished message in this process's metrics (``serve``'s own, or relayed to it
+    from the processing process)."""
+    counters.PROCESSED.labels(kind, state).inc()
+    counters.PROCESS_SECONDS.observe(seconds)
 
 #: Prepared once: building a statement costs more than running it (the profile said so).
 _LOAD = (sa.select(_T.c.id, _T.c.raw, _T.c.mail_from, _T.c.rcpt_tos, _T.c.content_hash,
@@ -133,8 +143,8 @@ def process_one(engine: Engine, book: AddressBook, message_id: int,
 
 
 def process_batch(engine: Engine, book: AddressBook, message_ids: Sequence[int],
-                  settings: Settings = Settings(), on_mail: MailSink | None = None
-                  ) -> dict[int, Outcome]:
+                  settings: Settings = Settings(), on_mail: MailSink | None = None,
+                  counter: Counter = count) -> dict[int, Outcome]:
     """Process stored messages, several per transaction: {id: outcome} for those that were
     ours (``received``; another thread or node may have had the rest).
 
@@ -163,7 +173,7 @@ def process_batch(engine: Engine, book: AddressBook, message_ids: Sequence[int],
                 one_each = True
                 continue
             done, pending = _finish_duplicate(engine, pending[0]), pending[1:]
-        _report(done, started, len(rows), on_mail)
+        _report(done, started, len(rows), on_mail, counter)
         outcomes.update((work.id, work.outcome) for work in done if work.outcome is not None)
     return outcomes
 
@@ -219,7 +229,8 @@ def _act(engine: Engine, book: AddressBook, batch: list[_Work], settings: Settin
     return done, rest
 
 
-def _report(done: list[_Work], started: float, batch: int, on_mail: MailSink | None) -> None:
+def _report(done: list[_Work], started: float, batch: int, on_mail: MailSink | None,
+            counter: Counter) -> None:
     """After the commit: each message's log line and metrics, its actions' logs, its mail."""
     seconds = time.perf_counter() - started
     for work in done:
@@ -232,8 +243,7 @@ def _report(done: list[_Work], started: float, batch: int, on_mail: MailSink | N
         assert outcome is not None
         if outcome.state is MessageState.FAILED:
             log.error("message.failed", id=work.id, kind=work.kind, error=(work.error or "")[:300])
-        counters.PROCESSED.labels(kind, outcome.state.value).inc()
-        counters.PROCESS_SECONDS.observe(seconds)
+        counter(kind, outcome.state.value, seconds)
         log.info("message.processed", id=work.id, kind=work.kind,
                  state=outcome.state.value, reason=outcome.reason,
                  duration_ms=round(seconds * 1000, 2), batch=batch)
@@ -285,6 +295,14 @@ def received_ids(engine: Engine, limit: int = 10000) -> list[int]:
             .order_by(_T.c.id).limit(limit)).scalars())
 
 
+class Sweeper(Protocol):
+    """What serve's parts ask of the processors, in this process or the processing one."""
+
+    def submit(self, ids: list[int]) -> None: ...
+
+    def sweep(self) -> int: ...
+
+
 class Processor(Runner[int]):
     """Threads that process stored messages, fed by the intake and the sweep. ``stop``
     drops what is queued: those messages stay ``received`` and the next start (or another
@@ -294,12 +312,13 @@ class Processor(Runner[int]):
 
     def __init__(self, engine: Engine, book: AddressBook, workers: int = 1,
                  settings: Settings = Settings(), on_mail: MailSink | None = None,
-                 max_batch: int = 16) -> None:
+                 max_batch: int = 16, counter: Counter = count) -> None:
         super().__init__(threads=workers, max_batch=max_batch)
         self._engine = engine
         self._book = book
         self._settings = settings
         self._on_mail = on_mail
+        self._counter = counter
         self._pending: set[int] = set()
         self._lock = threading.Lock()
         self.processed = 0
@@ -325,7 +344,8 @@ class Processor(Runner[int]):
 
     def run_batch(self, batch: list[int]) -> None:
         try:
-            process_batch(self._engine, self._book, batch, self._settings, self._on_mail)
+            process_batch(self._engine, self._book, batch, self._settings, self._on_mail,
+                          self._counter)
             self.processed += len(batch)
         finally:
             with self._lock:

@@ -27,7 +27,7 @@ from feedback_mta.addresses import AddressBook
 from feedback_mta.config import Config
 from feedback_mta.jobs import guard, retention, review, spam_digest, spam_model
 from feedback_mta.service.outbox import Outbox
-from feedback_mta.service.process import Processor
+from feedback_mta.service.process import Sweeper
 from feedback_mta.store.models import utcnow
 
 log = logs.get(__name__)
@@ -36,7 +36,7 @@ log = logs.get(__name__)
 PURGE_INTERVAL = 3600
 
 
-def sweep(processor: Processor) -> int:
+def sweep(processor: Sweeper) -> int:
     queued = processor.sweep()
     if queued:
         log.info("scheduler.sweep", queued=queued)
@@ -87,7 +87,7 @@ def _count(event: JobEvent) -> None:
     counters.SCHEDULER_RUNS.labels(event.job_id, result).inc()
 
 
-def start(config: Config, processor: Processor, outbox: Outbox | None = None,
+def start(config: Config, processor: Sweeper, outbox: Outbox | None = None,
           engine: Engine | None = None, book: AddressBook | None = None
           ) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(

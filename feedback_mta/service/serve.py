@@ -31,6 +31,7 @@ from feedback_mta.jobs import review
 from feedback_mta.service import metrics, scheduler
 from feedback_mta.service.outbox import Outbox
 from feedback_mta.service.process import Processor
+from feedback_mta.service.processing import ProcessingProcess
 from feedback_mta.service.systemd import notify_systemd, start_watchdog, watchdog_interval
 from feedback_mta.service.webhooks import Sender
 from feedback_mta.store import db
@@ -65,6 +66,10 @@ class Worker:
 
 class ListenError(Exception):
     """A listener could not be bound; the message names the setting."""
+
+
+class ProcessingExited(Exception):
+    """The processing process died: serve stopped too (exit 1, and systemd restarts it)."""
 
 
 def main(config: Config, *, worker: Worker | None = None, smtp: bool = True) -> None:
@@ -111,8 +116,21 @@ async def run(config: Config, *, worker: Worker | None = None, smtp: bool = True
         log.warning("config.example_secret",
                     hint="set [security] secret_key to a long random string before real use")
     outbox = Outbox(engine, config.outbound)
-    processor = Processor(engine, book, workers=config.processing.workers,
-                          settings=Settings.from_config(config), on_mail=outbox.submit)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    exited: list[int | None] = []  # the processing process's exit code, if it died
+
+    def processing_exited(code: int | None) -> None:
+        exited.append(code)
+        loop.call_soon_threadsafe(stop.set)
+
+    processor: Processor | ProcessingProcess
+    if config.processing.own_process:
+        processor = ProcessingProcess(config, engine, on_mail=outbox.submit,
+                                      on_exit=processing_exited)
+    else:
+        processor = Processor(engine, book, workers=config.processing.workers,
+                              settings=Settings.from_config(config), on_mail=outbox.submit)
     intake = Intake(engine, on_stored=processor.submit)
     sender = Sender(engine, config.webhooks)
     outbox.start()
@@ -144,7 +162,6 @@ async def run(config: Config, *, worker: Worker | None = None, smtp: bool = True
     sessions = Sessions(config.smtp.max_sessions, Limits.from_config(config.smtp))
     counters.SESSIONS.set_function(lambda: len(sessions.active))
     handler = FeedbackHandler(config, book, intake)
-    loop = asyncio.get_running_loop()
     server = None
     if smtp:
         try:
@@ -165,6 +182,7 @@ async def run(config: Config, *, worker: Worker | None = None, smtp: bool = True
              proxy_protocol=config.smtp.proxy_protocol,
              http_port=http.address[1] if http is not None else None,
              recovered=recovered, reviews_caught_up=caught_up, pid=os.getpid(),
+             processing_pid=getattr(processor, "pid", None),
              worker=worker.index if worker is not None else None)
     ping: Callable[[], object]
     if worker is not None:  # the supervisor tells systemd once every worker listens
@@ -176,7 +194,6 @@ async def run(config: Config, *, worker: Worker | None = None, smtp: bool = True
     watchdog = start_watchdog(intake, processor, ping,
                                watchdog_interval(any_pid=worker is not None))
 
-    stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
@@ -205,3 +222,6 @@ async def run(config: Config, *, worker: Worker | None = None, smtp: bool = True
     engine.dispose()
     log.info("server.stopped", drained=drained, stored=intake.stored,
              processed=processor.processed, refused_sessions=sessions.refused)
+    if exited:
+        raise ProcessingExited(f"the processing process exited (code {exited[0]}); what it "
+                               "had not finished is processed on the next start")

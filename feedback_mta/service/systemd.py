@@ -8,7 +8,10 @@ Under ``--workers`` the supervisor speaks for all of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import os
+import signal
 import socket
 from collections.abc import Callable
 from typing import Protocol
@@ -71,3 +74,13 @@ def notify_systemd(state: str) -> None:
             sock.sendall(state.encode())
     except OSError:
         log.warning("systemd.notify_failed", state=state)
+
+
+def die_with_parent(parent: int, sig: int = signal.SIGTERM) -> None:
+    """Linux: ``sig`` for this process when its parent dies, even by SIGKILL, so no worker
+    (or processing process) is left holding the port and the database (prctl
+    PR_SET_PDEATHSIG)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, sig)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # already gone before the prctl took effect
+        os._exit(1)

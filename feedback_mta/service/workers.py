@@ -21,7 +21,6 @@ messages are claimed with a conditional UPDATE exactly as between nodes (``proce
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import selectors
 import signal
@@ -31,7 +30,7 @@ import time
 from feedback_mta import logs
 from feedback_mta.config import Config
 from feedback_mta.edge.sockets import bound
-from feedback_mta.service.systemd import notify_systemd, watchdog_interval
+from feedback_mta.service.systemd import die_with_parent, notify_systemd, watchdog_interval
 
 log = logs.get(__name__)
 
@@ -71,7 +70,7 @@ def supervise(config: Config, count: int, *, smtp: bool = True) -> int:
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:  # the worker
-            _die_with_parent(supervisor)
+            die_with_parent(supervisor)
             logs.bind_process(worker=index)
             for sock in held:
                 sock.close()
@@ -179,15 +178,6 @@ class _Supervisor:
             if not self.stopping or code != 0:
                 log.error("server.worker_exited", worker=index, pid=pid, code=code)
                 self._stop(failed=True)
-
-
-def _die_with_parent(supervisor: int) -> None:
-    """Linux: SIGTERM this worker when the supervisor dies, even by SIGKILL, so no worker
-    is left holding the port and the database (prctl PR_SET_PDEATHSIG)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
-    if os.getppid() != supervisor:  # already gone before the prctl took effect
-        os._exit(1)
 
 
 def _gone() -> contextlib.suppress:

@@ -379,15 +379,21 @@ class Event(SQLModel, table=True):
 
     def fields(self) -> dict[str, Any]:
         """The event as its log line, the feed and the webhooks show it (no ``id``)."""
-        out: dict[str, Any] = {f"{self.subject_type}_id": self.subject_id,
-                               "account_id": self.account_id, "actor": self.actor,
-                               "via": self.via}
-        if self.reason:
-            out["reason"] = self.reason
-        if self.inbound_message_id is not None:
-            out["inbound_message_id"] = self.inbound_message_id
-        out.update(self.data)
-        return out
+        return event_fields(self)
+
+
+def event_fields(event: Any) -> dict[str, Any]:
+    """An event's fields as its log line, the feed and the webhooks show them: of a stored
+    ``Event`` or of one recorded and not yet inserted (``actions.audit.Recorded``)."""
+    out: dict[str, Any] = {f"{event.subject_type}_id": event.subject_id,
+                           "account_id": event.account_id, "actor": event.actor,
+                           "via": event.via}
+    if event.reason:
+        out["reason"] = event.reason
+    if event.inbound_message_id is not None:
+        out["inbound_message_id"] = event.inbound_message_id
+    out.update(event.data)
+    return out
 
 
 
