@@ -12,12 +12,15 @@ messages: ARF complaints with tokens, DSNs, unsubscribes, dealer replies, unknow
    contacts (``seed.py``), one process; the clock stops when every accepted message is
    processed (accept, store, parse, classify, act), not at the last 250;
 3. the same with ``serve --workers 2`` (SO_REUSEPORT; its own event loop and engine each);
-4. the same as 2 with 1,000 contacts, to show that nothing scans;
-5. the same as 2 at 80% of its own maximum rate (open loop), for time-to-250;
-6. bulk ``feedback-mta parse`` against Sisimai, when ``libsisimai-perl`` is installed.
+4. 2 and 3 on PostgreSQL (``--pg``; a template database seeded once, copied per run), where
+   the workers write side by side; skipped when no server answers;
+5. the same as 2 with 1,000 contacts, to show that nothing scans;
+6. the same as 2 at 80% of its own maximum rate (open loop), for time-to-250;
+7. bulk ``feedback-mta parse`` against Sisimai, when ``libsisimai-perl`` is installed.
 
 Prints, per run: messages/s, p50/p99 time-to-250 (final "." to the reply), peak RSS per
-process, server CPU per message; then the ratios against the speed targets.
+process (serve's, then its processing process's), server CPU per message (all of its
+processes); then the ratios against the speed targets.
 """
 
 from __future__ import annotations
@@ -57,8 +60,10 @@ DOMAIN = "fb.bench"
 WARMUP = 200
 
 TARGETS = {  # the speed targets, as ratios against the bare server
-    "one process / bare": 0.6, "two workers / bare": 1.0, "p99 at 80% (ms)": 50.0,
-    "peak RSS per process (MB)": 150.0, "1M / 1k contacts": 0.9, "parse / Sisimai": 2.0}
+    "one process / bare": 0.6, "two workers on PostgreSQL / bare": 1.0,
+    "p99 at 80% (ms)": 50.0, "CPU per message (ms)": 1.5, "peak RSS per process (MB)": 150.0,
+    "1M / 1k contacts": 0.9, "parse / Sisimai": 2.0}
+PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -74,14 +79,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def write_config(work: Path, database: Path) -> Path:
-    path = work / "bench.toml"
+def write_config(work: Path, url: str, name: str = "bench") -> Path:
+    path = work / f"{name}.toml"
     path.write_text(
-        f'[database]\nurl = "sqlite:///{database}"\n'
+        f'[database]\nurl = "{url}"\n'
         f'[smtp]\nhost = "127.0.0.1"\nport = 0\ndomain = "{DOMAIN}"\nlmtp = false\n'
         f'max_message_size = "10MB"\nmax_sessions = 1000\n'
         f'[security]\nsecret_key = "{SECRET}"\n[logging]\nformat = "json"\nlevel = "info"\n')
     return path
+
+
+def pg_reachable(server: str) -> bool:
+    try:
+        engine = sa.create_engine(f"{server}/postgres", connect_args={"connect_timeout": 3})
+        with engine.connect():
+            pass
+        engine.dispose()
+        return True
+    except sa.exc.SQLAlchemyError:
+        return False
 
 
 class Running:
@@ -166,8 +182,9 @@ class Bench:
     def __init__(self, args) -> None:
         self.args = args
         self.work = Path(tempfile.mkdtemp(prefix="fbmta-bench-"))
-        self.config = write_config(self.work, self.work / "serve.sqlite3")
+        self.config = write_config(self.work, f"sqlite:///{self.work / 'serve.sqlite3'}")
         self.cfg = config_mod.load(self.config, env={})
+        self.pg = args.pg if args.pg and pg_reachable(args.pg) else None
         self.book = AddressBook.from_config(self.cfg)
         self.rng = random.Random(7)
         self.results: dict[str, dict] = {}
@@ -200,13 +217,20 @@ class Bench:
             server.stop()
 
     def serve(self, shape: seed.Shape, workers: int = 1, rate: float | None = None,
-              label: str = "") -> dict:
-        database = seed.fresh_copy(shape, self.book, self.work / "serve.sqlite3")
-        argv = [sys.executable, "-m", "feedback_mta", "serve", "--config", str(self.config)]
+              label: str = "", postgresql: bool = False) -> dict:
+        if postgresql:
+            assert self.pg is not None
+            url = seed.pg_fresh_copy(shape, self.book, self.pg, "fbmta_bench_run")
+            config = write_config(self.work, url, "bench-pg")
+            database = None
+        else:
+            database = seed.fresh_copy(shape, self.book, self.work / "serve.sqlite3")
+            config = self.config
+        argv = [sys.executable, "-m", "feedback_mta", "serve", "--config", str(config)]
         if workers > 1:
             argv += ["--workers", str(workers)]
         profile = self.args.profile / label if self.args.profile else None
-        engine = db.create_engine(self.cfg.database)
+        engine = db.create_engine(config_mod.load(config, env={}).database)
         server = Running(argv, workers)
         try:
             warm = asyncio.run(load.closed_loop(server.port, self.messages(shape, WARMUP),
@@ -226,7 +250,8 @@ class Bench:
         finally:
             server.stop()
             engine.dispose()
-            database.unlink(missing_ok=True)
+            if database is not None and not os.environ.get("BENCH_KEEP_DB"):
+                database.unlink(missing_ok=True)
 
     @staticmethod
     def _figures(tally: load.Tally, seconds: float, cpu: float, rss: list[float]) -> dict:
@@ -250,12 +275,16 @@ class Bench:
             ("serve", lambda: self.serve(big, label="serve")),
             ("serve-1k", lambda: self.serve(small, label="serve-1k")),
             ("serve-workers-2", lambda: self.serve(big, workers=2, label="workers")),
+            ("serve-pg", lambda: self.serve(big, label="serve-pg", postgresql=True)),
+            ("serve-workers-2-pg", lambda: self.serve(big, workers=2, label="workers-pg",
+                                                      postgresql=True)),
             ("serve-80pct", lambda: self.serve(
                 big, rate=0.8 * (r.get("serve") or self.serve(big))["rate"],
                 label="serve-80pct")),
         ]
         for name, step in steps:
-            if (name == "serve-workers-2" and a.workers < 2) or (a.only and name not in a.only):
+            if (name.startswith("serve-workers-2") and a.workers < 2) or (
+                    a.only and name not in a.only) or (name.endswith("-pg") and self.pg is None):
                 continue
             print(f"running {name} ...", file=sys.stderr, flush=True)
             r[name] = step()
@@ -268,7 +297,9 @@ class Bench:
         r["setup"] = {"messages": a.messages, "concurrency": a.concurrency,
                       "contacts": big.contacts, "accounts": big.accounts, "leads": big.leads,
                       "reuse": a.reuse, "cpus": os.cpu_count(),
-                      "database": "SQLite (WAL, synchronous=FULL)"}
+                      "database": "SQLite (WAL, synchronous=FULL)" + (
+                          ", PostgreSQL where marked" if self.pg else
+                          f"; no PostgreSQL at {a.pg}, its runs skipped")}
         return r
 
 
@@ -277,10 +308,13 @@ def verdicts(r: dict) -> list[tuple[str, float, float, bool]]:
     rows = []
     if "bare" in r and "serve" in r:
         rows.append(("one process / bare", r["serve"]["rate"] / r["bare"]["rate"]))
-    if "bare" in r and "serve-workers-2" in r:
-        rows.append(("two workers / bare", r["serve-workers-2"]["rate"] / r["bare"]["rate"]))
+    if "bare" in r and "serve-workers-2-pg" in r:
+        rows.append(("two workers on PostgreSQL / bare",
+                     r["serve-workers-2-pg"]["rate"] / r["bare"]["rate"]))
     if "serve-80pct" in r:
         rows.append(("p99 at 80% (ms)", r["serve-80pct"]["p99_ms"]))
+    if "serve" in r:
+        rows.append(("CPU per message (ms)", r["serve"]["cpu_ms_per_message"]))
     rss = [mb for k, v in r.items() if k.startswith("serve") for mb in v["peak_rss_mb"]]
     if rss:
         rows.append(("peak RSS per process (MB)", max(rss)))
@@ -291,7 +325,7 @@ def verdicts(r: dict) -> list[tuple[str, float, float, bool]]:
     out = []
     for name, value in rows:
         target = TARGETS[name]
-        lower_is_better = name.startswith(("p99", "peak"))
+        lower_is_better = name.startswith(("p99", "peak", "CPU"))
         ok = value < target if lower_is_better else value >= target
         out.append((name, round(value, 3), target, ok))
     return out
@@ -303,18 +337,20 @@ def report(r: dict) -> None:
           f"{s['concurrency']} sessions, {'reused' if s['reuse'] else 'one per'} connection; "
           f"{s['contacts']:,} contacts in {s['accounts']:,} accounts, {s['leads']:,} leads; "
           f"{s['database']}; {s['cpus']} CPUs")
-    print(f"{'run':<34}{'msg/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/msg':>12}"
+    print(f"{'run':<40}{'msg/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/msg':>12}"
           f"  peak RSS MB")
     names = {"bare": "bare aiosmtpd (no-op handler)",
              "serve": "feedback-mta, 1 process",
              "serve-workers-2": "feedback-mta, --workers 2",
+             "serve-pg": "feedback-mta, 1 process, PostgreSQL",
+             "serve-workers-2-pg": "feedback-mta, --workers 2, PostgreSQL",
              "serve-1k": "feedback-mta, 1 process, 1k contacts",
              "serve-80pct": "feedback-mta, 1 process, at 80%"}
     for key, label in names.items():
         if key not in r:
             continue
         f = r[key]
-        print(f"{label:<34}{f['rate']:>8}{f['p50_ms']:>9}{f['p99_ms']:>9}"
+        print(f"{label:<40}{f['rate']:>8}{f['p50_ms']:>9}{f['p99_ms']:>9}"
               f"{f['cpu_ms_per_message']:>12}  {', '.join(map(str, f['peak_rss_mb']))}")
     print("(feedback-mta msg/s: accepted messages over the time until all were processed)")
     if "parse" in r:
@@ -323,7 +359,8 @@ def report(r: dict) -> None:
               f"Sisimai {p['sisimai_version']} {p['sisimai_s']} s")
     print("target                          measured   target   met")
     for name, value, target, ok in verdicts(r):
-        sign = "<" if name.startswith(("p99", "peak")) else ">="
+        sign = "<" if name.startswith(("p99", "peak")) else ("<=" if name.startswith("CPU")
+                                                            else ">=")
         print(f"{name:<30}{value:>10}  {sign}{target:<7} {'yes' if ok else 'NO'}")
 
 
@@ -335,6 +372,9 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2, help="for run 3; 1 skips it")
     parser.add_argument("--parse-copies", type=int, default=20)
+    parser.add_argument("--pg", default=PG_SERVER, metavar="URL",
+                        help="PostgreSQL server for the runs marked so (no database name; "
+                             "'' skips them)")
     parser.add_argument("--reuse", action="store_true", help="several messages per connection")
     parser.add_argument("--quick", action="store_true",
                         help="10k contacts, 1,000 messages: checks that it all works")

@@ -72,6 +72,25 @@ def template(shape: Shape, book: AddressBook) -> Path:
     building.unlink(missing_ok=True)
     started = time.perf_counter()
     engine = db.create_engine(DatabaseConfig(url=f"sqlite:///{building}"))
+    fill(engine, shape, book)
+    engine.dispose()
+    with sqlite3.connect(building) as conn:  # one self-contained file to copy
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    building.rename(path)
+    for leftover in ("-wal", "-shm", ".writer"):
+        Path(f"{building}{leftover}").unlink(missing_ok=True)
+    _built(shape, path, started)
+    return path
+
+
+def _built(shape: Shape, where: object, started: float) -> None:
+    print(f"seeded {shape.contacts:,} contacts, {shape.leads:,} leads, {shape.accounts:,} "
+          f"accounts in {time.perf_counter() - started:.0f} s -> {where}", file=sys.stderr,
+          flush=True)
+
+
+def fill(engine: sa.Engine, shape: Shape, book: AddressBook) -> None:
+    """Create the schema in an empty database and write the shape's rows."""
     db.upgrade(engine)
     now = utcnow()
     with engine.begin() as conn:
@@ -94,16 +113,42 @@ def template(shape: Shape, book: AddressBook) -> Path:
                  "comments": "", "notification_message_id": notification_message_id(book, lead),
                  "created_at": now}
                 for lead in range(start, min(shape.leads, start + 49_999) + 1)])
-    engine.dispose()
-    with sqlite3.connect(building) as conn:  # one self-contained file to copy
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    building.rename(path)
-    for leftover in ("-wal", "-shm", ".writer"):
-        Path(f"{building}{leftover}").unlink(missing_ok=True)
-    print(f"seeded {shape.contacts:,} contacts, {shape.leads:,} leads, {shape.accounts:,} "
-          f"accounts in {time.perf_counter() - started:.0f} s -> {path}", file=sys.stderr,
-          flush=True)
-    return path
+        if engine.dialect.name == "postgresql":  # the ids were given, not drawn
+            for table in ("account", "app_user", "contact", "lead"):
+                conn.execute(sa.text(f"SELECT setval(pg_get_serial_sequence('\"{table}\"', "
+                                     f"'id'), (SELECT max(id) FROM \"{table}\"))"))
+
+
+def pg_template(shape: Shape, book: AddressBook, server: str) -> str:
+    """The seeded PostgreSQL template database for this shape on ``server`` (a URL
+    without a database name), built once and kept, as the SQLite file is."""
+    name = f"fbmta_bench_{shape.accounts}x{shape.contacts}_{_head()}"
+    admin = sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                              {"n": name}).first()
+        if exists is None:
+            started = time.perf_counter()
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}_building"'))
+            conn.execute(sa.text(f'CREATE DATABASE "{name}_building"'))
+            engine = db.create_engine(DatabaseConfig(url=f"{server}/{name}_building"))
+            fill(engine, shape, book)
+            engine.dispose()
+            conn.execute(sa.text(f'ALTER DATABASE "{name}_building" RENAME TO "{name}"'))
+            _built(shape, name, started)
+    admin.dispose()
+    return name
+
+
+def pg_fresh_copy(shape: Shape, book: AddressBook, server: str, into: str) -> str:
+    """A private copy of the PostgreSQL template for one server run: its URL."""
+    template = pg_template(shape, book, server)
+    admin = sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{into}" WITH (FORCE)'))
+        conn.execute(sa.text(f'CREATE DATABASE "{into}" TEMPLATE "{template}"'))
+    admin.dispose()
+    return f"{server}/{into}"
 
 
 def fresh_copy(shape: Shape, book: AddressBook, into: Path) -> Path:

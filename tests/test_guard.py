@@ -95,3 +95,44 @@ def test_the_guard_warns_pauses_and_resumes(tmp_path, database_url, server_facto
     assert feed[3]["data"]["reason"] == "complaint rate 3.000% >= 3.000% (3 of 100)"
     assert run(hooks.path, "account", "resume", "999").returncode != 0
     hooks.engine.dispose()
+
+
+def test_every_accounts_figures_in_one_read_are_each_accounts_own(engine):
+    """The guard reads every account's figures with grouped queries; each must be what
+    ``account show`` reads for that account alone (resumed accounts included)."""
+    import sqlalchemy as sa
+
+    from feedback_mta import events
+    from feedback_mta.actions import CLI, unit_of_work
+    from feedback_mta.actions.accounts import every_guard_figures, guard_figures
+    from feedback_mta.store.models import Account, utcnow
+
+    now = utcnow()
+    day = now.date().isoformat()
+    with unit_of_work(engine, CLI) as act:
+        ids = [act.add_account(f"A{i}").id for i in range(4)]
+        for n, account_id in enumerate(ids):
+            act.add_sent(account_id, day, 100 * (n + 1))
+            for _ in range(n):
+                act.record(events.CONTACT_COMPLAINED, "contact", 1, account_id)
+            for _ in range(2 * n):
+                act.record(events.CONTACT_HARD_BOUNCED, "contact", 1, account_id)
+            act.record(events.CONTACT_SOFT_BOUNCED, "contact", 1, account_id)
+    with unit_of_work(engine, CLI) as act:
+        act.advise(ids[2], "paused", ["test"], {})
+        act.resume(ids[2])  # counts from now: nothing yet
+        act.record(events.CONTACT_COMPLAINED, "contact", 1, ids[2])
+    with engine.connect() as conn:
+        every = every_guard_figures(conn, 86400.0, utcnow())
+    later = utcnow()
+    with engine.connect() as conn:
+        alone = {account.id: guard_figures(conn, account, 86400.0, later)
+                 for account in conn.execute(sa.select(Account.__table__))}
+    assert [account_id for account_id, _, _ in every] == ids
+    for account_id, sending, figures in every:
+        mine = alone[account_id]
+        assert (figures["sent"], figures["complaints"], figures["hard_bounces"]) == (
+            mine["sent"], mine["complaints"], mine["hard_bounces"]), account_id
+        assert sending == "ok"
+    assert [f["complaints"] for _, _, f in every] == [0, 1, 1, 3]
+    assert [f["hard_bounces"] for _, _, f in every] == [0, 2, 0, 6]

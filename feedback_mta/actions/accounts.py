@@ -162,26 +162,62 @@ _E = table_of(Event)
 _S = table_of(SentCount)
 
 
-def guard_figures(session: Session, account: Account, window: float,
+def guard_figures(session: Session | sa.Connection, account: Account, window: float,
                   now: datetime | None = None) -> dict[str, Any]:
     """What the account guard judges (a read, for ``advise`` and ``account show``):
     messages sent (``account sent``), complaints and hard bounces over the window, counted
     from the last ``account resume`` when that is later."""
-    now = now or utcnow()
-    since = now - timedelta(seconds=window)
-    if account.resumed_at is not None:
-        since = max(since, db.aware(account.resumed_at))
+    since = _guard_since(account.resumed_at, window, now or utcnow())
     sent = session.execute(sa.select(sa.func.coalesce(sa.func.sum(_S.c.count), 0)).where(
         _S.c.account_id == account.id, _S.c.day >= since.date().isoformat())).scalar_one()
     counted = dict(session.execute(
         sa.select(_E.c.action, sa.func.count()).where(
-            _E.c.account_id == account.id, _E.c.at >= since,
-            _E.c.action.in_((events.CONTACT_COMPLAINED, events.CONTACT_HARD_BOUNCED)))
+            _E.c.account_id == account.id, _E.c.at >= since, _E.c.action.in_(_GUARDED))
         .group_by(_E.c.action)).all())
+    return _figures(since, int(sent), counted)
+
+
+def every_guard_figures(conn: sa.Connection, window: float, now: datetime | None = None
+                        ) -> list[tuple[int, str, dict[str, Any]]]:
+    """(account id, advice now, ``guard_figures``) of every account, by id: two grouped
+    reads for all of them (the guard runs over every account every few minutes), and
+    the accounts resumed within the window one by one, as they count from then."""
+    now = now or utcnow()
+    since = _guard_since(None, window, now)
+    sent = dict(conn.execute(
+        sa.select(_S.c.account_id, sa.func.sum(_S.c.count))
+        .where(_S.c.day >= since.date().isoformat()).group_by(_S.c.account_id)).all())
+    counted: dict[int, dict[str, int]] = {}
+    for account_id, action, count in conn.execute(
+            sa.select(_E.c.account_id, _E.c.action, sa.func.count())
+            .where(_E.c.at >= since, _E.c.action.in_(_GUARDED))
+            .group_by(_E.c.account_id, _E.c.action)):
+        counted.setdefault(account_id, {})[action] = count
+    out = []
+    for row in conn.execute(sa.select(_A.c.id, _A.c.sending, _A.c.resumed_at)
+                            .order_by(_A.c.id)):
+        if row.resumed_at is not None and db.aware(row.resumed_at) > since:
+            figures = guard_figures(conn, row, window, now)  # type: ignore[arg-type]
+        else:
+            figures = _figures(since, int(sent.get(row.id) or 0), counted.get(row.id, {}))
+        out.append((row.id, row.sending, figures))
+    return out
+
+
+_A = table_of(Account)
+_GUARDED = (events.CONTACT_COMPLAINED, events.CONTACT_HARD_BOUNCED)
+
+
+def _guard_since(resumed_at: datetime | None, window: float, now: datetime) -> datetime:
+    since = now - timedelta(seconds=window)
+    return since if resumed_at is None else max(since, db.aware(resumed_at))
+
+
+def _figures(since: datetime, sent: int, counted: dict[str, int]) -> dict[str, Any]:
     complaints = int(counted.get(events.CONTACT_COMPLAINED, 0))
     bounces = int(counted.get(events.CONTACT_HARD_BOUNCED, 0))
     return {"since": since.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-            "sent": int(sent), "complaints": complaints, "hard_bounces": bounces,
+            "sent": sent, "complaints": complaints, "hard_bounces": bounces,
             "complaint_rate": round(complaints / sent, 6) if sent else 0.0,
             "bounce_rate": round(bounces / sent, 6) if sent else 0.0}
 

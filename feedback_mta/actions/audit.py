@@ -104,23 +104,31 @@ def pending_events(session: Session) -> list[Recorded]:
 def write_events(session: Session) -> None:
     """Insert the transaction's events, in the order they were recorded, right before the
     commit (see the module's docstring for why). Every session's commit calls it."""
+    if session.in_nested_transaction():
+        return  # a SAVEPOINT released (SQLAlchemy calls this hook then too): not yet
     pending: list[Recorded] | None = session.info.pop(_PENDING, None)
     if not pending:
         return
     if session.get_bind().dialect.name != "sqlite":
+        # The transaction's own changes first, with the row locks they take: a writer
+        # that holds the event lock then only inserts and commits, and never waits for
+        # a row another one, waiting for the event lock, holds (a deadlock).
+        session.flush()
         session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENT_LOCK})
     ids = session.execute(_INSERT, [event.row() for event in pending]).scalars()
     for event, event_id in zip(pending, ids, strict=True):
         event.id = event_id
 
 
-def _forget_events(session: Session, *_: Any) -> None:
-    session.info.pop(_PENDING, None)
+def _forget_events(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:  # the whole transaction; a SAVEPOINT's ``discard``s
+        session.info.pop(_PENDING, None)
 
 
-# On every commit, whoever commits; a rollback (the whole transaction) drops them.
+# On every commit, whoever commits; a rollback of the whole transaction drops them. (A
+# SAVEPOINT rolled back takes only its recorder's: ``Recorder.discard``.)
 sa.event.listen(Session, "before_commit", write_events)
-sa.event.listen(Session, "after_rollback", _forget_events)
+sa.event.listen(Session, "after_soft_rollback", _forget_events)
 
 #: Called with (event name, fields) for every committed event, after its log line.
 Listener = Callable[[str, dict[str, Any]], None]

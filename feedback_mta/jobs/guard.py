@@ -20,19 +20,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from feedback_mta import logs
 from feedback_mta.actions import SCHEDULER, unit_of_work
-from feedback_mta.actions.accounts import guard_figures
+from feedback_mta.actions.accounts import every_guard_figures
 from feedback_mta.config import GuardConfig
 from feedback_mta.store import db
-from feedback_mta.store.models import Account, table_of, utcnow
+from feedback_mta.store.models import utcnow
 
 log = logs.get(__name__)
-
-_A = table_of(Account)
 
 
 @dataclass(frozen=True)
@@ -65,17 +62,24 @@ def verdict(figures: dict[str, Any], lines: GuardConfig) -> Verdict:
 
 
 def check(engine: Engine, lines: GuardConfig, now: datetime | None = None) -> int:
-    """Judge every account; how many changed advice."""
+    """Judge every account; how many changed advice.
+
+    The figures of all accounts are one read; only an account whose advice changes gets
+    a write, in a transaction of its own, where ``advise`` locks its row and looks again.
+    (One transaction over every account held SQLite's write lock, and on PostgreSQL
+    every account's row, for the whole run: seconds with 10,000 accounts, while the
+    intake and the processors waited.)"""
     now = now or utcnow()
     changed = 0
-    with unit_of_work(engine, SCHEDULER) as act:
-        if not db.try_lock(act.session.connection(), "guard.check"):
+    with db.reader(engine).connect() as conn:
+        if not db.try_lock(conn, "guard.check"):
             return 0  # another node is at it right now
-        ids = act.session.connection().execute(sa.select(_A.c.id).order_by(_A.c.id)).scalars()
-        for account_id in list(ids):
-            figures = guard_figures(act.session, act.account(account_id), lines.window, now)
-            advice = verdict(figures, lines)
-            changed += act.advise(account_id, advice.state, list(advice.reasons), figures)
+        due = [(account_id, advice, figures)
+               for account_id, sending, figures in every_guard_figures(conn, lines.window, now)
+               if (advice := verdict(figures, lines)).state != sending and sending != "paused"]
+        for account_id, advice, figures in due:
+            with unit_of_work(engine, SCHEDULER) as act:
+                changed += act.advise(account_id, advice.state, list(advice.reasons), figures)
     if changed:
         log.info("guard.checked", changed=changed)
     return changed
