@@ -23,6 +23,8 @@ def test_the_benchmark_runs_and_every_kind_of_message_acts(tmp_path):
     serve = result["serve"]
     assert serve["codes"] == {"250": 300} and serve["rate"] > 0
     assert 0 < serve["p50_ms"] <= serve["p99_ms"] and serve["peak_rss_mb"][0] > 20
+    # serve and its processing process, both measured.
+    assert len(serve["peak_rss_mb"]) == 2 and serve["cpu_ms_per_message"] > 0
     # Every part of the mix reached its handler with a genuine token: the complaints
     # were attributed, the bounces, unsubscribes and dealer replies acted.
     outcomes = serve["outcomes"]
@@ -30,7 +32,7 @@ def test_the_benchmark_runs_and_every_kind_of_message_acts(tmp_path):
         assert outcomes.get(f"processed/{reason}", 0) > 0, outcomes
     assert sum(outcomes.values()) == 300 + 200  # the measured messages and the warm-up
     assert [name for name, *_ in result["verdicts"]] == [
-        "one process / bare", "peak RSS per process (MB)"]
+        "one process / bare", "CPU per message (ms)", "peak RSS per process (MB)"]
 
 
 def test_the_api_benchmark_runs_and_every_request_is_answered(tmp_path):

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from sqlmodel import select
 
 from feedback_mta import events
 from feedback_mta.actions.accounts import AccountActions, normalize_email, normalize_ip
 from feedback_mta.actions.audit import Invalid, NotFound
-from feedback_mta.store.models import Contact, ContactStatus, Lead, Tag, utcnow
+from feedback_mta.store.models import Contact, ContactStatus, Lead, Tag, table_of, utcnow
+
+_C = table_of(Contact)
+# The handlers' changes, as single conditional statements (``Recorder.change``).
+_OPT_OUT = sa.update(_C).where(
+    _C.c.id == sa.bindparam("b_id"), _C.c.status != ContactStatus.OPTED_OUT.value).values(
+    status=ContactStatus.OPTED_OUT.value, opt_out_reason=sa.bindparam("b_opt_out_reason"),
+    opted_out_at=sa.bindparam("b_opted_out_at"), updated_at=sa.bindparam("b_updated_at"))
+_UNDELIVERABLE = sa.update(_C).where(
+    _C.c.id == sa.bindparam("b_id"), _C.c.undeliverable_at.is_(None)).values(
+    undeliverable_at=sa.bindparam("b_undeliverable_at"),
+    undeliverable_reason=sa.bindparam("b_undeliverable_reason"),
+    updated_at=sa.bindparam("b_updated_at"))
 
 
 class ContactActions(AccountActions):
@@ -40,13 +53,10 @@ class ContactActions(AccountActions):
 
     def opt_out(self, contact: Contact, reason: str) -> bool:
         """Opt the contact out; False (and no event) when it already was."""
-        self.lock(contact)
-        if contact.status == ContactStatus.OPTED_OUT:
+        now = utcnow()
+        if not self.change(contact, _OPT_OUT, status=ContactStatus.OPTED_OUT,
+                           opt_out_reason=reason, opted_out_at=now, updated_at=now):
             return False
-        contact.status = ContactStatus.OPTED_OUT
-        contact.opt_out_reason = reason
-        contact.opted_out_at = contact.updated_at = utcnow()
-        self.session.add(contact)
         self.record(events.CONTACT_OPTED_OUT, "contact", contact.id, contact.account_id,
                     reason=reason)
         return True
@@ -113,12 +123,10 @@ class ContactActions(AccountActions):
 
     def mark_undeliverable(self, contact: Contact, reason: str) -> bool:
         """Stop mailing the address (it bounced); False (and no event) when already so."""
-        self.lock(contact)
-        if contact.undeliverable_at is not None:
+        now = utcnow()
+        if not self.change(contact, _UNDELIVERABLE, undeliverable_at=now,
+                           undeliverable_reason=reason, updated_at=now):
             return False
-        contact.undeliverable_at = contact.updated_at = utcnow()
-        contact.undeliverable_reason = reason
-        self.session.add(contact)
         self.record(events.CONTACT_UNDELIVERABLE, "contact", contact.id, contact.account_id,
                     reason=reason)
         return True

@@ -19,6 +19,12 @@ from feedback_mta.addresses import AddressBook, notification_message_id
 from feedback_mta.quality import spam
 from feedback_mta.store.models import Lead, LeadStatus, table_of, utcnow
 
+_L = table_of(Lead)
+_FLAG = sa.update(_L).where(
+    _L.c.id == sa.bindparam("b_id"), _L.c.status != LeadStatus.SPAM.value).values(
+    status=LeadStatus.SPAM.value, flagged_at=sa.bindparam("b_flagged_at"),
+    flagged_by=sa.bindparam("b_flagged_by"), flagged_via=sa.bindparam("b_flagged_via"))
+
 
 class LeadActions(ContactActions, LearningActions):
     def lead(self, lead_id: int) -> Lead:
@@ -55,14 +61,9 @@ class LeadActions(ContactActions, LearningActions):
         """Mark this lead (only this activity) spam: it leaves the inbox, search, reports and,
         if not exported yet, the CRM export. False (and no event) when it already was.
         ``why`` goes into the event (the score and reasons of an automatic flag)."""
-        self.lock(lead)
-        if lead.status == LeadStatus.SPAM:
+        if not self.change(lead, _FLAG, status=LeadStatus.SPAM, flagged_at=utcnow(),
+                           flagged_by=self.actor.name, flagged_via=self.actor.via):
             return False
-        lead.status = LeadStatus.SPAM
-        lead.flagged_at = utcnow()
-        lead.flagged_by = self.actor.name
-        lead.flagged_via = self.actor.via
-        self.session.add(lead)
         self.record(events.LEAD_FLAGGED_SPAM, "lead", lead.id, lead.account_id,
                     contact_id=lead.contact_id, exported=lead.exported_at is not None, **why)
         if self.actor.via != "auto":  # a person's flag: a label
