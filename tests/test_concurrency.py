@@ -2,8 +2,8 @@
 
 Several workers share one database; on PostgreSQL (read committed) two of them may act on
 the same contact or lead at the same moment. Each check-then-change action re-reads its row
-under a lock, so the second waits for the first's commit and then sees it: one change, one
-event, never two.
+under a lock, or makes its change with one conditional UPDATE, so the second waits for the
+first's commit and then sees it: one change, one event, never two.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from feedback_mta.store.models import Event
 from tests.support import seed
 
 
-@pytest.mark.parametrize("change", ["opt_out", "flag_spam"])
+@pytest.mark.parametrize("change", ["opt_out", "mark_undeliverable", "flag_spam"])
 def test_the_second_of_two_concurrent_changes_sees_the_first(engine, cfg, change):
     s = seed(engine, cfg, contacts=1)
     second: list[bool] = []
@@ -26,6 +26,8 @@ def test_the_second_of_two_concurrent_changes_sees_the_first(engine, cfg, change
     def act(actions):
         if change == "opt_out":
             return actions.opt_out(actions.contact(s.contact_ids[0]), "unsubscribe")
+        if change == "mark_undeliverable":
+            return actions.mark_undeliverable(actions.contact(s.contact_ids[0]), "5.1.1")
         return actions.flag_spam(actions.lead(s.lead_id))
 
     def second_worker():
@@ -41,7 +43,8 @@ def test_the_second_of_two_concurrent_changes_sees_the_first(engine, cfg, change
     worker.join(30)
     assert not worker.is_alive()
     assert second == [False]
-    name = "contact.opted_out" if change == "opt_out" else "lead.flagged_spam"
+    name = {"opt_out": "contact.opted_out", "mark_undeliverable": "contact.undeliverable",
+            "flag_spam": "lead.flagged_spam"}[change]
     with Session(engine) as session:
         assert len(session.exec(select(Event).where(Event.action == name)).all()) == 1
 

@@ -17,9 +17,11 @@ from feedback_mta.actions.contacts import ContactActions
 from feedback_mta.actions.learning import LearningActions
 from feedback_mta.addresses import AddressBook, notification_message_id
 from feedback_mta.quality import spam
-from feedback_mta.store.models import Lead, LeadStatus, table_of, utcnow
+from feedback_mta.store.models import Contact, Lead, LeadStatus, table_of, utcnow
 
 _L = table_of(Lead)
+_C = table_of(Contact)
+_EMAIL = sa.select(_C.c.email).where(_C.c.id == sa.bindparam("b_id"))
 _FLAG = sa.update(_L).where(
     _L.c.id == sa.bindparam("b_id"), _L.c.status != LeadStatus.SPAM.value).values(
     status=LeadStatus.SPAM.value, flagged_at=sa.bindparam("b_flagged_at"),
@@ -90,7 +92,9 @@ class LeadActions(ContactActions, LearningActions):
 
     def _features(self, lead: Lead) -> list[str]:
         """What the model counts of the lead, as when it was scored."""
-        email = self.contact(lead.contact_id).email
+        email = self.session.connection().execute(_EMAIL, {"b_id": lead.contact_id}).scalar()
+        if email is None:
+            raise NotFound(f"no contact {lead.contact_id}")
         return spam.features(lead.comments, email, lead.spam_reasons or ())
 
     def claim_digest(self, lead_ids: Iterable[int], now: datetime) -> list[int]:
