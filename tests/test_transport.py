@@ -286,7 +286,9 @@ _PATHS = ["<a@b.c>", "<a@b.c> SIZE=100 BODY=8BITMIME", " <a.b+c@d-e.f>", "<a..b@
           "<a@b..c>", "<a@[1.2.3.4]>", '<"q x"@b>', "<>", "< a@b>", "<a@b >", "<a@b>x",
           "<a@b>  ", "<a@-b.c>", "<a@b.c.>", "a@b", "<@x:a@b>", "<a@b> SMTPUTF8", "<ü@b>",
           "<a@bü>", "\t<a@b>", "<a@b>\tX=1", "<a (c) @b>", "<a@b> <c@d>", "<a@b.c>\r\n",
-          "<a@b> (comment) SIZE=1", "<bounce+AbC_12-x@fb.test> NOTIFY=NEVER", ""]
+          "<a@b> (comment) SIZE=1", "<bounce+AbC_12-x@fb.test> NOTIFY=NEVER", "",
+          "<>", "<> SIZE=100", "<>  BODY=8BITMIME", " <>", "<>x", "<>(c)", "\x0b<a@b>",
+          "\x0b<>", "\n<a@b>", "<\n>"]
 
 
 def _both(arg: str, local_part_limit: int = 0):
@@ -352,6 +354,9 @@ def test_each_protocol_has_aiosmtpd_command_tables():
 
     for cls in (codes.FeedbackSMTP, FeedbackLMTP):
         ours, theirs = asyncio.run(make(cls)), asyncio.run(make(SMTP))
+        handler = codes.FeedbackHandler.__new__(codes.FeedbackHandler)
+        assert set(dir(handler)) == {"handle_PROXY", "handle_MAIL", "handle_RCPT",
+                                     "handle_DATA"}
         assert set(ours._smtp_methods) == set(theirs._smtp_methods) | (
             {"LHLO"} if cls is FeedbackLMTP else set())
         assert set(ours._auth_methods) == set(theirs._auth_methods)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Iterable
 from typing import Any, AnyStr, cast
 
 from aiosmtpd.lmtp import LMTP
@@ -84,6 +85,10 @@ class FeedbackHandler:
         self.lmtp = config.smtp.lmtp
         self.max_recipients = config.smtp.max_recipients
         self.store_timeout = config.smtp.store_timeout
+
+    def __dir__(self) -> list[str]:
+        """The hooks only (``_command_names``)."""
+        return _command_names(self, super().__dir__())
 
     async def handle_PROXY(self, server: FeedbackSMTP, session: Session, envelope: Envelope,
                            proxy_data) -> bool:
@@ -179,9 +184,25 @@ class Sessions:
 #: An address as nearly every client sends it: ``<dot-atom@dot-atom>``, then parameters.
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_PATH = re.compile(
-    rf"\s*<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>[ \t]*([^(]*)", re.S)
-#: Per protocol class: the names aiosmtpd looks for in ``dir()`` of each new protocol.
+    rf"[ \t]*<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>[ \t]*([^(]*)", re.S)
+#: The null reverse-path of bounces and reports (RFC 5321 4.5.5); what follows is kept as is.
+_NULL_PATH = re.compile(r"[ \t]*<>(.*)", re.S)
+#: Per class: the names aiosmtpd looks for in ``dir()`` of each new protocol and handler.
 _COMMAND_NAMES: dict[type, list[str]] = {}
+
+
+def _command_names(obj: object, names: Iterable[str]) -> list[str]:
+    """The command, hook and AUTH method names among ``names`` (``dir`` of ``obj``), once
+    per class. aiosmtpd builds its command tables from ``dir()`` and
+    ``inspect.getmembers`` of every new protocol and of its handler, which read every
+    attribute (properties included): a fifth of a connection's set-up, for names that
+    never change."""
+    cls = type(obj)
+    found = _COMMAND_NAMES.get(cls)
+    if found is None:
+        found = _COMMAND_NAMES[cls] = [
+            name for name in names if name.startswith(("smtp_", "auth_", "handle_"))]
+    return found
 
 
 class FeedbackSMTP(SMTP):
@@ -253,16 +274,8 @@ class FeedbackSMTP(SMTP):
             self.say_goodbye()
 
     def __dir__(self) -> list[str]:
-        """The command and AUTH methods only, listed once per class. aiosmtpd builds its
-        command tables from ``dir()`` and ``inspect.getmembers`` of every new protocol,
-        which read every attribute (properties included): a fifth of a connection's
-        set-up, for names that never change."""
-        cls = type(self)
-        names = _COMMAND_NAMES.get(cls)
-        if names is None:
-            names = _COMMAND_NAMES[cls] = [
-                name for name in super().__dir__() if name.startswith(("smtp_", "auth_"))]
-        return names
+        """The command and AUTH methods only (``_command_names``)."""
+        return _command_names(self, super().__dir__())
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's MAIL/RCPT address reader, without its cost for the plain case.
@@ -273,7 +286,8 @@ class FeedbackSMTP(SMTP):
         goes to it."""
         match = _PLAIN_PATH.fullmatch(arg) if arg else None
         if match is None:
-            return super()._getaddr(arg)
+            null = _NULL_PATH.fullmatch(arg) if arg else None
+            return ("<>", null.group(1)) if null else super()._getaddr(arg)
         address = match.group(1)
         if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
             return None, None
