@@ -22,6 +22,7 @@ from feedback_mta.store.models import Contact, Lead, LeadStatus, table_of, utcno
 _L = table_of(Lead)
 _C = table_of(Contact)
 _EMAIL = sa.select(_C.c.email).where(_C.c.id == sa.bindparam("b_id"))
+_LEAD = select(Lead).where(Lead.id == sa.bindparam("b_id"))  # as ``contacts._CONTACT``
 _FLAG = sa.update(_L).where(
     _L.c.id == sa.bindparam("b_id"), _L.c.status != LeadStatus.SPAM.value).values(
     status=LeadStatus.SPAM.value, flagged_at=sa.bindparam("b_flagged_at"),
@@ -30,7 +31,7 @@ _FLAG = sa.update(_L).where(
 
 class LeadActions(ContactActions, LearningActions):
     def lead(self, lead_id: int) -> Lead:
-        lead = self.session.get(Lead, lead_id)
+        lead = self.session.exec(_LEAD, params={"b_id": lead_id}).first()
         if lead is None:
             raise NotFound(f"no lead {lead_id}")
         return lead
