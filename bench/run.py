@@ -103,7 +103,7 @@ def pg_reachable(server: str) -> bool:
 class Running:
     """A server child process: its pids (workers), its port; its log is drained."""
 
-    def __init__(self, argv: list[str], workers: int | None):
+    def __init__(self, argv: list[str], workers: int | None, log: Path | None = None):
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      env=env, cwd=ROOT, text=True)
@@ -128,8 +128,18 @@ class Running:
                         break
             else:
                 raise RuntimeError(f"{argv} did not start")
-        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
+        threading.Thread(target=self._drain, args=(log,), daemon=True).start()
         self.spies: list[subprocess.Popen] = []
+
+    def _drain(self, log: Path | None) -> None:
+        """Read the server's log to its end; append it to ``log`` if given."""
+        assert self.proc.stdout is not None
+        if log is None:
+            for _ in self.proc.stdout:
+                pass
+            return
+        with log.open("a") as sink:
+            sink.writelines(self.proc.stdout)
 
     def spy(self, profile: Path) -> None:
         """py-spy records each process (the thread holding the GIL) as collapsed stacks."""
@@ -231,7 +241,7 @@ class Bench:
             argv += ["--workers", str(workers)]
         profile = self.args.profile / label if self.args.profile else None
         engine = db.create_engine(config_mod.load(config, env={}).database)
-        server = Running(argv, workers)
+        server = Running(argv, workers, self.args.server_log)
         try:
             warm = asyncio.run(load.closed_loop(server.port, self.messages(shape, WARMUP),
                                                 self.args.concurrency))
@@ -250,7 +260,7 @@ class Bench:
         finally:
             server.stop()
             engine.dispose()
-            if database is not None and not os.environ.get("BENCH_KEEP_DB"):
+            if database is not None:
                 database.unlink(missing_ok=True)
 
     @staticmethod
@@ -384,6 +394,9 @@ def main() -> None:
                         help="only these runs (bare, serve, serve-1k, serve-workers-2, "
                              "serve-80pct, parse): for working on one figure")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--server-log", type=Path, metavar="FILE",
+                        help="append each feedback-mta server's JSON log lines to FILE "
+                             "(message.accepted's store_ms, message.processed's batch, ...)")
     args = parser.parse_args()
     if args.quick:
         args.contacts, args.accounts, args.parse_copies = 10_000, 100, 2
