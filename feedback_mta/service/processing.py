@@ -57,7 +57,6 @@ class ProcessingProcess:
     def __init__(self, config: Config, engine: Engine, *,
                  on_mail: Callable[[list[int]], None] | None = None,
                  on_exit: Callable[[int | None], None] | None = None) -> None:
-        self._config = config
         self._engine = engine
         self._on_mail = on_mail
         self._on_exit = on_exit

@@ -75,9 +75,9 @@ class ProcessingExited(Exception):
 def main(config: Config, *, worker: Worker | None = None, smtp: bool = True) -> None:
     """``run`` on libuv's event loop (uvloop) where it is installed, else asyncio's own.
 
-    uvloop runs the loop's own work (sockets, timers, callbacks) in C: the SMTP sessions
-    cost a third less CPU with it. Without it (a platform with no wheel) nothing else
-    changes."""
+    uvloop runs the loop's own work (sockets, timers, callbacks) in C, where most of an
+    SMTP session's time goes besides aiosmtpd's own. Without it (a platform with no
+    wheel) nothing else changes."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - a dependency, on the platforms it builds on
