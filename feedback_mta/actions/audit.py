@@ -209,7 +209,9 @@ class Recorder:
         self.session.flush()  # the row's own pending changes go first, as they would
         params = {"b_id": row.id, **{f"b_{key}": value for key, value in values.items()}}
         if not self.session.connection().execute(statement, params).rowcount:
-            self.session.expire(row, list(values))  # made meanwhile: read afresh if asked
+            # Made already (maybe by another node meanwhile): the object shows it as it
+            # is, also to a caller that reads it once the session is closed.
+            self.session.refresh(row, attribute_names=list(values))
             return False
         for key, value in values.items():
             set_committed_value(row, key, value)
