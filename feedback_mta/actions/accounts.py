@@ -162,17 +162,28 @@ _E = table_of(Event)
 _S = table_of(SentCount)
 
 
-def guard_figures(session: Session | sa.Connection, account: Account, window: float,
+_A = table_of(Account)
+_GUARDED = (events.CONTACT_COMPLAINED, events.CONTACT_HARD_BOUNCED)
+
+
+def guard_figures(session: Session, account: Account, window: float,
                   now: datetime | None = None) -> dict[str, Any]:
     """What the account guard judges (a read, for ``advise`` and ``account show``):
     messages sent (``account sent``), complaints and hard bounces over the window, counted
     from the last ``account resume`` when that is later."""
-    since = _guard_since(account.resumed_at, window, now or utcnow())
-    sent = session.execute(sa.select(sa.func.coalesce(sa.func.sum(_S.c.count), 0)).where(
-        _S.c.account_id == account.id, _S.c.day >= since.date().isoformat())).scalar_one()
-    counted = dict(session.execute(
+    assert account.id is not None
+    return _account_figures(session, account.id, account.resumed_at, window, now or utcnow())
+
+
+def _account_figures(reader: Session | sa.Connection, account_id: int,
+                     resumed_at: datetime | None, window: float,
+                     now: datetime) -> dict[str, Any]:
+    since = _guard_since(resumed_at, window, now)
+    sent = reader.execute(sa.select(sa.func.coalesce(sa.func.sum(_S.c.count), 0)).where(
+        _S.c.account_id == account_id, _S.c.day >= since.date().isoformat())).scalar_one()
+    counted = dict(reader.execute(
         sa.select(_E.c.action, sa.func.count()).where(
-            _E.c.account_id == account.id, _E.c.at >= since, _E.c.action.in_(_GUARDED))
+            _E.c.account_id == account_id, _E.c.at >= since, _E.c.action.in_(_GUARDED))
         .group_by(_E.c.action)).all())
     return _figures(since, int(sent), counted)
 
@@ -197,15 +208,11 @@ def every_guard_figures(conn: sa.Connection, window: float, now: datetime | None
     for row in conn.execute(sa.select(_A.c.id, _A.c.sending, _A.c.resumed_at)
                             .order_by(_A.c.id)):
         if row.resumed_at is not None and db.aware(row.resumed_at) > since:
-            figures = guard_figures(conn, row, window, now)  # type: ignore[arg-type]
+            figures = _account_figures(conn, row.id, row.resumed_at, window, now)
         else:
             figures = _figures(since, int(sent.get(row.id) or 0), counted.get(row.id, {}))
         out.append((row.id, row.sending, figures))
     return out
-
-
-_A = table_of(Account)
-_GUARDED = (events.CONTACT_COMPLAINED, events.CONTACT_HARD_BOUNCED)
 
 
 def _guard_since(resumed_at: datetime | None, window: float, now: datetime) -> datetime:

@@ -182,7 +182,7 @@ async def run(config: Config, *, worker: Worker | None = None, smtp: bool = True
              proxy_protocol=config.smtp.proxy_protocol,
              http_port=http.address[1] if http is not None else None,
              recovered=recovered, reviews_caught_up=caught_up, pid=os.getpid(),
-             processing_pid=getattr(processor, "pid", None),
+             processing_pid=processor.pid if isinstance(processor, ProcessingProcess) else None,
              worker=worker.index if worker is not None else None)
     ping: Callable[[], object]
     if worker is not None:  # the supervisor tells systemd once every worker listens
