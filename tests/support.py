@@ -116,7 +116,7 @@ def inbound_rows(engine) -> list[dict]:
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(
             sa.select(t.c.id, t.c.state, t.c.reason, t.c.kind, t.c.message_id, t.c.mail_from,
-                      t.c.rcpt_tos, t.c.duplicate_of, t.c.error).order_by(t.c.id))]
+                      t.c.rcpt_tos, t.c.duplicate_of, t.c.error, t.c.attempts).order_by(t.c.id))]
 
 
 def free_port() -> int:

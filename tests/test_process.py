@@ -44,6 +44,13 @@ def _commits(engine) -> list[int]:
     return seen
 
 
+def _savepoints(engine) -> list[str]:
+    """The SAVEPOINTs taken from now on (SQLite's and PostgreSQL's dialects alike)."""
+    seen: list[str] = []
+    event.listen(engine, "savepoint", lambda conn, name: seen.append(name))
+    return seen
+
+
 def test_a_batch_is_one_commit_with_duplicates_in_it_and_before_it(engine, cfg):
     s = seed(engine, cfg, contacts=3)
     book = AddressBook.from_config(cfg)
@@ -58,9 +65,10 @@ def test_a_batch_is_one_commit_with_duplicates_in_it_and_before_it(engine, cfg):
         Arrival(again, "", (s.unsubscribe(s.contact_ids[1]),)),   # copy in the same batch
         Arrival(message(), "", (s.unsubscribe(s.contact_ids[2]),)),
     ])
-    commits = _commits(engine)
+    commits, savepoints = _commits(engine), _savepoints(engine)
     outcomes = process_batch(engine, book, ids)
     assert len(commits) == 1
+    assert savepoints == []  # no handler raised: none needed
     assert [(outcomes[i].state.value, outcomes[i].reason) for i in ids] == [
         ("ignored", "duplicate"), ("processed", "opted out"), ("ignored", "duplicate"),
         ("processed", "opted out")]
@@ -91,8 +99,12 @@ def test_a_failing_handler_rolls_back_only_its_own_message(engine, cfg, monkeypa
         Arrival(message(subject="poison", message_id="p@client.test"), "",
                 (s.unsubscribe(cid),))
         for i, cid in enumerate(s.contact_ids)])
+    commits, savepoints = _commits(engine), _savepoints(engine)
     outcomes = process_batch(engine, book, ids)
     assert [outcomes[i].state.value for i in ids] == ["processed", "failed", "processed"]
+    # The first try rolled back whole; the second ran each of the three in a SAVEPOINT.
+    assert (len(commits), len(savepoints)) == (1, 3)
+    assert {r["attempts"] for r in inbound_rows(engine)} == {1}
     assert _statuses(engine) == ["opted_out", "active", "opted_out"]
     failed = next(r for r in inbound_rows(engine) if r["id"] == ids[1])
     assert failed["error"] == "RuntimeError: handler broke after acting"

@@ -85,6 +85,19 @@ def test_no_starttls_without_a_certificate(server):
     client.quit()
 
 
+def test_a_multi_line_reply_arrives_whole_and_in_order(server):
+    """EHLO's lines are held and written with its last one; each line intact, then the
+    next command's reply on its own."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"220 ")
+        sock.sendall(b"EHLO client.test\r\nNOOP\r\n")
+        lines = [reader.readline() for _ in range(6)]
+    assert lines[0].startswith(b"250-") and lines[0].endswith(b"\r\n")
+    assert lines[1:] == [b"250-SIZE 1048576\r\n", b"250-8BITMIME\r\n", b"250-SMTPUTF8\r\n",
+                         b"250 HELP\r\n", b"250 OK\r\n"]
+
+
 def test_a_renewed_certificate_is_picked_up_and_a_broken_one_kept_out(tmp_path, ca):
     cert, key = _cert_files(ca, tmp_path)
     files = TlsFiles(str(cert), str(key))
