@@ -58,6 +58,7 @@ class Limits:
         self.sessions_per_ip = sessions_per_ip
         self.exempt = tuple(ipaddress.ip_network(n, strict=False) for n in exempt)
         self.open_sessions: dict[str, int] = {}
+        self._exempt: dict[str, bool] = {}
         self._connections = _Rate(connections_per_minute, clock)
         self._messages = _Rate(messages_per_minute, clock)
 
@@ -71,6 +72,17 @@ class Limits:
     def is_exempt(self, ip: str | None) -> bool:
         if ip is None:  # a Unix socket, or a PROXY header without addresses (LOCAL)
             return True
+        known = self._exempt.get(ip)
+        if known is None:
+            if len(self._exempt) >= _Rate.PRUNE_AT:
+                self._exempt.clear()
+            known = self._exempt[ip] = self._find_exempt(ip)
+        return known
+
+    def _find_exempt(self, ip: str) -> bool:
+        """Reading the address and testing the networks, asked twice per message (session
+        and MAIL), cost as much as the session's rate buckets: ``is_exempt`` keeps the
+        answer per address."""
         try:
             address = ipaddress.ip_address(ip.split("%", 1)[0])
         except ValueError:
