@@ -78,6 +78,20 @@ class Runner(Generic[T]):
     def put(self, item: T) -> None:
         self._queue.put(item)
 
+    def take_more(self, batch: list[T]) -> None:
+        """Add to ``batch`` what else is queued now, up to ``max_batch``: for a subclass
+        that waited (for a lock) after its batch was taken, so that what arrived meanwhile
+        goes in with it instead of waiting its own turn."""
+        while len(batch) < self.max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is _STOP:
+                self._queue.put(_STOP)  # for ``_loop``, after this batch
+                return
+            batch.append(item)  # type: ignore[arg-type]
+
     def stop(self, *, drain: bool = True, timeout: float | None = None) -> list[T]:
         """Stop the threads once the batch in hand is done. ``drain``: what is queued is
         run first; otherwise it is dropped and returned (the caller knows it is safe)."""

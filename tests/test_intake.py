@@ -70,3 +70,31 @@ def test_a_nonce_signs_one_event_and_its_copies_only(engine):
     with engine.connect() as conn:
         stored = conn.execute(sa.select(t.c.content_hash).order_by(t.c.id)).scalars().all()
     assert stored == ["event-a", "event-a", "event-c"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_what_arrives_while_the_writer_waits_for_the_lock_joins_its_commit(engine):
+    """A processing transaction holds SQLite's write lock; the intake's batch waits for it,
+    and whatever reached the intake meanwhile goes into the same commit, in order."""
+    import fcntl
+    import os
+    import time
+
+    from feedback_mta.edge.intake import Arrival, Intake
+
+    holder = os.open(f"{engine.url.database}.writer", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    intake = Intake(engine)
+    intake.start()
+    try:
+        first = intake.submit(Arrival(b"Subject: 0\r\n\r\nx", "", ("fbl@fb.test",)))
+        time.sleep(0.2)  # the writer has taken it and waits for the lock
+        later = [intake.submit(Arrival(f"Subject: {n}\r\n\r\nx".encode(), "", ("fbl@fb.test",)))
+                 for n in range(1, 6)]
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        ids = [f.result(10) for f in (first, *later)]
+    finally:
+        intake.stop()
+        os.close(holder)
+    assert ids == sorted(ids)
+    assert (intake.batches, intake.stored) == (1, 6)

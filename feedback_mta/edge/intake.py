@@ -191,8 +191,7 @@ class Intake(Runner[_Pending]):
     def _write(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
-            rows = [_row(arrival) for arrival, _ in batch]
-            ids = self._insert(rows, [arrival for arrival, _ in batch])
+            ids = self._insert(batch)
         except Exception as exc:
             if len(batch) == 1:
                 self._fail(batch, exc)
@@ -218,11 +217,19 @@ class Intake(Runner[_Pending]):
         except Exception:  # the sweep will find them; never lose the writer thread
             log.exception("intake.notify_failed", ids=stored)
 
-    def _insert(self, rows: list[dict], arrivals: list[Arrival]) -> list[int | None]:
-        """The ids of the rows, in order; None for an arrival refused as a replay. Nonces
-        go in the same transaction (one commit), the first of a nonce winning."""
+    def _insert(self, batch: list[_Pending]) -> list[int | None]:
+        """The ids of the batch's rows, in order; None for an arrival refused as a replay.
+        Nonces go in the same transaction (one commit), the first of a nonce winning.
+
+        Once the transaction has begun (on SQLite, once the write lock is ours, which may
+        have taken a processing transaction's length), what arrived meanwhile joins
+        ``batch``: it would otherwise wait for that lock again, after this commit."""
+        rows = [_row(arrival) for arrival, _ in batch]
         stmt = sa.insert(_TABLE).returning(_TABLE.c.id, sort_by_parameter_order=True)
         with self._engine.begin() as conn:
+            self.take_more(batch)
+            rows += [_row(arrival) for arrival, _ in batch[len(rows):]]
+            arrivals = [arrival for arrival, _ in batch]
             replayed = self._replays(conn, arrivals) if any(a.nonce for a in arrivals) else set()
             kept = [row for n, row in enumerate(rows) if n not in replayed]
             ids = iter([row.id for row in conn.execute(stmt, kept)] if kept else [])
