@@ -38,6 +38,11 @@ def normalize_ip(value: object) -> str | None:
         raise Invalid(f"not an IP address: {text!r}") from None
 
 
+#: Built once (the reply handler asks per message): building costs more than running it.
+_USER = select(User).where(User.account_id == sa.bindparam("b_account"),
+                           User.email == sa.bindparam("b_email"))
+
+
 class AccountActions(Recorder):
     def account(self, account_id: int) -> Account:
         account = self.session.get(Account, account_id)
@@ -47,8 +52,8 @@ class AccountActions(Recorder):
 
     def user(self, account_id: int, email: str) -> User | None:
         """The account's user with this address, or None."""
-        return self.session.exec(select(User).where(
-            User.account_id == account_id, User.email == email.strip().lower())).first()
+        return self.session.exec(_USER, params={
+            "b_account": account_id, "b_email": email.strip().lower()}).first()
 
     def contact_admins(self, account_id: int) -> list[User]:
         """The account's users holding ``contact-admin`` (who get its digests)."""
