@@ -182,3 +182,42 @@ def test_a_new_reply_command_is_one_declaration():
     assert read_intent("SPAM", vocabulary) == F and read_intent("not spam", vocabulary) == R
     assert read_intent("archive this spam", vocabulary) is None  # two commands: neither
     assert read_intent("archive", VOCABULARY) is None  # not a command until declared
+
+
+_SIMPLE = [
+    b"From: a@b.test\r\nSubject: x\r\n\r\nSPAM\r\n\r\n> quoted\r\n",
+    b"From: a@b.test\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n\r\nNo es basura, \xc3\xb1and\xc3\xba\r\n",
+    b"From: a@b.test\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\nMull \xfc\r\n",
+    b"From: a@b.test\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: 7bit\r\n\r\n",
+    b"From: a@b.test\r\nContent-Type: text/plain\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n\r\nSPAM=20now=\r\n!\r\n",
+    b"From: a@b.test\r\nContent-Type: text/plain; name=\"a.txt\"\r\n\r\nSPAM\r\n",
+    b"From: a@b.test\r\nContent-Disposition: attachment\r\n\r\nSPAM\r\n",
+]
+
+
+def test_a_plain_body_reads_as_mail_parser_reads_it():
+    """All-ASCII single ``text/plain`` bodies skip mail-parser: on every fixture and on
+    the cases at its edges (8-bit UTF-8 and Latin-1, QP, a named part, an attachment),
+    the text is mail-parser's wherever the shortcut is taken."""
+    import mailparser
+
+    from feedback_mta.reading.parse import _plain_text
+
+    files = [p for p in FIXTURES.rglob("*") if p.is_file() and p.suffix != ".py"]
+    taken = 0
+    for raw in [*(p.read_bytes() for p in files), *_SIMPLE]:
+        try:
+            parsed = parse(raw)
+        except Exception:
+            continue
+        ours = _plain_text(parsed.message, raw)
+        if ours is None:
+            continue
+        taken += 1
+        theirs = mailparser.MailParser(parsed.message)
+        assert (ours, "") == ("\n".join(theirs.text_plain), "\n".join(theirs.text_html))
+    assert taken >= 20
+    assert [_plain_text(parse(raw).message, raw) is None for raw in _SIMPLE] == [
+        False, True, True, False, True, True, True]

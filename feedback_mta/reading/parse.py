@@ -128,6 +128,9 @@ class ParsedMessage(NamedTuple):
         return self.memo("bodies", self._decode)
 
     def _decode(self) -> tuple[str, str]:
+        plain = _plain_text(self.message, self.raw)
+        if plain is not None:
+            return plain, ""
         try:
             import logging
 
@@ -236,6 +239,25 @@ def _decoded(value: str) -> str:
         return str(email.header.make_header(email.header.decode_header(value)))
     except Exception:
         return value
+
+
+def _plain_text(message: Message, raw: bytes) -> str | None:
+    """The body of an all-ASCII message that is one ``text/plain`` part in 7bit or 8bit, not
+    named as a file: mail-parser's ``text_plain`` for it is that text unchanged (its
+    ``_decode_body_payload``), and it cost a third of a reply's processing to be told so.
+    None for anything else, which mail-parser decodes (8-bit bytes, as every charset
+    detail matters there). ``tests/test_reply_text.py`` compares the two on every fixture."""
+    if not raw.isascii() or message.is_multipart():
+        return None
+    if message.get_content_type() != "text/plain" or "content-disposition" in message:
+        return None
+    if message.get_param("name") is not None:
+        return None
+    encoding = str(message.get("content-transfer-encoding", "")).strip().lower()
+    if encoding not in ("", "7bit", "8bit"):
+        return None
+    payload = message.get_payload()
+    return payload if isinstance(payload, str) else None
 
 
 def _stdlib_text(message: Message, html: bool = True) -> tuple[str, str]:
