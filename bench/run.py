@@ -15,7 +15,8 @@ messages: ARF complaints with tokens, DSNs, unsubscribes, dealer replies, unknow
 4. 2 and 3 on PostgreSQL (``--pg``; a template database seeded once, copied per run), where
    the workers write side by side; skipped when no server answers;
 5. the same as 2 with 1,000 contacts, to show that nothing scans;
-6. the same as 2 at 80% of its own maximum rate (open loop), for time-to-250;
+6. the same as 2 at 80% of its maximum rate (open loop, the maximum measured again just
+   before), for time-to-250;
 7. bulk ``feedback-mta parse`` against Sisimai, when ``libsisimai-perl`` is installed.
 
 Prints, per run: messages/s, p50/p99 time-to-250 (final "." to the reply), peak RSS per
@@ -267,6 +268,15 @@ class Bench:
             if database is not None:
                 database.unlink(missing_ok=True)
 
+    def at_80_percent(self, shape: seed.Shape) -> dict:
+        """Time-to-250 at 80% of the maximum rate, measured again just before: this
+        machine's speed drifts by a third within minutes, and 80% of a maximum taken
+        earlier can be all of the present one."""
+        peak = self.serve(shape, label="serve-80pct-max")["rate"]
+        figures = self.serve(shape, rate=0.8 * peak, label="serve-80pct")
+        figures["of_maximum"] = peak
+        return figures
+
     @staticmethod
     def _figures(tally: load.Tally, seconds: float, cpu: float, rss: list[float]) -> dict:
         return {"messages": len(tally.latencies), "codes": tally.codes,
@@ -292,9 +302,7 @@ class Bench:
             ("serve-pg", lambda: self.serve(big, label="serve-pg", postgresql=True)),
             ("serve-workers-2-pg", lambda: self.serve(big, workers=2, label="workers-pg",
                                                       postgresql=True)),
-            ("serve-80pct", lambda: self.serve(
-                big, rate=0.8 * (r.get("serve") or self.serve(big))["rate"],
-                label="serve-80pct")),
+            ("serve-80pct", lambda: self.at_80_percent(big)),
         ]
         for name, step in steps:
             if (name.startswith("serve-workers-2") and a.workers < 2) or (
@@ -365,6 +373,9 @@ def report(r: dict) -> None:
         print(f"{label:<40}{f['rate']:>8}{f['p50_ms']:>9}{f['p99_ms']:>9}"
               f"{f['cpu_ms_per_message']:>12}  {', '.join(map(str, f['peak_rss_mb']))}")
     print("(feedback-mta msg/s: accepted messages over the time until all were processed)")
+    if "serve-80pct" in r:
+        print(f"(at 80%: of {r['serve-80pct']['of_maximum']} msg/s, the maximum measured "
+              "just before it)")
     if "parse" in r:
         p = r["parse"]
         print(f"bulk parse of {p['files']} files: feedback-mta {p['ours_s']} s, "
