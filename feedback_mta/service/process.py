@@ -92,9 +92,10 @@ _UNCLAIM = (sa.update(_T).where(_T.c.id.in_(sa.bindparam("ids", expanding=True))
             .values(attempts=_T.c.attempts - 1))
 _KNOWN = (sa.select(_T.c.dedupe_key, _T.c.id)
           .where(_T.c.dedupe_key.in_(sa.bindparam("keys", expanding=True))))
-_SET_KEY = sa.update(_T).where(_T.c.id == sa.bindparam("b_id")).values(
-    dedupe_key=sa.bindparam("b_key"))
+#: The final state, and the content hash as ``dedupe_key`` of a message that is not a copy
+#: (None for a copy, whose key stays unset).
 _FINISH = sa.update(_T).where(_T.c.id == sa.bindparam("b_id")).values(
+    dedupe_key=sa.bindparam("b_key"),
     state=sa.bindparam("b_state"), reason=sa.bindparam("b_reason"),
     kind=sa.bindparam("b_kind"), error=sa.bindparam("b_error"),
     duplicate_of=sa.bindparam("b_dup"), processed_at=sa.bindparam("b_at"))
@@ -223,14 +224,12 @@ def _act(engine: Engine, book: AddressBook, batch: list[_Work], settings: Settin
             done.append(work)
         if unclaim := [w.id for w in rest if w.id in claimed]:
             session.execute(_UNCLAIM, {"ids": unclaim})  # the next transaction claims them
-        if keys := [{"b_id": w.id, "b_key": w.content_hash}
-                    for w in done if w.duplicate_of is None]:
-            session.execute(_SET_KEY, keys)
         if done:
             now = utcnow()
             assert all(w.outcome is not None for w in done)
             session.execute(_FINISH, [{
-                "b_id": w.id, "b_state": w.outcome.state.value,  # type: ignore[union-attr]
+                "b_id": w.id, "b_key": w.content_hash if w.duplicate_of is None else None,
+                "b_state": w.outcome.state.value,  # type: ignore[union-attr]
                 "b_reason": None if w.error else w.outcome.reason,  # type: ignore[union-attr]
                 "b_kind": w.kind.value if w.kind else None, "b_error": w.error,
                 "b_dup": w.duplicate_of, "b_at": now} for w in done])
