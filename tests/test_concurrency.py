@@ -77,3 +77,38 @@ def test_event_ids_follow_commit_order(engine, cfg):
         rows = session.exec(select(Event).where(Event.action == "contact.opted_out")
                             .order_by(Event.id)).all()
     assert [r.subject_id for r in rows] == list(s.contact_ids[:2])
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_flags_in_two_open_transactions_do_not_wait_for_each_other(engine, cfg):
+    """Every flag adds to the platform's count of the labels, one row. The counts are
+    written at the commit, so a transaction that flagged a lead and goes on with other
+    messages does not hold that row against another worker flagging another lead; and
+    a handler rolled back takes its counts with it."""
+    from feedback_mta.quality import spam
+    from feedback_mta.store.models import SpamFeature
+
+    s = seed(engine, cfg, contacts=1)
+    with unit_of_work(engine, CLI) as actions:
+        other = actions.add_lead(s.book, s.account_id, "lead9@people.test", "Cy", "Ng",
+                                 "192.0.2.9").id
+    done: list[bool] = []
+
+    def second_worker():
+        with unit_of_work(engine, CLI) as actions:
+            assert actions.flag_spam(actions.lead(other))
+        done.append(True)
+
+    with unit_of_work(engine, CLI) as actions:
+        assert actions.flag_spam(actions.lead(s.lead_id))
+        worker = threading.Thread(target=second_worker)
+        worker.start()
+        worker.join(10)
+        assert done == [True]  # committed while this one is still open
+        undone = type(actions)(actions.session, CLI)  # a handler's, in the same batch
+        undone.learn(s.account_id, ["x"], spam_=5)
+        undone.discard()  # ... that failed: its counts go with its events
+    with Session(engine) as session:
+        labels = session.exec(select(SpamFeature).where(
+            SpamFeature.account_id == 0, SpamFeature.feature == spam.LABELS)).one()
+    assert labels.spam == 2

@@ -16,7 +16,7 @@ lock from ``BEGIN IMMEDIATE`` on: commit order is id order already.)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -58,6 +58,10 @@ SCHEDULER = Actor("scheduler", "auto")
 
 #: The session's events not inserted yet (``write_events``), shared by its recorders.
 _PENDING = "feedback_mta.pending_events"
+#: The session's deferred rows (``defer``): kind -> [(recorder's id, row)].
+_DEFERRED = "feedback_mta.deferred_rows"
+#: kind -> what writes a transaction's deferred rows of that kind, before its events.
+_WRITERS: dict[str, Callable[[Session, list[Any]], None]] = {}
 #: pg_advisory_xact_lock key of event writers: "fmta" as a 32-bit number.
 EVENT_LOCK = 0x666D7461
 
@@ -102,11 +106,32 @@ def pending_events(session: Session) -> list[Recorded]:
     return pending
 
 
+def deferred_writer(kind: str) -> Callable[[Callable[[Session, list[Any]], None]], Any]:
+    """Register what writes the rows of ``kind`` that recorders ``defer``: at the commit,
+    before the events (so on PostgreSQL the row locks they take come before the event
+    lock, as the other changes' do)."""
+    def register(writer: Callable[[Session, list[Any]], None]) -> Any:
+        _WRITERS[kind] = writer
+        return writer
+    return register
+
+
+def write_deferred(session: Session, kind: str | None = None) -> None:
+    """Write the transaction's deferred rows (of ``kind``, or all) now."""
+    deferred: dict[str, list[tuple[int, Any]]] = session.info.get(_DEFERRED, {})
+    for name in [kind] if kind is not None else sorted(deferred):
+        rows = deferred.pop(name, None)
+        if rows:
+            _WRITERS[name](session, [row for _, row in rows])
+
+
 def write_events(session: Session) -> None:
     """Insert the transaction's events, in the order they were recorded, right before the
-    commit (see the module's docstring for why). Every session's commit calls it."""
+    commit (see the module's docstring for why); the deferred rows first. Every session's
+    commit calls it."""
     if session.in_nested_transaction():
         return  # a SAVEPOINT released (SQLAlchemy calls this hook then too): not yet
+    write_deferred(session)
     pending: list[Recorded] | None = session.info.pop(_PENDING, None)
     if not pending:
         return
@@ -124,6 +149,7 @@ def write_events(session: Session) -> None:
 def _forget_events(session: Session, transaction: Any) -> None:
     if transaction.parent is None:  # the whole transaction; a SAVEPOINT's ``discard``s
         session.info.pop(_PENDING, None)
+        session.info.pop(_DEFERRED, None)
 
 
 # On every commit, whoever commits; a rollback of the whole transaction drops them. (A
@@ -173,11 +199,20 @@ class Recorder:
         finally:
             self.actor = previous
 
+    def defer(self, kind: str, rows: Iterable[Any]) -> None:
+        """Rows for the writer of ``kind`` (``deferred_writer``) to write at the commit, all
+        of the transaction's at once: for changes to rows that every transaction touches
+        (the spam model's counts), whose row locks are then held for the commit only."""
+        deferred = self.session.info.setdefault(_DEFERRED, {}).setdefault(kind, [])
+        deferred.extend((id(self), row) for row in rows)
+
     def discard(self) -> None:
         """Forget what this recorder recorded: its part of the transaction rolled back."""
         mine = {id(item) for _, item in self._logged}
         pending = pending_events(self.session)
         pending[:] = [event for event in pending if id(event) not in mine]
+        for rows in self.session.info.get(_DEFERRED, {}).values():
+            rows[:] = [(owner, row) for owner, row in rows if owner != id(self)]
         self._logged.clear()
         self.queued_mail.clear()
 

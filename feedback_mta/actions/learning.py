@@ -1,7 +1,13 @@
 """The lead spam model's counts (``quality.spam``): a lead's features counted as it is
 scored, and again when it is flagged or a person restores it (a label), in the transaction
 of that change, so the next lead already benefits. Not an audit event of its own: the label is the
-``lead.flagged_spam`` / ``lead.restored`` event."""
+``lead.flagged_spam`` / ``lead.restored`` event.
+
+The counts are written at the commit, a transaction's all in one statement (``Recorder.defer``):
+every flag adds to the platform's count of the labels, one row, and on PostgreSQL the
+first flag of a processing batch held that row's lock until the batch committed, so that
+the batches of two workers ran one after the other. A read of the counts writes the
+transaction's own first."""
 
 from __future__ import annotations
 
@@ -10,8 +16,9 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session
 
-from feedback_mta.actions.audit import Recorder
+from feedback_mta.actions.audit import Recorder, deferred_writer, write_deferred
 from feedback_mta.quality import spam
 from feedback_mta.store.models import SpamFeature, table_of
 
@@ -34,12 +41,31 @@ def _upsert(dialect: str) -> sa.Insert:
 
 
 _UPSERTS = {dialect: _upsert(dialect) for dialect in ("sqlite", "postgresql")}
+_COUNTED = ("seen", "spam", "ham", "auto")
+
+
+@deferred_writer("spam_counts")
+def _write_counts(session: Session, rows: list[dict]) -> None:
+    """A transaction's counts, added up per (account, feature), in one statement, in one
+    order everywhere: two transactions counting the same features (two nodes at once on
+    PostgreSQL) take the row locks in the same order."""
+    total: dict[tuple[int, str], dict] = {}
+    for row in rows:
+        key = (row["account_id"], row["feature"])
+        if key not in total:
+            total[key] = dict(row)
+        else:
+            for name in _COUNTED:
+                total[key][name] += row[name]
+    session.connection().execute(_UPSERTS[session.get_bind().dialect.name],
+                                 [total[key] for key in sorted(total)])
 
 
 class LearningActions(Recorder):
     def model_counts(self, account_id: int, features: Iterable[str]
                      ) -> tuple[dict[str, spam.Counts], dict[str, spam.Counts]]:
         """(the platform's, the account's) counts of these features (and of the labels)."""
+        write_deferred(self.session, "spam_counts")  # this transaction's own, counted
         wanted = [*features, spam.LABELS]
         platform: dict[str, spam.Counts] = {}
         account: dict[str, spam.Counts] = {}
@@ -52,11 +78,8 @@ class LearningActions(Recorder):
     def learn(self, account_id: int, features: Iterable[str], *, seen: int = 0,
               spam_: int = 0, ham: int = 0, auto: int = 0) -> None:
         """Add to the counts of these features (and the labels'), the platform's and the
-        account's, in one statement."""
-        # In one order everywhere: two transactions counting the same features (two nodes
-        # scoring leads at once on PostgreSQL) take the row locks in the same order.
-        rows = [{"account_id": a, "feature": f, "seen": seen, "spam": spam_, "ham": ham,
-                 "auto": auto}
-                for a in sorted({0, account_id}) for f in sorted({*features, spam.LABELS})]
-        self.session.connection().execute(
-            _UPSERTS[self.session.get_bind().dialect.name], rows)
+        account's, at the commit."""
+        self.defer("spam_counts", (
+            {"account_id": a, "feature": f, "seen": seen, "spam": spam_, "ham": ham,
+             "auto": auto}
+            for a in {0, account_id} for f in {*features, spam.LABELS}))
