@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -148,7 +149,54 @@ class Replayed(Exception):
     """A signed request's nonce was seen before with another event: refused, not stored."""
 
 
-_Pending = tuple[Arrival, "concurrent.futures.Future[int]"]
+class _Promise(Protocol):
+    """Where an arrival's id (or why not) goes: what ``_write`` asks of a future."""
+
+    def set_running_or_notify_cancel(self) -> bool: ...
+
+    def set_result(self, result: int) -> None: ...
+
+    def set_exception(self, exception: BaseException) -> None: ...
+
+
+class _SessionPromise:
+    """An SMTP session's asyncio future, resolved from the writer thread on its loop.
+    (``asyncio.wrap_future`` of a ``concurrent.futures.Future`` chains two futures and
+    their callbacks for every message.)"""
+
+    __slots__ = ("_future", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[int]) -> None:
+        self._loop = loop
+        self._future = future
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return not self._future.done()  # done: the session gave up waiting
+
+    def set_result(self, result: int) -> None:
+        self._tell(result, None)
+
+    def set_exception(self, exception: BaseException) -> None:
+        self._tell(0, exception)
+
+    def _tell(self, result: int, exception: BaseException | None) -> None:
+        try:
+            self._loop.call_soon_threadsafe(_resolve, self._future, result, exception)
+        except RuntimeError:  # the loop closed (the server stopped): nobody is waiting
+            pass
+
+
+def _resolve(future: asyncio.Future[int], result: int, exception: BaseException | None
+             ) -> None:
+    if future.done():  # timed out meanwhile
+        return
+    if exception is not None:
+        future.set_exception(exception)
+    else:
+        future.set_result(result)
+
+
+_Pending = tuple[Arrival, _Promise]
 
 
 class Intake(Runner[_Pending]):
@@ -173,9 +221,12 @@ class Intake(Runner[_Pending]):
 
     async def store(self, arrival: Arrival, timeout: float) -> int:
         """The id of the committed row; StoreError if it was not committed in time."""
-        future = self.submit(arrival)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        self.put((arrival, _SessionPromise(loop, future)))
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+            async with asyncio.timeout(timeout):
+                return await future
         except TimeoutError:
             # It may still commit later; the client retries and the copy is deduplicated.
             raise StoreError(f"not committed within {timeout:g}s") from None
