@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import hashlib
 import re
 import time
@@ -180,10 +181,9 @@ class _SessionPromise:
         self._tell(0, exception)
 
     def _tell(self, result: int, exception: BaseException | None) -> None:
-        try:
+        # RuntimeError: the loop closed (the server stopped), and nobody is waiting.
+        with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(_resolve, self._future, result, exception)
-        except RuntimeError:  # the loop closed (the server stopped): nobody is waiting
-            pass
 
 
 def _resolve(future: asyncio.Future[int], result: int, exception: BaseException | None

@@ -130,9 +130,10 @@ class _WriterFile:
 
     IDLE_SECONDS = 1.0
 
-    def __init__(self, fd: int, path: str) -> None:
-        self._fd = fd
-        self._path = path
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        #: The waiting thread's own open file (a lock belongs to an open file).
+        self._wait_fd = os.open(path, os.O_RDWR)
         self._held: int | None = None
         self._requests: queue.SimpleQueue[_LockRequest] = queue.SimpleQueue()
         self._state = threading.Lock()
@@ -167,7 +168,7 @@ class _WriterFile:
             fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _wait(self) -> None:
-        fd = os.open(self._path, os.O_RDWR)
+        fd = self._wait_fd
         try:
             while True:
                 try:
@@ -186,8 +187,10 @@ class _WriterFile:
                     request.fd = fd
                     request.granted.set()
                 # The caller holds it now, and releases it before it asks again.
-        finally:
-            os.close(fd)
+        except BaseException:  # never: but the next request must find a thread
+            with self._state:
+                self._waiting_thread = False
+            raise
 
 
 class _LockRequest:
@@ -218,9 +221,8 @@ def _queue_writers(engine: Engine, timeout: float, database: str | None) -> None
     waiting = _WAITING[engine.pool] = [0]
     writer: _WriterFile | None = None
     if database and database != ":memory:":
-        path = f"{database}.writer"
         try:
-            writer = _WriterFile(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), path)
+            writer = _WriterFile(f"{database}.writer")
         except OSError:  # a read-only directory: SQLite's busy timeout alone
             writer = None
 
