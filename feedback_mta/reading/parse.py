@@ -4,8 +4,10 @@ The standard library's lenient parser builds the MIME tree and the headers, whic
 most decisions need (report formats are recognised by structure and headers). The decoded
 text and HTML bodies come from mail-parser (charsets, transfer encodings, RFC 2047 words),
 on first use only: a DSN or an ARF report is classified without decoding any body, which
-keeps bulk ``parse`` and the processing path fast. When mail-parser gives up on a broken
-message, the bodies fall back to the standard library's decoding and the defect is kept.
+keeps bulk ``parse`` and the processing path fast. (A one-part all-ASCII text body is taken
+as it stands, which is what mail-parser makes of it: ``_plain_text``.) When mail-parser
+gives up on a broken message, the bodies fall back to the standard library's decoding and
+the defect is kept.
 """
 
 from __future__ import annotations

@@ -154,9 +154,9 @@ def process_batch(engine: Engine, book: AddressBook, message_ids: Sequence[int],
     One commit (one fsync) serves several messages, the way the intake's group commit
     serves concurrent sessions. A transaction ends early when another writer of this
     process (the intake, whose sessions wait for their 250) is queued for the lock, or
-    after ``TRANSACTION_SECONDS``: batching must not make the 250s wait. Each handler runs
-    so that its error rolls back that message's changes only and leaves it ``failed``
-    (``_handle``); a database error rolls back the transaction, whose messages stay
+    after ``TRANSACTION_SECONDS``: batching must not make the 250s wait. A handler's error
+    rolls back that message's changes only and leaves it ``failed`` (``_handle``); a
+    database error rolls back the transaction, whose messages stay
     ``received`` for the next sweep. Mail the handlers queued goes to ``on_mail`` once
     committed.
     """
