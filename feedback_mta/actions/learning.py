@@ -42,9 +42,11 @@ def _upsert(dialect: str) -> sa.Insert:
 
 _UPSERTS = {dialect: _upsert(dialect) for dialect in ("sqlite", "postgresql")}
 _COUNTED = ("seen", "spam", "ham", "auto")
+#: What ``learn`` defers to the commit (``Recorder.defer``).
+_COUNTS_KIND = "spam_counts"
 
 
-@deferred_writer("spam_counts")
+@deferred_writer(_COUNTS_KIND)
 def _write_counts(session: Session, rows: list[dict]) -> None:
     """A transaction's counts, added up per (account, feature), in one statement, in one
     order everywhere: two transactions counting the same features (two nodes at once on
@@ -65,7 +67,7 @@ class LearningActions(Recorder):
     def model_counts(self, account_id: int, features: Iterable[str]
                      ) -> tuple[dict[str, spam.Counts], dict[str, spam.Counts]]:
         """(the platform's, the account's) counts of these features (and of the labels)."""
-        write_deferred(self.session, "spam_counts")  # this transaction's own, counted
+        write_deferred(self.session, _COUNTS_KIND)  # this transaction's own, counted
         wanted = [*features, spam.LABELS]
         platform: dict[str, spam.Counts] = {}
         account: dict[str, spam.Counts] = {}
@@ -79,7 +81,7 @@ class LearningActions(Recorder):
               spam_: int = 0, ham: int = 0, auto: int = 0) -> None:
         """Add to the counts of these features (and the labels'), the platform's and the
         account's, at the commit."""
-        self.defer("spam_counts", (
+        self.defer(_COUNTS_KIND, (
             {"account_id": a, "feature": f, "seen": seen, "spam": spam_, "ham": ham,
              "auto": auto}
             for a in {0, account_id} for f in {*features, spam.LABELS}))

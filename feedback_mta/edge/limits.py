@@ -13,6 +13,7 @@ Pure bookkeeping, no I/O; the SMTP edge turns a refusal into its reply code.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import time
 from collections.abc import Callable, Iterable
@@ -58,7 +59,9 @@ class Limits:
         self.sessions_per_ip = sessions_per_ip
         self.exempt = tuple(ipaddress.ip_network(n, strict=False) for n in exempt)
         self.open_sessions: dict[str, int] = {}
-        self._exempt: dict[str, bool] = {}
+        #: Reading the address and testing the networks, asked twice per message (session
+        #: and MAIL), cost as much as the session's rate buckets: kept per address.
+        self._exempt = functools.lru_cache(maxsize=_Rate.PRUNE_AT)(self._find_exempt)
         self._connections = _Rate(connections_per_minute, clock)
         self._messages = _Rate(messages_per_minute, clock)
 
@@ -72,17 +75,9 @@ class Limits:
     def is_exempt(self, ip: str | None) -> bool:
         if ip is None:  # a Unix socket, or a PROXY header without addresses (LOCAL)
             return True
-        known = self._exempt.get(ip)
-        if known is None:
-            if len(self._exempt) >= _Rate.PRUNE_AT:
-                self._exempt.clear()
-            known = self._exempt[ip] = self._find_exempt(ip)
-        return known
+        return self._exempt(ip)
 
     def _find_exempt(self, ip: str) -> bool:
-        """Reading the address and testing the networks, asked twice per message (session
-        and MAIL), cost as much as the session's rate buckets: ``is_exempt`` keeps the
-        answer per address."""
         try:
             address = ipaddress.ip_address(ip.split("%", 1)[0])
         except ValueError:

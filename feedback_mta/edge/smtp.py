@@ -226,11 +226,7 @@ class FeedbackSMTP(SMTP):
     #: The client address counted in ``sessions.limits`` (released on connection_lost).
     admitted: str | None = None
     #: The lines of a multi-line reply so far (``push``).
-    _held: list[bytes]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._held = []
-        super().__init__(*args, **kwargs)
+    _held: tuple[bytes, ...] = ()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # again after STARTTLS, for the TLS transport
@@ -270,12 +266,11 @@ class FeedbackSMTP(SMTP):
         line = (status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")
                 if isinstance(status, str) else bytes(status))
         if line[3:4] == b"-" and b"\n" not in line:
-            self._held.append(line)
+            self._held += (line,)
             return
         line = _REWRITES.get(line, line)
         if self._held:
-            line = b"\r\n".join((*self._held, line))
-            self._held.clear()
+            line, self._held = b"\r\n".join((*self._held, line)), ()
         await super().push(line)
 
     async def smtp_DATA(self, arg: str) -> None:
