@@ -21,13 +21,14 @@ messages: ARF complaints with tokens, DSNs, unsubscribes, dealer replies, unknow
 
 Prints, per run: messages/s, p50/p99 time-to-250 (final "." to the reply), peak RSS per
 process (serve's, then its processing process's), server CPU per message (all of its
-processes); then the ratios against the speed targets.
+processes, and each one's share); then the ratios against the speed targets.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import operator
 import os
@@ -109,7 +110,8 @@ class Running:
     """A server child process: its pids (workers), its port; its log is drained."""
 
     def __init__(self, argv: list[str], workers: int | None, log: Path | None = None):
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        path = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      env=env, cwd=ROOT, text=True)
         self.pids: list[int] = []
@@ -156,8 +158,12 @@ class Running:
             for i, pid in enumerate(self.pids)]
         time.sleep(1)
 
-    def cpu(self) -> float:
-        return sum(cpu_seconds(pid) for pid in self.pids)
+    def cpu(self) -> list[float]:
+        """CPU seconds used so far, per process (serve's, then its processing process's)."""
+        return [cpu_seconds(pid) for pid in self.pids]
+
+    def cpu_since(self, before: list[float]) -> list[float]:
+        return [now - then for now, then in zip(self.cpu(), before, strict=True)]
 
     def rss(self) -> list[float]:
         return [round(peak_rss_mb(pid), 1) for pid in self.pids]
@@ -208,14 +214,24 @@ class Bench:
         return load.build(n, self.book, shape, self.rng)
 
     def drive(self, port: int, shape: seed.Shape, rate: float | None) -> load.Tally:
+        """Send the load. The load generator's own garbage collector stays off meanwhile:
+        a full collection of its heap (the messages, the seeded shape) stood it still for
+        75-90 ms once a run, and every reply it was late to read counted in the server's
+        time-to-250."""
         messages = self.messages(shape, self.args.messages)
-        cpu = time.process_time()
-        if rate is None:
-            tally = asyncio.run(load.closed_loop(port, messages, self.args.concurrency,
-                                                 self.args.reuse))
-        else:
-            tally = asyncio.run(load.open_loop(port, messages, rate, reuse=self.args.reuse))
-        tally.client_cpu = time.process_time() - cpu
+        gc.collect()
+        gc.disable()
+        try:
+            cpu = time.process_time()
+            if rate is None:
+                tally = asyncio.run(load.closed_loop(port, messages, self.args.concurrency,
+                                                     self.args.reuse))
+            else:
+                tally = asyncio.run(load.open_loop(port, messages, rate,
+                                                   reuse=self.args.reuse))
+            tally.client_cpu = time.process_time() - cpu
+        finally:
+            gc.enable()
         return tally
 
     def bare(self) -> dict:
@@ -226,7 +242,7 @@ class Bench:
                                          self.args.concurrency))
             cpu = server.cpu()
             tally = self.drive(server.port, shape, None)
-            cpu = server.cpu() - cpu
+            cpu = server.cpu_since(cpu)
             return self._figures(tally, tally.seconds, cpu, server.rss())
         finally:
             server.stop()
@@ -257,7 +273,7 @@ class Bench:
             started = time.perf_counter()
             tally = self.drive(server.port, shape, rate)
             done = wait_processed(engine, warm.accepted + tally.accepted)
-            cpu = server.cpu() - cpu
+            cpu = server.cpu_since(cpu)
             figures = self._figures(tally, done - started, cpu, server.rss())
             figures["accept_rate"] = round(tally.accepted / tally.seconds, 1)
             figures["outcomes"] = outcomes(engine)
@@ -278,12 +294,14 @@ class Bench:
         return figures
 
     @staticmethod
-    def _figures(tally: load.Tally, seconds: float, cpu: float, rss: list[float]) -> dict:
+    def _figures(tally: load.Tally, seconds: float, cpu: list[float], rss: list[float]) -> dict:
+        per = max(1, tally.accepted)
         return {"messages": len(tally.latencies), "codes": tally.codes,
                 "seconds": round(seconds, 2), "rate": round(tally.accepted / seconds, 1),
                 "p50_ms": round(tally.pct(0.50), 2), "p99_ms": round(tally.pct(0.99), 2),
                 "peak_rss_mb": rss,
-                "cpu_ms_per_message": round(cpu * 1000 / max(1, tally.accepted), 2),
+                "cpu_ms_per_message": round(sum(cpu) * 1000 / per, 2),
+                "cpu_ms_per_process": [round(c * 1000 / per, 2) for c in cpu],
                 "client_cpu_ms_per_message": round(
                     tally.client_cpu * 1000 / max(1, len(tally.latencies)), 2)}
 
@@ -358,7 +376,7 @@ def report(r: dict) -> None:
           f"{s['contacts']:,} contacts in {s['accounts']:,} accounts, {s['leads']:,} leads; "
           f"{s['database']}; {s['cpus']} CPUs")
     print(f"{'run':<40}{'msg/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/msg':>12}"
-          f"  peak RSS MB")
+          f"  peak RSS MB    CPU ms/msg per process")
     names = {"bare": "bare aiosmtpd (no-op handler)",
              "serve": "feedback-mta, 1 process",
              "serve-workers-2": "feedback-mta, --workers 2",
@@ -371,7 +389,8 @@ def report(r: dict) -> None:
             continue
         f = r[key]
         print(f"{label:<40}{f['rate']:>8}{f['p50_ms']:>9}{f['p99_ms']:>9}"
-              f"{f['cpu_ms_per_message']:>12}  {', '.join(map(str, f['peak_rss_mb']))}")
+              f"{f['cpu_ms_per_message']:>12}  {', '.join(map(str, f['peak_rss_mb'])):<14}"
+              f"{' + '.join(map(str, f['cpu_ms_per_process']))}")
     print("(feedback-mta msg/s: accepted messages over the time until all were processed)")
     if "serve-80pct" in r:
         print(f"(at 80%: of {r['serve-80pct']['of_maximum']} msg/s, the maximum measured "

@@ -25,6 +25,9 @@ def test_the_benchmark_runs_and_every_kind_of_message_acts(tmp_path):
     assert 0 < serve["p50_ms"] <= serve["p99_ms"] and serve["peak_rss_mb"][0] > 20
     # serve and its processing process, both measured.
     assert len(serve["peak_rss_mb"]) == 2 and serve["cpu_ms_per_message"] > 0
+    shares = serve["cpu_ms_per_process"]
+    assert len(shares) == 2 and all(ms > 0 for ms in shares)
+    assert abs(sum(shares) - serve["cpu_ms_per_message"]) < 0.02
     # Every part of the mix reached its handler with a genuine token: the complaints
     # were attributed, the bounces, unsubscribes and dealer replies acted.
     outcomes = serve["outcomes"]

@@ -176,6 +176,10 @@ def test_processing_runs_in_its_own_process(server, engine, cfg):
     its logs count what the other process finished)."""
     started = server.wait_for("server.started")
     assert started["processing_pid"] not in (None, started["pid"])
+    # Both froze what start-up made, out of the collector's rounds (service/heap.py).
+    processing = server.wait_for("processing.started")
+    assert processing["pid"] == started["processing_pid"]
+    assert started["frozen_objects"] > 50_000 and processing["frozen_objects"] > 20_000
     s = seed(engine, cfg)
     for cid in s.contact_ids:
         assert send(server.port, "", [s.unsubscribe(cid)], message())[0] == 250

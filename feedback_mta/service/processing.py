@@ -37,7 +37,7 @@ from feedback_mta.actions import audit
 from feedback_mta.addresses import AddressBook
 from feedback_mta.config import Config
 from feedback_mta.handlers.base import Settings
-from feedback_mta.service import process
+from feedback_mta.service import heap, process
 from feedback_mta.service.systemd import die_with_parent
 from feedback_mta.store import db
 
@@ -196,6 +196,7 @@ def _main(config: Config, log_settings: dict, conn: Connection, parent: int) -> 
         relay, engine, AddressBook.from_config(config), workers=config.processing.workers,
         settings=Settings.from_config(config), on_mail=relay.mail, counter=relay.count)
     processor.start()
+    log.info("processing.started", pid=os.getpid(), frozen_objects=heap.freeze_startup())
     try:
         while True:
             try:

@@ -28,7 +28,7 @@ from feedback_mta.edge.tls import TlsError, TlsFiles
 from feedback_mta.handlers.base import Settings
 from feedback_mta.http.server import HttpServer
 from feedback_mta.jobs import review
-from feedback_mta.service import metrics, scheduler
+from feedback_mta.service import heap, metrics, scheduler
 from feedback_mta.service.outbox import Outbox
 from feedback_mta.service.process import Processor
 from feedback_mta.service.processing import ProcessingProcess
@@ -176,6 +176,7 @@ async def run(config: Config, *, worker: Worker | None = None, smtp: bool = True
     else:
         assert http is not None
         bound = http.address
+    frozen = heap.freeze_startup()
     log.info("server.started", host=bound[0], port=bound[1] if smtp else None,
              protocol=("lmtp" if config.smtp.lmtp else "smtp") if smtp else None,
              domain=config.smtp.domain, starttls=tls is not None,
@@ -183,7 +184,7 @@ async def run(config: Config, *, worker: Worker | None = None, smtp: bool = True
              http_port=http.address[1] if http is not None else None,
              recovered=recovered, reviews_caught_up=caught_up, pid=os.getpid(),
              processing_pid=processor.pid if isinstance(processor, ProcessingProcess) else None,
-             worker=worker.index if worker is not None else None)
+             worker=worker.index if worker is not None else None, frozen_objects=frozen)
     ping: Callable[[], object]
     if worker is not None:  # the supervisor tells systemd once every worker listens
         os.write(worker.fd, f"{bound[1]}\n".encode())
