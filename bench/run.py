@@ -376,7 +376,7 @@ def report(r: dict) -> None:
           f"{s['contacts']:,} contacts in {s['accounts']:,} accounts, {s['leads']:,} leads; "
           f"{s['database']}; {s['cpus']} CPUs")
     print(f"{'run':<40}{'msg/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/msg':>12}"
-          f"  peak RSS MB    CPU ms/msg per process")
+          f"  {'peak RSS MB':<28}CPU ms/msg per process")
     names = {"bare": "bare aiosmtpd (no-op handler)",
              "serve": "feedback-mta, 1 process",
              "serve-workers-2": "feedback-mta, --workers 2",
@@ -389,7 +389,7 @@ def report(r: dict) -> None:
             continue
         f = r[key]
         print(f"{label:<40}{f['rate']:>8}{f['p50_ms']:>9}{f['p99_ms']:>9}"
-              f"{f['cpu_ms_per_message']:>12}  {', '.join(map(str, f['peak_rss_mb'])):<14}"
+              f"{f['cpu_ms_per_message']:>12}  {', '.join(map(str, f['peak_rss_mb'])):<28}"
               f"{' + '.join(map(str, f['cpu_ms_per_process']))}")
     print("(feedback-mta msg/s: accepted messages over the time until all were processed)")
     if "serve-80pct" in r:

@@ -80,6 +80,26 @@ def test_a_batch_is_one_commit_with_duplicates_in_it_and_before_it(engine, cfg):
     assert process_batch(engine, book, ids) == {}
 
 
+def test_a_batch_reads_its_contacts_in_one_statement(engine, cfg):
+    """Each message's contact is read before the handlers run, all in one SELECT (one round
+    trip on PostgreSQL); a contact deleted since its token was made is looked for alone
+    and not found, and its message changes nothing."""
+    s = seed(engine, cfg, contacts=4)
+    book = AddressBook.from_config(cfg)
+    with engine.begin() as conn:
+        conn.execute(sa.delete(Contact).where(Contact.id == s.contact_ids[3]))
+    ids = _store(engine, [Arrival(message(body=f"stop {cid}"), "", (s.unsubscribe(cid),))
+                          for cid in s.contact_ids])
+    reads: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda conn, cursor, statement, *_: (
+        reads.append(statement) if statement.lstrip().upper().startswith("SELECT")
+        and "FROM contact" in statement else None))
+    outcomes = process_batch(engine, book, ids)
+    assert [outcomes[i].reason for i in ids] == ["opted out"] * 3 + ["unknown contact"]
+    assert len(reads) == 2, reads  # the batch's four ids, then the missing one alone
+    assert _statuses(engine) == ["opted_out"] * 3
+
+
 def test_a_failing_handler_rolls_back_only_its_own_message(engine, cfg, monkeypatch):
     s = seed(engine, cfg, contacts=3)
     book = AddressBook.from_config(cfg)

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from feedback_mta.actions import NotFound
+from feedback_mta.addresses import AddressBook
 from feedback_mta.handlers.base import HandlerContext
 from feedback_mta.reading.candidates import (
     account_named,
@@ -30,6 +31,7 @@ from feedback_mta.reading.candidates import (
     trusted_reporter,
     verify,
 )
+from feedback_mta.reading.classify import Classification
 from feedback_mta.store.models import Contact
 
 
@@ -38,6 +40,16 @@ class Attributed:
     contact: Contact
     #: Which step found it (``token-header``, ``return-path``, ``envelope``, ``recipient``).
     how: str
+
+
+def named_contact(classification: Classification, book: AddressBook) -> int | None:
+    """The contact that ``resolve`` reads first: the one the best genuine token names.
+    Pure, before any transaction: the processor reads a batch's contacts in one query."""
+    for candidate in candidates(classification):
+        contact_id = verify(candidate, book)
+        if contact_id is not None:
+            return contact_id
+    return None
 
 
 def resolve(ctx: HandlerContext) -> Attributed | None:
