@@ -91,9 +91,12 @@ def test_a_batch_reads_its_contacts_in_one_statement(engine, cfg):
     ids = _store(engine, [Arrival(message(body=f"stop {cid}"), "", (s.unsubscribe(cid),))
                           for cid in s.contact_ids])
     reads: list[str] = []
-    event.listen(engine, "before_cursor_execute", lambda conn, cursor, statement, *_: (
-        reads.append(statement) if statement.lstrip().upper().startswith("SELECT")
-        and "FROM contact" in statement else None))
+
+    def read(conn, cursor, statement: str, *_) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM contact" in statement:
+            reads.append(statement)
+
+    event.listen(engine, "before_cursor_execute", read)
     outcomes = process_batch(engine, book, ids)
     assert [outcomes[i].reason for i in ids] == ["opted out"] * 3 + ["unknown contact"]
     assert len(reads) == 2, reads  # the batch's four ids, then the missing one alone
