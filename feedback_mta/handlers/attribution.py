@@ -42,24 +42,23 @@ class Attributed:
     how: str
 
 
-def named_contact(classification: Classification, book: AddressBook) -> int | None:
-    """The contact that ``resolve`` reads first: the one the best genuine token names.
-    Pure, before any transaction: the processor reads a batch's contacts in one query."""
-    for candidate in candidates(classification):
-        contact_id = verify(candidate, book)
-        if contact_id is not None:
-            return contact_id
-    return None
+def named_contacts(classification: Classification, book: AddressBook
+                   ) -> tuple[tuple[str, int], ...]:
+    """(how, contact id) for each genuine token the report offers, best first. Pure: the
+    processor reads them before its transaction, reads the first one's contact for the
+    whole batch in one query, and hands them to ``resolve`` in the context."""
+    found = ((candidate.how, verify(candidate, book)) for candidate in candidates(classification))
+    return tuple((how, contact_id) for how, contact_id in found if contact_id is not None)
 
 
 def resolve(ctx: HandlerContext) -> Attributed | None:
     """The contact the report in ``ctx`` is about, or None (unattributed: change nothing)."""
-    for candidate in candidates(ctx.classification):
-        contact_id = verify(candidate, ctx.book)
-        if contact_id is None:
-            continue
+    named = ctx.named_contacts
+    if named is None:
+        named = named_contacts(ctx.classification, ctx.book)
+    for how, contact_id in named:
         try:
-            return Attributed(ctx.actions.contact(contact_id), candidate.how)
+            return Attributed(ctx.actions.contact(contact_id), how)
         except NotFound:  # genuine token of a contact since deleted
             continue
     account_id = account_named(ctx.classification, ctx.book)

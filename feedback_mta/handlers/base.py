@@ -78,6 +78,9 @@ class HandlerContext:
     actions: Actions
     book: AddressBook
     settings: Settings = Settings()
+    #: ``attribution.named_contacts``, when the processor read them before its transaction
+    #: (None: ``resolve`` reads them itself).
+    named_contacts: tuple[tuple[str, int], ...] | None = None
 
 
 Handler = Callable[[HandlerContext], Outcome]

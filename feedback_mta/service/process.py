@@ -47,7 +47,7 @@ from feedback_mta import counters, logs
 from feedback_mta.actions import Actions, Actor
 from feedback_mta.actions.contacts import preload_contacts
 from feedback_mta.addresses import AddressBook
-from feedback_mta.handlers.attribution import named_contact
+from feedback_mta.handlers.attribution import named_contacts
 from feedback_mta.handlers.base import NO_ACTION, HandlerContext, Outcome, Settings
 from feedback_mta.handlers.registry import HANDLERS
 from feedback_mta.reading import hooks
@@ -121,8 +121,8 @@ class _Work:
     duplicate_of: int | None = None
     outcome: Outcome | None = None
     actions: Actions | None = None
-    #: The contact its handler will read first (``attribution.named_contact``).
-    contact_id: int | None = None
+    #: Its genuine tokens' contacts, best first (``attribution.named_contacts``).
+    named: tuple[tuple[str, int], ...] = ()
 
 
 def _decide(row, book: AddressBook) -> _Work:
@@ -137,7 +137,7 @@ def _decide(row, book: AddressBook) -> _Work:
             work.parsed = parse(row.raw, row.mail_from, rcpt_tos)
             work.classification = classify(work.parsed, book.resolve_all(rcpt_tos))
         work.kind = work.classification.kind
-        work.contact_id = named_contact(work.classification, book)
+        work.named = named_contacts(work.classification, book)
     except Exception as exc:
         work.problem = f"{type(exc).__name__}: {exc}"[:2000]
     return work
@@ -213,8 +213,7 @@ def _act(engine: Engine, book: AddressBook, batch: list[_Work], settings: Settin
         # stored earlier or earlier in this batch, ends ``ignored``/``duplicate``.
         known = dict(conn.execute(
             _KNOWN, {"keys": sorted({w.content_hash for w in batch})}).all())
-        preload_contacts(session, (w.contact_id for w in batch
-                                   if w.id in claimed and w.contact_id is not None))
+        preload_contacts(session, (w.named[0][1] for w in batch if w.id in claimed and w.named))
         deadline = time.monotonic() + (TRANSACTION_SECONDS if engine.dialect.name == "sqlite"
                                        else float("inf"))
         done: list[_Work] = []
@@ -283,7 +282,8 @@ def _handle(session: Session, book: AddressBook, work: _Work, settings: Settings
         return NO_ACTION
     actions = Actions(session, _actor(work.parsed, work.provider),
                       inbound_message_id=work.id)
-    ctx = HandlerContext(work.id, work.parsed, work.classification, actions, book, settings)
+    ctx = HandlerContext(work.id, work.parsed, work.classification, actions, book, settings,
+                         work.named)
     try:
         if savepoint:
             with session.begin_nested():
