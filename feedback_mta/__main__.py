@@ -9,14 +9,27 @@ import os
 import sys
 
 
-def main() -> None:
-    argv = sys.argv[1:]
+def run(argv: list[str]) -> int:
+    """One command, in this process; its exit code (``main`` leaves with it)."""
     if argv[:1] == ["parse"] and not {"--help", "-h"} & set(argv):
         from feedback_mta.cli import parse as bulk
 
         try:
-            code = bulk.main(argv[1:])
+            return bulk.main(argv[1:])
+        except SystemExit as exc:  # argparse's usage error (2), already on stderr
+            return exc.code if isinstance(exc.code, int) else 1
+        finally:
             sys.stdout.flush()
+    from feedback_mta.cli.app import run as run_command
+
+    return run_command(argv)
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    if argv[:1] == ["parse"] and not {"--help", "-h"} & set(argv):
+        try:
+            code = run(argv)
         except BrokenPipeError:  # parse ... | head: the reader has stopped reading
             code = 1
         # Every line is written: leave without tearing the interpreter down (its modules
@@ -26,7 +39,6 @@ def main() -> None:
     from feedback_mta.cli.app import main as cli_main
 
     cli_main()
-
 
 if __name__ == "__main__":
     main()

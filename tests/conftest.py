@@ -1,16 +1,29 @@
 """Fixtures: a real database (SQLite file; PostgreSQL when reachable) and the real server.
 
-The server runs as its own process (``python -m feedback_mta serve``) on a free loopback
-port, exactly as an admin starts it, so tests can SIGTERM and ``kill -9`` it.
+The server runs in this process by default (``server``, ``server_factory``): the same
+assembly ``feedback-mta serve`` runs (``serve.Controller``), on threads of its own, on a
+free loopback port, talked to with real clients. Its log lines are its events
+(``tests.logroute``). What only a real process shows (kill -9, SIGTERM, ``--workers``, the
+processing process, stdout) uses ``process_server`` / ``process_server_factory``:
+``python -m feedback_mta serve``, exactly as an admin starts it; those tests are marked
+``process``.
+
+Databases are copies of a template migrated once per run: a copied SQLite file, or a
+PostgreSQL ``CREATE DATABASE ... TEMPLATE``. A test that asks for ``engine`` gets one at
+the newest schema; one that does not gets an empty database (``serve`` or ``db upgrade``
+makes the schema, as on a new machine).
+
 PostgreSQL tests skip with the reason when no server answers; ``.ci/run`` sets
 ``FEEDBACK_MTA_REQUIRE_PG=1`` so that a missing server fails CI instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +38,10 @@ import sqlalchemy as sa
 
 from feedback_mta import config as config_mod
 from feedback_mta.store import db
+from tests import logroute
 from tests.support import free_port
+
+logroute.install()
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -49,21 +65,70 @@ def _pg_reachable() -> str | None:
 _PG_PROBLEM = _pg_reachable()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request, tmp_path) -> Iterator[str]:
-    """A fresh, empty database of each engine: a SQLite file, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'feedback.sqlite3'}"
-        return
+def _require_pg() -> None:
     if _PG_PROBLEM is not None:
         if os.environ.get("FEEDBACK_MTA_REQUIRE_PG"):
             pytest.fail(f"PostgreSQL required but not reachable at {PG_ADMIN}: {_PG_PROBLEM}")
         pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN}: {_PG_PROBLEM}")
+
+
+@pytest.fixture(autouse=True)
+def _test_lines_go_nowhere() -> None:
+    """The test's own log lines (seeding through the actions) are nobody's events."""
+    logroute.quiet_here()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    """A SQLite file at the newest schema, migrated once; tests get copies."""
+    path = tmp_path_factory.mktemp("template") / "feedback.sqlite3"
+    engine = db.create_engine(config_mod.DatabaseConfig(url=f"sqlite:///{path}"))
+    db.upgrade(engine)
+    engine.dispose()
+    assert not path.with_name(path.name + "-wal").exists(), "the template is one file"
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A PostgreSQL database at the newest schema, migrated once; tests' databases are
+    made from it (``CREATE DATABASE ... TEMPLATE``)."""
+    _require_pg()
+    name = f"fbmta_template_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
+    engine = db.create_engine(config_mod.DatabaseConfig(url=url))
+    db.upgrade(engine)
+    engine.dispose()
+    try:
+        yield name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path) -> Iterator[str]:
+    """A database of each engine: a SQLite file, or a new PostgreSQL database. At the
+    newest schema (a copy of the template) when the test asks for ``engine``; else empty."""
+    migrated = "engine" in request.fixturenames
+    if request.param == "sqlite":
+        path = tmp_path / "feedback.sqlite3"
+        if migrated:
+            shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    _require_pg()
+    template = request.getfixturevalue("pg_template") if migrated else None
     name = f"fbmta_{uuid.uuid4().hex[:12]}"
     # pre-ping: a test may restart the server (test_outages) between create and drop.
     admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'
+                             + (f' TEMPLATE "{template}"' if template else '')))
     url = sa.engine.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
     try:
         yield url
@@ -117,23 +182,117 @@ def cfg(config_file) -> config_mod.Config:
 
 @pytest.fixture
 def engine(cfg):
+    """The test's database at the newest schema (``database_url`` copied the template)."""
     engine = db.create_engine(cfg.database)
-    db.upgrade(engine)
+    db.check_schema(engine)
     yield engine
     engine.dispose()
 
 
-class Server:
+class _Events:
+    """A server's log lines as events, and waiting for one."""
+
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+
+    def _more(self, timeout: float) -> None:
+        raise NotImplementedError
+
+    def wait_for(self, name: str, timeout: float = 30, **match) -> dict:
+        """The first logged event ``name`` (with these fields) since start, waiting for it."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            for event in self.events[seen:]:
+                if event.get("event") == name and all(event.get(k) == v for k, v in match.items()):
+                    return event
+            seen = len(self.events)
+            if time.monotonic() > deadline:
+                tail = "\n".join(json.dumps(e) for e in self.events[-20:])
+                raise AssertionError(f"no {name} {match} within {timeout}s; last lines:\n{tail}")
+            self._more(min(0.05, max(0.0, deadline - time.monotonic())))
+
+    def count(self, name: str) -> int:
+        self._more(0)
+        return sum(1 for e in self.events if e.get("event") == name)
+
+
+class InProcessServer(_Events):
+    """The service in this process (``serve.Controller``): what ``feedback-mta serve``
+    runs, on threads of its own, its log lines collected as events. Processing runs on
+    the service's threads (``[processing] own_process`` off): the processing process is
+    the process tier's to test."""
+
+    proc = None
+
+    def __init__(self, config_path: Path, env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = ()) -> None:
+        super().__init__()
+        unknown = set(args) - {"--no-smtp"}
+        if unknown:
+            raise ValueError(f"{sorted(unknown)} needs a real process: use "
+                             "process_server_factory (and mark the test `process`)")
+        self.config_path = config_path
+        self.smtp = "--no-smtp" not in args
+        self.env = {**os.environ, **(env or {})}
+        self.port = 0
+        self.controller = None
+        self._arrived = threading.Condition()
+
+    def _heard(self, event: dict) -> None:
+        with self._arrived:
+            self.events.append(event)
+            self._arrived.notify_all()
+
+    def _more(self, timeout: float) -> None:
+        with self._arrived:
+            self._arrived.wait(timeout)
+
+    def start(self, timeout: float = 30) -> InProcessServer:
+        from feedback_mta.service.serve import Controller
+
+        cfg = config_mod.load(self.config_path, env=self.env)
+        cfg = dataclasses.replace(cfg, processing=dataclasses.replace(
+            cfg.processing, own_process=False))
+        logroute.SERVERS.level = logroute.logs._LEVELS[cfg.logging.level]
+        logroute.SERVERS.mask = cfg.logging.mask_addresses
+        logroute.SERVERS.add(self._heard)
+        self.controller = Controller(cfg, smtp=self.smtp)
+        try:
+            self.controller.start(timeout)
+        except BaseException:
+            logroute.SERVERS.remove(self._heard)
+            raise
+        self.port = self.wait_for("server.started", timeout=timeout)["port"]
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """Drain and stop, as SIGTERM stops ``serve``; 0 once stopped."""
+        if sig != signal.SIGTERM:
+            raise ValueError("only a real process can be killed: use process_server_factory")
+        if self.controller is not None:
+            controller, self.controller = self.controller, None
+            try:
+                controller.stop(timeout)
+            finally:
+                logroute.SERVERS.remove(self._heard)
+        return 0
+
+    def kill(self) -> None:
+        raise ValueError("only a real process can be killed: use process_server_factory")
+
+
+class Server(_Events):
     """``feedback-mta serve`` in a child process; its JSON log lines are collected."""
 
     def __init__(self, config_path: Path, env: dict[str, str] | None = None,
                  args: tuple[str, ...] = ()) -> None:
+        super().__init__()
         self.config_path = config_path
         self.args = args
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen | None = None
         self.port = 0
-        self.events: list[dict] = []
         self._lines: queue.Queue = queue.Queue()
 
     def start(self, timeout: float = 30) -> Server:
@@ -154,36 +313,25 @@ class Server:
                 event = {"event": "raw", "line": line.decode(errors="replace").rstrip()}
             self._lines.put(event)
 
-    def _pump(self, timeout: float) -> dict | None:
-        try:
-            event = self._lines.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        self.events.append(event)
-        return event
-
-    def wait_for(self, name: str, timeout: float = 30, **match) -> dict:
-        """The first logged event ``name`` (with these fields) since start, waiting for it."""
-        deadline = time.monotonic() + timeout
-        seen = 0
-        while True:
-            for event in self.events[seen:]:
-                if event.get("event") == name and all(event.get(k) == v for k, v in match.items()):
-                    return event
-            seen = len(self.events)
-            if time.monotonic() > deadline:
+    def _more(self, timeout: float) -> None:
+        if self.proc.poll() is not None and self._lines.empty():
+            time.sleep(0.1)
+            if self._lines.empty():
                 tail = "\n".join(json.dumps(e) for e in self.events[-20:])
-                raise AssertionError(f"no {name} {match} within {timeout}s; last lines:\n{tail}")
-            if self.proc.poll() is not None and self._lines.empty():
-                time.sleep(0.1)
-                if self._lines.empty():
-                    tail = "\n".join(json.dumps(e) for e in self.events[-20:])
-                    raise AssertionError(f"server exited {self.proc.returncode}:\n{tail}")
-            self._pump(0.05)
+                raise AssertionError(f"server exited {self.proc.returncode}:\n{tail}")
+        try:
+            self.events.append(self._lines.get(timeout=timeout))
+        except queue.Empty:
+            return
+        while True:  # and whatever else is there already
+            try:
+                self.events.append(self._lines.get_nowait())
+            except queue.Empty:
+                return
 
     def count(self, name: str) -> int:
-        while self._pump(0) is not None:
-            pass
+        while not self._lines.empty():
+            self.events.append(self._lines.get_nowait())
         return sum(1 for e in self.events if e.get("event") == name)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
@@ -191,9 +339,15 @@ class Server:
             return self.proc.returncode if self.proc else 0
         self.proc.send_signal(sig)
         code = self.proc.wait(timeout)
-        while self._pump(0.05) is not None:
-            pass
+        self._drain()
         return code
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self.events.append(self._lines.get(timeout=0.05))
+            except queue.Empty:
+                return
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
@@ -201,6 +355,28 @@ class Server:
 
 @pytest.fixture
 def server_factory():
+    """Servers in this process, stopped (drained) at the end of the test."""
+    servers: list[InProcessServer] = []
+
+    def make(config_path: Path, **kwargs) -> InProcessServer:
+        server = InProcessServer(config_path, **kwargs)
+        servers.append(server)
+        return server.start()
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def server(server_factory, config_file, engine) -> InProcessServer:
+    """A running server on a fresh database of each engine (schema already upgraded)."""
+    return server_factory(config_file)
+
+
+@pytest.fixture
+def process_server_factory():
+    """``feedback-mta serve`` processes, killed at the end of the test if still running."""
     servers: list[Server] = []
 
     def make(config_path: Path, **kwargs) -> Server:
@@ -214,9 +390,9 @@ def server_factory():
 
 
 @pytest.fixture
-def server(server_factory, config_file, engine) -> Server:
-    """A running server on a fresh database of each engine (schema already upgraded)."""
-    return server_factory(config_file)
+def process_server(process_server_factory, config_file, engine) -> Server:
+    """A ``serve`` process on a fresh database of each engine (schema already upgraded)."""
+    return process_server_factory(config_file)
 
 
 class Relay:

@@ -7,22 +7,13 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from feedback_mta.cli.common import EXIT_CONFIG, EXIT_DATABASE, EXIT_FAILED
+from tests.cli import run, spawn
 from tests.conftest import FIXTURES, ROOT, write_config
 from tests.support import message, send
-
-
-def run(config: Path | None, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    argv = [sys.executable, "-m", "feedback_mta", *args]
-    if config is not None:
-        argv += ["--config", str(config)]
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDBACK_MTA_")}
-    return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=60,
-                          env={**full_env, **(env or {})})
 
 
 def ok_json(config, *args, **kw):
@@ -159,6 +150,7 @@ def test_parse_reads_every_form_of_its_command_line():
         assert result.returncode == 2 and "usage: feedback-mta parse" in result.stderr, argv
 
 
+@pytest.mark.process
 def test_parse_into_a_reader_that_stops_ends_quietly():
     """``parse DIR | head -1``: no traceback when the reader goes away; exit 1."""
     proc = subprocess.Popen([sys.executable, "-m", "feedback_mta", "parse", "--json",
@@ -183,6 +175,7 @@ def test_parse_gives_every_file_a_line_even_binary_junk(tmp_path):
     assert rows[0]["kind"] == "unknown" and rows[1]["kind"] == "auto_reply"
 
 
+@pytest.mark.process
 def test_parse_of_a_mailbox_shares_it_among_processes_and_keeps_the_order(tmp_path):
     """A directory of at least PARALLEL_FROM files is parsed by one process per core; the
     lines must be the files' own, in the files' order, and an unreadable file still
@@ -196,7 +189,7 @@ def test_parse_of_a_mailbox_shares_it_among_processes_and_keeps_the_order(tmp_pa
         (box / f"{i:04d}.eml").write_bytes(file.read_bytes())
     unreadable = box / "0100.eml"
     unreadable.chmod(0)
-    result = run(None, "parse", str(box), "--json")
+    result = spawn(None, "parse", str(box), "--json")
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     readable = sorted(p for p in box.iterdir() if p != unreadable)
     if os.geteuid() == 0:  # root reads any file: every file has its line

@@ -168,6 +168,13 @@ def listen(listener: Listener) -> None:
         _LISTENERS.append(listener)
 
 
+def unlisten(listener: Listener) -> None:
+    """Stop hearing events: a component that stops (a webhook sender) lets go of them, so
+    a service started again in the same process is not told through a stopped one."""
+    if listener in _LISTENERS:
+        _LISTENERS.remove(listener)
+
+
 @dataclass
 class Recorder:
     """A transaction's actions: its session, who acts, and what it recorded so far."""

@@ -22,6 +22,7 @@ import typer
 
 from feedback_mta.cli import accounts, contacts, inbox, leads, platform, quality, server
 from feedback_mta.cli.common import (
+    ENGINES,
     EXIT_CONFIG,
     FAST_EXIT,
     VERBOSITY,
@@ -55,7 +56,7 @@ def main_options(
                                           help="Print the version and exit.")] = False,
 ) -> None:
     """Turns email feedback into database changes."""
-    VERBOSITY["level"] = verbose
+    VERBOSITY.set(verbose)
 
 
 app.command("serve")(server.serve)
@@ -98,8 +99,10 @@ def parse_files(files: Annotated[list[Path], typer.Argument(metavar="FILE...",
         raise typer.Exit(status)
 
 
-def main() -> None:
-    """Run the command; a usage error is one line on stderr too (exit 2), like every error."""
+def run(argv: list[str]) -> int:
+    """Run one command; its exit code. Every error, a usage error too, is one line on
+    stderr. Nothing is left behind for the next command of the same process: the engines
+    the command opened are disposed, its settings live in context variables."""
     import sys
 
     try:  # newer typer carries its own copy of click
@@ -107,30 +110,41 @@ def main() -> None:
     except ImportError:  # pragma: no cover - typer with click as a dependency
         from click import exceptions as click  # type: ignore[no-redef]
 
+    engines = ENGINES.set([])
     try:
-        code = app(standalone_mode=False)
+        code = app(args=argv, prog_name="feedback-mta", standalone_mode=False)
     except click.NoArgsIsHelpError as exc:  # a bare group: its help, as click does
         print(exc.ctx.get_help() if exc.ctx else exc.format_message(), file=sys.stderr)
-        sys.exit(2)
+        return 2
     except click.UsageError as exc:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
         print(f"feedback-mta: error: {exc.format_message()}{hint}", file=sys.stderr)
-        sys.exit(2)
+        return 2
     except typer.Abort:
         print("feedback-mta: error: interrupted", file=sys.stderr)
-        sys.exit(130)
+        return 130
     except click.ClickException as exc:
         print(f"feedback-mta: error: {exc.format_message()}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    code = code if isinstance(code, int) else 0
-    if FAST_EXIT["on"]:
+        return exc.exit_code
+    finally:
+        for engine in ENGINES.get() or ():
+            engine.dispose()
+        ENGINES.reset(engines)
+    return code if isinstance(code, int) else 0
+
+
+def main() -> None:
+    """The ``feedback-mta`` command: ``run``, then leave with its exit code."""
+    import sys
+
+    code = run(sys.argv[1:])
+    if FAST_EXIT.get():
         # Everything is committed and written; tearing down thousands of modules and
         # objects only makes an admin wait (about 0.1 s of every command).
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
     sys.exit(code)
-
 
 if __name__ == "__main__":
     main()

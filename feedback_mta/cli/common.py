@@ -12,6 +12,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
@@ -42,10 +43,14 @@ MaybeAccountOpt = Annotated[int | None, typer.Option("--account", metavar="ID",
 ByOpt = Annotated[str | None, typer.Option(
     "--by", metavar="NAME", help="Who is acting, for the audit trail (default: cli).")]
 
+# One command's settings, in context variables rather than module globals: a command run
+# inside a program (``app.run``, as the tests do) leaves nothing behind for the next one.
 #: -v on the command line: log at info (-vv: debug) instead of warnings and errors only.
-VERBOSITY = {"level": 0}
+VERBOSITY: ContextVar[int] = ContextVar("feedback_mta_verbosity", default=0)
 #: Leave with os._exit once a command is done and its output flushed (``serve`` does not).
-FAST_EXIT = {"on": True}
+FAST_EXIT: ContextVar[bool] = ContextVar("feedback_mta_fast_exit", default=True)
+#: The engines this command opened, disposed when it ends (``app.run``).
+ENGINES: ContextVar[list[Engine] | None] = ContextVar("feedback_mta_engines", default=None)
 
 
 class Failure(Exception):
@@ -68,7 +73,7 @@ def configure_logs(cfg: config_mod.Config, *, stream: Any = None,
     debug), or ``level``. Reads log nothing, so they never load the logging stack."""
     from feedback_mta import logs
 
-    verbosity = VERBOSITY["level"]
+    verbosity = VERBOSITY.get()
     chosen = level or {0: "warning", 1: "info"}.get(verbosity, "debug")
     logs.configure(chosen, cfg.logging.format, stream=stream or sys.stderr,
                    mask_addresses=cfg.logging.mask_addresses)
@@ -79,6 +84,18 @@ def first_line(exc: BaseException) -> str:
     return (text.strip().splitlines() or [type(exc).__name__])[0]
 
 
+def open_engine(cfg: config_mod.Config, *, read_only: bool = False) -> Engine:
+    """The command's database engine, disposed (its connections closed) when the command
+    ends."""
+    from feedback_mta.store import db
+
+    engine = db.create_engine(cfg.database, read_only=read_only)
+    opened = ENGINES.get()
+    if opened is not None:
+        opened.append(engine)
+    return engine
+
+
 def write_engine(cfg: config_mod.Config) -> Engine:
     """The database for a command that changes something: created and migrated when
     ``auto_upgrade`` is on, refused when its schema is behind (``command`` turns the
@@ -86,7 +103,7 @@ def write_engine(cfg: config_mod.Config) -> Engine:
     from feedback_mta.store import db
 
     configure_logs(cfg)
-    engine = db.create_engine(cfg.database)
+    engine = open_engine(cfg)
     if cfg.database.auto_upgrade:
         db.upgrade(engine)
     db.check_schema(engine)
@@ -97,7 +114,7 @@ def read_engine(cfg: config_mod.Config) -> Engine:
     """The database for a read: never created, never migrated (exit 4 says why not)."""
     from feedback_mta.store import db
 
-    engine = db.create_engine(cfg.database, read_only=True)
+    engine = open_engine(cfg, read_only=True)
     db.check_schema(engine)
     return db.reader(engine)
 
@@ -186,7 +203,7 @@ def command(fn: Callable[P, R]) -> Callable[P, R]:
                 fail(str(exc), EXIT_DATABASE)
             if isinstance(exc, sa.exc.SQLAlchemyError):
                 fail(f"database: {first_line(exc)}", EXIT_DATABASE)
-            if VERBOSITY["level"]:
+            if VERBOSITY.get():
                 raise  # -v: the traceback, for a bug report
             fail(f"internal error: {type(exc).__name__}: {first_line(exc)} (-v shows where)",
                  EXIT_FAILED)

@@ -24,6 +24,7 @@ from feedback_mta.cli.common import (
     emit,
     first_line,
     load,
+    open_engine,
 )
 
 db_app = typer.Typer(help="Create and migrate the schema.", no_args_is_help=True)
@@ -45,9 +46,9 @@ def serve(config: ConfigOpt = None,
     from feedback_mta.service import workers as workers_mod
     from feedback_mta.store import db
 
-    FAST_EXIT["on"] = False  # a server leaves the ordinary way, its threads joined
+    FAST_EXIT.set(False)  # a server leaves the ordinary way, its threads joined
     cfg = load(config)
-    verbosity = VERBOSITY["level"]
+    verbosity = VERBOSITY.get()
     configure_logs(cfg, stream=sys.stdout, level=cfg.logging.level if not verbosity
                    else ("info" if verbosity == 1 else "debug"))
     try:
@@ -77,7 +78,7 @@ def db_upgrade(config: ConfigOpt = None, as_json: JsonOpt = False,
 
     cfg = load(config)
     configure_logs(cfg)
-    engine = db.create_engine(cfg.database)
+    engine = open_engine(cfg)
     try:
         before, after = db.upgrade(engine, revision)
     except sa.exc.SQLAlchemyError as exc:
@@ -129,7 +130,7 @@ def check_config(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         starttls = cfg.smtp.tls_cert
     head = db.head_revision()
     try:
-        engine = db.create_engine(cfg.database, read_only=True)
+        engine = open_engine(cfg, read_only=True)
         url = engine.url.render_as_string()
     except db.SchemaError:  # no SQLite file yet: serve (or db upgrade) creates it
         engine, url = None, cfg.database.url

@@ -44,6 +44,7 @@ from standardwebhooks.webhooks import Webhook as Signer
 
 from feedback_mta import counters, logs
 from feedback_mta.actions import listen
+from feedback_mta.actions.audit import unlisten
 from feedback_mta.config import WebhooksConfig
 from feedback_mta.queries import iso
 from feedback_mta.queries.events import feed
@@ -182,6 +183,7 @@ class Sender(Runner[int]):
                        _W.c.lease_owner == self.owner))).scalars())
 
     def stop(self, *, drain: bool = False, timeout: float | None = None) -> list[int]:
+        unlisten(self._heard)
         self._stopping.set()
         self._wake.set()
         self._ticker.join(timeout)
