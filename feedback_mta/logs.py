@@ -101,6 +101,14 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
         logger_factory=structlog.WriteLoggerFactory(file=stream),
         cache_logger_on_first_use=True,
     )
+    quiet_libraries()
+    if not logging.getLogger().handlers:
+        logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s")
+
+
+def quiet_libraries() -> None:
+    """The stdlib loggers of our libraries, held to what is news to an operator."""
     # aiosmtpd logs every command at INFO through the stdlib logger "mail.log": a session
     # transcript is not an event, and it would carry addresses into the logs unasked.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
@@ -108,9 +116,6 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     # mail-parser warns on every part type it does not decode (text/rfc822-headers in each
     # DSN): expected input, not an event, and not a JSON line.
     logging.getLogger("mailparser").setLevel(logging.ERROR)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
-                            format="%(levelname)s %(name)s: %(message)s")
 
 
 def bind_process(**fields) -> None:

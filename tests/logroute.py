@@ -127,9 +127,7 @@ def install() -> None:
         logger_factory=lambda *args: _Logger(),
         cache_logger_on_first_use=True,
     )
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    logging.getLogger("mailparser").setLevel(logging.ERROR)
+    logs.quiet_libraries()
     logs.configure = configure  # type: ignore[assignment]
 
 
