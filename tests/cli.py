@@ -29,12 +29,31 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class Result:
-    """What ``subprocess.run(..., capture_output=True, text=True)`` gives, for one command."""
+    """What ``subprocess.run(..., capture_output=True, text=True)`` gives, for one command,
+    and the bytes written to stdout (``inbox show --raw``)."""
 
     args: list[str]
     returncode: int
     stdout: str
     stderr: str
+    stdout_bytes: bytes
+
+
+class _Captured(io.TextIOWrapper):
+    """A text stream with a ``buffer``, as a process's stdout has; read back as a child's
+    output is read in text mode (universal newlines)."""
+
+    def __init__(self) -> None:
+        super().__init__(io.BytesIO(), encoding="utf-8", write_through=True)
+
+    def bytes(self) -> bytes:
+        self.flush()
+        raw = self.buffer
+        assert isinstance(raw, io.BytesIO)
+        return raw.getvalue()
+
+    def text(self) -> str:
+        return self.bytes().decode(errors="replace").replace("\r\n", "\n").replace("\r", "\n")
 
 
 @contextlib.contextmanager
@@ -55,7 +74,7 @@ def invoke(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | No
     """Run ``feedback-mta ARGV...`` in this process."""
     from feedback_mta.__main__ import run
 
-    out, err = io.StringIO(), io.StringIO()
+    out, err = _Captured(), _Captured()
     context = contextvars.copy_context()
     with _environment(env), contextlib.chdir(cwd or ROOT), \
             contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -64,7 +83,7 @@ def invoke(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | No
             code = context.run(run, list(argv))
         finally:
             sys.stdin = saved_stdin
-    return Result(list(argv), code, out.getvalue(), err.getvalue())
+    return Result(list(argv), code, out.text(), err.text(), out.bytes())
 
 
 def run(config: Path | None, *args: str, env: dict | None = None,

@@ -3,15 +3,14 @@
 The server runs in this process by default (``server``, ``server_factory``): the same
 assembly ``feedback-mta serve`` runs (``serve.Controller``), on threads of its own, on a
 free loopback port, talked to with real clients. Its log lines are its events
-(``tests.logroute``). What only a real process shows (kill -9, SIGTERM, ``--workers``, the
-processing process, stdout) uses ``process_server`` / ``process_server_factory``:
-``python -m feedback_mta serve``, exactly as an admin starts it; those tests are marked
-``process``.
+(``tests.logroute``). A test marked ``process`` (what only a real process shows: kill -9,
+SIGTERM, ``--workers``, the processing process, stdout) gets ``python -m feedback_mta
+serve`` instead, exactly as an admin starts it, from the same fixtures.
 
 Databases are copies of a template migrated once per run: a copied SQLite file, or a
-PostgreSQL ``CREATE DATABASE ... TEMPLATE``. A test that asks for ``engine`` gets one at
-the newest schema; one that does not gets an empty database (``serve`` or ``db upgrade``
-makes the schema, as on a new machine).
+PostgreSQL ``CREATE DATABASE ... TEMPLATE``. A test marked ``empty_database`` gets an empty
+one (``serve`` or ``db upgrade`` makes the schema, as on a new machine); so does one that
+asks for ``sqlite_url``.
 
 PostgreSQL tests skip with the reason when no server answers; ``.ci/run`` sets
 ``FEEDBACK_MTA_REQUIRE_PG=1`` so that a missing server fails CI instead.
@@ -112,9 +111,9 @@ def pg_template() -> Iterator[str]:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request, tmp_path) -> Iterator[str]:
-    """A database of each engine: a SQLite file, or a new PostgreSQL database. At the
-    newest schema (a copy of the template) when the test asks for ``engine``; else empty."""
-    migrated = "engine" in request.fixturenames
+    """A database of each engine: a SQLite file, or a new PostgreSQL database, at the
+    newest schema (a copy of the template); empty for a test marked ``empty_database``."""
+    migrated = request.node.get_closest_marker("empty_database") is None
     if request.param == "sqlite":
         path = tmp_path / "feedback.sqlite3"
         if migrated:
@@ -217,6 +216,16 @@ class _Events:
         return sum(1 for e in self.events if e.get("event") == name)
 
 
+def _stacks() -> str:
+    """Every thread's stack but the caller's: where a service that will not stop waits."""
+    import traceback
+
+    names = {t.ident: t.name for t in threading.enumerate()}
+    return "\n".join(f"--- {names.get(ident, ident)}\n" + "".join(traceback.format_stack(frame))
+                     for ident, frame in sys._current_frames().items()
+                     if ident != threading.get_ident())
+
+
 class InProcessServer(_Events):
     """The service in this process (``serve.Controller``): what ``feedback-mta serve``
     runs, on threads of its own, its log lines collected as events. Processing runs on
@@ -230,8 +239,8 @@ class InProcessServer(_Events):
         super().__init__()
         unknown = set(args) - {"--no-smtp"}
         if unknown:
-            raise ValueError(f"{sorted(unknown)} needs a real process: use "
-                             "process_server_factory (and mark the test `process`)")
+            raise ValueError(f"{sorted(unknown)} needs a real process: mark "
+                             "the test `process`")
         self.config_path = config_path
         self.smtp = "--no-smtp" not in args
         self.env = {**os.environ, **(env or {})}
@@ -269,17 +278,19 @@ class InProcessServer(_Events):
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         """Drain and stop, as SIGTERM stops ``serve``; 0 once stopped."""
         if sig != signal.SIGTERM:
-            raise ValueError("only a real process can be killed: use process_server_factory")
+            raise ValueError("only a real process can be killed: mark the test `process`")
         if self.controller is not None:
             controller, self.controller = self.controller, None
             try:
                 controller.stop(timeout)
+            except TimeoutError as exc:
+                raise AssertionError(f"{exc}; where its threads are:\n{_stacks()}") from None
             finally:
                 logroute.SERVERS.remove(self._heard)
         return 0
 
     def kill(self) -> None:
-        raise ValueError("only a real process can be killed: use process_server_factory")
+        raise ValueError("only a real process can be killed: mark the test `process`")
 
 
 class Server(_Events):
@@ -354,45 +365,29 @@ class Server(_Events):
 
 
 @pytest.fixture
-def server_factory():
-    """Servers in this process, stopped (drained) at the end of the test."""
-    servers: list[InProcessServer] = []
+def server_factory(request):
+    """Servers, stopped at the end of the test: in this process, or ``serve`` processes
+    (killed if still running) for a test marked ``process``."""
+    real = request.node.get_closest_marker("process") is not None
+    servers: list[InProcessServer | Server] = []
 
-    def make(config_path: Path, **kwargs) -> InProcessServer:
-        server = InProcessServer(config_path, **kwargs)
+    def make(config_path: Path, **kwargs) -> InProcessServer | Server:
+        server = (Server if real else InProcessServer)(config_path, **kwargs)
         servers.append(server)
         return server.start()
 
     yield make
     for server in servers:
-        server.stop()
+        if isinstance(server, Server):
+            server.stop(signal.SIGKILL if server.proc and server.proc.poll() is None else 0)
+        else:
+            server.stop()
 
 
 @pytest.fixture
-def server(server_factory, config_file, engine) -> InProcessServer:
+def server(server_factory, config_file, engine) -> InProcessServer | Server:
     """A running server on a fresh database of each engine (schema already upgraded)."""
     return server_factory(config_file)
-
-
-@pytest.fixture
-def process_server_factory():
-    """``feedback-mta serve`` processes, killed at the end of the test if still running."""
-    servers: list[Server] = []
-
-    def make(config_path: Path, **kwargs) -> Server:
-        server = Server(config_path, **kwargs)
-        servers.append(server)
-        return server.start()
-
-    yield make
-    for server in servers:
-        server.stop(signal.SIGKILL if server.proc and server.proc.poll() is None else 0)
-
-
-@pytest.fixture
-def process_server(process_server_factory, config_file, engine) -> Server:
-    """A ``serve`` process on a fresh database of each engine (schema already upgraded)."""
-    return process_server_factory(config_file)
 
 
 class Relay:

@@ -14,9 +14,10 @@ import time
 import pytest
 
 from feedback_mta.cli.common import EXIT_CONFIG, EXIT_DATABASE, EXIT_FAILED, EXIT_USAGE
+from tests.cli import run
 from tests.conftest import DOMAIN, ROOT, write_config
 from tests.support import message, send, wait_until
-from tests.test_cli import ok_json, run
+from tests.test_cli import ok_json
 
 
 def rows(config, *args):
@@ -53,9 +54,7 @@ def dealer(config_file):
 ])
 def test_reads_never_create_a_database(tmp_path, args):
     config = write_config(tmp_path / "c.toml", "sqlite:///data/fresh.sqlite3")
-    result = subprocess.run([sys.executable, "-m", "feedback_mta", *args, "--config",
-                             str(config)], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=60)
+    result = run(config, *args, cwd=tmp_path)
     assert result.returncode == EXIT_DATABASE
     assert "run `feedback-mta db upgrade`" in one_error_line(result)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]  # no data/, no lock
@@ -63,9 +62,7 @@ def test_reads_never_create_a_database(tmp_path, args):
 
 def test_check_config_changes_nothing_and_checks_the_listen_host(tmp_path):
     config = write_config(tmp_path / "c.toml", "sqlite:///data/fresh.sqlite3")
-    result = subprocess.run([sys.executable, "-m", "feedback_mta", "check-config", "--json",
-                             "--config", str(config)], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=60)
+    result = run(config, "check-config", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["schema"] is None
@@ -147,9 +144,7 @@ def test_help_version_and_completion():
 def test_quiet_by_default_verbose_on_request(config_file):
     quiet = run(config_file, "account", "add", "Quiet")
     assert quiet.returncode == 0 and quiet.stderr == ""
-    loud = subprocess.run([sys.executable, "-m", "feedback_mta", "-v", "account", "add", "Loud",
-                           "--config", str(config_file)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=60)
+    loud = run(config_file, "-v", "account", "add", "Loud")
     assert loud.returncode == 0
     assert any(json.loads(line)["event"] == "account.created"
                for line in loud.stderr.splitlines() if line.startswith("{"))
@@ -294,10 +289,8 @@ def test_inbox_show_list_filters_and_reprocess_after_the_role_is_granted(
     assert [e["action"] for e in shown["events"]] == ["reply.refused"]
     human = run(config, "inbox", "show", str(message_id)).stdout
     assert "reply.refused" in human and "Subject: Re: New lead" in human
-    raw_out = subprocess.run([sys.executable, "-m", "feedback_mta", "inbox", "show",
-                              str(message_id), "--raw", "--config", str(config)],
-                             capture_output=True, cwd=ROOT, timeout=60)
-    assert raw_out.stdout == raw
+    raw_out = run(config, "inbox", "show", str(message_id), "--raw")
+    assert raw_out.stdout_bytes == raw
 
     ok_json(config, "user", "add", "--account", str(account), "--email", "clerk@dealer.test",
             "--role", "contact-admin")
@@ -354,6 +347,7 @@ def test_without_a_postmaster_address_admin_mail_is_kept_only(config_file, serve
     assert kept[0]["state"] == "ignored" and "kept" in kept[0]["reason"]
 
 
+@pytest.mark.process
 def test_a_read_loads_neither_migrations_nor_logging(config_file, dealer):
     """What keeps a read quick (bench/cli.py measures it): no alembic (the schema is
     compared with ``db.HEAD``), no structlog (a read logs nothing), no actions."""
@@ -368,6 +362,7 @@ def test_a_read_loads_neither_migrations_nor_logging(config_file, dealer):
     assert not {m for m in loaded if m.startswith("feedback_mta.actions")}
 
 
+@pytest.mark.process
 def test_contact_import_shows_a_progress_bar_on_a_terminal(config_file, dealer, tmp_path):
     import os
     import pty

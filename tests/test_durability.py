@@ -99,6 +99,7 @@ def test_store_failure_answers_451_then_recovers(tmp_path, database_url, engine,
     assert len(inbound_rows(engine)) == 1  # the refused one is not stored, the retry is
 
 
+@pytest.mark.process
 def test_sigterm_finishes_the_message_in_flight_and_exits_0(server, engine):
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         f = open_data(sock)
@@ -118,6 +119,7 @@ def test_sigterm_finishes_the_message_in_flight_and_exits_0(server, engine):
     assert len(inbound_rows(engine)) == 1
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("kills", [3, pytest.param(soak(25), marks=pytest.mark.slow)])
 def test_kill_9_under_load_loses_nothing_and_acts_once(tmp_path, database_url, engine, cfg,
                                                        server_factory, kills):
@@ -171,6 +173,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@pytest.mark.process
 def test_processing_runs_in_its_own_process(server, engine, cfg):
     """The processors run beside serve; what they did is told to serve (its metrics and
     its logs count what the other process finished)."""
@@ -189,6 +192,7 @@ def test_processing_runs_in_its_own_process(server, engine, cfg):
     assert not _alive(started["processing_pid"])
 
 
+@pytest.mark.process
 def test_processing_in_the_server_process_when_configured(tmp_path, database_url, engine,
                                                           cfg, server_factory):
     server = server_factory(write_config(tmp_path / "one.toml", database_url,
@@ -199,6 +203,7 @@ def test_processing_in_the_server_process_when_configured(tmp_path, database_url
     assert [r["state"] for r in wait_all_done(engine, 1)] == ["processed"]
 
 
+@pytest.mark.process
 def test_a_dead_processing_process_stops_serve_and_nothing_is_lost(
         tmp_path, config_file, engine, cfg, server_factory):
     """kill -9 of the processing process: serve stops (exit 1, for systemd to restart it);
@@ -220,6 +225,7 @@ def test_a_dead_processing_process_stops_serve_and_nothing_is_lost(
     assert {r["state"] for r in rows} == {"processed"}
 
 
+@pytest.mark.process
 def test_the_processing_process_dies_with_serve(tmp_path, config_file, server_factory):
     server = server_factory(config_file)
     pid = server.wait_for("server.started")["processing_pid"]

@@ -3,6 +3,8 @@ well-behaved client keeps being served while all of it goes on at once."""
 
 from __future__ import annotations
 
+import pytest
+
 import socket
 import threading
 import time
@@ -50,6 +52,7 @@ def _to_data(sock: socket.socket) -> None:
         got += chunk
 
 
+@pytest.mark.process
 def test_everything_at_once(server_factory, tmp_path, database_url, engine):
     server = server_factory(write_config(
         tmp_path / "c.toml", database_url,

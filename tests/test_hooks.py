@@ -594,6 +594,7 @@ def test_sns_subscription_is_confirmed_and_forgeries_refused(sns):
 # --- nothing acknowledged is lost ---------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_kill_9_during_a_burst_of_webhooks_loses_nothing_that_got_a_2xx(hooks):
     for n in range(40):
         hooks.contact(f"burst{n}@people.test")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -10,6 +11,7 @@ from sqlmodel import SQLModel
 from feedback_mta.store import db
 
 
+@pytest.mark.empty_database
 def test_upgrade_creates_everything_and_matches_the_models(database_url):
     from feedback_mta.config import DatabaseConfig
 

@@ -52,6 +52,7 @@ def _opt_outs(engine) -> dict[int, int]:
 
 
 
+@pytest.mark.process
 def test_mail_through_both_nodes_is_acted_on_once(tmp_path, database_url, server_factory):
     paths, cfg, engine = _nodes(tmp_path, database_url)
     book, ids = _contacts(engine, cfg, 60)
@@ -76,6 +77,7 @@ def test_mail_through_both_nodes_is_acted_on_once(tmp_path, database_url, server
     engine.dispose()
 
 
+@pytest.mark.process
 def test_both_nodes_sweeping_the_same_backlog_act_once(tmp_path, database_url,
                                                        server_factory):
     """A backlog left ``received`` (a node died, or the database was away) is found by
@@ -104,6 +106,7 @@ def test_both_nodes_sweeping_the_same_backlog_act_once(tmp_path, database_url,
     engine.dispose()
 
 
+@pytest.mark.process
 @pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_nodes_upgrading_a_fresh_database_at_once_both_succeed(tmp_path, database_url):

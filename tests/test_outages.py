@@ -46,6 +46,7 @@ def _pg_ready() -> bool:
                           check=False).returncode == 0
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_postgresql_stopped_under_load(tmp_path, database_url, engine, cfg, server_factory):
     if _cluster() is None:

@@ -45,6 +45,7 @@ def installed_units(tmp_path) -> Path:
     return tmp_path
 
 
+@pytest.mark.process
 @needs_analyze
 def test_units_verify_cleanly(installed_units):
     done = subprocess.run([analyze, "verify", "--man=no", SERVICE, UPGRADE],
@@ -53,6 +54,7 @@ def test_units_verify_cleanly(installed_units):
     assert done.returncode == 0 and done.stdout + done.stderr == "", done.stdout + done.stderr
 
 
+@pytest.mark.process
 @needs_analyze
 def test_a_typo_in_a_unit_is_caught(installed_units):
     """The check above can fail: a misspelt hardening key is reported, not ignored."""
@@ -63,6 +65,7 @@ def test_a_typo_in_a_unit_is_caught(installed_units):
     assert "Unknown key 'ProtectClok'" in done.stderr
 
 
+@pytest.mark.process
 @needs_analyze
 @pytest.mark.parametrize("name", [SERVICE, UPGRADE])
 def test_exposure_score(installed_units, name):
@@ -82,6 +85,7 @@ def _unit(name: str) -> configparser.ConfigParser:
     return parser
 
 
+@pytest.mark.process
 def test_the_service_has_what_the_design_asks():
     service = _unit(SERVICE)["Service"]
     assert service["Type"] == "notify"
@@ -101,6 +105,7 @@ def test_the_service_has_what_the_design_asks():
     assert upgrade["CapabilityBoundingSet"] == ""
 
 
+@pytest.mark.process
 def test_sysusers_creates_the_service_user(tmp_path):
     sysusers = shutil.which("systemd-sysusers")
     if sysusers is None:
@@ -140,6 +145,7 @@ def _serve_notifying(tmp_path, url: str, **env: str
     return proc, sock
 
 
+@pytest.mark.process
 def test_notify_ready_watchdog_and_stopping(tmp_path, sqlite_url):
     """READY=1 only once the port answers; WATCHDOG=1 at half of WatchdogSec; STOPPING=1 on
     SIGTERM, then a clean exit."""
@@ -163,6 +169,7 @@ def test_notify_ready_watchdog_and_stopping(tmp_path, sqlite_url):
         sock.close()
 
 
+@pytest.mark.process
 def test_no_watchdog_pings_for_another_pid(tmp_path, sqlite_url):
     """WATCHDOG_PID names the process systemd watches; a child that inherited it is quiet."""
     proc, sock = _serve_notifying(tmp_path, sqlite_url, WATCHDOG_USEC="200000",

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import signal
 
 from tests.support import inbound_rows, message, seed, send, wait_all_done, wait_until
 
 
+@pytest.mark.process
 def test_two_workers_share_the_port_and_the_work(server_factory, config_file, engine, cfg):
     s = seed(engine, cfg, contacts=3)
     server = server_factory(config_file, args=("--workers", "2"))
@@ -34,6 +37,7 @@ def test_two_workers_share_the_port_and_the_work(server_factory, config_file, en
     assert sum(e["stored"] for e in stopped) == 40
 
 
+@pytest.mark.process
 def test_a_dead_worker_stops_the_service_for_systemd_to_restart(server_factory, config_file,
                                                                   engine, cfg):
     s = seed(engine, cfg, contacts=1)
@@ -51,6 +55,7 @@ def test_a_dead_worker_stops_the_service_for_systemd_to_restart(server_factory, 
     assert len(inbound_rows(engine)) == 1
 
 
+@pytest.mark.process
 def test_two_workers_share_the_http_port_too(server_factory, tmp_path, database_url, engine):
     import httpx
 
