@@ -264,9 +264,9 @@ class _contacts:
         logs.configure("warning", "json", sys.stderr)  # stdout carries the figures only
 
         self.engine = db.create_engine(DatabaseConfig(url=database))
-        with unit_of_work(self.engine, CLI) as act:
+        with unit_of_work(self.engine, CLI) as uow:
             for i in range(1, n + 1):
-                act.add_contact(1, f"hook{i}@people.test", "Ann", "Lee")
+                uow.contacts.add(1, f"hook{i}@people.test", "Ann", "Lee")
 
     def __enter__(self):
         return self.engine

@@ -123,7 +123,7 @@ def scoring_time(database: str, config_path: Path, ids: list[int]) -> dict:
     from sqlmodel import Session
 
     from feedback_mta import config as config_mod
-    from feedback_mta.actions import SYSTEM, Actions
+    from feedback_mta.actions import SYSTEM, UnitOfWork
     from feedback_mta.quality.verdict import Level, Verdict
     from feedback_mta.store import db
     from feedback_mta.store.models import Contact, Lead
@@ -140,9 +140,9 @@ def scoring_time(database: str, config_path: Path, ids: list[int]) -> dict:
                 assert contact is not None
                 verdict = Verdict(Level(contact.quality or "ok"),
                                   tuple(contact.quality_reasons or ()))
-                act = Actions(session, SYSTEM)
+                uow = UnitOfWork(session, SYSTEM)
                 started = time.perf_counter()
-                act.score_lead(lead, contact, verdict, cfg.leads.auto_flag_threshold)
+                uow.registration.score_lead(lead, contact, verdict, cfg.leads.auto_flag_threshold)
                 session.flush()
                 times.append((time.perf_counter() - started) * 1000)
                 session.rollback()

@@ -46,13 +46,13 @@ class Seed:
 
 def seed(engine, cfg, contacts: int = 3) -> Seed:
     book = AddressBook.from_config(cfg)
-    with unit_of_work(engine, CLI) as act:
-        account = act.add_account("Dealer One")
-        act.add_user(account.id, "boss@dealer.test", ["contact-admin"])
-        lead = act.add_lead(book, account.id, "lead0@people.test", "Ann", "Lee", "192.0.2.1")
+    with unit_of_work(engine, CLI) as uow:
+        account = uow.accounts.add("Dealer One")
+        uow.accounts.add_user(account.id, "boss@dealer.test", ["contact-admin"])
+        lead = uow.leads.add(book, account.id, "lead0@people.test", "Ann", "Lee", "192.0.2.1")
         ids = [lead.contact_id]
         for i in range(1, contacts):
-            contact, _ = act.add_contact(account.id, f"lead{i}@people.test", "Bo", f"Li{i}")
+            contact, _ = uow.contacts.add(account.id, f"lead{i}@people.test", "Bo", f"Li{i}")
             ids.append(contact.id)
     return Seed(account.id, tuple(ids), lead.id, book)
 

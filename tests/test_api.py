@@ -29,9 +29,9 @@ class Api:
     def __init__(self, server, engine, path):
         self.server, self.engine, self.path = server, engine, path
         self.url = f"http://127.0.0.1:{server.wait_for('http.started')['port']}"
-        with unit_of_work(engine, CLI) as act:
-            self.account = act.add_account("Dealer One").id
-            self.other = act.add_account("Dealer Two").id
+        with unit_of_work(engine, CLI) as uow:
+            self.account = uow.accounts.add("Dealer One").id
+            self.other = uow.accounts.add("Dealer Two").id
         self.key = ok_json(path, "key", "add", "--account", str(self.account),
                            "--name", "crm")["key"]
         self.other_key = ok_json(self.path, "key", "add", "--account", str(self.other))["key"]

@@ -23,19 +23,19 @@ def test_the_second_of_two_concurrent_changes_sees_the_first(engine, cfg, change
     s = seed(engine, cfg, contacts=1)
     second: list[bool] = []
 
-    def act(actions):
+    def act(uow):
         if change == "opt_out":
-            return actions.opt_out(actions.contact(s.contact_ids[0]), "unsubscribe")
+            return uow.contacts.opt_out(uow.contacts.get(s.contact_ids[0]), "unsubscribe")
         if change == "mark_undeliverable":
-            return actions.mark_undeliverable(actions.contact(s.contact_ids[0]), "5.1.1")
-        return actions.flag_spam(actions.lead(s.lead_id))
+            return uow.contacts.mark_undeliverable(uow.contacts.get(s.contact_ids[0]), "5.1.1")
+        return uow.leads.flag_spam(uow.leads.get(s.lead_id))
 
     def second_worker():
-        with unit_of_work(engine, CLI) as actions:
-            second.append(act(actions))
+        with unit_of_work(engine, CLI) as uow:
+            second.append(act(uow))
 
-    with unit_of_work(engine, CLI) as actions:
-        assert act(actions) is True
+    with unit_of_work(engine, CLI) as uow:
+        assert act(uow) is True
         # The first transaction holds its change uncommitted while the second one starts.
         worker = threading.Thread(target=second_worker)
         worker.start()
@@ -59,13 +59,13 @@ def test_event_ids_follow_commit_order(engine, cfg):
     committed: list[str] = []
 
     def second_worker():
-        with unit_of_work(engine, CLI) as actions:
-            actions.opt_out(actions.contact(s.contact_ids[1]), "unsubscribe")
+        with unit_of_work(engine, CLI) as uow:
+            uow.contacts.opt_out(uow.contacts.get(s.contact_ids[1]), "unsubscribe")
         committed.append("second")
 
-    with unit_of_work(engine, CLI) as actions:
-        actions.opt_out(actions.contact(s.contact_ids[0]), "unsubscribe")
-        write_events(actions.session)  # inserted (an id taken), not committed yet
+    with unit_of_work(engine, CLI) as uow:
+        uow.contacts.opt_out(uow.contacts.get(s.contact_ids[0]), "unsubscribe")
+        write_events(uow.session)  # inserted (an id taken), not committed yet
         worker = threading.Thread(target=second_worker)
         worker.start()
         worker.join(0.5)
@@ -89,25 +89,25 @@ def test_flags_in_two_open_transactions_do_not_wait_for_each_other(engine, cfg):
     from feedback_mta.store.models import SpamFeature
 
     s = seed(engine, cfg, contacts=1)
-    with unit_of_work(engine, CLI) as actions:
-        other = actions.add_lead(s.book, s.account_id, "lead9@people.test", "Cy", "Ng",
-                                 "192.0.2.9").id
+    with unit_of_work(engine, CLI) as uow:
+        other = uow.leads.add(s.book, s.account_id, "lead9@people.test", "Cy", "Ng",
+                              "192.0.2.9").id
     done: list[bool] = []
 
     def second_worker():
-        with unit_of_work(engine, CLI) as actions:
-            assert actions.flag_spam(actions.lead(other))
+        with unit_of_work(engine, CLI) as uow:
+            assert uow.leads.flag_spam(uow.leads.get(other))
         done.append(True)
 
-    with unit_of_work(engine, CLI) as actions:
-        assert actions.flag_spam(actions.lead(s.lead_id))
+    with unit_of_work(engine, CLI) as uow:
+        assert uow.leads.flag_spam(uow.leads.get(s.lead_id))
         worker = threading.Thread(target=second_worker)
         worker.start()
         worker.join(10)
         assert done == [True]  # committed while this one is still open
-        undone = type(actions)(actions.session, CLI)  # a handler's, in the same batch
-        undone.learn(s.account_id, ["x"], spam_=5)
-        undone.discard()  # ... that failed: its counts go with its events
+        undone = type(uow)(uow.session, CLI)  # a handler's, in the same batch
+        undone.learning.learn(s.account_id, ["x"], spam_=5)
+        undone.recorder.discard()  # ... that failed: its counts go with its events
     with Session(engine) as session:
         labels = session.exec(select(SpamFeature).where(
             SpamFeature.account_id == 0, SpamFeature.feature == spam.LABELS)).one()

@@ -60,12 +60,12 @@ def test_no_forgery_changes_a_lead_or_a_contact(tmp_path, database_url, server_f
     s = seed(engine, cfg, contacts=3)
     book = s.book
     secret = book.secrets[0]
-    with unit_of_work(engine, CLI) as act:
-        act.add_user(s.account_id, "clerk@dealer.test")
-        other = act.add_account("Dealer Two")
-        act.add_user(other.id, "admin@other.test", ["contact-admin"])
-        other_lead = act.add_lead(book, other.id, "xi@people.test", "Xi", "Yu")
-        ours = act.lead(s.lead_id).notification_message_id
+    with unit_of_work(engine, CLI) as uow:
+        uow.accounts.add_user(s.account_id, "clerk@dealer.test")
+        other = uow.accounts.add("Dealer Two")
+        uow.accounts.add_user(other.id, "admin@other.test", ["contact-admin"])
+        other_lead = uow.leads.add(book, other.id, "xi@people.test", "Xi", "Yu")
+        ours = uow.leads.get(s.lead_id).notification_message_id
         theirs = other_lead.notification_message_id
         other_contact = other_lead.contact_id
     with engine.connect() as conn:

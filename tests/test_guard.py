@@ -109,19 +109,19 @@ def test_every_accounts_figures_in_one_read_are_each_accounts_own(engine):
 
     now = utcnow()
     day = now.date().isoformat()
-    with unit_of_work(engine, CLI) as act:
-        ids = [act.add_account(f"A{i}").id for i in range(4)]
+    with unit_of_work(engine, CLI) as uow:
+        ids = [uow.accounts.add(f"A{i}").id for i in range(4)]
         for n, account_id in enumerate(ids):
-            act.add_sent(account_id, day, 100 * (n + 1))
+            uow.accounts.add_sent(account_id, day, 100 * (n + 1))
             for _ in range(n):
-                act.record(events.CONTACT_COMPLAINED, "contact", 1, account_id)
+                uow.recorder.record(events.CONTACT_COMPLAINED, "contact", 1, account_id)
             for _ in range(2 * n):
-                act.record(events.CONTACT_HARD_BOUNCED, "contact", 1, account_id)
-            act.record(events.CONTACT_SOFT_BOUNCED, "contact", 1, account_id)
-    with unit_of_work(engine, CLI) as act:
-        act.advise(ids[2], "paused", ["test"], {})
-        act.resume(ids[2])  # counts from now: nothing yet
-        act.record(events.CONTACT_COMPLAINED, "contact", 1, ids[2])
+                uow.recorder.record(events.CONTACT_HARD_BOUNCED, "contact", 1, account_id)
+            uow.recorder.record(events.CONTACT_SOFT_BOUNCED, "contact", 1, account_id)
+    with unit_of_work(engine, CLI) as uow:
+        uow.accounts.advise(ids[2], "paused", ["test"], {})
+        uow.accounts.resume(ids[2])  # counts from now: nothing yet
+        uow.recorder.record(events.CONTACT_COMPLAINED, "contact", 1, ids[2])
     with engine.connect() as conn:
         every = every_guard_figures(conn, 86400.0, utcnow())
     later = utcnow()

@@ -15,7 +15,7 @@ import pytest
 from sqlmodel import Session, select
 
 from feedback_mta import config as config_mod
-from feedback_mta.actions import CLI, Actions, Actor, unit_of_work
+from feedback_mta.actions import CLI, Actor, UnitOfWork, unit_of_work
 from feedback_mta.addresses import AddressBook, Box
 from feedback_mta.config import FeedbackConfig, OutboundConfig, SmtpConfig
 from feedback_mta.handlers.base import UNATTRIBUTED, HandlerContext, Outcome, Settings
@@ -47,13 +47,13 @@ class World:
         self.engine = db.create_engine(cfg.database)
         db.upgrade(self.engine)
         self.book = AddressBook(DOMAIN, (SECRET,))
-        with unit_of_work(self.engine, CLI) as act:
-            account = act.add_account("Dealer One")
-            act.add_user(account.id, "boss@dealer.test", ["contact-admin"])
-            act.add_user(account.id, "clerk@dealer.test")
+        with unit_of_work(self.engine, CLI) as uow:
+            account = uow.accounts.add("Dealer One")
+            uow.accounts.add_user(account.id, "boss@dealer.test", ["contact-admin"])
+            uow.accounts.add_user(account.id, "clerk@dealer.test")
             for i in range(1, 8):
-                act.add_contact(account.id, f"c{i}@people.test", "Pat", "Lee")
-            lead = act.add_lead(self.book, account.id, "c7@people.test", "Pat", "Lee")
+                uow.contacts.add(account.id, f"c{i}@people.test", "Pat", "Lee")
+            lead = uow.leads.add(self.book, account.id, "c7@people.test", "Pat", "Lee")
         self.account_id, self.lead_id, self.contact_id = account.id, lead.id, 7
 
     def handle(self, raw: bytes, rcpts: list[str], *, mail_from: str = "",
@@ -61,8 +61,8 @@ class World:
         parsed = parse(raw, mail_from, tuple(rcpts))
         classification = classify(parsed, self.book.resolve_all(rcpts))
         with Session(self.engine, expire_on_commit=False) as session:
-            actions = Actions(session, Actor("email:test", "email"))
-            ctx = HandlerContext(1, parsed, classification, actions, self.book, settings)
+            uow = UnitOfWork(session, Actor("email:test", "email"))
+            ctx = HandlerContext(1, parsed, classification, uow, self.book, settings)
             outcome = HANDLERS[classification.kind](ctx)
             session.commit()
         self.kind = classification.kind
@@ -165,8 +165,8 @@ def test_mail_to_the_unsubscribe_box_opts_out_whatever_it_says(world):
     assert (world.contact(3).status, world.contact(3).opt_out_reason) == (
         "opted_out", "unsubscribe")
     assert world.handle(raw, [box]) == Outcome(IG, "already opted out")
-    with unit_of_work(world.engine, CLI) as act:
-        act.delete_contact(act.contact(3))
+    with unit_of_work(world.engine, CLI) as uow:
+        uow.contacts.delete(uow.contacts.get(3))
     assert world.handle(raw, [box]) == Outcome(IG, "unknown contact")
 
 
@@ -211,9 +211,9 @@ def test_acknowledgements_are_queued_in_the_same_transaction(world):
 
 
 def test_keep_lines_in_a_digest_reply_verify_only_the_accounts_contacts(world):
-    with unit_of_work(world.engine, CLI) as act:
-        other = act.add_account("Dealer Two")
-        stranger, _ = act.add_contact(other.id, "x@people.test", "Xi", "Yu")
+    with unit_of_work(world.engine, CLI) as uow:
+        other = uow.accounts.add("Dealer Two")
+        stranger, _ = uow.contacts.add(other.id, "x@people.test", "Xi", "Yu")
     review = [world.book.address(Box.REVIEW, world.account_id)]
     raw = reply(f"KEEP 2\nkeep #3, #{stranger.id}")
     assert world.handle(raw, review, mail_from="boss@dealer.test") == Outcome(P, "kept 2")

@@ -131,12 +131,12 @@ class Hooks:
         self.client = httpx.Client(base_url=self.url, timeout=10)
 
     def contact(self, email: str, account: int | None = None) -> int:
-        with unit_of_work(self.engine, CLI) as act:
-            return act.add_contact(account or self.account, email, "Ann", "Lee")[0].id
+        with unit_of_work(self.engine, CLI) as uow:
+            return uow.contacts.add(account or self.account, email, "Ann", "Lee")[0].id
 
     def state(self, contact_id: int) -> Contact:
-        with unit_of_work(self.engine, CLI) as act:
-            return act.contact(contact_id)
+        with unit_of_work(self.engine, CLI) as uow:
+            return uow.contacts.get(contact_id)
 
     def rows(self) -> list[dict]:
         t = InboundMessage.__table__
@@ -169,8 +169,8 @@ def _hooks(tmp_path, database_url, server_factory, sections: dict | None = None,
                         webhooks=webhooks, **sections)
     engine = db.create_engine(config_mod.load(path, env={}).database)
     db.upgrade(engine)
-    with unit_of_work(engine, CLI) as act:
-        account, other = act.add_account("Dealer One").id, act.add_account("Dealer Two").id
+    with unit_of_work(engine, CLI) as uow:
+        account, other = uow.accounts.add("Dealer One").id, uow.accounts.add("Dealer Two").id
     # The account the hooks name goes into the config once the ids are known.
     for section in webhooks.values():
         section.setdefault("account", account)
@@ -627,10 +627,10 @@ def test_kill_9_during_a_burst_of_webhooks_loses_nothing_that_got_a_2xx(hooks):
         wait_until(lambda: all(r["state"] != "received" for r in hooks.rows()),
                    what="recovered and processed")
         opted = {e["subject_id"] for e in hooks.events("contact.opted_out")}
-        with unit_of_work(hooks.engine, CLI) as act:
+        with unit_of_work(hooks.engine, CLI) as uow:
             for event_id in answered:
                 n = int(event_id.split("-")[1])
-                contact = act.contact_by_email(hooks.account, f"burst{n}@people.test")
+                contact = uow.contacts.by_email(hooks.account, f"burst{n}@people.test")
                 assert contact is not None and contact.id in opted, event_id
     finally:
         restarted.stop()

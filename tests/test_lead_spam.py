@@ -60,8 +60,8 @@ def test_a_known_bad_contact_s_lead_is_never_exported(api):  # noqa: F811
                     "--first", "Liz", "--last", "Ray", "--comments", BUYER)
     assert later["notify"] is True
     # Known to be a bot's only after its lead came: its lead stays active, and unexported.
-    with unit_of_work(api.engine, CLI) as act:
-        act.mark_invalid(act.contact(later["contact_id"]), ["found out later"])
+    with unit_of_work(api.engine, CLI) as uow:
+        uow.quality.mark_invalid(uow.contacts.get(later["contact_id"]), ["found out later"])
     assert ok_rows(api.path, "lead", "export", "--account", account) == []
 
 

@@ -36,9 +36,9 @@ def _nodes(tmp_path, database_url, **sections):
 
 def _contacts(engine, cfg, n: int) -> tuple[AddressBook, list[int]]:
     book = AddressBook.from_config(cfg)
-    with unit_of_work(engine, CLI) as act:
-        account = act.add_account("Dealer")
-        ids = [act.add_contact(account.id, f"c{i}@people.test", "Ann", "Lee")[0].id
+    with unit_of_work(engine, CLI) as uow:
+        account = uow.accounts.add("Dealer")
+        ids = [uow.contacts.add(account.id, f"c{i}@people.test", "Ann", "Lee")[0].id
                for i in range(n)]
     return book, ids
 

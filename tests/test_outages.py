@@ -52,8 +52,8 @@ def test_postgresql_stopped_under_load(tmp_path, database_url, engine, cfg, serv
     if _cluster() is None:
         pytest.skip("needs root and pg_ctlcluster to stop the local PostgreSQL cluster")
     s = seed(engine, cfg, contacts=30)
-    with unit_of_work(engine, CLI) as act:
-        _, key = act.add_key(s.account_id)
+    with unit_of_work(engine, CLI) as uow:
+        _, key = uow.platform.add_key(s.account_id)
     rcpts = [s.unsubscribe(c) for c in s.contact_ids]
     server = server_factory(write_config(
         tmp_path / "c.toml", database_url,

@@ -25,13 +25,13 @@ def _queue(engine, n: int = 1) -> list[int]:
                            reply_address="reply+7-x@fb.test", from_name="Lead feedback",
                            domain="fb.test", subject="New lead", in_reply_to="m1@dealer.test",
                            references=("lead.7-x@fb.test",))
-    with unit_of_work(engine, CLI) as act:
-        return [act.queue_mail("ack.flagged", "boss@dealer.test", raw).id for _ in range(n)]
+    with unit_of_work(engine, CLI) as uow:
+        return [uow.mail.queue("ack.flagged", "boss@dealer.test", raw).id for _ in range(n)]
 
 
 def _queue_raw(engine, raw: bytes) -> int:
-    with unit_of_work(engine, CLI) as act:
-        return act.queue_mail("ack.flagged", "boss@dealer.test", raw).id
+    with unit_of_work(engine, CLI) as uow:
+        return uow.mail.queue("ack.flagged", "boss@dealer.test", raw).id
 
 
 def _row(engine, mail_id):

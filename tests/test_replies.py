@@ -49,12 +49,12 @@ def setup(tmp_path, database_url, server_factory, relay) -> Setup:
     engine = db.create_engine(cfg.database)
     db.upgrade(engine)
     s = seed(engine, cfg)
-    with unit_of_work(engine, CLI) as act:
-        act.add_user(s.account_id, "clerk@dealer.test")  # a user without the role
-        other = act.add_account("Dealer Two")
-        act.add_user(other.id, "admin@other.test", ["contact-admin"])
-        notification_id = act.lead(s.lead_id).notification_message_id
-        sibling = act.add_lead(s.book, s.account_id, "lead0@people.test", "Ann", "Lee")
+    with unit_of_work(engine, CLI) as uow:
+        uow.accounts.add_user(s.account_id, "clerk@dealer.test")  # a user without the role
+        other = uow.accounts.add("Dealer Two")
+        uow.accounts.add_user(other.id, "admin@other.test", ["contact-admin"])
+        notification_id = uow.leads.get(s.lead_id).notification_message_id
+        sibling = uow.leads.add(s.book, s.account_id, "lead0@people.test", "Ann", "Lee")
     server = server_factory(path)
     yield Setup(server, engine, relay, s, notification_id, sibling.id)
     engine.dispose()

@@ -126,8 +126,8 @@ def test_a_dealers_spam_reply_reaches_the_platform_signed_within_seconds(hooks, 
                    "--account", str(hooks.seed.account_id), "--events", "lead.*")
     assert hook["secret"].startswith("whsec_") and hook["event_types"] == ["lead.*"]
     receiver.secret = hook["secret"]
-    with unit_of_work(hooks.engine, CLI) as act:
-        notification_id = act.lead(hooks.seed.lead_id).notification_message_id
+    with unit_of_work(hooks.engine, CLI) as uow:
+        notification_id = uow.leads.get(hooks.seed.lead_id).notification_message_id
     server, _ = hooks.start()
 
     st = SimpleNamespace(seed=hooks.seed, notification_id=notification_id)
@@ -203,8 +203,8 @@ def test_an_event_not_taken_for_retry_for_fails_and_the_next_one_goes(
     engine = db.create_engine(cfg.database)
     db.upgrade(engine)
     s = seed(engine, cfg)
-    with unit_of_work(engine, CLI) as act:
-        hook = act.add_webhook(receiver.url, s.account_id, ["contact.opted_out"])
+    with unit_of_work(engine, CLI) as uow:
+        hook = uow.platform.add_webhook(receiver.url, s.account_id, ["contact.opted_out"])
     receiver.secret, receiver.status = hook.secret, 500
     server = server_factory(path)
 

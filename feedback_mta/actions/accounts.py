@@ -43,8 +43,15 @@ _USER = select(User).where(User.account_id == sa.bindparam("b_account"),
                            User.email == sa.bindparam("b_email"))
 
 
-class AccountActions(Recorder):
-    def account(self, account_id: int) -> Account:
+class Accounts:
+    """Accounts and their users: the tenant every other area checks first."""
+
+    __slots__ = ("recorder", "session")
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder, self.session = recorder, recorder.session
+
+    def get(self, account_id: int) -> Account:
         account = self.session.get(Account, account_id)
         if account is None:
             raise NotFound(f"no account {account_id}")
@@ -60,19 +67,19 @@ class AccountActions(Recorder):
         return [u for u in self.session.exec(select(User).where(User.account_id == account_id))
                 if Role.CONTACT_ADMIN in u.role_set]
 
-    def add_account(self, name: str) -> Account:
+    def add(self, name: str) -> Account:
         name = name.strip()
         if not name:
             raise Invalid("an account needs a name")
         account = Account(name=name)
         self.session.add(account)
         self.session.flush()
-        self.record(events.ACCOUNT_CREATED, "account", account.id, account.id, name=name)
+        self.recorder.record(events.ACCOUNT_CREATED, "account", account.id, account.id, name=name)
         return account
 
     def add_user(self, account_id: int, email: str, roles: Iterable[str] = ()) -> User:
         """Add a user, or grant more roles to an existing one."""
-        self.account(account_id)
+        self.get(account_id)
         email = normalize_email(email)
         wanted = {Role(r).value for r in roles}
         user = self.user(account_id, email)
@@ -80,17 +87,18 @@ class AccountActions(Recorder):
             user = User(account_id=account_id, email=email, roles=" ".join(sorted(wanted)))
             self.session.add(user)
             self.session.flush()
-            self.record(events.USER_CREATED, "user", user.id, account_id, roles=sorted(wanted))
+            self.recorder.record(events.USER_CREATED, "user", user.id, account_id,
+                                 roles=sorted(wanted))
         elif not wanted <= user.role_set:
             user.roles = " ".join(sorted(user.role_set | wanted))
             self.session.add(user)
-            self.record(events.USER_ROLES_GRANTED, "user", user.id, account_id,
-                        roles=sorted(wanted))
+            self.recorder.record(events.USER_ROLES_GRANTED, "user", user.id, account_id,
+                                 roles=sorted(wanted))
         return user
 
     def existing_user(self, account_id: int, email: str) -> User:
         """The account's user with this address; NotFound names what is missing."""
-        self.account(account_id)
+        self.get(account_id)
         user = self.user(account_id, email)
         if user is None:
             raise NotFound(f"no user {email.strip().lower()} in account {account_id}")
@@ -103,19 +111,20 @@ class AccountActions(Recorder):
             return False
         user.roles = " ".join(sorted(user.role_set - gone))
         self.session.add(user)
-        self.record(events.USER_ROLES_REVOKED, "user", user.id, user.account_id,
-                    roles=sorted(gone))
+        self.recorder.record(events.USER_ROLES_REVOKED, "user", user.id, user.account_id,
+                             roles=sorted(gone))
         return True
 
     def remove_user(self, user: User) -> None:
         """Remove a user: its replies no longer act (the audit events stay)."""
         self.session.delete(user)
         self.session.flush()
-        self.record(events.USER_REMOVED, "user", user.id, user.account_id, email=user.email)
+        self.recorder.record(events.USER_REMOVED, "user", user.id, user.account_id,
+                             email=user.email)
 
     def add_sent(self, account_id: int, day: str, count: int) -> SentCount:
         """Add to the messages the account sent on ``day`` (ISO date)."""
-        self.account(account_id)
+        self.get(account_id)
         if count < 0:
             raise Invalid("a sent count cannot be negative")
         row = self.session.exec(select(SentCount).where(
@@ -125,16 +134,16 @@ class AccountActions(Recorder):
         row.count += count
         self.session.add(row)
         self.session.flush()
-        self.record(events.ACCOUNT_SENT_RECORDED, "account", account_id, account_id, day=day,
-                    count=count, total=row.count)
+        self.recorder.record(events.ACCOUNT_SENT_RECORDED, "account", account_id, account_id,
+                             day=day, count=count, total=row.count)
         return row
 
     def advise(self, account_id: int, state: str, reasons: list[str],
                figures: dict[str, Any]) -> bool:
         """Set what the account guard advises (``ok``, ``warned``, ``paused``); False when
         it says so already. A pause stays until ``resume``: the guard never lifts one."""
-        account = self.account(account_id)
-        self.lock(account)
+        account = self.get(account_id)
+        self.recorder.lock(account)
         current = account.sending
         if state == current or current == "paused" or state not in _ADVICE:
             return False
@@ -142,15 +151,15 @@ class AccountActions(Recorder):
         account.sending_changed_at = utcnow()
         self.session.add(account)
         action = _ADVICE[state]
-        self.record(action, "account", account_id, account_id,
-                    reason="; ".join(reasons) or None, previous=current, **figures)
+        self.recorder.record(action, "account", account_id, account_id,
+                             reason="; ".join(reasons) or None, previous=current, **figures)
         return True
 
     def resume(self, account_id: int) -> bool:
         """Clear a pause (or a warning): the guard counts from now on. False when the
         account was not held back."""
-        account = self.account(account_id)
-        self.lock(account)
+        account = self.get(account_id)
+        self.recorder.lock(account)
         if account.sending == "ok":
             return False
         previous = account.sending
@@ -158,8 +167,8 @@ class AccountActions(Recorder):
         account.sending, account.sending_reasons = "ok", []
         account.sending_changed_at = account.resumed_at = now
         self.session.add(account)
-        self.record(events.ACCOUNT_RESUMED, "account", account_id, account_id,
-                    previous=previous)
+        self.recorder.record(events.ACCOUNT_RESUMED, "account", account_id, account_id,
+                             previous=previous)
         return True
 
 

@@ -177,7 +177,10 @@ def unlisten(listener: Listener) -> None:
 
 @dataclass
 class Recorder:
-    """A transaction's actions: its session, who acts, and what it recorded so far."""
+    """What a transaction records: its session, who acts, and what it recorded so far.
+
+    One per unit of work, given to each of its areas: so ``acting_as`` holds for every
+    area at once, and ``discard`` forgets what any of them recorded."""
 
     session: Session
     actor: Actor

@@ -9,8 +9,8 @@ import ipaddress
 from datetime import timedelta
 
 import sqlalchemy as sa
+from sqlmodel import Session
 
-from feedback_mta.actions.audit import Recorder
 from feedback_mta.quality import campaigns, spam
 from feedback_mta.store.models import CommentBand, Lead, table_of, utcnow
 
@@ -36,8 +36,16 @@ def network_of(ip: str | None) -> str | None:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
-class BehaviourActions(Recorder):
-    def behaviour(self, lead: Lead, email: str) -> dict[str, int]:
+class Behaviour:
+    """Reads of what other leads did lately, and the comment bands they are read by. It
+    records no event: the bands are facts about a lead, not a change anyone asked for."""
+
+    __slots__ = ("session",)
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def facts(self, lead: Lead, email: str) -> dict[str, int]:
         """The ``LeadFacts`` fields of behaviour for this (flushed) lead: leads from its
         address and network within the hour (one indexed count), senders of nearly the
         same comments within the day; stores its comment bands."""

@@ -8,8 +8,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from feedback_mta import events
-from feedback_mta.actions.accounts import AccountActions, normalize_email, normalize_ip
-from feedback_mta.actions.audit import Invalid, NotFound
+from feedback_mta.actions.accounts import Accounts, normalize_email, normalize_ip
+from feedback_mta.actions.audit import Invalid, NotFound, Recorder
 from feedback_mta.store.models import Contact, ContactStatus, Lead, Tag, table_of, utcnow
 
 _C = table_of(Contact)
@@ -34,7 +34,7 @@ _PRELOADED = "feedback_mta.preloaded_contacts"
 
 
 def preload_contacts(session: Session, ids: Iterable[int]) -> None:
-    """Read these contacts into the session in one query, for ``contact`` to find there:
+    """Read these contacts into the session in one query, for ``Contacts.get`` to find there:
     the processor reads a batch's contacts so, one statement (on PostgreSQL, one round
     trip) instead of one per message. The session holds them until it ends (its identity
     map alone would let them go)."""
@@ -44,8 +44,17 @@ def preload_contacts(session: Session, ids: Iterable[int]) -> None:
             session.exec(_CONTACTS, params={"b_ids": wanted}).all())
 
 
-class ContactActions(AccountActions):
-    def contact(self, contact_id: int) -> Contact:
+class Contacts:
+    """A contact's own state: created, opted out and in, tagged, made (un)mailable. What
+    the quality check makes of a contact is ``quality``'s, in terms of these."""
+
+    __slots__ = ("accounts", "recorder", "session")
+
+    def __init__(self, recorder: Recorder, accounts: Accounts) -> None:
+        self.recorder, self.session = recorder, recorder.session
+        self.accounts = accounts
+
+    def get(self, contact_id: int) -> Contact:
         contact = self.session.identity_map.get(_CONTACT_KEY((contact_id,)))
         if contact is None:
             contact = self.session.exec(_CONTACT, params={"b_id": contact_id}).first()
@@ -53,41 +62,41 @@ class ContactActions(AccountActions):
             raise NotFound(f"no contact {contact_id}")
         return contact
 
-    def contact_by_email(self, account_id: int, email: str) -> Contact | None:
+    def by_email(self, account_id: int, email: str) -> Contact | None:
         """The account's contact with this address, or None (indexed: account, email)."""
         return self.session.exec(select(Contact).where(
             Contact.account_id == account_id, Contact.email == email.strip().lower())).first()
 
-    def add_contact(self, account_id: int, email: str, first: str = "",
+    def add(self, account_id: int, email: str, first: str = "",
                     last: str = "", ip: str | None = None) -> tuple[Contact, bool]:
         """The account's contact with this address (created if new) and whether it was new."""
-        self.account(account_id)
+        self.accounts.get(account_id)
         email = normalize_email(email)
         ip = normalize_ip(ip)
-        contact = self.contact_by_email(account_id, email)
+        contact = self.by_email(account_id, email)
         if contact is not None:
             return contact, False
         contact = Contact(account_id=account_id, email=email, first_name=first.strip(),
                           last_name=last.strip(), source_ip=ip)
         self.session.add(contact)
         self.session.flush()
-        self.record(events.CONTACT_CREATED, "contact", contact.id, account_id)
+        self.recorder.record(events.CONTACT_CREATED, "contact", contact.id, account_id)
         return contact, True
 
     def opt_out(self, contact: Contact, reason: str) -> bool:
         """Opt the contact out; False (and no event) when it already was."""
         now = utcnow()
-        if not self.change(contact, _OPT_OUT, status=ContactStatus.OPTED_OUT,
-                           opt_out_reason=reason, opted_out_at=now, updated_at=now):
+        if not self.recorder.change(contact, _OPT_OUT, status=ContactStatus.OPTED_OUT,
+                                    opt_out_reason=reason, opted_out_at=now, updated_at=now):
             return False
-        self.record(events.CONTACT_OPTED_OUT, "contact", contact.id, contact.account_id,
-                    reason=reason)
+        self.recorder.record(events.CONTACT_OPTED_OUT, "contact", contact.id, contact.account_id,
+                             reason=reason)
         return True
 
     def opt_in(self, contact: Contact, reason: str) -> bool:
-        """Undo an opt-out (an admin's ``contact optin``, or ``verify`` undoing the check's);
-        False when not opted out."""
-        self.lock(contact)
+        """Undo an opt-out (an admin's ``contact optin``, or ``Quality.verify`` undoing the
+        check's); False when not opted out."""
+        self.recorder.lock(contact)
         if contact.status != ContactStatus.OPTED_OUT:
             return False
         previous = contact.opt_out_reason
@@ -95,11 +104,11 @@ class ContactActions(AccountActions):
         contact.opt_out_reason = contact.opted_out_at = None
         contact.updated_at = utcnow()
         self.session.add(contact)
-        self.record(events.CONTACT_OPTED_IN, "contact", contact.id, contact.account_id,
-                    reason=reason, previous_reason=previous)
+        self.recorder.record(events.CONTACT_OPTED_IN, "contact", contact.id, contact.account_id,
+                             reason=reason, previous_reason=previous)
         return True
 
-    def delete_contact(self, contact: Contact) -> dict[str, int]:
+    def delete(self, contact: Contact) -> dict[str, int]:
         """Delete the contact with its leads and tags (a person asked to be forgotten, or a
         bot's contact an admin cleans up). Events about it stay: they hold no body."""
         leads = self.session.exec(select(Lead).where(Lead.contact_id == contact.id)).all()
@@ -109,8 +118,8 @@ class ContactActions(AccountActions):
         self.session.flush()
         self.session.delete(contact)
         self.session.flush()
-        self.record(events.CONTACT_DELETED, "contact", contact.id, contact.account_id,
-                    leads=len(leads), tags=len(tags))
+        self.recorder.record(events.CONTACT_DELETED, "contact", contact.id, contact.account_id,
+                             leads=len(leads), tags=len(tags))
         return {"leads": len(leads), "tags": len(tags)}
 
     def tags(self, contact: Contact) -> list[str]:
@@ -127,9 +136,11 @@ class ContactActions(AccountActions):
         if exists is not None:
             return False
         assert contact.id is not None
-        self.session.add(Tag(contact_id=contact.id, name=name, created_by=self.actor.name))
+        self.session.add(Tag(contact_id=contact.id, name=name,
+                             created_by=self.recorder.actor.name))
         self.session.flush()
-        self.record(events.CONTACT_TAGGED, "contact", contact.id, contact.account_id, tag=name)
+        self.recorder.record(events.CONTACT_TAGGED, "contact", contact.id, contact.account_id,
+                             tag=name)
         return True
 
     def untag(self, contact: Contact, name: str) -> bool:
@@ -140,28 +151,28 @@ class ContactActions(AccountActions):
             return False
         self.session.delete(row)
         self.session.flush()
-        self.record(events.CONTACT_UNTAGGED, "contact", contact.id, contact.account_id,
-                    tag=name)
+        self.recorder.record(events.CONTACT_UNTAGGED, "contact", contact.id, contact.account_id,
+                             tag=name)
         return True
 
     def mark_undeliverable(self, contact: Contact, reason: str) -> bool:
         """Stop mailing the address (it bounced); False (and no event) when already so."""
         now = utcnow()
-        if not self.change(contact, _UNDELIVERABLE, undeliverable_at=now,
-                           undeliverable_reason=reason, updated_at=now):
+        if not self.recorder.change(contact, _UNDELIVERABLE, undeliverable_at=now,
+                                    undeliverable_reason=reason, updated_at=now):
             return False
-        self.record(events.CONTACT_UNDELIVERABLE, "contact", contact.id, contact.account_id,
-                    reason=reason)
+        self.recorder.record(events.CONTACT_UNDELIVERABLE, "contact", contact.id,
+                             contact.account_id, reason=reason)
         return True
 
     def mark_deliverable(self, contact: Contact) -> bool:
         """Undo ``mark_undeliverable`` (the person fixed their mailbox); False when it was
         mailable. Soft bounces before now no longer count."""
-        self.lock(contact)
+        self.recorder.lock(contact)
         if contact.undeliverable_at is None:
             return False
         contact.undeliverable_at = contact.undeliverable_reason = None
         contact.updated_at = utcnow()
         self.session.add(contact)
-        self.record(events.CONTACT_DELIVERABLE, "contact", contact.id, contact.account_id)
+        self.recorder.record(events.CONTACT_DELIVERABLE, "contact", contact.id, contact.account_id)
         return True

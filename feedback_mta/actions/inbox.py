@@ -15,7 +15,14 @@ from feedback_mta.store.models import InboundMessage, MessageState, table_of
 _T = table_of(InboundMessage)
 
 
-class InboxActions(Recorder):
+class Inbox:
+    """Stored inbound messages put back to be processed again."""
+
+    __slots__ = ("recorder", "session")
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder, self.session = recorder, recorder.session
+
     def requeue(self, message_ids: Sequence[int], *, state: MessageState,
                 every: bool = False) -> list[int]:
         """Put messages in ``state`` (failed or ignored) back to ``received``; the ids done.
@@ -54,6 +61,6 @@ class InboxActions(Recorder):
             .values(state=MessageState.RECEIVED.value, processed_at=None, reason=None,
                     error=None, dedupe_key=None).returning(_T.c.id)).scalars())
         for message_id in sorted(done):
-            self.record(events.INBOX_REQUEUED, "inbound_message", message_id, None,
-                        previous_state=state.value)
+            self.recorder.record(events.INBOX_REQUEUED, "inbound_message", message_id, None,
+                                 previous_state=state.value)
         return sorted(done)

@@ -11,10 +11,10 @@ from sqlmodel import select
 
 from feedback_mta import events
 from feedback_mta.actions.accounts import normalize_ip
-from feedback_mta.actions.audit import NotFound, Recorded
+from feedback_mta.actions.audit import NotFound, Recorded, Recorder
 from feedback_mta.actions.behaviour import network_of
-from feedback_mta.actions.contacts import ContactActions
-from feedback_mta.actions.learning import LearningActions
+from feedback_mta.actions.contacts import Contacts
+from feedback_mta.actions.learning import Learning
 from feedback_mta.addresses import AddressBook, notification_message_id
 from feedback_mta.quality import spam
 from feedback_mta.store.models import Contact, Lead, LeadStatus, table_of, utcnow
@@ -29,14 +29,23 @@ _FLAG = sa.update(_L).where(
     flagged_by=sa.bindparam("b_flagged_by"), flagged_via=sa.bindparam("b_flagged_via"))
 
 
-class LeadActions(ContactActions, LearningActions):
-    def lead(self, lead_id: int) -> Lead:
+class Leads:
+    """Leads, one activity of a contact each. A person's flag or restore teaches the spam
+    model (``learning``), in the transaction of the change."""
+
+    __slots__ = ("contacts", "learning", "recorder", "session")
+
+    def __init__(self, recorder: Recorder, contacts: Contacts, learning: Learning) -> None:
+        self.recorder, self.session = recorder, recorder.session
+        self.contacts, self.learning = contacts, learning
+
+    def get(self, lead_id: int) -> Lead:
         lead = self.session.exec(_LEAD, params={"b_id": lead_id}).first()
         if lead is None:
             raise NotFound(f"no lead {lead_id}")
         return lead
 
-    def lead_by_notification(self, message_ids: Iterable[str]) -> Lead | None:
+    def by_notification(self, message_ids: Iterable[str]) -> Lead | None:
         """The lead whose notification has one of these Message-IDs (first match wins)."""
         ids = [m for m in message_ids if m]  # parse already took off the angle brackets
         if not ids:
@@ -45,10 +54,10 @@ class LeadActions(ContactActions, LearningActions):
             select(Lead).where(Lead.notification_message_id.in_(ids)))}  # type: ignore[union-attr]
         return next((found[m] for m in ids if m in found), None)
 
-    def add_lead(self, book: AddressBook, account_id: int, email: str, first: str = "",
+    def add(self, book: AddressBook, account_id: int, email: str, first: str = "",
                  last: str = "", ip: str | None = None, comments: str = "") -> Lead:
         ip = normalize_ip(ip)
-        contact, _ = self.add_contact(account_id, email, first, last, ip)
+        contact, _ = self.contacts.add(account_id, email, first, last, ip)
         assert contact.id is not None
         lead = Lead(account_id=account_id, contact_id=contact.id, source_ip=ip,
                     source_net=network_of(ip), comments=comments)
@@ -57,38 +66,41 @@ class LeadActions(ContactActions, LearningActions):
         assert lead.id is not None
         lead.notification_message_id = notification_message_id(book, lead.id)
         self.session.add(lead)
-        self.record(events.LEAD_CREATED, "lead", lead.id, account_id, contact_id=contact.id)
+        self.recorder.record(events.LEAD_CREATED, "lead", lead.id, account_id,
+                             contact_id=contact.id)
         return lead
 
     def flag_spam(self, lead: Lead, **why: Any) -> bool:
         """Mark this lead (only this activity) spam: it leaves the inbox, search, reports and,
         if not exported yet, the CRM export. False (and no event) when it already was.
         ``why`` goes into the event (the score and reasons of an automatic flag)."""
-        if not self.change(lead, _FLAG, status=LeadStatus.SPAM, flagged_at=utcnow(),
-                           flagged_by=self.actor.name, flagged_via=self.actor.via):
+        actor = self.recorder.actor  # who acts now (``acting_as``)
+        if not self.recorder.change(lead, _FLAG, status=LeadStatus.SPAM, flagged_at=utcnow(),
+                                    flagged_by=actor.name, flagged_via=actor.via):
             return False
-        self.record(events.LEAD_FLAGGED_SPAM, "lead", lead.id, lead.account_id,
-                    contact_id=lead.contact_id, exported=lead.exported_at is not None, **why)
-        if self.actor.via != "auto":  # a person's flag: a label
-            self.learn(lead.account_id, self._features(lead), spam_=1)
+        self.recorder.record(events.LEAD_FLAGGED_SPAM, "lead", lead.id, lead.account_id,
+                             contact_id=lead.contact_id,
+                             exported=lead.exported_at is not None, **why)
+        if actor.via != "auto":  # a person's flag: a label
+            self.learning.learn(lead.account_id, self._features(lead), spam_=1)
         else:  # the system's: counted as spam until a person restores it
-            self.learn(lead.account_id, self._features(lead), auto=1)
+            self.learning.learn(lead.account_id, self._features(lead), auto=1)
         return True
 
     def restore(self, lead: Lead) -> bool:
         """Undo ``flag_spam``; False (and no event) when the lead is not spam."""
-        self.lock(lead)
+        self.recorder.lock(lead)
         if lead.status != LeadStatus.SPAM:
             return False
         flagged_by_person = lead.flagged_via not in (None, "auto")
         lead.status = LeadStatus.ACTIVE
         lead.flagged_at = lead.flagged_by = lead.flagged_via = None
         self.session.add(lead)
-        self.record(events.LEAD_RESTORED, "lead", lead.id, lead.account_id,
-                    contact_id=lead.contact_id)
-        if self.actor.via != "auto":  # a person's restore: a label the other way
-            self.learn(lead.account_id, self._features(lead), ham=1,
-                       **({"spam_": -1} if flagged_by_person else {"auto": -1}))
+        self.recorder.record(events.LEAD_RESTORED, "lead", lead.id, lead.account_id,
+                             contact_id=lead.contact_id)
+        if self.recorder.actor.via != "auto":  # a person's restore: a label the other way
+            self.learning.learn(lead.account_id, self._features(lead), ham=1,
+                                **({"spam_": -1} if flagged_by_person else {"auto": -1}))
         return True
 
     def _features(self, lead: Lead) -> list[str]:
@@ -112,15 +124,15 @@ class LeadActions(ContactActions, LearningActions):
 
     def mark_exported(self, lead: Lead) -> bool:
         """Record that the lead went to the CRM; spam leads are never exported."""
-        self.lock(lead)
+        self.recorder.lock(lead)
         if lead.status != LeadStatus.ACTIVE or lead.exported_at is not None:
             return False
         lead.exported_at = utcnow()
         self.session.add(lead)
-        self.record(events.LEAD_EXPORTED, "lead", lead.id, lead.account_id)
+        self.recorder.record(events.LEAD_EXPORTED, "lead", lead.id, lead.account_id)
         return True
 
     def refuse(self, reason: str, lead: Lead | None, **data: Any) -> Recorded:
         """Record an asked-for change we did not make, and why (a reply not allowed, ...)."""
-        return self.record(events.REPLY_REFUSED, "lead", lead.id if lead else None,
-                           lead.account_id if lead else None, reason=reason, **data)
+        return self.recorder.record(events.REPLY_REFUSED, "lead", lead.id if lead else None,
+                                    lead.account_id if lead else None, reason=reason, **data)

@@ -63,9 +63,16 @@ def _write_counts(session: Session, rows: list[dict]) -> None:
                                  [total[key] for key in sorted(total)])
 
 
-class LearningActions(Recorder):
-    def model_counts(self, account_id: int, features: Iterable[str]
-                     ) -> tuple[dict[str, spam.Counts], dict[str, spam.Counts]]:
+class Learning:
+    """The spam model's counts: read as a lead is scored, added to by a score and a label."""
+
+    __slots__ = ("recorder", "session")
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder, self.session = recorder, recorder.session
+
+    def counts(self, account_id: int, features: Iterable[str]
+               ) -> tuple[dict[str, spam.Counts], dict[str, spam.Counts]]:
         """(the platform's, the account's) counts of these features (and of the labels)."""
         write_deferred(self.session, _COUNTS_KIND)  # this transaction's own, counted
         wanted = [*features, spam.LABELS]
@@ -81,7 +88,7 @@ class LearningActions(Recorder):
               spam_: int = 0, ham: int = 0, auto: int = 0) -> None:
         """Add to the counts of these features (and the labels'), the platform's and the
         account's, at the commit."""
-        self.defer(_COUNTS_KIND, (
+        self.recorder.defer(_COUNTS_KIND, (
             {"account_id": a, "feature": f, "seen": seen, "spam": spam_, "ham": ham,
              "auto": auto}
             for a in {0, account_id} for f in {*features, spam.LABELS}))

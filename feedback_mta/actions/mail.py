@@ -52,18 +52,25 @@ def digest(*, to: str, reply_address: str, from_name: str, subject: str, message
     return bytes(msg)
 
 
-class MailActions(Recorder):
-    def queue_mail(self, purpose: str, rcpt_to: str, raw: bytes,
+class Mail:
+    """The outbox: mail queued in the transaction of the change it reports."""
+
+    __slots__ = ("recorder", "session")
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder, self.session = recorder, recorder.session
+
+    def queue(self, purpose: str, rcpt_to: str, raw: bytes,
                    lead: Lead | None = None) -> OutboundMessage:
         """Queue a mail in this transaction; the service sends it after the commit."""
-        mail = OutboundMessage(inbound_message_id=self.inbound_message_id,
+        mail = OutboundMessage(inbound_message_id=self.recorder.inbound_message_id,
                                lead_id=lead.id if lead else None, purpose=purpose,
                                mail_from="", rcpt_to=rcpt_to, raw=raw)
         self.session.add(mail)
         self.session.flush()
         assert mail.id is not None
-        self.queued_mail.append(mail.id)
-        self.note(events.MAIL_QUEUED, outbound_id=mail.id, purpose=purpose,
-                  lead_id=lead.id if lead else None,
-                  inbound_message_id=self.inbound_message_id)
+        self.recorder.queued_mail.append(mail.id)
+        self.recorder.note(events.MAIL_QUEUED, outbound_id=mail.id, purpose=purpose,
+                           lead_id=lead.id if lead else None,
+                           inbound_message_id=self.recorder.inbound_message_id)
         return mail

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 from sqlmodel import func, select
 
 from feedback_mta import events
-from feedback_mta.actions.accounts import AccountActions
-from feedback_mta.actions.audit import Invalid, NotFound
+from feedback_mta.actions.accounts import Accounts
+from feedback_mta.actions.audit import Invalid, NotFound, Recorder
 from feedback_mta.store.models import ApiKey, Event, IdempotencyKey, Webhook, utcnow
 
 KEY_PREFIX = "fmk_"
@@ -43,17 +43,26 @@ def check_event_types(types: Iterable[str]) -> list[str]:
     return out
 
 
-class PlatformActions(AccountActions):
+class Platform:
+    """The sending platform's keys, webhooks and remembered answers, each of one account
+    (checked in ``accounts``) or of all."""
+
+    __slots__ = ("accounts", "recorder", "session")
+
+    def __init__(self, recorder: Recorder, accounts: Accounts) -> None:
+        self.recorder, self.session = recorder, recorder.session
+        self.accounts = accounts
+
     def add_key(self, account_id: int | None, name: str = "") -> tuple[ApiKey, str]:
         """A new key of one account (or of every account: None); (row, the key itself)."""
         if account_id is not None:
-            self.account(account_id)
+            self.accounts.get(account_id)
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         row = ApiKey(account_id=account_id, name=name.strip(), key_hash=hash_key(key))
         self.session.add(row)
         self.session.flush()
-        self.record(events.KEY_CREATED, "key", row.id, account_id, name=row.name,
-                    all_accounts=account_id is None)
+        self.recorder.record(events.KEY_CREATED, "key", row.id, account_id, name=row.name,
+                             all_accounts=account_id is None)
         return row, key
 
     def revoke_key(self, key_id: int) -> bool:
@@ -65,7 +74,7 @@ class PlatformActions(AccountActions):
             return False
         row.revoked_at = utcnow()
         self.session.add(row)
-        self.record(events.KEY_REVOKED, "key", row.id, row.account_id)
+        self.recorder.record(events.KEY_REVOKED, "key", row.id, row.account_id)
         return True
 
     def remember(self, scope: str, key: str, request_hash: str, status_code: int,
@@ -83,7 +92,7 @@ class PlatformActions(AccountActions):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise Invalid(f"not an http(s) URL: {url!r}")
         if account_id is not None:
-            self.account(account_id)
+            self.accounts.get(account_id)
         types = check_event_types(event_types) or None
         secret = SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
         # From now on: the events committed so far are not sent (the feed has them).
@@ -92,8 +101,8 @@ class PlatformActions(AccountActions):
                        event_types=types, cursor=last)
         self.session.add(hook)
         self.session.flush()
-        self.record(events.WEBHOOK_CREATED, "webhook", hook.id, account_id, url=hook.url,
-                    event_types=types)
+        self.recorder.record(events.WEBHOOK_CREATED, "webhook", hook.id, account_id, url=hook.url,
+                             event_types=types)
         return hook
 
     def webhook(self, webhook_id: int) -> Webhook:
@@ -107,4 +116,5 @@ class PlatformActions(AccountActions):
         hook = self.webhook(webhook_id)
         hook.removed_at = utcnow()
         self.session.add(hook)
-        self.record(events.WEBHOOK_REMOVED, "webhook", hook.id, hook.account_id, url=hook.url)
+        self.recorder.record(events.WEBHOOK_REMOVED, "webhook", hook.id, hook.account_id,
+                             url=hook.url)

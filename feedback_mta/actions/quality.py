@@ -19,9 +19,9 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from feedback_mta import events
-from feedback_mta.actions.accounts import normalize_email, normalize_ip
-from feedback_mta.actions.audit import Invalid, Recorded
-from feedback_mta.actions.contacts import ContactActions
+from feedback_mta.actions.accounts import Accounts, normalize_email, normalize_ip
+from feedback_mta.actions.audit import Invalid, Recorded, Recorder
+from feedback_mta.actions.contacts import Contacts
 from feedback_mta.config import Config
 from feedback_mta.quality.verdict import (
     CROSS_ACCOUNT,
@@ -82,7 +82,16 @@ def verdict_for(contact: Contact, pol: Policy, ips: tuple[str, ...],
                   engaged=contact.engaged_at is not None, verified=verified_reasons(contact))
 
 
-class QualityActions(ContactActions):
+class Quality:
+    """The contact check's decisions made real, in terms of ``contacts`` (tags, opt-outs),
+    and the suspect networks it reads."""
+
+    __slots__ = ("accounts", "contacts", "recorder", "session")
+
+    def __init__(self, recorder: Recorder, accounts: Accounts, contacts: Contacts) -> None:
+        self.recorder, self.session = recorder, recorder.session
+        self.accounts, self.contacts = accounts, contacts
+
     def apply(self, contact: Contact, verdict: Verdict, deadline: datetime) -> bool:
         """Make the contact what the verdict says; True when something changed."""
         if verdict.level is Level.INVALID:
@@ -124,9 +133,9 @@ class QualityActions(ContactActions):
     def import_contacts(self, account_id: int, rows: Sequence[tuple[int, Mapping[str, Any]]],
                         pol: Policy, period: float) -> ImportResult:
         """Add a batch of contacts (``contact import``) and check each as it arrives: what
-        ``add_contact`` and ``screen`` do row by row, with one lookup per batch instead of
+        ``Contacts.add`` and ``screen`` do row by row, with one lookup per batch instead of
         several per row. A row with a bad address or IP is refused by its line number."""
-        self.account(account_id)
+        self.accounts.get(account_id)
         result = ImportResult()
         wanted: dict[str, tuple[str, str, str | None]] = {}
         for line, row in rows:
@@ -152,7 +161,7 @@ class QualityActions(ContactActions):
         self.session.add_all(new)
         self.session.flush()
         for contact in new:
-            self.record(events.CONTACT_CREATED, "contact", contact.id, account_id)
+            self.recorder.record(events.CONTACT_CREATED, "contact", contact.id, account_id)
         result.counts["created"] += len(new)
         result.counts["existing"] += len(found)
         by_email: dict[str, list[Contact]] = defaultdict(list)
@@ -178,17 +187,17 @@ class QualityActions(ContactActions):
         """Known bad: record why, tag it ``SYSTEM - Invalid Contact`` and opt it out
         (``invalid_contact``). Sticky: nothing but ``verify`` undoes it. False when it was
         invalid already."""
-        self.lock(contact)
+        self.recorder.lock(contact)
         if contact.quality == Level.INVALID:
             return False
         reasons = list(reasons)
         self._set_quality(contact, Level.INVALID, reasons)
         contact.review_deadline = None
-        self.record(events.CONTACT_INVALID, "contact", contact.id, contact.account_id,
-                    reasons=reasons)
-        self.untag(contact, SUSPECTED_TAG)
-        self.tag(contact, INVALID_TAG)
-        self.opt_out(contact, INVALID_REASON)
+        self.recorder.record(events.CONTACT_INVALID, "contact", contact.id, contact.account_id,
+                             reasons=reasons)
+        self.contacts.untag(contact, SUSPECTED_TAG)
+        self.contacts.tag(contact, INVALID_TAG)
+        self.contacts.opt_out(contact, INVALID_REASON)
         return True
 
     def mark_suspected(self, contact: Contact, reasons: Iterable[str],
@@ -196,7 +205,7 @@ class QualityActions(ContactActions):
         """Suspected: tag it ``SYSTEM - Suspected Invalid Contact`` with a review deadline.
         A contact already suspected keeps its deadline (new reasons are added); an opted-out
         or invalid one is left alone. False when nothing changed."""
-        self.lock(contact)
+        self.recorder.lock(contact)
         if contact.status != ContactStatus.ACTIVE or contact.quality == Level.INVALID:
             return False
         reasons = list(reasons)
@@ -206,15 +215,16 @@ class QualityActions(ContactActions):
             if not new:
                 return False
             self._set_quality(contact, Level.SUSPECTED, known + new)
-            self.record(events.CONTACT_SUSPECTED, "contact", contact.id, contact.account_id,
-                        reasons=new, review_deadline=str(contact.review_deadline))
+            self.recorder.record(events.CONTACT_SUSPECTED, "contact", contact.id,
+                                 contact.account_id, reasons=new,
+                                 review_deadline=str(contact.review_deadline))
             return True
         self._set_quality(contact, Level.SUSPECTED, reasons)
         contact.review_deadline = deadline
         contact.reminded_at = None
-        self.record(events.CONTACT_SUSPECTED, "contact", contact.id, contact.account_id,
-                    reasons=reasons, review_deadline=deadline.isoformat())
-        self.tag(contact, SUSPECTED_TAG)
+        self.recorder.record(events.CONTACT_SUSPECTED, "contact", contact.id, contact.account_id,
+                             reasons=reasons, review_deadline=deadline.isoformat())
+        self.contacts.tag(contact, SUSPECTED_TAG)
         return True
 
     def mark_checked(self, contact: Contact) -> None:
@@ -234,30 +244,30 @@ class QualityActions(ContactActions):
         """An admin says this is a real person: take the system tags off, drop the deadline,
         remember the reasons so they do not tag it again, and undo an opt-out the quality
         check made. False when it was verified and untagged already."""
-        self.lock(contact)
-        had_tags = [t for t in SYSTEM_TAGS if t in self.tags(contact)]
+        self.recorder.lock(contact)
+        had_tags = [t for t in SYSTEM_TAGS if t in self.contacts.tags(contact)]
         if contact.verified_at is not None and not had_tags and contact.review_deadline is None:
             return False
         reasons = list(contact.quality_reasons or ())
         seen = verified_reasons(contact)
         contact.verified_at = contact.updated_at = utcnow()
-        contact.verified_by = self.actor.name
+        contact.verified_by = self.recorder.actor.name
         contact.verified_reasons = seen + [r for r in reasons if r not in seen]
         contact.review_deadline = None
         contact.quality = Level.OK
         self.session.add(contact)
-        self.record(events.CONTACT_VERIFIED, "contact", contact.id, contact.account_id,
-                    reasons=reasons)
+        self.recorder.record(events.CONTACT_VERIFIED, "contact", contact.id, contact.account_id,
+                             reasons=reasons)
         for name in had_tags:
-            self.untag(contact, name)
+            self.contacts.untag(contact, name)
         if contact.opt_out_reason in (INVALID_REASON, EXPIRED_REASON):
-            self.opt_in(contact, "verified")
+            self.contacts.opt_in(contact, "verified")
         return True
 
     def engage(self, contact: Contact, kind: Engagement) -> bool:
         """Record a purchase, double opt-in, open or click. An engaged contact is never
         called bad: a pending suspicion is cleared. False when this kind was known."""
-        self.lock(contact)
+        self.recorder.lock(contact)
         kinds = set(contact.engagement.split())
         if kind.value in kinds:
             return False
@@ -269,10 +279,10 @@ class QualityActions(ContactActions):
             contact.quality = Level.OK
             contact.review_deadline = None
         self.session.add(contact)
-        self.record(events.CONTACT_ENGAGED, "contact", contact.id, contact.account_id,
-                    kind=kind.value, cleared_suspicion=cleared)
+        self.recorder.record(events.CONTACT_ENGAGED, "contact", contact.id, contact.account_id,
+                             kind=kind.value, cleared_suspicion=cleared)
         if cleared:
-            self.untag(contact, SUSPECTED_TAG)
+            self.contacts.untag(contact, SUSPECTED_TAG)
         return True
 
     def expire_review(self, contact_id: int, now: datetime) -> bool:
@@ -297,8 +307,8 @@ class QualityActions(ContactActions):
                     opted_out_at=now, updated_at=now, review_deadline=None)).rowcount
         if done != 1:
             return False
-        self.record(events.CONTACT_OPTED_OUT, "contact", contact_id, row.account_id,
-                    reason=EXPIRED_REASON, review_deadline=str(row.review_deadline))
+        self.recorder.record(events.CONTACT_OPTED_OUT, "contact", contact_id, row.account_id,
+                             reason=EXPIRED_REASON, review_deadline=str(row.review_deadline))
         return True
 
     def claim_reminders(self, contact_ids: Iterable[int], now: datetime) -> list[int]:
@@ -314,8 +324,8 @@ class QualityActions(ContactActions):
 
     def refuse_review(self, reason: str, account_id: int, **data: Any) -> Recorded:
         """Record a reply to a review digest that was not allowed to act, and why."""
-        return self.record(events.REVIEW_REFUSED, "account", account_id, account_id,
-                           reason=reason, **data)
+        return self.recorder.record(events.REVIEW_REFUSED, "account", account_id, account_id,
+                                    reason=reason, **data)
 
     def _network(self, cidr: str) -> tuple[str, SuspectNetwork | None]:
         """The normalized CIDR and its row, if it is in the table."""
@@ -330,10 +340,10 @@ class QualityActions(ContactActions):
         cidr, row = self._network(cidr)
         if row is not None:
             return row, False
-        row = SuspectNetwork(cidr=cidr, note=note, created_by=self.actor.name)
+        row = SuspectNetwork(cidr=cidr, note=note, created_by=self.recorder.actor.name)
         self.session.add(row)
         self.session.flush()
-        self.record(events.NETWORK_ADDED, "network", row.id, None, cidr=cidr, note=note)
+        self.recorder.record(events.NETWORK_ADDED, "network", row.id, None, cidr=cidr, note=note)
         return row, True
 
     def remove_network(self, cidr: str) -> bool:
@@ -342,5 +352,5 @@ class QualityActions(ContactActions):
             return False
         self.session.delete(row)
         self.session.flush()
-        self.record(events.NETWORK_REMOVED, "network", row.id, None, cidr=cidr)
+        self.recorder.record(events.NETWORK_REMOVED, "network", row.id, None, cidr=cidr)
         return True

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from feedback_mta.actions.audit import SYSTEM
-from feedback_mta.actions.behaviour import BehaviourActions
-from feedback_mta.actions.leads import LeadActions
-from feedback_mta.actions.quality import QualityActions, policy
+from feedback_mta.actions.audit import SYSTEM, Recorder
+from feedback_mta.actions.behaviour import Behaviour
+from feedback_mta.actions.contacts import Contacts
+from feedback_mta.actions.leads import Leads
+from feedback_mta.actions.learning import Learning
+from feedback_mta.actions.quality import Quality, policy
 from feedback_mta.addresses import AddressBook
 from feedback_mta.config import Config
 from feedback_mta.quality import spam
@@ -18,14 +20,29 @@ from feedback_mta.quality.verdict import Verdict
 from feedback_mta.store.models import Contact, Lead
 
 
-class RegistrationActions(LeadActions, QualityActions, BehaviourActions):
-    def register_lead(self, config: Config, account_id: int, email: str, first: str = "",
-                      last: str = "", ip: str | None = None,
-                      comments: str = "") -> tuple[Lead, Contact, Verdict]:
-        lead = self.add_lead(AddressBook.from_config(config), account_id, email, first, last,
-                             ip, comments)
-        contact = self.contact(lead.contact_id)
-        verdict = self.screen(contact, policy(self.session, config), config.review.period)
+class Registration:
+    """What the platform registers, created and judged at once: the contact screened
+    (``quality``), the lead scored (``learning``, ``behaviour``) and flagged from the
+    threshold on (``leads``)."""
+
+    __slots__ = ("behaviour", "contacts", "leads", "learning", "quality", "recorder",
+                 "session")
+
+    def __init__(self, recorder: Recorder, contacts: Contacts, leads: Leads,
+                 quality: Quality, learning: Learning, behaviour: Behaviour) -> None:
+        self.recorder, self.session = recorder, recorder.session
+        self.contacts, self.leads, self.quality = contacts, leads, quality
+        self.learning, self.behaviour = learning, behaviour
+
+    def add_lead(self, config: Config, account_id: int, email: str, first: str = "",
+                 last: str = "", ip: str | None = None,
+                 comments: str = "") -> tuple[Lead, Contact, Verdict]:
+        """The new lead (of the contact, created if new), its contact and the verdict on it."""
+        lead = self.leads.add(AddressBook.from_config(config), account_id, email, first, last,
+                              ip, comments)
+        contact = self.contacts.get(lead.contact_id)
+        verdict = self.quality.screen(contact, policy(self.session, config),
+                                      config.review.period)
         self.score_lead(lead, contact, verdict, config.leads.auto_flag_threshold)
         return lead, contact, verdict
 
@@ -41,22 +58,22 @@ class RegistrationActions(LeadActions, QualityActions, BehaviourActions):
         # What it says (and who sent it) are the features; how it came is not.
         features = spam.features(lead.comments, contact.email,
                                  spam.score(content, said).reasons)
-        platform, account = self.model_counts(lead.account_id, features)
+        platform, account = self.learning.counts(lead.account_id, features)
         rules = spam.score(replace(
-            content, **self.behaviour(lead, contact.email),  # type: ignore[arg-type]
+            content, **self.behaviour.facts(lead, contact.email),  # type: ignore[arg-type]
             script_share=spam.script_share(account, spam.script(lead.comments))), said)
         found = spam.with_learned(rules, *spam.learned(platform, account))
-        self.learn(lead.account_id, features, seen=1)
+        self.learning.learn(lead.account_id, features, seen=1)
         lead.spam_score, lead.spam_reasons = found.score, list(found.reasons)
         self.session.add(lead)
         if found.flagged(threshold):
-            with self.acting_as(SYSTEM):
-                self.flag_spam(lead, score=found.score, reasons=list(found.reasons))
+            with self.recorder.acting_as(SYSTEM):
+                self.leads.flag_spam(lead, score=found.score, reasons=list(found.reasons))
         return found
 
-    def register_contact(self, config: Config, account_id: int, email: str, first: str = "",
-                         last: str = "", ip: str | None = None) -> tuple[Contact, bool]:
+    def add_contact(self, config: Config, account_id: int, email: str, first: str = "",
+                    last: str = "", ip: str | None = None) -> tuple[Contact, bool]:
         """The contact (created if new, screened either way) and whether it was new."""
-        contact, created = self.add_contact(account_id, email, first, last, ip)
-        self.screen(contact, policy(self.session, config), config.review.period)
+        contact, created = self.contacts.add(account_id, email, first, last, ip)
+        self.quality.screen(contact, policy(self.session, config), config.review.period)
         return contact, created

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from feedback_mta import logs
-from feedback_mta.actions.accounts import AccountActions, normalize_email
-from feedback_mta.actions.mail import MailActions, digest
+from feedback_mta.actions.accounts import normalize_email
+from feedback_mta.actions.mail import Mail, digest
 from feedback_mta.store.models import ReviewLink, Role, User, table_of, utcnow
 
 log = logs.get(__name__)
@@ -54,7 +54,15 @@ def reviewer_accounts(session: Session, email: str) -> list[int]:
     return sorted(u.account_id for u in users if Role.CONTACT_ADMIN in u.role_set)
 
 
-class ReviewActions(MailActions, AccountActions):
+class Review:
+    """Sign-in links to the review page: stored as a hash, mailed through ``mail``. A
+    link is no audit event (it changes no account, contact or lead): a log line is."""
+
+    __slots__ = ("mail", "session")
+
+    def __init__(self, session: Session, mail: Mail) -> None:
+        self.session, self.mail = session, mail
+
     def reviewer_accounts(self, email: str) -> list[int]:
         return reviewer_accounts(self.session, email)
 
@@ -77,7 +85,7 @@ class ReviewActions(MailActions, AccountActions):
             email=address, secret_hash=_hash(secret), created_at=now,
             expires_at=now + timedelta(seconds=lifetime)).returning(_R.c.id)).scalar_one()
         url = f"{base_url.rstrip('/')}/review/link/{link_id}.{secret}"
-        self.queue_mail("review.sign_in", address, sign_in_mail(
+        self.mail.queue("review.sign_in", address, sign_in_mail(
             to=address, url=url, minutes=max(1, round(lifetime / 60)), from_name=from_name,
             sender=sender, domain=domain))
         log.info("review.link_sent", link_id=link_id)

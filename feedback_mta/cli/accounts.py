@@ -42,8 +42,8 @@ RoleOpt = Annotated[list[Role] | None, typer.Option("--role", help="Role (repeat
 def account_add(name: Annotated[str, typer.Argument(metavar="NAME")], config: ConfigOpt = None,
                 as_json: JsonOpt = False) -> None:
     """Add an account; prints its id."""
-    with writing(config) as (_, act):
-        account = act.add_account(name)
+    with writing(config) as (_, uow):
+        account = uow.accounts.add(name)
     emit({"id": account.id, "name": account.name}, as_json)
 
 
@@ -75,8 +75,8 @@ def account_resume(account_id: IdArg, config: ConfigOpt = None, as_json: JsonOpt
     """Clear the guard's pause (or warning): sending ok, counted afresh from now."""
     from feedback_mta.queries import accounts
 
-    with writing(config) as (_, act):
-        changed = act.resume(account_id)
+    with writing(config) as (_, uow):
+        changed = uow.accounts.resume(account_id)
     with reading(config) as (cfg, session):
         emit({**accounts.sending(session, account_id, cfg.guard.window),
               "id": account_id, "changed": changed}, as_json)
@@ -110,8 +110,8 @@ def account_sent(
     except ValueError:
         raise Failure(f"--day: expected an ISO date such as 2026-11-21, got {day!r}",
                       EXIT_USAGE) from None
-    with writing(config) as (_, act):
-        row = act.add_sent(account_id, when, count)
+    with writing(config) as (_, uow):
+        row = uow.accounts.add_sent(account_id, when, count)
     emit({"account_id": account_id, "day": row.day, "sent": row.count}, as_json)
 
 
@@ -125,8 +125,8 @@ def _user_dict(user: User) -> dict[str, object]:
 def user_add(account: AccountOpt, email: EmailOpt, role: RoleOpt = None,
              config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Add a user to an account (or grant an existing one more roles)."""
-    with writing(config) as (_, act):
-        user = act.add_user(account, email, [r.value for r in role or ()])
+    with writing(config) as (_, uow):
+        user = uow.accounts.add_user(account, email, [r.value for r in role or ()])
     emit(_user_dict(user), as_json)
 
 
@@ -146,10 +146,10 @@ def user_list(account: AccountOpt, config: ConfigOpt = None, as_json: JsonOpt = 
 def user_remove(account: AccountOpt, email: EmailOpt, config: ConfigOpt = None,
                 as_json: JsonOpt = False) -> None:
     """Remove a user: replies from that address no longer act (the audit trail stays)."""
-    with writing(config) as (_, act):
-        user = act.existing_user(account, email)
+    with writing(config) as (_, uow):
+        user = uow.accounts.existing_user(account, email)
         result = {**_user_dict(user), "removed": True}
-        act.remove_user(user)
+        uow.accounts.remove_user(user)
     emit(result, as_json)
 
 
@@ -160,7 +160,7 @@ def role_remove(account: AccountOpt, email: EmailOpt,
                                                          show_default=False)],
                 config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Take roles from a user ("changed": false if it held none of them)."""
-    with writing(config) as (_, act):
-        user = act.existing_user(account, email)
-        changed = act.revoke_roles(user, [r.value for r in role])
+    with writing(config) as (_, uow):
+        user = uow.accounts.existing_user(account, email)
+        changed = uow.accounts.revoke_roles(user, [r.value for r in role])
     emit({**_user_dict(user), "changed": changed}, as_json)

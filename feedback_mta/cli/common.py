@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # the database stack is imported on use: a command starts fas
     from sqlalchemy.engine import Connection, Engine
     from sqlmodel import Session
 
-    from feedback_mta.actions import Actions
+    from feedback_mta.actions import UnitOfWork
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG, EXIT_DATABASE = 1, 2, 3, 4
 
@@ -138,7 +138,7 @@ def connection(config: Path | None) -> Iterator[Connection]:
 
 @contextmanager
 def writing(config: Path | None, by: str | None = None
-            ) -> Iterator[tuple[config_mod.Config, Actions]]:
+            ) -> Iterator[tuple[config_mod.Config, UnitOfWork]]:
     """The config and the actions of one transaction (committed, then logged), acting as
     ``cli`` or ``cli:<by>``."""
     from feedback_mta.actions import unit_of_work

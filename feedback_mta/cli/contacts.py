@@ -33,7 +33,7 @@ from feedback_mta.quality.verdict import Engagement
 from feedback_mta.store.states import ContactStatus
 
 if TYPE_CHECKING:
-    from feedback_mta.actions import Actions
+    from feedback_mta.actions import UnitOfWork
     from feedback_mta.store.models import Contact
 
 contact_app = typer.Typer(help="Contacts.", no_args_is_help=True)
@@ -62,9 +62,9 @@ def contact_add(account: AccountOpt, email: EmailOpt, first: FirstOpt = "", last
     from feedback_mta.queries.contacts import contact_dict
 
     address = checked_ip(ip)
-    with writing(config) as (cfg, act):
-        contact, created = act.register_contact(cfg, account, email, first, last, address)
-        result = {**contact_dict(act.session, contact), "created": created}
+    with writing(config) as (cfg, uow):
+        contact, created = uow.registration.add_contact(cfg, account, email, first, last, address)
+        result = {**contact_dict(uow.session, contact), "created": created}
     emit(result, as_json)
 
 
@@ -116,18 +116,18 @@ def contact_import(
     counts: Counter[str] = Counter()
     errors: list[dict[str, Any]] = []
     rows = import_rows(file)
-    with unit_of_work(engine, CLI) as act:
-        act.account(account)  # an unknown account fails before any row
+    with unit_of_work(engine, CLI) as uow:
+        uow.accounts.get(account)  # an unknown account fails before any row
     show = sys.stderr.isatty() and not as_json
     with typer.progressbar(length=0, label="importing", file=sys.stderr, hidden=not show,
                            show_pos=True) as bar:
         while batch := list(itertools.islice(rows, IMPORT_BATCH)):
             unreadable = [(n, row) for n, row in batch if UNREADABLE in row]
             errors += [{"line": n, "error": row[UNREADABLE]} for n, row in unreadable]
-            with unit_of_work(engine, CLI) as act:
-                done = act.import_contacts(
+            with unit_of_work(engine, CLI) as uow:
+                done = uow.quality.import_contacts(
                     account, [(n, row) for n, row in batch if UNREADABLE not in row],
-                    policy(act.session, cfg), cfg.review.period)
+                    policy(uow.session, cfg), cfg.review.period)
             counts.update(done.counts)
             errors += [{"line": n, "error": why} for n, why in done.errors]
             bar.update(len(batch))
@@ -171,14 +171,14 @@ def contact_list(
                      "mailable", "review_deadline", "quality_reasons"), as_json)
 
 
-def _change(contact_id: int, by: str | None, change: Callable[[Actions, Contact], object],
+def _change(contact_id: int, by: str | None, change: Callable[[UnitOfWork, Contact], object],
             config: Path | None, as_json: bool) -> None:
     from feedback_mta.queries.contacts import contact_dict
 
-    with writing(config, by) as (_, act):
-        contact = act.contact(contact_id)
-        changed = change(act, contact)
-        result = {**contact_dict(act.session, contact), "changed": bool(changed)}
+    with writing(config, by) as (_, uow):
+        contact = uow.contacts.get(contact_id)
+        changed = change(uow, contact)
+        result = {**contact_dict(uow.session, contact), "changed": bool(changed)}
     emit(result, as_json)
 
 
@@ -188,7 +188,7 @@ def contact_verify(contact_id: IdArg, by: ByOpt = None, config: ConfigOpt = None
                    as_json: JsonOpt = False) -> None:
     """A real person: remove the SYSTEM tags and the deadline, undo the check's opt-out, and
     do not tag it again for the same reasons."""
-    _change(contact_id, by, lambda act, c: act.verify(c), config, as_json)
+    _change(contact_id, by, lambda uow, c: uow.quality.verify(c), config, as_json)
 
 
 ReasonOpt = Annotated[str, typer.Option("--reason", metavar="TEXT")]
@@ -199,7 +199,7 @@ ReasonOpt = Annotated[str, typer.Option("--reason", metavar="TEXT")]
 def contact_optout(contact_id: IdArg, by: ByOpt = None, reason: ReasonOpt = "manual",
                    config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Opt a contact out now (reason "manual" unless given)."""
-    _change(contact_id, by, lambda act, c: act.opt_out(c, reason), config, as_json)
+    _change(contact_id, by, lambda uow, c: uow.contacts.opt_out(c, reason), config, as_json)
 
 
 @contact_app.command("optin")
@@ -210,7 +210,7 @@ def contact_optin(contact_id: IdArg, reason: Annotated[str, typer.Option(
                   by: ByOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Opt a contact back in (the person asked, or an opt-out was a mistake); "changed":
     false if it was not opted out."""
-    _change(contact_id, by, lambda act, c: act.opt_in(c, reason), config, as_json)
+    _change(contact_id, by, lambda uow, c: uow.contacts.opt_in(c, reason), config, as_json)
 
 
 @contact_app.command("engage")
@@ -221,7 +221,7 @@ def contact_engage(contact_id: IdArg,
                    config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Record a purchase, double opt-in, open or click: the contact is never called bad, and
     a pending suspicion is cleared."""
-    _change(contact_id, None, lambda act, c: act.engage(c, kind), config, as_json)
+    _change(contact_id, None, lambda uow, c: uow.quality.engage(c, kind), config, as_json)
 
 
 @contact_app.command("delete")
@@ -229,8 +229,8 @@ def contact_engage(contact_id: IdArg,
 def contact_delete(contact_id: IdArg, by: ByOpt = None, config: ConfigOpt = None,
                    as_json: JsonOpt = False) -> None:
     """Delete a contact with its leads and tags (the audit events stay)."""
-    with writing(config, by) as (_, act):
-        removed = act.delete_contact(act.contact(contact_id))
+    with writing(config, by) as (_, uow):
+        removed = uow.contacts.delete(uow.contacts.get(contact_id))
     emit({"id": contact_id, "deleted": True, **removed}, as_json)
 
 
@@ -251,8 +251,8 @@ def contact_headers(contact_id: IdArg, config: ConfigOpt = None, as_json: JsonOp
 def contact_deliverable(contact_id: IdArg, config: ConfigOpt = None,
                         as_json: JsonOpt = False) -> None:
     """Make a contact mailable again after bounces (its mailbox works again)."""
-    with writing(config) as (_, act):
-        changed = act.mark_deliverable(act.contact(contact_id))
+    with writing(config) as (_, uow):
+        changed = uow.contacts.mark_deliverable(uow.contacts.get(contact_id))
     emit({"id": contact_id, "mailable": True, "changed": changed}, as_json)
 
 

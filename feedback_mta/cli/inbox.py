@@ -110,8 +110,8 @@ def _requeue(ids: list[int] | None, every: bool, state: MessageState, config: Co
 
     if not ids and not every:
         raise Failure(f"name message ids or pass --{state.value}", EXIT_USAGE)
-    with writing(config) as (_, act):
-        done = act.requeue(ids or [], state=state, every=every)
+    with writing(config) as (_, uow):
+        done = uow.inbox.requeue(ids or [], state=state, every=every)
     emit({"requeued": len(done), "ids": done}, as_json)
 
 

@@ -28,7 +28,7 @@ from feedback_mta.cli.common import (
 from feedback_mta.store.states import LeadStatus
 
 if TYPE_CHECKING:
-    from feedback_mta.actions import Actions
+    from feedback_mta.actions import UnitOfWork
     from feedback_mta.store.models import Lead
 
 lead_app = typer.Typer(help="Leads (contact activities).", no_args_is_help=True)
@@ -67,9 +67,9 @@ def lead_add(account: AccountOpt, email: EmailOpt, first: FirstOpt = "", last: L
     from feedback_mta.queries.leads import registered
 
     address = checked_ip(ip)
-    with writing(config) as (cfg, act):
-        lead, contact, verdict = act.register_lead(cfg, account, email, first, last, address,
-                                                   comments)
+    with writing(config) as (cfg, uow):
+        lead, contact, verdict = uow.registration.add_lead(cfg, account, email, first, last,
+                                                           address, comments)
     emit(registered(lead, contact, verdict, AddressBook.from_config(cfg)), as_json)
 
 
@@ -107,14 +107,14 @@ def lead_list(account: MaybeAccountOpt = None,
                      "source_ip", "created_at"), as_json)
 
 
-def _change(lead_id: int, by: str | None, change: Callable[[Actions, Lead], bool],
+def _change(lead_id: int, by: str | None, change: Callable[[UnitOfWork, Lead], bool],
             config: Path | None, as_json: bool) -> None:
     from feedback_mta.addresses import AddressBook
     from feedback_mta.queries.leads import lead_dict
 
-    with writing(config, by) as (cfg, act):
-        lead = act.lead(lead_id)
-        changed = change(act, lead)
+    with writing(config, by) as (cfg, uow):
+        lead = uow.leads.get(lead_id)
+        changed = change(uow, lead)
     emit({**lead_dict(lead, AddressBook.from_config(cfg)), "changed": changed}, as_json)
 
 
@@ -123,7 +123,7 @@ def _change(lead_id: int, by: str | None, change: Callable[[Actions, Lead], bool
 def lead_flag(lead_id: IdArg, by: ByOpt = None, config: ConfigOpt = None,
               as_json: JsonOpt = False) -> None:
     """Mark a lead spam (as a dealer's SPAM reply would); "changed": false if it was."""
-    _change(lead_id, by, lambda act, lead: act.flag_spam(lead), config, as_json)
+    _change(lead_id, by, lambda uow, lead: uow.leads.flag_spam(lead), config, as_json)
 
 
 @lead_app.command("restore")
@@ -131,7 +131,7 @@ def lead_flag(lead_id: IdArg, by: ByOpt = None, config: ConfigOpt = None,
 def lead_restore(lead_id: IdArg, by: ByOpt = None, config: ConfigOpt = None,
                  as_json: JsonOpt = False) -> None:
     """Undo a spam flag; "changed": false if the lead was not spam."""
-    _change(lead_id, by, lambda act, lead: act.restore(lead), config, as_json)
+    _change(lead_id, by, lambda uow, lead: uow.leads.restore(lead), config, as_json)
 
 
 @lead_app.command("export")
@@ -152,11 +152,11 @@ def lead_export(account: AccountOpt, limit: LimitOpt = 1000,
             rows = [leads.export_row(lead, contact, book)
                     for lead, contact in leads.exportable(session, account, limit)]
     else:
-        with writing(config) as (cfg, act):
+        with writing(config) as (cfg, uow):
             book = AddressBook.from_config(cfg)
-            pairs = leads.exportable(act.session, account, limit)
+            pairs = leads.exportable(uow.session, account, limit)
             for lead, _ in pairs:
-                act.mark_exported(lead)
+                uow.leads.mark_exported(lead)
             rows = [leads.export_row(lead, contact, book) for lead, contact in pairs]
     emit_rows(rows, ("id", "account_id", "contact_id", "email", "first_name", "last_name",
                      "source_ip", "exported_at"), as_json)

@@ -43,8 +43,8 @@ def key_add(account: MaybeAccountOpt = None, all_accounts: AllAccountsOpt = Fals
             config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Make an API key; it is printed once ({"id", "key"}) and only its hash is kept."""
     scope = _scope(account, all_accounts)
-    with writing(config) as (_, act):
-        row, key = act.add_key(scope, name)
+    with writing(config) as (_, uow):
+        row, key = uow.platform.add_key(scope, name)
     emit({"id": row.id, "key": key, "account_id": row.account_id, "name": row.name}, as_json)
 
 
@@ -63,8 +63,8 @@ def key_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 @command
 def key_revoke(key_id: IdArg, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Revoke a key: its requests get 401 from now on."""
-    with writing(config) as (_, act):
-        changed = act.revoke_key(key_id)
+    with writing(config) as (_, uow):
+        changed = uow.platform.revoke_key(key_id)
     emit({"id": key_id, "revoked": True, "changed": changed}, as_json)
 
 
@@ -79,8 +79,8 @@ def webhook_add(url: Annotated[str, typer.Argument(metavar="URL", show_default=F
     """Subscribe URL to the events from now on; prints {"id", "secret"} (whsec_...), the
     key to check each delivery's webhook-signature with."""
     scope = _scope(account, all_accounts)
-    with writing(config) as (_, act):
-        hook = act.add_webhook(url, scope, event_types.split(","))
+    with writing(config) as (_, uow):
+        hook = uow.platform.add_webhook(url, scope, event_types.split(","))
     emit({"id": hook.id, "secret": hook.secret, "url": hook.url,
           "account_id": hook.account_id, "event_types": hook.event_types}, as_json)
 
@@ -102,8 +102,8 @@ def webhook_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 def webhook_remove(webhook_id: IdArg, config: ConfigOpt = None, as_json: JsonOpt = False
                    ) -> None:
     """Stop sending to a subscription (its deliveries stay listed)."""
-    with writing(config) as (_, act):
-        act.remove_webhook(webhook_id)
+    with writing(config) as (_, uow):
+        uow.platform.remove_webhook(webhook_id)
     emit({"id": webhook_id, "removed": True}, as_json)
 
 

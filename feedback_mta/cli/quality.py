@@ -97,8 +97,8 @@ def network_add(cidr: CidrArg,
                 config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Suspect form submissions from this network (checked as contacts arrive, and by
     classify)."""
-    with writing(config) as (_, act):
-        row, created = act.add_network(cidr, note)
+    with writing(config) as (_, uow):
+        row, created = uow.quality.add_network(cidr, note)
     emit({"cidr": row.cidr, "note": row.note, "created": created}, as_json)
 
 
@@ -106,8 +106,8 @@ def network_add(cidr: CidrArg,
 @command
 def network_remove(cidr: CidrArg, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Stop suspecting a network (contacts already tagged keep their tag and deadline)."""
-    with writing(config) as (_, act):
-        removed = act.remove_network(cidr)
+    with writing(config) as (_, uow):
+        removed = uow.quality.remove_network(cidr)
     if not removed:
         raise Failure(f"no suspect network {cidr}")
     emit({"cidr": cidr, "removed": True}, as_json)

@@ -31,5 +31,5 @@ def handle(ctx: HandlerContext) -> Outcome:
         return Outcome(MessageState.IGNORED, f"{box} mail kept (no [smtp] postmaster or "
                                              "[outbound] relay to forward it)")
     raw = resent(ctx.parsed.raw, to=to, by=f"{box}@{ctx.book.domain}", domain=ctx.book.domain)
-    ctx.actions.queue_mail(f"forward.{box}", to, raw)
+    ctx.uow.mail.queue(f"forward.{box}", to, raw)
     return Outcome(MessageState.PROCESSED, f"forwarded to {to}")

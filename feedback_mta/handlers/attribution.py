@@ -58,7 +58,7 @@ def resolve(ctx: HandlerContext) -> Attributed | None:
         named = named_contacts(ctx.classification, ctx.book)
     for how, contact_id in named:
         try:
-            return Attributed(ctx.actions.contact(contact_id), how)
+            return Attributed(ctx.uow.contacts.get(contact_id), how)
         except NotFound:  # genuine token of a contact since deleted
             continue
     account_id = account_named(ctx.classification, ctx.book)
@@ -73,7 +73,7 @@ def resolve(ctx: HandlerContext) -> Attributed | None:
     if account_id is None:
         return None
     for address in ctx.classification.recipients:
-        contact = ctx.actions.contact_by_email(account_id, address)
+        contact = ctx.uow.contacts.by_email(account_id, address)
         if contact is not None:
             return Attributed(contact, "recipient")
     return None

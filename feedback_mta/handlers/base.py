@@ -2,7 +2,8 @@
 
 Handlers are the step between ``classify`` and ``actions``: one per kind, registered in
 ``handlers.registry``. They decide from the parsed message and act only through
-``ctx.actions``, inside the transaction that also records the message's final state.
+``ctx.uow`` (``uow.contacts``, ``uow.leads``, ...), inside the transaction that also
+records the message's final state.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from feedback_mta.actions import Actions
+from feedback_mta.actions import UnitOfWork
 from feedback_mta.addresses import AddressBook
 from feedback_mta.config import (
     Config,
@@ -75,7 +76,7 @@ class HandlerContext:
     message_id: int
     parsed: ParsedMessage
     classification: Classification
-    actions: Actions
+    uow: UnitOfWork
     book: AddressBook
     settings: Settings = Settings()
     #: ``attribution.named_contacts``, when the processor read them before its transaction

@@ -31,15 +31,15 @@ def handle(ctx: HandlerContext) -> Outcome:
     # Hard or soft by this installation's table ([feedback] hard_reasons).
     bounced = bounced._replace(hard=is_hard(bounced.reason, bounced.status,
                                             frozenset(settings.hard_reasons)))
-    ctx.actions.record_bounce(contact, bounced, report.format, found.how)
+    ctx.uow.feedback.record_bounce(contact, bounced, report.format, found.how)
     detail = f"{bounced.status} {bounced.reason}".strip() if bounced.status else bounced.reason
     if bounced.hard:
-        ctx.actions.mark_undeliverable(contact, f"hard bounce: {detail}")
+        ctx.uow.contacts.mark_undeliverable(contact, f"hard bounce: {detail}")
         return Outcome(MessageState.PROCESSED, "hard bounce")
     since = utcnow() - timedelta(seconds=settings.soft_bounce_window)
-    count = ctx.actions.soft_bounces(contact, since)
+    count = ctx.uow.feedback.soft_bounces(contact, since)
     if count >= settings.soft_bounce_limit:
-        ctx.actions.mark_undeliverable(
+        ctx.uow.contacts.mark_undeliverable(
             contact, f"{count} soft bounces within {settings.soft_bounce_window / 86400:g} days"
                      f" (last: {detail})")
         return Outcome(MessageState.PROCESSED, f"soft bounce {count} of "

@@ -26,10 +26,10 @@ def handle(ctx: HandlerContext) -> Outcome:
         return UNATTRIBUTED
     report = ctx.classification.report
     ftype = ctx.classification.feedback_type or "abuse"
-    ctx.actions.record_feedback(found.contact, ftype, report.format if report else "unknown",
-                                found.how)
+    ctx.uow.feedback.record_report(found.contact, ftype, report.format if report else "unknown",
+                                   found.how)
     if not is_complaint(ftype):
         return Outcome(MessageState.PROCESSED, f"recorded ({ftype})")
-    if ctx.actions.opt_out(found.contact, "complaint"):
+    if ctx.uow.contacts.opt_out(found.contact, "complaint"):
         return Outcome(MessageState.PROCESSED, "opted out (complaint)")
     return Outcome(MessageState.PROCESSED, "complaint recorded (already opted out)")

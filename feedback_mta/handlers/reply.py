@@ -45,11 +45,11 @@ def find_lead(ctx: HandlerContext) -> Lead | None:
     recipient = ctx.classification.recipient
     if recipient is not None and recipient.box is Box.REPLY and recipient.object_id is not None:
         try:
-            return ctx.actions.lead(recipient.object_id)
+            return ctx.uow.leads.get(recipient.object_id)
         except NotFound:
             return None
     parsed = ctx.parsed
-    return ctx.actions.lead_by_notification([*parsed.in_reply_to, *reversed(parsed.references)])
+    return ctx.uow.leads.by_notification([*parsed.in_reply_to, *reversed(parsed.references)])
 
 
 def refusal(ctx: HandlerContext, account_id: int) -> str | None:
@@ -66,14 +66,14 @@ def refusal(ctx: HandlerContext, account_id: int) -> str | None:
             return "no DMARC result from a trusted server"
         if verdict == "fail":
             return "DMARC fail"
-    user = ctx.actions.user(account_id, sender)
+    user = ctx.uow.accounts.user(account_id, sender)
     if user is None:
         return "not a user of the account"
     if Role.CONTACT_ADMIN not in user.role_set:
         return NOT_CONTACT_ADMIN
     envelope = (parsed.mail_from or "").lower()
     if envelope and envelope != sender:
-        other = ctx.actions.user(account_id, envelope)
+        other = ctx.uow.accounts.user(account_id, envelope)
         if other is None or Role.CONTACT_ADMIN not in other.role_set:
             return "envelope sender is not a contact admin"
     return None
@@ -92,13 +92,13 @@ def handle(ctx: HandlerContext) -> Outcome:
         return Outcome(MessageState.IGNORED, "no command")
     why = refusal(ctx, lead.account_id)
     if why is not None:
-        ctx.actions.refuse(why, lead, intent=wanted, sender=parsed.from_address,
-                           envelope_sender=parsed.mail_from)
+        ctx.uow.leads.refuse(why, lead, intent=wanted, sender=parsed.from_address,
+                             envelope_sender=parsed.mail_from)
         if why == NOT_CONTACT_ADMIN:
             _acknowledge(ctx, lead, "ack.refused", commands.ACK_REFUSED)
         return Outcome(MessageState.IGNORED, f"refused: {why}")
     command = commands.BY_NAME[wanted]
-    if command.act(ctx.actions, lead):
+    if command.act(ctx.uow, lead):
         _acknowledge(ctx, lead, f"ack.{command.done.replace(' ', '_')}", command.ack_done)
         return Outcome(MessageState.PROCESSED, command.done)
     _acknowledge(ctx, lead, f"ack.{command.unchanged.replace(' ', '_')}", command.ack_unchanged)
@@ -121,16 +121,16 @@ def handle_review(ctx: HandlerContext) -> Outcome:
         return Outcome(MessageState.IGNORED, "no command")
     why = refusal(ctx, account_id)
     if why is not None:
-        ctx.actions.refuse_review(why, account_id, sender=parsed.from_address, contacts=ids)
+        ctx.uow.quality.refuse_review(why, account_id, sender=parsed.from_address, contacts=ids)
         return Outcome(MessageState.IGNORED, f"refused: {why}")
     done, unknown = [], []
     for named in ids:
-        found: Lead | Contact | None = (ctx.actions.session.get(Lead, named) if about == "lead"
-                                        else ctx.actions.session.get(Contact, named))
+        found: Lead | Contact | None = (ctx.uow.session.get(Lead, named) if about == "lead"
+                                        else ctx.uow.session.get(Contact, named))
         if found is None or found.account_id != account_id:
             unknown.append(named)  # never another account's
             continue
-        if command.act(ctx.actions, found) or about == "contact":
+        if command.act(ctx.uow, found) or about == "contact":
             done.append(named)
         else:
             unknown.append(named)  # a lead that is not flagged
@@ -143,7 +143,7 @@ def handle_review(ctx: HandlerContext) -> Outcome:
             from_name=ctx.settings.outbound.from_name, domain=ctx.book.domain,
             subject=parsed.subject or "Review", in_reply_to=parsed.message_id,
             references=parsed.references, text=text)
-        ctx.actions.queue_mail(f"ack.{command.done}", parsed.from_address, raw)
+        ctx.uow.mail.queue(f"ack.{command.done}", parsed.from_address, raw)
     if not done:
         return Outcome(MessageState.IGNORED, f"no {about} of the account")
     return Outcome(MessageState.PROCESSED, f"{command.done} {len(done)}")
@@ -169,4 +169,4 @@ def _acknowledge(ctx: HandlerContext, lead: Lead, purpose: str, text: str) -> No
         subject=parsed.subject or f"Lead #{lead.id}", in_reply_to=parsed.message_id,
         references=parsed.references,
         text=text.format(lead=lead.id, sender=parsed.from_address))
-    ctx.actions.queue_mail(purpose, parsed.from_address, raw, lead)
+    ctx.uow.mail.queue(purpose, parsed.from_address, raw, lead)

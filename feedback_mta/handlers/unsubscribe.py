@@ -22,7 +22,7 @@ def handle(ctx: HandlerContext) -> Outcome:
     if (recipient is not None and recipient.box is Box.UNSUBSCRIBE
             and recipient.object_id is not None):
         try:
-            contact = ctx.actions.contact(recipient.object_id)
+            contact = ctx.uow.contacts.get(recipient.object_id)
         except NotFound:
             return Outcome(MessageState.IGNORED, "unknown contact")
         how = "envelope"
@@ -35,7 +35,7 @@ def handle(ctx: HandlerContext) -> Outcome:
         return Outcome(MessageState.IGNORED, "no token")
     report = ctx.classification.report
     if report is not None and report.feedback_type:
-        ctx.actions.record_feedback(contact, report.feedback_type, report.format, how)
-    if ctx.actions.opt_out(contact, "unsubscribe"):
+        ctx.uow.feedback.record_report(contact, report.feedback_type, report.format, how)
+    if ctx.uow.contacts.opt_out(contact, "unsubscribe"):
         return Outcome(MessageState.PROCESSED, "opted out")
     return Outcome(MessageState.IGNORED, "already opted out")

@@ -128,12 +128,12 @@ async def ask_for_link(request: Request) -> Response:
 
     def send() -> None:
         book = request.app.state.book
-        with unit_of_work(request.app.state.engine, Actor("web", "web")) as act:
-            act.send_sign_in_link(email, base, config.review.link_lifetime,
-                                  from_name=config.outbound.from_name,
-                                  sender=f"{Box.POSTMASTER.value}@{book.domain}",
-                                  domain=book.domain)
-            queued = list(act.queued_mail)
+        with unit_of_work(request.app.state.engine, Actor("web", "web")) as uow:
+            uow.review.send_sign_in_link(email, base, config.review.link_lifetime,
+                                         from_name=config.outbound.from_name,
+                                         sender=f"{Box.POSTMASTER.value}@{book.domain}",
+                                         domain=book.domain)
+            queued = list(uow.recorder.queued_mail)
         request.app.state.on_mail(queued)
 
     try:
@@ -154,8 +154,8 @@ def show_link(request: Request, token: str) -> Response:
 @router.post("/link/{token}")
 def use_link(request: Request, token: str) -> Response:
     config: Config = request.app.state.config
-    with unit_of_work(request.app.state.engine, Actor("web", "web")) as act:
-        email = act.use_sign_in_link(token)
+    with unit_of_work(request.app.state.engine, Actor("web", "web")) as uow:
+        email = uow.review.use_sign_in_link(token)
     if email is None:
         return _page("sign_in", 410, title="Review",
                      error="This sign-in link has expired or was used already. Ask for a "
@@ -189,14 +189,14 @@ async def _change(request: Request, model: type[Lead | Contact], object_id: int,
                      error="That form was not ours (its CSRF token did not match).")
 
     def act_on() -> bool | None:
-        with unit_of_work(request.app.state.engine, Actor(f"web:{email}", "web")) as act:
-            found: Lead | Contact | None = (act.session.get(Lead, object_id) if model is Lead
-                                            else act.session.get(Contact, object_id))
-            if found is None or found.account_id not in act.reviewer_accounts(email):
+        with unit_of_work(request.app.state.engine, Actor(f"web:{email}", "web")) as uow:
+            found: Lead | Contact | None = (uow.session.get(Lead, object_id) if model is Lead
+                                            else uow.session.get(Contact, object_id))
+            if found is None or found.account_id not in uow.review.reviewer_accounts(email):
                 return None  # the same answer for another account's as for none
             if isinstance(found, Lead):
-                return act.restore(found)
-            return act.verify(found)
+                return uow.leads.restore(found)
+            return uow.quality.verify(found)
 
     changed = await run_in_threadpool(act_on)
     if changed is None:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, PlainSerializer
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from feedback_mta.actions import Actions, unit_of_work
+from feedback_mta.actions import UnitOfWork, unit_of_work
 from feedback_mta.addresses import AddressBook
 from feedback_mta.http.auth import Caller, caller
 from feedback_mta.http.problems import RESPONSES, ProblemError
@@ -179,14 +179,14 @@ def _reading(request: Request) -> Session:
     return Session(request.app.state.reader)
 
 
-def _own_lead(act: Actions, who: Caller, lead_id: int) -> Any:
-    lead = act.lead(lead_id)
+def _own_lead(uow: UnitOfWork, who: Caller, lead_id: int) -> Any:
+    lead = uow.leads.get(lead_id)
     who.check(lead.account_id, f"lead {lead_id}")
     return lead
 
 
-def _own_contact(act: Actions, who: Caller, contact_id: int) -> Any:
-    contact = act.contact(contact_id)
+def _own_contact(uow: UnitOfWork, who: Caller, contact_id: int) -> Any:
+    contact = uow.contacts.get(contact_id)
     who.check(contact.account_id, f"contact {contact_id}")
     return contact
 
@@ -261,8 +261,8 @@ def add_lead(request: Request, who: Who, lead: LeadIn,
              idempotency_key: IdempotencyHeader = None) -> Any:
     account = _needs_account(who, lead.account_id)
 
-    def register(act: Actions) -> tuple[dict[str, Any], int]:
-        created, contact, verdict = act.register_lead(
+    def register(uow: UnitOfWork) -> tuple[dict[str, Any], int]:
+        created, contact, verdict = uow.registration.add_lead(
             request.app.state.config, account, lead.email, lead.first, lead.last, lead.ip,
             lead.comments)
         return leads.registered(created, contact, verdict, _book(request)), 201
@@ -276,23 +276,23 @@ def _once(request: Request, who: Caller, key: str | None, payload: dict[str, Any
     was answered before: then answer as before. A key reused for another request is
     refused (422)."""
     if key is None:
-        with _acting(request, who) as act:
-            body, status = work(act)
+        with _acting(request, who) as uow:
+            body, status = work(uow)
         return JSONResponse(jsonable_encoder(body, custom_encoder=_TIMES), status_code=status)
     scope = f"key:{who.key_id}"
     digest = hashlib.sha256(json.dumps([request.method, request.url.path, payload],
                                        sort_keys=True, default=str).encode()).hexdigest()
     for _ in range(2):
-        with _acting(request, who) as act:
-            seen = platform.remembered(act.session, scope, key)
+        with _acting(request, who) as uow:
+            seen = platform.remembered(uow.session, scope, key)
             if seen is None:
-                answer, status = work(act)
+                answer, status = work(uow)
                 body = jsonable_encoder(answer, custom_encoder=_TIMES)
                 try:
-                    act.remember(scope, key, digest, status, body)
+                    uow.platform.remember(scope, key, digest, status, body)
                 except IntegrityError:  # the same key at the same moment: the other won
-                    act.discard()
-                    act.session.rollback()
+                    uow.recorder.discard()
+                    uow.session.rollback()
                     continue
                 return JSONResponse(body, status_code=status)
         if seen.request_hash != digest:
@@ -314,20 +314,20 @@ def show_lead(request: Request, who: Who, lead_id: LeadId) -> Any:
 @router.post("/leads/{lead_id}/flag", response_model=LeadChanged,
              summary="Flag a lead as spam (lead flag)")
 def flag_lead(request: Request, who: Who, lead_id: LeadId) -> Any:
-    return _change_lead(request, who, lead_id, lambda act, lead: act.flag_spam(lead))
+    return _change_lead(request, who, lead_id, lambda uow, lead: uow.leads.flag_spam(lead))
 
 
 def _change_lead(request: Request, who: Who, lead_id: int, change: Any) -> Any:
-    with _acting(request, who) as act:
-        lead = _own_lead(act, who, lead_id)
-        changed = bool(change(act, lead))
+    with _acting(request, who) as uow:
+        lead = _own_lead(uow, who, lead_id)
+        changed = bool(change(uow, lead))
     return {**leads.lead_dict(lead, _book(request)), "changed": changed}
 
 
 @router.post("/leads/{lead_id}/restore", response_model=LeadChanged,
              summary="Undo a spam flag (lead restore)")
 def restore_lead(request: Request, who: Who, lead_id: LeadId) -> Any:
-    return _change_lead(request, who, lead_id, lambda act, lead: act.restore(lead))
+    return _change_lead(request, who, lead_id, lambda uow, lead: uow.leads.restore(lead))
 
 
 # --- contacts -------------------------------------------------------------------------------
@@ -341,11 +341,11 @@ def add_contact(request: Request, who: Who, contact: ContactIn,
                 idempotency_key: IdempotencyHeader = None) -> Any:
     account = _needs_account(who, contact.account_id)
 
-    def register(act: Actions) -> tuple[dict[str, Any], int]:
-        row, created = act.register_contact(request.app.state.config, account,
-                                            contact.email, contact.first, contact.last,
-                                            contact.ip)
-        return {**contacts.contact_dict(act.session, row), "created": created}, (
+    def register(uow: UnitOfWork) -> tuple[dict[str, Any], int]:
+        row, created = uow.registration.add_contact(request.app.state.config, account,
+                                                    contact.email, contact.first, contact.last,
+                                                    contact.ip)
+        return {**contacts.contact_dict(uow.session, row), "created": created}, (
             201 if created else 200)
 
     return _once(request, who, idempotency_key, contact.model_dump(), register)
@@ -369,16 +369,16 @@ def contact_headers(request: Request, who: Who, contact_id: ContactId) -> Any:
 
 
 def _change_contact(request: Request, who: Who, contact_id: int, change: Any) -> Any:
-    with _acting(request, who) as act:
-        contact = _own_contact(act, who, contact_id)
-        changed = bool(change(act, contact))
-        return {**contacts.contact_dict(act.session, contact), "changed": changed}
+    with _acting(request, who) as uow:
+        contact = _own_contact(uow, who, contact_id)
+        changed = bool(change(uow, contact))
+        return {**contacts.contact_dict(uow.session, contact), "changed": changed}
 
 
 @router.post("/contacts/{contact_id}/verify", response_model=ContactChanged,
              summary="A real person: clear the suspicion (contact verify)")
 def verify_contact(request: Request, who: Who, contact_id: ContactId) -> Any:
-    return _change_contact(request, who, contact_id, lambda act, c: act.verify(c))
+    return _change_contact(request, who, contact_id, lambda uow, c: uow.quality.verify(c))
 
 
 @router.post("/contacts/{contact_id}/optout", response_model=ContactChanged,
@@ -386,14 +386,16 @@ def verify_contact(request: Request, who: Who, contact_id: ContactId) -> Any:
 def optout_contact(request: Request, who: Who, contact_id: ContactId,
                    body: Annotated[OptOutIn | None, Body()] = None) -> Any:
     reason = (body or OptOutIn()).reason.strip() or "manual"
-    return _change_contact(request, who, contact_id, lambda act, c: act.opt_out(c, reason))
+    return _change_contact(request, who, contact_id,
+                           lambda uow, c: uow.contacts.opt_out(c, reason))
 
 
 @router.post("/contacts/{contact_id}/engage", response_model=ContactChanged,
              summary="Record a purchase, double opt-in, open or click (contact engage)")
 def engage_contact(request: Request, who: Who, contact_id: ContactId,
                    body: EngageIn) -> Any:
-    return _change_contact(request, who, contact_id, lambda act, c: act.engage(c, body.kind))
+    return _change_contact(request, who, contact_id,
+                           lambda uow, c: uow.quality.engage(c, body.kind))
 
 
 # --- what goes out: suppressions and the event feed ------------------------------------------

@@ -52,17 +52,17 @@ def classify_all(engine: Engine, config: Config, *, account: int | None = None, 
     deadline = now + timedelta(seconds=config.review.period)
     last_id = 0
     while True:
-        with unit_of_work(engine, actor) as act:
+        with unit_of_work(engine, actor) as uow:
             query = select(Contact).where(col(Contact.id) > last_id)
             if account is not None:
                 query = query.where(Contact.account_id == account)
-            contacts = act.session.exec(query.order_by(col(Contact.id)).limit(batch)).all()
+            contacts = uow.session.exec(query.order_by(col(Contact.id)).limit(batch)).all()
             if not contacts:
                 break
             ids = [c.id for c in contacts if c.id is not None]
             lead_ips: dict[int, list[str]] = defaultdict(list)
             leads = table_of(Lead)
-            for cid, ip in act.session.connection().execute(
+            for cid, ip in uow.session.connection().execute(
                     sa.select(leads.c.contact_id, leads.c.source_ip).where(
                         leads.c.contact_id.in_(ids), leads.c.source_ip.is_not(None))):
                 lead_ips[cid].append(ip)
@@ -70,7 +70,7 @@ def classify_all(engine: Engine, config: Config, *, account: int | None = None, 
                 verdict = verdict_for(contact, pol,
                                       source_ips(contact, lead_ips[contact.id or 0]),
                                       len(names.get(contact.email, ())))
-                changed += act.apply(contact, verdict, deadline)
+                changed += uow.quality.apply(contact, verdict, deadline)
                 levels[verdict.level.value] += 1
                 reasons.update(verdict.reasons)
             checked += len(contacts)

@@ -7,7 +7,7 @@ Gmail's line is 0.3% spam. ``[guard]`` sets our lines below theirs (defaults: co
 sent ``min_sent`` messages (``account sent``): three complaints in fifty mails say little.
 
 ``verdict`` decides (pure); ``check`` applies it to every account through
-``Actions.advise``, which writes ``account.warned``, ``account.paused`` or
+``Accounts.advise``, which writes ``account.warned``, ``account.paused`` or
 ``account.recovered`` when the advice changes, and never lifts a pause: ``account resume``
 does. The scheduler runs ``check`` every ``check_interval``; the change is a conditional
 update under a row lock, and on PostgreSQL the run holds an advisory lock, so two nodes
@@ -78,8 +78,9 @@ def check(engine: Engine, lines: GuardConfig, now: datetime | None = None) -> in
                for account_id, sending, figures in every_guard_figures(conn, lines.window, now)
                if (advice := verdict(figures, lines)).state != sending and sending != "paused"]
         for account_id, advice, figures in due:
-            with unit_of_work(engine, SCHEDULER) as act:
-                changed += act.advise(account_id, advice.state, list(advice.reasons), figures)
+            with unit_of_work(engine, SCHEDULER) as uow:
+                changed += uow.accounts.advise(account_id, advice.state, list(advice.reasons),
+                                               figures)
     if changed:
         log.info("guard.checked", changed=changed)
     return changed

@@ -1,13 +1,13 @@
 """Contact review: the deadline of suspected contacts kept, and the digest that warns admins.
 
-(The check itself, ``Actions.screen``, runs where contacts arrive; ``jobs.classify`` runs
+(The check itself, ``Quality.screen``, runs where contacts arrive; ``jobs.classify`` runs
 it over every existing contact.)
 
 The scheduler (inside ``serve``) calls ``expire_due``: every suspected contact whose deadline
 passed, still tagged, not verified and not engaged, is opted out (``suspected_invalid``).
 Deadlines added by another process (the CLI) are found by the periodic check; the next one
 is also scheduled to the second. A deadline that passed while no server ran is caught up at
-start. Each contact is opted out by one conditional UPDATE (``Actions.expire_review``), and
+start. Each contact is opted out by one conditional UPDATE (``Quality.expire_review``), and
 on PostgreSQL the run holds an advisory lock, so two nodes opt each contact out once.
 
 ``remind_due`` sends each account's contact admins one digest of the contacts whose deadline
@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from feedback_mta import events, logs
-from feedback_mta.actions import SCHEDULER, Actions, unit_of_work
+from feedback_mta.actions import SCHEDULER, UnitOfWork, unit_of_work
 from feedback_mta.actions.mail import digest
 from feedback_mta.addresses import AddressBook, Box
 from feedback_mta.store import db
@@ -49,13 +49,13 @@ def expire_due(engine: Engine, now: datetime | None = None, batch: int = 500) ->
     now = now or utcnow()
     total = 0
     while True:
-        with unit_of_work(engine, SCHEDULER) as act:
-            if not db.try_lock(act.session.connection(), "review.expire"):
+        with unit_of_work(engine, SCHEDULER) as uow:
+            if not db.try_lock(uow.session.connection(), "review.expire"):
                 return total  # another node is at it right now
-            ids = act.session.connection().execute(sa.select(_C.c.id).where(
+            ids = uow.session.connection().execute(sa.select(_C.c.id).where(
                 _C.c.review_deadline <= now, _C.c.status == ContactStatus.ACTIVE.value)
                 .order_by(_C.c.review_deadline).limit(batch)).scalars().all()
-            done = sum(act.expire_review(contact_id, now) for contact_id in ids)
+            done = sum(uow.quality.expire_review(contact_id, now) for contact_id in ids)
         total += done
         if len(ids) < batch:
             break
@@ -113,10 +113,10 @@ def remind_due(engine: Engine, config, book: AddressBook, now: datetime | None =
     whose deadline is within ``[review] remind_before``; the ids of the queued mails."""
     now = now or utcnow()
     horizon = now + timedelta(seconds=config.review.remind_before)
-    with unit_of_work(engine, SCHEDULER) as act:
-        if not db.try_lock(act.session.connection(), "review.remind"):
+    with unit_of_work(engine, SCHEDULER) as uow:
+        if not db.try_lock(uow.session.connection(), "review.remind"):
             return []
-        due = act.session.connection().execute(sa.select(_C.c.id, _C.c.account_id).where(
+        due = uow.session.connection().execute(sa.select(_C.c.id, _C.c.account_id).where(
             _C.c.review_deadline.is_not(None), _C.c.review_deadline <= horizon,
             _C.c.review_deadline > now, _C.c.reminded_at.is_(None),
             _C.c.status == ContactStatus.ACTIVE.value)
@@ -125,22 +125,22 @@ def remind_due(engine: Engine, config, book: AddressBook, now: datetime | None =
         for contact_id, account_id in due:
             by_account[account_id].append(contact_id)
         for account_id, ids in by_account.items():
-            _remind_account(act, account_id, act.claim_reminders(ids, now), book,
+            _remind_account(uow, account_id, uow.quality.claim_reminders(ids, now), book,
                             config.outbound.from_name)
-        return list(act.queued_mail)
+        return list(uow.recorder.queued_mail)
 
 
-def _remind_account(act: Actions, account_id: int, ids: Iterable[int], book: AddressBook,
+def _remind_account(uow: UnitOfWork, account_id: int, ids: Iterable[int], book: AddressBook,
                     from_name: str) -> None:
     ids = list(ids)
     if not ids:
         return
-    account = act.account(account_id)
-    contacts = act.session.exec(select(Contact).where(col(Contact.id).in_(ids))).all()
-    admins = act.contact_admins(account_id)
+    account = uow.accounts.get(account_id)
+    contacts = uow.session.exec(select(Contact).where(col(Contact.id).in_(ids))).all()
+    admins = uow.accounts.contact_admins(account_id)
     for admin in admins:
         raw = compose_digest(account=account, contacts=list(contacts), to=admin.email,
                              book=book, from_name=from_name)
-        act.queue_mail("review.digest", admin.email, raw)
-    act.record(events.REVIEW_REMINDED, "account", account_id, account_id, contacts=len(ids),
-               admins=len(admins))
+        uow.mail.queue("review.digest", admin.email, raw)
+    uow.recorder.record(events.REVIEW_REMINDED, "account", account_id, account_id,
+                        contacts=len(ids), admins=len(admins))

@@ -7,7 +7,7 @@ lines (``handlers.reply.handle_review``, under the same sender rules as every re
 restores those leads: a label the model learns from, and the lead is notified and
 exported as usual from then.
 
-Each lead is named once: ``Actions.claim_digest`` sets ``digested_at`` by a conditional
+Each lead is named once: ``Leads.claim_digest`` sets ``digested_at`` by a conditional
 UPDATE, and on PostgreSQL the run holds an advisory lock, so two nodes send one digest.
 The digest's Message-ID starts with ``addresses.SPAM_DIGEST_ID``, which is how a reply to it is told
 from a reply to the contact review digest (both go to ``review+TOKEN``).
@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
 from feedback_mta import events, logs
-from feedback_mta.actions import SCHEDULER, Actions, unit_of_work
+from feedback_mta.actions import SCHEDULER, UnitOfWork, unit_of_work
 from feedback_mta.actions.mail import digest
 from feedback_mta.addresses import SPAM_DIGEST_ID, AddressBook, Box
 from feedback_mta.config import Config
@@ -73,35 +73,35 @@ def send(engine: Engine, config: Config, book: AddressBook, now: datetime | None
     """Queue each account's digest of its automatically flagged leads not named yet; the
     ids of the queued mails."""
     now = now or utcnow()
-    with unit_of_work(engine, SCHEDULER) as act:
-        if not db.try_lock(act.session.connection(), "leads.digest"):
+    with unit_of_work(engine, SCHEDULER) as uow:
+        if not db.try_lock(uow.session.connection(), "leads.digest"):
             return []
-        due = act.session.connection().execute(sa.select(_L.c.id, _L.c.account_id).where(
+        due = uow.session.connection().execute(sa.select(_L.c.id, _L.c.account_id).where(
             _L.c.status == LeadStatus.SPAM.value, _L.c.flagged_via == "auto",
             _L.c.digested_at.is_(None)).order_by(_L.c.account_id, _L.c.id).limit(5000)).all()
         by_account: dict[int, list[int]] = defaultdict(list)
         for lead_id, account_id in due:
             by_account[account_id].append(lead_id)
         for account_id, ids in by_account.items():
-            _send_account(act, account_id, act.claim_digest(ids, now), book,
+            _send_account(uow, account_id, uow.leads.claim_digest(ids, now), book,
                           config.outbound.from_name)
-        queued = list(act.queued_mail)
+        queued = list(uow.recorder.queued_mail)
     if queued:
         log.info("review.spam_digests", queued=len(queued))
     return queued
 
 
-def _send_account(act: Actions, account_id: int, ids: list[int], book: AddressBook,
+def _send_account(uow: UnitOfWork, account_id: int, ids: list[int], book: AddressBook,
                   from_name: str) -> None:
     if not ids:
         return
-    account = act.account(account_id)
-    leads = act.session.exec(select(Lead, Contact).join(
+    account = uow.accounts.get(account_id)
+    leads = uow.session.exec(select(Lead, Contact).join(
         Contact, col(Contact.id) == col(Lead.contact_id)).where(col(Lead.id).in_(ids))).all()
-    admins = act.contact_admins(account_id)
+    admins = uow.accounts.contact_admins(account_id)
     for admin in admins:
         raw = compose(account=account, leads=[(lead, contact) for lead, contact in leads],
                       to=admin.email, book=book, from_name=from_name)
-        act.queue_mail("review.spam_digest", admin.email, raw)
-    act.record(events.REVIEW_SPAM_DIGEST_SENT, "account", account_id, account_id,
-               leads=len(ids), admins=len(admins))
+        uow.mail.queue("review.spam_digest", admin.email, raw)
+    uow.recorder.record(events.REVIEW_SPAM_DIGEST_SENT, "account", account_id, account_id,
+                        leads=len(ids), admins=len(admins))

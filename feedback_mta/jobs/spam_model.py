@@ -28,8 +28,8 @@ _F, _L, _C, _E = (table_of(m) for m in (SpamFeature, Lead, Contact, Event))
 
 def retrain(engine: Engine) -> int | None:
     """Count every lead again; how many leads were counted (None: another node is at it)."""
-    with unit_of_work(engine, SCHEDULER) as act:
-        conn = act.session.connection()
+    with unit_of_work(engine, SCHEDULER) as uow:
+        conn = uow.session.connection()
         if not db.try_lock(conn, "spam.retrain"):
             return None
         restored = set(conn.execute(sa.select(_E.c.subject_id).where(

@@ -1,6 +1,6 @@
 """Delivering the mail we send (acknowledgements, digests) through ``[outbound] relay``.
 
-A transactional outbox. The handler queues the mail (``Actions.queue_mail``; composed by
+A transactional outbox. The handler queues the mail (``Mail.queue``; composed by
 ``actions.mail``) in the same
 transaction that flags the lead, so a crash can neither flag without answering nor answer
 without flagging. After the commit the ``Outbox`` thread delivers it. Delivery failures

@@ -44,7 +44,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from feedback_mta import counters, logs
-from feedback_mta.actions import Actions, Actor
+from feedback_mta.actions import Actor, UnitOfWork
 from feedback_mta.actions.contacts import preload_contacts
 from feedback_mta.addresses import AddressBook
 from feedback_mta.handlers.attribution import named_contacts
@@ -120,7 +120,7 @@ class _Work:
     error: str | None = None
     duplicate_of: int | None = None
     outcome: Outcome | None = None
-    actions: Actions | None = None
+    uow: UnitOfWork | None = None
     #: Its genuine tokens' contacts, best first (``attribution.named_contacts``).
     named: tuple[tuple[str, int], ...] = ()
 
@@ -225,7 +225,7 @@ def _act(engine: Engine, book: AddressBook, batch: list[_Work], settings: Settin
                 break
             if work.id not in claimed:
                 continue  # not ``received`` any more: someone else has it
-            work.actions, work.error = None, work.problem
+            work.uow, work.error = None, work.problem
             work.duplicate_of = known.setdefault(work.content_hash, work.id)
             if work.duplicate_of == work.id:
                 work.duplicate_of = None
@@ -251,10 +251,10 @@ def _report(done: list[_Work], started: float, batch: int, on_mail: MailSink | N
     """After the commit: each message's log line and metrics, its actions' logs, its mail."""
     seconds = time.perf_counter() - started
     for work in done:
-        if work.actions is not None:
-            work.actions.emit_logs()
-            if work.actions.queued_mail and on_mail is not None:
-                on_mail(work.actions.queued_mail)
+        if work.uow is not None:
+            work.uow.recorder.emit_logs()
+            if work.uow.recorder.queued_mail and on_mail is not None:
+                on_mail(work.uow.recorder.queued_mail)
         kind = work.kind.value if work.kind else "unknown"
         outcome = work.outcome
         assert outcome is not None
@@ -280,9 +280,9 @@ def _handle(session: Session, book: AddressBook, work: _Work, settings: Settings
     handler = HANDLERS.get(work.classification.kind)
     if handler is None:
         return NO_ACTION
-    actions = Actions(session, _actor(work.parsed, work.provider),
-                      inbound_message_id=work.id)
-    ctx = HandlerContext(work.id, work.parsed, work.classification, actions, book, settings,
+    uow = UnitOfWork(session, _actor(work.parsed, work.provider),
+                     inbound_message_id=work.id)
+    ctx = HandlerContext(work.id, work.parsed, work.classification, uow, book, settings,
                          work.named)
     try:
         if savepoint:
@@ -296,10 +296,10 @@ def _handle(session: Session, book: AddressBook, work: _Work, settings: Settings
     except Exception as exc:
         if not savepoint:
             raise _HandlerRaised from exc
-        actions.discard()
+        uow.recorder.discard()
         work.error = f"{type(exc).__name__}: {exc}"[:2000]
         return Outcome(MessageState.FAILED, work.error)
-    work.actions = actions
+    work.uow = uow
     return outcome
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the database side, kept out of offline ``parse``'s imports
-    from feedback_mta.actions import Actions
+    from feedback_mta.actions import UnitOfWork
     from feedback_mta.store.models import Lead
 
 
@@ -21,7 +21,7 @@ class LeadCommand:
     #: The command these words make after a negation ("NOT SPAM"), if any.
     negated: str | None
     #: Do it; False when there was nothing to change.
-    act: Callable[[Actions, Lead], bool]
+    act: Callable[[UnitOfWork, Lead], bool]
     #: The message's final reason when it changed something, and when it did not.
     done: str
     unchanged: str
@@ -43,7 +43,7 @@ class ReviewCommand:
     words: Mapping[str, tuple[str, ...]]
     #: Do it; False when there was nothing to change (the id is then reported unknown
     #: for a lead command).
-    act: Callable[[Actions, Any], bool]
+    act: Callable[[UnitOfWork, Any], bool]
     #: The message's final reason is "<done> <how many>"; the acknowledgement's purpose
     #: "ack.<done>".
     done: str

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from feedback_mta.handlers.commands.base import LeadCommand
 
 if TYPE_CHECKING:  # the database side, kept out of offline ``parse``'s imports
-    from feedback_mta.actions import Actions
+    from feedback_mta.actions import UnitOfWork
     from feedback_mta.store.models import Lead
 
 WORDS = {
@@ -20,8 +20,8 @@ WORDS = {
 }
 
 
-def act(actions: Actions, lead: Lead) -> bool:
-    return actions.flag_spam(lead)
+def act(uow: UnitOfWork, lead: Lead) -> bool:
+    return uow.leads.flag_spam(lead)
 
 
 COMMAND = LeadCommand(

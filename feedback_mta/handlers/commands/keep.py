@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING
 from feedback_mta.handlers.commands.base import ReviewCommand
 
 if TYPE_CHECKING:  # the database side, kept out of offline ``parse``'s imports
-    from feedback_mta.actions import Actions
+    from feedback_mta.actions import UnitOfWork
     from feedback_mta.store.models import Contact
 
 WORDS = {"en": ("keep", "not spam")}
 
 
-def act(actions: Actions, contact: Contact) -> bool:
-    return actions.verify(contact)
+def act(uow: UnitOfWork, contact: Contact) -> bool:
+    return uow.quality.verify(contact)
 
 
 COMMAND = ReviewCommand(

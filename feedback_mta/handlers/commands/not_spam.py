@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from feedback_mta.handlers.commands.base import ReviewCommand
 
 if TYPE_CHECKING:  # the database side, kept out of offline ``parse``'s imports
-    from feedback_mta.actions import Actions
+    from feedback_mta.actions import UnitOfWork
     from feedback_mta.store.models import Lead
 
 WORDS = {"en": ("not spam", "restore"), "es": ("no es spam", "restaurar"),
@@ -16,8 +16,8 @@ WORDS = {"en": ("not spam", "restore"), "es": ("no es spam", "restaurar"),
          "pt": ("não é spam", "restaurar")}
 
 
-def act(actions: Actions, lead: Lead) -> bool:
-    return actions.restore(lead)
+def act(uow: UnitOfWork, lead: Lead) -> bool:
+    return uow.leads.restore(lead)
 
 
 COMMAND = ReviewCommand(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from feedback_mta.handlers.commands.base import LeadCommand
 
 if TYPE_CHECKING:  # the database side, kept out of offline ``parse``'s imports
-    from feedback_mta.actions import Actions
+    from feedback_mta.actions import UnitOfWork
     from feedback_mta.store.models import Lead
 
 WORDS = {
@@ -22,8 +22,8 @@ WORDS = {
 }
 
 
-def act(actions: Actions, lead: Lead) -> bool:
-    return actions.restore(lead)
+def act(uow: UnitOfWork, lead: Lead) -> bool:
+    return uow.leads.restore(lead)
 
 
 COMMAND = LeadCommand(
