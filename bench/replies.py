@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from feedback_mta.handlers.commands import VOCABULARY  # noqa: E402
+from feedback_mta.reading.commands import VOCABULARY  # noqa: E402
 from feedback_mta.reading.parse import parse  # noqa: E402
 from feedback_mta.reading.reply_text import intent, new_text  # noqa: E402
 from tests.test_reply_text import REPLIES, REPLIES_DIR  # noqa: E402

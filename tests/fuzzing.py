@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 
 from feedback_mta import config as config_mod
 from feedback_mta.addresses import AddressBook
-from feedback_mta.handlers.commands import VOCABULARY
 from feedback_mta.handlers.commands.keep import COMMAND as KEEP
 from feedback_mta.reading.candidates import candidates, verify
 from feedback_mta.reading.classify import classify
+from feedback_mta.reading.commands import VOCABULARY
 from feedback_mta.reading.parse import ParseError, parse
 from feedback_mta.reading.reply_text import html_to_text, keep_ids, new_text, read
 

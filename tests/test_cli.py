@@ -262,3 +262,20 @@ def test_parse_reads_the_intent_of_replies():
     rows = _lines(result)
     assert [(r["kind"], r["intent"]) for r in rows] == [
         ("reply", "flag"), ("reply", "restore"), ("reply", None)]
+
+
+def test_parse_imports_neither_the_handlers_nor_the_actions():
+    """The offline parse reads a reply's intent with ``reading.commands`` alone: even for a
+    reply, nothing of ``feedback_mta.handlers`` or ``feedback_mta.actions`` is imported."""
+    reply = FIXTURES / "replies" / "gmail-spam.eml"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDBACK_MTA_")}
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "feedback_mta", "parse",
+                             "--json", str(reply)], capture_output=True, text=True, cwd=ROOT,
+                            timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["intent"] == "flag"
+    loaded = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()
+              if line.startswith("import time:")}
+    assert "feedback_mta.reading.commands" in loaded  # the check itself sees imports
+    assert not {m for m in loaded
+                if m.startswith(("feedback_mta.handlers", "feedback_mta.actions"))}

@@ -297,3 +297,15 @@ def test_our_flufl_scan_finds_what_flufl_bounce_finds():
         by_simple_match += bool(flufl_scan.SimpleMatch().process(message)[1])
         by_simple_warning += bool(flufl_scan.SimpleWarning().process(message)[0])
     assert compared > 600 and by_simple_match > 50 and by_simple_warning > 0
+
+
+def test_every_family_function_is_in_its_table():
+    """A ``Protocol`` has no optional members, so a bounce family's own functions are each
+    typed by a table of their own (``reading.mtas``): a family that has one is in it."""
+    from feedback_mta.reading import mtas
+
+    tables = {"hint": mtas.HINTS, "command": mtas.COMMANDS, "notice": mtas.NOTICES,
+              "recipient": mtas.RECIPIENTS, "failed": mtas.FAILURES}
+    for name, table in tables.items():
+        having = {f.__name__ for f in mtas.REGISTRY if callable(getattr(f, name, None))}
+        assert having == {f.__name__ for f in table}, name

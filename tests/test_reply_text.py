@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from feedback_mta.handlers.commands import VOCABULARY
+from feedback_mta.reading.commands import VOCABULARY
 from feedback_mta.reading.parse import parse
 from feedback_mta.reading.reply_text import command, html_to_text, new_text
 from feedback_mta.reading.reply_text import intent as read_intent
@@ -165,23 +165,27 @@ def test_broken_html_does_not_raise():
 
 
 def test_a_new_reply_command_is_one_declaration():
-    """What a module in handlers/commands declares is all the reader needs: an ``ARCHIVE``
-    command (made up here) is read beside the real ones, in its own languages."""
-    from feedback_mta.handlers.commands import REGISTRY, LeadCommand
-    from feedback_mta.reading.reply_text import Vocabulary
+    """The words a command declares in ``reading.commands`` are all the reader needs: an
+    ``ARCHIVE`` command (made up here) is read beside the real ones, in its own languages."""
+    from feedback_mta.reading.commands import LEAD, LeadWords, vocabulary
 
-    archive = LeadCommand(name="archive", words={"en": "archive", "de": "archivieren"},
-                          negated=None, act=lambda actions, lead: True, done="archived",
-                          unchanged="archived already", ack_done="", ack_unchanged="")
-    commands = (*REGISTRY, archive)
-    vocabulary = Vocabulary.of({c.name: " ".join(c.words.values()).split() for c in commands},
-                               {c.name: c.negated for c in commands if c.negated},
-                               {c.name: c.max_words for c in commands})
-    assert read_intent("Archive, please", vocabulary) == "archive"
-    assert read_intent("Archivieren!", vocabulary) == "archive"
-    assert read_intent("SPAM", vocabulary) == F and read_intent("not spam", vocabulary) == R
-    assert read_intent("archive this spam", vocabulary) is None  # two commands: neither
+    archive = LeadWords("archive", {"en": "archive", "de": "archivieren"})
+    extended = vocabulary((*LEAD, archive))
+    assert read_intent("Archive, please", extended) == "archive"
+    assert read_intent("Archivieren!", extended) == "archive"
+    assert read_intent("SPAM", extended) == F and read_intent("not spam", extended) == R
+    assert read_intent("archive this spam", extended) is None  # two commands: neither
     assert read_intent("archive", VOCABULARY) is None  # not a command until declared
+
+
+def test_every_command_read_has_its_handler_in_the_same_order():
+    """What the reader can return (``reading.commands.LEAD``) is what the reply handler
+    acts on (``handlers.commands.REGISTRY``), tried in the same order."""
+    from feedback_mta.handlers.commands import REGISTRY
+    from feedback_mta.reading.commands import LEAD
+
+    assert [c.words for c in REGISTRY] == list(LEAD)
+    assert set(VOCABULARY.words) == {c.name for c in REGISTRY}
 
 
 _SIMPLE = [

@@ -2,7 +2,8 @@
 
 It is the tool to bulk-check a mailbox, so it is kept light: it never touches the
 database and imports nothing of it (``python -m feedback_mta parse`` starts here without
-loading SQLAlchemy, typer or alembic; ``__main__`` sends it here). ``cli`` declares the same
+loading SQLAlchemy, typer or alembic; ``__main__`` sends it here), nor the handlers and
+actions: a reply's intent is read with ``reading.commands``' words. ``cli`` declares the same
 command for ``--help`` and shares ``classify_file``.
 """
 
@@ -91,7 +92,7 @@ def classify_file(file: Path, book: AddressBook | None,
 
 
 def _intent(parsed, markers: Sequence[str] | None) -> Any:
-    from feedback_mta.handlers.commands import VOCABULARY
+    from feedback_mta.reading.commands import VOCABULARY
     from feedback_mta.reading.reply_text import NOTIFICATION_MARKERS, read
 
     return read(parsed, VOCABULARY, tuple(NOTIFICATION_MARKERS if markers is None else markers))

@@ -207,7 +207,7 @@ async def provider_hook(request: Request, provider: str) -> JSONResponse:
     hook = HookRequest({k.lower(): v for k, v in request.headers.items()}, body, time.time(),
                        certificates.get)
     try:
-        verified: Any = await run_in_threadpool(module.verify, hook, settings)
+        verified = await run_in_threadpool(module.verify, hook, settings)
     except Refused as exc:
         headers = ({"WWW-Authenticate": 'Basic realm="feedback-mta"'}
                    if provider == "postmark" else None)
@@ -216,7 +216,8 @@ async def provider_hook(request: Request, provider: str) -> JSONResponse:
         log.error("hook.certificate_unavailable", provider=provider, error=str(exc))
         raise ProblemError(503, "cannot fetch the signing certificate now",
                            headers={"Retry-After": "60"}) from None
-    if provider == ses.NAME and verified.get("Type") != "Notification":
+    if provider == ses.NAME and isinstance(verified, dict) \
+            and verified.get("Type") != "Notification":
         return await _subscription(request, verified, settings, certificates)
     try:
         events = module.split(body)

@@ -287,7 +287,7 @@ def html_to_text(html: str) -> str:
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """The reply commands' words, as the command modules declare them (``handlers.commands``).
+    """The reply commands' words, as ``reading.commands`` declares them.
 
     ``words``: command name -> the words that alone make it (``spam``, ``junk``, ``basura``);
     ``negated``: command name -> the command its words make after a negation (``NOT SPAM``

@@ -1,9 +1,12 @@
 """Reply commands: what a contact admin can write back, one module each (Mailman's shape).
 
-A module declares its words per language, the action it calls and the acknowledgement it
-sends; ``REGISTRY`` lists them in the order they are tried, and ``VOCABULARY`` is what
-``reading.reply_text`` reads replies with. A new command is one new module here, added to
-``REGISTRY``, plus its tests.
+A module pairs the command's words (``reading.commands``) with the action it calls and the
+acknowledgement it sends; ``REGISTRY`` lists them in the order they are tried. The words,
+and ``VOCABULARY`` that ``reading.reply_text`` reads replies with, are in ``reading``
+because the offline ``feedback-mta parse`` reads a reply's intent too and must not import
+this package (it reaches the actions and the database); ``VOCABULARY`` is named here as
+well for the reply handler. A new command is its words in ``reading.commands``, one new
+module here added to ``REGISTRY``, plus its tests.
 
 Lead commands (``flag``, ``restore``) answer a lead notification: the first line of the
 reply is the command. Review commands answer a digest, one line per id: ``keep``
@@ -15,18 +18,13 @@ from __future__ import annotations
 
 from feedback_mta.handlers.commands import flag, keep, not_spam, restore
 from feedback_mta.handlers.commands.base import ACK_REFUSED, LeadCommand, ReviewCommand
-from feedback_mta.reading.reply_text import Vocabulary
+from feedback_mta.reading.commands import VOCABULARY
 
 __all__ = ["ACK_REFUSED", "BY_NAME", "REGISTRY", "REVIEW", "VOCABULARY", "LeadCommand",
            "ReviewCommand"]
 
-#: Lead commands in the order they are tried.
+#: Lead commands in the order they are tried (``reading.commands.LEAD``'s).
 REGISTRY: tuple[LeadCommand, ...] = (flag.COMMAND, restore.COMMAND)
 BY_NAME: dict[str, LeadCommand] = {c.name: c for c in REGISTRY}
 #: Review commands (each says whether its ids are contacts or leads).
 REVIEW: tuple[ReviewCommand, ...] = (keep.COMMAND, not_spam.COMMAND)
-
-VOCABULARY = Vocabulary.of(
-    {c.name: " ".join(c.words.values()).split() for c in REGISTRY},
-    {c.name: c.negated for c in REGISTRY if c.negated},
-    {c.name: c.max_words for c in REGISTRY})

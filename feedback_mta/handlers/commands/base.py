@@ -1,10 +1,13 @@
-"""The shapes of a reply command (see the package's docstring)."""
+"""The shapes of a reply command (see the package's docstring); their words are in
+``reading.commands``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from feedback_mta.reading.commands import LeadWords
 
 if TYPE_CHECKING:  # the database side, kept out of offline ``parse``'s imports
     from feedback_mta.actions import UnitOfWork
@@ -15,11 +18,8 @@ if TYPE_CHECKING:  # the database side, kept out of offline ``parse``'s imports
 class LeadCommand:
     """A command about one lead, written as the first line of a reply to its notification."""
 
-    name: str
-    #: Language -> the words that alone make the command (folded: no accents needed).
-    words: Mapping[str, str]
-    #: The command these words make after a negation ("NOT SPAM"), if any.
-    negated: str | None
+    #: Its name and words (``reading.commands``: the offline parse reads them too).
+    words: LeadWords
     #: Do it; False when there was nothing to change.
     act: Callable[[UnitOfWork, Lead], bool]
     #: The message's final reason when it changed something, and when it did not.
@@ -28,9 +28,10 @@ class LeadCommand:
     #: Acknowledgements (``{lead}`` is the lead id): when it changed something, when not.
     ack_done: str
     ack_unchanged: str
-    #: At most this many of its words make a line the command ("spam spam spam" flags;
-    #: "undo it", but not "undo undo undo", restores).
-    max_words: int = 3
+
+    @property
+    def name(self) -> str:
+        return self.words.name
 
 
 @dataclass(frozen=True)

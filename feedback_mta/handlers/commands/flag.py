@@ -5,19 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from feedback_mta.handlers.commands.base import LeadCommand
+from feedback_mta.reading.commands import FLAG
 
 if TYPE_CHECKING:  # the database side, kept out of offline ``parse``'s imports
     from feedback_mta.actions import UnitOfWork
     from feedback_mta.store.models import Lead
-
-WORDS = {
-    "en": "spam spams spamm spammer junk junkmail fake bogus bot bots scam fraud fraudulent",
-    "es": "basura falso falsa falsos fraude estafa nodeseado",
-    "fr": "pourriel indesirable faux fausse arnaque",
-    "de": "mull gefalscht betrug",
-    "pt": "lixo golpe",
-    "ru": "спам",
-}
 
 
 def act(uow: UnitOfWork, lead: Lead) -> bool:
@@ -25,7 +17,7 @@ def act(uow: UnitOfWork, lead: Lead) -> bool:
 
 
 COMMAND = LeadCommand(
-    name="flag", words=WORDS, negated="restore", act=act,
+    words=FLAG, act=act,
     done="flagged", unchanged="already spam",
     ack_done="Lead #{lead} marked as spam. Reply NOT SPAM to undo.",
     ack_unchanged="Lead #{lead} was already marked as spam. Reply NOT SPAM to undo.")

@@ -6,12 +6,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from feedback_mta.handlers.commands.base import ReviewCommand
+from feedback_mta.reading.commands import KEEP
 
 if TYPE_CHECKING:  # the database side, kept out of offline ``parse``'s imports
     from feedback_mta.actions import UnitOfWork
     from feedback_mta.store.models import Contact
-
-WORDS = {"en": ("keep", "not spam")}
 
 
 def act(uow: UnitOfWork, contact: Contact) -> bool:
@@ -19,6 +18,6 @@ def act(uow: UnitOfWork, contact: Contact) -> bool:
 
 
 COMMAND = ReviewCommand(
-    name="keep", words=WORDS, act=act, done="kept",
+    name="keep", words=KEEP, act=act, done="kept",
     ack="Kept: {done}. They will not be opted out.",
     ack_unknown=" Not contacts of this account: {unknown}.")

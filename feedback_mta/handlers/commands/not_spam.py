@@ -6,14 +6,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from feedback_mta.handlers.commands.base import ReviewCommand
+from feedback_mta.reading.commands import NOT_SPAM
 
 if TYPE_CHECKING:  # the database side, kept out of offline ``parse``'s imports
     from feedback_mta.actions import UnitOfWork
     from feedback_mta.store.models import Lead
-
-WORDS = {"en": ("not spam", "restore"), "es": ("no es spam", "restaurar"),
-         "fr": ("pas spam", "restaurer"), "de": ("kein spam", "wiederherstellen"),
-         "pt": ("não é spam", "restaurar")}
 
 
 def act(uow: UnitOfWork, lead: Lead) -> bool:
@@ -21,6 +18,6 @@ def act(uow: UnitOfWork, lead: Lead) -> bool:
 
 
 COMMAND = ReviewCommand(
-    name="not spam", words=WORDS, act=act, done="restored",
+    name="not spam", words=NOT_SPAM, act=act, done="restored",
     ack="Restored: {done}. They are back among your leads and go out as usual.",
     ack_unknown=" Not flagged leads of this account: {unknown}.", about="lead")

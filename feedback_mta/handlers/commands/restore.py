@@ -8,18 +8,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from feedback_mta.handlers.commands.base import LeadCommand
+from feedback_mta.reading.commands import RESTORE
 
 if TYPE_CHECKING:  # the database side, kept out of offline ``parse``'s imports
     from feedback_mta.actions import UnitOfWork
     from feedback_mta.store.models import Lead
-
-WORDS = {
-    "en": "restore restored undo unflag unspam unmark",
-    "es": "restaurar deshacer recuperar",
-    "fr": "restaurer annuler retablir",
-    "de": "wiederherstellen ruckgangig",
-    "pt": "desfazer",
-}
 
 
 def act(uow: UnitOfWork, lead: Lead) -> bool:
@@ -27,8 +20,7 @@ def act(uow: UnitOfWork, lead: Lead) -> bool:
 
 
 COMMAND = LeadCommand(
-    name="restore", words=WORDS, negated=None, act=act,
+    words=RESTORE, act=act,
     done="restored", unchanged="not spam",
     ack_done="Lead #{lead} restored: it is back in your leads. Reply SPAM to flag it again.",
-    ack_unchanged="Lead #{lead} is not marked as spam, so there was nothing to undo.",
-    max_words=2)
+    ack_unchanged="Lead #{lead} is not marked as spam, so there was nothing to undo.")

@@ -1,23 +1,32 @@
 """Feedback posted over HTTPS: one module per provider, each citing its documentation,
-each with ``verify``, ``split`` and ``read`` (``base``), in one registry, the way
-``formats.REGISTRY`` lists mail formats. ``decide`` is what processing asks of a stored
-HTTP arrival, where ``reading.classify`` is asked of a stored mail.
+each offering what ``base.Provider`` lists (``NAME``, ``enabled``, ``verify``, ``split``,
+``read``), in one registry, the way ``formats.REGISTRY`` lists mail formats. The registry
+is typed by the protocol, so mypy checks every module against it (a provider's settings
+are its own ``[webhooks.<name>]`` table, hence ``Provider[Any]`` here). ``decide`` is what
+processing asks of a stored HTTP arrival, where ``reading.classify`` is asked of a stored
+mail.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from types import ModuleType
+from typing import Any
 
 from feedback_mta.addresses import Box, Recipient
 from feedback_mta.kinds import Kind
 from feedback_mta.reading.classify import Classification
 from feedback_mta.reading.hooks import mailgun, one_click, postmark, sendgrid, ses
-from feedback_mta.reading.hooks.base import synthetic
+from feedback_mta.reading.hooks.base import Provider, synthetic
 from feedback_mta.reading.parse import ParsedMessage
 
+
+def _by_name(*providers: Provider[Any]) -> dict[str, Provider[Any]]:
+    """Each provider by its name; mypy names the member a module lacks or gets wrong."""
+    return {p.NAME: p for p in providers}
+
+
 #: ``/hooks/<name>`` -> its module.
-PROVIDERS: dict[str, ModuleType] = {m.NAME: m for m in (ses, sendgrid, mailgun, postmark)}
+PROVIDERS: dict[str, Provider[Any]] = _by_name(ses, sendgrid, mailgun, postmark)
 
 
 def decide(provider: str, raw: bytes, recipients: Sequence[Recipient]

@@ -1,14 +1,11 @@
-"""What every provider module shares: the request as verified, the events it splits into,
-and the small helpers that turn one provider event into a ``Report``.
+"""What every provider module shares: what it must offer (``Provider``), the request as
+verified, the events it splits into, and the small helpers that turn one provider event
+into a ``Report``.
 
-A provider module says three things, each a pure function:
-
-* ``verify(request, settings)``: is the request signed by the provider? ``Refused`` (401,
-  nothing stored) if not; what it returns is the nonce to remember, if the scheme has one;
-* ``split(body)``: the request's events, each with the provider's event id (the dedupe key)
-  and its own bytes, stored as one inbound message; ``Malformed`` (400) when unreadable;
-* ``read(raw)``: the ``Report`` of one stored event (complaint, bounce, unsubscribe), or
-  None when it is not feedback (a delivery, an open): stored, ``ignored``, no action.
+A provider module says what ``Provider`` lists, each a pure function: its ``NAME``,
+whether its ``[webhooks.<NAME>]`` table turns it on (``enabled``), and how to ``verify``,
+``split`` and ``read`` a request. ``hooks.PROVIDERS`` is typed by the protocol, so mypy
+fails when a module lacks one of them or has it with another signature.
 
 Our token travels in the provider's custom fields (``fm_token``); ``with_token`` puts it in
 a synthetic original as the ``X-Feedback-Token`` header, where ``attribution`` looks first.
@@ -21,11 +18,11 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from feedback_mta import tokens
 from feedback_mta.reading.formats.dsn import hardness, status_of
-from feedback_mta.reading.formats.report import Bounced
+from feedback_mta.reading.formats.report import Bounced, Report
 from feedback_mta.reading.parse import ParsedMessage
 
 #: Where platforms put our token in a provider's custom fields.
@@ -58,6 +55,45 @@ class HookEvent:
 
     id: str
     raw: bytes
+
+
+#: What ``verify`` returns: the nonce to remember, when the scheme has one (Mailgun's
+#: token); the verified message, when its type decides what to do (SNS: a notification or
+#: a subscription's confirmation); else None.
+Verified = str | dict[str, Any] | None
+
+#: The provider's ``[webhooks.<NAME>]`` table (``config.SesHookConfig``, ...).
+Settings = TypeVar("Settings", contravariant=True)
+
+
+class Provider(Protocol[Settings]):
+    """What an ESP's module offers (``ses``, ``sendgrid``, ``mailgun``, ``postmark``): module
+    functions, as here without ``self``. RFC 8058 one-click (``one_click``) is no provider:
+    no signature, no events of its own, one fixed body.
+    """
+
+    @property
+    def NAME(self) -> str:
+        """``/hooks/<NAME>``, ``[webhooks.<NAME>]``, the ``provider`` of its arrivals."""
+        ...
+
+    def enabled(self, settings: Settings, /) -> bool:
+        """Is it set up (a key, a user name)? ``/hooks/<NAME>`` answers 404 until it is."""
+        ...
+
+    def verify(self, request: HookRequest, settings: Settings, /) -> Verified:
+        """Is the request signed by the provider? ``Refused`` (401, nothing stored) if not."""
+        ...
+
+    def split(self, body: bytes, /) -> list[HookEvent]:
+        """The request's events, each with the provider's event id (the dedupe key) and its
+        own bytes, stored as one inbound message; ``Malformed`` (400) when unreadable."""
+        ...
+
+    def read(self, raw: bytes, /) -> Report | None:
+        """The ``Report`` of one stored event (complaint, bounce, unsubscribe), or None when
+        it is not feedback (a delivery, an open): stored, ``ignored``, no action."""
+        ...
 
 
 def dedupe_key(provider: str, event_id: str) -> str:

@@ -21,13 +21,16 @@ mostly ``PHRASES`` (reason -> the family's own words), and, where words are not 
 The first family in ``REGISTRY`` that recognises the bounce speaks for it; ``reasons``
 takes its reason before the general tables (as Sisimai takes its ``lhost`` modules').
 Adding a family is adding a module and a line here, plus its samples in the corpus table
-(``tests/fixtures/sisimai``).
+(``tests/fixtures/sisimai``); a family with a function of its own above is also a line
+in that function's table below. The registry and the tables are typed by the protocols
+in ``base``, so mypy fails when a family lacks ``detect`` or a listed function, or has
+one with another signature.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from feedback_mta.reading.mtas import (
     apachejames,
@@ -56,13 +59,25 @@ from feedback_mta.reading.mtas import (
     verizon,
     zoho,
 )
+from feedback_mta.reading.mtas.base import (
+    Commands,
+    Failures,
+    Family,
+    Hints,
+    Notices,
+    Recipients,
+    table,
+)
 from feedback_mta.reading.parse import ParsedMessage
 
-__all__ = ["REGISTRY", "bounce_family", "command", "failed", "family", "hint", "notice",
-           "per_recipient", "recipient"]
+__all__ = ["COMMANDS", "FAILURES", "HINTS", "NOTICES", "RECIPIENTS", "REGISTRY",
+           "bounce_family", "command", "failed", "family", "hint", "notice", "per_recipient",
+           "recipient"]
+
+R = TypeVar("R")
 
 #: Most specific first: a Google Groups refusal is also a Gmail notice.
-REGISTRY: tuple[ModuleType, ...] = (
+REGISTRY: tuple[Family, ...] = table(
     googlegroups,
     googleworkspace,
     gmail,
@@ -91,64 +106,85 @@ REGISTRY: tuple[ModuleType, ...] = (
 )
 
 
-def family(msg: ParsedMessage) -> ModuleType | None:
+# The families with functions of their own (``base`` says what each does).
+HINTS: tuple[Hints, ...] = table(exchange2003, exim, fml, googlegroups, qmail)
+COMMANDS: tuple[Commands, ...] = table(mfilter, qmail)
+NOTICES: tuple[Notices, ...] = table(sendmail)
+RECIPIENTS: tuple[Recipients, ...] = table(v5sendmail)
+FAILURES: tuple[Failures, ...] = table(apachejames, fml, verizon)
+
+_HINT: dict[Family, Callable[[ParsedMessage, str], str]] = {f: f.hint for f in HINTS}
+_COMMAND: dict[Family, Callable[[ParsedMessage, str], str]] = {f: f.command for f in COMMANDS}
+_NOTICE: dict[Family, Callable[[ParsedMessage, str], str]] = {f: f.notice for f in NOTICES}
+_RECIPIENT: dict[Family, Callable[[ParsedMessage, str], tuple[str, str] | None]] = {
+    f: f.recipient for f in RECIPIENTS}
+_FAILED: dict[Family, Callable[[ParsedMessage, str], list[str]]] = {
+    f: f.failed for f in FAILURES}
+
+
+def family(msg: ParsedMessage) -> Family | None:
     """The family that wrote this bounce, if we know it."""
-    return msg.memo("mta_family", lambda: next((m for m in REGISTRY if m.detect(msg)), None))
+    found: Family | None = msg.memo(
+        "mta_family", lambda: next((m for m in REGISTRY if m.detect(msg)), None))
+    return found
 
 
-def _hook(msg: ParsedMessage, name: str) -> Any:
-    """The family's ``name`` (a function or a flag), or None when it has none."""
+def _flag(msg: ParsedMessage, name: str) -> Any:
+    """The family's data ``name`` (a flag, its phrases), or None when it has none."""
     return getattr(family(msg), name, None)
 
 
-def bounce_family(msg: ParsedMessage) -> ModuleType | None:
+def _own(msg: ParsedMessage, functions: dict[Family, R]) -> R | None:
+    """The family's function of this table, or None when it has none."""
+    found = family(msg)
+    return None if found is None else functions.get(found)
+
+
+def bounce_family(msg: ParsedMessage) -> Family | None:
     """The family, if its detection alone says the message is a bounce."""
-    return family(msg) if _hook(msg, "BOUNCE_ONLY") else None
+    return family(msg) if _flag(msg, "BOUNCE_ONLY") else None
 
 
 def per_recipient(msg: ParsedMessage) -> bool:
     """Does each recipient's paragraph say all (no need to read the whole notice for a lone
     recipient)?"""
-    return bool(_hook(msg, "PER_RECIPIENT"))
+    return bool(_flag(msg, "PER_RECIPIENT"))
 
 
 def notice(msg: ParsedMessage, text: str) -> str:
     """The part of a bounce's notice (``text``) that speaks of its recipient: all of it,
     unless the family says which part (Sendmail: its transcript's replies)."""
-    read = _hook(msg, "notice")
-    return str(read(msg, text)) if read else text
+    read = _own(msg, _NOTICE)
+    return read(msg, text) if read else text
 
 
 def recipient(msg: ParsedMessage, address: str) -> tuple[str, str] | None:
     """(what the bounce says of ``address``, the SMTP command it answered) where the
     family knows better than the lines next to the address (old Sendmail's transcript
     blocks), else None."""
-    read = _hook(msg, "recipient")
-    if read is None:
-        return None
-    text, sent = read(msg, address)
-    return str(text), str(sent)
+    read = _own(msg, _RECIPIENT)
+    return read(msg, address) if read else None
 
 
 def failed(msg: ParsedMessage, notice: str) -> list[str]:
     """The failed addresses, where the family names them its own way, else none."""
-    read = _hook(msg, "failed")
-    return [str(a) for a in read(msg, notice)] if read else []
+    read = _own(msg, _FAILED)
+    return read(msg, notice) if read else []
 
 
 def command(msg: ParsedMessage, text: str) -> str:
     """The SMTP command a family's words say the server answered (qmail: "does not like
     recipient" is RCPT), or ""."""
-    read = _hook(msg, "command")
-    return str(read(msg, text)) if read else ""
+    read = _own(msg, _COMMAND)
+    return read(msg, text) if read else ""
 
 
 def hint(msg: ParsedMessage, text: str) -> str:
     """The reason the family's own words give for one recipient (``text``: what the
     bounce says of it), or ""."""
     lowered = text.lower()
-    for reason, phrases in (_hook(msg, "PHRASES") or {}).items():
+    for reason, phrases in (_flag(msg, "PHRASES") or {}).items():
         if any(phrase in lowered for phrase in phrases):
             return str(reason)
-    read = _hook(msg, "hint")
-    return str(read(msg, text)) if read else ""
+    read = _own(msg, _HINT)
+    return read(msg, text) if read else ""
