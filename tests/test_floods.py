@@ -3,12 +3,12 @@ well-behaved client keeps being served while all of it goes on at once."""
 
 from __future__ import annotations
 
-import pytest
-
 import socket
 import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from feedback_mta.edge import smtp as codes
 from tests.conftest import write_config

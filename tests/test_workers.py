@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
 import os
 import signal
+
+import pytest
 
 from tests.support import inbound_rows, message, seed, send, wait_all_done, wait_until
 
