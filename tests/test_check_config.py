@@ -63,6 +63,7 @@ def fake_relay() -> Iterator[type[FakeRelay]]:
 
 
 
+@pytest.mark.empty_database
 def test_all_reachable(tmp_path, database_url, relay):
     path = write_config(tmp_path / "c.toml", database_url,
                         outbound={"relay": f"127.0.0.1:{relay.port}"},

@@ -153,6 +153,7 @@ def test_a_deadline_missed_while_down_is_caught_up_on_start(tmp_path, database_u
     assert _show(cfg, contact)["opt_out_reason"] == "suspected_invalid"
 
 
+@pytest.mark.process
 @pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_two_servers_on_one_postgresql_opt_each_contact_out_once(tmp_path, database_url,
