@@ -8,9 +8,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 
+@pytest.mark.process
 def test_the_benchmark_runs_and_every_kind_of_message_acts(tmp_path):
     done = subprocess.run(
         [sys.executable, "bench/run.py", "--quick", "--messages", "300",
@@ -38,6 +41,7 @@ def test_the_benchmark_runs_and_every_kind_of_message_acts(tmp_path):
         "one process / bare", "CPU per message (ms)", "peak RSS per process (MB)"]
 
 
+@pytest.mark.process
 def test_the_api_benchmark_runs_and_every_request_is_answered(tmp_path):
     done = subprocess.run(
         [sys.executable, "bench/api.py", "--requests", "200", "--connections", "4",

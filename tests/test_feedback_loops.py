@@ -9,8 +9,6 @@ reports (made-up or altered tokens, untrusted reporters) change nothing.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 from dataclasses import dataclass
 
@@ -20,7 +18,8 @@ import sqlalchemy as sa
 from feedback_mta import tokens
 from feedback_mta.addresses import Box
 from feedback_mta.store.models import Contact, Event
-from tests.conftest import FIXTURES, ROOT, write_config
+from tests.cli import run
+from tests.conftest import FIXTURES, write_config
 from tests.support import Seed, seed, send
 
 REPORTS = FIXTURES / "reports"
@@ -98,9 +97,8 @@ def actions_of(st: Setup, contact_id: int) -> list[str]:
 
 
 def cli(st: Setup, *args: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "feedback_mta", *args, "--json",
-                           "--config", str(st.config)], capture_output=True, cwd=ROOT,
-                          timeout=60, check=True)
+    done = run(st.config, *args, "--json")
+    assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
 

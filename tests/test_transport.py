@@ -12,8 +12,6 @@ import smtplib
 import socket
 import ssl
 import struct
-import subprocess
-import sys
 import time
 
 import pytest
@@ -23,7 +21,8 @@ import trustme
 from feedback_mta.edge import smtp as codes
 from feedback_mta.edge.limits import Limits, Refusal
 from feedback_mta.edge.tls import TlsFiles
-from tests.conftest import ROOT, write_config
+from tests.cli import run
+from tests.conftest import write_config
 from tests.support import inbound_rows, message, reply_code, reply_text
 
 
@@ -117,8 +116,7 @@ def test_check_config_names_a_missing_key(tmp_path, sqlite_url, ca):
     cert, _key = _cert_files(ca, tmp_path)
     path = write_config(tmp_path / "c.toml", sqlite_url,
                         smtp={"tls_cert": str(cert), "tls_key": str(tmp_path / "nope.key")})
-    done = subprocess.run([sys.executable, "-m", "feedback_mta", "check-config", "--config",
-                           str(path)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    done = run(path, "check-config")
     assert done.returncode == 3, done.stderr
     assert "nope.key" in done.stderr and "[smtp] tls_cert, tls_key" in done.stderr
 
