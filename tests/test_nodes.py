@@ -107,6 +107,7 @@ def test_both_nodes_sweeping_the_same_backlog_act_once(tmp_path, database_url,
 
 
 @pytest.mark.process
+@pytest.mark.empty_database
 @pytest.mark.postgres
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_nodes_upgrading_a_fresh_database_at_once_both_succeed(tmp_path, database_url):

@@ -192,7 +192,7 @@ def test_two_servers_on_one_postgresql_opt_each_contact_out_once(tmp_path, datab
 
 def test_digest_reply_keep_verifies_the_contact(tmp_path, database_url, server_factory, relay):
     cfg = _config(tmp_path, database_url,
-                  review={"period": "10s", "remind_before": "10s", "check_interval": "0.5s"},
+                  review={"period": "5s", "remind_before": "5s", "check_interval": "0.5s"},
                   outbound={"relay": f"127.0.0.1:{relay.port}"})
     account = _account(cfg)
     ok_json(cfg, "user", "add", "--account", str(account), "--email", "clerk@dealer.test")
