@@ -15,6 +15,7 @@ from feedback_mta.addresses import AddressBook
 from feedback_mta.config import Config
 from feedback_mta.edge.intake import Intake
 from feedback_mta.http import hooks, problems, review, v1
+from feedback_mta.http.certificates import Certificates
 from feedback_mta.queries.health import health
 from feedback_mta.store import db
 
@@ -51,7 +52,7 @@ def create_app(config: Config, engine: Engine, intake: Intake | None = None,
     app.state.book = AddressBook.from_config(config)
     app.state.intake = intake
     app.state.on_mail = on_mail
-    app.state.certificates = hooks.Certificates(config.webhooks.ses)
+    app.state.certificates = Certificates(config.webhooks.ses)
     problems.install(app)
     app.include_router(v1.router)
     app.include_router(hooks.router)

@@ -14,13 +14,10 @@ from __future__ import annotations
 import asyncio
 import html
 import re
-import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-from cryptography import x509
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -29,6 +26,7 @@ from feedback_mta import counters, logs, tokens
 from feedback_mta.addresses import AddressBook
 from feedback_mta.config import Config, SesHookConfig
 from feedback_mta.edge.intake import Arrival, Intake, Replayed, StoreError
+from feedback_mta.http.certificates import Certificates, CertificateUnavailable
 from feedback_mta.http.problems import ProblemError
 from feedback_mta.reading.hooks import PROVIDERS, one_click, ses
 from feedback_mta.reading.hooks.base import HookEvent, HookRequest, Malformed, Refused, dedupe_key
@@ -39,51 +37,6 @@ router = APIRouter(include_in_schema=False)
 
 #: How long a request waits for its events to be committed before it is answered 503.
 STORE_TIMEOUT = 30.0
-
-
-class CertificateUnavailable(Exception):
-    """An SNS signing certificate could not be fetched: our problem, answered 503."""
-
-
-class Certificates:
-    """SNS signing certificates by URL, fetched over HTTPS once and kept (they change
-    rarely, and each notification names one)."""
-
-    LIMIT = 64
-
-    def __init__(self, settings: SesHookConfig) -> None:
-        self.settings = settings
-        self._pem: dict[str, bytes] = {}
-        self._lock = threading.Lock()
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(verify=self.settings.ca_file or True, timeout=10.0,
-                            follow_redirects=False)
-
-    def get(self, url: str) -> bytes:
-        with self._lock:
-            if url in self._pem:
-                return self._pem[url]
-        try:
-            with self.client() as client:
-                response = client.get(url)
-                response.raise_for_status()
-            x509.load_pem_x509_certificate(response.content)  # kept only if it is one
-        except (httpx.HTTPError, ValueError) as exc:
-            raise CertificateUnavailable(f"{url}: {type(exc).__name__}") from None
-        with self._lock:
-            if len(self._pem) >= self.LIMIT:
-                self._pem.clear()
-            self._pem[url] = response.content
-        return response.content
-
-    def confirm(self, url: str) -> int:
-        """GET a SubscribeURL (the caller checked its host): SNS's confirmation."""
-        try:
-            with self.client() as client:
-                return client.get(url).status_code
-        except httpx.HTTPError as exc:
-            raise CertificateUnavailable(f"{url}: {type(exc).__name__}") from None
 
 
 def _intake(request: Request) -> Intake:
