@@ -11,12 +11,11 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 
 from feedback_mta import counters, logs
-from feedback_mta.addresses import AddressBook
 from feedback_mta.config import Config
 from feedback_mta.edge.intake import Intake
 from feedback_mta.http import hooks, problems, review, v1
+from feedback_mta.http.services import App, HttpServices
 from feedback_mta.queries.health import health
-from feedback_mta.store import db
 
 log = logs.get(__name__)
 
@@ -40,18 +39,12 @@ def create_app(config: Config, engine: Engine, intake: Intake | None = None,
                on_mail: Callable[[list[int]], None] = lambda ids: None) -> FastAPI:
     """The app; ``intake`` stores what ``/u/TOKEN`` and ``/hooks/...`` accept (without
     it they answer 503); ``on_mail`` is handed the mail the review page queued (the
-    outbox sends it at once)."""
-    app = FastAPI(title="feedback-mta", version=_version(), description=DESCRIPTION,
-                  docs_url=None, redoc_url=None,
-                  # Operation ids are the endpoint functions' names (show_lead, ...).
-                  generate_unique_id_function=lambda route: route.name)
-    app.state.config = config
-    app.state.engine = engine
-    app.state.reader = db.reader(engine)
-    app.state.book = AddressBook.from_config(config)
-    app.state.intake = intake
-    app.state.on_mail = on_mail
-    app.state.certificates = hooks.Certificates(config.webhooks.ses)
+    outbox sends it at once). The endpoints are given these (``services``), typed."""
+    app = App(HttpServices.build(config, engine, intake, on_mail),
+              title="feedback-mta", version=_version(), description=DESCRIPTION,
+              docs_url=None, redoc_url=None,
+              # Operation ids are the endpoint functions' names (show_lead, ...).
+              generate_unique_id_function=lambda route: route.name)
     problems.install(app)
     app.include_router(v1.router)
     app.include_router(hooks.router)

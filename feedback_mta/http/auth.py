@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session, col, select
 
 from feedback_mta.actions import Actor
 from feedback_mta.actions.platform import hash_key
 from feedback_mta.http.problems import ProblemError
+from feedback_mta.http.services import Reader
 from feedback_mta.store.models import ApiKey
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: feedback-mta key add")
@@ -49,12 +50,12 @@ class Caller:
         return asked
 
 
-def caller(request: Request,
+def caller(reader: Reader,
            credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ProblemError(401, "an API key is needed: Authorization: Bearer KEY",
                            headers=_CHALLENGE)
-    with Session(request.app.state.reader) as session:
+    with Session(reader) as session:
         row = session.exec(select(ApiKey.id, ApiKey.account_id).where(
             ApiKey.key_hash == hash_key(credentials.credentials),
             col(ApiKey.revoked_at).is_(None))).first()

@@ -14,22 +14,21 @@ from __future__ import annotations
 import asyncio
 import html
 import re
-import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-from cryptography import x509
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from feedback_mta import counters, logs, tokens
 from feedback_mta.addresses import AddressBook
-from feedback_mta.config import Config, SesHookConfig
+from feedback_mta.config import SesHookConfig
 from feedback_mta.edge.intake import Arrival, Intake, Replayed, StoreError
+from feedback_mta.http.certificates import Certificates, CertificateUnavailable
 from feedback_mta.http.problems import ProblemError
+from feedback_mta.http.services import Book, Services
 from feedback_mta.reading.hooks import PROVIDERS, one_click, ses
 from feedback_mta.reading.hooks.base import HookEvent, HookRequest, Malformed, Refused, dedupe_key
 
@@ -41,64 +40,20 @@ router = APIRouter(include_in_schema=False)
 STORE_TIMEOUT = 30.0
 
 
-class CertificateUnavailable(Exception):
-    """An SNS signing certificate could not be fetched: our problem, answered 503."""
-
-
-class Certificates:
-    """SNS signing certificates by URL, fetched over HTTPS once and kept (they change
-    rarely, and each notification names one)."""
-
-    LIMIT = 64
-
-    def __init__(self, settings: SesHookConfig) -> None:
-        self.settings = settings
-        self._pem: dict[str, bytes] = {}
-        self._lock = threading.Lock()
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(verify=self.settings.ca_file or True, timeout=10.0,
-                            follow_redirects=False)
-
-    def get(self, url: str) -> bytes:
-        with self._lock:
-            if url in self._pem:
-                return self._pem[url]
-        try:
-            with self.client() as client:
-                response = client.get(url)
-                response.raise_for_status()
-            x509.load_pem_x509_certificate(response.content)  # kept only if it is one
-        except (httpx.HTTPError, ValueError) as exc:
-            raise CertificateUnavailable(f"{url}: {type(exc).__name__}") from None
-        with self._lock:
-            if len(self._pem) >= self.LIMIT:
-                self._pem.clear()
-            self._pem[url] = response.content
-        return response.content
-
-    def confirm(self, url: str) -> int:
-        """GET a SubscribeURL (the caller checked its host): SNS's confirmation."""
-        try:
-            with self.client() as client:
-                return client.get(url).status_code
-        except httpx.HTTPError as exc:
-            raise CertificateUnavailable(f"{url}: {type(exc).__name__}") from None
-
-
-def _intake(request: Request) -> Intake:
-    intake: Intake | None = request.app.state.intake
+def _alive(intake: Intake | None) -> Intake:
     if intake is None or not intake.alive:
         raise ProblemError(503, "not accepting feedback now", headers={"Retry-After": "30"})
     return intake
 
 
-async def _store(request: Request, provider: str, events: list[HookEvent],
-                 rcpt_tos: tuple[str, ...] = (), nonce: str | None = None) -> list[int]:
-    """Commit every event (one inbound message each) before the answer; 503 otherwise,
-    and the provider retries (what was committed meanwhile is deduplicated). A ``nonce``
-    is recorded in the same commit: seen before with another event, it is a replay (401)."""
-    intake = _intake(request)
+async def _store(request: Request, intake: Intake | None, provider: str,
+                 events: list[HookEvent], rcpt_tos: tuple[str, ...] = (),
+                 nonce: str | None = None) -> list[int]:
+    """Commit every event (one inbound message each) before the answer; 503 otherwise (no
+    intake, or one stopping), and the provider retries (what was committed meanwhile is
+    deduplicated). A ``nonce`` is recorded in the same commit: seen before with another
+    event, it is a replay (401)."""
+    intake = _alive(intake)
     client = request.client.host if request.client else None
     futures = [intake.submit(Arrival(event.raw, "", rcpt_tos, protocol="http", peer=client,
                                      helo=None, provider=provider,
@@ -144,8 +99,7 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
                         headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
 
-def _contact_of(request: Request, token: str) -> int:
-    book: AddressBook = request.app.state.book
+def _contact_of(request: Request, book: AddressBook, token: str) -> int:
     contact_id = tokens.verify(book.secrets, tokens.Purpose.UNSUBSCRIBE, token.lower())
     if contact_id is None:
         raise _refuse(one_click.NAME, request, "not a valid unsubscribe link", status=404)
@@ -153,9 +107,9 @@ def _contact_of(request: Request, token: str) -> int:
 
 
 @router.get("/u/{token}")
-def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
+def unsubscribe_page(request: Request, book: Book, token: str) -> HTMLResponse:
     """A page whose button POSTs: a link scanner's GET changes nothing."""
-    _contact_of(request, token)
+    _contact_of(request, book, token)
     # No action: the form posts to the URL it was shown at, whatever prefix a proxy adds.
     form = ('<p>Stop receiving these emails?</p><form method="post"><input type="hidden" '
             'name="List-Unsubscribe" value="One-Click"><button type="submit">Unsubscribe'
@@ -168,9 +122,10 @@ _MULTIPART_FIELD = re.compile(
 
 
 @router.post("/u/{token}")
-async def unsubscribe(request: Request, token: str) -> HTMLResponse:
+async def unsubscribe(request: Request, services: Services, token: str) -> HTMLResponse:
     """RFC 8058: ``List-Unsubscribe=One-Click`` opts the contact out; 200, no redirect."""
-    _contact_of(request, token)
+    book = services.book
+    _contact_of(request, book, token)
     body = await request.body()
     if "multipart/form-data" in request.headers.get("content-type", ""):
         if not _MULTIPART_FIELD.search(body):
@@ -180,11 +135,10 @@ async def unsubscribe(request: Request, token: str) -> HTMLResponse:
             one_click.check_body(body)
         except Malformed as exc:
             raise _refuse(one_click.NAME, request, str(exc), 400) from None
-    book: AddressBook = request.app.state.book
     token = token.lower()
     # One click per link and day acts; the copies (a client's retry) are duplicates.
     day = datetime.now(UTC).date().isoformat()
-    await _store(request, one_click.NAME, [HookEvent(f"{token}:{day}", body)],
+    await _store(request, services.intake, one_click.NAME, [HookEvent(f"{token}:{day}", body)],
                  rcpt_tos=(f"unsubscribe+{token}@{book.domain}",))
     return _page("Unsubscribed", "<p>You will not receive these emails any more.</p>")
 
@@ -193,17 +147,16 @@ async def unsubscribe(request: Request, token: str) -> HTMLResponse:
 
 
 @router.post("/hooks/{provider}")
-async def provider_hook(request: Request, provider: str) -> JSONResponse:
+async def provider_hook(request: Request, services: Services, provider: str) -> JSONResponse:
     module = PROVIDERS.get(provider)
     if module is None:
         raise ProblemError(404, f"no provider {provider!r} (known: {', '.join(PROVIDERS)})")
-    config: Config = request.app.state.config
-    settings = getattr(config.webhooks, provider)
+    settings = getattr(services.config.webhooks, provider)
     if not module.enabled(settings):
         counters.HOOKS.labels(provider, "off").inc()
         raise ProblemError(404, f"[webhooks.{provider}] is not set up")
     body = await request.body()
-    certificates: Certificates = request.app.state.certificates
+    certificates = services.certificates
     hook = HookRequest({k.lower(): v for k, v in request.headers.items()}, body, time.time(),
                        certificates.get)
     try:
@@ -225,7 +178,7 @@ async def provider_hook(request: Request, provider: str) -> JSONResponse:
         counters.HOOKS.labels(provider, "malformed").inc()
         raise ProblemError(400, str(exc)) from None
     # A nonce (Mailgun's token) is refused when it signed another event before.
-    ids = await _store(request, provider, events,
+    ids = await _store(request, services.intake, provider, events,
                        nonce=verified if isinstance(verified, str) else None)
     return JSONResponse({"stored": len(ids)})
 

@@ -28,6 +28,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -35,6 +36,7 @@ from feedback_mta.actions import ActionError, Actor, unit_of_work
 from feedback_mta.actions.review import reviewer_accounts
 from feedback_mta.addresses import Box
 from feedback_mta.config import Config
+from feedback_mta.http.services import Config_, Engine_, Reader, Services
 from feedback_mta.queries.review import to_review
 from feedback_mta.store.models import Contact, Lead
 
@@ -107,13 +109,13 @@ def _base_url(config: Config, request: Request) -> str:
 
 
 @router.get("/")
-def review_page(request: Request, done: str = "", id: int = 0) -> Response:
-    config: Config = request.app.state.config
+def review_page(request: Request, config: Config_, reader: Reader, done: str = "",
+                id: int = 0) -> Response:
     who = signed_in(config, request)
     if who is None:
         return _page("sign_in", title="Review")
     email, cookie = who
-    with Session(request.app.state.reader) as session:
+    with Session(reader) as session:
         accounts = to_review(session, reviewer_accounts(session, email))
     note = _NOTES[done].format(id=id) if done in _NOTES else None
     return _page("review", title="Review", email=email, csrf=csrf_token(config, cookie),
@@ -121,20 +123,19 @@ def review_page(request: Request, done: str = "", id: int = 0) -> Response:
 
 
 @router.post("/sign-in")
-async def ask_for_link(request: Request) -> Response:
-    config: Config = request.app.state.config
+async def ask_for_link(request: Request, services: Services) -> Response:
+    config, book = services.config, services.book
     email = (await _form(request)).get("email", "").strip()
     base = _base_url(config, request)
 
     def send() -> None:
-        book = request.app.state.book
-        with unit_of_work(request.app.state.engine, Actor("web", "web")) as uow:
+        with unit_of_work(services.engine, Actor("web", "web")) as uow:
             uow.review.send_sign_in_link(email, base, config.review.link_lifetime,
                                          from_name=config.outbound.from_name,
                                          sender=f"{Box.POSTMASTER.value}@{book.domain}",
                                          domain=book.domain)
             queued = list(uow.recorder.queued_mail)
-        request.app.state.on_mail(queued)
+        services.on_mail(queued)
 
     try:
         await run_in_threadpool(send)
@@ -152,9 +153,8 @@ def show_link(request: Request, token: str) -> Response:
 
 
 @router.post("/link/{token}")
-def use_link(request: Request, token: str) -> Response:
-    config: Config = request.app.state.config
-    with unit_of_work(request.app.state.engine, Actor("web", "web")) as uow:
+def use_link(config: Config_, engine: Engine_, token: str) -> Response:
+    with unit_of_work(engine, Actor("web", "web")) as uow:
         email = uow.review.use_sign_in_link(token)
     if email is None:
         return _page("sign_in", 410, title="Review",
@@ -175,9 +175,8 @@ async def sign_out(request: Request) -> Response:
     return response
 
 
-async def _change(request: Request, model: type[Lead | Contact], object_id: int,
-                  done: str) -> Response:
-    config: Config = request.app.state.config
+async def _change(request: Request, config: Config, engine: Engine,
+                  model: type[Lead | Contact], object_id: int, done: str) -> Response:
     who = signed_in(config, request)
     if who is None:
         return _page("sign_in", 401, title="Review",
@@ -189,7 +188,7 @@ async def _change(request: Request, model: type[Lead | Contact], object_id: int,
                      error="That form was not ours (its CSRF token did not match).")
 
     def act_on() -> bool | None:
-        with unit_of_work(request.app.state.engine, Actor(f"web:{email}", "web")) as uow:
+        with unit_of_work(engine, Actor(f"web:{email}", "web")) as uow:
             found: Lead | Contact | None = (uow.session.get(Lead, object_id) if model is Lead
                                             else uow.session.get(Contact, object_id))
             if found is None or found.account_id not in uow.review.reviewer_accounts(email):
@@ -206,10 +205,12 @@ async def _change(request: Request, model: type[Lead | Contact], object_id: int,
 
 
 @router.post("/leads/{lead_id}/restore")
-async def restore_lead(request: Request, lead_id: int) -> Response:
-    return await _change(request, Lead, lead_id, "restored")
+async def restore_lead(request: Request, config: Config_, engine: Engine_,
+                       lead_id: int) -> Response:
+    return await _change(request, config, engine, Lead, lead_id, "restored")
 
 
 @router.post("/contacts/{contact_id}/keep")
-async def keep_contact(request: Request, contact_id: int) -> Response:
-    return await _change(request, Contact, contact_id, "kept")
+async def keep_contact(request: Request, config: Config_, engine: Engine_,
+                       contact_id: int) -> Response:
+    return await _change(request, config, engine, Contact, contact_id, "kept")

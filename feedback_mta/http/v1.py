@@ -17,13 +17,14 @@ from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, PlainSerializer
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from feedback_mta.actions import UnitOfWork, unit_of_work
-from feedback_mta.addresses import AddressBook
 from feedback_mta.http.auth import Caller, caller
 from feedback_mta.http.problems import RESPONSES, ProblemError
+from feedback_mta.http.services import Book, Config_, Engine_, HttpServices, Reader, Services
 from feedback_mta.quality.verdict import Engagement
 from feedback_mta.queries import accounts, contacts, iso, leads, platform, suppressions
 from feedback_mta.queries import events as event_queries
@@ -166,19 +167,6 @@ class EventPage(BaseModel):
 _TIMES: dict[Any, Callable[[Any], Any]] = {datetime: iso}
 
 
-def _book(request: Request) -> AddressBook:
-    book: AddressBook = request.app.state.book
-    return book
-
-
-def _acting(request: Request, who: Caller) -> Any:
-    return unit_of_work(request.app.state.engine, who.actor)
-
-
-def _reading(request: Request) -> Session:
-    return Session(request.app.state.reader)
-
-
 def _own_lead(uow: UnitOfWork, who: Caller, lead_id: int) -> Any:
     lead = uow.leads.get(lead_id)
     who.check(lead.account_id, f"lead {lead_id}")
@@ -224,10 +212,10 @@ class AccountOut(BaseModel):
 
 @router.get("/accounts/{account_id}", response_model=AccountOut,
             summary="One account and the guard's advice (account show)")
-def show_account(request: Request, who: Who, account_id: AccountId) -> Any:
+def show_account(who: Who, reader: Reader, config: Config_, account_id: AccountId) -> Any:
     who.check(account_id, f"account {account_id}")
-    with _reading(request) as session:
-        shown = accounts.show(session, account_id, request.app.state.config.guard.window)
+    with Session(reader) as session:
+        shown = accounts.show(session, account_id, config.guard.window)
         return {k: v for k, v in shown.items() if k != "user_list"}
 
 
@@ -257,33 +245,33 @@ _CONTACT_LINKS = _links(ShowContact="show_contact:contact_id",
 @router.post("/leads", status_code=201, response_model=LeadCreated,
              responses={201: {"links": _LEAD_LINKS, "description": "Registered"}},
              summary="Register a lead (lead add)")
-def add_lead(request: Request, who: Who, lead: LeadIn,
+def add_lead(request: Request, services: Services, who: Who, lead: LeadIn,
              idempotency_key: IdempotencyHeader = None) -> Any:
     account = _needs_account(who, lead.account_id)
 
     def register(uow: UnitOfWork) -> tuple[dict[str, Any], int]:
         created, contact, verdict = uow.registration.add_lead(
-            request.app.state.config, account, lead.email, lead.first, lead.last, lead.ip,
+            services.config, account, lead.email, lead.first, lead.last, lead.ip,
             lead.comments)
-        return leads.registered(created, contact, verdict, _book(request)), 201
+        return leads.registered(created, contact, verdict, services.book), 201
 
-    return _once(request, who, idempotency_key, lead.model_dump(), register)
+    return _once(request, services.engine, who, idempotency_key, lead.model_dump(), register)
 
 
-def _once(request: Request, who: Caller, key: str | None, payload: dict[str, Any],
-          work: Any) -> JSONResponse:
+def _once(request: Request, engine: Engine, who: Caller, key: str | None,
+          payload: dict[str, Any], work: Any) -> JSONResponse:
     """Do ``work`` (in one transaction; it gives the answer and its status) unless this key
     was answered before: then answer as before. A key reused for another request is
     refused (422)."""
     if key is None:
-        with _acting(request, who) as uow:
+        with unit_of_work(engine, who.actor) as uow:
             body, status = work(uow)
         return JSONResponse(jsonable_encoder(body, custom_encoder=_TIMES), status_code=status)
     scope = f"key:{who.key_id}"
     digest = hashlib.sha256(json.dumps([request.method, request.url.path, payload],
                                        sort_keys=True, default=str).encode()).hexdigest()
     for _ in range(2):
-        with _acting(request, who) as uow:
+        with unit_of_work(engine, who.actor) as uow:
             seen = platform.remembered(uow.session, scope, key)
             if seen is None:
                 answer, status = work(uow)
@@ -304,30 +292,30 @@ def _once(request: Request, who: Caller, key: str | None, payload: dict[str, Any
 
 
 @router.get("/leads/{lead_id}", response_model=LeadOut, summary="One lead (lead show)")
-def show_lead(request: Request, who: Who, lead_id: LeadId) -> Any:
-    with _reading(request) as session:
+def show_lead(who: Who, reader: Reader, book: Book, lead_id: LeadId) -> Any:
+    with Session(reader) as session:
         lead = leads.get(session, lead_id)
         who.check(lead.account_id, f"lead {lead_id}")
-        return leads.lead_dict(lead, _book(request))
+        return leads.lead_dict(lead, book)
 
 
 @router.post("/leads/{lead_id}/flag", response_model=LeadChanged,
              summary="Flag a lead as spam (lead flag)")
-def flag_lead(request: Request, who: Who, lead_id: LeadId) -> Any:
-    return _change_lead(request, who, lead_id, lambda uow, lead: uow.leads.flag_spam(lead))
+def flag_lead(services: Services, who: Who, lead_id: LeadId) -> Any:
+    return _change_lead(services, who, lead_id, lambda uow, lead: uow.leads.flag_spam(lead))
 
 
-def _change_lead(request: Request, who: Who, lead_id: int, change: Any) -> Any:
-    with _acting(request, who) as uow:
+def _change_lead(services: HttpServices, who: Caller, lead_id: int, change: Any) -> Any:
+    with unit_of_work(services.engine, who.actor) as uow:
         lead = _own_lead(uow, who, lead_id)
         changed = bool(change(uow, lead))
-    return {**leads.lead_dict(lead, _book(request)), "changed": changed}
+    return {**leads.lead_dict(lead, services.book), "changed": changed}
 
 
 @router.post("/leads/{lead_id}/restore", response_model=LeadChanged,
              summary="Undo a spam flag (lead restore)")
-def restore_lead(request: Request, who: Who, lead_id: LeadId) -> Any:
-    return _change_lead(request, who, lead_id, lambda uow, lead: uow.leads.restore(lead))
+def restore_lead(services: Services, who: Who, lead_id: LeadId) -> Any:
+    return _change_lead(services, who, lead_id, lambda uow, lead: uow.leads.restore(lead))
 
 
 # --- contacts -------------------------------------------------------------------------------
@@ -337,39 +325,40 @@ def restore_lead(request: Request, who: Who, lead_id: LeadId) -> Any:
                               "links": _CONTACT_LINKS},
                         201: {"links": _CONTACT_LINKS, "description": "Added"}},
              summary="Add a contact, checked as it arrives (contact add)")
-def add_contact(request: Request, who: Who, contact: ContactIn,
+def add_contact(request: Request, services: Services, who: Who, contact: ContactIn,
                 idempotency_key: IdempotencyHeader = None) -> Any:
     account = _needs_account(who, contact.account_id)
 
     def register(uow: UnitOfWork) -> tuple[dict[str, Any], int]:
-        row, created = uow.registration.add_contact(request.app.state.config, account,
+        row, created = uow.registration.add_contact(services.config, account,
                                                     contact.email, contact.first, contact.last,
                                                     contact.ip)
         return {**contacts.contact_dict(uow.session, row), "created": created}, (
             201 if created else 200)
 
-    return _once(request, who, idempotency_key, contact.model_dump(), register)
+    return _once(request, services.engine, who, idempotency_key, contact.model_dump(),
+                 register)
 
 
 @router.get("/contacts/{contact_id}", response_model=ContactDetail,
             summary="One contact (contact show)")
-def show_contact(request: Request, who: Who, contact_id: ContactId) -> Any:
-    with _reading(request) as session:
+def show_contact(who: Who, reader: Reader, contact_id: ContactId) -> Any:
+    with Session(reader) as session:
         who.check(contacts.get(session, contact_id).account_id, f"contact {contact_id}")
         return contacts.show(session, contact_id)
 
 
 @router.get("/contacts/{contact_id}/headers", response_model=dict[str, str],
             summary="Headers for mail to the contact (contact headers)")
-def contact_headers(request: Request, who: Who, contact_id: ContactId) -> Any:
-    with _reading(request) as session:
+def contact_headers(who: Who, reader: Reader, book: Book, config: Config_,
+                    contact_id: ContactId) -> Any:
+    with Session(reader) as session:
         who.check(contacts.get(session, contact_id).account_id, f"contact {contact_id}")
-        return contacts.headers(session, _book(request), contact_id,
-                                request.app.state.config.http.public_url)
+        return contacts.headers(session, book, contact_id, config.http.public_url)
 
 
-def _change_contact(request: Request, who: Who, contact_id: int, change: Any) -> Any:
-    with _acting(request, who) as uow:
+def _change_contact(engine: Engine, who: Caller, contact_id: int, change: Any) -> Any:
+    with unit_of_work(engine, who.actor) as uow:
         contact = _own_contact(uow, who, contact_id)
         changed = bool(change(uow, contact))
         return {**contacts.contact_dict(uow.session, contact), "changed": changed}
@@ -377,24 +366,24 @@ def _change_contact(request: Request, who: Who, contact_id: int, change: Any) ->
 
 @router.post("/contacts/{contact_id}/verify", response_model=ContactChanged,
              summary="A real person: clear the suspicion (contact verify)")
-def verify_contact(request: Request, who: Who, contact_id: ContactId) -> Any:
-    return _change_contact(request, who, contact_id, lambda uow, c: uow.quality.verify(c))
+def verify_contact(engine: Engine_, who: Who, contact_id: ContactId) -> Any:
+    return _change_contact(engine, who, contact_id, lambda uow, c: uow.quality.verify(c))
 
 
 @router.post("/contacts/{contact_id}/optout", response_model=ContactChanged,
              summary="Opt the contact out (contact optout)")
-def optout_contact(request: Request, who: Who, contact_id: ContactId,
+def optout_contact(engine: Engine_, who: Who, contact_id: ContactId,
                    body: Annotated[OptOutIn | None, Body()] = None) -> Any:
     reason = (body or OptOutIn()).reason.strip() or "manual"
-    return _change_contact(request, who, contact_id,
+    return _change_contact(engine, who, contact_id,
                            lambda uow, c: uow.contacts.opt_out(c, reason))
 
 
 @router.post("/contacts/{contact_id}/engage", response_model=ContactChanged,
              summary="Record a purchase, double opt-in, open or click (contact engage)")
-def engage_contact(request: Request, who: Who, contact_id: ContactId,
+def engage_contact(engine: Engine_, who: Who, contact_id: ContactId,
                    body: EngageIn) -> Any:
-    return _change_contact(request, who, contact_id,
+    return _change_contact(engine, who, contact_id,
                            lambda uow, c: uow.quality.engage(c, body.kind))
 
 
@@ -404,7 +393,7 @@ def engage_contact(request: Request, who: Who, contact_id: ContactId,
             responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
                              "description": "The list (as CSV with Accept: text/csv)"}},
             summary="Every address that must not be mailed")
-def list_suppressions(request: Request, who: Who,
+def list_suppressions(request: Request, who: Who, reader: Reader,
                       account_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
                       after: Annotated[str | None, Query(max_length=64)] = None,
                       limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> Any:
@@ -414,8 +403,8 @@ def list_suppressions(request: Request, who: Who,
     except suppressions.BadCursor as exc:
         raise ProblemError(422, str(exc)) from None
     if "text/csv" in request.headers.get("accept", ""):
-        return StreamingResponse(_csv(request, account, after), media_type="text/csv")
-    with _reading(request) as session:
+        return StreamingResponse(_csv(reader, account, after), media_type="text/csv")
+    with Session(reader) as session:
         rows, cursor = suppressions.page(session, account=account, after=after, limit=limit)
     return {"suppressions": rows, "next": cursor}
 
@@ -428,14 +417,14 @@ def _cell(value: Any) -> Any:
     return iso(value) if isinstance(value, datetime) else value
 
 
-def _csv(request: Request, account: int | None, after: str | None) -> Iterator[str]:
+def _csv(reader: Engine, account: int | None, after: str | None) -> Iterator[str]:
     """The whole list from ``after`` on, a page at a time (one read each)."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(suppressions.COLUMNS)
     cursor: str | None = after
     while True:
-        with _reading(request) as session:
+        with Session(reader) as session:
             rows, cursor = suppressions.page(session, account=account, after=cursor)
         for row in rows:
             writer.writerow([_cell(row[c]) for c in suppressions.COLUMNS])
@@ -448,7 +437,7 @@ def _csv(request: Request, account: int | None, after: str | None) -> Iterator[s
 
 @router.get("/events", response_model=EventPage,
             summary="The audit events in commit order, from a cursor")
-def list_events(request: Request, who: Who,
+def list_events(who: Who, reader: Reader,
                 after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                 type: Annotated[str | None, Query(
@@ -456,7 +445,7 @@ def list_events(request: Request, who: Who,
                 ] = None,
                 account_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Any:
     account = who.account(account_id)
-    with _reading(request) as session:
+    with Session(reader) as session:
         items = event_queries.feed(session, after=after, limit=limit,
                                    types=(type or "").split(","), account=account)
     return {"events": items, "next": items[-1]["id"] if items else after}
