@@ -1,9 +1,12 @@
-"""Database outages under load: the real PostgreSQL server stopped and started again.
+"""Database outages under load: a real PostgreSQL server stopped and started again.
 
 While it is down, clients get ``451 4.3.0`` (never a 250 for what could not be stored) and
 the server stays up; when it is back, the server recovers by itself: new mail is accepted,
 and what was stored before the outage is processed, each change made once. (A locked
 SQLite file and a locked PostgreSQL table are in test_durability.)
+
+The server stopped is a PostgreSQL of the test's own (``initdb`` into a temporary folder,
+on a free port), not the machine's: the other tests, running beside this one, keep theirs.
 """
 
 from __future__ import annotations
@@ -11,46 +14,105 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
+from feedback_mta import config as config_mod
 from feedback_mta.actions import CLI, unit_of_work
 from feedback_mta.edge import smtp as codes
+from feedback_mta.store import db
 from feedback_mta.store.models import Event
 from tests.conftest import write_config
-from tests.support import Sender, reply_code, reply_text, seed, wait_all_done, wait_until
+from tests.support import (
+    Sender,
+    free_port,
+    reply_code,
+    reply_text,
+    seed,
+    wait_all_done,
+    wait_until,
+)
 
 
-def _cluster() -> tuple[str, str] | None:
-    if (os.geteuid() != 0 or not shutil.which("pg_ctlcluster")
-            or not Path("/etc/postgresql").is_dir()):
-        return None
-    versions = sorted(os.listdir("/etc/postgresql"))
-    return (versions[-1], "main") if versions else None
+def _bin() -> Path | None:
+    """Where this machine's PostgreSQL server programs are (the newest version's)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
 
 
-def _pg_ctl(action: str) -> None:
-    version, name = _cluster()
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, name, action,
-                    *(["-m", "fast"] if action == "stop" else [])],
-                   check=True, capture_output=True, timeout=60)
+class PrivatePostgres:
+    """A PostgreSQL server of our own: a data folder owned by ``postgres``, trust auth,
+    on 127.0.0.1 and a free port, stopped and started with ``pg_ctl``."""
+
+    def __init__(self, root: Path) -> None:
+        self.bin = _bin()
+        self.data = root / "pgdata"
+        self.sockets = root / "pgsock"
+        self.port = free_port()
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/feedback"
+
+    def _as_postgres(self, *argv: str) -> None:
+        done = subprocess.run(["runuser", "-u", "postgres", "--", *argv], capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, f"{argv[0]}: {done.stderr or done.stdout}"
+
+    def init(self) -> PrivatePostgres:
+        for folder in (self.data, self.sockets):
+            folder.mkdir()
+            shutil.chown(folder, "postgres", "postgres")
+        shutil.chown(self.data.parent, "postgres", "postgres")
+        self._as_postgres(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres",
+                          "--auth=trust", "--no-sync")
+        self.start()
+        self._as_postgres(str(self.bin / "createdb"), "-h", "127.0.0.1", "-p",
+                          str(self.port), "-U", "postgres", "feedback")
+        return self
+
+    def start(self) -> None:
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-l",
+                          str(self.data / "log"), "-o",
+                          f"-p {self.port} -k {self.sockets} -c listen_addresses=127.0.0.1",
+                          "start")
+
+    def stop(self) -> None:
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-m", "fast",
+                          "stop")
+
+    def ready(self) -> bool:
+        return subprocess.run([str(self.bin / "pg_isready"), "-q", "-h", "127.0.0.1", "-p",
+                               str(self.port)], check=False).returncode == 0
 
 
-def _pg_ready() -> bool:
-    return subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"],
-                          check=False).returncode == 0
+@pytest.fixture
+def private_pg() -> Iterator[PrivatePostgres]:
+    if _bin() is None or os.geteuid() != 0 or not shutil.which("runuser"):
+        pytest.skip("needs PostgreSQL's server programs (/usr/lib/postgresql/*/bin) and "
+                    "root, to run a PostgreSQL of the test's own as user postgres")
+    # Not under pytest's own temporary folder: user postgres may not enter that one.
+    root = Path(tempfile.mkdtemp(prefix="feedback-mta-pg-"))
+    pg = PrivatePostgres(root).init()
+    try:
+        yield pg
+    finally:
+        if pg.ready():
+            pg.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.process
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_postgresql_stopped_under_load(tmp_path, database_url, engine, cfg, server_factory):
-    if _cluster() is None:
-        pytest.skip("needs root and pg_ctlcluster to stop the local PostgreSQL cluster")
+@pytest.mark.postgres
+def test_postgresql_stopped_under_load(tmp_path, private_pg, server_factory):
+    database_url = private_pg.url
+    cfg = config_mod.load(write_config(tmp_path / "seed.toml", database_url), env={})
+    engine = db.create_engine(cfg.database)
+    db.upgrade(engine)
     s = seed(engine, cfg, contacts=30)
     with unit_of_work(engine, CLI) as uow:
         _, key = uow.platform.add_key(s.account_id)
@@ -70,7 +132,7 @@ def test_postgresql_stopped_under_load(tmp_path, database_url, engine, cfg, serv
     outage = 0.0
     try:
         time.sleep(1.5)
-        _pg_ctl("stop")
+        private_pg.stop()
         down = time.monotonic()
         time.sleep(4)
         failed_during = sum(c != 250 for sender in senders for c, _t, _r in sender.replies)
@@ -80,8 +142,8 @@ def test_postgresql_stopped_under_load(tmp_path, database_url, engine, cfg, serv
             503, "application/problem+json"), during.text
         assert during.headers["retry-after"] == "5"
         assert api.get("/healthz").status_code == 503
-        _pg_ctl("start")
-        wait_until(_pg_ready, timeout=60, what="PostgreSQL back")
+        private_pg.start()
+        wait_until(private_pg.ready, timeout=60, what="PostgreSQL back")
         outage = time.monotonic() - down
         # It recovers by itself: new messages are accepted again within seconds.
         accepted_before = sum(c == 250 for sender in senders for c, _t, _r in sender.replies)
@@ -91,9 +153,9 @@ def test_postgresql_stopped_under_load(tmp_path, database_url, engine, cfg, serv
         stop.set()
         for sender in senders:
             sender.join(30)
-        if not _pg_ready():
-            _pg_ctl("start")
-            wait_until(_pg_ready, timeout=60, what="PostgreSQL back")
+        if not private_pg.ready():
+            private_pg.start()
+            wait_until(private_pg.ready, timeout=60, what="PostgreSQL back")
     assert server.proc.poll() is None, "the server died with its database"
     wait_until(lambda: api.get(f"/v1/leads/{s.lead_id}").status_code == 200, timeout=30,
                what="the API back")
@@ -114,4 +176,5 @@ def test_postgresql_stopped_under_load(tmp_path, database_url, engine, cfg, serv
         opted_out = conn.execute(sa.select(Event.subject_id).where(
             Event.action == "contact.opted_out")).scalars().all()
     assert sorted(opted_out) == sorted(unsubscribed)  # each one accepted, once
+    engine.dispose()
     print(f"outage {outage:.1f}s: {len(acked)} accepted, {failed_during} answered 451 while down")
