@@ -18,6 +18,7 @@ PostgreSQL tests skip with the reason when no server answers; ``.ci/run`` sets
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -109,13 +110,15 @@ def pg_template() -> Iterator[str]:
         admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request, tmp_path) -> Iterator[str]:
-    """A database of each engine: a SQLite file, or a new PostgreSQL database, at the
-    newest schema (a copy of the template); empty for a test marked ``empty_database``."""
-    migrated = request.node.get_closest_marker("empty_database") is None
-    if request.param == "sqlite":
-        path = tmp_path / "feedback.sqlite3"
+ENGINES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@contextlib.contextmanager
+def _database(request, kind: str, folder: Path, migrated: bool) -> Iterator[str]:
+    """A new database of ``kind`` (its URL): a SQLite file in ``folder``, or a PostgreSQL
+    database, dropped afterwards; a copy of the migrated template when ``migrated``."""
+    if kind == "sqlite":
+        path = folder / "feedback.sqlite3"
         if migrated:
             shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
         yield f"sqlite:///{path}"
@@ -123,7 +126,6 @@ def database_url(request, tmp_path) -> Iterator[str]:
     _require_pg()
     template = request.getfixturevalue("pg_template") if migrated else None
     name = f"fbmta_{uuid.uuid4().hex[:12]}"
-    # pre-ping: a test may restart the server (test_outages) between create and drop.
     admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'
@@ -135,6 +137,29 @@ def database_url(request, tmp_path) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(params=ENGINES)
+def database_url(request, tmp_path) -> Iterator[str]:
+    """A database of each engine: a SQLite file, or a new PostgreSQL database, at the
+    newest schema (a copy of the template); empty for a test marked ``empty_database``."""
+    migrated = request.node.get_closest_marker("empty_database") is None
+    with _database(request, request.param, tmp_path, migrated) as url:
+        yield url
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def shared_server(request, tmp_path_factory) -> Iterator[InProcessServer]:
+    """One in-process server (of each engine) for the tests of a module that only vary
+    their input and change nothing another of them reads: 20 RCPT refusals need one
+    server, not 20."""
+    folder = tmp_path_factory.mktemp("shared")
+    with _database(request, request.param, folder, migrated=True) as url:
+        server = InProcessServer(write_config(folder / "feedback-mta.toml", url)).start()
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 @pytest.fixture
@@ -153,6 +178,8 @@ def write_config(path: Path, url: str, **sections: dict) -> Path:
         # Test addresses are on .test (RFC 2606), which the quality check rightly calls invalid.
         "quality": {"allowed_domains": ["test"]},
         "logging": {"format": "json"},
+        # The tests' relays answer at once: a stop never waits 30 s for one delivery.
+        "outbound": {"timeout": "5s"},
     }
     for name, values in sections.items():
         base.setdefault(name, {}).update(values)
@@ -369,6 +396,10 @@ def server_factory(request):
     """Servers, stopped at the end of the test: in this process, or ``serve`` processes
     (killed if still running) for a test marked ``process``."""
     real = request.node.get_closest_marker("process") is not None
+    if "relay" in request.fixturenames:
+        # Made first, so stopped last: a server stopping (draining its outbox) while the
+        # relay it sends to is already gone would wait out the delivery's timeout.
+        request.getfixturevalue("relay")
     servers: list[InProcessServer | Server] = []
 
     def make(config_path: Path, **kwargs) -> InProcessServer | Server:

@@ -44,8 +44,8 @@ def test_accepts_our_boxes_and_stores_before_250(server, engine, cfg):
     "bounce+1@fb.test",                    # mac missing
     "fbl+x@fb.test",
 ])
-def test_refuses_what_is_not_ours(server, rcpt):
-    client = smtplib.SMTP("127.0.0.1", server.port)
+def test_refuses_what_is_not_ours(shared_server, rcpt):
+    client = smtplib.SMTP("127.0.0.1", shared_server.port)
     client.ehlo()
     client.mail("a@b.test")
     code, text = client.rcpt(rcpt)

@@ -59,8 +59,11 @@ def test_a_waiting_writer_gets_the_lock_at_its_holders_next_release(sqlite_url):
         greedy.kill()
         greedy.wait()
         engine.dispose()
-    # Never behind two of its transactions: the lock came at the first release.
-    assert max(waits) < 2 * HOLD + GAP, [round(w * 1000, 1) for w in waits]
+    # Not behind two of its transactions: the lock came at the first release. (A polling
+    # writer lost nearly every hand-over; two of 30 are allowed to the machine's other
+    # work, as the tests run on every core at once.)
+    late = [w for w in waits if w >= 2 * HOLD + GAP]
+    assert len(late) <= 2, [round(w * 1000, 1) for w in waits]
 
 
 def test_a_writer_that_gives_up_leaves_the_lock_free(sqlite_url):
