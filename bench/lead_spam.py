@@ -120,10 +120,9 @@ def stream(url: str, keys: list[str], corpus: list[tuple[str, str]], rng: random
 
 def scoring_time(database: str, config_path: Path, ids: list[int]) -> dict:
     """The scoring of each lead again, in this process, each in a transaction rolled back."""
-    from sqlmodel import Session
 
     from feedback_mta import config as config_mod
-    from feedback_mta.actions import SYSTEM, UnitOfWork
+    from feedback_mta.actions import SYSTEM, AuditedSession, UnitOfWork
     from feedback_mta.quality.verdict import Level, Verdict
     from feedback_mta.store import db
     from feedback_mta.store.models import Contact, Lead
@@ -133,7 +132,7 @@ def scoring_time(database: str, config_path: Path, ids: list[int]) -> dict:
     times = []
     try:
         for lead_id in ids:
-            with Session(engine) as session:
+            with AuditedSession(engine) as session:
                 lead = session.get(Lead, lead_id)
                 assert lead is not None
                 contact = session.get(Contact, lead.contact_id)

@@ -15,7 +15,7 @@ import pytest
 from sqlmodel import Session, select
 
 from feedback_mta import config as config_mod
-from feedback_mta.actions import CLI, Actor, UnitOfWork, unit_of_work
+from feedback_mta.actions import CLI, Actor, AuditedSession, UnitOfWork, unit_of_work
 from feedback_mta.addresses import AddressBook, Box
 from feedback_mta.config import FeedbackConfig, OutboundConfig, SmtpConfig
 from feedback_mta.handlers.base import UNATTRIBUTED, HandlerContext, Outcome, Settings
@@ -60,7 +60,7 @@ class World:
                settings: Settings = Settings()) -> Outcome:
         parsed = parse(raw, mail_from, tuple(rcpts))
         classification = classify(parsed, self.book.resolve_all(rcpts))
-        with Session(self.engine, expire_on_commit=False) as session:
+        with AuditedSession(self.engine, expire_on_commit=False) as session:
             uow = UnitOfWork(session, Actor("email:test", "email"))
             ctx = HandlerContext(1, parsed, classification, uow, self.book, settings)
             outcome = HANDLERS[classification.kind](ctx)
@@ -252,3 +252,15 @@ def test_admin_mail_is_forwarded_when_an_operator_is_configured(world):
 
 def test_every_kind_has_a_handler_or_is_deliberately_left_without():
     assert set(HANDLERS) == set(Kind) - {Kind.UNKNOWN}
+
+
+def test_a_unit_of_work_records_only_in_an_audited_session(sqlite_url):
+    """Only an AuditedSession writes the events at its commit: a unit of work over a plain
+    session would make its changes and drop their events, so it is refused."""
+    from feedback_mta.config import DatabaseConfig
+    from feedback_mta.store import db
+
+    engine = db.create_engine(DatabaseConfig(url=sqlite_url))
+    with Session(engine) as plain, pytest.raises(TypeError, match="AuditedSession"):
+        UnitOfWork(plain, CLI)
+    engine.dispose()

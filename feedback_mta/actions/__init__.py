@@ -32,6 +32,7 @@ from feedback_mta.actions.audit import (
     SYSTEM,
     ActionError,
     Actor,
+    AuditedSession,
     Invalid,
     NotFound,
     Recorder,
@@ -51,7 +52,8 @@ from feedback_mta.actions.registration import Registration
 from feedback_mta.actions.review import Review
 from feedback_mta.addresses import notification_message_id
 
-__all__ = ["CLI", "SCHEDULER", "SYSTEM", "ActionError", "Actor", "Invalid", "NotFound",
+__all__ = ["CLI", "SCHEDULER", "SYSTEM", "ActionError", "Actor", "AuditedSession", "Invalid",
+           "NotFound",
            "UnitOfWork", "listen", "normalize_email", "notification_message_id",
            "unit_of_work", "write_events"]
 
@@ -89,7 +91,7 @@ class UnitOfWork:
 def unit_of_work(engine: Engine, actor: Actor,
                  inbound_message_id: int | None = None) -> Iterator[UnitOfWork]:
     """A transaction for a batch of actions: commit, then log what was done."""
-    with Session(engine, expire_on_commit=False) as session:
+    with AuditedSession(engine, expire_on_commit=False) as session:
         uow = UnitOfWork(session, actor, inbound_message_id)
         yield uow
         session.commit()

@@ -152,10 +152,18 @@ def _forget_events(session: Session, transaction: Any) -> None:
         session.info.pop(_DEFERRED, None)
 
 
-# On every commit, whoever commits; a rollback of the whole transaction drops them. (A
-# SAVEPOINT rolled back takes only its recorder's: ``Recorder.discard``.)
-sa.event.listen(Session, "before_commit", write_events)
-sa.event.listen(Session, "after_soft_rollback", _forget_events)
+class AuditedSession(Session):
+    """A session whose transactions may record: ``write_events`` inserts what they recorded
+    just before each commit, and a rollback of the whole transaction forgets it. (A
+    SAVEPOINT rolled back takes only its recorder's: ``Recorder.discard``.)
+
+    The hooks are on this class, not on every SQLModel ``Session`` of the process: the
+    reads, the webhook senders' bookkeeping and a program that embeds the service open
+    plain sessions, and pay for nothing of ours."""
+
+
+sa.event.listen(AuditedSession, "before_commit", write_events)
+sa.event.listen(AuditedSession, "after_soft_rollback", _forget_events)
 
 #: Called with (event name, fields) for every committed event, after its log line.
 Listener = Callable[[str, dict[str, Any]], None]
@@ -188,6 +196,11 @@ class Recorder:
     _logged: list[tuple[str, dict[str, Any] | Recorded]] = field(default_factory=list)
     #: Outbound mail queued in this transaction, to hand to the sender after the commit.
     queued_mail: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.session, AuditedSession):
+            # A plain session would commit the changes and drop their events.
+            raise TypeError("record in an AuditedSession (actions.unit_of_work opens one)")
 
     def record(self, action: str, subject_type: str, subject_id: int | None,
                account_id: int | None, reason: str | None = None, **data: Any) -> Recorded:

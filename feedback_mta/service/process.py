@@ -44,7 +44,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from feedback_mta import counters, logs
-from feedback_mta.actions import Actor, UnitOfWork
+from feedback_mta.actions import Actor, AuditedSession, UnitOfWork
 from feedback_mta.actions.contacts import preload_contacts
 from feedback_mta.addresses import AddressBook
 from feedback_mta.handlers.attribution import named_contacts
@@ -203,7 +203,7 @@ def _act(engine: Engine, book: AddressBook, batch: list[_Work], settings: Settin
          one_each: bool = False, savepoints: bool = True) -> tuple[list[_Work], list[_Work]]:
     """Claim, deduplicate, handle and finish messages from the front of ``batch`` in one
     transaction; (those done, the rest, for the next transaction)."""
-    with Session(engine, expire_on_commit=False) as session:
+    with AuditedSession(engine, expire_on_commit=False) as session:
         # The batch's own statements are Core ones, run on the session's connection: the
         # ORM's execute path (for ORM statements) cost as much as the statements.
         conn = session.connection()
