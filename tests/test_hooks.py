@@ -208,7 +208,7 @@ def test_a_one_click_post_opts_out_and_a_get_does_not(hooks):
     page = hooks.client.get(path)  # a link scanner, or the person's browser
     assert page.status_code == 200 and 'method="post"' in page.text
     assert 'name="List-Unsubscribe" value="One-Click"' in page.text
-    time.sleep(0.5)
+    # What is accepted is stored before the answer: nothing stored now, nothing later.
     assert hooks.rows() == [] and hooks.state(contact).mailable
 
     answer = hooks.client.post(path, content=b"List-Unsubscribe=One-Click",
@@ -261,7 +261,6 @@ def test_a_bad_token_or_body_stores_nothing(hooks):
         assert hooks.client.post(bad, data={"List-Unsubscribe": "One-Click"}).status_code == 404
     assert hooks.client.post(path, data={"List-Unsubscribe": "Maybe"}).status_code == 400
     assert hooks.client.post(path).status_code == 400
-    time.sleep(0.5)
     assert hooks.rows() == [] and hooks.state(contact).mailable
     # A genuine token of a contact that does not exist is stored and changes nothing.
     assert hooks.client.post(moved, data={"List-Unsubscribe": "One-Click"}).status_code == 200
@@ -587,7 +586,6 @@ def test_sns_subscription_is_confirmed_and_forgeries_refused(sns):
         answer = sns.client.post("/hooks/ses", content=json.dumps(body).encode())
         assert answer.status_code == 401, answer.text
     assert sns.client.post("/hooks/ses", content=b"not json").status_code == 401
-    time.sleep(0.5)
     assert sns.rows() == [] and sns.state(jane).mailable
 
 

@@ -17,6 +17,7 @@ from tests.support import (
     reply_text,
     seed,
     send,
+    wait_until,
 )
 
 
@@ -119,9 +120,16 @@ def test_session_cap_answers_421(server_factory, tmp_path, database_url, engine)
         assert sock.recv(200).startswith(codes.TOO_MANY_SESSIONS.encode())
         assert sock.recv(200) == b""  # and hung up
     held[0].quit()
-    time.sleep(0.2)
-    # A slot is free again.
-    assert smtplib.SMTP("127.0.0.1", server.port).noop()[0] == 250
+
+    def a_slot_is_free_again() -> smtplib.SMTP | None:
+        try:  # the slot is let go when the server sees the connection close
+            return smtplib.SMTP("127.0.0.1", server.port)
+        except smtplib.SMTPConnectError:
+            return None
+
+    again = wait_until(a_slot_is_free_again, timeout=10, what="the quit session's slot")
+    assert again.noop()[0] == 250
+    again.quit()
     held[1].quit()
 
 

@@ -207,7 +207,7 @@ def test_limits_apply_to_the_proxied_client(proxied, engine):
     assert (limited["peer"], limited["limit"]) == ("203.0.113.20", "sessions_per_ip")
     # A freed slot is usable again.
     held.pop().quit()
-    time.sleep(0.3)
+    time.sleep(0.3)  # its slot is let go when the server sees the connection close
     again = ProxiedSMTP(proxied.port, _proxy_v1("203.0.113.20"))
     assert again.noop()[0] == 250
     # Three messages a minute per client: the fourth MAIL is deferred (450), not refused.
