@@ -65,3 +65,25 @@ def test_a_controller_serves_and_stops_again(tmp_path, database_url, engine):
             socket.create_connection(service.smtp_address, timeout=5)
     wait_until(lambda: _threads() <= before, timeout=15, what="every thread to end",
                log=lambda: str(sorted(t.name for t in _threads() - before)))
+
+
+def test_the_service_runs_on_the_callers_event_loop(tmp_path, database_url, engine):
+    """``async with Service(config)``: the same assembly on a loop the caller owns."""
+    import asyncio
+
+    from feedback_mta.service.serve import Service
+
+    path = write_config(tmp_path / "c.toml", database_url, processing={"own_process": False})
+
+    async def session() -> bytes:
+        async with Service(config_mod.load(path, env={})) as service:
+            assert service.smtp_address is not None
+            reader, writer = await asyncio.open_connection(*service.smtp_address)
+            greeting = await reader.readline()
+            writer.write(b"QUIT\r\n")
+            await reader.readline()
+            writer.close()
+            await writer.wait_closed()
+            return greeting
+
+    assert asyncio.run(session()).startswith(b"220 ")
