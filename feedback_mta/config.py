@@ -504,6 +504,28 @@ class HttpConfig:
         "The HTTPS address the world reaches this HTTP server at (`https://fb.example.com`), "
         "behind its proxy. Set, `contact headers` offers one-click unsubscribe (RFC 8058) at "
         "`PUBLIC_URL/u/TOKEN` beside the mailto.")
+    header_timeout: float = key(
+        10.0, _positive_duration,
+        "Seconds from a connection's start, or from the end of its last response, to a "
+        "complete request head; past it the socket is closed (with `408` if part of a head "
+        "came, silently if nothing did).")
+    idle_timeout: float = key(
+        5.0, _positive_duration,
+        "Seconds a keep-alive connection may stay silent after a response before it is "
+        "closed (at most header_timeout).")
+    max_connections: int = key(
+        500, _int(1, 100000),
+        "HTTP connections open at once (per process); the next one gets `503` and is "
+        "closed at once, the open ones are untouched.")
+    max_connections_per_ip: int = key(
+        20, _int(1, 100000),
+        "HTTP connections open at once from one client address (an IPv6 /64 counts as one); "
+        "the next one gets `429` and is closed. Loopback counts too: a reverse proxy in "
+        "front is one address, list it in limit_exempt.")
+    limit_exempt: tuple[str, ...] = key(
+        (), _networks,
+        "Networks max_connections_per_ip does not apply to (a reverse proxy or load "
+        "balancer in front); max_connections still does.")
 
     @property
     def address(self) -> tuple[str, int] | None:
@@ -763,6 +785,10 @@ def from_mapping(data: Mapping[str, Any], *, source: str = "config",
     smtp = sections.get("smtp")
     if smtp is not None and bool(smtp.tls_cert) != bool(smtp.tls_key):
         raise ConfigError(f"{source}: [smtp] tls_cert, tls_key: set both (STARTTLS) or neither")
+    http = sections.get("http")
+    if http is not None and http.idle_timeout > http.header_timeout:
+        raise ConfigError(f"{source}: [http] idle_timeout: cannot be longer than "
+                          "header_timeout (which also bounds a keep-alive connection's wait)")
     guard = sections.get("guard")
     if guard is not None and not (guard.complaint_warn < guard.complaint_pause
                                   and guard.bounce_warn < guard.bounce_pause):

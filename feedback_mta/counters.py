@@ -58,6 +58,14 @@ HTTP_REQUESTS = Counter("feedback_mta_http_requests",
                         "HTTP API requests answered, by route and status code.",
                         ["route", "status"], registry=REGISTRY)
 SESSIONS = Gauge("feedback_mta_sessions", "SMTP/LMTP sessions open now.", registry=REGISTRY)
+HTTP_CONNECTIONS = Gauge("feedback_mta_http_connections",
+                         "HTTP connections open now (counted against [http] max_connections).",
+                         registry=REGISTRY)
+HTTP_CLOSED = Counter(
+    "feedback_mta_http_connections_closed",
+    "HTTP connections refused or closed by the server's own limits, by reason "
+    "(max_connections, max_connections_per_ip, header_timeout, idle_timeout).",
+    ["reason"], registry=REGISTRY)
 HOOKS = Counter("feedback_mta_hooks",
                 "Requests to /u/TOKEN and /hooks/PROVIDER, by provider and outcome (stored, "
                 "refused: a bad signature, token or replay; malformed; off).",

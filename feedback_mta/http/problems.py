@@ -46,11 +46,17 @@ class ProblemError(Exception):
         self.headers, self.extra = headers, extra
 
 
+def body(status: int, detail: str | None, *, type: str = "about:blank",
+         **extra: Any) -> dict[str, Any]:
+    """The problem document: what ``problem`` answers, and the connection layer writes."""
+    return {"type": type, "title": HTTPStatus(status).phrase, "status": status,
+            "detail": detail, **extra}
+
+
 def problem(status: int, detail: str | None, *, type: str = "about:blank",
             headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
-    body = {"type": type, "title": HTTPStatus(status).phrase, "status": status,
-            "detail": detail, **extra}
-    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+    return JSONResponse(body(status, detail, type=type, **extra), status_code=status,
+                        media_type=MEDIA_TYPE, headers=headers)
 
 
 #: What every endpoint may answer besides its success, for the OpenAPI document.

@@ -2,12 +2,14 @@
 
 ``serve`` owns the process's signals and its shutdown order, so uvicorn is started and
 stopped through its ``startup``/``shutdown`` steps rather than its ``serve`` (which would
-take SIGTERM for itself). Limits follow SMTP's: at most ``[smtp] max_sessions``
-connections at once (503 past that), bodies up to ``[smtp] max_message_size`` (413).
+take SIGTERM for itself). Connections are HTTP's own (``connections``: ``[http]``
+header and idle timeouts, ``max_connections`` and ``max_connections_per_ip``, answers as
+problem+json); bodies up to ``[smtp] max_message_size`` (413).
 """
 
 from __future__ import annotations
 
+import math
 import socket
 from collections.abc import Callable
 
@@ -16,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from feedback_mta.config import Config
 from feedback_mta.edge.intake import Intake
+from feedback_mta.http import connections
 from feedback_mta.http.app import create_app
 
 
@@ -24,11 +27,17 @@ class HttpServer:
                  intake: Intake | None = None,
                  on_mail: Callable[[list[int]], None] = lambda ids: None) -> None:
         self.sock = sock
+        self.gate = connections.Gate.from_config(config.http)
         self.config = uvicorn.Config(
             create_app(config, engine, intake, on_mail), lifespan="off", log_config=None,
-            log_level="warning",
-            access_log=False, limit_concurrency=config.smtp.max_sessions,
-            timeout_keep_alive=5, timeout_graceful_shutdown=int(config.smtp.drain_timeout),
+            log_level="warning", access_log=False,
+            # The connections' own protocol keeps the caps and both timeouts; uvicorn's
+            # keep-alive timer is set past them (it never fires first), its
+            # limit_concurrency (a plain-text 503 counting idle sockets) is off, and no
+            # WebSocket upgrade hands a socket to a protocol that does not count it.
+            http=connections.protocol(self.gate), ws="none", limit_concurrency=None,
+            timeout_keep_alive=math.ceil(config.http.header_timeout) + 1,
+            timeout_graceful_shutdown=int(config.smtp.drain_timeout),
             server_header=False, proxy_headers=False)
         self.server = uvicorn.Server(self.config)
 
@@ -44,4 +53,5 @@ class HttpServer:
 
     async def stop(self) -> None:
         self.server.should_exit = True
+        self.gate.end_closing()
         await self.server.shutdown(sockets=[self.sock])
