@@ -20,7 +20,7 @@ import time
 import httpx
 import pytest
 
-from feedback_mta import config
+from feedback_mta import config, counters
 from feedback_mta.config import ConfigError
 from feedback_mta.http.connections import Gate, Refusal
 from tests.conftest import write_config
@@ -121,6 +121,11 @@ def _closes(held: list[socket.socket], since: float, timeout: float) -> list[tup
     return [closed[sock] for sock in held]
 
 
+def _open_connections() -> float | None:
+    """The server's count of open HTTP connections (it runs in this process)."""
+    return counters.REGISTRY.get_sample_value("feedback_mta_http_connections")
+
+
 def _request(sock: socket.socket, path: str = "/healthz", extra: str = "") -> None:
     sock.sendall(f"GET {path} HTTP/1.1\r\nHost: fb.test\r\n{extra}\r\n".encode())
 
@@ -172,6 +177,8 @@ def test_300_idle_sockets_from_30_addresses_leave_the_routes_answering_and_are_c
     times = sorted(t for t, _ in closes)
     assert times[0] >= 1.9 and times[-1] <= 3.0, times[::30]
     assert http.server.count("http.header_timeout") >= 300
+    client.close()
+    wait_until(lambda: _open_connections() == 0, timeout=5, what="every connection uncounted")
 
 
 def test_a_half_sent_header_is_answered_408_and_closed_at_the_header_timeout(serve_http):
@@ -197,13 +204,13 @@ def test_a_half_sent_header_is_answered_408_and_closed_at_the_header_timeout(ser
     assert head.startswith(b"HTTP/1.1 408 "), answer
     assert b"content-type: application/problem+json" in head.lower()
     assert json.loads(body)["status"] == 408
-    assert 0.9 <= waited <= 1.6, waited
+    assert 0.9 <= waited <= 2.0, waited
     event = http.server.wait_for("http.header_timeout", peer="127.0.0.2")
     assert event["received"] > 0
 
 
 def test_a_keep_alive_connection_is_closed_when_silent_or_slow_after_its_response(serve_http):
-    http = serve_http(header_timeout="1.5s", idle_timeout="0.5s")
+    http = serve_http(header_timeout="2s", idle_timeout="1s")
     # Used again within the idle timeout: it goes on.
     sock = http.open()
     _request(sock)
@@ -214,7 +221,7 @@ def test_a_keep_alive_connection_is_closed_when_silent_or_slow_after_its_respons
     answered = time.monotonic()
     # Then silent: closed, unanswered, at the idle timeout.
     (closed, sent), = _closes([sock], answered, timeout=5)
-    assert sent == b"" and 0.4 <= closed <= 1.0, closed
+    assert sent == b"" and 0.9 <= closed <= 2.0, closed
 
     # A next request begun in time but never finished: 408 at the header timeout, counted
     # from the end of the response before it.
@@ -224,7 +231,7 @@ def test_a_keep_alive_connection_is_closed_when_silent_or_slow_after_its_respons
     answered = time.monotonic()
     sock.sendall(b"GET /healthz HTTP/1.1\r\n")
     (closed, sent), = _closes([sock], answered, timeout=5)
-    assert sent.startswith(b"HTTP/1.1 408 ") and 1.4 <= closed <= 2.0, (closed, sent)
+    assert sent.startswith(b"HTTP/1.1 408 ") and 1.9 <= closed <= 3.0, (closed, sent)
 
 
 # --- the caps ----------------------------------------------------------------------------------
@@ -257,7 +264,7 @@ def test_past_max_connections_new_ones_are_refused_and_the_open_ones_go_on(serve
     _request(established)
     assert _read_answer(established)[0] == 200
     held = http.hold(19, addresses=10)
-    time.sleep(0.2)  # the server has accepted them all
+    wait_until(lambda: _open_connections() == 20, timeout=5, what="20 connections open")
 
     refused = http.open("127.0.0.1")
     started = time.perf_counter()
