@@ -534,17 +534,18 @@ class HttpConfig:
 
 @dataclass(frozen=True)
 class SesHookConfig:
-    cert_host_pattern: str = key(
-        "sns.*.amazonaws.com", _str(),
-        "Host (shell pattern) that SNS signing certificates and subscription URLs must be "
-        "fetched from, over HTTPS only: nobody else's certificate is believed.")
-    ca_file: str = key(
-        "", _str(nonempty=False),
-        "PEM bundle to trust when fetching certificates; empty: the system's.")
     topic_arns: tuple[str, ...] = key(
         (), _strings,
         "The SNS topics whose messages are taken (`arn:aws:sns:REGION:ACCOUNT:NAME`); "
-        "empty: any topic, which any AWS account can point at us (check-config warns).")
+        "empty: /hooks/ses is off (SNS signs every AWS account's topics alike).")
+    cert_host: str = key(
+        "", _str(nonempty=False),
+        "Empty: SNS signing certificates and subscription URLs are fetched only over "
+        "HTTPS from AWS's hosts (`sns.REGION.amazonaws.com`, `sns.REGION.amazonaws.com.cn`). "
+        "Set: exactly this host instead, any port (a local stand-in for tests).")
+    ca_file: str = key(
+        "", _str(nonempty=False),
+        "PEM bundle to trust when fetching certificates; empty: the system's.")
     account: int = key(0, _account_id, _HOOK_ACCOUNT)
 
 
@@ -554,6 +555,9 @@ class SendgridHookConfig:
         "", _str(nonempty=False),
         "The Event Webhook's verification key (base64 ECDSA public key from SendGrid's "
         "Mail Settings); empty: /hooks/sendgrid is off.")
+    max_age: float = key(
+        300.0, _positive_duration,
+        "Signatures whose timestamp is further than this from now are refused (a replay).")
     account: int = key(0, _account_id, _HOOK_ACCOUNT)
 
 

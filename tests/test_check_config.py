@@ -155,15 +155,15 @@ def test_feedback_over_https_is_checked_and_shown(tmp_path, sqlite_url):
     ok_json(path, "db", "upgrade")
     out = ok_json(path, "check-config")
     assert out["one_click"] == "https://fb.example.com"
-    assert out["hooks"] == ["ses", "mailgun", "postmark"]  # SNS needs no key of ours
-    assert out["warnings"] == ["[webhooks.ses] topic_arns is empty: /hooks/ses takes any SNS "
-                               "topic's notifications; name yours"]
+    assert out["hooks"] == ["mailgun", "postmark"]  # SNS: off until its topics are named
+    assert out["warnings"] == []
     path = write_config(tmp_path / "c.toml", sqlite_url, http={"public_url": "https://fb.test"})
     assert ok_json(path, "check-config")["warnings"] == [
         "[http] listen is empty: one-click unsubscribes and ESP webhooks have nowhere to arrive"]
     path = write_config(tmp_path / "c.toml", sqlite_url,
                         webhooks={"ses": {"topic_arns": ["arn:aws:sns:us-west-2:1:T"]}})
-    assert ok_json(path, "check-config")["warnings"] == []
+    assert ok_json(path, "check-config")["warnings"] == [
+        "[http] listen is empty: one-click unsubscribes and ESP webhooks have nowhere to arrive"]
     path = write_config(tmp_path / "c.toml", sqlite_url,
                         http={"listen": "127.0.0.1:8025", "public_url": "http://fb.test"},
                         webhooks={"ses": {"topic_arns": ["arn:aws:sns:us-west-2:1:T"]}})

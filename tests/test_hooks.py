@@ -31,6 +31,7 @@ from feedback_mta import tokens
 from feedback_mta.actions import CLI, unit_of_work
 from feedback_mta.kinds import Kind
 from feedback_mta.reading.hooks import mailgun, postmark, sendgrid, ses
+from feedback_mta.reading.hooks.base import HookRequest, Refused
 from feedback_mta.store.models import Contact, Event, InboundMessage
 from tests.conftest import FIXTURES, SECRET, write_config
 from tests.support import chromium_page, wait_until
@@ -354,9 +355,20 @@ def test_forged_stale_replayed_and_unsigned_mailgun_requests_store_nothing(hooks
     assert hooks.server.count("hook.refused") == len(refused) + 1
 
 
+def test_the_example_config_ships_every_provider_off():
+    from feedback_mta import config as config_mod
+    from feedback_mta.reading.hooks import PROVIDERS
+
+    example = config_mod.load(Path(__file__).parent.parent / "config" / "feedback-mta.toml",
+                              env={})
+    assert {name: module.enabled(getattr(example.webhooks, name))
+            for name, module in PROVIDERS.items()} == dict.fromkeys(PROVIDERS, False)
+
+
 def test_an_unknown_or_unconfigured_provider_is_404(hooks):
     assert hooks.client.post("/hooks/mandrill", content=b"{}").status_code == 404
     assert hooks.client.post("/hooks/sendgrid", content=b"[]").status_code == 404
+    assert hooks.client.post("/hooks/ses", content=_sample("ses/bounce.json")).status_code == 404
     assert hooks.rows() == []
 
 
@@ -434,6 +446,24 @@ def test_a_signed_sendgrid_batch_is_split_and_acts_per_event(sendgrid_hooks):
     assert h.client.post("/hooks/sendgrid", content=body, headers=signed).status_code == 200
     assert [r["reason"] for r in h.done(20)[10:]] == ["duplicate"] * 10
     assert len(h.events("contact.complained")) == 1
+
+
+def test_a_stale_or_future_sendgrid_signature_stores_nothing(sendgrid_hooks):
+    """Mailgun's limit: a timestamp further than max_age (5 min) from now is a replay, however
+    genuine its signature."""
+    h = sendgrid_hooks
+    contact = h.contact("example@test.com")
+    body = _sample("sendgrid/events.json")
+    for stamp in ("1000000000",  # 2001-09-09
+                  str(int(time.time()) - 301), str(int(time.time()) + 600), "nan", "soon"):
+        answer = h.client.post("/hooks/sendgrid", content=body,
+                               headers=_sendgrid_headers(h.sendgrid_key, body, stamp))
+        assert answer.status_code == 401, (stamp, answer.text)
+        assert answer.headers["content-type"] == "application/problem+json"
+    assert h.rows() == [] and h.state(contact).mailable
+    assert h.server.count("hook.refused") == 5
+    recent = _sendgrid_headers(h.sendgrid_key, body, str(int(time.time()) - 60))
+    assert h.client.post("/hooks/sendgrid", content=body, headers=recent).status_code == 200
 
 
 # --- SES through SNS --------------------------------------------------------------------------
@@ -519,7 +549,7 @@ TOPIC = "arn:aws:sns:us-west-2:123456789012:MyTopic"
 def sns(tmp_path, database_url, server_factory):
     endpoint = SnsEndpoint(tmp_path)
     h = _hooks(tmp_path, database_url, server_factory,
-               ses={"cert_host_pattern": "localhost", "ca_file": str(endpoint.ca_file),
+               ses={"cert_host": "localhost", "ca_file": str(endpoint.ca_file),
                     "topic_arns": [TOPIC]})
     h.sns = endpoint
     yield h
@@ -587,6 +617,112 @@ def test_sns_subscription_is_confirmed_and_forgeries_refused(sns):
         assert answer.status_code == 401, answer.text
     assert sns.client.post("/hooks/ses", content=b"not json").status_code == 401
     assert sns.rows() == [] and sns.state(jane).mailable
+
+
+def test_ses_without_topics_is_off_even_for_a_genuine_sns_message(tmp_path, database_url,
+                                                                 server_factory):
+    """No topic named: /hooks/ses answers 404, stores nothing and fetches nothing, even for
+    a message SNS genuinely signed (any AWS account's topic can be pointed at us)."""
+    endpoint = SnsEndpoint(tmp_path)
+    h = _hooks(tmp_path, database_url, server_factory,
+               ses={"cert_host": "localhost", "ca_file": str(endpoint.ca_file)})
+    try:
+        jane = h.contact("jane@example.com")
+        answer = h.client.post("/hooks/ses", content=endpoint.sign(_ses("bounce.json")))
+        assert answer.status_code == 404, answer.text
+        assert h.rows() == [] and h.state(jane).mailable and endpoint.cert_fetches == 0
+    finally:
+        endpoint.httpd.shutdown()
+        h.engine.dispose()
+
+
+@pytest.mark.parametrize(("url", "trusted"), [
+    ("https://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem", True),
+    ("https://sns.us-gov-west-1.amazonaws.com/SimpleNotificationService-abc.pem", True),
+    ("https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-abc.pem", True),
+    ("https://SNS.EU-WEST-1.AMAZONAWS.COM/SimpleNotificationService-abc.pem", True),
+    ("https://sns.evil.com.amazonaws.com/x.pem", False),       # the region is one label
+    ("https://sns.x.y.amazonaws.com/x.pem", False),
+    ("https://sns.s3.amazonaws.com/x.pem", False),             # an S3 bucket named "sns"
+    ("https://sns.us-east-1.amazonaws.com.evil.com/x.pem", False),
+    ("https://sns.us-east-1.amazonaws.com./x.pem", False),
+    ("https://sns.us-east-1.amazonaws.com.cn.evil.com/x.pem", False),
+    ("https://evil.com/sns.us-east-1.amazonaws.com/x.pem", False),
+    ("http://sns.us-east-1.amazonaws.com/x.pem", False),       # HTTPS only
+    ("https://sns.us-east-1.amazonaws.com:8443/x.pem", False),
+    ("https://me@sns.us-east-1.amazonaws.com/x.pem", False),
+    ("https://sns.us-east-1.amazonaws.com\\@evil.com/x.pem", False),
+    ("https://sns.us-east-1.amazonaws.com/x.pem?x=.pem", False),
+    ("https://sns.us-east-1.amazonaws.com/x.txt", False),
+    ("", False),
+])
+def test_the_certificate_url_is_aws_s_sns_host_exactly(url, trusted):
+    """AWS's own rule (sns.REGION.amazonaws.com[.cn], HTTPS), not a pattern whose * crosses
+    dots; checked before anything is fetched."""
+    from feedback_mta.config import SesHookConfig
+
+    settings = SesHookConfig(topic_arns=(TOPIC,))
+    message = json.loads(_sample("ses/bounce.json"))
+    message.update(SigningCertURL=url, Signature=base64.b64encode(b"s" * 256).decode())
+    fetched: list[str] = []
+
+    def certificate(fetch: str) -> bytes:
+        fetched.append(fetch)
+        return b"not a certificate"
+
+    request = HookRequest({}, json.dumps(message).encode(), time.time(), certificate)
+    with pytest.raises(Refused) as refused:
+        ses.verify(request, settings)
+    if trusted:  # the only refusal left is the signature, after the fetch
+        assert str(refused.value) == "bad signature" and fetched == [url]
+    else:
+        assert fetched == [], refused.value
+
+
+def test_nothing_is_fetched_for_a_message_that_fails_a_cheap_check(sns):
+    """Another topic, a message of no SNS shape, a signature that is no signature: refused
+    (401) before the certificate is fetched, so an unauthenticated request costs no fetch."""
+    good = json.loads(sns.sns.sign(_ses("bounce.json"), cert_path="/first.pem"))
+    foreign = json.loads(sns.sns.sign({**_ses("bounce.json"),
+                                       "TopicArn": "arn:aws:sns:us-west-2:666:Theirs"}))
+    no_id = {k: v for k, v in good.items() if k != "MessageId"}
+    message_not_text = {**good, "Message": {"notificationType": "Bounce"}}
+    short = {**good, "Signature": base64.b64encode(b"xx").decode()}
+    not_base64 = {**good, "Signature": "not base64!"}
+    no_type = {**good, "Type": "Whatever"}
+    confirmation_elsewhere = json.loads(sns.sns.sign({
+        "Type": "SubscriptionConfirmation", "MessageId": "sub-2", "Token": "t", "TopicArn": TOPIC,
+        "Message": "m", "SubscribeURL": "https://evil.example.net/?Action=ConfirmSubscription",
+        "Timestamp": "2012-04-26T20:45:04.751Z"}))
+    for body in (foreign, no_id, message_not_text, short, not_base64, no_type,
+                 confirmation_elsewhere):
+        answer = sns.client.post("/hooks/ses", content=json.dumps(body).encode())
+        assert answer.status_code == 401, answer.text
+    assert sns.sns.cert_fetches == 0 and sns.sns.confirmed == [] and sns.rows() == []
+    assert sns.client.post("/hooks/ses", content=json.dumps(good).encode()).status_code == 200
+    assert sns.sns.cert_fetches == 1
+
+
+def test_certificate_fetches_are_rate_limited(sns):
+    """Signed messages naming ever new certificate URLs: the first few are fetched (a token
+    bucket), then 503 with Retry-After and nothing fetched or stored; a known one is
+    still verified from the cache."""
+    from feedback_mta.http.certificates import Certificates
+
+    answers = []
+    for n in range(Certificates.BURST + 2):
+        message = {**_ses("bounce.json"), "MessageId": f"bounce-{n}"}
+        body = sns.sns.sign(message, cert_path=f"/cert-{n}.pem")
+        answers.append(sns.client.post("/hooks/ses", content=body))
+    assert [a.status_code for a in answers] == [200] * Certificates.BURST + [503, 503]
+    busy = answers[-1]
+    assert busy.headers["content-type"] == "application/problem+json"
+    assert 1 <= int(busy.headers["retry-after"]) <= Certificates.REFILL
+    assert sns.sns.cert_fetches == Certificates.BURST
+    assert len(sns.done(Certificates.BURST)) == Certificates.BURST
+    cached = sns.sns.sign({**_ses("bounce.json"), "MessageId": "again"}, cert_path="/cert-0.pem")
+    assert sns.client.post("/hooks/ses", content=cached).status_code == 200
+    assert sns.sns.cert_fetches == Certificates.BURST
 
 
 # --- nothing acknowledged is lost ---------------------------------------------------------------

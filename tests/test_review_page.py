@@ -6,8 +6,10 @@ for the page, headless Chromium driven by Playwright.
 
 from __future__ import annotations
 
+import contextlib
 import email
 import re
+import sqlite3
 import time
 
 import httpx
@@ -232,3 +234,65 @@ def test_the_review_page_in_a_real_browser(desk):
     assert contact["verified"] is True and contact["tags"] == []
     model = ok_json(desk.path, "leads", "model")
     assert model["labels"][str(desk.account)] == {"spam": 0, "ham": 1}
+
+
+@contextlib.contextmanager
+def _links_locked(desk):
+    """The sign-in links' table locked by another connection (SQLite: the write lock)."""
+    url = _url(desk)
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(sa.engine.make_url(url).database, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+        return
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("LOCK TABLE review_link IN ACCESS EXCLUSIVE MODE"))
+            yield
+    finally:
+        engine.dispose()
+
+
+def test_the_sign_in_answer_does_not_wait_for_an_admin_s_link(desk):
+    """Whoever asks, the answer comes after the same work: whether the address is an admin's,
+    and its link and mail, are worked out after the answer. With the links' table locked,
+    the admin's answer comes as soon as anyone's, and the mail once the lock goes."""
+    client = httpx.Client(base_url=desk.url, timeout=3)
+    with _links_locked(desk):
+        for who in ("boss@dealer.test", "nobody@else.test", "clerk@dealer.test"):
+            started = time.monotonic()
+            answer = client.post("/review/sign-in", data={"email": who})
+            assert answer.status_code == 200 and f"If {who} may review" in answer.text
+            assert time.monotonic() - started < 1.0, who
+        assert desk.relay.messages == []
+    assert _link(desk, 1).startswith("/review/link/")  # the admin's, made after the lock
+    time.sleep(0.5)
+    assert len(desk.relay.messages) == 1  # and only the admin's
+
+
+def test_signing_out_ends_the_session_on_the_server(desk):
+    """A copy of the cookie taken before signing out (another tab, a stolen one) is refused
+    afterwards, for pages and for changes; a new sign-in works."""
+    client = _signed_in_client(desk)
+    cookie = client.cookies["fm_review"]
+    page = client.get("/review/")
+    assert "Sign out" in page.text
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text).group(1)
+    copy = httpx.Client(base_url=desk.url, timeout=10, cookies={"fm_review": cookie})
+    assert "Sign out" in copy.get("/review/").text  # the copy works while signed in
+
+    out = client.post("/review/sign-out", data={"csrf": csrf})
+    assert out.status_code == 303 and 'fm_review=""' in out.headers["set-cookie"]
+
+    replay = httpx.Client(base_url=desk.url, timeout=10, cookies={"fm_review": cookie})
+    assert 'name="email"' in replay.get("/review/").text
+    assert "Sign out" not in replay.get("/review/").text
+    restore = replay.post(f"/review/leads/{desk.spam['id']}/restore", data={"csrf": csrf})
+    assert restore.status_code == 401
+    assert desk.show(desk.spam["id"])["status"] == "spam"
+    assert desk.events("lead.restored", desk.spam["id"]) == []

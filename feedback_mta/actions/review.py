@@ -5,6 +5,11 @@ reply ``NOT SPAM``. A link is ``<id>.<secret>``; only the SHA-256 of the secret 
 so a copy of the database signs nobody in, and using it is one conditional UPDATE, so it
 signs in once even when two requests race. The mail goes through the outbox like every
 mail we send.
+
+A used link is the session it started: using it moves its ``expires_at`` to the session's
+end, every page asks ``session_email`` whether it still holds, and signing out moves
+``expires_at`` to now, so the cookie of a session ended is refused from then on, however
+long it was signed for.
 """
 
 from __future__ import annotations
@@ -54,6 +59,15 @@ def reviewer_accounts(session: Session, email: str) -> list[int]:
     return sorted(u.account_id for u in users if Role.CONTACT_ADMIN in u.role_set)
 
 
+def session_email(session: Session, link_id: int, now: datetime | None = None) -> str | None:
+    """The address a sign-in (the link it was made with) is for, while it holds: used, not
+    signed out, not expired. A read: every page of the review page asks it."""
+    row = session.connection().execute(sa.select(_R.c.email).where(
+        _R.c.id == link_id, _R.c.used_at.is_not(None),
+        _R.c.expires_at > (now or utcnow()))).first()
+    return None if row is None else str(row.email)
+
+
 class Review:
     """Sign-in links to the review page: stored as a hash, mailed through ``mail``. A
     link is no audit event (it changes no account, contact or lead): a log line is."""
@@ -91,9 +105,10 @@ class Review:
         log.info("review.link_sent", link_id=link_id)
         return True
 
-    def use_sign_in_link(self, token: str, now: datetime | None = None) -> str | None:
-        """The address a genuine, unexpired, unused link signs in (and the link is used
-        up), or None."""
+    def use_sign_in_link(self, token: str, session_lifetime: float,
+                         now: datetime | None = None) -> tuple[str, int] | None:
+        """(address, session id) of a genuine, unexpired, unused link (now used up: its
+        ``expires_at`` is the session's end from here on), or None."""
         link_id, _, secret = token.partition(".")
         if not link_id.isdigit() or not secret or len(link_id) > 18:
             return None
@@ -104,8 +119,19 @@ class Review:
             return None
         used = self.session.connection().execute(sa.update(_R).where(
             _R.c.id == int(link_id), _R.c.used_at.is_(None), _R.c.expires_at > now)
-            .values(used_at=now)).rowcount
+            .values(used_at=now, expires_at=now + timedelta(seconds=session_lifetime))).rowcount
         if not used:
             return None
         log.info("review.signed_in", link_id=int(link_id))
-        return str(row.email)
+        return str(row.email), int(link_id)
+
+    def sign_out(self, link_id: int, now: datetime | None = None) -> bool:
+        """End the sign-in made with this link: its cookie is refused from now on. False when
+        it had ended already."""
+        now = now or utcnow()
+        ended = self.session.connection().execute(sa.update(_R).where(
+            _R.c.id == link_id, _R.c.used_at.is_not(None), _R.c.expires_at > now)
+            .values(expires_at=now)).rowcount
+        if ended:
+            log.info("review.signed_out", link_id=link_id)
+        return bool(ended)

@@ -158,14 +158,10 @@ def check_config(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     if engine is None:
         warnings.append(f"no database yet at {url}: `serve` or `db upgrade` creates it")
     hooks = _hooks_enabled(cfg)
-    if cfg.http.address is not None and not cfg.webhooks.ses.topic_arns:
-        warnings.append("[webhooks.ses] topic_arns is empty: /hooks/ses takes any SNS "
-                        "topic's notifications; name yours")
     if cfg.http.public_url.startswith("http://"):
         warnings.append("[http] public_url is not https: RFC 8058 one-click needs an HTTPS "
                         "URL, and mailbox providers ignore others")
-    keyed = [name for name in hooks if name != "ses"]  # SNS needs no key: always "on"
-    if (keyed or cfg.http.public_url) and cfg.http.address is None:
+    if (hooks or cfg.http.public_url) and cfg.http.address is None:
         warnings.append("[http] listen is empty: one-click unsubscribes and ESP webhooks "
                         "have nowhere to arrive")
     emit({"config": str(cfg.path), "database": url, "schema": revision, "schema_head": head,

@@ -26,7 +26,11 @@ from feedback_mta import counters, logs, tokens
 from feedback_mta.addresses import AddressBook
 from feedback_mta.config import SesHookConfig
 from feedback_mta.edge.intake import Arrival, Intake, Replayed, StoreError
-from feedback_mta.http.certificates import Certificates, CertificateUnavailable
+from feedback_mta.http.certificates import (
+    Certificates,
+    CertificatesBusy,
+    CertificateUnavailable,
+)
 from feedback_mta.http.problems import ProblemError
 from feedback_mta.http.services import Book, Services
 from feedback_mta.reading.hooks import PROVIDERS, one_click, ses
@@ -165,6 +169,9 @@ async def provider_hook(request: Request, services: Services, provider: str) -> 
         headers = ({"WWW-Authenticate": 'Basic realm="feedback-mta"'}
                    if provider == "postmark" else None)
         raise _refuse(provider, request, str(exc), headers=headers) from None
+    except CertificatesBusy as exc:  # checked, not yet verified: nothing fetched, try later
+        raise _refuse(provider, request, str(exc), status=503,
+                      headers={"Retry-After": str(exc.retry_after)}) from None
     except CertificateUnavailable as exc:
         log.error("hook.certificate_unavailable", provider=provider, error=str(exc))
         raise ProblemError(503, "cannot fetch the signing certificate now",

@@ -3,13 +3,17 @@ contacts, one click each. Server-rendered HTML (Jinja2, escaped), no JavaScript.
 
 Signing in: ``GET /review/`` asks for an address; if it is a contact admin's, a link is
 mailed (``actions.review``: single use, ``[review] link_lifetime``), and the answer is the
-same either way, so the page tells nobody who is an admin. The link's ``GET`` only shows a
-button (mail scanners open links; they must not use them up); its ``POST`` signs in: a
-cookie holding the address and an expiry, signed with ``[security] secret_key``
-(``HttpOnly``, ``SameSite=Strict``, ``Secure`` behind an https ``public_url``). Each change
-is a ``POST`` carrying a CSRF token derived from that cookie, and is checked against the
-admin's roles as they are now. Changes go through the actions like every other: the same
-audit events as a reply, actor ``web:<address>``, via ``web``.
+same either way, in words and in time: the request does the same work for everyone (read
+the form, check the address's shape, hand the rest to a thread) and answers, and whether
+it is an admin's, the link and its mail are worked out after, off the request's path. The
+link's ``GET`` only shows a button (mail scanners open links; they must not use them up);
+its ``POST`` signs in: a cookie naming the session (the link used) and its expiry, signed
+with ``[security] secret_key`` (``HttpOnly``, ``SameSite=Strict``, ``Secure`` behind an
+https ``public_url``), good while the session holds on the server: signing out ends it
+there, so a copy of the cookie signs nobody in afterwards. Each change is a ``POST``
+carrying a CSRF token derived from that cookie, and is checked against the admin's roles
+as they are now. Changes go through the actions like every other: the same audit events
+as a reply, actor ``web:<address>``, via ``web``.
 
 Links point at ``[http] public_url``, or, without one, at the address this server listens
 on: never at the request's Host header, which anyone can set (a link to their host, in our
@@ -18,10 +22,11 @@ mail, would hand them the sign-in).
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import hashlib
 import hmac
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -32,15 +37,26 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
+from feedback_mta import logs
 from feedback_mta.actions import ActionError, Actor, unit_of_work
-from feedback_mta.actions.review import reviewer_accounts
+from feedback_mta.actions.accounts import normalize_email
+from feedback_mta.actions.review import reviewer_accounts, session_email
 from feedback_mta.addresses import Box
 from feedback_mta.config import Config
 from feedback_mta.http.services import Config_, Engine_, Reader, Services
 from feedback_mta.queries.review import to_review
 from feedback_mta.store.models import Contact, Lead
 
+log = logs.get(__name__)
+
 router = APIRouter(prefix="/review", include_in_schema=False)
+
+#: Sign-in requests being worked out after their answer, at most this many waiting: a flood
+#: of them queues no more work (the answer is the same; whoever asked can ask again). One at
+#: a time, so an address's unused links are counted before the next is made.
+MAX_SIGN_INS = 32
+_sign_ins: set[asyncio.Future[None]] = set()
+_SIGN_IN_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="review-sign-in")
 
 COOKIE = "fm_review"
 _ENV = Environment(loader=PackageLoader("feedback_mta.http", "templates"),
@@ -67,26 +83,36 @@ def _secrets(config: Config) -> list[str]:
     return [config.security.secret_key, *config.security.previous_secret_keys]
 
 
-def session_cookie(config: Config, email: str, now: float | None = None) -> str:
+def session_cookie(config: Config, session_id: int, now: float | None = None) -> str:
     expires = int((now or time.time()) + config.review.session_lifetime)
-    payload = f"{base64.urlsafe_b64encode(email.encode()).decode()}.{expires}"
+    payload = f"{session_id}.{expires}"
     return f"{payload}.{_mac(config.security.secret_key, 'review-session:' + payload)}"
 
 
-def signed_in(config: Config, request: Request) -> tuple[str, str] | None:
-    """(address, cookie) of a genuine, unexpired sign-in, or None."""
+def _session_of(config: Config, request: Request) -> tuple[int, str] | None:
+    """(session id, cookie) of a genuine, unexpired cookie, or None; whether the session
+    still holds is the database's to say (``signed_in``)."""
     cookie = request.cookies.get(COOKIE, "")
     payload, _, mac = cookie.rpartition(".")
-    encoded, _, expires = payload.partition(".")
-    if not mac or not expires.isdigit() or int(expires) < time.time():
+    session_id, _, expires = payload.partition(".")
+    if not (mac and session_id.isdigit() and len(session_id) <= 18 and expires.isdigit()
+            and int(expires) >= time.time()):
         return None
     if not any(hmac.compare_digest(mac, _mac(s, "review-session:" + payload))
                for s in _secrets(config)):
         return None
-    try:
-        return base64.urlsafe_b64decode(encoded.encode()).decode(), cookie
-    except ValueError:
+    return int(session_id), cookie
+
+
+def signed_in(config: Config, request: Request, engine: Engine) -> tuple[str, str] | None:
+    """(address, cookie) of a sign-in that holds (genuine, unexpired, not signed out), or
+    None."""
+    found = _session_of(config, request)
+    if found is None:
         return None
+    with Session(engine) as session:
+        email = session_email(session, found[0])
+    return None if email is None else (email, found[1])
 
 
 def csrf_token(config: Config, cookie: str) -> str:
@@ -111,7 +137,7 @@ def _base_url(config: Config, request: Request) -> str:
 @router.get("/")
 def review_page(request: Request, config: Config_, reader: Reader, done: str = "",
                 id: int = 0) -> Response:
-    who = signed_in(config, request)
+    who = signed_in(config, request, reader)
     if who is None:
         return _page("sign_in", title="Review")
     email, cookie = who
@@ -124,26 +150,41 @@ def review_page(request: Request, config: Config_, reader: Reader, done: str = "
 
 @router.post("/sign-in")
 async def ask_for_link(request: Request, services: Services) -> Response:
+    """The same answer, after the same work, for an admin and for anyone else: whether the
+    address may review, the link and its mail are worked out after the answer."""
     config, book = services.config, services.book
     email = (await _form(request)).get("email", "").strip()
+    try:
+        address = normalize_email(email)
+    except ActionError:
+        return _page("sign_in", 400, title="Review",
+                     error="That is not an email address. Please check it.")
     base = _base_url(config, request)
 
     def send() -> None:
         with unit_of_work(services.engine, Actor("web", "web")) as uow:
-            uow.review.send_sign_in_link(email, base, config.review.link_lifetime,
+            uow.review.send_sign_in_link(address, base, config.review.link_lifetime,
                                          from_name=config.outbound.from_name,
                                          sender=f"{Box.POSTMASTER.value}@{book.domain}",
                                          domain=book.domain)
             queued = list(uow.recorder.queued_mail)
         services.on_mail(queued)
 
-    try:
-        await run_in_threadpool(send)
-    except ActionError:
-        return _page("sign_in", 400, title="Review",
-                     error="That is not an email address. Please check it.")
+    if len(_sign_ins) < MAX_SIGN_INS:
+        future = asyncio.get_running_loop().run_in_executor(_SIGN_IN_THREAD, send)
+        _sign_ins.add(future)
+        future.add_done_callback(_sent)
+    else:
+        log.warning("review.link_refused", reason="too many sign-ins at once")
     return _page("sign_in", title="Review",
                  note=f"If {email} may review leads, a sign-in link is on its way to it.")
+
+
+def _sent(future: asyncio.Future[None]) -> None:
+    _sign_ins.discard(future)
+    error = None if future.cancelled() else future.exception()
+    if error is not None:
+        log.error("review.link_failed", error=logs.error_line(error))
 
 
 @router.get("/link/{token}")
@@ -155,13 +196,13 @@ def show_link(request: Request, token: str) -> Response:
 @router.post("/link/{token}")
 def use_link(config: Config_, engine: Engine_, token: str) -> Response:
     with unit_of_work(engine, Actor("web", "web")) as uow:
-        email = uow.review.use_sign_in_link(token)
-    if email is None:
+        used = uow.review.use_sign_in_link(token, config.review.session_lifetime)
+    if used is None:
         return _page("sign_in", 410, title="Review",
                      error="This sign-in link has expired or was used already. Ask for a "
                            "new one below.")
     response = RedirectResponse("/review/", status_code=303)
-    response.set_cookie(COOKIE, session_cookie(config, email), httponly=True,
+    response.set_cookie(COOKIE, session_cookie(config, used[1]), httponly=True,
                         samesite="strict", path="/review",
                         secure=config.http.public_url.startswith("https://"),
                         max_age=int(config.review.session_lifetime))
@@ -169,15 +210,26 @@ def use_link(config: Config_, engine: Engine_, token: str) -> Response:
 
 
 @router.post("/sign-out")
-async def sign_out(request: Request) -> Response:
+async def sign_out(request: Request, config: Config_, engine: Engine_) -> Response:
+    """Ends the session on the server (its cookie is refused from now on, wherever a copy
+    of it is), when the form is ours; the browser's cookie goes either way."""
+    found = _session_of(config, request)
+    token = (await _form(request)).get("csrf", "")
+    if found is not None and hmac.compare_digest(token, csrf_token(config, found[1])):
+        def end() -> None:
+            with unit_of_work(engine, Actor("web", "web")) as uow:
+                uow.review.sign_out(found[0])
+
+        await run_in_threadpool(end)
     response = RedirectResponse("/review/", status_code=303)
-    response.delete_cookie(COOKIE, path="/review")
+    response.delete_cookie(COOKIE, path="/review", httponly=True, samesite="strict",
+                           secure=config.http.public_url.startswith("https://"))
     return response
 
 
 async def _change(request: Request, config: Config, engine: Engine,
                   model: type[Lead | Contact], object_id: int, done: str) -> Response:
-    who = signed_in(config, request)
+    who = await run_in_threadpool(signed_in, config, request, engine)
     if who is None:
         return _page("sign_in", 401, title="Review",
                      error="Your sign-in has expired. Ask for a new link below.")

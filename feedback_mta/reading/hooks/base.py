@@ -96,6 +96,17 @@ class Provider(Protocol[Settings]):
         ...
 
 
+def fresh(request: HookRequest, timestamp: str, max_age: float) -> None:
+    """A signed timestamp (seconds since the epoch) within ``max_age`` of the request's
+    arrival, either way; ``Refused`` (a replay) otherwise, NaN and infinity too."""
+    try:
+        age = request.now - float(timestamp)
+    except ValueError:
+        raise Refused("bad timestamp") from None
+    if not abs(age) <= max_age:
+        raise Refused(f"stale signature ({age:.0f}s old)")
+
+
 def dedupe_key(provider: str, event_id: str) -> str:
     """The content hash of an HTTP arrival: the same event posted twice has the same one."""
     return hashlib.sha256(f"{provider}\0{event_id}".encode()).hexdigest()

@@ -28,6 +28,7 @@ from feedback_mta.reading.hooks.base import (
     as_dict,
     bounced,
     event_id,
+    fresh,
     load_json,
     with_token,
 )
@@ -54,12 +55,7 @@ def verify(request: HookRequest, settings: MailgunHookConfig) -> str:
                         hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, given.lower()):
         raise Refused("bad signature")
-    try:
-        age = request.now - float(timestamp)
-    except ValueError:
-        raise Refused("bad timestamp") from None
-    if abs(age) > settings.max_age:
-        raise Refused(f"stale signature ({age:.0f}s old)")
+    fresh(request, timestamp, settings.max_age)
     return token
 
 

@@ -7,7 +7,8 @@ webhook-security-features).
 
 The signed event webhook sends ``X-Twilio-Email-Event-Webhook-Signature``: a base64 ECDSA
 (P-256, SHA-256) signature of ``X-Twilio-Email-Event-Webhook-Timestamp`` followed by the
-body's bytes, checked with the verification key from the webhook's settings. The body is a
+body's bytes, checked with the verification key from the webhook's settings; a timestamp
+further than ``max_age`` from now (Mailgun's limit, 5 minutes) is a replay. The body is a
 JSON array of events, each stored on its own (``sg_event_id``). ``bounce`` (``type``
 bounce: permanent, ``blocked``: temporary) and ``dropped`` for a bounced or invalid address
 are bounces, ``spamreport`` a complaint, ``unsubscribe`` and ``group_unsubscribe``
@@ -38,6 +39,7 @@ from feedback_mta.reading.hooks.base import (
     bounced,
     dumps,
     event_id,
+    fresh,
     load_json,
     with_token,
 )
@@ -71,6 +73,7 @@ def verify(request: HookRequest, settings: SendgridHookConfig) -> None:
             raw_signature, timestamp.encode() + request.body, ec.ECDSA(hashes.SHA256()))
     except (InvalidSignature, binascii.Error, ValueError):
         raise Refused("bad signature") from None
+    fresh(request, timestamp, settings.max_age)
 
 
 def split(body: bytes) -> list[HookEvent]:
