@@ -767,6 +767,26 @@ def _derive() -> None:
 _derive()
 
 
+#: ``[webhooks.ses] cert_host_pattern``, as earlier example configs set it: AWS's hosts,
+#: which is what an empty ``cert_host`` now means, by AWS's rule exactly.
+_OLD_CERT_HOST_PATTERN = "sns.*.amazonaws.com"
+
+
+def _retired_keys(data: dict[str, Any], source: str) -> None:
+    """Keys of earlier versions: dropped where their value means what the default means
+    now (a config copied from an old example still starts), refused with the way
+    forward where it does not."""
+    ses = data.get("webhooks", {}).get("ses")
+    if isinstance(ses, Mapping) and "cert_host_pattern" in ses:
+        ses = dict(ses)
+        pattern = ses.pop("cert_host_pattern")
+        data["webhooks"] = {**data["webhooks"], "ses": ses}
+        if pattern != _OLD_CERT_HOST_PATTERN:
+            raise ConfigError(f"{source}: [webhooks.ses] cert_host_pattern: retired; AWS's "
+                              "certificate hosts are the default, and cert_host names one "
+                              "exact host instead")
+
+
 def from_mapping(data: Mapping[str, Any], *, source: str = "config",
                  env: Mapping[str, str] | None = None, path: Path | None = None) -> Config:
     """Validate a parsed TOML document (plus environment overrides) into a frozen Config."""
@@ -774,6 +794,7 @@ def from_mapping(data: Mapping[str, Any], *, source: str = "config",
     data = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
     if env.get(ENV_DATABASE_URL):
         data.setdefault("database", {})["url"] = env[ENV_DATABASE_URL]
+    _retired_keys(data, source)
     sections: dict[str, Any] = {}
     for name, value in data.items():
         if name not in _SCHEMA:

@@ -148,3 +148,19 @@ def test_durations(text, seconds):
                                             ("1G", 1073741824), ("100", 100)])
 def test_sizes(text, size):
     assert parse_size(text) == size
+
+
+def test_a_retired_key_with_its_old_default_still_starts_and_another_value_says_why():
+    """Configs copied from an earlier example set ``cert_host_pattern`` to AWS's hosts,
+    which is the default now: they keep working. Any other pattern names the new key."""
+    from feedback_mta.config import ConfigError, from_mapping
+
+    base = {"database": {"url": "sqlite:///x.sqlite3"},
+            "smtp": {"domain": "fb.test", "lmtp": False, "max_message_size": "1MB",
+                     "host": "127.0.0.1", "port": 2525},
+            "security": {"secret_key": "k" * 32}}
+    old = {**base, "webhooks": {"ses": {"cert_host_pattern": "sns.*.amazonaws.com"}}}
+    assert from_mapping(old, env={}).webhooks.ses.cert_host == ""
+    other = {**base, "webhooks": {"ses": {"cert_host_pattern": "*.example.com"}}}
+    with pytest.raises(ConfigError, match=r"\[webhooks.ses\] cert_host_pattern: retired"):
+        from_mapping(other, env={})
