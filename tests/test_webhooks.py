@@ -12,6 +12,8 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
+import socketserver
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +21,7 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
+from sqlmodel import Session, col, select
 from standardwebhooks.webhooks import Webhook as Verifier
 
 from feedback_mta.actions import CLI, unit_of_work
@@ -57,6 +60,7 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["content-length"]))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 receiver.received.append({
+                    "at": time.monotonic(), "path": self.path,
                     "id": headers.get("webhook-id"), "body": json.loads(body),
                     "valid": verify(receiver.secret, headers, body),
                     "status": receiver.status})
@@ -99,7 +103,8 @@ def hooks(tmp_path, database_url, server_factory, receiver):
     from feedback_mta.store import db
 
     path = write_config(tmp_path / "hooks.toml", database_url, http={"listen": "127.0.0.1:0"},
-                        webhooks={"max_backoff": "1s", "timeout": "2s"})
+                        webhooks={"max_backoff": "1s", "timeout": "2s",
+                                  "allow_private_networks": True})
     cfg = config_mod.load(path, env={})
     engine = db.create_engine(cfg.database)
     db.upgrade(engine)
@@ -198,13 +203,15 @@ def test_an_event_not_taken_for_retry_for_fails_and_the_next_one_goes(
 
     path = write_config(tmp_path / "giveup.toml", database_url,
                         http={"listen": "127.0.0.1:0"},
-                        webhooks={"max_backoff": "1s", "retry_for": "2s", "timeout": "2s"})
+                        webhooks={"max_backoff": "1s", "retry_for": "2s", "timeout": "2s",
+                                  "allow_private_networks": True})
     cfg = config_mod.load(path, env={})
     engine = db.create_engine(cfg.database)
     db.upgrade(engine)
     s = seed(engine, cfg)
     with unit_of_work(engine, CLI) as uow:
-        hook = uow.platform.add_webhook(receiver.url, s.account_id, ["contact.opted_out"])
+        hook = uow.platform.add_webhook(receiver.url, s.account_id, ["contact.opted_out"],
+                                        allow_private_networks=True)
     receiver.secret, receiver.status = hook.secret, 500
     server = server_factory(path)
 
@@ -257,3 +264,158 @@ def test_webhook_commands_add_list_test_and_remove(hooks, receiver):
         done = run(hooks.path, *args)
         assert done.returncode == code and words in done.stderr, (args, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1
+
+
+# --- hostile receivers ------------------------------------------------------------------------
+
+class Hostile:
+    """A receiver that reads the request, then answers as ``answer`` says: ``"trickle"``, a
+    byte every ``every`` seconds for ever (the status line too); ``"endless"``, a 200 with a
+    body that never ends, 64 KB at a time. Counts connections open and bytes sent."""
+
+    def __init__(self, answer: str, every: float = 0.5) -> None:
+        self.answer, self.every = answer, every
+        self.open = 0
+        self.sent = 0
+        self.closed = threading.Event()
+        self.stopping = threading.Event()
+        hostile = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                sock: socket.socket = self.request
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    more = sock.recv(65536)
+                    if not more:
+                        return
+                    data += more
+                hostile.open += 1
+                try:
+                    hostile.respond(sock)
+                except OSError:
+                    pass
+                finally:
+                    hostile.open -= 1
+                    hostile.closed.set()
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def respond(self, sock: socket.socket) -> None:
+        if self.answer == "trickle":
+            answer = b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n" + b"x" * 100000
+            for i in range(len(answer)):
+                if self.stopping.wait(self.every):
+                    return
+                sock.sendall(answer[i:i + 1])
+                self.sent += 1
+            return
+        sock.sendall(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        chunk = b"x" * 65536
+        ends = time.monotonic() + 10
+        while time.monotonic() < ends and not self.stopping.is_set():
+            sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            self.sent += len(chunk)
+            time.sleep(0.01)
+        sock.sendall(b"0\r\n\r\n")
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hostile_factory():
+    made: list[Hostile] = []
+
+    def make(answer: str, **kw) -> Hostile:
+        made.append(Hostile(answer, **kw))
+        return made[-1]
+
+    yield make
+    for h in made:
+        h.stop()
+
+
+def _event(engine, account_id: int, email: str) -> None:
+    """One committed event (contact.created) of this account."""
+    with unit_of_work(engine, CLI) as uow:
+        uow.contacts.add(account_id, email, "Cy", "Ro")
+
+
+def test_receivers_trickling_their_answers_delay_another_accounts_event_by_one_deadline_at_most(
+        hooks, receiver, hostile_factory):
+    """Four subscriptions of one account whose receiver answers a byte every half second
+    (httpx's per-read timeout never trips) against one of another account: each slow
+    attempt ends at its deadline ([webhooks] timeout, 2 s here) and waits for its next, and
+    the other account's events go within one deadline."""
+    from feedback_mta.store.models import WebhookDelivery
+
+    slow = hostile_factory("trickle", every=0.5)
+    other = _other_account(hooks.engine)
+    slow_ids = []
+    with unit_of_work(hooks.engine, CLI) as uow:
+        for i in range(4):
+            slow_ids.append(uow.platform.add_webhook(
+                slow.url(f"/slow{i}"), hooks.seed.account_id,
+                allow_private_networks=True).id)
+        fast = uow.platform.add_webhook(receiver.url, other, allow_private_networks=True)
+    receiver.secret = fast.secret
+    server, _ = hooks.start()
+
+    _event(hooks.engine, hooks.seed.account_id, "slow1@people.test")
+    wait_until(lambda: slow.open >= 3, timeout=10, what="the slow receivers holding threads")
+    delays = []
+    for i in range(3):  # while the slow ones are held, fail, back off and are tried again
+        sent = time.monotonic()
+        _event(hooks.engine, other, f"fast{i}@people.test")
+        wait_until(lambda: len(_contacts_created(receiver)) > i, timeout=15,
+                   what=f"the other account's event {i}")
+        delays.append(_contacts_created(receiver)[i]["at"] - sent)
+        time.sleep(1.3)
+    assert max(delays) < 2.0 + 0.5, delays  # one deadline at most (with a little slack)
+
+    # Each slow attempt ended at its deadline, as a failure to retry, with the reason.
+    wait_until(lambda: server.count("webhook.retrying") >= 4, timeout=10,
+               what="the slow attempts failing")
+    with Session(hooks.engine) as session:
+        tries = session.exec(select(WebhookDelivery).where(
+            col(WebhookDelivery.webhook_id).in_(slow_ids))).all()
+    assert tries and all(t.outcome == "retrying" and "Timeout" in (t.error or "")
+                         and t.duration_ms < 2600 for t in tries), [
+        (t.outcome, t.error, t.duration_ms) for t in tries]
+    print(f"\nanother account's event delivered after {[round(d, 3) for d in delays]} s "
+          "with four trickling receivers (deadline 2 s)")
+
+
+def _contacts_created(receiver: Receiver) -> list[dict]:
+    return [r for r in receiver.delivered() if r["body"]["type"] == "contact.created"]
+
+
+def _other_account(engine) -> int:
+    with unit_of_work(engine, CLI) as uow:
+        return uow.accounts.add("Dealer Two").id
+
+
+def test_an_answer_that_never_ends_is_read_a_few_kilobytes_deep(hooks, hostile_factory):
+    """A receiver answering 200 with a body that never ends (6 MB/s for 10 s) is delivered
+    to as soon as its status arrives: the body is not read whole, the connection is
+    closed."""
+    endless = hostile_factory("endless")
+    with unit_of_work(hooks.engine, CLI) as uow:
+        hook = uow.platform.add_webhook(endless.url(), hooks.seed.account_id,
+                                        allow_private_networks=True)
+    server, _ = hooks.start()
+    sent = time.monotonic()
+    _event(hooks.engine, hooks.seed.account_id, "big@people.test")
+    done = server.wait_for("webhook.delivered", webhook_id=hook.id, timeout=15)
+    took = time.monotonic() - sent
+    assert done["status"] == 200 and took < 1.5, took
+    assert endless.closed.wait(5)  # we hung up; it did not finish
+    assert endless.sent < 10 * 1024 * 1024
