@@ -419,3 +419,74 @@ def test_an_answer_that_never_ends_is_read_a_few_kilobytes_deep(hooks, hostile_f
     assert done["status"] == 200 and took < 1.5, took
     assert endless.closed.wait(5)  # we hung up; it did not finish
     assert endless.sent < 10 * 1024 * 1024
+
+
+def test_urls_pointing_inside_are_refused_at_add_and_at_each_delivery(
+        tmp_path, database_url, server_factory, receiver):
+    """Without [webhooks] allow_private_networks: `webhook add` (command line and API)
+    refuses loopback however written, link-local metadata, private addresses and
+    user:pass@ with one clear line / a 422 naming the field; a subscription that points
+    inside anyway (made while it was allowed, or a name that resolves inside) fails each
+    attempt with the reason, as any failure, and nothing reaches the address."""
+    from feedback_mta import config as config_mod
+    from feedback_mta.store import db
+
+    path = write_config(tmp_path / "inside.toml", database_url, http={"listen": "127.0.0.1:0"},
+                        webhooks={"max_backoff": "1s", "timeout": "2s"})
+    cfg = config_mod.load(path, env={})
+    assert cfg.webhooks.allow_private_networks is False  # the default
+    engine = db.create_engine(cfg.database)
+    db.upgrade(engine)
+    s = seed(engine, cfg)
+    key = ok_json(path, "key", "add", "--account", str(s.account_id))["key"]
+    inside = [
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://0x7f000001:9100/metrics", "loopback"),
+        ("http://2130706433/", "loopback"),
+        ("http://[::ffff:127.0.0.1]/", "loopback"),
+        (f"http://localhost:{receiver.port}/", "loopback"),
+        ("http://10.1.2.3/", "private"),
+        ("http://user:pass@8.8.8.8/", "user name or password")]
+    for url, words in inside:
+        done = run(path, "webhook", "add", url, "--account", str(s.account_id))
+        assert done.returncode == 1 and words in done.stderr, (url, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1
+
+    # A subscription that points inside anyway, one written in hex.
+    with unit_of_work(engine, CLI) as uow:
+        hooks_inside = [uow.platform.add_webhook(url, s.account_id, ["contact.*"],
+                                                 allow_private_networks=True)
+                        for url in (f"http://0x7f000001:{receiver.port}/hex",
+                                    f"http://localhost:{receiver.port}/name")]
+    server, client = _start(server_factory, path, key)
+    for url, words in inside:
+        answer = client.post("/v1/webhooks", json={"url": url, "events": ["lead.*"]})
+        assert answer.status_code == 422, (url, answer.text)
+        assert answer.headers["content-type"].startswith("application/problem+json")
+        problem = answer.json()
+        assert words in problem["detail"] and problem["errors"][0]["loc"] == ["body", "url"]
+    assert client.get("/v1/events", params={"type": "webhook.created"}).json()[
+        "events"][-1]["data"]["webhook_id"] == hooks_inside[-1].id  # none of them made
+
+    _event(engine, s.account_id, "inside@people.test")
+    for hook in hooks_inside:
+        failed = server.wait_for("webhook.retrying", webhook_id=hook.id, timeout=10)
+        assert "refused" in failed["error"] and "(loopback)" in failed["error"], failed
+    tested = run(path, "webhook", "test", str(hooks_inside[0].id), "--json")
+    assert tested.returncode == 1 and "refused" in tested.stdout
+    assert receiver.received == []  # nothing reached it
+    engine.dispose()
+
+
+def test_the_api_adds_a_webhook_as_the_command_line_does(hooks, receiver):
+    _, client = hooks.start()
+    answer = client.post("/v1/webhooks", json={"url": receiver.url, "events": ["contact.*"]})
+    assert answer.status_code == 201, answer.text
+    made = answer.json()
+    assert made["secret"].startswith("whsec_") and made["account_id"] == hooks.seed.account_id
+    receiver.secret = made["secret"]
+    _event(hooks.engine, hooks.seed.account_id, "api-hook@people.test")
+    wait_until(lambda: _contacts_created(receiver), timeout=10, what="the first event")
+    assert _contacts_created(receiver)[0]["valid"]
+    other = client.post("/v1/webhooks", json={"url": receiver.url, "account_id": 999})
+    assert other.status_code == 404  # another account's (or none)
