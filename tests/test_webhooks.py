@@ -48,6 +48,7 @@ class Receiver:
     def __init__(self) -> None:
         self.secret = ""
         self.status = 204
+        self.delay = 0.0  # seconds before each answer
         self.received: list[dict] = []  # every request, bad signatures too
         self.port = 0
         self.server: ThreadingHTTPServer | None = None
@@ -58,6 +59,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["content-length"]))
+                time.sleep(receiver.delay)
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 receiver.received.append({
                     "at": time.monotonic(), "path": self.path,
@@ -490,3 +492,33 @@ def test_the_api_adds_a_webhook_as_the_command_line_does(hooks, receiver):
     assert _contacts_created(receiver)[0]["valid"]
     other = client.post("/v1/webhooks", json={"url": receiver.url, "account_id": 999})
     assert other.status_code == 404  # another account's (or none)
+
+
+def test_slow_receivers_that_do_answer_take_turns_with_the_others(hooks, receiver):
+    """Four accounts' receivers each take 1.5 s (under the 2 s deadline) for every event and
+    have a backlog: a subscription's turn ends after the event in hand once another waits,
+    so a fifth account's event goes within one deadline, not after their backlogs."""
+    slow = Receiver().start()
+    slow.delay = 1.5
+    try:
+        accounts = [_other_account(hooks.engine) for _ in range(5)]
+        with unit_of_work(hooks.engine, CLI) as uow:
+            for account in accounts[:4]:
+                uow.platform.add_webhook(slow.url, account, ["contact.*"],
+                                         allow_private_networks=True)
+            fast = uow.platform.add_webhook(receiver.url, accounts[4], ["contact.*"],
+                                            allow_private_networks=True)
+        receiver.secret = fast.secret
+        for account in accounts[:4]:
+            for i in range(6):
+                _event(hooks.engine, account, f"backlog{i}@people.test")
+        hooks.start()
+        wait_until(lambda: len(slow.received) >= 4, timeout=10, what="the slow ones going")
+        sent = time.monotonic()
+        _event(hooks.engine, accounts[4], "fast@people.test")
+        wait_until(lambda: _contacts_created(receiver), timeout=20, what="the fifth account")
+        took = _contacts_created(receiver)[0]["at"] - sent
+        assert took < 2.0 + 0.5, took
+        assert len(slow.received) < 4 * 6  # their backlogs were not done first
+    finally:
+        slow.stop()
