@@ -195,6 +195,8 @@ def _config(work: Path, database: str) -> Path:
         'max_message_size = "1MB"\nmax_sessions = 1000\n'
         '[security]\nsecret_key = "bench-secret-key-0123456789"\n'
         '[http]\nlisten = "127.0.0.1:0"\n[quality]\nallowed_domains = ["test"]\n'
+        # The bench's webhook receiver is on loopback.
+        '[webhooks]\nallow_private_networks = true\n'
         f'[webhooks.mailgun]\nsigning_key = "{MailgunBodies.KEY}"\naccount = 1\n'
         '[logging]\nformat = "json"\nlevel = "info"\n')
     return path

@@ -595,7 +595,9 @@ _DEFAULT_PostmarkHookConfig = PostmarkHookConfig()
 class WebhooksConfig:
     timeout: float = key(
         10.0, _positive_duration,
-        "How long one delivery may take (connect and answer) before it counts as failed.")
+        "How long one delivery attempt may take in all (resolving, connecting, sending, "
+        "the answer) before it counts as failed; a receiver that answers one byte at a time "
+        "is cut off at it.")
     retry_for: float = key(
         86400.0, _positive_duration,
         "How long an event is retried (exponential backoff) before it is `failed` and the "
@@ -603,6 +605,11 @@ class WebhooksConfig:
     max_backoff: float = key(
         3600.0, _positive_duration,
         "The longest wait between two attempts at one event.")
+    allow_private_networks: bool = key(
+        False, _bool,
+        "Let webhook URLs name loopback, private, link-local and other non-public addresses "
+        "(checked at `webhook add` and at each delivery, after DNS); for tests and local "
+        "receivers only.")
     ses: SesHookConfig = key(  # noqa: RUF009 (a frozen dataclass)
         _DEFAULT_SesHookConfig, _subsection(SesHookConfig),
         "Amazon SES notifications through SNS, at /hooks/ses.")

@@ -13,11 +13,10 @@ import hashlib
 import secrets
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlmodel import func, select
 
-from feedback_mta import events
+from feedback_mta import destinations, events
 from feedback_mta.actions.accounts import Accounts
 from feedback_mta.actions.audit import Invalid, NotFound, Recorder
 from feedback_mta.store.models import ApiKey, Event, IdempotencyKey, Webhook, utcnow
@@ -28,6 +27,12 @@ SECRET_PREFIX = "whsec_"
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+class BadUrl(Invalid):
+    """A webhook URL refused: not http(s), ``user:pass@``, or pointing inside."""
+
+    field = "url"
 
 
 def check_event_types(types: Iterable[str]) -> list[str]:
@@ -86,11 +91,15 @@ class Platform:
         self.session.flush()
 
     def add_webhook(self, url: str, account_id: int | None,
-                    event_types: Iterable[str] = ()) -> Webhook:
-        """Subscribe ``url`` to the events from now on (of one account, or of all: None)."""
-        parts = urlsplit(url.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise Invalid(f"not an http(s) URL: {url!r}")
+                    event_types: Iterable[str] = (), *,
+                    allow_private_networks: bool = False) -> Webhook:
+        """Subscribe ``url`` to the events from now on (of one account, or of all: None).
+        ``url`` must point outside (``destinations.check_url``; ``BadUrl`` otherwise) unless
+        ``allow_private_networks`` (``[webhooks]``)."""
+        try:
+            destinations.check_url(url, allow_private=allow_private_networks)
+        except destinations.Refused as exc:
+            raise BadUrl(str(exc)) from None
         if account_id is not None:
             self.accounts.get(account_id)
         types = check_event_types(event_types) or None

@@ -79,8 +79,10 @@ def webhook_add(url: Annotated[str, typer.Argument(metavar="URL", show_default=F
     """Subscribe URL to the events from now on; prints {"id", "secret"} (whsec_...), the
     key to check each delivery's webhook-signature with."""
     scope = _scope(account, all_accounts)
-    with writing(config) as (_, uow):
-        hook = uow.platform.add_webhook(url, scope, event_types.split(","))
+    with writing(config) as (cfg, uow):
+        hook = uow.platform.add_webhook(
+            url, scope, event_types.split(","),
+            allow_private_networks=cfg.webhooks.allow_private_networks)
     emit({"id": hook.id, "secret": hook.secret, "url": hook.url,
           "account_id": hook.account_id, "event_types": hook.event_types}, as_json)
 
@@ -125,17 +127,15 @@ def webhook_deliveries(webhook_id: IdArg,
 @command
 def webhook_test(webhook_id: IdArg, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """POST a signed webhook.test message now and show the answer (exit 1 unless 2xx)."""
-    import httpx
-
     from feedback_mta.queries import platform
-    from feedback_mta.service.webhooks import send_test
+    from feedback_mta.service.webhooks import client, send_test
 
     with reading(config) as (cfg, session):
         hook = platform.get_webhook(session, webhook_id)
         if hook.removed_at is not None:
             raise Failure(f"webhook {webhook_id} was removed", 1)
-        with httpx.Client(timeout=cfg.webhooks.timeout) as client:
-            result = send_test(client, hook)
+        with client(cfg.webhooks) as http:
+            result = send_test(http, hook)
     emit(result, as_json)
     if not result["ok"]:
         raise typer.Exit(1)

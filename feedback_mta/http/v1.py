@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from feedback_mta.actions import UnitOfWork, unit_of_work
+from feedback_mta.actions.platform import BadUrl
 from feedback_mta.http.auth import Caller, caller
 from feedback_mta.http.problems import RESPONSES, ProblemError
 from feedback_mta.http.services import Book, Config_, Engine_, HttpServices, Reader, Services
@@ -160,6 +161,26 @@ class EventOut(BaseModel):
 class EventPage(BaseModel):
     events: list[EventOut]
     next: int = Field(description="The cursor to ask with next (after=)")
+
+
+class WebhookIn(BaseModel):
+    url: str = Field(max_length=2000, json_schema_extra={"format": "uri"},
+                     description="http(s), a public address, no user:pass@")
+    account_id: int | None = Field(None, ge=1, le=MAX_ID,
+                                   description="With an every-account key: one account's "
+                                   "events (none: every account's).")
+    events: list[Annotated[str, Field(max_length=100)]] = Field(
+        default_factory=list, max_length=50,
+        description="Types or patterns (lead.*); none: every event.")
+
+
+class WebhookCreated(BaseModel):
+    id: int
+    secret: str = Field(description="whsec_...: the key each delivery is signed with; "
+                        "shown once")
+    url: str
+    account_id: int | None
+    event_types: list[str] | None
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -449,3 +470,19 @@ def list_events(who: Who, reader: Reader,
         items = event_queries.feed(session, after=after, limit=limit,
                                    types=(type or "").split(","), account=account)
     return {"events": items, "next": items[-1]["id"] if items else after}
+
+
+@router.post("/webhooks", status_code=201, response_model=WebhookCreated,
+             summary="Subscribe a URL to the events from now on (webhook add)")
+def add_webhook(services: Services, who: Who, hook: WebhookIn) -> Any:
+    account = who.account(hook.account_id)
+    try:
+        with unit_of_work(services.engine, who.actor) as uow:
+            row = uow.platform.add_webhook(
+                hook.url, account, hook.events,
+                allow_private_networks=services.config.webhooks.allow_private_networks)
+            return {"id": row.id, "secret": row.secret, "url": row.url,
+                    "account_id": row.account_id, "event_types": row.event_types}
+    except BadUrl as exc:
+        raise ProblemError(422, str(exc), errors=[
+            {"loc": ["body", BadUrl.field], "msg": str(exc)}]) from None

@@ -22,6 +22,18 @@ the same ``webhook-id``, which is how receivers deduplicate.
 * Never in the way: the senders are threads of their own with their own HTTP client, the
   work for a slow receiver waits in its own thread, and nothing here runs on the SMTP event
   loop or in a processing transaction.
+* Hostile receivers (``client``, ``post``): an attempt has one deadline, ``[webhooks]
+  timeout``, for all of it (resolving, connecting, TLS, sending, the answer), not httpx's
+  per-read timeout that a receiver answering a byte every few seconds never trips; at most
+  ``MAX_ANSWER_BYTES`` of an answer's body are read. A receiver that misses the deadline
+  has failed that attempt and waits for its next (backoff), so it holds a thread for one
+  deadline at most. Fairness between subscriptions: a subscription's turn ends after the
+  event in hand once another is waiting (``SLICE_SECONDS``), and one account's
+  subscriptions never take every thread (``per_account``). So a slow receiver delays
+  another subscription's delivery by at most one deadline.
+* Never inside: every address a URL's host resolves to is checked as the connection is
+  made (``destinations``), and the connection goes to the address checked (no second
+  lookup to rebind); no proxies from the environment, no redirects followed.
 """
 
 from __future__ import annotations
@@ -36,13 +48,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpcore
 import httpx
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 from standardwebhooks.webhooks import Webhook as Signer
 
-from feedback_mta import counters, logs
+from feedback_mta import counters, destinations, logs
 from feedback_mta.actions import listen
 from feedback_mta.actions.audit import unlisten
 from feedback_mta.config import WebhooksConfig
@@ -67,6 +80,14 @@ BATCH = 100
 #: Delivered events noted per transaction (one write for many: the intake writes too).
 NOTE_EVERY = 20
 USER_AGENT = "feedback-mta-webhooks/1"
+#: At most this much of an answer's body is read (only its status matters); the rest is
+#: left unread and the connection closed.
+MAX_ANSWER_BYTES = 4096
+#: No socket read asks for more than this (the headers and ``MAX_ANSWER_BYTES``).
+READ_BYTES = 8192
+#: A subscription's turn ends after the event in hand once another subscription waits and
+#: the turn has lasted this long (so a busy fast one still sends in batches).
+SLICE_SECONDS = 0.2
 
 
 def body_of(item: dict[str, Any]) -> str:
@@ -91,19 +112,126 @@ def backoff(attempts: int, cap: float) -> float:
     return min(cap, 2.0 ** max(0, attempts - 1))
 
 
+# --- the HTTP client: one deadline per attempt, public addresses only ----------------------
+
+#: The deadline (``time.monotonic()``) of the attempt this thread is making, if any.
+_attempt = threading.local()
+
+
+def _within(timeout: float | None, expired: type[Exception]) -> float | None:
+    """``timeout`` cut to what is left of this thread's attempt; ``expired`` when nothing
+    is."""
+    deadline: float | None = getattr(_attempt, "deadline", None)
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise expired("the attempt's deadline ([webhooks] timeout) passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _Stream(httpcore.NetworkStream):
+    """A connection whose every read and write ends by the attempt's deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self.inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self.inner.read(min(max_bytes, READ_BYTES),
+                               _within(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.inner.write(buffer, _within(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        return _Stream(self.inner.start_tls(ssl_context, server_hostname,
+                                            _within(timeout, httpcore.ConnectTimeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.inner.get_extra_info(info)
+
+
+class _Backend(httpcore.NetworkBackend):
+    """Connections made to the addresses checked: the host is resolved once, here, within
+    the deadline; any address that is not public refuses the attempt (unless allowed);
+    then the socket is opened to that address itself, so nothing resolves it again."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self.allow_private = allow_private
+        self.inner = httpcore.SyncBackend()
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                    local_address: str | None = None,
+                    socket_options: Any = None) -> httpcore.NetworkStream:
+        wait = _within(timeout, httpcore.ConnectTimeout)
+        try:
+            addresses = destinations.resolve(host, port, 30.0 if wait is None else wait)
+        except OSError as exc:
+            raise httpcore.ConnectError(f"{host}: {exc}") from None
+        try:
+            for address in addresses:
+                destinations.check_address(address, host, allow_private=self.allow_private)
+        except destinations.Refused as exc:
+            raise httpcore.ConnectError(f"refused: {exc}") from None
+        failed: Exception = httpcore.ConnectError(f"no address for {host}")
+        for address in addresses:
+            try:
+                return _Stream(self.inner.connect_tcp(
+                    str(address), port, timeout=_within(timeout, httpcore.ConnectTimeout),
+                    local_address=local_address, socket_options=socket_options))
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failed = exc
+        raise failed
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Any = None) -> httpcore.NetworkStream:
+        raise httpcore.ConnectError("webhooks go over TCP only")
+
+    def sleep(self, seconds: float) -> None:
+        self.inner.sleep(seconds)
+
+
+def client(config: WebhooksConfig) -> httpx.Client:
+    """The HTTP client webhooks are sent with: ``config.timeout`` for each attempt in all
+    (``post``), public addresses only unless ``allow_private_networks``, no proxy from the
+    environment, no redirects."""
+    transport = httpx.HTTPTransport(trust_env=False)
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=httpx.create_ssl_context(), max_connections=100,
+        max_keepalive_connections=20, keepalive_expiry=5.0,
+        network_backend=_Backend(config.allow_private_networks))
+    return httpx.Client(transport=transport, timeout=config.timeout, follow_redirects=False,
+                        trust_env=False)
+
+
 def post(client: httpx.Client, url: str, secret: str, item: dict[str, Any],
          message_id: str | None = None) -> tuple[int | None, str | None, float]:
-    """POST one event: (status code or None, error or None, milliseconds)."""
+    """POST one event: (status code or None, error or None, milliseconds). The whole
+    attempt ends by the client's timeout (its read timeout, which ``client`` sets to
+    ``[webhooks] timeout``); at most ``MAX_ANSWER_BYTES`` of the answer are read."""
     body = body_of(item)
     started = time.perf_counter()
+    _attempt.deadline = time.monotonic() + (client.timeout.read or 10.0)
     try:
-        answer = client.post(url, content=body.encode(), headers=signed_headers(
-            secret, message_id or f"evt_{item['id']}", body))
+        with client.stream("POST", url, content=body.encode(), headers=signed_headers(
+                secret, message_id or f"evt_{item['id']}", body)) as answer:
+            read = 0
+            for chunk in answer.iter_raw():
+                read += len(chunk)
+                if read >= MAX_ANSWER_BYTES:
+                    break
+            status = answer.status_code
     except httpx.HTTPError as exc:
         return None, f"{type(exc).__name__}: {exc}"[:500], _ms(started)
-    if 200 <= answer.status_code < 300:
-        return answer.status_code, None, _ms(started)
-    return answer.status_code, f"HTTP {answer.status_code}", _ms(started)
+    finally:
+        _attempt.deadline = None
+    if 200 <= status < 300:
+        return status, None, _ms(started)
+    return status, f"HTTP {status}", _ms(started)
 
 
 def _ms(started: float) -> float:
@@ -134,9 +262,13 @@ class Sender(Runner[int]):
         self.reader = db.reader(engine)
         self.config = config
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
-        self.client = httpx.Client(timeout=config.timeout, follow_redirects=False)
+        self.client = client(config)
+        #: At most this many of one account's subscriptions are sent to at once, so the
+        #: others always have a thread.
+        self.per_account = max(1, threads - 1)
         self._wake = threading.Event()
-        self._busy: set[int] = set()
+        #: Subscriptions handed to a thread, with their account (None: every account).
+        self._busy: dict[int, int | None] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="webhooks-tick", daemon=True)
@@ -164,23 +296,27 @@ class Sender(Runner[int]):
             except Exception:  # the database is away: look again next round
                 log.exception("webhooks.error")
                 continue
-            for webhook_id in due:
+            for webhook_id, account_id in due:
                 with self._lock:
-                    if webhook_id in self._busy:
-                        continue
-                    self._busy.add(webhook_id)
+                    if webhook_id in self._busy or sum(
+                            1 for a in self._busy.values()
+                            if a == account_id) >= self.per_account:
+                        continue  # the account's share is taken: the next round
+                    self._busy[webhook_id] = account_id
                 self.put(webhook_id)
 
-    def due(self) -> list[int]:
-        """Subscriptions with an event after their cursor and no wait pending."""
+    def due(self) -> list[tuple[int, int | None]]:
+        """Subscriptions (id, account) with an event after their cursor and no wait
+        pending, the one furthest behind first."""
         now = utcnow()
         with self.reader.connect() as conn:
             last = conn.execute(sa.select(sa.func.max(table_of(Event).c.id))).scalar() or 0
-            return list(conn.execute(sa.select(_W.c.id).where(
+            return [(row[0], row[1]) for row in conn.execute(sa.select(
+                _W.c.id, _W.c.account_id).where(
                 _W.c.removed_at.is_(None), _W.c.cursor < last,
                 sa.or_(_W.c.next_attempt_at.is_(None), _W.c.next_attempt_at <= now),
                 sa.or_(_W.c.lease_until.is_(None), _W.c.lease_until < now,
-                       _W.c.lease_owner == self.owner))).scalars())
+                       _W.c.lease_owner == self.owner)).order_by(_W.c.cursor))]
 
     def stop(self, *, drain: bool = False, timeout: float | None = None) -> list[int]:
         unlisten(self._heard)
@@ -203,7 +339,8 @@ class Sender(Runner[int]):
                         self._release(webhook_id)
             finally:
                 with self._lock:
-                    self._busy.discard(webhook_id)
+                    self._busy.pop(webhook_id, None)
+                self._wake.set()  # what waited for this thread (or this one, for its turn)
 
     def _claim(self, webhook_id: int) -> bool:
         now = utcnow()
@@ -224,7 +361,8 @@ class Sender(Runner[int]):
     def send_due(self, webhook_id: int) -> None:
         """Send the subscription's events in order until it is caught up, one fails (and
         waits for its next attempt), we stop, or the lease would run out."""
-        until = time.monotonic() + LEASE_SECONDS / 2
+        began = time.monotonic()
+        until = began + LEASE_SECONDS / 2
         while not self._stopping.is_set() and time.monotonic() < until:
             with Session(self.reader) as session:
                 hook = session.get(Webhook, webhook_id)
@@ -251,6 +389,8 @@ class Sender(Runner[int]):
                         attempts = 0
                         if len(done) >= NOTE_EVERY:
                             self._done(webhook_id, done)
+                        if self._turn_over(began):
+                            return
                         continue
                     self._done(webhook_id, done)
                     if not self._retry(webhook_id, item, attempts, status, error, ms):
@@ -259,6 +399,10 @@ class Sender(Runner[int]):
                     return
             finally:
                 self._done(webhook_id, done)
+
+    def _turn_over(self, began: float) -> bool:
+        """Another subscription waits for a thread and this one has had its slice."""
+        return not self._queue.empty() and time.monotonic() - began >= SLICE_SECONDS
 
     def _advance(self, webhook_id: int, cursor: int) -> None:
         with self.engine.begin() as conn:
