@@ -17,13 +17,32 @@ from feedback_mta.store import db
 from feedback_mta.store.models import Account, Event, Role, SentCount, User, table_of, utcnow
 
 _EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"]+@[a-z0-9.-]+\.[a-z0-9-]+$")
+#: Never text: lone surrogates (a JSON ``\ud800`` escape) cannot be stored by either engine.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: C0 and C1 controls and DEL: never in a name or an address (NUL cannot even be stored
+#: in PostgreSQL; CR and LF would end a header line of the mail that carries them).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: In free text (comments): the same, but tab and line ends are text.
+_CONTROL_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def check_text(field: str, value: str, *, lines: bool = False) -> str:
+    """``value`` if it is text a name, an address (or, with ``lines``, free text) may be;
+    ``Invalid`` naming ``field`` otherwise: a lone surrogate, a control character."""
+    if _SURROGATE.search(value):
+        raise Invalid(f"{field}: not text (a lone surrogate)", field)
+    bad = (_CONTROL_IN_TEXT if lines else _CONTROL).search(value)
+    if bad:
+        raise Invalid(f"{field}: a control character ({ord(bad.group()):#04x}) is not "
+                      "allowed", field)
+    return value
 
 
 def normalize_email(address: str) -> str:
     """Lower-case and check the shape of an address (full validation comes with quality checks)."""
-    address = address.strip().lower()
+    address = check_text("email", address).strip().lower()
     if not _EMAIL.match(address) or len(address) > 254:
-        raise Invalid(f"not an email address: {address!r}")
+        raise Invalid(f"not an email address: {address!r}", "email")
     return address
 
 
@@ -35,7 +54,7 @@ def normalize_ip(value: object) -> str | None:
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
-        raise Invalid(f"not an IP address: {text!r}") from None
+        raise Invalid(f"not an IP address: {text!r}", "ip") from None
 
 
 #: Built once (the reply handler asks per message): building costs more than running it.
@@ -68,9 +87,9 @@ class Accounts:
                 if Role.CONTACT_ADMIN in u.role_set]
 
     def add(self, name: str) -> Account:
-        name = name.strip()
+        name = check_text("name", name).strip()
         if not name:
-            raise Invalid("an account needs a name")
+            raise Invalid("an account needs a name", "name")
         account = Account(name=name)
         self.session.add(account)
         self.session.flush()

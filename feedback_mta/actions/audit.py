@@ -41,7 +41,11 @@ class NotFound(ActionError):
 
 
 class Invalid(ActionError):
-    pass
+    """Input refused; ``field`` names what was wrong (the API's 422 says it in ``errors``)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from feedback_mta import events
-from feedback_mta.actions.accounts import Accounts, normalize_email, normalize_ip
+from feedback_mta.actions.accounts import Accounts, check_text, normalize_email, normalize_ip
 from feedback_mta.actions.audit import Invalid, NotFound, Recorder
 from feedback_mta.store.models import Contact, ContactStatus, Lead, Tag, table_of, utcnow
 
@@ -70,6 +70,7 @@ class Contacts:
     def add(self, account_id: int, email: str, first: str = "",
                     last: str = "", ip: str | None = None) -> tuple[Contact, bool]:
         """The account's contact with this address (created if new) and whether it was new."""
+        first, last = check_text("first", first), check_text("last", last)
         self.accounts.get(account_id)
         email = normalize_email(email)
         ip = normalize_ip(ip)
@@ -85,6 +86,7 @@ class Contacts:
 
     def opt_out(self, contact: Contact, reason: str) -> bool:
         """Opt the contact out; False (and no event) when it already was."""
+        check_text("reason", reason)
         now = utcnow()
         if not self.recorder.change(contact, _OPT_OUT, status=ContactStatus.OPTED_OUT,
                                     opt_out_reason=reason, opted_out_at=now, updated_at=now):

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from feedback_mta import events
-from feedback_mta.actions.accounts import normalize_ip
+from feedback_mta.actions.accounts import check_text, normalize_ip
 from feedback_mta.actions.audit import NotFound, Recorded, Recorder
 from feedback_mta.actions.behaviour import network_of
 from feedback_mta.actions.contacts import Contacts
@@ -57,6 +57,7 @@ class Leads:
     def add(self, book: AddressBook, account_id: int, email: str, first: str = "",
                  last: str = "", ip: str | None = None, comments: str = "") -> Lead:
         ip = normalize_ip(ip)
+        check_text("comments", comments, lines=True)
         contact, _ = self.contacts.add(account_id, email, first, last, ip)
         assert contact.id is not None
         lead = Lead(account_id=account_id, contact_id=contact.id, source_ip=ip,

@@ -110,7 +110,8 @@ class Review:
         """(address, session id) of a genuine, unexpired, unused link (now used up: its
         ``expires_at`` is the session's end from here on), or None."""
         link_id, _, secret = token.partition(".")
-        if not link_id.isdigit() or not secret or len(link_id) > 18:
+        if not (link_id.isascii() and link_id.isdigit() and secret and len(link_id) <= 10
+                and int(link_id) <= 2**31 - 1):  # ids as the database holds them
             return None
         now = now or utcnow()
         row = self.session.connection().execute(

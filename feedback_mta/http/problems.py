@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from feedback_mta import logs, queries
-from feedback_mta.actions import ActionError, NotFound
+from feedback_mta.actions import ActionError, Invalid, NotFound
 from feedback_mta.logs import error_line
 
 log = logs.get(__name__)
@@ -84,6 +84,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ActionError)
     async def _refused(request: Request, exc: ActionError) -> JSONResponse:
+        if isinstance(exc, Invalid) and exc.field:
+            return problem(422, str(exc), errors=[{"loc": ["body", exc.field],
+                                                    "msg": str(exc)}])
         return problem(404 if isinstance(exc, NotFound) else 422, str(exc))
 
     @app.exception_handler(queries.NotFound)

@@ -27,10 +27,10 @@ import hashlib
 import hmac
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy.engine import Engine
@@ -55,6 +55,9 @@ router = APIRouter(prefix="/review", include_in_schema=False)
 #: of them queues no more work (the answer is the same; whoever asked can ask again). One at
 #: a time, so an address's unused links are counted before the next is made.
 MAX_SIGN_INS = 32
+#: Ids as the database holds them (a bigger one is a 422, never an overflow).
+MAX_ID = 2**31 - 1
+ObjectId = Annotated[int, Path(ge=1, le=MAX_ID)]
 _sign_ins: set[asyncio.Future[None]] = set()
 _SIGN_IN_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="review-sign-in")
 
@@ -79,6 +82,12 @@ def _mac(secret: str, what: str) -> str:
     return hmac.new(secret.encode(), what.encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def _same(given: str, ours: str) -> bool:
+    """In constant time; text that is not ASCII is never one of our MACs (and
+    ``compare_digest`` would raise on it)."""
+    return given.isascii() and hmac.compare_digest(given, ours)
+
+
 def _secrets(config: Config) -> list[str]:
     return [config.security.secret_key, *config.security.previous_secret_keys]
 
@@ -95,10 +104,13 @@ def _session_of(config: Config, request: Request) -> tuple[int, str] | None:
     cookie = request.cookies.get(COOKIE, "")
     payload, _, mac = cookie.rpartition(".")
     session_id, _, expires = payload.partition(".")
-    if not (mac and session_id.isdigit() and len(session_id) <= 18 and expires.isdigit()
-            and int(expires) >= time.time()):
+    # isascii: a MAC is hex, and compare_digest refuses other text (TypeError).
+    if not (mac and mac.isascii() and session_id.isdigit() and session_id.isascii()
+            and len(session_id) <= 10 and int(session_id) <= MAX_ID
+            and expires.isdigit() and expires.isascii()
+            and len(expires) <= 12 and int(expires) >= time.time()):
         return None
-    if not any(hmac.compare_digest(mac, _mac(s, "review-session:" + payload))
+    if not any(_same(mac, _mac(s, "review-session:" + payload))
                for s in _secrets(config)):
         return None
     return int(session_id), cookie
@@ -215,7 +227,7 @@ async def sign_out(request: Request, config: Config_, engine: Engine_) -> Respon
     of it is), when the form is ours; the browser's cookie goes either way."""
     found = _session_of(config, request)
     token = (await _form(request)).get("csrf", "")
-    if found is not None and hmac.compare_digest(token, csrf_token(config, found[1])):
+    if found is not None and _same(token, csrf_token(config, found[1])):
         def end() -> None:
             with unit_of_work(engine, Actor("web", "web")) as uow:
                 uow.review.sign_out(found[0])
@@ -235,7 +247,7 @@ async def _change(request: Request, config: Config, engine: Engine,
                      error="Your sign-in has expired. Ask for a new link below.")
     email, cookie = who
     token = (await _form(request)).get("csrf", "")
-    if not hmac.compare_digest(token, csrf_token(config, cookie)):
+    if not _same(token, csrf_token(config, cookie)):
         return _page("sign_in", 403, title="Review",
                      error="That form was not ours (its CSRF token did not match).")
 
@@ -258,11 +270,11 @@ async def _change(request: Request, config: Config, engine: Engine,
 
 @router.post("/leads/{lead_id}/restore")
 async def restore_lead(request: Request, config: Config_, engine: Engine_,
-                       lead_id: int) -> Response:
+                       lead_id: ObjectId) -> Response:
     return await _change(request, config, engine, Lead, lead_id, "restored")
 
 
 @router.post("/contacts/{contact_id}/keep")
 async def keep_contact(request: Request, config: Config_, engine: Engine_,
-                       contact_id: int) -> Response:
+                       contact_id: ObjectId) -> Response:
     return await _change(request, config, engine, Contact, contact_id, "kept")

@@ -422,7 +422,8 @@ def list_suppressions(request: Request, who: Who, reader: Reader,
     try:
         suppressions.decode_cursor(after)
     except suppressions.BadCursor as exc:
-        raise ProblemError(422, str(exc)) from None
+        raise ProblemError(422, str(exc), errors=[
+            {"loc": ["query", "after"], "msg": str(exc)}]) from None
     if "text/csv" in request.headers.get("accept", ""):
         return StreamingResponse(_csv(reader, account, after), media_type="text/csv")
     with Session(reader) as session:

@@ -17,6 +17,8 @@ from sqlmodel import Session, col, select
 
 from feedback_mta.store.models import Contact, ContactStatus
 
+#: The largest id either engine holds (PostgreSQL's integer).
+MAX_ID = 2**31 - 1
 COLUMNS = ("contact_id", "account_id", "email", "reason", "since", "opted_out", "mailable",
            "undeliverable_reason")
 
@@ -31,7 +33,9 @@ def decode_cursor(cursor: str | None) -> int:
         return 0
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if text[:1] == "c" and text[1:].isdigit():
+        # Ids as the database holds them: a bigger number is no cursor of ours.
+        if text[:1] == "c" and text[1:].isdigit() and len(text) <= 11 \
+                and int(text[1:]) <= MAX_ID:
             return int(text[1:])
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass

@@ -51,6 +51,9 @@ def verify(request: HookRequest, settings: MailgunHookConfig) -> str:
     given = str(signature.get("signature", ""))
     if not (timestamp and token and given):
         raise Refused("no signature")
+    # A signature is hex, the rest ASCII: anything else (a lone surrogate even) is not ours.
+    if not (timestamp.isascii() and token.isascii() and given.isascii()):
+        raise Refused("bad signature")
     expected = hmac.new(settings.signing_key.encode(), (timestamp + token).encode(),
                         hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, given.lower()):

@@ -15,7 +15,6 @@ Postmark made after a bounce or complaint was told by that webhook already).
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 
 from feedback_mta.config import PostmarkHookConfig
@@ -54,7 +53,7 @@ def verify(request: HookRequest, settings: PostmarkHookConfig) -> None:
         raise Refused("no credentials")
     try:
         user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError):  # binascii.Error; not ASCII
         raise Refused("unreadable credentials") from None
     if not (hmac.compare_digest(user.encode(), settings.username.encode())
             & hmac.compare_digest(password.encode(), settings.password.encode())):
