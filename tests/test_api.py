@@ -365,3 +365,82 @@ def test_idempotency_keys_are_forgotten_after_a_day(engine):
         assert list(conn.execute(sa.select(CommentBand.__table__.c.sender)).scalars()) == [
             "new"]
         assert list(conn.execute(sa.select(ReviewLink.__table__.c.email)).scalars()) == ["new"]
+
+
+# Every state a contact can be in, and what "mailable" must say of it everywhere.
+MAILABILITY = {
+    "active": (True, None),
+    "unsubscribe": (False, "unsubscribe"),
+    "complaint": (False, "complaint"),
+    "invalid_contact": (False, "invalid_contact"),
+    "suspected_invalid": (False, "suspected_invalid"),
+    "manual": (False, "manual"),
+    "bounced": (False, "bounced"),
+    "bounced, then unsubscribed": (False, "unsubscribe"),
+    "unsubscribed, then bounced": (False, "unsubscribe"),
+    # Awaiting confirmation (the consent status): not mailable either.
+    "pending": (False, "pending"),
+    "bounced, made deliverable again": (True, None),
+}
+
+
+def _contact_in(api, state: str, n: int) -> int:
+    with unit_of_work(api.engine, CLI) as uow:
+        contact, _ = uow.contacts.add(api.account, f"c{n}@people.test", "Ann", "Lee")
+        for step in state.split(", "):
+            if step in ("bounced", "then bounced"):
+                uow.contacts.mark_undeliverable(contact, "hard bounce: 5.1.1 userunknown")
+            elif step == "made deliverable again":
+                uow.contacts.mark_deliverable(contact)
+            elif step in ("unsubscribed", "then unsubscribed"):
+                uow.contacts.opt_out(contact, "unsubscribe")
+            elif step not in ("active", "pending"):
+                uow.contacts.opt_out(contact, step)
+        contact_id = contact.id
+    if state == "pending":
+        with api.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE contact SET status = 'pending' WHERE id = :id"),
+                         {"id": contact_id})
+    return contact_id
+
+
+def test_mailable_means_the_same_in_show_list_api_and_the_suppressions(api):
+    """One meaning: mail may be sent. ``contact show``, ``contact list --mailable``,
+    ``GET /v1/contacts/{id}`` and ``/v1/suppressions`` (JSON and CSV) agree on every
+    state, and the reason says why."""
+    ids = {state: _contact_in(api, state, n) for n, state in enumerate(MAILABILITY)}
+    names = {contact_id: state for state, contact_id in ids.items()}
+    expected = {ids[state]: want for state, want in MAILABILITY.items()}
+
+    # Whether mail may be sent, first: the four places agree.
+    mailable = {i: want[0] for i, want in expected.items()}
+    assert {c["id"] for c in ok_rows(api.path, "contact", "list", "--mailable", "true")} == {
+        i for i, yes in mailable.items() if yes}
+    assert {s["contact_id"]: s["mailable"] for s in api.client.get(
+        "/v1/suppressions").json()["suppressions"]} == {
+        i: yes for i, yes in mailable.items() if not yes}
+
+    shown = {i: ok_json(api.path, "contact", "show", str(i)) for i in ids.values()}
+    assert {i: (c["mailable"], c["not_mailable_reason"]) for i, c in shown.items()} == expected
+    over_http = {i: api.client.get(f"/v1/contacts/{i}").json() for i in ids.values()}
+    assert {i: (c["mailable"], c["not_mailable_reason"])
+            for i, c in over_http.items()} == expected
+
+    listed = {flag: {c["id"]: (c["mailable"], c["not_mailable_reason"]) for c in ok_rows(
+        api.path, "contact", "list", "--account", str(api.account), "--mailable", flag)}
+        for flag in ("true", "false")}
+    assert {names[i] for i in listed["true"]} == {"active", "bounced, made deliverable again"}
+    assert listed["true"] | listed["false"] == expected
+
+    page = api.client.get("/v1/suppressions").json()["suppressions"]
+    suppressed = {s["contact_id"]: (s["mailable"], s["reason"]) for s in page}
+    assert suppressed == {i: want for i, want in expected.items() if not want[0]}
+    bounced = {names[s["contact_id"]] for s in page if s["bounced"]}
+    assert bounced == {"bounced", "bounced, then unsubscribed", "unsubscribed, then bounced"}
+
+    import csv
+    import io
+    table = list(csv.DictReader(io.StringIO(api.client.get(
+        "/v1/suppressions", headers={"Accept": "text/csv"}).text)))
+    assert {int(r["contact_id"]): (r["mailable"] == "true", r["reason"] or None)
+            for r in table} == suppressed

@@ -94,7 +94,11 @@ class ContactOut(BaseModel):
     status: str = Field(description="active or opted_out")
     opt_out_reason: str | None
     opted_out_at: Timestamp | None
-    mailable: bool
+    mailable: bool = Field(description="Mail may be sent: not opted out, not pending, did "
+                                       "not bounce (the same in /v1/suppressions)")
+    not_mailable_reason: str | None = Field(
+        description="Why not mailable (the suppression's reason): the opt-out's reason, "
+                    "pending, or bounced; null when mailable")
     tags: list[str]
     quality: str | None
     quality_reasons: list[str]
@@ -138,11 +142,13 @@ class Suppression(BaseModel):
     account_id: int
     email: str
     reason: str | None = Field(description="complaint, unsubscribe, invalid_contact, manual, "
-                                            "... or bounced")
+                                            "... or bounced (the contact's "
+                                            "not_mailable_reason)")
     since: Timestamp | None
     opted_out: bool
-    mailable: bool
+    mailable: bool = Field(description="false: the contact's own mailable")
     undeliverable_reason: str | None
+    bounced: bool = Field(description="The address bounced (too), whatever the reason")
 
 
 class SuppressionPage(BaseModel):
