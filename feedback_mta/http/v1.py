@@ -4,9 +4,7 @@ over HTTP: the same query or action, the same JSON (``lead add --json`` is ``POS
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -26,7 +24,15 @@ from feedback_mta.http.auth import Caller, caller
 from feedback_mta.http.problems import RESPONSES, ProblemError
 from feedback_mta.http.services import Book, Config_, Engine_, HttpServices, Reader, Services
 from feedback_mta.quality.verdict import Engagement
-from feedback_mta.queries import accounts, contacts, iso, leads, platform, suppressions
+from feedback_mta.queries import (
+    accounts,
+    contacts,
+    iso,
+    leads,
+    platform,
+    sheets,
+    suppressions,
+)
 from feedback_mta.queries import events as event_queries
 
 router = APIRouter(prefix="/v1", responses=RESPONSES)
@@ -415,28 +421,18 @@ def list_suppressions(request: Request, who: Who, reader: Reader,
     return {"suppressions": rows, "next": cursor}
 
 
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return iso(value) if isinstance(value, datetime) else value
-
-
 def _csv(reader: Engine, account: int | None, after: str | None) -> Iterator[str]:
-    """The whole list from ``after`` on, a page at a time (one read each)."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(suppressions.COLUMNS)
+    """The whole list from ``after`` on, a page at a time (one read each); no cell can
+    start a formula (``sheets``)."""
+    writer = sheets.Writer()
+    writer.row(suppressions.COLUMNS)
     cursor: str | None = after
     while True:
         with Session(reader) as session:
             rows, cursor = suppressions.page(session, account=account, after=cursor)
         for row in rows:
-            writer.writerow([_cell(row[c]) for c in suppressions.COLUMNS])
-        yield out.getvalue()
-        out.seek(0)
-        out.truncate()
+            writer.row(row[c] for c in suppressions.COLUMNS)
+        yield writer.take()
         if cursor is None:
             return
 
