@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from feedback_mta.actions import CLI, unit_of_work
 from feedback_mta.store.models import Event, IdempotencyKey, Lead
+from tests.cli import run
 from tests.conftest import write_config
 from tests.test_cli import ok_json, ok_rows
 
@@ -485,3 +486,63 @@ def test_every_csv_the_service_writes_goes_through_one_helper():
     writers = {str(p.relative_to(root)) for p in root.rglob("*.py")
                if "csv.writer(" in p.read_text() or "csv.DictWriter(" in p.read_text()}
     assert writers == {"queries/sheets.py"}
+
+
+def test_lead_comments_past_the_limit_are_refused_by_the_api_and_lead_add(api):
+    """``[http] max_comment_bytes`` (16 KB), counted in UTF-8 bytes: one byte more is a
+    422 naming ``comments`` (``lead add``: exit 1, one line), and nothing is stored."""
+    limit = 16 * 1024
+    at_limit = "é" * (limit // 2)  # two bytes each: exactly the limit
+    taken = api.client.post("/v1/leads", json={**LEAD, "comments": at_limit})
+    assert taken.status_code == 201, taken.text
+    for comments in (at_limit + "x", "1" * 1_000_000):
+        body = _problem(api.client.post("/v1/leads", json={**LEAD, "email": "b@people.test",
+                                                            "comments": comments}), 422)
+        assert body["detail"].startswith("comments: longer than 16384 bytes")
+        assert body["errors"][0]["loc"] == ["body", "comments"]
+    refused = run(api.path, "lead", "add", "--account", str(api.account), "--email",
+                  "c@people.test", "--first", "Cy", "--last", "Ng", "--comments",
+                  "x" * (limit + 1))
+    assert refused.returncode == 1 and refused.stdout == ""
+    [line] = refused.stderr.strip().splitlines()
+    assert "comments: longer than 16384 bytes" in line
+    with api.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(Lead)).scalar() == 1
+
+
+def test_a_lead_s_scoring_holds_no_lock_an_smtp_message_waits_for(api, monkeypatch):
+    """Reading the comments (the part of scoring that grows with them) happens before the
+    lead's transaction: made to take 3 s here, an SMTP message sent meanwhile still gets
+    its 250 within 1 s (in the transaction, it waited for the lead's write lock)."""
+    import smtplib
+    import threading
+    import time
+
+    from feedback_mta.quality import campaigns
+    from tests.conftest import DOMAIN
+
+    reading, slow = threading.Event(), campaigns.bands
+
+    def bands(text):
+        reading.set()
+        time.sleep(3)
+        return slow(text)
+
+    monkeypatch.setattr(campaigns, "bands", bands)
+    answers: list[httpx.Response] = []
+    comments = "Is the blue sedan still available, and could I see it on Saturday morning?"
+    lead = threading.Thread(target=lambda: answers.append(api.client.post(
+        "/v1/leads", json={**LEAD, "comments": comments})))
+    lead.start()
+    try:
+        assert reading.wait(10)
+        started = time.monotonic()
+        client = smtplib.SMTP("127.0.0.1", api.server.port, timeout=30)
+        client.sendmail("someone@else.test", [f"postmaster@{DOMAIN}"],
+                        b"Subject: hi\r\n\r\nhello\r\n")
+        took = time.monotonic() - started
+        client.quit()
+    finally:
+        lead.join(30)
+    assert took < 1.0, took
+    assert answers[0].status_code == 201, answers[0].text

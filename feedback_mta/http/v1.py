@@ -19,7 +19,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from feedback_mta.actions import UnitOfWork, unit_of_work
+from feedback_mta.actions import Invalid, UnitOfWork, unit_of_work
+from feedback_mta.actions.registration import read_comments
 from feedback_mta.http.auth import Caller, caller
 from feedback_mta.http.problems import RESPONSES, ProblemError
 from feedback_mta.http.services import Book, Config_, Engine_, HttpServices, Reader, Services
@@ -260,11 +261,16 @@ _CONTACT_LINKS = _links(ShowContact="show_contact:contact_id",
 def add_lead(request: Request, services: Services, who: Who, lead: LeadIn,
              idempotency_key: IdempotencyHeader = None) -> Any:
     account = _needs_account(who, lead.account_id)
+    # Checked and read before the transaction: scoring grows with the comments.
+    try:
+        comments = read_comments(services.config, lead.comments)
+    except Invalid as exc:
+        raise ProblemError(422, str(exc), errors=[
+            {"loc": ["body", "comments"], "msg": str(exc).partition(": ")[2]}]) from None
 
     def register(uow: UnitOfWork) -> tuple[dict[str, Any], int]:
         created, contact, verdict = uow.registration.add_lead(
-            services.config, account, lead.email, lead.first, lead.last, lead.ip,
-            lead.comments)
+            services.config, account, lead.email, lead.first, lead.last, lead.ip, comments)
         return leads.registered(created, contact, verdict, services.book), 201
 
     return _once(request, services.engine, who, idempotency_key, lead.model_dump(), register)
