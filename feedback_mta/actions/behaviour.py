@@ -6,6 +6,7 @@ often the account sees its script comes with the model's counts.)"""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -45,10 +46,12 @@ class Behaviour:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def facts(self, lead: Lead, email: str) -> dict[str, int]:
+    def facts(self, lead: Lead, email: str,
+              bands: Sequence[int] | None = None) -> dict[str, int]:
         """The ``LeadFacts`` fields of behaviour for this (flushed) lead: leads from its
         address and network within the hour (one indexed count), senders of nearly the
-        same comments within the day; stores its comment bands."""
+        same comments within the day; stores its comment bands (``bands``: computed
+        already, outside the transaction)."""
         now = utcnow()
         conn = self.session.connection()
         facts: dict[str, int] = {}
@@ -57,7 +60,7 @@ class Behaviour:
                 "ip": lead.source_ip, "net": lead.source_net, "lead": lead.id,
                 "since": now - timedelta(seconds=spam.VELOCITY_WINDOW)}).one()
             facts["ip_leads"], facts["net_leads"] = row[0], row[1]
-        keys = campaigns.bands(lead.comments)
+        keys = list(bands) if bands is not None else campaigns.bands(lead.comments)
         if keys:
             sender = email.lower()
             facts["campaign_senders"] = conn.execute(_SENDERS, {

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from feedback_mta.actions.audit import SYSTEM, Recorder
+from feedback_mta.actions.audit import SYSTEM, Invalid, Recorder
 from feedback_mta.actions.behaviour import Behaviour
 from feedback_mta.actions.contacts import Contacts
 from feedback_mta.actions.leads import Leads
@@ -18,6 +18,18 @@ from feedback_mta.quality import spam
 from feedback_mta.quality.spam import SpamScore
 from feedback_mta.quality.verdict import Verdict
 from feedback_mta.store.models import Contact, Lead
+
+
+def read_comments(config: Config, text: str) -> spam.Comments:
+    """A lead's comments, checked and read (``spam.read``: the part of scoring that grows
+    with them) before the lead's unit of work begins, so that no write lock is held
+    meanwhile; ``Invalid`` naming ``comments`` past ``[http] max_comment_bytes``."""
+    limit = config.http.max_comment_bytes
+    # Characters first: a text longer in characters is longer in bytes, unencoded.
+    if len(text) > limit or len(text.encode("utf-8", "surrogatepass")) > limit:
+        raise Invalid(f"comments: longer than {limit} bytes (UTF-8); "
+                      "[http] max_comment_bytes")
+    return spam.read(text)
 
 
 class Registration:
@@ -34,34 +46,37 @@ class Registration:
         self.contacts, self.leads, self.quality = contacts, leads, quality
         self.learning, self.behaviour = learning, behaviour
 
-    def add_lead(self, config: Config, account_id: int, email: str, first: str = "",
-                 last: str = "", ip: str | None = None,
-                 comments: str = "") -> tuple[Lead, Contact, Verdict]:
-        """The new lead (of the contact, created if new), its contact and the verdict on it."""
+    def add_lead(self, config: Config, account_id: int, email: str, first: str,
+                 last: str, ip: str | None,
+                 comments: spam.Comments) -> tuple[Lead, Contact, Verdict]:
+        """The new lead (of the contact, created if new), its contact and the verdict on it.
+        ``comments``: ``read_comments``, called before the unit of work begins."""
         lead = self.leads.add(AddressBook.from_config(config), account_id, email, first, last,
-                              ip, comments)
+                              ip, comments.text)
         contact = self.contacts.get(lead.contact_id)
         verdict = self.quality.screen(contact, policy(self.session, config),
                                       config.review.period)
-        self.score_lead(lead, contact, verdict, config.leads.auto_flag_threshold)
+        self.score_lead(lead, contact, verdict, config.leads.auto_flag_threshold, comments)
         return lead, contact, verdict
 
     def score_lead(self, lead: Lead, contact: Contact, verdict: Verdict,
-                   threshold: float) -> SpamScore:
+                   threshold: float, comments: spam.Comments | None = None) -> SpamScore:
         """Score the new lead (``quality.spam``: the rules, and what people's flags and
         restores taught) and, from ``threshold`` on, flag it as the system (``flagged_via``
         ``auto``, the event a dealer's flag writes): before the platform forwards or
-        exports it. A known-bad contact's lead is always flagged."""
+        exports it. A known-bad contact's lead is always flagged. ``comments``: the lead's
+        comments read already (``spam.read``), outside the transaction."""
+        text = comments if comments is not None else spam.read(lead.comments)
         content = spam.LeadFacts(lead.comments, contact.email, verdict.level.value,
                                  tuple(verdict.reasons), contact.first_name, contact.last_name)
-        said = spam.content_signals(content)  # the regexes run once
+        said = spam.content_signals(content, text)
         # What it says (and who sent it) are the features; how it came is not.
-        features = spam.features(lead.comments, contact.email,
-                                 spam.score(content, said).reasons)
+        features = spam.features(text, contact.email, spam.score(content, said).reasons)
         platform, account = self.learning.counts(lead.account_id, features)
         rules = spam.score(replace(
-            content, **self.behaviour.facts(lead, contact.email),  # type: ignore[arg-type]
-            script_share=spam.script_share(account, spam.script(lead.comments))), said)
+            content, **self.behaviour.facts(lead, contact.email,  # type: ignore[arg-type]
+                                            text.bands),
+            script_share=spam.script_share(account, text.script)), said)
         found = spam.with_learned(rules, *spam.learned(platform, account))
         self.learning.learn(lead.account_id, features, seen=1)
         lead.spam_score, lead.spam_reasons = found.score, list(found.reasons)

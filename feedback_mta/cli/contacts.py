@@ -156,7 +156,8 @@ def contact_list(
     email: Annotated[str | None, typer.Option("--email", metavar="ADDR",
                                               help="This address, in every account.")] = None,
     mailable: Annotated[Truth | None, typer.Option(
-        "--mailable", help="false: only those that bounced (true: the others).")] = None,
+        "--mailable", help="true: only those mail may be sent to; false: the others "
+                           "(opted out, pending or bounced).")] = None,
     limit: LimitOpt = 100, config: ConfigOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """List contacts, e.g. those to review: --tag "SYSTEM - Suspected Invalid Contact"."""
@@ -252,7 +253,10 @@ def contact_deliverable(contact_id: IdArg, config: ConfigOpt = None,
                         as_json: JsonOpt = False) -> None:
     """Make a contact mailable again after bounces (its mailbox works again)."""
     with writing(config) as (_, uow):
-        changed = uow.contacts.mark_deliverable(uow.contacts.get(contact_id))
-    emit({"id": contact_id, "mailable": True, "changed": changed}, as_json)
+        contact = uow.contacts.get(contact_id)
+        changed = uow.contacts.mark_deliverable(contact)
+        result = {"id": contact_id, "mailable": contact.mailable,
+                  "not_mailable_reason": contact.not_mailable_reason, "changed": changed}
+    emit(result, as_json)
 
 

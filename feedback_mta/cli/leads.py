@@ -63,13 +63,17 @@ def lead_add(account: AccountOpt, email: EmailOpt, first: FirstOpt = "", last: L
                                                    help="Form comments.")] = "",
              config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Add a lead (and its contact if new); prints the Reply-To and Message-ID to send with."""
+    from feedback_mta.actions.registration import read_comments
     from feedback_mta.addresses import AddressBook
     from feedback_mta.queries.leads import registered
 
     address = checked_ip(ip)
     with writing(config) as (cfg, uow):
+        # Before the first statement, which begins the transaction: scoring grows with
+        # the comments, and no lock is held while it reads them.
+        said = read_comments(cfg, comments)
         lead, contact, verdict = uow.registration.add_lead(cfg, account, email, first, last,
-                                                           address, comments)
+                                                           address, said)
     emit(registered(lead, contact, verdict, AddressBook.from_config(cfg)), as_json)
 
 

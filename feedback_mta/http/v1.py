@@ -4,9 +4,7 @@ over HTTP: the same query or action, the same JSON (``lead add --json`` is ``POS
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -21,13 +19,22 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from feedback_mta.actions import UnitOfWork, unit_of_work
+from feedback_mta.actions import Invalid, UnitOfWork, unit_of_work
 from feedback_mta.actions.platform import BadUrl
+from feedback_mta.actions.registration import read_comments
 from feedback_mta.http.auth import Caller, caller
 from feedback_mta.http.problems import RESPONSES, ProblemError
 from feedback_mta.http.services import Book, Config_, Engine_, HttpServices, Reader, Services
 from feedback_mta.quality.verdict import Engagement
-from feedback_mta.queries import accounts, contacts, iso, leads, platform, suppressions
+from feedback_mta.queries import (
+    accounts,
+    contacts,
+    iso,
+    leads,
+    platform,
+    sheets,
+    suppressions,
+)
 from feedback_mta.queries import events as event_queries
 
 router = APIRouter(prefix="/v1", responses=RESPONSES)
@@ -95,7 +102,11 @@ class ContactOut(BaseModel):
     status: str = Field(description="active or opted_out")
     opt_out_reason: str | None
     opted_out_at: Timestamp | None
-    mailable: bool
+    mailable: bool = Field(description="Mail may be sent: not opted out, not pending, did "
+                                       "not bounce (the same in /v1/suppressions)")
+    not_mailable_reason: str | None = Field(
+        description="Why not mailable (the suppression's reason): the opt-out's reason, "
+                    "pending, or bounced; null when mailable")
     tags: list[str]
     quality: str | None
     quality_reasons: list[str]
@@ -139,11 +150,13 @@ class Suppression(BaseModel):
     account_id: int
     email: str
     reason: str | None = Field(description="complaint, unsubscribe, invalid_contact, manual, "
-                                            "... or bounced")
+                                            "... or bounced (the contact's "
+                                            "not_mailable_reason)")
     since: Timestamp | None
     opted_out: bool
-    mailable: bool
+    mailable: bool = Field(description="false: the contact's own mailable")
     undeliverable_reason: str | None
+    bounced: bool = Field(description="The address bounced (too), whatever the reason")
 
 
 class SuppressionPage(BaseModel):
@@ -269,11 +282,16 @@ _CONTACT_LINKS = _links(ShowContact="show_contact:contact_id",
 def add_lead(request: Request, services: Services, who: Who, lead: LeadIn,
              idempotency_key: IdempotencyHeader = None) -> Any:
     account = _needs_account(who, lead.account_id)
+    # Checked and read before the transaction: scoring grows with the comments.
+    try:
+        comments = read_comments(services.config, lead.comments)
+    except Invalid as exc:
+        raise ProblemError(422, str(exc), errors=[
+            {"loc": ["body", "comments"], "msg": str(exc).partition(": ")[2]}]) from None
 
     def register(uow: UnitOfWork) -> tuple[dict[str, Any], int]:
         created, contact, verdict = uow.registration.add_lead(
-            services.config, account, lead.email, lead.first, lead.last, lead.ip,
-            lead.comments)
+            services.config, account, lead.email, lead.first, lead.last, lead.ip, comments)
         return leads.registered(created, contact, verdict, services.book), 201
 
     return _once(request, services.engine, who, idempotency_key, lead.model_dump(), register)
@@ -431,28 +449,18 @@ def list_suppressions(request: Request, who: Who, reader: Reader,
     return {"suppressions": rows, "next": cursor}
 
 
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return iso(value) if isinstance(value, datetime) else value
-
-
 def _csv(reader: Engine, account: int | None, after: str | None) -> Iterator[str]:
-    """The whole list from ``after`` on, a page at a time (one read each)."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(suppressions.COLUMNS)
+    """The whole list from ``after`` on, a page at a time (one read each); no cell can
+    start a formula (``sheets``)."""
+    writer = sheets.Writer()
+    writer.row(suppressions.COLUMNS)
     cursor: str | None = after
     while True:
         with Session(reader) as session:
             rows, cursor = suppressions.page(session, account=account, after=cursor)
         for row in rows:
-            writer.writerow([_cell(row[c]) for c in suppressions.COLUMNS])
-        yield out.getvalue()
-        out.seek(0)
-        out.truncate()
+            writer.row(row[c] for c in suppressions.COLUMNS)
+        yield writer.take()
         if cursor is None:
             return
 

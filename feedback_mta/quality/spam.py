@@ -17,6 +17,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from feedback_mta.quality import campaigns
+
 KNOWN_BAD = "known bad contact"
 SUSPECTED = "suspected contact"
 
@@ -25,7 +27,10 @@ _BARE_IP_URL = re.compile(r"\bhttps?://\d{1,3}(?:\.\d{1,3}){3}\b", re.IGNORECASE
 _SHORTENERS = re.compile(
     r"\b(?:https?://)?(?:bit\.ly|tinyurl\.com|t\.co|goo\.gl|ow\.ly|is\.gd|buff\.ly|cutt\.ly|"
     r"rb\.gy|shorturl\.at|tiny\.cc|rebrand\.ly|t\.ly|s\.id|shorte\.st)/", re.IGNORECASE)
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+#: An address in the text. A match starts only where a run of local-part characters
+#: starts (the lookbehind): tried from every character of a long run, the greedy local part
+#: made a megabyte of letters or digits cost minutes (quadratic); now each run is read once.
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+\.[\w.-]+")
 _ROLE = frozenset({"info", "admin", "sales", "marketing", "noreply", "no-reply", "webmaster",
                    "support", "contact", "office", "hello", "postmaster", "abuse", "seo"})
 
@@ -166,27 +171,62 @@ def signals(facts: LeadFacts) -> list[tuple[str, float]]:
     return content_signals(facts) + behaviour(facts)
 
 
-def content_signals(facts: LeadFacts) -> list[tuple[str, float]]:
-    """The signals of what the lead says and who sent it (the behaviour aside)."""
-    found: list[tuple[str, float]] = []
-    text = facts.comments or ""
+@dataclass(frozen=True)
+class Comments:
+    """What a lead's comments say, read once (``read``): the part of the score whose cost
+    grows with the text, linear in it, done before the lead's transaction opens so that no
+    lock is held meanwhile. The rest of the score (the address, the name, the behaviour,
+    the model) is small and runs in the transaction."""
+
+    text: str = ""
+    #: The text's own signals (links, the language of form spam), then its style's
+    #: (shouting, gibberish); the address signal goes between (it needs the sender).
+    said: tuple[tuple[str, float], ...] = ()
+    style: tuple[tuple[str, float], ...] = ()
+    #: Addresses written in the text, lower case.
+    addresses: frozenset[str] = frozenset()
+    #: ``script(text)``, and the model's features of the text (``features``).
+    script: str = ""
+    features: tuple[str, ...] = ()
+    #: The campaign band keys (``campaigns.bands``).
+    bands: tuple[int, ...] = ()
+
+
+def read(text: str) -> Comments:
+    """Read a lead's comments once: every regex and hash over the text runs here."""
+    text = text or ""
+    said: list[tuple[str, float]] = []
     urls = _URL.findall(text)
     if len(urls) >= 2:
-        found.append(("several links", 0.6))
+        said.append(("several links", 0.6))
     elif urls:
-        found.append(("a link", 0.3))
+        said.append(("a link", 0.3))
     if _SHORTENERS.search(text):
-        found.append(("shortened link", 0.6))
+        said.append(("shortened link", 0.6))
     if _BARE_IP_URL.search(text):
-        found.append(("link to a bare IP address", 0.7))
-    found += [(reason, p) for reason, p, pattern in _LANGUAGE if pattern.search(text)]
-    own = (facts.email or "").lower()
-    if any(address.lower() != own for address in _EMAIL.findall(text)):
-        found.append(("an email address in the comments", 0.3))
+        said.append(("link to a bare IP address", 0.7))
+    said += [(reason, p) for reason, p, pattern in _LANGUAGE if pattern.search(text)]
+    style: list[tuple[str, float]] = []
     if _shouting(text):
-        found.append(("shouting", 0.3))
+        style.append(("shouting", 0.3))
     if _gibberish(text):
-        found.append(("gibberish comments", 0.6))
+        style.append(("gibberish comments", 0.6))
+    written = script(text)
+    return Comments(text, tuple(said), tuple(style),
+                    frozenset(a.lower() for a in _EMAIL.findall(text)), written,
+                    _text_features(text, written), tuple(campaigns.bands(text)))
+
+
+def content_signals(facts: LeadFacts, comments: Comments | None = None
+                    ) -> list[tuple[str, float]]:
+    """The signals of what the lead says and who sent it (the behaviour aside);
+    ``comments``: ``read(facts.comments)`` done already."""
+    text = comments if comments is not None else read(facts.comments)
+    found = list(text.said)
+    own = (facts.email or "").lower()
+    if any(address != own for address in text.addresses):
+        found.append(("an email address in the comments", 0.3))
+    found += text.style
     local = own.partition("@")[0]
     if local in _ROLE:
         found.append(("role address", 0.2))
@@ -296,28 +336,35 @@ _LONG_NUMBER = re.compile(r"\d{5,}")
 _MONEY = re.compile(r"[£$€]\s?\d|\d\s?(?:usd|eur|gbp|pounds?|dollars?)\b", re.IGNORECASE)
 
 
-def features(comments: str, email: str, reasons: tuple[str, ...] | list[str] = ()
-             ) -> list[str]:
+def features(comments: str | Comments, email: str,
+             reasons: tuple[str, ...] | list[str] = ()) -> list[str]:
     """What the model counts of a lead: its script, its distinct words (not the commonest),
     the shapes of its numbers (a run of five digits or more: premium numbers and short
     codes; an amount of money), the rules' reasons, its address's domain. Sorted, at most
-    48. Whether a shape speaks for spam is learned, not ruled: buyers write numbers too."""
-    words = {w for w in (m.lower() for m in _WORD.findall(comments or ""))
-             if w not in _STOPWORDS}
-    written = script(comments)
-    found = {f"w:{w}" for w in sorted(words)[:40]}
-    if written:
-        found.add(f"s:{written}")
-    if _LONG_NUMBER.search(comments or ""):
-        found.add("n:long number")
-    if _MONEY.search(comments or ""):
-        found.add("n:money")
+    48. Whether a shape speaks for spam is learned, not ruled: buyers write numbers too.
+    ``comments``: the text, or ``read`` of it."""
+    own = (comments.features if isinstance(comments, Comments)
+           else _text_features(comments or "", script(comments or "")))
+    found = set(own)
     found |= {f"r:{r}" for r in reasons
               if r != KNOWN_BAD and r not in BEHAVIOUR and not r.startswith(LEARNED)}
     domain = (email or "").rpartition("@")[2].lower()
     if domain:
         found.add(f"d:{domain}")
     return sorted(found)[:48]
+
+
+def _text_features(comments: str, written: str) -> tuple[str, ...]:
+    """The features of the text alone (``features``: words, script, number shapes)."""
+    words = {w for w in (m.lower() for m in _WORD.findall(comments)) if w not in _STOPWORDS}
+    found = {f"w:{w}" for w in sorted(words)[:40]}
+    if written:
+        found.add(f"s:{written}")
+    if _LONG_NUMBER.search(comments):
+        found.add("n:long number")
+    if _MONEY.search(comments):
+        found.add("n:money")
+    return tuple(sorted(found))
 
 
 @dataclass(frozen=True)

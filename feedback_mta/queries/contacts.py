@@ -35,6 +35,7 @@ def contact_dict(session: Session, contact: Contact,
             "first_name": contact.first_name, "last_name": contact.last_name,
             "status": contact.status, "opt_out_reason": contact.opt_out_reason,
             "opted_out_at": contact.opted_out_at, "mailable": contact.mailable,
+            "not_mailable_reason": contact.not_mailable_reason,
             "tags": tags(session, contact.id) if tag_names is None else tag_names,
             "quality": contact.quality,
             "quality_reasons": list(contact.quality_reasons or ()),
@@ -80,7 +81,7 @@ def listing(session: Session, *, tag: str | None = None, account: int | None = N
             status: str | None = None, email: str | None = None,
             mailable: bool | None = None, limit: int = 100) -> list[dict[str, Any]]:
     """Contacts in id order, filtered (``tag`` for the review list, ``email`` across
-    accounts, ``mailable`` False for those that bounced)."""
+    accounts, ``mailable``: those mail may be sent to, or (False) those it may not)."""
     if account is not None:
         require_account(session, account)
     query = select(Contact)
@@ -93,9 +94,7 @@ def listing(session: Session, *, tag: str | None = None, account: int | None = N
     if email is not None:
         query = query.where(Contact.email == email.strip().lower())
     if mailable is not None:
-        undeliverable = col(Contact.undeliverable_at)
-        query = query.where(undeliverable.is_(None) if mailable
-                            else undeliverable.is_not(None))
+        query = query.where(Contact.mailable if mailable else sa.not_(Contact.mailable))
     contacts = session.exec(query.order_by(col(Contact.id)).limit(limit)).all()
     names: dict[int, list[str]] = defaultdict(list)
     for contact_id, name in session.exec(select(Tag.contact_id, Tag.name).where(

@@ -1,4 +1,5 @@
-"""Every address that must not be mailed: opted out, or unmailable after bounces.
+"""Every address that must not be mailed: each contact whose ``mailable`` is false (opted
+out, pending, or unmailable after bounces), with its ``not_mailable_reason`` as ``reason``.
 
 The platform keeps its own copy of this list (SES, Postmark and SendGrid call theirs a
 suppression list); it pages through it by contact id, and a cursor is that id, opaque to
@@ -15,12 +16,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from feedback_mta.store.models import Contact, ContactStatus
+from feedback_mta.store.models import BOUNCED, Contact, ContactStatus
 
 #: The largest id either engine holds (PostgreSQL's integer).
 MAX_ID = 2**31 - 1
 COLUMNS = ("contact_id", "account_id", "email", "reason", "since", "opted_out", "mailable",
-           "undeliverable_reason")
+           "undeliverable_reason", "bounced")
 
 
 def encode_cursor(contact_id: int) -> str:
@@ -47,23 +48,24 @@ class BadCursor(ValueError):
 
 
 def row(contact: Contact) -> dict[str, Any]:
+    """``mailable`` as everywhere else (false here); ``bounced``: the address bounced too,
+    whatever the reason."""
     opted_out = contact.status == ContactStatus.OPTED_OUT
-    since: datetime | None = contact.opted_out_at if opted_out else contact.undeliverable_at
+    reason = contact.not_mailable_reason
+    since: datetime | None = (contact.opted_out_at if opted_out else contact.undeliverable_at
+                              if reason == BOUNCED else contact.created_at)
     return {"contact_id": contact.id, "account_id": contact.account_id, "email": contact.email,
-            "reason": contact.opt_out_reason if opted_out else "bounced",
-            "since": since, "opted_out": opted_out,
-            "mailable": contact.undeliverable_at is None,
-            "undeliverable_reason": contact.undeliverable_reason}
+            "reason": reason, "since": since, "opted_out": opted_out,
+            "mailable": contact.mailable,
+            "undeliverable_reason": contact.undeliverable_reason,
+            "bounced": contact.undeliverable_at is not None}
 
 
 def page(session: Session, *, account: int | None, after: str | None = None,
          limit: int = 1000) -> tuple[list[dict[str, Any]], str | None]:
     """One page in contact order and the cursor of the next (None: that was the last)."""
     start = decode_cursor(after)
-    query = select(Contact).where(
-        col(Contact.id) > start,
-        sa.or_(col(Contact.status) == ContactStatus.OPTED_OUT.value,
-               col(Contact.undeliverable_at).is_not(None)))
+    query = select(Contact).where(col(Contact.id) > start, sa.not_(Contact.mailable))
     if account is not None:
         query = query.where(Contact.account_id == account)
     contacts = session.exec(query.order_by(col(Contact.id)).limit(limit + 1)).all()

@@ -14,8 +14,10 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Column, DateTime, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, col
+from sqlmodel._compat import SQLModelConfig
 
 from feedback_mta.store.states import (
     ContactStatus,
@@ -26,6 +28,10 @@ from feedback_mta.store.states import (
 )
 
 __all__ = ["ContactStatus", "LeadStatus", "MessageState", "OutboundState", "Role"]
+
+
+#: Why a contact that bounced (hard, or soft too often) is not mailable.
+BOUNCED = "bounced"
 
 
 def utcnow() -> datetime:
@@ -105,6 +111,8 @@ class Contact(SQLModel, table=True):
         # The scheduler's "whose review deadline has passed?" and the digest's lookup.
         Index("ix_contact_review_deadline", "review_deadline"),
     )
+    # ``mailable`` and ``not_mailable_reason`` below: SQL expressions too, not fields.
+    model_config = SQLModelConfig(ignored_types=(hybrid_property,))
 
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(foreign_key="account.id", nullable=False)
@@ -140,9 +148,40 @@ class Contact(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
-    @property
+    # What "mailable" means, defined once: here, for an object and in SQL alike (the
+    # command line, the API, the suppressions list and its CSV all read these two).
+    # Mail may be sent exactly when nothing stands in the way: the contact is not opted
+    # out, not pending (awaiting confirmation: any status but active) and its address did
+    # not bounce. ``not_mailable_reason`` says what stands in the way: the opt-out's
+    # reason, else the status, else ``bounced``; None when the contact is mailable.
+
+    @hybrid_property
+    def not_mailable_reason(self) -> str | None:
+        if self.status == ContactStatus.OPTED_OUT:
+            return self.opt_out_reason or ContactStatus.OPTED_OUT.value
+        if self.status != ContactStatus.ACTIVE:
+            return str(self.status)
+        return BOUNCED if self.undeliverable_at is not None else None
+
+    @not_mailable_reason.inplace.expression
+    @classmethod
+    def _not_mailable_reason(cls) -> sa.ColumnElement[str | None]:
+        status = col(cls.status)
+        return sa.case(
+            (status == ContactStatus.OPTED_OUT.value,
+             sa.func.coalesce(col(cls.opt_out_reason), ContactStatus.OPTED_OUT.value)),
+            (status != ContactStatus.ACTIVE.value, status),
+            (col(cls.undeliverable_at).is_not(None), BOUNCED),
+            else_=sa.null())
+
+    @hybrid_property
     def mailable(self) -> bool:
-        return self.status == ContactStatus.ACTIVE and self.undeliverable_at is None
+        return self.not_mailable_reason is None
+
+    @mailable.inplace.expression
+    @classmethod
+    def _mailable(cls) -> sa.ColumnElement[bool]:
+        return cls.not_mailable_reason.is_(None)
 
 
 class SuspectNetwork(SQLModel, table=True):
