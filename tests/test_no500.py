@@ -278,3 +278,39 @@ def test_odd_bytes_in_headers_cookies_paths_and_bodies_never_get_a_5xx(
         answer = client.request(method, template.format(segment), content=body, headers=sent)
     assert answer.status_code < 500 or answer.status_code == 503, (
         method, template.format(segment), sent, body[:200], answer.text[:300])
+
+
+def test_schemathesis_over_the_routes_the_api_document_leaves_out(edge, tmp_path):
+    """The one-click page, the ESP hooks and the review page are left out of
+    ``/openapi.json`` (they are not the platform's API), so the API's schemathesis run never
+    reaches them. Here they are described by the same app with every route included, and
+    schemathesis throws its generated requests at them: no answer may be a 5xx."""
+    import json
+    import subprocess
+
+    from fastapi.openapi.utils import get_openapi
+    from fastapi.routing import APIRoute, iter_route_contexts
+
+    from feedback_mta import config as config_mod
+    from feedback_mta.http.app import create_app
+    from tests.test_api_schema import _schemathesis
+
+    app = create_app(config_mod.load(edge.path, env={}), edge.engine)
+    routes = [c.original_route for c in iter_route_contexts(app.routes)
+              if isinstance(c.original_route, APIRoute)]
+    for route in routes:
+        route.include_in_schema = True
+    document = get_openapi(title="hidden routes", version="0", routes=routes)
+    document["paths"] = {p: ops for p, ops in document["paths"].items()
+                         if not p.startswith("/v1/") and p not in ("/openapi.json",)}
+    assert {"/u/{token}", "/hooks/{provider}"} <= document["paths"].keys()
+    assert any(p.startswith("/review") for p in document["paths"])
+    (tmp_path / "hidden.json").write_text(json.dumps(document))
+    done = subprocess.run(
+        [_schemathesis(), "run", str(tmp_path / "hidden.json"), "--url", edge.url,
+         "--checks", "not_a_server_error", "--max-examples", "25", "--workers", "1",
+         "--seed", "20261207", "--no-color"],
+        capture_output=True, text=True, timeout=240, cwd=tmp_path)
+    summary = done.stdout[-4000:]
+    assert done.returncode == 0, summary
+    assert not [e for e in edge.server.events if e.get("event") == "http.error"]
