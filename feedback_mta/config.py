@@ -436,7 +436,7 @@ class FeedbackConfig:
         "The window in which soft_bounce_limit soft bounces count as a hard one.")
     hard_reasons: tuple[str, ...] = key(
         tuple(sorted(bounces.HARD)), _reasons,
-        "Bounce reasons (Sisimai's words: README's table) of which one bounce makes a "
+        "Bounce reasons (Sisimai's words, docs/feedback.md) of which one bounce makes a "
         "contact unmailable at once; the others are soft and counted. A temporary failure "
         "(4.x.x) is never hard.")
 

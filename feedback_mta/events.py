@@ -1,5 +1,5 @@
 """Every audit event name, once. The actions write them, the log lines carry them, the
-metrics count some of them, and README's Logs table and the tests read them from here.
+metrics count some of them, and the docs' Logs table and the tests read them from here.
 
 The names are stable: admins grep for them, dashboards count them, and (with webhooks and
 the event feed) other programs subscribe to them. Add; never rename.
@@ -60,7 +60,7 @@ WEBHOOK_REMOVED = "webhook.removed"
 #: Not an audit event (no row in ``event``): the log line of mail queued in a transaction.
 MAIL_QUEUED = "mail.queued"
 
-#: Every audit event name, in the order README's Logs table lists them.
+#: Every audit event name, in the order the Logs table (docs/operating.md) lists them.
 ALL: tuple[str, ...] = tuple(
     value for name, value in sorted(globals().items())
     if name.isupper() and isinstance(value, str) and name != "MAIL_QUEUED")

@@ -13,6 +13,9 @@ from tests.conftest import ROOT
 
 PACKAGE = ROOT / "feedback_mta"
 README = (ROOT / "README.md").read_text()
+#: README.md and docs/*.md, each ending its last section (``_section`` reads to the next).
+DOCS = "\n## \n".join(p.read_text() for p in [ROOT / "README.md",
+                                              *sorted((ROOT / "docs").glob("*.md"))])
 _EVENT = re.compile(r"^[a-z]+\.[a-z_]+$")
 _LOG_CALLS = {"debug", "info", "warning", "error", "exception", "critical", "record"}
 
@@ -55,8 +58,8 @@ def logged_events() -> dict[str, str]:
 
 
 def _section(title: str) -> str:
-    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## )", README, re.S | re.M)
-    assert match, f"README.md has no '## {title}' section"
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## )", DOCS + "\n## ", re.S | re.M)
+    assert match, f"neither README.md nor docs/ has a '## {title}' section"
     return match.group(1)
 
 
@@ -122,7 +125,15 @@ def test_the_quick_start_makes_a_venv_and_ci_runs_the_readme_test_command():
 
 
 def test_the_readme_speaks_to_users_not_about_how_the_work_was_organised():
-    assert not re.search(r"\bissue[ -]\d|\.\./shared|DESIGN\.md", README, re.I)
+    assert not re.search(r"\bissue[ -]\d|\.\./shared|DESIGN\.md", DOCS, re.I)
+
+
+def test_the_readme_is_short_and_every_link_to_docs_leads_somewhere():
+    """A new user reads the README whole: it stays short, and sends them on to docs/."""
+    assert len(README.splitlines()) <= 250
+    for source in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        for target in re.findall(r"\]\(([^)#:]+\.md)(?:#[^)]*)?\)", source.read_text()):
+            assert (source.parent / target).exists(), (source.name, target)
 
 
 def test_build_output_is_ignored():

@@ -1,6 +1,6 @@
 """Postfix in front: a private Postfix instance delivers our domain to the LMTP listener.
 
-The instance is the configuration README.md ("Operating it") tells admins to use:
+The instance is the configuration docs/operating.md tells admins to use:
 ``transport_maps`` sends the domain to ``lmtp:inet:...``, and ``reject_unverified_recipient``
 asks our LMTP listener about each recipient (an address verification probe, RCPT only)
 before Postfix accepts it, so mail for a made-up address is refused during the SMTP
@@ -84,7 +84,7 @@ mynetworks = 127.0.0.0/8
 alias_maps =
 alias_database =
 smtputf8_enable = no
-# --- what README.md tells admins to add: our domain to the LMTP listener ---
+# --- what docs/operating.md tells admins to add: our domain to the LMTP listener ---
 relay_domains = {domain}
 transport_maps = inline:{{ {domain}=lmtp:inet:127.0.0.1:{lmtp_port} }}
 smtpd_recipient_restrictions = reject_unauth_destination, reject_unverified_recipient

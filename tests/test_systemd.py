@@ -25,7 +25,7 @@ from tests.conftest import ROOT, write_config
 UNITS = ROOT / "systemd"
 SERVICE = "feedback-mta.service"
 UPGRADE = "feedback-mta-db-upgrade.service"
-#: The exposure score (0 safest .. 10) the units must stay under; README states the figures.
+#: The exposure score (0 safest .. 10) the units must stay under; the docs state the figures.
 MAX_EXPOSURE = 2.0
 
 analyze = shutil.which("systemd-analyze")

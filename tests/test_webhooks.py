@@ -1,5 +1,5 @@
 """Webhooks: committed events POSTed to a real local receiver, which checks every signature
-the way README's "Integrating" section shows (a few lines of hmac, not our code).
+the way docs/integrating.md shows (a few lines of hmac, not our code).
 
 At least once, in order, none lost: the receiver is down for a while, then up, and every
 event arrives once it is back, in id order. An event nobody takes for ``retry_for`` is
@@ -31,7 +31,7 @@ from tests.test_cli import ok_json, ok_rows, run
 
 
 def verify(secret: str, headers: dict[str, str], body: bytes, tolerance: int = 300) -> bool:
-    """README's check: HMAC-SHA256 over "{id}.{timestamp}.{body}" with the decoded secret."""
+    """The documented check: HMAC-SHA256 over "{id}.{timestamp}.{body}" with the decoded secret."""
     key = base64.b64decode(secret.removeprefix("whsec_"))
     signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
     expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()

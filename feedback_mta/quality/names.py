@@ -20,7 +20,7 @@ called junk for something no naming tradition does.
   (``Ahmed Ahmed`` is a real name; ``Ksdjfh Ksdjfh`` is not).
 
 ``bench/names.py`` measures the false-positive rate on real names (Faker's locales and the
-names-dataset package) and the recall on bot-style names; README gives the figures.
+names-dataset package) and the recall on bot-style names; docs/benchmarks.md gives them.
 """
 
 from __future__ import annotations
