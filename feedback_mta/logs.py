@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 import structlog
 
@@ -79,6 +79,14 @@ def configure_as(saved: dict) -> None:
         bind_process(**bound)
 
 
+def processors(*middle: Any, renderer: Any) -> list[Any]:
+    """Every line's processors: context, level, time, the exception, then ``middle``
+    (masking, ...), ts/level/event first, and ``renderer``."""
+    return [structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+            structlog.processors.format_exc_info, *middle, _canonical_order, renderer]
+
+
 def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None, *,
               mask_addresses: bool = False) -> None:
     stream = stream or sys.stdout
@@ -88,15 +96,8 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
     renderer = (structlog.dev.ConsoleRenderer() if console
                 else structlog.processors.JSONRenderer(sort_keys=False))
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
-            structlog.processors.format_exc_info,
-            *([_mask_addresses] if mask_addresses else []),
-            _canonical_order,
-            renderer,
-        ],
+        processors=processors(*([_mask_addresses] if mask_addresses else []),
+                              renderer=renderer),
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=structlog.WriteLoggerFactory(file=stream),
         cache_logger_on_first_use=True,

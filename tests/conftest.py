@@ -78,13 +78,36 @@ def _test_lines_go_nowhere() -> None:
     logroute.quiet_here()
 
 
+def _migrate(url: str) -> None:
+    engine = db.create_engine(config_mod.DatabaseConfig(url=url))
+    db.upgrade(engine)
+    engine.dispose()
+
+
+@contextlib.contextmanager
+def _pg_database(prefix: str = "fbmta", template: str | None = None
+                 ) -> Iterator[tuple[str, str]]:
+    """A new PostgreSQL database (its name and URL), from ``template`` if given, dropped
+    afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'
+                             + (f' TEMPLATE "{template}"' if template else '')))
+    url = sa.engine.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield name, url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory) -> Path:
     """A SQLite file at the newest schema, migrated once; tests get copies."""
     path = tmp_path_factory.mktemp("template") / "feedback.sqlite3"
-    engine = db.create_engine(config_mod.DatabaseConfig(url=f"sqlite:///{path}"))
-    db.upgrade(engine)
-    engine.dispose()
+    _migrate(f"sqlite:///{path}")
     assert not path.with_name(path.name + "-wal").exists(), "the template is one file"
     return path
 
@@ -94,20 +117,9 @@ def pg_template() -> Iterator[str]:
     """A PostgreSQL database at the newest schema, migrated once; tests' databases are
     made from it (``CREATE DATABASE ... TEMPLATE``)."""
     _require_pg()
-    name = f"fbmta_template_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.engine.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
-    engine = db.create_engine(config_mod.DatabaseConfig(url=url))
-    db.upgrade(engine)
-    engine.dispose()
-    try:
+    with _pg_database("fbmta_template") as (name, url):
+        _migrate(url)
         yield name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 ENGINES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -125,18 +137,8 @@ def _database(request, kind: str, folder: Path, migrated: bool) -> Iterator[str]
         return
     _require_pg()
     template = request.getfixturevalue("pg_template") if migrated else None
-    name = f"fbmta_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'
-                             + (f' TEMPLATE "{template}"' if template else '')))
-    url = sa.engine.make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
-    try:
+    with _pg_database(template=template) as (_name, url):
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(params=ENGINES)

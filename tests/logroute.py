@@ -114,15 +114,8 @@ def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = No
 def install() -> None:
     """Route every line from now on; ``logs.configure`` routes the caller's context."""
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
-            structlog.processors.format_exc_info,
-            _by_reader,
-            logs._canonical_order,
-            structlog.processors.JSONRenderer(sort_keys=False),
-        ],
+        processors=logs.processors(
+            _by_reader, renderer=structlog.processors.JSONRenderer(sort_keys=False)),
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
         logger_factory=lambda *args: _Logger(),
         cache_logger_on_first_use=True,
