@@ -52,12 +52,33 @@ class _Rate:
         return True
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def networks(written: Iterable[str]) -> tuple[Network, ...]:
+    """``limit_exempt``'s networks, as SMTP's and HTTP's limits read them."""
+    return tuple(ipaddress.ip_network(n, strict=False) for n in written)
+
+
+def client_address(ip: str) -> Address | None:
+    """A peer's address as the limits count it: its zone dropped, an IPv4-mapped IPv6
+    address as the IPv4 one it is; None for what is no IP address."""
+    try:
+        address = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
 class Limits:
     def __init__(self, *, sessions_per_ip: int, connections_per_minute: int = 0,
                  messages_per_minute: int = 0, exempt: Iterable[str] = (),
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.sessions_per_ip = sessions_per_ip
-        self.exempt = tuple(ipaddress.ip_network(n, strict=False) for n in exempt)
+        self.exempt = networks(exempt)
         self.open_sessions: dict[str, int] = {}
         #: Reading the address and testing the networks, asked twice per message (session
         #: and MAIL), cost as much as the session's rate buckets: kept per address.
@@ -78,13 +99,8 @@ class Limits:
         return self._exempt(ip)
 
     def _find_exempt(self, ip: str) -> bool:
-        try:
-            address = ipaddress.ip_address(ip.split("%", 1)[0])
-        except ValueError:
-            return True
-        if address.version == 6 and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in net for net in self.exempt)
+        address = client_address(ip)
+        return address is None or any(address in net for net in self.exempt)
 
     def open(self, ip: str | None) -> Refusal | None:
         """A new session from ``ip``: None (counted; ``close`` it later) or why not."""

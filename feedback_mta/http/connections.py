@@ -54,14 +54,13 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from feedback_mta import counters, logs
 from feedback_mta.config import HttpConfig
+from feedback_mta.edge.limits import client_address, networks
 from feedback_mta.http import problems
 
 log = logs.get(__name__)
 
 #: Seconds a refused or timed-out socket is kept after its answer for the client to close.
 LINGER = 1.0
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Refusal(enum.Enum):
@@ -86,8 +85,7 @@ class Gate:
                  idle_timeout: float, exempt: Iterable[str] = ()) -> None:
         self.max_connections, self.per_ip = max_connections, per_ip
         self.header_timeout, self.idle_timeout = header_timeout, idle_timeout
-        self.exempt: tuple[Network, ...] = tuple(
-            ipaddress.ip_network(n, strict=False) for n in exempt)
+        self.exempt = networks(exempt)
         self.open = 0
         self.by_client: dict[str, int] = {}
         #: Sockets answered and being closed: ended at once on stop.
@@ -113,15 +111,8 @@ class Gate:
     def client(self, host: str | None) -> str | None:
         """What ``max_connections_per_ip`` counts ``host`` as: its address, its IPv6 /64,
         or None (exempt, or no IP address: a Unix socket)."""
-        if host is None:
-            return None
-        try:
-            address = ipaddress.ip_address(host.split("%", 1)[0])
-        except ValueError:
-            return None
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        if any(address in network for network in self.exempt):
+        address = client_address(host) if host is not None else None
+        if address is None or any(address in network for network in self.exempt):
             return None
         if isinstance(address, ipaddress.IPv6Address):
             return str(ipaddress.IPv6Network((address, 64), strict=False))
