@@ -6,7 +6,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import Engine
 
@@ -36,7 +35,7 @@ def _version() -> str:
 
 
 def create_app(config: Config, engine: Engine, intake: Intake | None = None,
-               on_mail: Callable[[list[int]], None] = lambda ids: None) -> FastAPI:
+               on_mail: Callable[[list[int]], None] = lambda ids: None) -> App:
     """The app; ``intake`` stores what ``/u/TOKEN`` and ``/hooks/...`` accept (without
     it they answer 503); ``on_mail`` is handed the mail the review page queued (the
     outbox sends it at once). The endpoints are given these (``services``), typed."""

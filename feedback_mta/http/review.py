@@ -22,11 +22,9 @@ mail, would hand them the sign-in).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
@@ -41,7 +39,6 @@ from feedback_mta import logs
 from feedback_mta.actions import ActionError, Actor, unit_of_work
 from feedback_mta.actions.accounts import normalize_email
 from feedback_mta.actions.review import reviewer_accounts, session_email
-from feedback_mta.addresses import Box
 from feedback_mta.config import Config
 from feedback_mta.http.services import Config_, Engine_, Reader, Services
 from feedback_mta.queries.review import to_review
@@ -51,15 +48,9 @@ log = logs.get(__name__)
 
 router = APIRouter(prefix="/review", include_in_schema=False)
 
-#: Sign-in requests being worked out after their answer, at most this many waiting: a flood
-#: of them queues no more work (the answer is the same; whoever asked can ask again). One at
-#: a time, so an address's unused links are counted before the next is made.
-MAX_SIGN_INS = 32
 #: Ids as the database holds them (a bigger one is a 422, never an overflow).
 MAX_ID = 2**31 - 1
 ObjectId = Annotated[int, Path(ge=1, le=MAX_ID)]
-_sign_ins: set[asyncio.Future[None]] = set()
-_SIGN_IN_THREAD = ThreadPoolExecutor(max_workers=1, thread_name_prefix="review-sign-in")
 
 COOKIE = "fm_review"
 _ENV = Environment(loader=PackageLoader("feedback_mta.http", "templates"),
@@ -164,39 +155,16 @@ def review_page(request: Request, config: Config_, reader: Reader, done: str = "
 async def ask_for_link(request: Request, services: Services) -> Response:
     """The same answer, after the same work, for an admin and for anyone else: whether the
     address may review, the link and its mail are worked out after the answer."""
-    config, book = services.config, services.book
+    config = services.config
     email = (await _form(request)).get("email", "").strip()
     try:
         address = normalize_email(email)
     except ActionError:
         return _page("sign_in", 400, title="Review",
                      error="That is not an email address. Please check it.")
-    base = _base_url(config, request)
-
-    def send() -> None:
-        with unit_of_work(services.engine, Actor("web", "web")) as uow:
-            uow.review.send_sign_in_link(address, base, config.review.link_lifetime,
-                                         from_name=config.outbound.from_name,
-                                         sender=f"{Box.POSTMASTER.value}@{book.domain}",
-                                         domain=book.domain)
-            queued = list(uow.recorder.queued_mail)
-        services.on_mail(queued)
-
-    if len(_sign_ins) < MAX_SIGN_INS:
-        future = asyncio.get_running_loop().run_in_executor(_SIGN_IN_THREAD, send)
-        _sign_ins.add(future)
-        future.add_done_callback(_sent)
-    else:
-        log.warning("review.link_refused", reason="too many sign-ins at once")
+    services.sign_ins.offer(address, _base_url(config, request))
     return _page("sign_in", title="Review",
                  note=f"If {email} may review leads, a sign-in link is on its way to it.")
-
-
-def _sent(future: asyncio.Future[None]) -> None:
-    _sign_ins.discard(future)
-    error = None if future.cancelled() else future.exception()
-    if error is not None:
-        log.error("review.link_failed", error=logs.error_line(error))
 
 
 @router.get("/link/{token}")

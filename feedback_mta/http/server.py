@@ -9,6 +9,7 @@ problem+json); bodies up to ``[smtp] max_message_size`` (413).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import socket
 from collections.abc import Callable
@@ -28,8 +29,12 @@ class HttpServer:
                  on_mail: Callable[[list[int]], None] = lambda ids: None) -> None:
         self.sock = sock
         self.gate = connections.Gate.from_config(config.http)
+        app = create_app(config, engine, intake, on_mail)
+        #: Work an answer leaves behind (the review page's sign-ins): started and stopped
+        #: with the server.
+        self.sign_ins = app.services.sign_ins
         self.config = uvicorn.Config(
-            create_app(config, engine, intake, on_mail), lifespan="off", log_config=None,
+            app, lifespan="off", log_config=None,
             log_level="warning", access_log=False,
             # The connections' own protocol keeps the caps and both timeouts; uvicorn's
             # keep-alive timer is set past them (it never fires first), its
@@ -49,9 +54,11 @@ class HttpServer:
     async def start(self) -> None:
         self.config.load()
         self.server.lifespan = self.config.lifespan_class(self.config)
+        self.sign_ins.start()
         await self.server.startup(sockets=[self.sock])
 
     async def stop(self) -> None:
         self.server.should_exit = True
         self.gate.end_closing()
         await self.server.shutdown(sockets=[self.sock])
+        await asyncio.to_thread(self.sign_ins.stop)  # what was asked for is still sent

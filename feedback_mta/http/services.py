@@ -43,6 +43,7 @@ from feedback_mta.addresses import AddressBook
 from feedback_mta.config import Config
 from feedback_mta.edge.intake import Intake
 from feedback_mta.http.certificates import Certificates
+from feedback_mta.http.sign_ins import SignIns
 from feedback_mta.store import db
 
 
@@ -59,13 +60,17 @@ class HttpServices:
     #: Handed the ids of the mail the review page queued (the outbox sends it at once).
     on_mail: Callable[[list[int]], None]
     certificates: Certificates
+    #: The review page's sign-in requests, worked out after their answer.
+    sign_ins: SignIns
 
     @classmethod
     def build(cls, config: Config, engine: Engine, intake: Intake | None,
               on_mail: Callable[[list[int]], None]) -> HttpServices:
-        return cls(config=config, engine=engine, reader=db.reader(engine),
-                   book=AddressBook.from_config(config), intake=intake, on_mail=on_mail,
-                   certificates=Certificates(config.webhooks.ses))
+        book = AddressBook.from_config(config)
+        return cls(config=config, engine=engine, reader=db.reader(engine), book=book,
+                   intake=intake, on_mail=on_mail,
+                   certificates=Certificates(config.webhooks.ses),
+                   sign_ins=SignIns(config, engine, book, on_mail))
 
 
 class App(FastAPI):
