@@ -92,12 +92,12 @@ def window(since: datetime | date | None, now: datetime) -> datetime:
         since = datetime(since.year, since.month, since.day, tzinfo=UTC)
     elif since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
-    since = since.astimezone(UTC)
+    # Compared first: far off, converting to UTC would overflow.
     if since > now:
         raise BadWindow("since: in the future")
     if now - since > timedelta(days=MAX_DAYS):
         raise BadWindow(f"since: at most {MAX_DAYS} days back")
-    return since
+    return since.astimezone(UTC)
 
 
 def lead_report(session: Session, account_id: int, *, by: By = By.DAY,
@@ -156,8 +156,9 @@ def per_period(days: Mapping[str, tuple[int, int]], first: date, last: date,
         totals.setdefault(_period(day, weekly), [0, 0])
         day += timedelta(days=1)
     for name, (leads, spam) in days.items():
-        key = _period(date.fromisoformat(name), weekly)
-        if key in totals:  # a lead stamped after ``last`` (a clock ahead) is left out
+        when = date.fromisoformat(name)
+        if first <= when <= last:  # a lead stamped after ``last`` (a clock ahead): not
+            key = _period(when, weekly)
             totals[key][0] += leads
             totals[key][1] += spam
     return tuple(Row(key, leads, spam) for key, (leads, spam) in totals.items())
