@@ -13,7 +13,6 @@ import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, date, datetime, timedelta, timezone
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -21,7 +20,7 @@ from feedback_mta.actions import CLI, unit_of_work
 from feedback_mta.config import GuardConfig
 from feedback_mta.http import charts
 from feedback_mta.queries import reports
-from feedback_mta.queries.reports import By, Days, Row
+from feedback_mta.queries.reports import Days, Row
 from feedback_mta.store.models import Lead
 from tests.cli import run
 from tests.support import chromium_page
@@ -173,7 +172,7 @@ def test_lead_report_leaves_spam_out_of_every_total(config_file, engine):
         account, other = uow.accounts.add("Dealer").id, uow.accounts.add("Elsewhere").id
     path = config_file
     buyer = _lead(path, account, 1, "192.0.2.10")
-    again = _lead(path, account, 2, "192.0.2.11")
+    _lead(path, account, 2, "192.0.2.11")
     by_dealer = _lead(path, account, 3, "198.51.100.7")
     by_system = _lead(path, account, 4, "198.51.100.8", SEO)   # flagged as it arrived
     restored = _lead(path, account, 5, "203.0.113.9")

@@ -22,6 +22,7 @@ from feedback_mta.cli.common import (
     emit_rows,
     load,
     reading,
+    since_time,
     write_engine,
     writing,
 )
@@ -152,7 +153,6 @@ def lead_report(account: AccountOpt,
                 config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Leads per day, week or source; leads flagged as spam (by anyone) are counted apart,
     in SPAM_LEADS, and never in LEADS nor in the totals."""
-    from feedback_mta.cli.inbox import since_time
     from feedback_mta.queries import reports
 
     try:

@@ -56,7 +56,7 @@ def _number(value: float) -> str:
 
 def scale(series: Sequence[Series], lines: Sequence[Line] = ()) -> float:
     """The value drawn at the top of the plot: the largest bar or line, at least 1."""
-    values = [v for s in series for v in s.values]
+    values: list[float] = [v for s in series for v in s.values]
     values += [v for line in lines for v in line.values if v is not None]
     return float(max([1, *values]))
 
