@@ -70,19 +70,20 @@ def bar_chart(title: str, days: Sequence[str], series: Sequence[Series],
     """Bars per day, one per series side by side, and the lines over them."""
     top = scale(series, lines)
     slot = len(series) * BAR + GAP
-    width = LEFT + len(days) * slot + 8
+    legend, legend_end = _legend([(s.name, s.colour, False) for s in series]
+                                 + [(line.name, line.colour, True) for line in lines])
+    end = LEFT + len(days) * slot
+    width = max(end, legend_end) + 8
     base = TOP + PLOT
     said = summary(title, days, series, lines)
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" class="chart" '
            f'width="{width}" height="{HEIGHT}" viewBox="0 0 {width} {HEIGHT}" '
            f'aria-label="{_text(title)}">',
-           f"<title>{_text(title)}</title>", f"<desc>{_text(said)}</desc>"]
-    out += _legend([(s.name, s.colour, False) for s in series]
-                   + [(line.name, line.colour, True) for line in lines])
+           f"<title>{_text(title)}</title>", f"<desc>{_text(said)}</desc>", *legend]
     out.append(f'<text x="{LEFT - 4}" y="{TOP + 4}" font-size="10" text-anchor="end">'
                f"{_text(_number(top))}</text>")
     out.append(f'<text x="{LEFT - 4}" y="{base}" font-size="10" text-anchor="end">0</text>')
-    out.append(f'<line x1="{LEFT}" y1="{base}" x2="{width - 8}" y2="{base}" stroke="#999"/>')
+    out.append(f'<line x1="{LEFT}" y1="{base}" x2="{end}" y2="{base}" stroke="#999"/>')
     for i, day in enumerate(days):
         for j, s in enumerate(series):
             value = s.values[i]
@@ -100,13 +101,14 @@ def bar_chart(title: str, days: Sequence[str], series: Sequence[Series],
                        f"<title>{_text(line.name)}</title></path>")
     if days:
         out.append(f'<text x="{LEFT}" y="{base + 14}" font-size="10">{_text(days[0])}</text>')
-        out.append(f'<text x="{width - 8}" y="{base + 14}" font-size="10" '
+        out.append(f'<text x="{end}" y="{base + 14}" font-size="10" '
                    f'text-anchor="end">{_text(days[-1])}</text>')
     out.append("</svg>")
     return Chart("".join(out), said)
 
 
-def _legend(entries: Sequence[tuple[str, str, bool]]) -> list[str]:
+def _legend(entries: Sequence[tuple[str, str, bool]]) -> tuple[list[str], int]:
+    """The key above the plot, and where it ends (about 6 units a character)."""
     out, x = [], LEFT
     for name, colour, is_line in entries:
         mark = (f'<line x1="{x}" y1="10" x2="{x + 10}" y2="10" stroke="{_text(colour)}" '
@@ -114,7 +116,7 @@ def _legend(entries: Sequence[tuple[str, str, bool]]) -> list[str]:
                 f'<rect x="{x}" y="5" width="10" height="10" fill="{_text(colour)}"/>')
         out.append(f'{mark}<text x="{x + 14}" y="14" font-size="11">{_text(name)}</text>')
         x += 24 + 6 * len(name)
-    return out
+    return out, x
 
 
 def _path(values: Sequence[float | None], top: float, slot: int) -> str:
