@@ -219,3 +219,23 @@ def actor(by: str | None) -> Any:
     from feedback_mta.actions import CLI, Actor
 
     return Actor(f"cli:{by}" if by else CLI.name, "cli")
+
+
+def since_time(value: str | None) -> datetime | None:
+    """``--since``: an ISO date/time, or an age (``90m``, ``2h``, ``7d``) back from now."""
+    if not value:
+        return None
+    from datetime import UTC, timedelta
+
+    from feedback_mta.config import parse_duration
+
+    try:
+        return datetime.now(UTC) - timedelta(seconds=parse_duration(value))
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise Failure(f"--since: expected an ISO date such as 2026-11-21 or an age such as "
+                      f"7d, got {value!r}", EXIT_USAGE) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)

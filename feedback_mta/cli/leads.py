@@ -22,6 +22,7 @@ from feedback_mta.cli.common import (
     emit_rows,
     load,
     reading,
+    since_time,
     write_engine,
     writing,
 )
@@ -136,6 +137,44 @@ def lead_restore(lead_id: IdArg, by: ByOpt = None, config: ConfigOpt = None,
                  as_json: JsonOpt = False) -> None:
     """Undo a spam flag; "changed": false if the lead was not spam."""
     _change(lead_id, by, lambda uow, lead: uow.leads.restore(lead), config, as_json)
+
+
+@lead_app.command("report")
+@command
+def lead_report(account: AccountOpt,
+                since: Annotated[str | None, typer.Option(
+                    "--since", metavar="WHEN",
+                    help="ISO date or time (UTC), or an age such as 7d; default: 30 days ago, "
+                         "at most 366.")] = None,
+                by: Annotated[str, typer.Option(
+                    "--by", metavar="day|week|source",
+                    help="Per UTC day, ISO week (named by its Monday) or source network.")
+                ] = "day",
+                config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Leads per day, week or source; leads flagged as spam (by anyone) are counted apart,
+    in SPAM_LEADS, and never in LEADS nor in the totals."""
+    from feedback_mta.queries import reports
+
+    try:
+        grouping = reports.By(by)
+    except ValueError:
+        raise Failure(f"--by: expected day, week or source, got {by!r}", EXIT_USAGE) from None
+    with reading(config) as (_, session):
+        try:
+            report = reports.lead_report(session, account, by=grouping,
+                                         since=since_time(since))
+        except reports.BadWindow as exc:
+            raise Failure(f"--{exc}", EXIT_USAGE) from None
+    rows = reports.report_rows(report)
+    if as_json:
+        emit_rows(rows, (), as_json)
+        return
+    # For people: the first column named after what it groups by, and a totals line.
+    table = [{grouping.value: r["key"], "leads": r["leads"], "spam_leads": r["spam_leads"]}
+             for r in rows]
+    table.append({grouping.value: "total", "leads": report.leads,
+                  "spam_leads": report.spam_leads})
+    emit_rows(table, (grouping.value, "leads", "spam_leads"), as_json)
 
 
 @lead_app.command("export")

@@ -40,7 +40,9 @@ from feedback_mta.actions import ActionError, Actor, unit_of_work
 from feedback_mta.actions.accounts import normalize_email
 from feedback_mta.actions.review import reviewer_accounts, session_email
 from feedback_mta.config import Config
+from feedback_mta.http.charts import review_charts
 from feedback_mta.http.services import Config_, Engine_, Reader, Services
+from feedback_mta.queries.reports import account_days
 from feedback_mta.queries.review import to_review
 from feedback_mta.store.models import Contact, Lead
 
@@ -146,9 +148,11 @@ def review_page(request: Request, config: Config_, reader: Reader, done: str = "
     email, cookie = who
     with Session(reader) as session:
         accounts = to_review(session, reviewer_accounts(session, email))
+        charts = {a.id: review_charts(account_days(session, a.id), config.guard)
+                  for a in accounts}
     note = _NOTES[done].format(id=id) if done in _NOTES else None
     return _page("review", title="Review", email=email, csrf=csrf_token(config, cookie),
-                 accounts=accounts, note=note)
+                 accounts=accounts, note=note, charts=charts)
 
 
 @router.post("/sign-in")
