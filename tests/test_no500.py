@@ -8,6 +8,7 @@ or a token is expected); it runs on both engines, through a real server."""
 from __future__ import annotations
 
 import base64
+import copy
 import json
 
 import httpx
@@ -298,6 +299,8 @@ def test_schemathesis_over_the_routes_the_api_document_leaves_out(edge, tmp_path
     app = create_app(config_mod.load(edge.path, env={}), edge.engine)
     routes = [c.original_route for c in iter_route_contexts(app.routes)
               if isinstance(c.original_route, APIRoute)]
+    # Copies: the routes are module-level objects the next test's app shares.
+    routes = [copy.copy(route) for route in routes]
     for route in routes:
         route.include_in_schema = True
     document = get_openapi(title="hidden routes", version="0", routes=routes)
