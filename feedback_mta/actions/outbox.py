@@ -30,8 +30,8 @@ class Outbox:
     def _check_failed(self, mail_ids: Sequence[int]) -> list[int]:
         """The named ids, once each, all failed; else ``NotFound`` / ``Invalid`` naming the
         first that is not."""
-        states = dict(self.session.execute(
-            sa.select(_T.c.id, _T.c.state).where(_T.c.id.in_(list(mail_ids)))).tuples().all())
+        states = {row.id: row.state for row in self.session.execute(
+            sa.select(_T.c.id, _T.c.state).where(_T.c.id.in_(list(mail_ids))))}
         for mail_id in mail_ids:
             if mail_id not in states:
                 raise NotFound(f"no outbound mail {mail_id}")
