@@ -125,7 +125,9 @@ class Review:
         if not self.reviewer_accounts(address):
             log.info("review.link_refused", reason="not a contact admin")
             return None
-        return self._new_link(address, base_url, lifetime)
+        link = self._new_link(address, base_url, lifetime)
+        log.info("review.link_made", link_id=link.id)
+        return link
 
     def _new_link(self, address: str, base_url: str, lifetime: float) -> SignInLink:
         now = utcnow()
