@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import re
 import smtplib
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -109,6 +110,18 @@ def probe(cfg: OutboundConfig, timeout: float | None = None) -> str:
         raise RelayProblem(f"relay {where}: {exc.strerror or exc}") from None
 
 
+def _expire_if_dead(conn: sa.Connection, mail_id: int, row: Any,
+                    now: datetime) -> bool:
+    """Leave a sign-in mail ``expired`` when its link can no longer sign in; whether it
+    was. In the claim's transaction: nothing else tries the mail meanwhile."""
+    if row.purpose != review.SIGN_IN or not review.link_expired(conn, row.raw, now):
+        return False
+    conn.execute(sa.update(_T).where(_T.c.id == mail_id).values(
+        state=OutboundState.EXPIRED.value,
+        last_error="the sign-in link expired before the mail could be sent"))
+    return True
+
+
 def deliver_one(engine: Engine, cfg: OutboundConfig, mail_id: int) -> str | None:
     """One attempt at one queued mail; its new state, or None if it was not ours to try."""
     now = utcnow()
@@ -120,12 +133,8 @@ def deliver_one(engine: Engine, cfg: OutboundConfig, mail_id: int) -> str | None
                     next_attempt_at=now + timedelta(seconds=cfg.retry_interval))).rowcount
         row = conn.execute(sa.select(_T.c.mail_from, _T.c.rcpt_to, _T.c.raw, _T.c.attempts,
                                      _T.c.purpose).where(_T.c.id == mail_id)).one_or_none()
-        expired = (claimed and row is not None and row.purpose == review.SIGN_IN
-                   and review.link_expired(conn, row.raw, now))
-        if expired:  # in the claim's transaction: nothing else tries it meanwhile
-            conn.execute(sa.update(_T).where(_T.c.id == mail_id).values(
-                state=OutboundState.EXPIRED.value,
-                last_error="the sign-in link expired before the mail could be sent"))
+        expired = bool(claimed) and row is not None and _expire_if_dead(conn, mail_id, row,
+                                                                        now)
     if not claimed or row is None:
         return None
     if expired:
