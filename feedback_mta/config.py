@@ -748,6 +748,17 @@ class Config:
     def banner_hostname(self) -> str:
         return self.smtp.hostname or self.smtp.domain
 
+    @property
+    def unsendable(self) -> list[str]:
+        """What is on that sends mail, when no ``[outbound] relay`` could send it (empty
+        with a relay): ``check-config`` warns of it, and ``serve`` logs it at start."""
+        if self.outbound.relay_address is not None:
+            return []
+        return [what for what, on in (
+            ("the review page's sign-in links ([http] listen)", self.http.address is not None),
+            ("acknowledgements of dealers' replies ([replies] acknowledge)",
+             self.replies.acknowledge)) if on]
+
 
 #: [section] -> (settings class, {key: check}); derived from the dataclasses above.
 _SCHEMA: dict[str, tuple[type, dict[str, Callable[[Any], Any]]]] = {}

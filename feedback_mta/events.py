@@ -57,6 +57,10 @@ KEY_REVOKED = "key.revoked"
 WEBHOOK_CREATED = "webhook.created"
 WEBHOOK_REMOVED = "webhook.removed"
 
+#: Outbound mail put back in the queue, and old mail dropped (``feedback-mta outbox``).
+MAIL_RETRIED = "mail.retried"
+MAIL_PURGED = "mail.purged"
+
 #: Not an audit event (no row in ``event``): the log line of mail queued in a transaction.
 MAIL_QUEUED = "mail.queued"
 

@@ -80,13 +80,43 @@ def test_all_reachable(tmp_path, database_url, relay):
     assert relay.messages == []  # a probe sends nothing
 
 
+NO_RELAY = "[outbound] relay is empty: "
+
+
+def _warnings(path) -> list[str]:
+    """check-config's warnings but the one about the relay (these configs have none)."""
+    return [w for w in ok_json(path, "check-config")["warnings"] if not w.startswith(NO_RELAY)]
+
+
 def test_no_relay_and_the_example_secret_are_said(tmp_path, sqlite_url):
     path = write_config(tmp_path / "c.toml", sqlite_url, security={"secret_key": EXAMPLE_SECRET})
     ok_json(path, "db", "upgrade")
     out = ok_json(path, "check-config")
     assert out["relay"].startswith("not configured")
     assert out["metrics"] == "off"
-    assert out["warnings"] == ["[security] secret_key is the example's: set a long random one"]
+    assert out["warnings"] == [
+        "[security] secret_key is the example's: set a long random one",
+        NO_RELAY + "acknowledgements of dealers' replies ([replies] acknowledge) are on but "
+                   "never sent (nor the digests); set a relay"]
+
+
+def test_mail_that_cannot_go_without_a_relay_is_said(tmp_path, sqlite_url, relay):
+    """The review page (its sign-in links) and acknowledgements, on without a relay: each
+    named; neither on, or a relay set: no such warning."""
+    path = write_config(tmp_path / "c.toml", sqlite_url, http={"listen": "127.0.0.1:0"})
+    ok_json(path, "db", "upgrade")
+    [warning] = ok_json(path, "check-config")["warnings"]
+    assert warning.startswith(NO_RELAY) and "review page's sign-in links" in warning
+    assert "acknowledgements" in warning
+    path = write_config(tmp_path / "c.toml", sqlite_url, http={"listen": "127.0.0.1:0"},
+                        replies={"acknowledge": False})
+    [warning] = ok_json(path, "check-config")["warnings"]
+    assert "review page" in warning and "acknowledgements" not in warning
+    path = write_config(tmp_path / "c.toml", sqlite_url, replies={"acknowledge": False})
+    assert ok_json(path, "check-config")["warnings"] == []
+    path = write_config(tmp_path / "c.toml", sqlite_url, http={"listen": "127.0.0.1:0"},
+                        outbound={"relay": f"127.0.0.1:{relay.port}"})
+    assert ok_json(path, "check-config")["warnings"] == []
 
 
 @pytest.mark.parametrize(("greeting", "expected"), [
@@ -156,23 +186,23 @@ def test_feedback_over_https_is_checked_and_shown(tmp_path, sqlite_url):
     out = ok_json(path, "check-config")
     assert out["one_click"] == "https://fb.example.com"
     assert out["hooks"] == ["mailgun", "postmark"]  # SNS: off until its topics are named
-    assert out["warnings"] == []
+    assert [w for w in out["warnings"] if not w.startswith(NO_RELAY)] == []
     path = write_config(tmp_path / "c.toml", sqlite_url, http={"public_url": "https://fb.test"})
-    assert ok_json(path, "check-config")["warnings"] == [
+    assert _warnings(path) == [
         "[http] listen is empty: one-click unsubscribes and ESP webhooks have nowhere to arrive"]
     path = write_config(tmp_path / "c.toml", sqlite_url,
                         webhooks={"ses": {"topic_arns": ["arn:aws:sns:us-west-2:1:T"]}})
-    assert ok_json(path, "check-config")["warnings"] == [
+    assert _warnings(path) == [
         "[http] listen is empty: one-click unsubscribes and ESP webhooks have nowhere to arrive"]
     path = write_config(tmp_path / "c.toml", sqlite_url,
                         http={"listen": "127.0.0.1:8025", "public_url": "http://fb.test"},
                         webhooks={"ses": {"topic_arns": ["arn:aws:sns:us-west-2:1:T"]}})
-    assert ok_json(path, "check-config")["warnings"] == [
+    assert _warnings(path) == [
         "[http] public_url is not https: RFC 8058 one-click needs an HTTPS URL, and mailbox "
         "providers ignore others"]
     path = write_config(tmp_path / "c.toml", sqlite_url,
                         webhooks={"mailgun": {"signing_key": "k" * 20}})
-    assert ok_json(path, "check-config")["warnings"] == [
+    assert _warnings(path) == [
         "[http] listen is empty: one-click unsubscribes and ESP webhooks have nowhere to arrive"]
     for section, problem in (({"sendgrid": {"public_key": "bm90IGEga2V5"}},
                               "[webhooks.sendgrid] public_key: not a verification key"),

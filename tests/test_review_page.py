@@ -119,12 +119,13 @@ def test_the_spam_digest_and_a_not_spam_reply_restore_the_lead_and_teach(desk):
     assert model["labels"][str(desk.account)] == {"spam": 0, "ham": 1}
 
 
-def _signed_in_client(desk) -> httpx.Client:
-    """Ask for a link, take it from the relay, use it: a client holding the cookie."""
+def _signed_in_client(desk, n: int = 1) -> httpx.Client:
+    """Ask for a link, take it from the relay (its ``n``th mail), use it: a client holding
+    the cookie."""
     client = httpx.Client(base_url=desk.url, timeout=10)
     asked = client.post("/review/sign-in", data={"email": "Boss@Dealer.test"})
     assert asked.status_code == 200 and "a sign-in link is on its way" in asked.text
-    link = _link(desk, 1)
+    link = _link(desk, n)
     assert client.get(link).status_code == 200  # only a button: not used up
     signed = client.post(link)
     assert signed.status_code == 303 and signed.headers["location"] == "/review/"
@@ -296,3 +297,109 @@ def test_signing_out_ends_the_session_on_the_server(desk):
     assert restore.status_code == 401
     assert desk.show(desk.spam["id"])["status"] == "spam"
     assert desk.events("lead.restored", desk.spam["id"]) == []
+
+
+def _csrf(page: httpx.Response) -> str:
+    return re.search(r'name="csrf" value="([0-9a-f]+)"', page.text).group(1)
+
+
+def _rows(page: httpx.Response, prefix: str = "lead") -> set[int]:
+    return {int(n) for n in re.findall(rf'<tr id="{prefix}-(\d+)">', page.text)}
+
+
+def _flag_by_reply(desk, lead: dict) -> None:
+    reply = (f"From: boss@dealer.test\r\nTo: {lead['reply_to']}\r\nSubject: Re: lead\r\n"
+             f"Message-ID: <flag{lead['id']}@dealer.test>\r\n\r\nSPAM\r\n").encode()
+    assert send(desk.server.port, "boss@dealer.test", [lead["reply_to"]], reply)[0] == 250
+    desk.server.wait_for("lead.flagged_spam", lead_id=lead["id"])
+
+
+def test_every_spam_lead_is_on_the_page_with_who_flagged_it_and_why(desk):
+    """Not only the system's: a lead a dealer flagged by reply and one flagged on the
+    command line are listed too, each saying who flagged it; the filter (a GET form) shows
+    one kind at a time; the suspected contact's deadline is labelled as one."""
+    replied = desk.lead(desk.account, "bob@people.test", "Bob", "Ray", "Call me maybe")
+    assert replied["status"] == "active"
+    _flag_by_reply(desk, replied)
+    ok_json(desk.path, "lead", "flag", str(desk.buyer["id"]))
+    desk.relay.wait(1)  # the acknowledgement of the reply
+    client = _signed_in_client(desk, 2)
+    page = client.get("/review/")
+    assert _rows(page) == {desk.spam["id"], desk.buyer["id"], replied["id"]}
+    cells = {int(i): c for i, c in re.findall(
+        r'<tr id="lead-(\d+)">.*?<td class="by">(.*?)</td>', page.text, re.S)}
+    assert cells[desk.spam["id"]].startswith("the system")
+    assert "a dealer, by reply" in cells[replied["id"]]
+    assert "boss@dealer.test" in cells[replied["id"]]
+    assert cells[desk.buyer["id"]].startswith("the command line")
+    assert "seo pitch" in page.text  # why the system flagged it
+    assert "Opted out unless kept by" in page.text and "Opted out on" not in page.text
+    assert '<form method="get" action="/review/">' in page.text and "<script" not in page.text
+    for by, expected in (("reply", {replied["id"]}), ("system", {desk.spam["id"]}),
+                         ("cli", {desk.buyer["id"]}), ("api", set()), ("page", set())):
+        assert _rows(client.get("/review/", params={"by": by})) == expected, by
+    assert client.get("/review/", params={"by": "everyone"}).status_code == 422
+    assert client.get("/review/", params={"before": "99999999999"}).status_code == 422
+    # Paging: leads before an id.
+    older = client.get("/review/", params={"before": str(desk.buyer["id"])})
+    assert _rows(older) == {desk.spam["id"]}
+
+
+def test_a_restore_is_undone_and_a_restored_lead_flagged_again(desk):
+    """After Not spam the page offers Undo (a POST with the CSRF token, through the
+    actions: actor web:<address>, via web); a lead restored lately is listed with a button
+    to flag it again; another account's lead is refused as none."""
+    client = _signed_in_client(desk)
+    csrf = _csrf(client.get("/review/"))
+    lead = desk.spam["id"]
+    restored = client.post(f"/review/leads/{lead}/restore", data={"csrf": csrf})
+    assert restored.status_code == 303
+    page = client.get(restored.headers["location"])
+    assert f'action="/review/leads/{lead}/flag"' in page.text and "Undo" in page.text
+    assert _rows(page) == set() and _rows(page, "restored") == {lead}
+    assert client.post(f"/review/leads/{lead}/flag", data={"csrf": "forged"}
+                       ).status_code == 403
+    assert client.post(f"/review/leads/{desk.elsewhere['id']}/flag", data={"csrf": csrf}
+                       ).status_code == 404
+    undone = client.post(f"/review/leads/{lead}/flag", data={"csrf": csrf})
+    assert undone.status_code == 303 and "done=flagged" in undone.headers["location"]
+    after = client.get(undone.headers["location"])
+    assert f"Lead #{lead} flagged as spam again" in after.text
+    assert _rows(after) == {lead} and _rows(after, "restored") == set()
+    shown = desk.show(lead)
+    assert shown["status"] == "spam"
+    [flag] = [e for e in desk.events("lead.flagged_spam", lead) if e["via"] == "web"]
+    assert flag["actor"] == "web:boss@dealer.test"
+    assert client.post(f"/review/leads/{lead}/flag", data={"csrf": csrf}
+                       ).headers["location"].startswith("/review/?done=unchanged")
+    # A restore done elsewhere (the command line) is on the page to be flagged again.
+    client.post(f"/review/leads/{lead}/restore", data={"csrf": csrf})
+    ok_json(desk.path, "lead", "flag", str(desk.buyer["id"]))
+    ok_json(desk.path, "lead", "restore", str(desk.buyer["id"]))
+    assert _rows(client.get("/review/"), "restored") == {lead, desk.buyer["id"]}
+
+
+def test_the_filter_and_undo_in_a_real_browser(desk):
+    """The filter is a plain form, and Undo a button, in headless Chromium."""
+    ok_json(desk.path, "lead", "flag", str(desk.buyer["id"]))
+    with chromium_page() as page:
+        page.goto(desk.url + "/review/")
+        page.get_by_label("Your email address").fill("boss@dealer.test")
+        page.get_by_role("button", name="Send me a sign-in link").click()
+        page.get_by_role("status").wait_for()
+        page.goto(desk.url + _link(desk, 1))
+        with page.expect_navigation():
+            page.get_by_role("button", name="Sign in").click()
+        assert page.locator(f"#lead-{desk.buyer['id']}").count() == 1
+        page.get_by_label("Flagged by").select_option("system")
+        with page.expect_navigation():
+            page.get_by_role("button", name="Show").click()
+        assert "by=system" in page.url
+        assert page.locator(f"#lead-{desk.buyer['id']}").count() == 0
+        page.get_by_role("button", name=f"Not spam: restore lead {desk.spam['id']}").click()
+        page.wait_for_url(re.compile(r".*done=restored.*"))
+        page.get_by_role("button", name=f"Undo: flag lead {desk.spam['id']} as spam again"
+                         ).click()
+        page.wait_for_url(re.compile(r".*done=flagged.*"))
+        assert page.locator(f"#lead-{desk.spam['id']}").count() == 1
+    assert desk.show(desk.spam["id"])["status"] == "spam"

@@ -10,7 +10,7 @@ A ``UnitOfWork`` is one transaction: its session, its ``Recorder`` (who acts, fr
 inbound message, the events recorded, the mail queued) and one object per area, each in
 its own module (``accounts``, ``contacts``, ``learning``, ``behaviour``, ``leads``,
 ``quality``, ``feedback``, ``registration``, ``mail``, ``review``, ``inbox``,
-``platform``). An area is given what it uses when it is made, so what depends on what is
+``outbox``, ``platform``). An area is given what it uses when it is made, so what depends on what is
 read off the constructors (``Leads(recorder, contacts, learning)``), and a caller names
 the area it acts in (``uow.leads.flag_spam(lead)``, ``uow.contacts.opt_out(...)``).
 Operations are idempotent: opting out an opted-out contact changes nothing and records
@@ -46,6 +46,7 @@ from feedback_mta.actions.inbox import Inbox
 from feedback_mta.actions.leads import Leads
 from feedback_mta.actions.learning import Learning
 from feedback_mta.actions.mail import Mail
+from feedback_mta.actions.outbox import Outbox
 from feedback_mta.actions.platform import Platform
 from feedback_mta.actions.quality import Quality
 from feedback_mta.actions.registration import Registration
@@ -65,8 +66,8 @@ class UnitOfWork:
     per message, so this stays a handful of plain objects (slots, no lookups)."""
 
     __slots__ = ("accounts", "behaviour", "contacts", "feedback", "inbox", "leads",
-                 "learning", "mail", "platform", "quality", "recorder", "registration",
-                 "review", "session")
+                 "learning", "mail", "outbox", "platform", "quality", "recorder",
+                 "registration", "review", "session")
 
     def __init__(self, session: Session, actor: Actor,
                  inbound_message_id: int | None = None) -> None:
@@ -84,6 +85,7 @@ class UnitOfWork:
         self.mail = Mail(recorder)
         self.review = Review(session, self.mail)
         self.inbox = Inbox(recorder)
+        self.outbox = Outbox(recorder)
         self.platform = Platform(recorder, self.accounts)
 
 

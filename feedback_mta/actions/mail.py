@@ -8,6 +8,7 @@ with In-Reply-To / References.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
 
@@ -38,9 +39,12 @@ def compose(*, to: str, reply_address: str, from_name: str, domain: str, subject
 
 
 def digest(*, to: str, reply_address: str, from_name: str, subject: str, message_id: str,
-           text: str) -> bytes:
-    """A digest (not an answer: ``auto-generated``) as bytes, ready for the relay. Pure."""
+           text: str, headers: Mapping[str, str] | None = None) -> bytes:
+    """A digest (not an answer: ``auto-generated``) as bytes, ready for the relay; with
+    ``headers`` of our own besides. Pure."""
     msg = EmailMessage()
+    for name, value in (headers or {}).items():
+        msg[name] = value
     msg["From"] = formataddr((from_name, reply_address))
     msg["To"] = to
     msg["Subject"] = " ".join(subject.split())

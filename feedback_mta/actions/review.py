@@ -4,7 +4,10 @@ No passwords: whoever reads the admin's mail may review, as whoever reads it may
 reply ``NOT SPAM``. A link is ``<id>.<secret>``; only the SHA-256 of the secret is kept,
 so a copy of the database signs nobody in, and using it is one conditional UPDATE, so it
 signs in once even when two requests race. The mail goes through the outbox like every
-mail we send.
+mail we send, naming its link in a header (``LINK_HEADER``): the outbox drops a sign-in
+mail whose link expired (or was used) before it could be delivered (``link_expired``), so
+a link sent late, after a relay came back, never arrives dead. ``make_sign_in_link`` makes
+a link without mail, for ``feedback-mta review link EMAIL``.
 
 A used link is the session it started: using it moves its ``expires_at`` to the session's
 end, every page asks ``session_email`` whether it still holds, and signing out moves
@@ -17,10 +20,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.parser import BytesHeaderParser
 from email.utils import make_msgid
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlmodel import Session, select
 
 from feedback_mta import logs
@@ -33,6 +39,19 @@ log = logs.get(__name__)
 _R = table_of(ReviewLink)
 #: Unused, unexpired links an address may have at once: asking more sends nothing more.
 MAX_PENDING = 3
+#: The outbound mail's ``purpose`` of a sign-in link, and the header naming the link.
+SIGN_IN = "review.sign_in"
+LINK_HEADER = "X-Review-Link"
+
+
+@dataclass(frozen=True)
+class SignInLink:
+    """A sign-in link made for an address (its secret is in ``url`` only)."""
+
+    id: int
+    email: str
+    url: str
+    expires_at: datetime
 
 
 def _hash(secret: str) -> str:
@@ -40,16 +59,34 @@ def _hash(secret: str) -> str:
 
 
 def sign_in_mail(*, to: str, url: str, minutes: int, from_name: str, sender: str,
-                 domain: str) -> bytes:
-    """The mail with the sign-in link. Pure."""
+                 domain: str, link_id: int) -> bytes:
+    """The mail with the sign-in link, naming the link in ``LINK_HEADER``. Pure."""
     return digest(
         to=to, reply_address=sender, from_name=from_name,
         subject="Your sign-in link to the lead review page",
         message_id=make_msgid("review-link", domain=domain),
+        headers={LINK_HEADER: str(link_id)},
         text=(f"Someone (we hope you) asked to sign in to the review page as {to}.\n\n"
               f"Open this link within {minutes} minutes to sign in; it works once:\n\n"
               f"    {url}\n\n"
               "If you did not ask, ignore this mail: nothing happens without the link.\n"))
+
+
+def link_of(raw: bytes) -> int | None:
+    """The id of the sign-in link a mail of ours carries (``LINK_HEADER``), or None. Pure."""
+    value = (BytesHeaderParser().parsebytes(raw).get(LINK_HEADER) or "").strip()
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 10 else None
+
+
+def link_expired(conn: Connection, raw: bytes, now: datetime | None = None) -> bool:
+    """Whether the sign-in link this mail carries can no longer sign in (expired, used,
+    gone, or no link named): then the mail is not worth sending. A read."""
+    link_id = link_of(raw)
+    if link_id is None:
+        return True
+    return conn.execute(sa.select(_R.c.id).where(
+        _R.c.id == link_id, _R.c.used_at.is_(None),
+        _R.c.expires_at > (now or utcnow()))).first() is None
 
 
 def reviewer_accounts(session: Session, email: str) -> list[int]:
@@ -80,10 +117,35 @@ class Review:
     def reviewer_accounts(self, email: str) -> list[int]:
         return reviewer_accounts(self.session, email)
 
+    def make_sign_in_link(self, email: str, base_url: str, lifetime: float
+                          ) -> SignInLink | None:
+        """A new sign-in link for this address if it may review (None, and nothing stored,
+        otherwise), good once for ``lifetime`` seconds."""
+        address = normalize_email(email)
+        if not self.reviewer_accounts(address):
+            log.info("review.link_refused", reason="not a contact admin")
+            return None
+        link = self._new_link(address, base_url, lifetime)
+        log.info("review.link_made", link_id=link.id)
+        return link
+
+    def _new_link(self, address: str, base_url: str, lifetime: float) -> SignInLink:
+        now = utcnow()
+        secret = secrets.token_urlsafe(24)
+        expires = now + timedelta(seconds=lifetime)
+        link_id = self.session.connection().execute(sa.insert(_R).values(
+            email=address, secret_hash=_hash(secret), created_at=now,
+            expires_at=expires).returning(_R.c.id)).scalar_one()
+        return SignInLink(int(link_id), address,
+                          f"{base_url.rstrip('/')}/review/link/{link_id}.{secret}", expires)
+
     def send_sign_in_link(self, email: str, base_url: str, lifetime: float, *,
-                          from_name: str, sender: str, domain: str) -> bool:
+                          from_name: str, sender: str, domain: str,
+                          deliverable: bool = True) -> bool:
         """Queue a sign-in link to this address if it may review; False (and nothing
-        stored or sent) otherwise. The caller answers the same either way."""
+        stored or sent) otherwise. The caller answers the same either way. Without a way
+        to send it (``deliverable`` False: no ``[outbound] relay``) no link is made, and a
+        warning tells the operator."""
         address = normalize_email(email)
         if not self.reviewer_accounts(address):
             log.info("review.link_refused", reason="not a contact admin")
@@ -94,15 +156,16 @@ class Review:
         if pending >= MAX_PENDING:  # somebody keeps asking: no more mail to that inbox
             log.info("review.link_refused", reason="too many unused links")
             return False
-        secret = secrets.token_urlsafe(24)
-        link_id = self.session.connection().execute(sa.insert(_R).values(
-            email=address, secret_hash=_hash(secret), created_at=now,
-            expires_at=now + timedelta(seconds=lifetime)).returning(_R.c.id)).scalar_one()
-        url = f"{base_url.rstrip('/')}/review/link/{link_id}.{secret}"
-        self.mail.queue("review.sign_in", address, sign_in_mail(
-            to=address, url=url, minutes=max(1, round(lifetime / 60)), from_name=from_name,
-            sender=sender, domain=domain))
-        log.info("review.link_sent", link_id=link_id)
+        if not deliverable:
+            log.warning("review.link_unsent", reason="no [outbound] relay configured",
+                        hint="set [outbound] relay, or print a link with "
+                             "`feedback-mta review link EMAIL`")
+            return False
+        link = self._new_link(address, base_url, lifetime)
+        self.mail.queue(SIGN_IN, address, sign_in_mail(
+            to=address, url=link.url, minutes=max(1, round(lifetime / 60)),
+            from_name=from_name, sender=sender, domain=domain, link_id=link.id))
+        log.info("review.link_sent", link_id=link.id)
         return True
 
     def use_sign_in_link(self, token: str, session_lifetime: float,

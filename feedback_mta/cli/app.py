@@ -1,9 +1,9 @@
 """``feedback-mta``: the command admins and their scripts use.
 
 One module per command group (``server``, ``accounts``, ``leads``, ``contacts``,
-``quality``, ``inbox``, ``parse``); each holds only arguments, calls to ``queries`` and
-``actions``, and printing (``common``). A new command is a function in its group's module;
-a new group is a module registered below.
+``quality``, ``inbox``, ``parse``, ``review``, ``outbox``); each holds only arguments,
+calls to ``queries`` and ``actions``, and printing (``common``). A new command is a
+function in its group's module; a new group is a module registered below.
 
 Every command takes ``--config FILE`` (or ``$FEEDBACK_MTA_CONFIG``) and ``--json``. With
 ``--json`` stdout carries only JSON: one object, or one object per line for lists; logs go
@@ -20,7 +20,17 @@ from typing import Annotated
 
 import typer
 
-from feedback_mta.cli import accounts, contacts, inbox, leads, platform, quality, server
+from feedback_mta.cli import (
+    accounts,
+    contacts,
+    inbox,
+    leads,
+    outbox,
+    platform,
+    quality,
+    review,
+    server,
+)
 from feedback_mta.cli.common import (
     ENGINES,
     EXIT_CONFIG,
@@ -75,6 +85,8 @@ app.add_typer(inbox.inbox_app, name="inbox")
 app.command("events")(inbox.events)
 app.add_typer(platform.key_app, name="key")
 app.add_typer(platform.webhook_app, name="webhook")
+app.add_typer(review.review_app, name="review")
+app.add_typer(outbox.outbox_app, name="outbox")
 
 
 @app.command("parse")

@@ -161,6 +161,9 @@ def check_config(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     if cfg.http.public_url.startswith("http://"):
         warnings.append("[http] public_url is not https: RFC 8058 one-click needs an HTTPS "
                         "URL, and mailbox providers ignore others")
+    if cfg.unsendable:
+        warnings.append(f"[outbound] relay is empty: {' and '.join(cfg.unsendable)} are on "
+                        "but never sent (nor the digests); set a relay")
     if (hooks or cfg.http.public_url) and cfg.http.address is None:
         warnings.append("[http] listen is empty: one-click unsubscribes and ESP webhooks "
                         "have nowhere to arrive")

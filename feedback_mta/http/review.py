@@ -1,5 +1,8 @@
-"""The review page: contact admins restore leads flagged automatically and keep suspected
-contacts, one click each. Server-rendered HTML (Jinja2, escaped), no JavaScript.
+"""The review page: contact admins see every lead of their accounts flagged as spam (by the
+system, a dealer's reply, the API, the command line or this page: who, and why), filter them
+by who flagged them, restore them (and undo that: a lead restored lately can be flagged
+again), and keep suspected contacts, one click each. Server-rendered HTML (Jinja2,
+escaped), no JavaScript: the filter and the paging are plain GET forms and links.
 
 Signing in: ``GET /review/`` asks for an address; if it is a contact admin's, a link is
 mailed (``actions.review``: single use, ``[review] link_lifetime``), and the answer is the
@@ -25,10 +28,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy.engine import Engine
@@ -36,14 +40,14 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from feedback_mta import logs
-from feedback_mta.actions import ActionError, Actor, unit_of_work
+from feedback_mta.actions import ActionError, Actor, UnitOfWork, unit_of_work
 from feedback_mta.actions.accounts import normalize_email
 from feedback_mta.actions.review import reviewer_accounts, session_email
 from feedback_mta.config import Config
 from feedback_mta.http.charts import review_charts
 from feedback_mta.http.services import Config_, Engine_, Reader, Services
 from feedback_mta.queries.reports import account_days
-from feedback_mta.queries.review import to_review
+from feedback_mta.queries.review import FLAGGERS, to_review
 from feedback_mta.store.models import Contact, Lead
 
 log = logs.get(__name__)
@@ -53,11 +57,15 @@ router = APIRouter(prefix="/review", include_in_schema=False)
 #: Ids as the database holds them (a bigger one is a 422, never an overflow).
 MAX_ID = 2**31 - 1
 ObjectId = Annotated[int, Path(ge=1, le=MAX_ID)]
+#: The page's filter: every spam lead (""), or those one way flagged (``FLAGGERS``).
+ByFilter = Literal["", "system", "reply", "api", "page", "cli"]
+assert set(get_args(ByFilter)) == {"", *FLAGGERS}
 
 COOKIE = "fm_review"
 _ENV = Environment(loader=PackageLoader("feedback_mta.http", "templates"),
                    autoescape=select_autoescape(default=True))
 _NOTES = {"restored": "Lead #{id} restored: it is back among the leads and goes out as usual.",
+          "flagged": "Lead #{id} flagged as spam again: it is off the leads and kept here.",
           "kept": "Contact #{id} kept: it will not be opted out.",
           "unchanged": "#{id} had changed already; nothing to do."}
 
@@ -141,18 +149,24 @@ def _base_url(config: Config, request: Request) -> str:
 
 @router.get("/")
 def review_page(request: Request, config: Config_, reader: Reader, done: str = "",
-                id: int = 0) -> Response:
+                id: int = 0, by: ByFilter = "",
+                before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Response:
     who = signed_in(config, request, reader)
     if who is None:
         return _page("sign_in", title="Review")
     email, cookie = who
     with Session(reader) as session:
-        accounts = to_review(session, reviewer_accounts(session, email))
+        accounts = to_review(session, reviewer_accounts(session, email), by=by, before=before)
         charts = {a.id: review_charts(account_days(session, a.id), config.guard)
                   for a in accounts}
     note = _NOTES[done].format(id=id) if done in _NOTES else None
+    # Undo a restore: while the lead is still restored (and one of this admin's).
+    undo = id if done == "restored" and any(
+        r.id == id for account in accounts for r in account.restored) else None
     return _page("review", title="Review", email=email, csrf=csrf_token(config, cookie),
-                 accounts=accounts, note=note, charts=charts)
+                 accounts=accounts, note=note, undo=undo, by=by, before=before,
+                 flaggers={name: label for name, (_, label) in FLAGGERS.items()},
+                 charts=charts)
 
 
 @router.post("/sign-in")
@@ -211,8 +225,13 @@ async def sign_out(request: Request, config: Config_, engine: Engine_) -> Respon
     return response
 
 
+#: What a button does to a lead or a contact (True: changed; False: it had changed already).
+Change = Callable[[UnitOfWork, Any], bool]
+
+
 async def _change(request: Request, config: Config, engine: Engine,
-                  model: type[Lead | Contact], object_id: int, done: str) -> Response:
+                  model: type[Lead | Contact], object_id: int, done: str,
+                  change: Change) -> Response:
     who = await run_in_threadpool(signed_in, config, request, engine)
     if who is None:
         return _page("sign_in", 401, title="Review",
@@ -229,9 +248,7 @@ async def _change(request: Request, config: Config, engine: Engine,
                                             else uow.session.get(Contact, object_id))
             if found is None or found.account_id not in uow.review.reviewer_accounts(email):
                 return None  # the same answer for another account's as for none
-            if isinstance(found, Lead):
-                return uow.leads.restore(found)
-            return uow.quality.verify(found)
+            return change(uow, found)
 
     changed = await run_in_threadpool(act_on)
     if changed is None:
@@ -243,10 +260,20 @@ async def _change(request: Request, config: Config, engine: Engine,
 @router.post("/leads/{lead_id}/restore")
 async def restore_lead(request: Request, config: Config_, engine: Engine_,
                        lead_id: ObjectId) -> Response:
-    return await _change(request, config, engine, Lead, lead_id, "restored")
+    return await _change(request, config, engine, Lead, lead_id, "restored",
+                         lambda uow, lead: uow.leads.restore(lead))
+
+
+@router.post("/leads/{lead_id}/flag")
+async def flag_lead(request: Request, config: Config_, engine: Engine_,
+                    lead_id: ObjectId) -> Response:
+    """Flag a lead as spam again (the undo of a restore), as a dealer's ``SPAM`` would."""
+    return await _change(request, config, engine, Lead, lead_id, "flagged",
+                         lambda uow, lead: uow.leads.flag_spam(lead))
 
 
 @router.post("/contacts/{contact_id}/keep")
 async def keep_contact(request: Request, config: Config_, engine: Engine_,
                        contact_id: ObjectId) -> Response:
-    return await _change(request, config, engine, Contact, contact_id, "kept")
+    return await _change(request, config, engine, Contact, contact_id, "kept",
+                         lambda uow, contact: uow.quality.verify(contact))

@@ -5,7 +5,9 @@ else (the timing must not tell who may review); whether the address may review, 
 and the mail are worked out here afterwards, on a ``Runner`` thread that the HTTP server
 starts and stops with itself. One at a time, so that an address's unused links are counted
 before the next is made; at most ``MAX_WAITING`` wait, and a flood of them queues no more
-work (the answer is the same; whoever asked can ask again).
+work (the answer is the same; whoever asked can ask again). Without ``[outbound] relay``
+no link is made (it could not be sent): the answer is still the same, and a warning
+(``review.link_unsent``) tells the operator.
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ class SignIns(Runner[tuple[str, str]]):
                 uow.review.send_sign_in_link(address, base, config.review.link_lifetime,
                                              from_name=config.outbound.from_name,
                                              sender=f"{Box.POSTMASTER.value}@{book.domain}",
-                                             domain=book.domain)
+                                             domain=book.domain,
+                                             deliverable=config.outbound.relay_address
+                                             is not None)
                 queued = list(uow.recorder.queued_mail)
             self.on_mail(queued)
 

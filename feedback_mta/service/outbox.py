@@ -6,7 +6,10 @@ transaction that flags the lead, so a crash can neither flag without answering n
 without flagging. After the commit the ``Outbox`` thread delivers it. Delivery failures
 are retried by the scheduler (``outbox.flush``), up to ``max_attempts``, then the mail is
 left ``failed`` with its error. A crash between the relay's 250 and our ``sent`` can send
-one mail twice; that is the trade against ever losing one.
+one mail twice; that is the trade against ever losing one. A review page sign-in mail
+whose link can no longer sign in (it expired while the relay was away, say) is never
+sent: it is left ``expired`` (``mail.expired``). ``feedback-mta outbox`` lists, retries
+and purges them.
 
 What we send follows RFC 3834: ``Auto-Submitted: auto-replied``, the null envelope sender
 (so no bounce or vacation reply ever comes back to us), threaded to the reply with
@@ -18,12 +21,14 @@ from __future__ import annotations
 
 import re
 import smtplib
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from feedback_mta import counters, logs
+from feedback_mta.actions import review
 from feedback_mta.config import OutboundConfig
 from feedback_mta.runner import Runner
 from feedback_mta.store import db
@@ -105,6 +110,18 @@ def probe(cfg: OutboundConfig, timeout: float | None = None) -> str:
         raise RelayProblem(f"relay {where}: {exc.strerror or exc}") from None
 
 
+def _expire_if_dead(conn: sa.Connection, mail_id: int, row: Any,
+                    now: datetime) -> bool:
+    """Leave a sign-in mail ``expired`` when its link can no longer sign in; whether it
+    was. In the claim's transaction: nothing else tries the mail meanwhile."""
+    if row.purpose != review.SIGN_IN or not review.link_expired(conn, row.raw, now):
+        return False
+    conn.execute(sa.update(_T).where(_T.c.id == mail_id).values(
+        state=OutboundState.EXPIRED.value,
+        last_error="the sign-in link expired before the mail could be sent"))
+    return True
+
+
 def deliver_one(engine: Engine, cfg: OutboundConfig, mail_id: int) -> str | None:
     """One attempt at one queued mail; its new state, or None if it was not ours to try."""
     now = utcnow()
@@ -116,8 +133,15 @@ def deliver_one(engine: Engine, cfg: OutboundConfig, mail_id: int) -> str | None
                     next_attempt_at=now + timedelta(seconds=cfg.retry_interval))).rowcount
         row = conn.execute(sa.select(_T.c.mail_from, _T.c.rcpt_to, _T.c.raw, _T.c.attempts,
                                      _T.c.purpose).where(_T.c.id == mail_id)).one_or_none()
+        expired = bool(claimed) and row is not None and _expire_if_dead(conn, mail_id, row,
+                                                                        now)
     if not claimed or row is None:
         return None
+    if expired:
+        counters.OUTBOUND.labels("expired").inc()
+        log.warning("mail.expired", outbound_id=mail_id, purpose=row.purpose,
+                    attempts=row.attempts, link_id=review.link_of(row.raw))
+        return OutboundState.EXPIRED.value
     try:
         _send(cfg, row.mail_from, row.rcpt_to, row.raw)
     except Exception as exc:

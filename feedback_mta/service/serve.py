@@ -174,6 +174,9 @@ class Service:
     async def _outbox(self, stack: AsyncExitStack) -> None:
         self.outbox = Outbox(self.engine, self.config.outbound)
         self.outbox.start()
+        if self.config.unsendable:
+            log.warning("config.no_relay", unsendable=self.config.unsendable,
+                        hint="set [outbound] relay: nothing we send leaves without one")
         stack.push_async_callback(asyncio.to_thread, self.outbox.stop)
 
     async def _processor(self, stack: AsyncExitStack) -> None:

@@ -31,6 +31,10 @@ class Role(StrEnum):
 
 
 class OutboundState(StrEnum):
+    """Outbound mail: queued -> sent | failed (retries spent, or refused for good) |
+    expired (a sign-in link that could no longer sign in by the time it could go)."""
+
     QUEUED = "queued"
     SENT = "sent"
     FAILED = "failed"
+    EXPIRED = "expired"
