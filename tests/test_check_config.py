@@ -100,6 +100,18 @@ def test_no_relay_and_the_example_secret_are_said(tmp_path, sqlite_url):
                    "never sent (nor the digests); set a relay"]
 
 
+def test_webhooks_to_private_networks_are_said(tmp_path, sqlite_url):
+    """The example config lets a receiver on loopback have the events (the walkthrough);
+    a deployment that keeps it is told."""
+    path = write_config(tmp_path / "c.toml", sqlite_url, replies={"acknowledge": False},
+                        webhooks={"allow_private_networks": True})
+    ok_json(path, "db", "upgrade")
+    [warning] = ok_json(path, "check-config")["warnings"]
+    assert warning.startswith("[webhooks] allow_private_networks is on")
+    path = write_config(tmp_path / "c.toml", sqlite_url, replies={"acknowledge": False})
+    assert ok_json(path, "check-config")["warnings"] == []
+
+
 def test_mail_that_cannot_go_without_a_relay_is_said(tmp_path, sqlite_url, relay):
     """The review page (its sign-in links) and acknowledgements, on without a relay: each
     named; neither on, or a relay set: no such warning."""

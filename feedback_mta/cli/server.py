@@ -164,6 +164,9 @@ def check_config(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     if cfg.unsendable:
         warnings.append(f"[outbound] relay is empty: {' and '.join(cfg.unsendable)} are on "
                         "but never sent (nor the digests); set a relay")
+    if cfg.webhooks.allow_private_networks:
+        warnings.append("[webhooks] allow_private_networks is on: webhook URLs may point at "
+                        "this host and its private networks; turn it off outside a test setup")
     if (hooks or cfg.http.public_url) and cfg.http.address is None:
         warnings.append("[http] listen is empty: one-click unsubscribes and ESP webhooks "
                         "have nowhere to arrive")
