@@ -59,6 +59,13 @@ _HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
             "X-Frame-Options": "DENY", "X-Robots-Tag": "noindex",
             "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
                                        "form-action 'self'; frame-ancestors 'none'"}
+_HOURS = int(RESUBSCRIBE_WINDOW / timedelta(hours=1))
+_REFUSALS = {
+    Resubscribe.EXPIRED: f"an unsubscribe can be undone here for {_HOURS} hours only, and "
+                         "that time has passed; to receive these emails again, ask the sender",
+    Resubscribe.REFUSED: "this page cannot resubscribe this address: it was not unsubscribed "
+                         "through this link (it was reported as spam, its mail bounced, or "
+                         "it was stopped otherwise), and it is not mailed again from here"}
 _ERRORS = {400: "Not understood", 404: "Link not recognised", 409: "Not possible",
            415: "Not understood", 503: "Try again in a moment"}
 
@@ -99,7 +106,7 @@ def prefers_html(accept: str) -> bool:
 def _page(name: str, status: int = 200, headers: dict[str, str] | None = None,
           **values: Any) -> HTMLResponse:
     html = _ENV.get_template(f"unsubscribe/{name}.html").render(
-        window_hours=int(RESUBSCRIBE_WINDOW / timedelta(hours=1)), **values)
+        window_hours=_HOURS, **values)
     return HTMLResponse(html, status_code=status, headers={**_HEADERS, **(headers or {})})
 
 
@@ -218,7 +225,8 @@ def _resubscribe(services: HttpServices, contact_id: int, ip: str | None,
 
 @router.post("/u/{token}/resubscribe")
 async def resubscribe(request: Request, services: Services, token: str) -> HTMLResponse:
-    """Undo this link's unsubscribe, within the window; 409 (and why) when it may not."""
+    """Undo this link's unsubscribe, within the window; 409 (and why) when it may not, and
+    503 while a click of the link is still being processed."""
     contact_id = _contact_of(request, services.book, token)
     if (await _form(request)).get("resubscribe") != "yes":
         raise ProblemError(400, "the form must carry resubscribe=yes")
@@ -237,9 +245,9 @@ async def resubscribe(request: Request, services: Services, token: str) -> HTMLR
             request.headers.get("user-agent", ""))
     except NotFound:
         raise ProblemError(404, "this link names no address on our lists") from None
-    status = 200 if verdict in (Resubscribe.DONE, Resubscribe.NOT_UNSUBSCRIBED) else 409
-    return _page("resubscribed", status, title="Resubscribe", found=found,
-                 verdict=verdict.value)
+    if verdict in _REFUSALS:
+        raise ProblemError(409, _REFUSALS[verdict])
+    return _page("resubscribed", title="Resubscribe", found=found, verdict=verdict.value)
 
 
 @router.api_route("/u/{rest:path}", methods=["GET", "POST"])
