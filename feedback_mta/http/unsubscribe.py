@@ -250,7 +250,8 @@ async def resubscribe(request: Request, services: Services, token: str) -> HTMLR
     return _page("resubscribed", title="Resubscribe", found=found, verdict=verdict.value)
 
 
-@router.api_route("/u/{rest:path}", methods=["GET", "POST"])
+@router.get("/u/{rest:path}", name="mangled_link")
+@router.post("/u/{rest:path}", name="mangled_link_post")
 async def mangled(request: Request, rest: str) -> Response:
     """A link cut or mangled on its way (a mail client's line break, a stray slash)."""
     raise refuse(one_click.NAME, request, "not a valid unsubscribe link", status=404)
