@@ -210,7 +210,7 @@ def test_accounts_users_and_roles(config_file, dealer):
     ok_json(config_file, "user", "remove", "--account", str(account), "--email",
             "boss@dealer.test")
     assert rows(config_file, "user", "list", "--account", str(account)) == []
-    trail = [e["action"] for e in rows(config_file, "events", "--account", str(account))]
+    trail = [e["type"] for e in rows(config_file, "events", "--account", str(account))]
     assert trail[-2:] == ["user.roles_revoked", "user.removed"]
 
 
@@ -231,7 +231,7 @@ def test_contacts_optin_list_by_email_and_mailable(config_file, dealer):
     table = run(config_file, "contact", "list").stdout.splitlines()[0].split()
     assert "MAILABLE" in table
     optin = [e for e in rows(config_file, "events", "--contact", contact)
-             if e["action"] == "contact.opted_in"]
+             if e["type"] == "contact.opted_in"]
     assert optin[0]["data"]["previous_reason"] == "manual"
     assert optin[0]["reason"] == "asked on the phone"
 
@@ -251,10 +251,10 @@ def test_events_trail_of_a_contact_includes_its_leads(config_file, dealer):
     _, lead = dealer
     ok_json(config_file, "lead", "flag", str(lead["id"]), "--by", "boss")
     trail = rows(config_file, "events", "--contact", str(lead["contact_id"]))
-    assert [e["action"] for e in trail] == ["contact.created", "lead.created",
+    assert [e["type"] for e in trail] == ["contact.created", "lead.created",
                                             "lead.flagged_spam"]
     assert trail[-1]["actor"] == "cli:boss"
-    assert [e["action"] for e in rows(config_file, "events", "--lead", str(lead["id"]))] == [
+    assert [e["type"] for e in rows(config_file, "events", "--lead", str(lead["id"]))] == [
         "lead.created", "lead.flagged_spam"]
     assert rows(config_file, "events", "--since", "2099-01-01") == []
     assert len(rows(config_file, "events", "--since", "1h")) == len(
@@ -285,7 +285,7 @@ def test_inbox_show_list_filters_and_reprocess_after_the_role_is_granted(
     shown = ok_json(config, "inbox", "show", "--message-id", "clerk-reply@dealer.test")
     assert shown["id"] == message_id and shown["kind"] == "reply"
     assert "Subject: Re: New lead" in shown["headers"]
-    assert [e["action"] for e in shown["events"]] == ["reply.refused"]
+    assert [e["type"] for e in shown["events"]] == ["reply.refused"]
     human = run(config, "inbox", "show", str(message_id)).stdout
     assert "reply.refused" in human and "Subject: Re: New lead" in human
     raw_out = run(config, "inbox", "show", str(message_id), "--raw")
@@ -301,7 +301,7 @@ def test_inbox_show_list_filters_and_reprocess_after_the_role_is_granted(
     failed = run(config, "inbox", "reprocess", str(message_id))
     assert failed.returncode == EXIT_FAILED
     assert f"inbound message {message_id} is processed, not ignored" in one_error_line(failed)
-    requeued = [e for e in rows(config, "events") if e["action"] == "inbox.requeued"]
+    requeued = [e for e in rows(config, "events") if e["type"] == "inbox.requeued"]
     assert requeued[0]["subject_id"] == message_id
 
 

@@ -139,6 +139,9 @@ def _cases() -> list:
         case(f"unsubscribe-get-{token[:8]}", "GET", f"/u/{token}", 404, key=False)
         case(f"unsubscribe-post-{token[:8]}", "POST", f"/u/{token}", 404, key=False,
              content=b"List-Unsubscribe=One-Click")
+        case(f"resubscribe-{token[:8]}", "POST", f"/u/{token}/resubscribe", 404, key=False,
+             content=b"resubscribe=yes",
+             headers={"Content-Type": "application/x-www-form-urlencoded"})
         case(f"review-link-{token[:8]}", "POST", f"/review/link/{token}", (200, 400, 404, 410),
              key=False)
     for link in ["99999999999.secret", "2147483648.secret", "\u0661.secret", "1.\u00e9"]:
@@ -238,7 +241,8 @@ _ROUTES = st.sampled_from([
     ("GET", "/v1/contacts/{}/headers"), ("GET", "/v1/accounts/{}"),
     ("GET", "/v1/suppressions?after={}"), ("GET", "/v1/events?after={}"),
     ("POST", "/v1/leads"), ("POST", "/v1/contacts"), ("POST", "/v1/webhooks"),
-    ("GET", "/u/{}"), ("POST", "/u/{}"), ("POST", "/hooks/mailgun"),
+    ("GET", "/u/{}"), ("POST", "/u/{}"), ("POST", "/u/{}/resubscribe"),
+    ("POST", "/hooks/mailgun"),
     ("POST", "/hooks/postmark"), ("POST", "/hooks/sendgrid"), ("POST", "/hooks/ses"),
     ("POST", "/hooks/{}"), ("GET", "/review/"), ("POST", "/review/sign-in"),
     ("GET", "/review/link/{}"), ("POST", "/review/link/{}"), ("POST", "/review/sign-out"),
@@ -306,7 +310,8 @@ def test_schemathesis_over_the_routes_the_api_document_leaves_out(edge, tmp_path
     document = get_openapi(title="hidden routes", version="0", routes=routes)
     document["paths"] = {p: ops for p, ops in document["paths"].items()
                          if not p.startswith("/v1/") and p not in ("/openapi.json",)}
-    assert {"/u/{token}", "/hooks/{provider}"} <= document["paths"].keys()
+    assert {"/u/{token}", "/u/{token}/resubscribe", "/hooks/{provider}"} \
+        <= document["paths"].keys()
     assert any(p.startswith("/review") for p in document["paths"])
     (tmp_path / "hidden.json").write_text(json.dumps(document))
     done = subprocess.run(

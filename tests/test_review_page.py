@@ -67,9 +67,9 @@ class Desk:
 
     def events(self, action: str, subject_id: int) -> list[dict]:
         return [e for e in ok_rows(self.path, "events", "--lead", str(subject_id))
-                if e["action"] == action] if action.startswith("lead.") else [
+                if e["type"] == action] if action.startswith("lead.") else [
             e for e in ok_rows(self.path, "events", "--contact", str(subject_id))
-            if e["action"] == action]
+            if e["type"] == action]
 
 
 @pytest.fixture

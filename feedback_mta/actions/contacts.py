@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -10,7 +14,17 @@ from sqlmodel import Session, select
 from feedback_mta import events
 from feedback_mta.actions.accounts import Accounts, check_text, normalize_email, normalize_ip
 from feedback_mta.actions.audit import Invalid, NotFound, Recorder
-from feedback_mta.store.models import Contact, ContactStatus, Lead, Tag, table_of, utcnow
+from feedback_mta.quality.verdict import Level
+from feedback_mta.store import db
+from feedback_mta.store.models import (
+    Contact,
+    ContactStatus,
+    Event,
+    Lead,
+    Tag,
+    table_of,
+    utcnow,
+)
 
 _C = table_of(Contact)
 #: Built once: a third cheaper than ``Session.get``, which builds its query on each call
@@ -26,6 +40,78 @@ _UNDELIVERABLE = sa.update(_C).where(
     undeliverable_at=sa.bindparam("b_undeliverable_at"),
     undeliverable_reason=sa.bindparam("b_undeliverable_reason"),
     updated_at=sa.bindparam("b_updated_at"))
+
+
+#: The reason of the opt-in a person makes on the unsubscribe page, undoing their click.
+RESUBSCRIBED = "resubscribed"
+#: How long after a click on the unsubscribe link the page still undoes it.
+RESUBSCRIBE_WINDOW = timedelta(hours=24)
+#: What no resubscribe lifts (seed 000: never mailed again), when recorded after the click.
+_STICKY = (events.CONTACT_COMPLAINED, events.CONTACT_HARD_BOUNCED, events.CONTACT_INVALID)
+_E = table_of(Event)
+
+
+class Resubscribe(StrEnum):
+    """What a resubscribe through the unsubscribe link does (or did)."""
+
+    #: Allowed now (the page offers it); ``Contacts.resubscribe`` answers DONE once made.
+    ALLOWED = "allowed"
+    DONE = "done"
+    #: Not opted out: nothing to undo.
+    NOT_UNSUBSCRIBED = "not_unsubscribed"
+    #: The link's unsubscribe is older than ``RESUBSCRIBE_WINDOW``.
+    EXPIRED = "expired"
+    #: Opted out otherwise (a complaint, a bounce, known bad, an admin, a mailed request).
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class OptOutFacts:
+    """What decides whether a resubscribe may lift a contact's opt-out."""
+
+    status: str
+    opt_out_reason: str | None
+    #: Known bad (``quality`` invalid) or its address bounced: never lifted from the page.
+    barred: bool
+    #: When the contact's latest opt-out was made through its one-click link; None when
+    #: it was made otherwise (or never).
+    link_opted_out_at: datetime | None
+    #: A complaint, hard bounce or known-bad verdict recorded since that opt-out.
+    sticky_since: bool
+    #: Resubscriptions through the link so far (part of a click's identity).
+    resubscriptions: int
+
+
+def opt_out_facts(session: Session, contact: Contact, link_via: str) -> OptOutFacts:
+    """Read from the contact and its audit trail (``ix_event_subject``); ``link_via`` is
+    the ``via`` of an opt-out made through the link (``one-click``: the caller's word, so
+    that the actions need not load the HTTP readers)."""
+    mine = (_E.c.subject_type == "contact", _E.c.subject_id == contact.id)
+    last = session.execute(sa.select(_E.c.id, _E.c.via, _E.c.at).where(
+        *mine, _E.c.action == events.CONTACT_OPTED_OUT).order_by(_E.c.id.desc()).limit(1)).first()
+    sticky = last is not None and session.execute(sa.select(_E.c.id).where(
+        *mine, _E.c.action.in_(_STICKY), _E.c.id > last.id).limit(1)).first() is not None
+    resubscriptions = session.execute(sa.select(sa.func.count()).where(
+        *mine, _E.c.action == events.CONTACT_OPTED_IN, _E.c.reason == RESUBSCRIBED)).scalar()
+    return OptOutFacts(
+        status=str(contact.status), opt_out_reason=contact.opt_out_reason,
+        barred=contact.quality == Level.INVALID or contact.undeliverable_at is not None,
+        link_opted_out_at=db.aware(last.at) if last is not None and last.via == link_via else None,
+        sticky_since=sticky, resubscriptions=int(resubscriptions or 0))
+
+
+def resubscribe_verdict(facts: OptOutFacts, now: datetime,
+                        window: timedelta = RESUBSCRIBE_WINDOW) -> Resubscribe:
+    """Only an unsubscribe made through the link, within ``window``, is lifted: never a
+    complaint, a bounce or a known-bad verdict (seed 000), nor anyone else's opt-out."""
+    if facts.status != ContactStatus.OPTED_OUT:
+        return Resubscribe.NOT_UNSUBSCRIBED
+    if (facts.opt_out_reason != "unsubscribe" or facts.link_opted_out_at is None
+            or facts.sticky_since or facts.barred):
+        return Resubscribe.REFUSED
+    if facts.link_opted_out_at < now - window:
+        return Resubscribe.EXPIRED
+    return Resubscribe.ALLOWED
 
 
 _CONTACTS = select(Contact).where(_C.c.id.in_(sa.bindparam("b_ids", expanding=True)))
@@ -95,9 +181,10 @@ class Contacts:
                              reason=reason)
         return True
 
-    def opt_in(self, contact: Contact, reason: str) -> bool:
-        """Undo an opt-out (an admin's ``contact optin``, or ``Quality.verify`` undoing the
-        check's); False when not opted out."""
+    def opt_in(self, contact: Contact, reason: str, **evidence: Any) -> bool:
+        """Undo an opt-out (an admin's ``contact optin``, ``Quality.verify`` undoing the
+        check's, a person's resubscribe); False when not opted out. ``evidence`` goes into
+        the event's data."""
         self.recorder.lock(contact)
         if contact.status != ContactStatus.OPTED_OUT:
             return False
@@ -107,8 +194,23 @@ class Contacts:
         contact.updated_at = utcnow()
         self.session.add(contact)
         self.recorder.record(events.CONTACT_OPTED_IN, "contact", contact.id, contact.account_id,
-                             reason=reason, previous_reason=previous)
+                             reason=reason, previous_reason=previous, **evidence)
         return True
+
+    def resubscribe(self, contact: Contact, link_via: str, ip: str | None, user_agent: str,
+                    window: timedelta = RESUBSCRIBE_WINDOW) -> Resubscribe:
+        """A person undoes their click on the unsubscribe link (``resubscribe_verdict``):
+        an opt-in with reason ``resubscribed`` and its evidence (time, address, browser),
+        DONE; or why not, changing nothing."""
+        self.recorder.lock(contact)
+        now = utcnow()
+        facts = opt_out_facts(self.session, contact, link_via)
+        verdict = resubscribe_verdict(facts, now, window)
+        if verdict is not Resubscribe.ALLOWED:
+            return verdict
+        self.opt_in(contact, RESUBSCRIBED, at=now.isoformat(), ip=normalize_ip(ip),
+                    user_agent=user_agent[:300])
+        return Resubscribe.DONE
 
     def delete(self, contact: Contact) -> dict[str, int]:
         """Delete the contact with its leads and tags (a person asked to be forgotten, or a

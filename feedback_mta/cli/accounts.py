@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from feedback_mta.cli import output
 from feedback_mta.cli.common import (
     EXIT_USAGE,
     AccountOpt,
@@ -17,6 +18,7 @@ from feedback_mta.cli.common import (
     command,
     emit,
     emit_rows,
+    jsonable,
     load,
     reading,
     write_engine,
@@ -66,7 +68,31 @@ def account_show(account_id: IdArg, config: ConfigOpt = None, as_json: JsonOpt =
     from feedback_mta.queries import accounts
 
     with reading(config) as (cfg, session):
-        emit(accounts.show(session, account_id, cfg.guard.window), as_json)
+        shown = accounts.show(session, account_id, cfg.guard.window)
+    if as_json:
+        emit(shown, True)
+        return
+    print("\n".join(readable(shown)))
+
+
+def readable(obj: dict[str, Any], indent: str = "") -> list[str]:
+    """An object as people read it: ``key  value`` lines; a nested object's keys indented
+    under its own; a list of objects as indented blocks, each led by ``-`` (the guard's
+    figures, the users), never a JSON blob."""
+    obj = jsonable(obj)
+    width = max((len(k) for k in obj), default=0)
+    lines: list[str] = []
+    for key, value in obj.items():
+        if isinstance(value, dict) and value:
+            lines += [f"{indent}{key}", *readable(value, indent + "  ")]
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            lines.append(f"{indent}{key}")
+            for item in value:
+                block = readable(item, indent + "    ")
+                lines += [f"{indent}  - {block[0].lstrip()}", *block[1:]]
+        else:
+            lines.append(f"{indent}{key:<{width}}  {output.human(value)}".rstrip())
+    return lines
 
 
 @account_app.command("resume")

@@ -80,11 +80,26 @@ def inbox_show(
     if as_json:
         emit(detail, True)
         return
-    headers, caused = detail.pop("headers"), detail.pop("events")
+    headers, body, caused = detail.pop("headers"), detail.pop("body"), detail.pop("events")
     emit(detail, False)
-    print(f"\n{headers or '(raw bytes purged)'}\n")
-    emit_rows(caused, ("id", "at", "action", "subject_type", "subject_id", "actor", "reason"),
-              False)
+    print(f"\n{_stored(headers, body, detail)}\n")
+    emit_rows(caused, ("id", "created_at", "type", "subject_type", "subject_id", "actor",
+                       "reason"), False)
+
+
+def _stored(headers: str | None, body: str | None, detail: dict) -> str:
+    """What ``inbox show`` prints of the stored bytes: a mail's header block, an HTTP
+    request's body (an ESP's event, a one-click form: it has no headers), or why neither."""
+    from feedback_mta.queries.inbox import BODY_SHOWN
+
+    if headers:
+        return headers
+    size = detail["raw_size"]
+    if body is not None:
+        cut = (f"\n(the first {BODY_SHOWN} of {size} bytes; --raw writes them all)"
+               if size > BODY_SHOWN else "")
+        return f"(HTTP request body, {size} bytes)\n{body}{cut}"
+    return "(raw bytes purged)" if detail.get("purged_at") else "(no bytes stored)"
 
 
 def _requeue(ids: list[int] | None, every: bool, state: MessageState, config: ConfigOpt,
@@ -130,14 +145,15 @@ def events(
     limit: Annotated[int, typer.Option("--limit", metavar="N", min=1)] = 1000,
     config: ConfigOpt = None, as_json: JsonOpt = False,
 ) -> None:
-    """The audit trail: every change, who made it, why, from which inbound message."""
+    """The audit trail: every change, who made it, why, from which inbound message (each
+    event's `type` and `created_at` named as in the API's /v1/events)."""
     from feedback_mta.queries import events as queries
 
     after = since_time(since)
     with connection(config) as conn:
         rows = queries.trail(conn, lead=lead, contact=contact, account=account,
                              since=after, limit=limit)
-    emit_rows(rows, ("id", "at", "action", "subject_type", "subject_id", "account_id",
+    emit_rows(rows, ("id", "created_at", "type", "subject_type", "subject_id", "account_id",
                      "actor", "reason", "inbound_message_id"), as_json)
 
 

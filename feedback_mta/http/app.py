@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from feedback_mta import counters, logs
 from feedback_mta.config import Config
 from feedback_mta.edge.intake import Intake
-from feedback_mta.http import hooks, problems, reports, review, v1
+from feedback_mta.http import hooks, problems, reports, review, unsubscribe, v1
 from feedback_mta.http.services import App, HttpServices
 from feedback_mta.queries.health import health
 
@@ -48,6 +48,7 @@ def create_app(config: Config, engine: Engine, intake: Intake | None = None,
     app.include_router(v1.router)
     app.include_router(reports.router)
     app.include_router(hooks.router)
+    app.include_router(unsubscribe.router)
     app.include_router(review.router)
 
     @app.get("/healthz", summary="Does the database answer?", tags=["health"])

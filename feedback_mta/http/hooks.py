@@ -1,5 +1,6 @@
-"""Feedback over HTTPS: RFC 8058 one-click unsubscribes (``/u/TOKEN``) and the ESPs'
-webhooks (``/hooks/<provider>``), on the same durable path as mail.
+"""Feedback over HTTPS: the ESPs' webhooks (``/hooks/<provider>``), and what RFC 8058
+one-click unsubscribes (``/u/TOKEN``, in ``unsubscribe``) share with them: the same
+durable path as mail (``store_events``) and the same refusals (``refuse``).
 
 The order is the SMTP server's: check first (the token, the provider's signature; 404 or
 401 and nothing stored), then commit the raw body through the intake, then answer 2xx.
@@ -12,18 +13,14 @@ only the I/O it needs: the request, SNS certificates, the intake.
 from __future__ import annotations
 
 import asyncio
-import html
-import re
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from feedback_mta import counters, logs, tokens
-from feedback_mta.addresses import AddressBook
+from feedback_mta import counters, logs
 from feedback_mta.config import SesHookConfig
 from feedback_mta.edge.intake import Arrival, Intake, Replayed, StoreError
 from feedback_mta.http.certificates import (
@@ -32,8 +29,8 @@ from feedback_mta.http.certificates import (
     CertificateUnavailable,
 )
 from feedback_mta.http.problems import ProblemError
-from feedback_mta.http.services import Book, Services
-from feedback_mta.reading.hooks import PROVIDERS, one_click, ses
+from feedback_mta.http.services import Services
+from feedback_mta.reading.hooks import PROVIDERS, ses
 from feedback_mta.reading.hooks.base import HookEvent, HookRequest, Malformed, Refused, dedupe_key
 
 log = logs.get(__name__)
@@ -50,9 +47,9 @@ def _alive(intake: Intake | None) -> Intake:
     return intake
 
 
-async def _store(request: Request, intake: Intake | None, provider: str,
-                 events: list[HookEvent], rcpt_tos: tuple[str, ...] = (),
-                 nonce: str | None = None) -> list[int]:
+async def store_events(request: Request, intake: Intake | None, provider: str,
+                       events: list[HookEvent], rcpt_tos: tuple[str, ...] = (),
+                       nonce: str | None = None) -> list[int]:
     """Commit every event (one inbound message each) before the answer; 503 otherwise (no
     intake, or one stopping), and the provider retries (what was committed meanwhile is
     deduplicated). A ``nonce`` is recorded in the same commit: seen before with another
@@ -67,7 +64,7 @@ async def _store(request: Request, intake: Intake | None, provider: str,
         ids = await asyncio.wait_for(
             asyncio.gather(*(asyncio.wrap_future(f) for f in futures)), STORE_TIMEOUT)
     except Replayed:
-        raise _refuse(provider, request, "replayed token") from None
+        raise refuse(provider, request, "replayed token") from None
     except (StoreError, TimeoutError) as exc:
         counters.STORE_FAILED.inc()
         log.error("hook.store_failed", provider=provider, events=len(events),
@@ -79,72 +76,12 @@ async def _store(request: Request, intake: Intake | None, provider: str,
     return list(ids)
 
 
-def _refuse(provider: str, request: Request, reason: str, status: int = 401,
-            headers: dict[str, str] | None = None) -> ProblemError:
+def refuse(provider: str, request: Request, reason: str, status: int = 401,
+           headers: dict[str, str] | None = None) -> ProblemError:
     counters.HOOKS.labels(provider, "refused").inc()
     log.warning("hook.refused", provider=provider, reason=reason,
                 client=request.client.host if request.client else None)
     return ProblemError(status, reason, headers=headers)
-
-
-# --- one-click unsubscribe (RFC 8058) ----------------------------------------------------------
-
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<meta name="robots" content="noindex"><title>{title}</title>
-<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem}}
-button{{font:inherit;padding:.5rem 1.25rem}}</style></head>
-<body><h1>{title}</h1>{body}</body></html>
-"""
-
-
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(_PAGE.format(title=html.escape(title), body=body), status_code=status,
-                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
-
-
-def _contact_of(request: Request, book: AddressBook, token: str) -> int:
-    contact_id = tokens.verify(book.secrets, tokens.Purpose.UNSUBSCRIBE, token.lower())
-    if contact_id is None:
-        raise _refuse(one_click.NAME, request, "not a valid unsubscribe link", status=404)
-    return contact_id
-
-
-@router.get("/u/{token}")
-def unsubscribe_page(request: Request, book: Book, token: str) -> HTMLResponse:
-    """A page whose button POSTs: a link scanner's GET changes nothing."""
-    _contact_of(request, book, token)
-    # No action: the form posts to the URL it was shown at, whatever prefix a proxy adds.
-    form = ('<p>Stop receiving these emails?</p><form method="post"><input type="hidden" '
-            'name="List-Unsubscribe" value="One-Click"><button type="submit">Unsubscribe'
-            '</button></form>')
-    return _page("Unsubscribe", form)
-
-
-_MULTIPART_FIELD = re.compile(
-    rb'name="?List-Unsubscribe"?\r?\n(?:[^\r\n]+\r?\n)*\r?\nOne-Click\r?\n')
-
-
-@router.post("/u/{token}")
-async def unsubscribe(request: Request, services: Services, token: str) -> HTMLResponse:
-    """RFC 8058: ``List-Unsubscribe=One-Click`` opts the contact out; 200, no redirect."""
-    book = services.book
-    _contact_of(request, book, token)
-    body = await request.body()
-    if "multipart/form-data" in request.headers.get("content-type", ""):
-        if not _MULTIPART_FIELD.search(body):
-            raise _refuse(one_click.NAME, request, f"the body must carry {one_click.BODY}", 400)
-    else:
-        try:
-            one_click.check_body(body)
-        except Malformed as exc:
-            raise _refuse(one_click.NAME, request, str(exc), 400) from None
-    token = token.lower()
-    # One click per link and day acts; the copies (a client's retry) are duplicates.
-    day = datetime.now(UTC).date().isoformat()
-    await _store(request, services.intake, one_click.NAME, [HookEvent(f"{token}:{day}", body)],
-                 rcpt_tos=(f"unsubscribe+{token}@{book.domain}",))
-    return _page("Unsubscribed", "<p>You will not receive these emails any more.</p>")
 
 
 # --- ESP webhooks ----------------------------------------------------------------------------
@@ -168,9 +105,9 @@ async def provider_hook(request: Request, services: Services, provider: str) -> 
     except Refused as exc:
         headers = ({"WWW-Authenticate": 'Basic realm="feedback-mta"'}
                    if provider == "postmark" else None)
-        raise _refuse(provider, request, str(exc), headers=headers) from None
+        raise refuse(provider, request, str(exc), headers=headers) from None
     except CertificatesBusy as exc:  # checked, not yet verified: nothing fetched, try later
-        raise _refuse(provider, request, str(exc), status=503,
+        raise refuse(provider, request, str(exc), status=503,
                       headers={"Retry-After": str(exc.retry_after)}) from None
     except CertificateUnavailable as exc:
         log.error("hook.certificate_unavailable", provider=provider, error=str(exc))
@@ -185,7 +122,7 @@ async def provider_hook(request: Request, services: Services, provider: str) -> 
         counters.HOOKS.labels(provider, "malformed").inc()
         raise ProblemError(400, str(exc)) from None
     # A nonce (Mailgun's token) is refused when it signed another event before.
-    ids = await _store(request, services.intake, provider, events,
+    ids = await store_events(request, services.intake, provider, events,
                        nonce=verified if isinstance(verified, str) else None)
     return JSONResponse({"stored": len(ids)})
 
@@ -199,7 +136,7 @@ async def _subscription(request: Request, message: dict[str, Any], settings: Ses
     try:
         url = ses.trusted_url(message.get("SubscribeURL"), settings)
     except Refused as exc:
-        raise _refuse(ses.NAME, request, str(exc)) from None
+        raise refuse(ses.NAME, request, str(exc)) from None
     try:
         status = await run_in_threadpool(certificates.confirm, url)
     except CertificateUnavailable as exc:

@@ -15,16 +15,20 @@ from feedback_mta.store.models import Account, Contact, Event, Lead, table_of
 
 _E = table_of(Event)
 
-COLUMNS = ("id", "at", "action", "subject_type", "subject_id", "account_id", "actor", "via",
-           "reason", "inbound_message_id")
+#: The trail's columns, an event's name and time named as the API's feed names them
+#: (``item``: ``type``, ``created_at``), not as the table does (``action``, ``at``).
+COLUMNS = (_E.c.id, _E.c.action.label("type"), _E.c.at.label("created_at"), _E.c.subject_type,
+           _E.c.subject_id, _E.c.account_id, _E.c.actor, _E.c.via, _E.c.reason,
+           _E.c.inbound_message_id, _E.c.data)
 
 
 def trail(conn: Connection, *, lead: int | None = None, contact: int | None = None,
           account: int | None = None, since: datetime | None = None,
           limit: int = 1000) -> list[dict[str, Any]]:
-    """Events in the order they were committed, oldest first. A contact's trail includes
-    the events of its leads; a named lead, contact or account must exist."""
-    query = sa.select(*(_E.c[c] for c in COLUMNS), _E.c.data).order_by(_E.c.id)
+    """Events in the order they were committed, oldest first, named as the API's feed
+    names them (``type``, ``created_at``). A contact's trail includes the events of its
+    leads; a named lead, contact or account must exist."""
+    query = sa.select(*COLUMNS).order_by(_E.c.id)
     for value, model, name in ((lead, Lead, "lead"), (contact, Contact, "contact"),
                                (account, Account, "account")):
         if value is not None and conn.execute(sa.select(table_of(model).c.id).where(

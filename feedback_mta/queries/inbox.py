@@ -17,6 +17,8 @@ _E = table_of(Event)
 COLUMNS = ("id", "message_id", "state", "kind", "reason", "received_at", "mail_from",
            "rcpt_tos", "size", "processed_at", "duplicate_of", "error", "peer", "attempts",
            "provider")
+#: How much of an HTTP arrival's body ``show`` gives (``raw`` gives it whole).
+BODY_SHOWN = 8192
 #: How it came: ``smtp``, ``lmtp`` or ``http`` (then ``provider`` says whose).
 _SOURCE = _T.c.protocol.label("source")
 
@@ -74,17 +76,19 @@ def show(conn: Connection, message_id: int) -> dict[str, Any]:
 
     header_block = split_headers(raw)[0]
     caused = [dict(e._mapping) for e in conn.execute(
-        sa.select(_E.c.id, _E.c.at, _E.c.action, _E.c.subject_type, _E.c.subject_id,
-                  _E.c.account_id, _E.c.actor, _E.c.reason)
+        sa.select(_E.c.id, _E.c.action.label("type"), _E.c.at.label("created_at"),
+                  _E.c.subject_type, _E.c.subject_id, _E.c.account_id, _E.c.actor, _E.c.reason)
         .where(_E.c.inbound_message_id == message_id).order_by(_E.c.id))]
     copies = list(conn.execute(sa.select(_T.c.id).where(_T.c.duplicate_of == message_id)
                                .order_by(_T.c.id)).scalars())
     out = {k: v for k, v in data.items() if k in COLUMNS or k in ("purged_at", "tls",
                                                                  "protocol", "helo")}
     out["source"] = out.get("protocol")
-    # An HTTP arrival's raw is the request's body (``inbox show --raw``): no header block.
-    out["headers"] = (header_block.decode("utf-8", "replace")
-                      if raw and not data.get("provider") else None)
+    # An HTTP arrival's raw is the request's body (an ESP's event, a one-click form), with
+    # no header block: that body is what there is to show (``inbox show --raw``, whole).
+    http = bool(data.get("provider"))
+    out["headers"] = header_block.decode("utf-8", "replace") if raw and not http else None
+    out["body"] = raw[:BODY_SHOWN].decode("utf-8", "replace") if raw and http else None
     out["raw_size"] = len(raw)
     out["events"] = caused
     out["copies"] = copies

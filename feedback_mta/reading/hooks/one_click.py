@@ -11,19 +11,43 @@ follow GETs).
 
 from __future__ import annotations
 
+import re
+from datetime import date
 from urllib.parse import parse_qs
 
-from feedback_mta.reading.hooks.base import Malformed
+from feedback_mta.reading.hooks.base import Malformed, dedupe_key
 
 NAME = "one-click"
 BODY = "List-Unsubscribe=One-Click"
 
 
-def check_body(body: bytes) -> None:
-    """The form body must carry ``List-Unsubscribe=One-Click`` (RFC 8058 section 3.1)."""
+_MULTIPART_FIELD = re.compile(
+    rb'name="?List-Unsubscribe"?\r?\n(?:[^\r\n]+\r?\n)*\r?\nOne-Click\r?\n')
+
+
+def check_body(body: bytes, content_type: str = "") -> None:
+    """The form body must carry ``List-Unsubscribe=One-Click`` (RFC 8058 section 3.1), as
+    a urlencoded form or (section 3.2 allows it) a multipart one."""
+    if "multipart/form-data" in content_type:
+        if not _MULTIPART_FIELD.search(body):
+            raise Malformed(f"the body must carry {BODY}")
+        return
     try:
         fields = parse_qs(body.decode("utf-8"), keep_blank_values=True)
     except (UnicodeDecodeError, ValueError):
         raise Malformed("the body is not a form") from None
     if "One-Click" not in fields.get("List-Unsubscribe", []):
         raise Malformed(f"the body must be {BODY} (RFC 8058)")
+
+
+def event_id(token: str, day: date, resubscriptions: int = 0) -> str:
+    """What makes a click one event: one click per link and day acts, its copies (a
+    client's retry) are duplicates. After each resubscription a click acts again, so the
+    count of them is part of it (left out while there is none, as before there were)."""
+    base = f"{token.lower()}:{day.isoformat()}"
+    return f"{base}:{resubscriptions}" if resubscriptions else base
+
+
+def content_hash(token: str, day: date, resubscriptions: int = 0) -> str:
+    """The stored click's content hash (``inbound_message.content_hash``)."""
+    return dedupe_key(NAME, event_id(token, day, resubscriptions))
