@@ -131,9 +131,9 @@ def test_outbox_list_retry_and_purge(tmp_path, database_url, server_factory, rel
     said = run(desk.path, "outbox", "purge", "--older-than", "0s")
     assert said.returncode == 0 and re.search(r"^purged\s+0$", said.stdout, re.M)
     trail = ok_rows(desk.path, "events", "--limit", "1000")
-    assert sorted(e["subject_id"] for e in trail if e["action"] == "mail.retried") == sorted(
+    assert sorted(e["subject_id"] for e in trail if e["type"] == "mail.retried") == sorted(
         r["id"] for r in failed)
-    [purge] = [e for e in trail if e["action"] == "mail.purged"]
+    [purge] = [e for e in trail if e["type"] == "mail.purged"]
     assert purge["actor"] == "cli"
 
 
