@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -14,11 +13,13 @@ from feedback_mta.cli.common import (
     Failure,
     JsonOpt,
     MaybeAccountOpt,
+    SinceOpt,
     command,
     connection,
     emit,
     emit_rows,
     reading,
+    since_time,
     writing,
 )
 from feedback_mta.cli.leads import LimitOpt
@@ -27,28 +28,8 @@ from feedback_mta.store.states import MessageState
 
 inbox_app = typer.Typer(help="Inbound messages.", no_args_is_help=True)
 
-SinceOpt = Annotated[str | None, typer.Option(
-    "--since", metavar="WHEN", help="ISO date or time (UTC), or an age such as 2h or 7d.")]
 MessageIdOpt = Annotated[str | None, typer.Option("--message-id", metavar="MID",
                                                   help="The Message-ID header.")]
-
-
-def since_time(value: str | None) -> datetime | None:
-    """``--since``: an ISO date/time, or an age (``90m``, ``2h``, ``7d``) back from now."""
-    if not value:
-        return None
-    from feedback_mta.config import parse_duration
-
-    try:
-        return datetime.now(UTC) - timedelta(seconds=parse_duration(value))
-    except ValueError:
-        pass
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise Failure(f"--since: expected an ISO date such as 2026-11-21 or an age such as "
-                      f"7d, got {value!r}", EXIT_USAGE) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 @inbox_app.command("list")

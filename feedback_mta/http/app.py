@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from feedback_mta import counters, logs
 from feedback_mta.config import Config
 from feedback_mta.edge.intake import Intake
-from feedback_mta.http import hooks, problems, review, v1
+from feedback_mta.http import docs, hooks, lists, platform, problems, review, suppressions, v1
 from feedback_mta.http.services import App, HttpServices
 from feedback_mta.queries.health import health
 
@@ -46,6 +46,8 @@ def create_app(config: Config, engine: Engine, intake: Intake | None = None,
               generate_unique_id_function=lambda route: route.name)
     problems.install(app)
     app.include_router(v1.router)
+    for router in (lists.router, suppressions.router, platform.router, docs.router):
+        app.include_router(router)
     app.include_router(hooks.router)
     app.include_router(review.router)
 

@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from feedback_mta import logs, queries
-from feedback_mta.actions import ActionError, Invalid, NotFound
+from feedback_mta.actions import ActionError, Conflict, Invalid, NotFound
 from feedback_mta.logs import error_line
 
 log = logs.get(__name__)
@@ -55,6 +55,10 @@ def body(status: int, detail: str | None, *, type: str = "about:blank",
 
 def problem(status: int, detail: str | None, *, type: str = "about:blank",
             headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
+    """The problem as an answer. A 422 always carries ``errors`` (where and what): one
+    naming no field when the caller gave none."""
+    if status == 422 and "errors" not in extra:
+        extra["errors"] = [{"loc": [], "msg": detail or "the request is not valid"}]
     return JSONResponse(body(status, detail, type=type, **extra), status_code=status,
                         media_type=MEDIA_TYPE, headers=headers)
 
@@ -87,6 +91,8 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, Invalid) and exc.field:
             return problem(422, str(exc), errors=[{"loc": ["body", exc.field],
                                                     "msg": str(exc)}])
+        if isinstance(exc, Conflict):
+            return problem(409, str(exc), type="/problems/conflict")
         return problem(404 if isinstance(exc, NotFound) else 422, str(exc))
 
     @app.exception_handler(queries.NotFound)
