@@ -7,7 +7,6 @@ removed and redelivered to a real receiver, the caller's key with ``last_used_at
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -16,9 +15,9 @@ import sqlalchemy as sa
 from feedback_mta.actions import CLI, unit_of_work
 from feedback_mta.store.models import ApiKey, Webhook, utcnow
 from tests.conftest import write_config
+from tests.support import wait_until
 from tests.test_api import PROBLEM, Api, _problem
 from tests.test_cli import ok_json, ok_rows, run
-from tests.test_webhooks import Receiver
 from tests.test_webhooks import receiver as receiver  # the fixture, by its name
 
 
@@ -167,6 +166,14 @@ def test_a_suppression_is_added_and_lifted_only_where_an_opt_in_may(api):
         "email": "x@people.test", "reason": "r" * 201}), 422)
     assert body["errors"][0]["loc"][-1] == "reason"
     _problem(api.as_(api.all_key).post("/v1/suppressions", json={"email": "x@p.test"}), 422)
+    # contact optout --email is the same action: the API then finds it suppressed.
+    by_cli = ok_json(api.path, "contact", "optout", "--email", "Cli@People.test",
+                     "--account", str(api.account))
+    assert (by_cli["status"], by_cli["opt_out_reason"], by_cli["changed"]) == (
+        "opted_out", "manual", True)
+    assert api.client.post("/v1/suppressions", json={"email": "cli@people.test"}).json()[
+        "changed"] is False
+    assert run(api.path, "contact", "optout", "--email", "a@b.test").returncode == 2
 
     for n, (state, status, says) in enumerate(LIFTS):
         email = f"lift{n}@people.test"
@@ -218,14 +225,14 @@ def test_webhooks_are_listed_removed_and_redelivered_to_their_own_account(api, r
     api.as_(api.other_key).post("/v1/leads", json={"email": "x@people.test"})
     mine_only = lambda: [r["body"] for r in receiver.delivered()  # noqa: E731
                          if r["body"]["type"] == "lead.created"]
-    wait_for(lambda: len(mine_only()) == 3)
+    wait_until(lambda: len(mine_only()) == 3, what="three leads")
     first = [item["id"] for item in mine_only()]
     # Again from after the first lead's event: the other two go out once more, in order,
     # and nothing of the other account.
     answer = api.client.post(f"/v1/webhooks/{mine['id']}/redeliver", json={"after": first[0]})
     assert answer.status_code == 200, answer.text
     assert (answer.json()["cursor"], answer.json()["changed"]) == (first[0], True)
-    wait_for(lambda: len(mine_only()) == 5)
+    wait_until(lambda: len(mine_only()) == 5, what="two again")
     assert [item["id"] for item in mine_only()] == [*first, *first[1:]]
     assert {item["data"]["account_id"] for item in mine_only()} == {api.account}
     assert leads == [item["data"]["lead_id"] for item in mine_only()[:3]]
@@ -255,13 +262,6 @@ def test_webhooks_are_listed_removed_and_redelivered_to_their_own_account(api, r
             lease_owner=None, lease_until=None))
     by_cli = ok_json(api.path, "webhook", "redeliver", str(mine["id"]), "--after", "0")
     assert (by_cli["cursor"], by_cli["changed"]) == (0, True)
-
-
-def wait_for(condition, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def test_keys_show_the_caller_s_own_key_and_when_it_was_last_used(api):

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -27,6 +27,12 @@ log = logs.get(__name__)
 MEDIA_TYPE = "application/problem+json"
 
 
+class ErrorItem(BaseModel):
+    loc: list[str | int] = Field(description="Where: body, query, path or header, then the "
+                                             "field")
+    msg: str
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details."""
 
@@ -34,6 +40,7 @@ class Problem(BaseModel):
     title: str
     status: int
     detail: str | None = None
+    errors: list[ErrorItem] | None = Field(None, description="On a 422: where and what")
 
 
 class ProblemError(Exception):
