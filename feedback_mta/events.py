@@ -56,6 +56,8 @@ KEY_CREATED = "key.created"
 KEY_REVOKED = "key.revoked"
 WEBHOOK_CREATED = "webhook.created"
 WEBHOOK_REMOVED = "webhook.removed"
+#: A subscription's cursor moved back: the events after ``after`` go out again.
+WEBHOOK_REDELIVERED = "webhook.redelivered"
 
 #: Outbound mail put back in the queue, and old mail dropped (``feedback-mta outbox``).
 MAIL_RETRIED = "mail.retried"

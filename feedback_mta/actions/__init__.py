@@ -33,6 +33,7 @@ from feedback_mta.actions.audit import (
     ActionError,
     Actor,
     AuditedSession,
+    Conflict,
     Invalid,
     NotFound,
     Recorder,
@@ -53,10 +54,23 @@ from feedback_mta.actions.registration import Registration
 from feedback_mta.actions.review import Review
 from feedback_mta.addresses import notification_message_id
 
-__all__ = ["CLI", "SCHEDULER", "SYSTEM", "ActionError", "Actor", "AuditedSession", "Invalid",
-           "NotFound",
-           "UnitOfWork", "listen", "normalize_email", "notification_message_id",
-           "unit_of_work", "write_events"]
+__all__ = [
+    "CLI",
+    "SCHEDULER",
+    "SYSTEM",
+    "ActionError",
+    "Actor",
+    "AuditedSession",
+    "Conflict",
+    "Invalid",
+    "NotFound",
+    "UnitOfWork",
+    "listen",
+    "normalize_email",
+    "notification_message_id",
+    "unit_of_work",
+    "write_events",
+]
 
 
 class UnitOfWork:

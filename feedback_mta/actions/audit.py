@@ -40,6 +40,11 @@ class NotFound(ActionError):
     pass
 
 
+class Conflict(ActionError):
+    """Refused because of the state of what it acts on (the API's 409), not the input: a
+    complaint's opt-out is never lifted."""
+
+
 class Invalid(ActionError):
     """Input refused; ``field`` names what was wrong (the API's 422 says it in ``errors``)."""
 

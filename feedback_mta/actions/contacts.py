@@ -13,8 +13,8 @@ from sqlmodel import Session, select
 
 from feedback_mta import events
 from feedback_mta.actions.accounts import Accounts, check_text, normalize_email, normalize_ip
-from feedback_mta.actions.audit import Invalid, NotFound, Recorder
-from feedback_mta.quality.verdict import Level
+from feedback_mta.actions.audit import Conflict, Invalid, NotFound, Recorder
+from feedback_mta.quality.verdict import EXPIRED_REASON, INVALID_REASON, Level
 from feedback_mta.store import db
 from feedback_mta.store.models import (
     Contact,
@@ -114,6 +114,34 @@ def resubscribe_verdict(facts: OptOutFacts, now: datetime,
     return Resubscribe.ALLOWED
 
 
+#: The longest opt-out reason a person or a program may give.
+MAX_REASON = 200
+#: Opt-outs that no opt-in lifts, and why: a complaint or a known-bad contact is never
+#: mailed again; a suspected one that nobody verified in time takes a contact admin's
+#: ``contact verify``, not an opt-in.
+KEPT = {
+    "complaint": "the person reported mail as spam: it is never mailed again",
+    INVALID_REASON: "a known-bad contact (its name is not a person's): it is never mailed "
+                    "again",
+    EXPIRED_REASON: "a suspected bot's contact nobody verified in time: a contact admin "
+                    "verifies it (contact verify) instead",
+}
+
+
+def why_kept(contact: Contact) -> str | None:
+    """Why the contact's suppression is not lifted by an opt-in (None: it may be, or there
+    is none): the address bounced, the opt-out is one of ``KEPT``, or the contact awaits
+    the person's own confirmation."""
+    if contact.undeliverable_at is not None:
+        return (f"the address bounced ({contact.undeliverable_reason or 'hard'}): mail to "
+                "it is not delivered")
+    if contact.status == ContactStatus.OPTED_OUT:
+        return KEPT.get(contact.opt_out_reason or "")
+    if contact.status != ContactStatus.ACTIVE:
+        return f"the contact is {contact.status}: only the person's confirmation changes that"
+    return None
+
+
 _CONTACTS = select(Contact).where(_C.c.id.in_(sa.bindparam("b_ids", expanding=True)))
 _CONTACT_KEY = sa.inspect(Contact).identity_key_from_primary_key
 _PRELOADED = "feedback_mta.preloaded_contacts"
@@ -128,6 +156,13 @@ def preload_contacts(session: Session, ids: Iterable[int]) -> None:
     if wanted:
         session.info.setdefault(_PRELOADED, []).extend(
             session.exec(_CONTACTS, params={"b_ids": wanted}).all())
+
+
+def check_reason(reason: str) -> str:
+    """An opt-out or opt-in reason: text of at most ``MAX_REASON`` characters."""
+    if len(reason) > MAX_REASON:
+        raise Invalid(f"reason: longer than {MAX_REASON} characters", "reason")
+    return check_text("reason", reason)
 
 
 class Contacts:
@@ -172,7 +207,7 @@ class Contacts:
 
     def opt_out(self, contact: Contact, reason: str) -> bool:
         """Opt the contact out; False (and no event) when it already was."""
-        check_text("reason", reason)
+        check_reason(reason)
         now = utcnow()
         if not self.recorder.change(contact, _OPT_OUT, status=ContactStatus.OPTED_OUT,
                                     opt_out_reason=reason, opted_out_at=now, updated_at=now):
@@ -211,6 +246,26 @@ class Contacts:
         self.opt_in(contact, RESUBSCRIBED, at=now.isoformat(), ip=normalize_ip(ip),
                     user_agent=user_agent[:300])
         return Resubscribe.DONE
+
+    def suppress(self, account_id: int, email: str, reason: str = "manual"
+                 ) -> tuple[Contact, bool]:
+        """Add the address to the account's suppressions (``POST /v1/suppressions``,
+        ``contact optout --email``): opt its contact out, making the contact if there is
+        none; (contact, False) when it was opted out already."""
+        check_reason(reason)
+        contact, _ = self.add(account_id, email)
+        return contact, self.opt_out(contact, reason)
+
+    def lift(self, contact: Contact, reason: str) -> bool:
+        """Lift the contact's suppression with an opt-in (``DELETE /v1/suppressions/..``,
+        ``contact optin``); ``Conflict`` saying why when it is one no opt-in lifts
+        (``why_kept``); False when it was not opted out."""
+        check_reason(reason)
+        self.recorder.lock(contact)
+        why = why_kept(contact)
+        if why is not None:
+            raise Conflict(f"{contact.email}: {why}")
+        return self.opt_in(contact, reason)
 
     def delete(self, contact: Contact) -> dict[str, int]:
         """Delete the contact with its leads and tags (a person asked to be forgotten, or a

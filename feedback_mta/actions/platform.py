@@ -12,16 +12,31 @@ import fnmatch
 import hashlib
 import secrets
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 from sqlmodel import func, select
 
 from feedback_mta import destinations, events
 from feedback_mta.actions.accounts import Accounts
-from feedback_mta.actions.audit import Invalid, NotFound, Recorder
-from feedback_mta.store.models import ApiKey, Event, IdempotencyKey, Webhook, utcnow
+from feedback_mta.actions.audit import Conflict, Invalid, NotFound, Recorder
+from feedback_mta.store.models import (
+    ApiKey,
+    Event,
+    IdempotencyKey,
+    Webhook,
+    table_of,
+    utcnow,
+)
 
 KEY_PREFIX = "fmk_"
+#: A key's ``last_used_at`` is noted when it is older than this: one write per key and
+#: minute at most, however many requests.
+KEY_USE_EVERY = timedelta(minutes=1)
+_K = table_of(ApiKey)
+_W = table_of(Webhook)
 SECRET_PREFIX = "whsec_"
 
 
@@ -43,7 +58,7 @@ def check_event_types(types: Iterable[str]) -> list[str]:
             continue
         if not any(fnmatch.fnmatchcase(name, pattern) for name in events.ALL):
             raise Invalid(f"no event type matches {pattern!r} (known: "
-                          f"{', '.join(events.ALL)})")
+                          f"{', '.join(events.ALL)})", "events")
         out.append(pattern)
     return out
 
@@ -127,3 +142,53 @@ class Platform:
         self.session.add(hook)
         self.recorder.record(events.WEBHOOK_REMOVED, "webhook", hook.id, hook.account_id,
                              url=hook.url)
+
+    def redeliver(self, webhook_id: int, after: int) -> bool:
+        """Send the subscription's events after event ``after`` again (those of its own
+        account and types, as ever): its cursor moves back to ``after``, its wait and count
+        of attempts are cleared. Only while no sender holds its lease (``Conflict``
+        otherwise: try again in a moment), and the lease is cleared with it, so a sender
+        whose lease ran out cannot move the cursor forward over it. False when the cursor
+        was there already. Never forward: that would skip events (``Invalid``)."""
+        hook = self.webhook(webhook_id)
+        self.recorder.lock(hook)
+        if after > hook.cursor:
+            raise Invalid(f"after: {after} is past the subscription's cursor "
+                          f"({hook.cursor}); it only moves back", "after")
+        if after == hook.cursor:
+            return False
+        now = utcnow()
+        moved = self.session.connection().execute(sa.update(_W).where(
+            _W.c.id == webhook_id, _W.c.removed_at.is_(None),
+            sa.or_(_W.c.lease_until.is_(None), _W.c.lease_until < now))
+            .values(cursor=after, attempts=0, next_attempt_at=None, last_error=None,
+                    lease_owner=None, lease_until=None)).rowcount
+        if not moved:
+            raise Conflict(f"webhook {webhook_id} is being delivered to right now; "
+                           "try again in a moment")
+        self.recorder.record(events.WEBHOOK_REDELIVERED, "webhook", webhook_id,
+                             hook.account_id, after=after, cursor=hook.cursor)
+        self.session.expire(hook)
+        return True
+
+
+def note_key_used(engine: Engine, key_id: int, seen: object) -> None:
+    """Note that key ``key_id`` was used now, if what was ``seen`` stored (its
+    ``last_used_at``) is older than ``KEY_USE_EVERY``: a conditional UPDATE in its own short
+    transaction, outside the request's work, so most requests write nothing and two
+    racing ones write once. Bookkeeping, not a change of the key: no audit event."""
+    now = utcnow()
+    if isinstance(seen, datetime) and _aware(seen) > now - KEY_USE_EVERY:
+        return
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.update(_K).where(
+                _K.c.id == key_id, sa.or_(_K.c.last_used_at.is_(None),
+                                          _K.c.last_used_at < now - KEY_USE_EVERY))
+                .values(last_used_at=now))
+    except sa.exc.OperationalError:
+        pass  # the database is busy or away: the request goes on, the next one notes it
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

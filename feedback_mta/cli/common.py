@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TypeVar
 
@@ -40,6 +40,8 @@ AccountOpt = Annotated[int, typer.Option("--account", metavar="ID", help="Accoun
                                          show_default=False)]
 MaybeAccountOpt = Annotated[int | None, typer.Option("--account", metavar="ID",
                                                      help="Only this account.")]
+SinceOpt = Annotated[str | None, typer.Option(
+    "--since", metavar="WHEN", help="ISO date or time (UTC), or an age such as 2h or 7d.")]
 ByOpt = Annotated[str | None, typer.Option(
     "--by", metavar="NAME", help="Who is acting, for the audit trail (default: cli).")]
 
@@ -77,6 +79,24 @@ def configure_logs(cfg: config_mod.Config, *, stream: Any = None,
     chosen = level or {0: "warning", 1: "info"}.get(verbosity, "debug")
     logs.configure(chosen, cfg.logging.format, stream=stream or sys.stderr,
                    mask_addresses=cfg.logging.mask_addresses)
+
+
+def since_time(value: str | None) -> datetime | None:
+    """``--since``: an ISO date/time, or an age (``90m``, ``2h``, ``7d``) back from now."""
+    if not value:
+        return None
+    from feedback_mta.config import parse_duration
+
+    try:
+        return datetime.now(UTC) - timedelta(seconds=parse_duration(value))
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise Failure(f"--since: expected an ISO date such as 2026-11-21 or an age such as "
+                      f"7d, got {value!r}", EXIT_USAGE) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def first_line(exc: BaseException) -> str:
@@ -219,23 +239,3 @@ def actor(by: str | None) -> Any:
     from feedback_mta.actions import CLI, Actor
 
     return Actor(f"cli:{by}" if by else CLI.name, "cli")
-
-
-def since_time(value: str | None) -> datetime | None:
-    """``--since``: an ISO date/time, or an age (``90m``, ``2h``, ``7d``) back from now."""
-    if not value:
-        return None
-    from datetime import UTC, timedelta
-
-    from feedback_mta.config import parse_duration
-
-    try:
-        return datetime.now(UTC) - timedelta(seconds=parse_duration(value))
-    except ValueError:
-        pass
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise Failure(f"--since: expected an ISO date such as 2026-11-21 or an age such as "
-                      f"7d, got {value!r}", EXIT_USAGE) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)

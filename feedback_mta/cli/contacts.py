@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from feedback_mta.cli.common import (
+    EXIT_USAGE,
     AccountOpt,
     ByOpt,
     ConfigOpt,
+    Failure,
     IdArg,
     JsonOpt,
     MaybeAccountOpt,
@@ -164,7 +166,7 @@ def contact_list(
     from feedback_mta.queries import contacts
 
     with reading(config) as (_, session):
-        rows = contacts.listing(session, tag=tag, account=account,
+        rows, _ = contacts.page(session, tag=tag, account=account,
                                 status=status.value if status else None, email=email,
                                 mailable=None if mailable is None else mailable is Truth.TRUE,
                                 limit=limit)
@@ -193,25 +195,61 @@ def contact_verify(contact_id: IdArg, by: ByOpt = None, config: ConfigOpt = None
 
 
 ReasonOpt = Annotated[str, typer.Option("--reason", metavar="TEXT")]
+MaybeIdArg = Annotated[int | None, typer.Argument(
+    metavar="[ID]", help="The contact (or --email with --account).", show_default=False)]
+ByEmailOpt = Annotated[str | None, typer.Option(
+    "--email", metavar="ADDR", help="The account's contact with this address, instead of ID.",
+    show_default=False)]
+
+
+def _target(contact_id: int | None, email: str | None, account: int | None) -> None:
+    """ID, or --email with --account: one of them."""
+    if (contact_id is None) == (email is None) or (email is not None and account is None):
+        raise Failure("give ID, or --email ADDR with --account ID", EXIT_USAGE)
 
 
 @contact_app.command("optout")
 @command
-def contact_optout(contact_id: IdArg, by: ByOpt = None, reason: ReasonOpt = "manual",
-                   config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Opt a contact out now (reason "manual" unless given)."""
-    _change(contact_id, by, lambda uow, c: uow.contacts.opt_out(c, reason), config, as_json)
+def contact_optout(contact_id: MaybeIdArg = None, email: ByEmailOpt = None,
+                   account: MaybeAccountOpt = None, by: ByOpt = None,
+                   reason: ReasonOpt = "manual", config: ConfigOpt = None,
+                   as_json: JsonOpt = False) -> None:
+    """Opt a contact out now (reason "manual" unless given); by --email, the address is
+    suppressed even if it is no contact yet (as POST /v1/suppressions)."""
+    _target(contact_id, email, account)
+    if contact_id is not None:
+        _change(contact_id, by, lambda uow, c: uow.contacts.opt_out(c, reason), config,
+                as_json)
+        return
+    from feedback_mta.queries.contacts import contact_dict
+
+    assert email is not None and account is not None
+    with writing(config, by) as (_, uow):
+        contact, changed = uow.contacts.suppress(account, email, reason)
+        result = {**contact_dict(uow.session, contact), "changed": changed}
+    emit(result, as_json)
 
 
 @contact_app.command("optin")
 @command
-def contact_optin(contact_id: IdArg, reason: Annotated[str, typer.Option(
+def contact_optin(reason: Annotated[str, typer.Option(
                       "--reason", metavar="TEXT", help="Why (kept in the audit trail).",
                       show_default=False)],
+                  contact_id: MaybeIdArg = None, email: ByEmailOpt = None,
+                  account: MaybeAccountOpt = None,
                   by: ByOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Opt a contact back in (the person asked, or an opt-out was a mistake); "changed":
-    false if it was not opted out."""
-    _change(contact_id, by, lambda uow, c: uow.contacts.opt_in(c, reason), config, as_json)
+    false if it was not opted out. Refused (exit 1, saying why) after a complaint, a
+    bounce or a known-bad verdict, as DELETE /v1/suppressions refuses."""
+    _target(contact_id, email, account)
+    if contact_id is None:
+        from feedback_mta.queries.contacts import by_email
+
+        assert email is not None and account is not None
+        with reading(config) as (_, session):
+            contact_id = by_email(session, account, email).id
+    assert contact_id is not None
+    _change(contact_id, by, lambda uow, c: uow.contacts.lift(c, reason), config, as_json)
 
 
 @contact_app.command("engage")

@@ -13,6 +13,7 @@ from feedback_mta.cli.common import (
     Failure,
     JsonOpt,
     MaybeAccountOpt,
+    SinceOpt,
     command,
     connection,
     emit,
@@ -27,8 +28,6 @@ from feedback_mta.store.states import MessageState
 
 inbox_app = typer.Typer(help="Inbound messages.", no_args_is_help=True)
 
-SinceOpt = Annotated[str | None, typer.Option(
-    "--since", metavar="WHEN", help="ISO date or time (UTC), or an age such as 2h or 7d.")]
 MessageIdOpt = Annotated[str | None, typer.Option("--message-id", metavar="MID",
                                                   help="The Message-ID header.")]
 

@@ -17,6 +17,7 @@ from feedback_mta.cli.common import (
     IdArg,
     JsonOpt,
     MaybeAccountOpt,
+    SinceOpt,
     command,
     emit,
     emit_rows,
@@ -97,17 +98,23 @@ def lead_list(account: MaybeAccountOpt = None,
               ] = LeadStatus.ACTIVE,
               via: Annotated[str | None, typer.Option(
                   "--via", metavar="WAY",
-                  help="Only leads flagged this way: auto (by their score), email, cli, api.")
+                  help="Only leads flagged this way: auto (by their score), email, cli, api, "
+                       "page.")
               ] = None,
+              contact: Annotated[int | None, typer.Option(
+                  "--contact", metavar="ID", help="Only this contact's leads.")] = None,
+              since: SinceOpt = None,
               limit: LimitOpt = 100, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """List leads, newest first (`--status spam --via auto`: those flagged by their score,
-    to review)."""
+    to review); the same query as GET /v1/leads."""
     from feedback_mta.addresses import AddressBook
     from feedback_mta.queries import leads
 
+    created = since_time(since)
     with reading(config) as (cfg, session):
-        rows = leads.listing(session, AddressBook.from_config(cfg), account=account,
-                             status=status, via=via, limit=limit)
+        rows, _ = leads.page(session, AddressBook.from_config(cfg), account=account,
+                             status=status, via=via, contact=contact, since=created,
+                             limit=limit)
     emit_rows(rows, ("id", "account_id", "contact_id", "status", "flagged_via", "spam_score",
                      "source_ip", "created_at"), as_json)
 

@@ -56,7 +56,8 @@ def key_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
 
     with reading(config) as (_, session):
         rows = platform.keys(session)
-    emit_rows(rows, ("id", "account_id", "name", "created_at", "revoked_at"), as_json)
+    emit_rows(rows, ("id", "account_id", "name", "created_at", "last_used_at", "revoked_at"),
+              as_json)
 
 
 @key_app.command("revoke")
@@ -139,3 +140,21 @@ def webhook_test(webhook_id: IdArg, config: ConfigOpt = None, as_json: JsonOpt =
     emit(result, as_json)
     if not result["ok"]:
         raise typer.Exit(1)
+
+
+@webhook_app.command("redeliver")
+@command
+def webhook_redeliver(webhook_id: IdArg,
+                      after: Annotated[int, typer.Option(
+                          "--after", metavar="EVENT_ID", min=0,
+                          help="Send the events after this one again (the subscription's "
+                               "own, as ever).", show_default=False)],
+                      config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Move the subscription's cursor back: its events after EVENT_ID go out again, in order
+    (a running server sends them). Refused while a sender is delivering to it: try again."""
+    from feedback_mta.queries.platform import webhook_dict
+
+    with writing(config) as (_, uow):
+        changed = uow.platform.redeliver(webhook_id, after)
+        result = {**webhook_dict(uow.platform.webhook(webhook_id)), "changed": changed}
+    emit(result, as_json)

@@ -12,7 +12,18 @@ from sqlalchemy.engine import Engine
 from feedback_mta import counters, logs
 from feedback_mta.config import Config
 from feedback_mta.edge.intake import Intake
-from feedback_mta.http import hooks, problems, reports, review, unsubscribe, v1
+from feedback_mta.http import (
+    docs,
+    hooks,
+    lists,
+    platform,
+    problems,
+    reports,
+    review,
+    suppressions,
+    unsubscribe,
+    v1,
+)
 from feedback_mta.http.services import App, HttpServices
 from feedback_mta.queries.health import health
 
@@ -46,7 +57,9 @@ def create_app(config: Config, engine: Engine, intake: Intake | None = None,
               generate_unique_id_function=lambda route: route.name)
     problems.install(app)
     app.include_router(v1.router)
-    app.include_router(reports.router)
+    for router in (lists.router, suppressions.router, platform.router, reports.router,
+                   docs.router):
+        app.include_router(router)
     app.include_router(hooks.router)
     app.include_router(unsubscribe.router)
     app.include_router(review.router)

@@ -14,9 +14,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session, col, select
 
 from feedback_mta.actions import Actor
-from feedback_mta.actions.platform import hash_key
+from feedback_mta.actions.platform import hash_key, note_key_used
 from feedback_mta.http.problems import ProblemError
-from feedback_mta.http.services import Reader
+from feedback_mta.http.services import Engine_, Reader
 from feedback_mta.store.models import ApiKey
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: feedback-mta key add")
@@ -50,16 +50,20 @@ class Caller:
         return asked
 
 
-def caller(reader: Reader,
+def caller(reader: Reader, engine: Engine_,
            credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Caller:
+    """The key's holder; the key's ``last_used_at`` is noted on the way (a write at most
+    once a minute per key: ``note_key_used``)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ProblemError(401, "an API key is needed: Authorization: Bearer KEY",
                            headers=_CHALLENGE)
     with Session(reader) as session:
-        row = session.exec(select(ApiKey.id, ApiKey.account_id).where(
+        row = session.exec(select(ApiKey.id, ApiKey.account_id, ApiKey.last_used_at).where(
             ApiKey.key_hash == hash_key(credentials.credentials),
             col(ApiKey.revoked_at).is_(None))).first()
     if row is None:
         raise ProblemError(401, "this API key is not valid (unknown or revoked)",
                            headers=_CHALLENGE)
-    return Caller(row[0] or 0, row[1])
+    key_id = row[0] or 0
+    note_key_used(engine, key_id, row[2])
+    return Caller(key_id, row[1])

@@ -14,17 +14,23 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from feedback_mta import logs, queries
-from feedback_mta.actions import ActionError, Invalid, NotFound
+from feedback_mta.actions import ActionError, Conflict, Invalid, NotFound
 from feedback_mta.logs import error_line
 
 log = logs.get(__name__)
 
 MEDIA_TYPE = "application/problem+json"
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int] = Field(description="Where: body, query, path or header, then the "
+                                             "field")
+    msg: str
 
 
 class Problem(BaseModel):
@@ -34,6 +40,7 @@ class Problem(BaseModel):
     title: str
     status: int
     detail: str | None = None
+    errors: list[ErrorItem] | None = Field(None, description="On a 422: where and what")
 
 
 class ProblemError(Exception):
@@ -55,6 +62,10 @@ def body(status: int, detail: str | None, *, type: str = "about:blank",
 
 def problem(status: int, detail: str | None, *, type: str = "about:blank",
             headers: Mapping[str, str] | None = None, **extra: Any) -> JSONResponse:
+    """The problem as an answer. A 422 always carries ``errors`` (where and what): one
+    naming no field when the caller gave none."""
+    if status == 422 and "errors" not in extra:
+        extra["errors"] = [{"loc": [], "msg": detail or "the request is not valid"}]
     return JSONResponse(body(status, detail, type=type, **extra), status_code=status,
                         media_type=MEDIA_TYPE, headers=headers)
 
@@ -87,6 +98,8 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, Invalid) and exc.field:
             return problem(422, str(exc), errors=[{"loc": ["body", exc.field],
                                                     "msg": str(exc)}])
+        if isinstance(exc, Conflict):
+            return problem(409, str(exc), type="/problems/conflict")
         return problem(404 if isinstance(exc, NotFound) else 422, str(exc))
 
     @app.exception_handler(queries.NotFound)

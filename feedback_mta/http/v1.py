@@ -213,10 +213,13 @@ def _own_contact(uow: UnitOfWork, who: Caller, contact_id: int) -> Any:
     return contact
 
 
-def _needs_account(who: Caller, asked: int | None) -> int:
+def needs_account(who: Caller, asked: int | None, where: str = "body") -> int:
+    """The account a request acts in: ``account_id`` (in the body or the ``query``) is
+    needed with a key of every account."""
     account = who.account(asked)
     if account is None:
-        raise ProblemError(422, "account_id: needed with a key of every account")
+        raise ProblemError(422, "account_id: needed with a key of every account", errors=[
+            {"loc": [where, "account_id"], "msg": "needed with a key of every account"}])
     return account
 
 
@@ -281,7 +284,7 @@ _CONTACT_LINKS = _links(ShowContact="show_contact:contact_id",
              summary="Register a lead (lead add)")
 def add_lead(request: Request, services: Services, who: Who, lead: LeadIn,
              idempotency_key: IdempotencyHeader = None) -> Any:
-    account = _needs_account(who, lead.account_id)
+    account = needs_account(who, lead.account_id)
     # Checked and read before the transaction: scoring grows with the comments.
     try:
         comments = read_comments(services.config, lead.comments)
@@ -324,7 +327,9 @@ def _once(request: Request, engine: Engine, who: Caller, key: str | None,
                 return JSONResponse(body, status_code=status)
         if seen.request_hash != digest:
             raise ProblemError(422, "this Idempotency-Key was used for another request",
-                               type="/problems/idempotency-key-reused")
+                               type="/problems/idempotency-key-reused", errors=[
+                                   {"loc": ["header", "Idempotency-Key"],
+                                    "msg": "used for another request"}])
         return JSONResponse(seen.body, status_code=seen.status_code,
                             headers={"Idempotent-Replayed": "true"})
     raise ProblemError(409, "this Idempotency-Key is being used by another request")
@@ -366,7 +371,7 @@ def restore_lead(services: Services, who: Who, lead_id: LeadId) -> Any:
              summary="Add a contact, checked as it arrives (contact add)")
 def add_contact(request: Request, services: Services, who: Who, contact: ContactIn,
                 idempotency_key: IdempotencyHeader = None) -> Any:
-    account = _needs_account(who, contact.account_id)
+    account = needs_account(who, contact.account_id)
 
     def register(uow: UnitOfWork) -> tuple[dict[str, Any], int]:
         row, created = uow.registration.add_contact(services.config, account,

@@ -20,5 +20,10 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def utc(value: datetime) -> datetime:
+    """A time asked for, in UTC as stored (a time without a zone is taken as UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class NotFound(LookupError):
     """What was asked for does not exist (the message names it)."""

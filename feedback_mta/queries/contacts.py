@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 
 from feedback_mta import events, tokens
 from feedback_mta.addresses import AddressBook, Box
-from feedback_mta.queries import NotFound
+from feedback_mta.queries import NotFound, cursors
 from feedback_mta.queries.accounts import require_account
 from feedback_mta.store.models import Contact, Event, Lead, LeadStatus, Tag
 
@@ -20,6 +20,15 @@ def get(session: Session, contact_id: int) -> Contact:
     if contact is None:
         raise NotFound(f"no contact {contact_id}")
     return contact
+
+
+def by_email(session: Session, account: int, email: str) -> Contact:
+    """The account's contact with this address (``NotFound`` naming it otherwise)."""
+    found = session.exec(select(Contact).where(
+        Contact.account_id == account, Contact.email == email.strip().lower())).first()
+    if found is None:
+        raise NotFound(f"no contact {email.strip().lower()!r} in account {account}")
+    return found
 
 
 def tags(session: Session, contact_id: int) -> list[str]:
@@ -77,11 +86,15 @@ def count(session: Session, *, account: int | None = None) -> int:
     return int(session.exec(query).one())
 
 
-def listing(session: Session, *, tag: str | None = None, account: int | None = None,
-            status: str | None = None, email: str | None = None,
-            mailable: bool | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    """Contacts in id order, filtered (``tag`` for the review list, ``email`` across
-    accounts, ``mailable``: those mail may be sent to, or (False) those it may not)."""
+def page(session: Session, *, tag: str | None = None, account: int | None = None,
+         status: str | None = None, email: str | None = None,
+         mailable: bool | None = None, after: str | None = None, limit: int = 100
+         ) -> tuple[list[dict[str, Any]], str | None]:
+    """Contacts in id order, filtered, and the cursor of the next page (None: the last):
+    ``contact list`` and ``GET /v1/contacts``. ``tag`` for the review list, ``email``
+    across accounts, ``mailable``: those mail may be sent to, or (False) those it may not;
+    ``after``: a cursor this handed out (``BadCursor`` otherwise)."""
+    start = cursors.decode("k", after)
     if account is not None:
         require_account(session, account)
     query = select(Contact)
@@ -95,12 +108,16 @@ def listing(session: Session, *, tag: str | None = None, account: int | None = N
         query = query.where(Contact.email == email.strip().lower())
     if mailable is not None:
         query = query.where(Contact.mailable if mailable else sa.not_(Contact.mailable))
-    contacts = session.exec(query.order_by(col(Contact.id)).limit(limit)).all()
+    if start is not None:
+        query = query.where(col(Contact.id) > start)
+    contacts, cursor = cursors.cut(
+        list(session.exec(query.order_by(col(Contact.id)).limit(limit + 1)).all()),
+        limit, "k", lambda c: c.id)
     names: dict[int, list[str]] = defaultdict(list)
     for contact_id, name in session.exec(select(Tag.contact_id, Tag.name).where(
             col(Tag.contact_id).in_([c.id for c in contacts])).order_by(col(Tag.name))):
         names[contact_id].append(name)
-    return [contact_dict(session, c, names[c.id or 0]) for c in contacts]
+    return [contact_dict(session, c, names[c.id or 0]) for c in contacts], cursor
 
 
 def headers(session: Session, book: AddressBook, contact_id: int,

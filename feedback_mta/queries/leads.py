@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -9,7 +10,7 @@ from sqlmodel import Session, col, select
 
 from feedback_mta.addresses import AddressBook, Box, notification_message_id
 from feedback_mta.quality.verdict import Verdict
-from feedback_mta.queries import NotFound
+from feedback_mta.queries import NotFound, cursors, utc
 from feedback_mta.queries.accounts import require_account
 from feedback_mta.store.models import Contact, Lead, LeadStatus
 
@@ -49,10 +50,16 @@ def show(session: Session, book: AddressBook, lead_id: int) -> dict[str, Any]:
     return lead_dict(get(session, lead_id), book)
 
 
-def listing(session: Session, book: AddressBook, *, account: int | None = None,
-            status: LeadStatus = LeadStatus.ACTIVE, via: str | None = None,
-            limit: int = 100) -> list[dict[str, Any]]:
-    """Leads, newest first; spam leads only when asked for; ``via``: flagged that way."""
+def page(session: Session, book: AddressBook, *, account: int | None = None,
+         status: LeadStatus = LeadStatus.ACTIVE, via: str | None = None,
+         contact: int | None = None, since: datetime | None = None,
+         after: str | None = None, limit: int = 100
+         ) -> tuple[list[dict[str, Any]], str | None]:
+    """Leads, newest first, and the cursor of the next page (None: the last): ``lead list``
+    and ``GET /v1/leads``. Spam leads only when asked for; ``via``: flagged that way;
+    ``since``: created then or later; ``after``: a cursor this handed out (``BadCursor``
+    otherwise)."""
+    start = cursors.decode("l", after)
     if account is not None:
         require_account(session, account)
     query = select(Lead).where(Lead.status == status.value)
@@ -60,8 +67,16 @@ def listing(session: Session, book: AddressBook, *, account: int | None = None,
         query = query.where(Lead.flagged_via == via)
     if account is not None:
         query = query.where(Lead.account_id == account)
-    leads = session.exec(query.order_by(col(Lead.id).desc()).limit(limit)).all()
-    return [lead_dict(lead, book) for lead in leads]
+    if contact is not None:
+        query = query.where(Lead.contact_id == contact)
+    if since is not None:
+        query = query.where(col(Lead.created_at) >= utc(since))
+    if start is not None:
+        query = query.where(col(Lead.id) < start)
+    leads, cursor = cursors.cut(
+        list(session.exec(query.order_by(col(Lead.id).desc()).limit(limit + 1)).all()),
+        limit, "l", lambda lead: lead.id)
+    return [lead_dict(lead, book) for lead in leads], cursor
 
 
 def exportable(session: Session, account: int, limit: int) -> list[tuple[Lead, Contact]]:

@@ -12,11 +12,16 @@ from feedback_mta.store.models import ApiKey, IdempotencyKey, Webhook, WebhookDe
 
 def key_dict(key: ApiKey) -> dict[str, Any]:
     return {"id": key.id, "account_id": key.account_id, "all_accounts": key.account_id is None,
-            "name": key.name, "created_at": key.created_at, "revoked_at": key.revoked_at}
+            "name": key.name, "created_at": key.created_at, "revoked_at": key.revoked_at,
+            "last_used_at": key.last_used_at}
 
 
-def keys(session: Session) -> list[dict[str, Any]]:
-    return [key_dict(k) for k in session.exec(select(ApiKey).order_by(col(ApiKey.id)))]
+def keys(session: Session, *, key_id: int | None = None) -> list[dict[str, Any]]:
+    """The keys (``key list``), or the one ``key_id`` (``GET /v1/keys``: the caller's)."""
+    query = select(ApiKey)
+    if key_id is not None:
+        query = query.where(ApiKey.id == key_id)
+    return [key_dict(k) for k in session.exec(query.order_by(col(ApiKey.id)))]
 
 
 def webhook_dict(hook: Webhook) -> dict[str, Any]:
@@ -27,10 +32,13 @@ def webhook_dict(hook: Webhook) -> dict[str, Any]:
             "created_at": hook.created_at}
 
 
-def webhooks(session: Session) -> list[dict[str, Any]]:
-    """The subscriptions not removed, oldest first."""
-    return [webhook_dict(h) for h in session.exec(
-        select(Webhook).where(col(Webhook.removed_at).is_(None)).order_by(col(Webhook.id)))]
+def webhooks(session: Session, *, account: int | None = None) -> list[dict[str, Any]]:
+    """The subscriptions not removed, oldest first: all (``webhook list``, a key of every
+    account), or one account's own (``GET /v1/webhooks`` with that account's key)."""
+    query = select(Webhook).where(col(Webhook.removed_at).is_(None))
+    if account is not None:
+        query = query.where(Webhook.account_id == account)
+    return [webhook_dict(h) for h in session.exec(query.order_by(col(Webhook.id)))]
 
 
 def get_webhook(session: Session, webhook_id: int) -> Webhook:

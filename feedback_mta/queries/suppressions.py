@@ -8,43 +8,29 @@ the platform so the order can change without breaking it.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from feedback_mta.queries import cursors
+from feedback_mta.queries.cursors import MAX_ID, BadCursor
 from feedback_mta.store.models import BOUNCED, Contact, ContactStatus
 
-#: The largest id either engine holds (PostgreSQL's integer).
-MAX_ID = 2**31 - 1
+__all__ = ["COLUMNS", "MAX_ID", "BadCursor", "decode_cursor", "encode_cursor", "page", "row"]
+
 COLUMNS = ("contact_id", "account_id", "email", "reason", "since", "opted_out", "mailable",
            "undeliverable_reason", "bounced")
 
 
 def encode_cursor(contact_id: int) -> str:
-    return base64.urlsafe_b64encode(f"c{contact_id}".encode()).decode().rstrip("=")
+    return cursors.encode("c", contact_id)
 
 
 def decode_cursor(cursor: str | None) -> int:
     """The contact id in a cursor; ``BadCursor`` for anything we did not hand out."""
-    if not cursor:
-        return 0
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        # Ids as the database holds them: a bigger number is no cursor of ours.
-        if text[:1] == "c" and text[1:].isdigit() and len(text) <= 11 \
-                and int(text[1:]) <= MAX_ID:
-            return int(text[1:])
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        pass
-    raise BadCursor(f"not a cursor of this list: {cursor!r}")
-
-
-class BadCursor(ValueError):
-    pass
+    return cursors.decode("c", cursor) or 0
 
 
 def row(contact: Contact) -> dict[str, Any]:
@@ -68,8 +54,7 @@ def page(session: Session, *, account: int | None, after: str | None = None,
     query = select(Contact).where(col(Contact.id) > start, sa.not_(Contact.mailable))
     if account is not None:
         query = query.where(Contact.account_id == account)
-    contacts = session.exec(query.order_by(col(Contact.id)).limit(limit + 1)).all()
-    more = len(contacts) > limit
-    contacts = contacts[:limit]
-    rows = [row(c) for c in contacts]
-    return rows, encode_cursor(contacts[-1].id or 0) if more and contacts else None
+    contacts, cursor = cursors.cut(
+        list(session.exec(query.order_by(col(Contact.id)).limit(limit + 1)).all()),
+        limit, "c", lambda c: c.id)
+    return [row(c) for c in contacts], cursor

@@ -480,6 +480,8 @@ class ApiKey(SQLModel, table=True):
     key_hash: str = Field(sa_column=Column(Text, nullable=False, unique=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    #: When a request last came with it, to the minute (``actions.platform.note_key_used``).
+    last_used_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
 
 
 class Webhook(SQLModel, table=True):
