@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
 
+from feedback_mta.cli import reads
 from feedback_mta.cli.common import (
     EXIT_USAGE,
     ConfigOpt,
@@ -22,6 +22,7 @@ from feedback_mta.cli.common import (
     writing,
 )
 from feedback_mta.cli.leads import LimitOpt
+from feedback_mta.cli.reads import since_time
 from feedback_mta.kinds import Kind
 from feedback_mta.store.states import MessageState
 
@@ -31,24 +32,6 @@ SinceOpt = Annotated[str | None, typer.Option(
     "--since", metavar="WHEN", help="ISO date or time (UTC), or an age such as 2h or 7d.")]
 MessageIdOpt = Annotated[str | None, typer.Option("--message-id", metavar="MID",
                                                   help="The Message-ID header.")]
-
-
-def since_time(value: str | None) -> datetime | None:
-    """``--since``: an ISO date/time, or an age (``90m``, ``2h``, ``7d``) back from now."""
-    if not value:
-        return None
-    from feedback_mta.config import parse_duration
-
-    try:
-        return datetime.now(UTC) - timedelta(seconds=parse_duration(value))
-    except ValueError:
-        pass
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise Failure(f"--since: expected an ISO date such as 2026-11-21 or an age such as "
-                      f"7d, got {value!r}", EXIT_USAGE) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 @inbox_app.command("list")
@@ -64,15 +47,12 @@ def inbox_list(
     since: SinceOpt = None, limit: LimitOpt = 100,
     config: ConfigOpt = None, as_json: JsonOpt = False,
 ) -> None:
-    """Inbound messages, newest first (bodies are never shown here)."""
-    from feedback_mta.queries import inbox
-
-    after = since_time(since)
-    with connection(config) as conn:
-        rows = inbox.listing(conn, state=state.value if state else None,
-                             kind=kind.value if kind else None, message_id=message_id,
-                             sender=sender, rcpt=rcpt, since=after, limit=limit)
-    emit_rows(rows, ("id", "message_id", "state", "kind", "reason", "received_at"), as_json)
+    """Inbound messages, newest first (bodies are never shown here): how each came (SOURCE
+    smtp, lmtp or http; PROVIDER, whose hook) and what became of it."""
+    # __main__ runs it without typer, too.
+    reads.inbox_list(config, state=state.value if state else None,
+                     kind=kind.value if kind else None, message_id=message_id, sender=sender,
+                     rcpt=rcpt, since=since, limit=limit, as_json=as_json)
 
 
 @inbox_app.command("show")
