@@ -43,12 +43,11 @@ class JsonText(TypeDecorator[Any]):
         return None if value is None or value == "" else json.loads(value)
 
 
-def not_mailable_reason(status: sa.ColumnElement[str], opt_out_reason: sa.ColumnElement[Any],
-                        undeliverable_at: sa.ColumnElement[Any]
+def not_mailable_reason(status: Any, opt_out_reason: Any, undeliverable_at: Any
                         ) -> sa.ColumnElement[str | None]:
     """What stands in the way of mail to a contact, in SQL: the opt-out's reason, else the
     status (pending), else ``bounced``; NULL when it is mailable (``models.Contact`` says the
-    same of an object)."""
+    same of an object). Of three columns, of a table or of the model."""
     return sa.case(
         (status == ContactStatus.OPTED_OUT.value,
          sa.func.coalesce(opt_out_reason, ContactStatus.OPTED_OUT.value)),
