@@ -36,13 +36,18 @@ def run(argv: list[str]) -> int:
 
 
 def main() -> None:
-    from feedback_mta.cli.base import FAST_EXIT, leave
+    from feedback_mta.cli.output import leave
 
+    argv = sys.argv[1:]
     try:
-        code = run(sys.argv[1:])
+        code = run(argv)
     except BrokenPipeError:  # parse ... | head: the reader has stopped reading
         code = 1
-    if FAST_EXIT.get():  # every line is written: leave without tearing the interpreter down
+    if _bulk(argv):
+        leave(code)  # every line is written: leave without tearing the interpreter down
+    from feedback_mta.cli.base import FAST_EXIT
+
+    if FAST_EXIT.get():
         leave(code)
     sys.exit(code)  # serve: its threads and files are closed on the way out
 

@@ -112,6 +112,7 @@ def test_fast_reads_fail_as_typer_commands_fail(world, tmp_path):
     ["inbox", "list", "--state", "bogus"], ["inbox", "list", "--limit", "0"],
     ["inbox", "list", "--limit", "-1"], ["inbox", "list", "--kind", "Bounce"],
     ["inbox", "list", "7"], ["inbox", "show", "1"], ["lead", "list"], ["contact", "list"],
+    ["lead show", "1"], ["lead"], [],
 ])
 def test_what_is_not_plainly_a_read_goes_to_typer(argv):
     """--help, a usage error or another command: typer answers (as it always has)."""

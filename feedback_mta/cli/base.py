@@ -7,13 +7,12 @@ alone, so a read answers in about the time of importing SQLAlchemy.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 from feedback_mta import config as config_mod
 
@@ -136,13 +135,3 @@ def say(failure: Failure) -> None:
     if str(failure):
         print(f"feedback-mta: error: {failure}", file=sys.stderr)
 
-
-def leave(code: int) -> NoReturn:
-    """End the process with ``code`` once stdout and stderr are written, without tearing
-    the interpreter down: everything is committed and written, and dropping thousands of
-    modules and objects only makes an admin wait (about 0.1 s of every command). A reader
-    that stopped reading (``| head``) is left quietly."""
-    for stream in (sys.stdout, sys.stderr):
-        with suppress(BrokenPipeError, ValueError):  # its reader is gone (or it was closed)
-            stream.flush()
-    os._exit(code)

@@ -11,10 +11,12 @@ as in JSON; truth values print as yes and no for people, true and false in JSON.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from feedback_mta.queries import iso
 
@@ -80,3 +82,14 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str], out=None) -> N
           file=out)
     for row in cells:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip(), file=out)
+
+
+def leave(code: int) -> NoReturn:
+    """End the process with ``code`` once stdout and stderr are written, without tearing
+    the interpreter down: everything is committed and written, and dropping thousands of
+    modules and objects only makes an admin wait (about 0.1 s of every command). A reader
+    that stopped reading (``| head``) is left quietly."""
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(BrokenPipeError, ValueError):  # its reader is gone (or it was closed)
+            stream.flush()
+    os._exit(code)

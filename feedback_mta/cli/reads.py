@@ -120,9 +120,9 @@ class _Read:
 
 _CONFIG = ("config", Path)
 _READS = {
-    ("lead", "show"): _Read(lead_show, True),
-    ("contact", "show"): _Read(contact_show, True),
-    ("inbox", "list"): _Read(inbox_list, False, {
+    "lead show": _Read(lead_show, True),
+    "contact show": _Read(contact_show, True),
+    "inbox list": _Read(inbox_list, False, {
         "--state": ("state", _one_of(MessageState)), "--kind": ("kind", _one_of(Kind)),
         "--message-id": ("message_id", str), "--from": ("sender", str),
         "--rcpt": ("rcpt", str), "--since": ("since", str), "--limit": ("limit", _positive)}),
@@ -131,7 +131,7 @@ _READS = {
 
 def plan(argv: list[str]) -> Callable[[], None] | None:
     """The read ``argv`` asks for, ready to run; None when typer should take it."""
-    read = _READS.get(tuple(argv[:2]))  # type: ignore[arg-type]
+    read = _READS.get(f"{argv[0]} {argv[1]}") if len(argv) >= 2 else None
     if read is None:
         return None
     options = {"--config": _CONFIG, "-c": _CONFIG, **read.options}
