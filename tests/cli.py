@@ -70,9 +70,13 @@ def _environment(env: dict[str, str] | None) -> Iterator[None]:
 
 
 def invoke(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
-           input: str = "") -> Result:
-    """Run ``feedback-mta ARGV...`` in this process."""
-    from feedback_mta.__main__ import run
+           input: str = "", typer: bool = False) -> Result:
+    """Run ``feedback-mta ARGV...`` in this process (``typer``: through the typer app, even
+    a read that ``__main__`` answers without it)."""
+    if typer:
+        from feedback_mta.cli.app import run
+    else:
+        from feedback_mta.__main__ import run
 
     out, err = _Captured(), _Captured()
     context = contextvars.copy_context()
@@ -87,12 +91,12 @@ def invoke(argv: list[str], *, env: dict[str, str] | None = None, cwd: Path | No
 
 
 def run(config: Path | None, *args: str, env: dict | None = None,
-        cwd: Path | None = None) -> Result:
+        cwd: Path | None = None, typer: bool = False) -> Result:
     """``feedback-mta ARGS... --config CONFIG`` in this process."""
     argv = [*args]
     if config is not None:
         argv += ["--config", str(config)]
-    return invoke(argv, env=env, cwd=cwd)
+    return invoke(argv, env=env, cwd=cwd, typer=typer)
 
 
 def spawn(config: Path | None, *args: str, env: dict | None = None,

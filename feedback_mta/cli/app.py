@@ -14,7 +14,6 @@ configuration error, 4 database unreachable, missing or its schema not up to dat
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -31,10 +30,9 @@ from feedback_mta.cli import (
     review,
     server,
 )
+from feedback_mta.cli.base import engines
 from feedback_mta.cli.common import (
-    ENGINES,
     EXIT_CONFIG,
-    FAST_EXIT,
     VERBOSITY,
     ConfigOpt,
     Failure,
@@ -122,9 +120,9 @@ def run(argv: list[str]) -> int:
     except ImportError:  # pragma: no cover - typer with click as a dependency
         from click import exceptions as click  # type: ignore[no-redef]
 
-    engines = ENGINES.set([])
     try:
-        code = app(args=argv, prog_name="feedback-mta", standalone_mode=False)
+        with engines():
+            code = app(args=argv, prog_name="feedback-mta", standalone_mode=False)
     except click.NoArgsIsHelpError as exc:  # a bare group: its help, as click does
         print(exc.ctx.get_help() if exc.ctx else exc.format_message(), file=sys.stderr)
         return 2
@@ -138,25 +136,4 @@ def run(argv: list[str]) -> int:
     except click.ClickException as exc:
         print(f"feedback-mta: error: {exc.format_message()}", file=sys.stderr)
         return exc.exit_code
-    finally:
-        for engine in ENGINES.get() or ():
-            engine.dispose()
-        ENGINES.reset(engines)
     return code if isinstance(code, int) else 0
-
-
-def main() -> None:
-    """The ``feedback-mta`` command: ``run``, then leave with its exit code."""
-    import sys
-
-    code = run(sys.argv[1:])
-    if FAST_EXIT.get():
-        # Everything is committed and written; tearing down thousands of modules and
-        # objects only makes an admin wait (about 0.1 s of every command).
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
-
-if __name__ == "__main__":
-    main()

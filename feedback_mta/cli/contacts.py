@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from feedback_mta.cli import reads
 from feedback_mta.cli.common import (
     EXIT_USAGE,
     AccountOpt,
@@ -50,10 +51,7 @@ class Truth(StrEnum):
 @command
 def contact_show(contact_id: IdArg, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Show one contact: status, opt-out reason, tags, review deadline, bounces."""
-    from feedback_mta.queries import contacts
-
-    with reading(config) as (_, session):
-        emit(contacts.show(session, contact_id), as_json)
+    reads.contact_show(config, contact_id, as_json)  # __main__ runs it without typer, too
 
 
 @contact_app.command("add")

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from feedback_mta.cli import reads
 from feedback_mta.cli.common import (
     EXIT_USAGE,
     ConfigOpt,
@@ -19,10 +20,10 @@ from feedback_mta.cli.common import (
     emit,
     emit_rows,
     reading,
-    since_time,
     writing,
 )
 from feedback_mta.cli.leads import LimitOpt
+from feedback_mta.cli.reads import since_time
 from feedback_mta.kinds import Kind
 from feedback_mta.store.states import MessageState
 
@@ -45,15 +46,12 @@ def inbox_list(
     since: SinceOpt = None, limit: LimitOpt = 100,
     config: ConfigOpt = None, as_json: JsonOpt = False,
 ) -> None:
-    """Inbound messages, newest first (bodies are never shown here)."""
-    from feedback_mta.queries import inbox
-
-    after = since_time(since)
-    with connection(config) as conn:
-        rows = inbox.listing(conn, state=state.value if state else None,
-                             kind=kind.value if kind else None, message_id=message_id,
-                             sender=sender, rcpt=rcpt, since=after, limit=limit)
-    emit_rows(rows, ("id", "message_id", "state", "kind", "reason", "received_at"), as_json)
+    """Inbound messages, newest first (bodies are never shown here): how each came (SOURCE
+    smtp, lmtp or http; PROVIDER, whose hook) and what became of it."""
+    # __main__ runs it without typer, too.
+    reads.inbox_list(config, state=state.value if state else None,
+                     kind=kind.value if kind else None, message_id=message_id, sender=sender,
+                     rcpt=rcpt, since=since, limit=limit, as_json=as_json)
 
 
 @inbox_app.command("show")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from feedback_mta.cli import reads
 from feedback_mta.cli.common import (
     EXIT_USAGE,
     AccountOpt,
@@ -23,10 +24,10 @@ from feedback_mta.cli.common import (
     emit_rows,
     load,
     reading,
-    since_time,
     write_engine,
     writing,
 )
+from feedback_mta.cli.reads import since_time
 from feedback_mta.store.states import LeadStatus
 
 if TYPE_CHECKING:
@@ -83,11 +84,7 @@ def lead_add(account: AccountOpt, email: EmailOpt, first: FirstOpt = "", last: L
 @command
 def lead_show(lead_id: IdArg, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Show one lead."""
-    from feedback_mta.addresses import AddressBook
-    from feedback_mta.queries import leads
-
-    with reading(config) as (cfg, session):
-        emit(leads.show(session, AddressBook.from_config(cfg), lead_id), as_json)
+    reads.lead_show(config, lead_id, as_json)  # __main__ runs it without typer, too
 
 
 @lead_app.command("list")

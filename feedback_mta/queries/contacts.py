@@ -8,11 +8,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from feedback_mta import events, tokens
+from feedback_mta import tokens
 from feedback_mta.addresses import AddressBook, Box
-from feedback_mta.queries import NotFound, cursors
+from feedback_mta.queries import NotFound, cursors, records
 from feedback_mta.queries.accounts import require_account
-from feedback_mta.store.models import Contact, Event, Lead, LeadStatus, Tag
+from feedback_mta.store.models import Contact, Tag
 
 
 def get(session: Session, contact_id: int) -> Contact:
@@ -40,41 +40,13 @@ def contact_dict(session: Session, contact: Contact,
                  tag_names: list[str] | None = None) -> dict[str, Any]:
     """A contact as the command line shows it (``tag_names`` when already read)."""
     assert contact.id is not None
-    return {"id": contact.id, "account_id": contact.account_id, "email": contact.email,
-            "first_name": contact.first_name, "last_name": contact.last_name,
-            "status": contact.status, "opt_out_reason": contact.opt_out_reason,
-            "opted_out_at": contact.opted_out_at, "mailable": contact.mailable,
-            "not_mailable_reason": contact.not_mailable_reason,
-            "tags": tags(session, contact.id) if tag_names is None else tag_names,
-            "quality": contact.quality,
-            "quality_reasons": list(contact.quality_reasons or ()),
-            "review_deadline": contact.review_deadline,
-            "verified": contact.verified_at is not None, "verified_at": contact.verified_at,
-            "engaged": contact.engaged_at is not None,
-            "engagement": contact.engagement.split(), "source_ip": contact.source_ip}
+    return records.contact_fields(contact, tags(session, contact.id) if tag_names is None
+                                  else tag_names)
 
 
 def show(session: Session, contact_id: int) -> dict[str, Any]:
     """One contact: status, opt-out reason, tags, review deadline, bounce counts, leads."""
-    contact = get(session, contact_id)
-    # The contact's activities as its inbox shows them: spam leads are left out.
-    leads = session.exec(select(Lead.id).where(
-        Lead.contact_id == contact_id, Lead.status == LeadStatus.ACTIVE.value)
-        .order_by(col(Lead.id).desc())).all()
-    # Bounces as the bounce handler counts them, for "why is this not mailable?".
-    counted = (events.CONTACT_HARD_BOUNCED, events.CONTACT_SOFT_BOUNCED,
-               events.CONTACT_COMPLAINED)
-    counts = dict(session.exec(select(Event.action, sa.func.count()).where(
-        Event.subject_type == "contact", Event.subject_id == contact_id,
-        col(Event.action).in_(counted)).group_by(col(Event.action))).all())
-    return {**contact_dict(session, contact),
-            "undeliverable_at": contact.undeliverable_at,
-            "undeliverable_reason": contact.undeliverable_reason,
-            "hard_bounces": counts.get(events.CONTACT_HARD_BOUNCED, 0),
-            "soft_bounces": counts.get(events.CONTACT_SOFT_BOUNCED, 0),
-            "complaints": counts.get(events.CONTACT_COMPLAINED, 0),
-            "leads": list(leads),
-            "created_at": contact.created_at, "updated_at": contact.updated_at}
+    return records.contact(session.connection(), contact_id)
 
 
 def count(session: Session, *, account: int | None = None) -> int:

@@ -9,10 +9,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from feedback_mta.queries import NotFound
-from feedback_mta.store.models import Event, InboundMessage, table_of
+from feedback_mta.store import tables
 
-_T = table_of(InboundMessage)
-_E = table_of(Event)
+# The light tables: ``inbox list`` loads neither SQLModel nor pydantic.
+_T = tables.inbound_message
+_E = tables.event
 
 COLUMNS = ("id", "message_id", "state", "kind", "reason", "received_at", "mail_from",
            "rcpt_tos", "size", "processed_at", "duplicate_of", "error", "peer", "attempts",

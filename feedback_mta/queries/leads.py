@@ -8,25 +8,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from feedback_mta.addresses import AddressBook, Box, notification_message_id
+from feedback_mta.addresses import AddressBook
 from feedback_mta.quality.verdict import Verdict
-from feedback_mta.queries import NotFound, cursors, utc
+from feedback_mta.queries import NotFound, cursors, records, utc
 from feedback_mta.queries.accounts import require_account
+from feedback_mta.queries.records import lead_dict
 from feedback_mta.store.models import Contact, Lead, LeadStatus
 
-
-def lead_dict(lead: Lead, book: AddressBook) -> dict[str, Any]:
-    assert lead.id is not None
-    return {
-        "id": lead.id, "account_id": lead.account_id, "contact_id": lead.contact_id,
-        "status": lead.status, "source_ip": lead.source_ip, "comments": lead.comments,
-        "reply_to": book.address(Box.REPLY, lead.id),
-        "message_id": lead.notification_message_id or notification_message_id(book, lead.id),
-        "flagged_at": lead.flagged_at, "flagged_by": lead.flagged_by,
-        "flagged_via": lead.flagged_via, "exported_at": lead.exported_at,
-        "spam_score": lead.spam_score, "spam_reasons": list(lead.spam_reasons or ()),
-        "created_at": lead.created_at,
-    }
+__all__ = ["lead_dict"]  # the fields of a lead, with the Core read of one (``records``)
 
 
 def registered(lead: Lead, contact: Contact, verdict: Verdict,
@@ -47,7 +36,7 @@ def get(session: Session, lead_id: int) -> Lead:
 
 
 def show(session: Session, book: AddressBook, lead_id: int) -> dict[str, Any]:
-    return lead_dict(get(session, lead_id), book)
+    return records.lead(session.connection(), book, lead_id)
 
 
 def page(session: Session, book: AddressBook, *, account: int | None = None,

@@ -8,14 +8,12 @@ sender -> user of an account, state -> inbound messages to process), so nothing 
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Column, DateTime, Index, LargeBinary, Text, UniqueConstraint
 from sqlalchemy.ext.hybrid import hybrid_property
-from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel, col
 from sqlmodel._compat import SQLModelConfig
 
@@ -26,33 +24,14 @@ from feedback_mta.store.states import (
     OutboundState,
     Role,
 )
+from feedback_mta.store.tables import BOUNCED, JsonText, not_mailable_reason
 
-__all__ = ["ContactStatus", "LeadStatus", "MessageState", "OutboundState", "Role"]
-
-
-#: Why a contact that bounced (hard, or soft too often) is not mailable.
-BOUNCED = "bounced"
+__all__ = ["BOUNCED", "ContactStatus", "JsonText", "LeadStatus", "MessageState",
+           "OutboundState", "Role"]
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class JsonText(TypeDecorator[Any]):
-    """JSON in a TEXT column: lists and dicts in, the same back (the one place that calls
-    ``json.loads`` on stored JSON). A ``str`` is taken as JSON text already, as raw inserts
-    write it; NULL stays None. The column stays TEXT: no migration, any database."""
-
-    impl = Text
-    cache_ok = True
-
-    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> str | None:
-        if value is None or isinstance(value, str):
-            return value
-        return json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
-
-    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Any:
-        return None if value is None or value == "" else json.loads(value)
 
 
 def table_of(model: type[SQLModel]) -> sa.Table:
@@ -166,13 +145,8 @@ class Contact(SQLModel, table=True):
     @not_mailable_reason.inplace.expression
     @classmethod
     def _not_mailable_reason(cls) -> sa.ColumnElement[str | None]:
-        status = col(cls.status)
-        return sa.case(
-            (status == ContactStatus.OPTED_OUT.value,
-             sa.func.coalesce(col(cls.opt_out_reason), ContactStatus.OPTED_OUT.value)),
-            (status != ContactStatus.ACTIVE.value, status),
-            (col(cls.undeliverable_at).is_not(None), BOUNCED),
-            else_=sa.null())
+        return not_mailable_reason(col(cls.status), col(cls.opt_out_reason),
+                                   col(cls.undeliverable_at))
 
     @hybrid_property
     def mailable(self) -> bool:
