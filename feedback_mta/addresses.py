@@ -26,6 +26,8 @@ class Box(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     #: Reply-To of a review digest; TOKEN names the account.
     REVIEW = "review"
+    #: Reply-To of a confirmation request (double opt-in); TOKEN names the contact.
+    CONFIRM = "confirm"
     #: RFC 5321 section 4.5.1 requires it; feedback-loop sign-ups verify a domain by mail to
     #: it and to abuse@. Stored and forwarded to the operator, never acted on.
     POSTMASTER = "postmaster"
@@ -41,7 +43,8 @@ ADMIN_BOXES = frozenset({Box.POSTMASTER, Box.ABUSE})
 
 
 _TOKEN_BOXES = {Box.REPLY: Purpose.REPLY, Box.BOUNCE: Purpose.BOUNCE,
-                Box.UNSUBSCRIBE: Purpose.UNSUBSCRIBE, Box.REVIEW: Purpose.REVIEW}
+                Box.UNSUBSCRIBE: Purpose.UNSUBSCRIBE, Box.REVIEW: Purpose.REVIEW,
+                Box.CONFIRM: Purpose.CONFIRM}
 
 
 class Recipient(NamedTuple):

@@ -480,6 +480,43 @@ class ReviewConfig:
         "How long a review page sign-in lasts.")
 
 
+#: How a contact may have come to us (``store.states.ConsentMethod``, which a test holds
+#: to the same names: the config is read before the database stack is loaded).
+CONSENT_METHODS = ("form", "double_opt_in", "api", "import", "social", "purchased", "unknown")
+
+
+def _consent_methods(v: Any) -> tuple[str, ...]:
+    methods = _strings(v) if v != [] else ()
+    for method in methods:
+        if method not in CONSENT_METHODS:
+            raise ValueError(f"expected consent methods among {', '.join(CONSENT_METHODS)}, "
+                             f"got {method!r}")
+    return methods
+
+
+@dataclass(frozen=True)
+class ConsentConfig:
+    confirm_methods: tuple[str, ...] = key(
+        ("import", "social", "purchased"), _consent_methods,
+        "New contacts that came this way (`--consent-method`, `\"consent\": {\"method\"}`) "
+        "are `pending`, not mailable, until the person confirms by link or reply: a social "
+        "connection, an imported or a bought list is no opt-in. Of form, double_opt_in, api, "
+        "import, social, purchased, unknown; [] confirms nobody.")
+    send_confirmation: bool = key(
+        True, _bool,
+        "Mail each pending contact a confirmation request through `[outbound] relay` "
+        "(`Reply-To: confirm+TOKEN@`, a link to `<public_url>/c/TOKEN`); false: the "
+        "platform sends its own (`GET /v1/contacts/{id}/confirmation`).")
+    confirm_within: float = key(
+        7 * 86400.0, _positive_duration,
+        "A contact still pending this long after it came is opted out with reason "
+        "`unconfirmed`.")
+    remind_before: float = key(
+        0.0, parse_duration,
+        "Send one reminder this long before the deadline to a contact still pending; 0: "
+        "none.")
+
+
 @dataclass(frozen=True)
 class MetricsConfig:
     listen: str = key(
@@ -734,6 +771,7 @@ class Config:
     feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     review: ReviewConfig = field(default_factory=ReviewConfig)
+    consent: ConsentConfig = field(default_factory=ConsentConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)

@@ -43,6 +43,12 @@ CONTACT_INVALID = "contact.invalid"
 CONTACT_SUSPECTED = "contact.suspected"
 CONTACT_VERIFIED = "contact.verified"
 CONTACT_ENGAGED = "contact.engaged"
+#: Consent: recorded (how the contact came, and whether it waits for a confirmation), the
+#: confirmation request sent, the person's confirmation. A "no" and a deadline passed are
+#: ``contact.opted_out`` with reason ``declined`` / ``unconfirmed``.
+CONTACT_CONSENT_RECORDED = "contact.consent_recorded"
+CONTACT_CONFIRMATION_SENT = "contact.confirmation_sent"
+CONTACT_CONFIRMED = "contact.confirmed"
 NETWORK_ADDED = "network.added"
 NETWORK_REMOVED = "network.removed"
 REVIEW_REMINDED = "review.reminded"

@@ -34,6 +34,8 @@ class Purpose(StrEnum):
     ACCOUNT = "account"
     #: ``review+TOKEN``: names an account (Reply-To of its review digest).
     REVIEW = "review"
+    #: ``confirm+TOKEN`` and ``/c/TOKEN``: names a contact awaiting its confirmation.
+    CONFIRM = "confirm"
 
 
 #: Header that carries the FEEDBACK token on mail sent to a contact.

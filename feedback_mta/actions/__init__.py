@@ -8,7 +8,7 @@ construction.
 
 A ``UnitOfWork`` is one transaction: its session, its ``Recorder`` (who acts, from which
 inbound message, the events recorded, the mail queued) and one object per area, each in
-its own module (``accounts``, ``contacts``, ``learning``, ``behaviour``, ``leads``,
+its own module (``accounts``, ``contacts``, ``consent``, ``learning``, ``behaviour``, ``leads``,
 ``quality``, ``feedback``, ``registration``, ``mail``, ``review``, ``inbox``,
 ``outbox``, ``platform``). An area is given what it uses when it is made, so what depends on what is
 read off the constructors (``Leads(recorder, contacts, learning)``), and a caller names
@@ -41,6 +41,7 @@ from feedback_mta.actions.audit import (
     write_events,
 )
 from feedback_mta.actions.behaviour import Behaviour
+from feedback_mta.actions.consent import Consent
 from feedback_mta.actions.contacts import Contacts
 from feedback_mta.actions.feedback import Feedback
 from feedback_mta.actions.inbox import Inbox
@@ -79,7 +80,7 @@ class UnitOfWork:
     The areas are made here, once, each after those it is given; the processor makes one
     per message, so this stays a handful of plain objects (slots, no lookups)."""
 
-    __slots__ = ("accounts", "behaviour", "contacts", "feedback", "inbox", "leads",
+    __slots__ = ("accounts", "behaviour", "consent", "contacts", "feedback", "inbox", "leads",
                  "learning", "mail", "outbox", "platform", "quality", "recorder",
                  "registration", "review", "session")
 
@@ -89,6 +90,7 @@ class UnitOfWork:
         self.recorder = recorder = Recorder(session, actor, inbound_message_id)
         self.accounts = Accounts(recorder)
         self.contacts = Contacts(recorder, self.accounts)
+        self.consent = Consent(recorder, self.contacts)
         self.learning = Learning(recorder)
         self.behaviour = Behaviour(session)
         self.leads = Leads(recorder, self.contacts, self.learning)

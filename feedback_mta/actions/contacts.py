@@ -205,15 +205,16 @@ class Contacts:
         self.recorder.record(events.CONTACT_CREATED, "contact", contact.id, account_id)
         return contact, True
 
-    def opt_out(self, contact: Contact, reason: str) -> bool:
-        """Opt the contact out; False (and no event) when it already was."""
+    def opt_out(self, contact: Contact, reason: str, **evidence: Any) -> bool:
+        """Opt the contact out; False (and no event) when it already was. ``evidence`` goes
+        into the event's data."""
         check_reason(reason)
         now = utcnow()
         if not self.recorder.change(contact, _OPT_OUT, status=ContactStatus.OPTED_OUT,
                                     opt_out_reason=reason, opted_out_at=now, updated_at=now):
             return False
         self.recorder.record(events.CONTACT_OPTED_OUT, "contact", contact.id, contact.account_id,
-                             reason=reason)
+                             reason=reason, **evidence)
         return True
 
     def opt_in(self, contact: Contact, reason: str, **evidence: Any) -> bool:

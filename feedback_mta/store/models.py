@@ -18,6 +18,8 @@ from sqlmodel import Field, SQLModel, col
 from sqlmodel._compat import SQLModelConfig
 
 from feedback_mta.store.states import (
+    UNCONFIRMED,
+    ConsentMethod,
     ContactStatus,
     LeadStatus,
     MessageState,
@@ -89,6 +91,8 @@ class Contact(SQLModel, table=True):
         Index("ix_contact_email", "email"),
         # The scheduler's "whose review deadline has passed?" and the digest's lookup.
         Index("ix_contact_review_deadline", "review_deadline"),
+        # The scheduler's "whose confirmation deadline has passed?".
+        Index("ix_contact_confirm_by", "confirm_by"),
     )
     # ``mailable`` and ``not_mailable_reason`` below: SQL expressions too, not fields.
     model_config = SQLModelConfig(ignored_types=(hybrid_property,))
@@ -124,6 +128,28 @@ class Contact(SQLModel, table=True):
     engaged_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     #: Space-separated kinds of engagement seen (``purchase click``).
     engagement: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    #: Consent (GDPR Art. 7(1): the controller shows the person consented): how the contact
+    #: came to us (``ConsentMethod``), from where (a form's URL, a list's name), when, from
+    #: which address and browser. Contacts from before consent was kept are ``unknown``.
+    consent_method: str = Field(default=ConsentMethod.UNKNOWN, sa_column=Column(
+        Text, nullable=False, server_default=ConsentMethod.UNKNOWN.value))
+    consent_source: str = Field(default="", sa_column=Column(Text, nullable=False,
+                                                             server_default=""))
+    consent_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    consent_ip: str | None = Field(default=None, sa_column=Column(Text))
+    consent_user_agent: str | None = Field(default=None, sa_column=Column(Text))
+    #: The person's own confirmation: when, how (``ConfirmedVia``), and the evidence (the
+    #: confirming reply's Message-ID and inbound message, or the click's IP and agent).
+    confirmed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    confirmed_via: str | None = Field(default=None, sa_column=Column(Text))
+    confirmation_evidence: dict[str, Any] | None = Field(default=None,
+                                                         sa_column=Column(JsonText))
+    #: While pending: when it is opted out (reason ``unconfirmed``) unless confirmed; when
+    #: the confirmation request, and the reminder, were sent.
+    confirm_by: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    confirmation_sent_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    confirmation_reminded_at: datetime | None = Field(default=None,
+                                                      sa_column=_ts(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
@@ -138,6 +164,8 @@ class Contact(SQLModel, table=True):
     def not_mailable_reason(self) -> str | None:
         if self.status == ContactStatus.OPTED_OUT:
             return self.opt_out_reason or ContactStatus.OPTED_OUT.value
+        if self.status == ContactStatus.PENDING:
+            return UNCONFIRMED
         if self.status != ContactStatus.ACTIVE:
             return str(self.status)
         return BOUNCED if self.undeliverable_at is not None else None

@@ -9,7 +9,35 @@ from enum import StrEnum
 
 class ContactStatus(StrEnum):
     ACTIVE = "active"
+    #: Awaiting the person's confirmation (``ConsentMethod`` in ``[consent]
+    #: confirm_methods``): not mailable, listed as suppressed with reason ``unconfirmed``.
+    PENDING = "pending"
     OPTED_OUT = "opted_out"
+
+
+class ConsentMethod(StrEnum):
+    """How a contact came to us. A social connection, an imported or a bought list is no
+    opt-in (DESIGN: "B2B spam is still spam"): by default those wait for a confirmation."""
+
+    FORM = "form"
+    DOUBLE_OPT_IN = "double_opt_in"
+    API = "api"
+    IMPORT = "import"
+    SOCIAL = "social"
+    PURCHASED = "purchased"
+    UNKNOWN = "unknown"
+
+
+class ConfirmedVia(StrEnum):
+    """How a person confirmed: the link's POST (``/c/TOKEN``) or a reply to ``confirm+TOKEN``."""
+
+    LINK = "link"
+    REPLY = "reply"
+
+
+#: The opt-out reasons of consent: the person said no; nobody confirmed in time.
+DECLINED = "declined"
+UNCONFIRMED = "unconfirmed"
 
 
 class LeadStatus(StrEnum):

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy import Column, DateTime, Float, Integer, LargeBinary, Text
 from sqlalchemy.types import TypeDecorator
 
-from feedback_mta.store.states import ContactStatus
+from feedback_mta.store.states import UNCONFIRMED, ContactStatus
 
 #: Why a contact that bounced (hard, or soft too often) is not mailable.
 BOUNCED = "bounced"
@@ -45,12 +45,14 @@ class JsonText(TypeDecorator[Any]):
 
 def not_mailable_reason(status: Any, opt_out_reason: Any, undeliverable_at: Any
                         ) -> sa.ColumnElement[str | None]:
-    """What stands in the way of mail to a contact, in SQL: the opt-out's reason, else the
-    status (pending), else ``bounced``; NULL when it is mailable (``models.Contact`` says the
-    same of an object). Of three columns, of a table or of the model."""
+    """What stands in the way of mail to a contact, in SQL: the opt-out's reason, else
+    ``unconfirmed`` (pending), else ``bounced``; NULL when it is mailable
+    (``models.Contact`` says the same of an object). Of three columns, of a table or of
+    the model."""
     return sa.case(
         (status == ContactStatus.OPTED_OUT.value,
          sa.func.coalesce(opt_out_reason, ContactStatus.OPTED_OUT.value)),
+        (status == ContactStatus.PENDING.value, UNCONFIRMED),
         (status != ContactStatus.ACTIVE.value, status),
         (undeliverable_at.is_not(None), BOUNCED),
         else_=sa.null())
@@ -89,6 +91,10 @@ contact = sa.Table(
     _text("quality"), Column("quality_reasons", JsonText), _ts("review_deadline"),
     _ts("reminded_at"), _ts("verified_at"), _text("verified_by"),
     Column("verified_reasons", JsonText), _ts("engaged_at"), _text("engagement", False),
+    _text("consent_method", False), _text("consent_source", False), _ts("consent_at"),
+    _text("consent_ip"), _text("consent_user_agent"), _ts("confirmed_at"),
+    _text("confirmed_via"), Column("confirmation_evidence", JsonText), _ts("confirm_by"),
+    _ts("confirmation_sent_at"), _ts("confirmation_reminded_at"),
     _ts("created_at", False), _ts("updated_at", False),
 )
 
