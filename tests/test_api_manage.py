@@ -131,6 +131,12 @@ def _contact_in(api: Api, email: str, state: str) -> None:
         contact, _ = uow.contacts.add(api.account, email, "Di", "Ve")
         if state == "bounced":
             uow.contacts.mark_undeliverable(contact, "hard bounce: 5.1.1 user unknown")
+        elif state == "unsubscribed, then complained":  # the opt-out keeps its first reason
+            uow.contacts.opt_out(contact, "unsubscribe")
+            uow.feedback.record_report(contact, "abuse", "arf", "token")
+        elif state == "opted out, then found known-bad":
+            uow.contacts.opt_out(contact, "manual")
+            uow.quality.mark_invalid(contact, ["name: not a name"])
         elif state != "mailable":
             uow.contacts.opt_out(contact, state)
 
@@ -144,6 +150,8 @@ LIFTS = [
     ("invalid_contact", 409, "known-bad"),
     ("suspected_invalid", 409, "contact verify"),
     ("bounced", 409, "bounced"),
+    ("unsubscribed, then complained", 409, "reported mail as spam"),
+    ("opted out, then found known-bad", 409, "known-bad"),
     ("mailable", 404, "no suppression"),
 ]
 
@@ -166,6 +174,15 @@ def test_a_suppression_is_added_and_lifted_only_where_an_opt_in_may(api):
         "email": "x@people.test", "reason": "r" * 201}), 422)
     assert body["errors"][0]["loc"][-1] == "reason"
     _problem(api.as_(api.all_key).post("/v1/suppressions", json={"email": "x@p.test"}), 422)
+    for reason in ("complaint", "Unsubscribe", "invalid_contact", "unconfirmed"):
+        # The system's own reasons: a suppression "for a complaint" nobody made would stand
+        # for ever, and one "for an unsubscribe" could be lifted by a click never made.
+        body = _problem(api.client.post("/v1/suppressions", json={
+            "email": "y@people.test", "reason": reason}), 422)
+        assert body["errors"][0]["loc"][-1] == "reason", reason
+        refused = run(api.path, "contact", "optout", "--email", "y@people.test", "--account",
+                      str(api.account), "--reason", reason)
+        assert refused.returncode == 1 and "the system gives" in refused.stderr, reason
     # contact optout --email is the same action: the API then finds it suppressed.
     by_cli = ok_json(api.path, "contact", "optout", "--email", "Cli@People.test",
                      "--account", str(api.account))
@@ -329,3 +346,22 @@ def test_every_422_says_where_in_errors(api):
         assert errors and all(isinstance(e["loc"], list) and e["msg"] for e in errors), (
             answer.request.url, answer.text)
     assert reused.json()["errors"][0]["loc"] == ["header", "Idempotency-Key"]
+
+
+def test_one_new_address_posted_many_times_at_once_is_never_a_500(api):
+    """On PostgreSQL writers do not queue: requests making the same new contact race on
+    its unique key; the losers answer 409 (send it again), never 500, and one contact is
+    made."""
+    import concurrent.futures
+
+    def post(path: str, body: dict) -> int:
+        return api.client.post(path, json=body).status_code
+
+    bodies = [("/v1/contacts", {"email": "race@people.test"}),
+              ("/v1/suppressions", {"email": "race@people.test"}),
+              ("/v1/leads", {"email": "race@people.test"})] * 6
+    with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
+        codes = list(pool.map(lambda pb: post(*pb), bodies))
+    assert set(codes) <= {200, 201, 409}, codes
+    found = api.client.get("/v1/contacts", params={"email": "race@people.test"}).json()
+    assert len(found["contacts"]) == 1

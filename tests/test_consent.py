@@ -140,3 +140,21 @@ def test_the_deadline_opts_out_only_a_contact_still_pending_after_it(engine):
         uow.consent.confirm(uow.contacts.get(confirmed), Evidence(ConfirmedVia.LINK))
         assert not uow.consent.expire(uow.contacts.get(confirmed), utcnow() + timedelta(days=8))
     assert _contact(engine, confirmed).mailable
+
+
+def test_an_opt_in_lifts_an_opt_out_but_not_the_need_for_the_persons_yes(engine):
+    """A pending contact that unsubscribed and resubscribed (or an admin lifted it) waits
+    for its confirmation again: mailable only by the person's own yes."""
+    contact_id = _made(engine, "social")
+    with unit_of_work(engine, CLI) as uow:
+        contact = uow.contacts.get(contact_id)
+        uow.contacts.opt_out(contact, "unsubscribe")
+        assert uow.contacts.opt_in(contact, "resubscribed")
+    contact = _contact(engine, contact_id)
+    assert (contact.status, contact.mailable) == (ContactStatus.PENDING, False)
+    confirmed = _made(engine, "form", email="bob@people.test")
+    with unit_of_work(engine, CLI) as uow:
+        contact = uow.contacts.get(confirmed)
+        uow.contacts.opt_out(contact, "unsubscribe")
+        uow.contacts.opt_in(contact, "resubscribed")
+    assert _contact(engine, confirmed).mailable

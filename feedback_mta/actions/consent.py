@@ -19,7 +19,7 @@ from typing import Any
 from feedback_mta import events
 from feedback_mta.actions.accounts import check_text, normalize_ip
 from feedback_mta.actions.audit import Conflict, Invalid, Recorder
-from feedback_mta.actions.contacts import Contacts, why_kept
+from feedback_mta.actions.contacts import Contacts
 from feedback_mta.store import db
 from feedback_mta.store.models import Contact, utcnow
 from feedback_mta.store.states import (
@@ -132,13 +132,13 @@ class Consent:
         was confirmed already."""
         self.recorder.lock(contact)
         if contact.status == ContactStatus.OPTED_OUT:
-            if contact.opt_out_reason not in _LIFTED_BY_CONFIRMING:
-                raise Conflict(f"{contact.email}: {why_kept(contact) or 'opted out'}")
+            why = self.contacts.kept(contact)  # a complaint, a bounce, known bad: it stands
+            if why is None and contact.opt_out_reason not in _LIFTED_BY_CONFIRMING:
+                why = f"opted out ({contact.opt_out_reason}): not the person's to undo here"
+            if why is not None:
+                raise Conflict(f"{contact.email}: {why}")
         elif contact.confirmed_at is not None and contact.status == ContactStatus.ACTIVE:
             return False
-        why = why_kept(contact) if contact.status == ContactStatus.OPTED_OUT else None
-        if why is not None:  # bounced since: the address takes no mail
-            raise Conflict(f"{contact.email}: {why}")
         previous = str(contact.status)
         now = utcnow()
         contact.status = ContactStatus.ACTIVE

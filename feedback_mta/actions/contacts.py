@@ -25,6 +25,8 @@ from feedback_mta.store.models import (
     table_of,
     utcnow,
 )
+from feedback_mta.store.states import DECLINED, UNCONFIRMED
+from feedback_mta.store.tables import BOUNCED
 
 _C = table_of(Contact)
 #: Built once: a third cheaper than ``Session.get``, which builds its query on each call
@@ -128,10 +130,24 @@ KEPT = {
 }
 
 
-def why_kept(contact: Contact) -> str | None:
+#: Reasons the system gives its own opt-outs, which a person's or a program's opt-out may
+#: not take: a suppression "because complaint" that nobody complained for would be kept
+#: for ever, and one "because unsubscribe" lifted by a click that never happened.
+SYSTEM_REASONS = frozenset({"complaint", "unsubscribe", INVALID_REASON, EXPIRED_REASON,
+                            DECLINED, UNCONFIRMED, BOUNCED, ContactStatus.OPTED_OUT.value,
+                            ContactStatus.PENDING.value})
+
+
+def why_kept(contact: Contact, complained: bool = False) -> str | None:
     """Why the contact's suppression is not lifted by an opt-in (None: it may be, or there
-    is none): the address bounced, the opt-out is one of ``KEPT``, or the contact awaits
-    the person's own confirmation."""
+    is none): the person ever complained (``complained``: the audit trail says so, whatever
+    later opt-out reason the contact carries), it is known bad and no admin verified it,
+    the address bounced, the opt-out is one of ``KEPT``, or the contact awaits the
+    person's own confirmation."""
+    if complained:
+        return KEPT["complaint"]
+    if contact.quality == Level.INVALID:
+        return KEPT[INVALID_REASON]
     if contact.undeliverable_at is not None:
         return (f"the address bounced ({contact.undeliverable_reason or 'hard'}): mail to "
                 "it is not delivered")
@@ -225,7 +241,10 @@ class Contacts:
         if contact.status != ContactStatus.OPTED_OUT:
             return False
         previous = contact.opt_out_reason
-        contact.status = ContactStatus.ACTIVE
+        # A contact that opted out while it awaited its confirmation awaits it again: an
+        # opt-in lifts the opt-out, not the need for the person's own yes.
+        contact.status = (ContactStatus.PENDING if contact.confirm_by is not None
+                          and contact.confirmed_at is None else ContactStatus.ACTIVE)
         contact.opt_out_reason = contact.opted_out_at = None
         contact.updated_at = utcnow()
         self.session.add(contact)
@@ -253,20 +272,38 @@ class Contacts:
         """Add the address to the account's suppressions (``POST /v1/suppressions``,
         ``contact optout --email``): opt its contact out, making the contact if there is
         none; (contact, False) when it was opted out already."""
-        check_reason(reason)
         contact, _ = self.add(account_id, email)
-        return contact, self.opt_out(contact, reason)
+        return contact, self.opt_out_as_asked(contact, reason)
 
     def lift(self, contact: Contact, reason: str) -> bool:
         """Lift the contact's suppression with an opt-in (``DELETE /v1/suppressions/..``,
         ``contact optin``); ``Conflict`` saying why when it is one no opt-in lifts
-        (``why_kept``); False when it was not opted out."""
+        (``kept``); False when it was not opted out."""
         check_reason(reason)
         self.recorder.lock(contact)
-        why = why_kept(contact)
+        why = self.kept(contact)
         if why is not None:
             raise Conflict(f"{contact.email}: {why}")
         return self.opt_in(contact, reason)
+
+    def kept(self, contact: Contact) -> str | None:
+        """``why_kept``, with the contact's audit trail read for a complaint: a contact
+        that unsubscribed and complained after carries the first reason, and is still
+        never mailed again."""
+        complained = self.session.execute(sa.select(_E.c.id).where(
+            _E.c.subject_type == "contact", _E.c.subject_id == contact.id,
+            _E.c.action == events.CONTACT_COMPLAINED).limit(1)).first() is not None
+        return why_kept(contact, complained)
+
+    def opt_out_as_asked(self, contact: Contact, reason: str) -> bool:
+        """An admin's or the platform's opt-out (``contact optout``, ``POST
+        /v1/contacts/{id}/optout``, ``POST /v1/suppressions``): the reason is theirs, and
+        never one the system gives its own (``SYSTEM_REASONS``)."""
+        check_reason(reason)
+        if reason.strip().lower() in SYSTEM_REASONS:
+            raise Invalid(f"reason: {reason!r} is one the system gives its own opt-outs; "
+                          "say it in other words", "reason")
+        return self.opt_out(contact, reason)
 
     def delete(self, contact: Contact) -> dict[str, int]:
         """Delete the contact with its leads and tags (a person asked to be forgotten, or a

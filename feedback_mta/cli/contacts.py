@@ -216,7 +216,7 @@ def contact_optout(contact_id: MaybeIdArg = None, email: ByEmailOpt = None,
     suppressed even if it is no contact yet (as POST /v1/suppressions)."""
     _target(contact_id, email, account)
     if contact_id is not None:
-        _change(contact_id, by, lambda uow, c: uow.contacts.opt_out(c, reason), config,
+        _change(contact_id, by, lambda uow, c: uow.contacts.opt_out_as_asked(c, reason), config,
                 as_json)
         return
     from feedback_mta.queries.contacts import contact_dict

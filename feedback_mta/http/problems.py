@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from feedback_mta import logs, queries
@@ -105,6 +105,16 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(queries.NotFound)
     async def _missing(request: Request, exc: queries.NotFound) -> JSONResponse:
         return problem(404, str(exc))
+
+    @app.exception_handler(IntegrityError)
+    async def _raced(request: Request, exc: IntegrityError) -> JSONResponse:
+        # Two requests made the same row at once (one address registered twice on
+        # PostgreSQL, where writers do not queue): the other one's is there now, and the
+        # same request again finds it.
+        log.info("http.conflict", path=request.url.path, error=error_line(exc))
+        return problem(409, "a request made at the same moment changed the same record; "
+                       "send this one again", type="/problems/conflict",
+                       headers={"Retry-After": "0"})
 
     @app.exception_handler(OperationalError)
     async def _database(request: Request, exc: OperationalError) -> JSONResponse:

@@ -420,7 +420,7 @@ def optout_contact(engine: Engine_, who: Who, contact_id: ContactId,
                    body: Annotated[OptOutIn | None, Body()] = None) -> Any:
     reason = (body or OptOutIn()).reason.strip() or "manual"
     return _change_contact(engine, who, contact_id,
-                           lambda uow, c: uow.contacts.opt_out(c, reason))
+                           lambda uow, c: uow.contacts.opt_out_as_asked(c, reason))
 
 
 @router.post("/contacts/{contact_id}/engage", response_model=ContactChanged,
