@@ -340,9 +340,15 @@ def test_every_spam_lead_is_on_the_page_with_who_flagged_it_and_why(desk):
         assert _rows(client.get("/review/", params={"by": by})) == expected, by
     assert client.get("/review/", params={"by": "everyone"}).status_code == 422
     assert client.get("/review/", params={"before": "99999999999"}).status_code == 422
-    # Paging: leads before an id.
-    older = client.get("/review/", params={"before": str(desk.buyer["id"])})
-    assert _rows(older) == {desk.spam["id"]}
+    # Paging: one account's leads before an id; an admin of two accounts still sees the
+    # other account's from its newest.
+    ok_json(desk.path, "user", "add", "--account", str(desk.other), "--email",
+            "boss@dealer.test", "--role", "contact-admin")
+    older = client.get("/review/", params={"account": desk.account,
+                                           "before": str(desk.buyer["id"])})
+    assert _rows(older) == {desk.spam["id"], desk.elsewhere["id"]}
+    assert f"(older than #{desk.buyer['id']})" in older.text
+    assert f"account={desk.other}&amp;before=" not in older.text
 
 
 def test_a_restore_is_undone_and_a_restored_lead_flagged_again(desk):

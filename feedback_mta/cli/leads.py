@@ -95,8 +95,8 @@ def lead_list(account: MaybeAccountOpt = None,
               ] = LeadStatus.ACTIVE,
               via: Annotated[str | None, typer.Option(
                   "--via", metavar="WAY",
-                  help="Only leads flagged this way: auto (by their score), email, cli, api, "
-                       "page.")
+                  help="Only leads flagged this way: auto (by their score), email (a "
+                       "dealer's reply), cli, api, web (the review page).")
               ] = None,
               contact: Annotated[int | None, typer.Option(
                   "--contact", metavar="ID", help="Only this contact's leads.")] = None,

@@ -76,7 +76,8 @@ def list_leads(who: Who, reader: Reader, book: Book, account_id: AccountQuery = 
                ] = LeadStatus.ACTIVE,
                via: Annotated[str | None, Query(
                    max_length=50, description="Flagged this way: auto (by its score), "
-                                              "email (a dealer's reply), api, cli, page")
+                                              "email (a dealer's reply), api, cli, web (the "
+                                              "review page)")
                ] = None,
                contact_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
                since: Annotated[datetime | None, Query(

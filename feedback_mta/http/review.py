@@ -150,13 +150,15 @@ def _base_url(config: Config, request: Request) -> str:
 @router.get("/")
 def review_page(request: Request, config: Config_, reader: Reader, done: str = "",
                 id: int = 0, by: ByFilter = "",
-                before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Response:
+                before: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+                account: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None) -> Response:
     who = signed_in(config, request, reader)
     if who is None:
         return _page("sign_in", title="Review")
     email, cookie = who
     with Session(reader) as session:
-        accounts = to_review(session, reviewer_accounts(session, email), by=by, before=before)
+        accounts = to_review(session, reviewer_accounts(session, email), by=by,
+                             before=(account, before) if account and before else None)
         charts = {a.id: review_charts(account_days(session, a.id), config.guard)
                   for a in accounts}
     note = _NOTES[done].format(id=id) if done in _NOTES else None
@@ -164,7 +166,8 @@ def review_page(request: Request, config: Config_, reader: Reader, done: str = "
     undo = id if done == "restored" and any(
         r.id == id for account in accounts for r in account.restored) else None
     return _page("review", title="Review", email=email, csrf=csrf_token(config, cookie),
-                 accounts=accounts, note=note, undo=undo, by=by, before=before,
+                 accounts=accounts, note=note, undo=undo, by=by,
+                 before=before if account else None, paged=account,
                  flaggers={name: label for name, (_, label) in FLAGGERS.items()},
                  charts=charts)
 

@@ -168,16 +168,19 @@ def _suspected(session: Session, account_id: int) -> list[SuspectedContact]:
 
 
 def to_review(session: Session, account_ids: Iterable[int], *, by: str = "",
-              before: int | None = None, now: datetime | None = None) -> list[AccountReview]:
+              before: tuple[int, int] | None = None, now: datetime | None = None
+              ) -> list[AccountReview]:
     """Per account: its spam leads (only those ``by`` flagged, when it names a
-    ``FLAGGERS`` entry; ids below ``before`` when paging), the leads restored within
-    ``RESTORED_WITHIN``, and its suspected contacts."""
+    ``FLAGGERS`` entry; when paging, ``before`` is (account, id): that account's ids below
+    it, the others' from their newest), the leads restored within ``RESTORED_WITHIN``, and
+    its suspected contacts."""
     since = (now or utcnow()) - RESTORED_WITHIN
     out = []
     for account in session.exec(select(Account).where(col(Account.id).in_(list(account_ids)))
                                 .order_by(col(Account.id))):
         assert account.id is not None
-        leads, older = _spam_leads(session, account.id, by, before)
+        leads, older = _spam_leads(session, account.id, by,
+                                   before[1] if before and before[0] == account.id else None)
         out.append(AccountReview(account.id, account.name, tuple(leads),
                                  tuple(_suspected(session, account.id)),
                                  tuple(_restored(session, account.id, since)), older))
