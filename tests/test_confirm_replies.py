@@ -190,6 +190,7 @@ def test_a_yes_does_not_lift_a_complaint(service, pending):
         uow.contacts.opt_out(uow.contacts.get(pending.id), "complaint")
     raw = answer(pending.address, "Yes", sender=pending.email)
     done = deliver(service, pending.address, raw, pending.email)
-    assert (done["state"], done["reason"]) == ("ignored", "confirm: contact not pending (complaint)")
+    assert (done["state"], done["reason"]) == (
+        "ignored", "confirm: contact not pending (complaint)")
     contact = contact_row(service, pending.id)
     assert (contact["status"], contact["opt_out_reason"]) == ("opted_out", "complaint")

@@ -87,7 +87,8 @@ def handle(ctx: HandlerContext) -> Outcome:
     try:
         changed = command.act(ctx.uow, contact, evidence)
     except Conflict:  # a complaint, a bounce, a known-bad verdict: the person's yes is not enough
-        return _ignored(f"contact not pending ({contact.not_mailable_reason})")
+        kept = "bounced" if contact.undeliverable_at is not None else contact.opt_out_reason
+        return _ignored(f"contact not pending ({kept})")
     if changed:
         return Outcome(MessageState.PROCESSED, command.done)
     return _ignored(command.unchanged)
