@@ -18,6 +18,11 @@ Two pure steps, kept apart so each can be tested on a table of real-world bodies
     notification's own instruction ("Reply SPAM to flag this lead") ends the new text
     wherever it shows up, so a client that quotes without ``>`` cannot make it count.
 
+``answers(new_text, vocabulary)``
+    A contact's answer to a confirmation request: every clause of the first lines read with
+    the consent words (``YES``, ``Yes please!``, ``no thanks``, ``remove me``, ``ja``,
+    ``non merci``, ...), so "Hi, yes" answers; the caller takes both answers for none.
+
 Why not a library: mail-parser-reply and email-reply-parser were measured on the same
 tables (``bench/replies.py``); both missed quote headers we must cut (Russian/Android,
 Thunderbird with a wrapped header, HTML-only replies) and neither reads HTML, so a wrong
