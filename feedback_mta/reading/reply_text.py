@@ -1,6 +1,6 @@
 """The new text of a dealer's reply to a lead notification, and the command in it (pure).
 
-Two pure steps, kept apart so each can be tested on a table of real-world bodies:
+Pure steps, kept apart so each can be tested on a table of real-world bodies:
 
 ``new_text(text, html)``
     Only what the dealer typed: the quoted history (``>`` lines, "On ... wrote:" and its
