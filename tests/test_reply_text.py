@@ -167,9 +167,9 @@ def test_broken_html_does_not_raise():
 def test_a_new_reply_command_is_one_declaration():
     """The words a command declares in ``reading.commands`` are all the reader needs: an
     ``ARCHIVE`` command (made up here) is read beside the real ones, in its own languages."""
-    from feedback_mta.reading.commands import LEAD, LeadWords, vocabulary
+    from feedback_mta.reading.commands import LEAD, ReplyWords, vocabulary
 
-    archive = LeadWords("archive", {"en": "archive", "de": "archivieren"})
+    archive = ReplyWords("archive", {"en": "archive", "de": "archivieren"})
     extended = vocabulary((*LEAD, archive))
     assert read_intent("Archive, please", extended) == "archive"
     assert read_intent("Archivieren!", extended) == "archive"

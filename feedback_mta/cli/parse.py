@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from feedback_mta.addresses import Box
 from feedback_mta.cli import output
 from feedback_mta.reading.candidates import candidates, first_token, verify
 from feedback_mta.reading.classify import Kind, classify
@@ -66,7 +67,7 @@ def classify_file(file: Path, book: AddressBook | None,
     try:
         parsed = parse(raw, guess_envelope=True)
         result = classify(parsed, book.resolve_all(parsed.rcpt_tos) if book else [])
-        wanted = _intent(parsed, markers) if result.kind is Kind.REPLY else None
+        wanted = _intent(parsed, result, markers) if result.kind is Kind.REPLY else None
         bounces = result.report.bounces if result.report else ()
         row = {"file": str(file), "kind": result.kind.value,
                "feedback_type": result.feedback_type, "recipients": list(result.recipients),
@@ -91,11 +92,28 @@ def classify_file(file: Path, book: AddressBook | None,
                 "error": f"{type(exc).__name__}: {exc}"[:300]}
 
 
-def _intent(parsed, markers: Sequence[str] | None) -> Any:
+def _intent(parsed, result, markers: Sequence[str] | None) -> Any:
+    """A dealer's command (``flag``, ``restore``), or a contact's answer to a confirmation
+    request (``confirm``, ``decline``; none when it says both), as the handlers read them."""
+    if _to_confirm(parsed, result):
+        from feedback_mta.markers import CONFIRMATION_MARKERS
+        from feedback_mta.reading.commands import CONSENT_VOCABULARY
+        from feedback_mta.reading.reply_text import read_answers
+
+        said = read_answers(parsed, CONSENT_VOCABULARY, CONFIRMATION_MARKERS)
+        return next(iter(said)) if len(said) == 1 else None
     from feedback_mta.reading.commands import VOCABULARY
     from feedback_mta.reading.reply_text import NOTIFICATION_MARKERS, read
 
     return read(parsed, VOCABULARY, tuple(NOTIFICATION_MARKERS if markers is None else markers))
+
+
+def _to_confirm(parsed, result) -> bool:
+    """Is this a reply to ``confirm+TOKEN``? Verified with a config; without one (no
+    secret), by the recipient's local part as found."""
+    if result.recipient is not None:
+        return result.recipient.box is Box.CONFIRM
+    return any(r.lower().startswith("confirm+") for r in parsed.rcpt_tos)
 
 
 def settings(config: Path | None) -> tuple[AddressBook | None, Sequence[str] | None]:

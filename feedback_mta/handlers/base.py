@@ -22,6 +22,7 @@ from feedback_mta.config import (
     SmtpConfig,
     WebhooksConfig,
 )
+from feedback_mta.reading import authres
 from feedback_mta.reading.classify import Classification
 from feedback_mta.reading.parse import ParsedMessage
 from feedback_mta.store.models import MessageState
@@ -82,6 +83,12 @@ class HandlerContext:
     #: ``attribution.named_contacts``, when the processor read them before its transaction
     #: (None: ``resolve`` reads them itself).
     named_contacts: tuple[tuple[str, int], ...] | None = None
+
+    def dmarc_refusal(self, sender: str) -> str | None:
+        """Why a reply from ``sender`` may not act as far as DMARC goes, where ``[security]
+        trusted_authserv_ids`` is set: ``authres.NO_DMARC`` or ``authres.DMARC_FAIL``."""
+        return authres.refusal(self.parsed.headers.get("authentication-results", ()),
+                               self.settings.security.trusted_authserv_ids, sender)
 
 
 Handler = Callable[[HandlerContext], Outcome]

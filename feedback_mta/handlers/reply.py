@@ -19,6 +19,9 @@ A reply to a review digest (``review+TOKEN``, the token names the account) goes 
 account, under the same sender rules. A reply that cites a spam digest (its Message-ID in
 In-Reply-To or References, or its instructions quoted) names leads instead: each ``NOT
 SPAM <id>`` line restores that automatically flagged lead of the account.
+
+A contact's reply to a confirmation request (``confirm+TOKEN``, the token names the
+contact) goes to ``handlers.confirmation``: yes confirms, no declines.
 """
 
 from __future__ import annotations
@@ -26,9 +29,8 @@ from __future__ import annotations
 from feedback_mta.actions import NotFound
 from feedback_mta.actions.mail import compose
 from feedback_mta.addresses import SPAM_DIGEST_ID, Box
-from feedback_mta.handlers import commands
+from feedback_mta.handlers import commands, confirmation
 from feedback_mta.handlers.base import HandlerContext, Outcome
-from feedback_mta.reading import authres
 from feedback_mta.reading.reply_text import (
     DIGEST_MARKERS,
     SPAM_DIGEST_MARKER,
@@ -58,14 +60,9 @@ def refusal(ctx: HandlerContext, account_id: int) -> str | None:
     sender = parsed.from_address
     if not sender:
         return "no From address"
-    trusted = ctx.settings.security.trusted_authserv_ids
-    if trusted:
-        verdict = authres.dmarc(parsed.headers.get("authentication-results", ()), trusted,
-                                sender.rpartition("@")[2])
-        if verdict is None:
-            return "no DMARC result from a trusted server"
-        if verdict == "fail":
-            return "DMARC fail"
+    unauthenticated = ctx.dmarc_refusal(sender)
+    if unauthenticated is not None:
+        return unauthenticated
     user = ctx.uow.accounts.user(account_id, sender)
     if user is None:
         return "not a user of the account"
@@ -83,6 +80,8 @@ def handle(ctx: HandlerContext) -> Outcome:
     recipient = ctx.classification.recipient
     if recipient is not None and recipient.box is Box.REVIEW:
         return handle_review(ctx)
+    if recipient is not None and recipient.box is Box.CONFIRM:
+        return confirmation.handle(ctx)
     parsed = ctx.parsed
     lead = find_lead(ctx)
     if lead is None:

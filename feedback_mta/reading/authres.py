@@ -78,3 +78,19 @@ def dmarc(values: Iterable[str], trusted: Sequence[str], from_domain: str | None
             if header_from is None or header_from.rstrip(".") == domain:
                 return result.result
     return None
+
+
+#: Why a reply's From domain does not count as authenticated (``refusal``).
+NO_DMARC = "no DMARC result from a trusted server"
+DMARC_FAIL = "DMARC fail"
+
+
+def refusal(values: Iterable[str], trusted: Sequence[str], sender: str) -> str | None:
+    """Why a reply from ``sender`` may not act, as far as DMARC goes (``NO_DMARC``,
+    ``DMARC_FAIL``), or None. Without trusted servers configured, nothing is checked."""
+    if not trusted:
+        return None
+    verdict = dmarc(values, trusted, sender.rpartition("@")[2])
+    if verdict is None:
+        return NO_DMARC
+    return DMARC_FAIL if verdict == "fail" else None

@@ -5,12 +5,14 @@ The order matters and is the one experience teaches:
 1. **a report format** (``formats``: ARF, DSN, SES, JMRP, abuse reports, Apple's
    unsubscribe mails, non-standard bounces). DSNs carry ``Auto-Submitted`` too and must
    not be mistaken for auto-replies; a DSN that only says "delivered" is an auto-reply.
-   Formats recognised only by wording never override a reply to a ``reply+TOKEN`` box.
+   Formats recognised only by wording never override a reply to a ``reply+TOKEN``,
+   ``review+TOKEN`` or ``confirm+TOKEN`` box.
 2. **unsubscribe**: anything sent to an ``unsubscribe+TOKEN`` box, whatever it says.
 3. **auto_reply**: RFC 3834 ``Auto-Submitted``, the common ``X-Autoreply`` /
    ``X-Autorespond`` / ``Precedence`` markers, out-of-office subjects, the null sender.
 4. **reply**: a human answer to a lead notification (``reply+TOKEN`` box, or
-   ``In-Reply-To`` naming a notification).
+   ``In-Reply-To`` naming a notification), to a review digest (``review+TOKEN``), or a
+   contact's answer to a confirmation request (``confirm+TOKEN``).
 5. **unknown**: the rest; stored, logged, no action.
 """
 
@@ -94,7 +96,7 @@ def classify(msg: ParsedMessage, recipients: Sequence[Recipient]) -> Classificat
                               ours=every)
 
     report = formats.detect(msg)
-    human = boxes & {Box.REPLY, Box.REVIEW}
+    human = boxes & {Box.REPLY, Box.REVIEW, Box.CONFIRM}
     if report is not None and not (report.heuristic and human):
         target = ours
         if report.kind is Kind.UNSUBSCRIBE and Box.UNSUBSCRIBE in boxes:

@@ -1,6 +1,6 @@
 """The new text of a dealer's reply to a lead notification, and the command in it (pure).
 
-Two pure steps, kept apart so each can be tested on a table of real-world bodies:
+Pure steps, kept apart so each can be tested on a table of real-world bodies:
 
 ``new_text(text, html)``
     Only what the dealer typed: the quoted history (``>`` lines, "On ... wrote:" and its
@@ -17,6 +17,11 @@ Two pure steps, kept apart so each can be tested on a table of real-world bodies
     question (``is this spam?``) or a sentence that merely mentions spam is not one. The
     notification's own instruction ("Reply SPAM to flag this lead") ends the new text
     wherever it shows up, so a client that quotes without ``>`` cannot make it count.
+
+``answers(new_text, vocabulary)``
+    A contact's answer to a confirmation request: every clause of the first lines read with
+    the consent words (``YES``, ``Yes please!``, ``no thanks``, ``remove me``, ``ja``,
+    ``non merci``, ...), so "Hi, yes" answers; the caller takes both answers for none.
 
 Why not a library: mail-parser-reply and email-reply-parser were measured on the same
 tables (``bench/replies.py``); both missed quote headers we must cut (Russian/Android,
@@ -41,7 +46,8 @@ if TYPE_CHECKING:  # parse pulls in mail-parser
     from feedback_mta.reading.parse import ParsedMessage
 
 __all__ = ["DIGEST_MARKERS", "NOTIFICATION_MARKERS", "SPAM_DIGEST_MARKER", "Vocabulary",
-           "command", "html_to_text", "intent", "keep_ids", "new_text", "read"]
+           "answers", "command", "html_to_text", "intent", "keep_ids", "new_text", "read",
+           "read_answers"]
 
 #: Phrases of the review digests' own instructions (contacts, spam leads): where one shows
 #: up in a reply, the quoted digest starts, so its "KEEP <id>" example never counts.
@@ -298,12 +304,26 @@ class Vocabulary:
     negated: Mapping[str, str]
     #: command name -> how many of its words a line may have at most (3 when not named).
     max_words: Mapping[str, int]
+    #: Words that may surround these commands besides the common ones (``me`` in "keep me",
+    #: "remove me").
+    filler: frozenset[str] = frozenset()
+    #: The command a negation alone makes ("no", "no thanks", "non merci"), if any.
+    bare_negation: str | None = None
+    #: Phrases read as one word: folded words joined by spaces -> the word (``opt out`` ->
+    #: ``optout``), declared as ``opt_out``.
+    phrases: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def of(cls, words: Mapping[str, Iterable[str]], negated: Mapping[str, str],
-           max_words: Mapping[str, int] | None = None) -> Vocabulary:
-        return cls({name: frozenset(_fold(w) for w in ws) for name, ws in words.items()},
-                   dict(negated), dict(max_words or {}))
+           max_words: Mapping[str, int] | None = None, *, filler: Iterable[str] = (),
+           bare_negation: str | None = None) -> Vocabulary:
+        folded = {name: [_fold(w) for w in ws] for name, ws in words.items()}
+        phrases = {w.replace("_", " "): w.replace("_", "")
+                   for ws in folded.values() for w in ws if "_" in w}
+        return cls({name: frozenset(w.replace("_", "") for w in ws)
+                    for name, ws in folded.items()},
+                   dict(negated), dict(max_words or {}), frozenset(map(_fold, filler)),
+                   bare_negation, tuple(sorted(phrases.items(), key=lambda p: -len(p[0]))))
 
 
 _NEGATIONS = frozenset("not no non pas nicht kein keine keinen nao ne n isn isnt aint don dont "
@@ -327,16 +347,22 @@ _SUBJECT_PREFIX = re.compile(r"^\s*((re|aw|sv|vs|ref|rif|res|wg|fw|fwd|tr)\s*(\[
 _MAX_WORDS = 8
 
 
-def _words(line: str) -> list[str]:
+def _words(line: str, phrases: tuple[tuple[str, str], ...] = ()) -> list[str]:
     folded = _fold(line).replace("no deseado", "nodeseado")
-    return re.findall(r"[a-z0-9]+|[^\W\d_]+", folded)
+    words = re.findall(r"[a-z0-9]+|[^\W\d_]+", folded)
+    if not phrases:
+        return words
+    joined = f" {' '.join(words)} "
+    for phrase, word in phrases:
+        joined = joined.replace(f" {phrase} ", f" {word} ")
+    return joined.split()
 
 
 def command(line: str, vocabulary: Vocabulary) -> str | None:
     """The command (its name) a single line is, or None."""
     if "?" in line:
         return None  # "Is this spam?" asks; it does not tell
-    words = _words(line)
+    words = _words(line, vocabulary.phrases)
     if not words or len(words) > _MAX_WORDS:
         return None
     core: list[str] = []
@@ -344,12 +370,14 @@ def command(line: str, vocabulary: Vocabulary) -> str | None:
         if word in _NEGATIONS:
             if not core or core[-1] != "NOT":
                 core.append("NOT")
-        elif word not in _FILLER:
+        elif word not in _FILLER and word not in vocabulary.filler:
             core.append(word)
     if not core:
         return None
     negated = core[0] == "NOT"
     rest = core[1:] if negated else core
+    if not rest and negated:
+        return vocabulary.bare_negation
     if not rest or len(rest) > 3:
         return None
     for name, known in vocabulary.words.items():
@@ -379,6 +407,40 @@ def intent(text: str, vocabulary: Vocabulary, subject: str = "") -> str | None:
     if lines:
         return command(lines[0], vocabulary)
     return command(_SUBJECT_PREFIX.sub("", subject or ""), vocabulary)
+
+
+#: An answer to a confirmation request is read from this many lines of its new text: a
+#: "yes" and a sign-off fit; a stray "ok" deep in a letter does not count.
+ANSWER_LINES = 5
+#: A clause: up to its end mark; a question keeps its "?" (and so answers nothing).
+_MARKS = ".!?;:,/\u3001\u3002\uff01\uff0c\uff1f"  # and the CJK comma, stop, "!", ",", "?"
+_CLAUSE = re.compile(f"[^{_MARKS}\n]+[{_MARKS}]*")
+_CONJUNCTION = re.compile(r"\s(?:and|but|or|und|aber|oder|et|mais|ou|pero|mas|en|maar)\s",
+                          re.IGNORECASE)
+
+
+def answers(text: str, vocabulary: Vocabulary) -> frozenset[str]:
+    """The commands the new text of a reply gives, clause by clause, in its first
+    ``ANSWER_LINES`` lines: ``{"confirm"}`` for "Yes please!", ``{"decline"}`` for "No,
+    remove me", both for "Yes. No, actually remove me" (which the caller takes for no
+    answer), none for an empty reply, a question, or prose. Unlike ``intent``, the subject
+    never counts: a reply's subject is the request's own ("Please confirm")."""
+    lines = [line for line in _clean(text) if line.strip()][:ANSWER_LINES]
+    found: set[str] = set()
+    for line in lines:
+        for clause in _CLAUSE.findall(line):
+            for part in _CONJUNCTION.split(f" {clause} "):
+                said = command(part, vocabulary)
+                if said is not None:
+                    found.add(said)
+    return frozenset(found)
+
+
+def read_answers(parsed: ParsedMessage, vocabulary: Vocabulary,
+                 markers: tuple[str, ...]) -> frozenset[str]:
+    """``answers`` in the new text of a parsed reply: the one way the confirmation handler
+    and ``feedback-mta parse`` read it."""
+    return answers(new_text(parsed.text, parsed.html, markers), vocabulary)
 
 
 def keep_ids(text: str, words: Iterable[str]) -> list[int]:

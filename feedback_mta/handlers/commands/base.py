@@ -7,11 +7,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from feedback_mta.reading.commands import LeadWords
+from feedback_mta.reading.commands import ReplyWords
 
 if TYPE_CHECKING:  # the database side, kept out of offline ``parse``'s imports
     from feedback_mta.actions import UnitOfWork
-    from feedback_mta.store.models import Lead
+    from feedback_mta.actions.consent import Evidence
+    from feedback_mta.store.models import Contact, Lead
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,7 @@ class LeadCommand:
     """A command about one lead, written as the first line of a reply to its notification."""
 
     #: Its name and words (``reading.commands``: the offline parse reads them too).
-    words: LeadWords
+    words: ReplyWords
     #: Do it; False when there was nothing to change.
     act: Callable[[UnitOfWork, Lead], bool]
     #: The message's final reason when it changed something, and when it did not.
@@ -57,6 +58,24 @@ class ReviewCommand:
     @property
     def phrases(self) -> tuple[str, ...]:
         return tuple(p for phrases in self.words.values() for p in phrases)
+
+
+@dataclass(frozen=True)
+class ConsentCommand:
+    """A contact's answer to a confirmation request (a reply to ``confirm+TOKEN``)."""
+
+    #: Its name and words (``reading.commands``: the offline parse reads them too).
+    words: ReplyWords
+    #: Do it, keeping the evidence (the reply's Message-ID, the inbound message); False
+    #: when there was nothing to change. ``actions.Conflict`` when the contact may not.
+    act: Callable[[UnitOfWork, Contact, Evidence], bool]
+    #: The message's final reason when it changed something, and when it did not.
+    done: str
+    unchanged: str
+
+    @property
+    def name(self) -> str:
+        return self.words.name
 
 
 #: Acknowledgement for a user of the account who lacks the role (strangers get nothing).
