@@ -12,7 +12,7 @@ import fnmatch
 import hashlib
 import secrets
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,6 +22,7 @@ from sqlmodel import func, select
 from feedback_mta import destinations, events
 from feedback_mta.actions.accounts import Accounts
 from feedback_mta.actions.audit import Conflict, Invalid, NotFound, Recorder
+from feedback_mta.store import db
 from feedback_mta.store.models import (
     ApiKey,
     Event,
@@ -178,7 +179,7 @@ def note_key_used(engine: Engine, key_id: int, seen: object) -> None:
     transaction, outside the request's work, so most requests write nothing and two
     racing ones write once. Bookkeeping, not a change of the key: no audit event."""
     now = utcnow()
-    if isinstance(seen, datetime) and _aware(seen) > now - KEY_USE_EVERY:
+    if isinstance(seen, datetime) and db.aware(seen) > now - KEY_USE_EVERY:
         return
     try:
         with engine.begin() as conn:
@@ -188,7 +189,3 @@ def note_key_used(engine: Engine, key_id: int, seen: object) -> None:
                 .values(last_used_at=now))
     except sa.exc.OperationalError:
         pass  # the database is busy or away: the request goes on, the next one notes it
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

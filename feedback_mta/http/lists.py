@@ -15,8 +15,9 @@ from feedback_mta.actions import Invalid
 from feedback_mta.actions.accounts import check_text
 from feedback_mta.http.problems import RESPONSES, ProblemError
 from feedback_mta.http.services import Book, Reader
-from feedback_mta.http.v1 import MAX_ID, ContactOut, LeadOut, Who, needs_account
+from feedback_mta.http.v1 import ContactOut, LeadOut, Who, needs_account
 from feedback_mta.queries import contacts, cursors, leads, utc
+from feedback_mta.queries.cursors import MAX_ID
 from feedback_mta.store.states import ContactStatus, LeadStatus
 
 router = APIRouter(prefix="/v1", responses=RESPONSES)

@@ -18,8 +18,9 @@ from feedback_mta.http.auth import Caller
 from feedback_mta.http.problems import RESPONSES, ProblemError
 from feedback_mta.http.services import Engine_, Reader
 from feedback_mta.http.suppressions import CONFLICT
-from feedback_mta.http.v1 import MAX_ID, Timestamp, Who
+from feedback_mta.http.v1 import Timestamp, Who
 from feedback_mta.queries import platform
+from feedback_mta.queries.cursors import MAX_ID
 
 router = APIRouter(prefix="/v1", responses=RESPONSES)
 

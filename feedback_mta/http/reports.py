@@ -15,8 +15,9 @@ from sqlmodel import Session
 
 from feedback_mta.http.problems import RESPONSES, ProblemError
 from feedback_mta.http.services import Reader
-from feedback_mta.http.v1 import MAX_ID, Timestamp, Who
+from feedback_mta.http.v1 import Timestamp, Who, needs_account
 from feedback_mta.queries import reports
+from feedback_mta.queries.cursors import MAX_ID
 
 router = APIRouter(prefix="/v1", responses=RESPONSES)
 
@@ -48,10 +49,7 @@ def lead_report(who: Who, reader: Reader,
                                 f"{reports.DEFAULT_DAYS} days ago, at most "
                                 f"{reports.MAX_DAYS} back")] = None,
                 by: reports.By = reports.By.DAY) -> Any:
-    account = who.account(account_id)
-    if account is None:
-        raise ProblemError(422, "account_id: needed with a key of every account", errors=[
-            {"loc": ["query", "account_id"], "msg": "needed with a key of every account"}])
+    account = needs_account(who, account_id, "query")
     with Session(reader) as session:
         try:
             report = reports.lead_report(session, account, by=by, since=since)

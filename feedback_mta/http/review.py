@@ -46,6 +46,7 @@ from feedback_mta.actions.review import reviewer_accounts, session_email
 from feedback_mta.config import Config
 from feedback_mta.http.charts import review_charts
 from feedback_mta.http.services import Config_, Engine_, Reader, Services
+from feedback_mta.queries.cursors import MAX_ID
 from feedback_mta.queries.reports import account_days
 from feedback_mta.queries.review import FLAGGERS, to_review
 from feedback_mta.store.models import Contact, Lead
@@ -54,8 +55,6 @@ log = logs.get(__name__)
 
 router = APIRouter(prefix="/review", include_in_schema=False)
 
-#: Ids as the database holds them (a bigger one is a 422, never an overflow).
-MAX_ID = 2**31 - 1
 ObjectId = Annotated[int, Path(ge=1, le=MAX_ID)]
 #: The page's filter: every spam lead (""), or those one way flagged (``FLAGGERS``).
 ByFilter = Literal["", "system", "reply", "api", "page", "cli"]

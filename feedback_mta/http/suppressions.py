@@ -19,8 +19,9 @@ from feedback_mta.actions.contacts import MAX_REASON
 from feedback_mta.http.lists import text_query
 from feedback_mta.http.problems import MEDIA_TYPE, RESPONSES, Problem, ProblemError
 from feedback_mta.http.services import Engine_
-from feedback_mta.http.v1 import MAX_ID, ContactChanged, Suppression, Who, needs_account
+from feedback_mta.http.v1 import ContactChanged, Suppression, Who, needs_account
 from feedback_mta.queries import contacts, iso, suppressions
+from feedback_mta.queries.cursors import MAX_ID
 
 router = APIRouter(prefix="/v1", responses=RESPONSES)
 

@@ -36,10 +36,9 @@ from feedback_mta.queries import (
     suppressions,
 )
 from feedback_mta.queries import events as event_queries
+from feedback_mta.queries.cursors import MAX_ID
 
 router = APIRouter(prefix="/v1", responses=RESPONSES)
-#: Ids as the database holds them (a bigger number is a 422, never an overflow).
-MAX_ID = 2**31 - 1
 LeadId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 ContactId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 AccountId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
