@@ -380,7 +380,7 @@ MAILABILITY = {
     "bounced, then unsubscribed": (False, "unsubscribe"),
     "unsubscribed, then bounced": (False, "unsubscribe"),
     # Awaiting confirmation (the consent status): not mailable either.
-    "pending": (False, "pending"),
+    "pending": (False, "unconfirmed"),
     "bounced, made deliverable again": (True, None),
 }
 

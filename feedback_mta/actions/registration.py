@@ -97,12 +97,13 @@ class Registration:
     def record_consent(self, config: Config, contact: Contact, created: bool,
                        consent: ConsentIn | None, default_method: str) -> bool:
         """How the contact came (``Consent.record``): as given; a ``created`` one given
-        nothing came by ``default_method`` (``api`` over HTTP, ``unknown`` on the command
-        line). An existing contact given nothing keeps its record, read nor locked: the
-        lead registration's hot path costs nothing more then."""
+        nothing came by ``default_method`` (``api`` over HTTP; on the command line
+        ``unknown``, which leaves the record as the migrated contacts have it). An existing
+        contact given nothing keeps its record, neither read nor locked: the lead
+        registration's hot path costs nothing more then."""
         if consent is None:
-            if not created:
-                return False
+            if not created or default_method == ConsentMethod.UNKNOWN:
+                return False  # nothing known: the record stays as it is (``unknown``)
             consent = ConsentIn(default_method)
         return self.consent.record(contact, consent, new=created,
                                    confirm_methods=config.consent.confirm_methods,
