@@ -181,8 +181,8 @@ def test_contact_import_reports_bad_rows_by_line_and_a_summary(config_file, deal
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # no log lines, no progress bar when stderr is not a terminal
     first = result.stdout.splitlines()[0]
-    assert first == ("imported 1202 new, 0 existing: 1201 ok, 0 suspected, 1 invalid; "
-                     "2 rows refused")
+    assert first == ("imported 1202 new, 0 existing: 1201 ok, 0 suspected, 1 invalid, "
+                     "1201 awaiting confirmation; 2 rows refused")
     assert "  line 3: not an email address: 'not-an-address'" in result.stdout
     assert "  line 4: not an IP address: '999.1.1.1'" in result.stdout
     again = ok_json(config_file, "contact", "import", str(path), "--account", str(dealer[0]))

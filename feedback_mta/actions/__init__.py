@@ -96,7 +96,7 @@ class UnitOfWork:
         self.leads = Leads(recorder, self.contacts, self.learning)
         self.quality = Quality(recorder, self.accounts, self.contacts)
         self.registration = Registration(recorder, self.contacts, self.leads, self.quality,
-                                         self.learning, self.behaviour)
+                                         self.learning, self.behaviour, self.consent)
         self.feedback = Feedback(recorder)
         self.mail = Mail(recorder)
         self.review = Review(session, self.mail)

@@ -14,7 +14,17 @@ from sqlmodel import Session, select
 from feedback_mta import events
 from feedback_mta.actions.audit import Invalid, NotFound, Recorder
 from feedback_mta.store import db
-from feedback_mta.store.models import Account, Event, Role, SentCount, User, table_of, utcnow
+from feedback_mta.store.models import (
+    Account,
+    Contact,
+    Event,
+    Role,
+    SentCount,
+    User,
+    table_of,
+    utcnow,
+)
+from feedback_mta.store.states import ConsentMethod
 
 _EMAIL = re.compile(r"^[^@\s<>()\[\],;:\"]+@[a-z0-9.-]+\.[a-z0-9-]+$")
 #: Never text: lone surrogates (a JSON ``\ud800`` escape) cannot be stored by either engine.
@@ -196,7 +206,21 @@ _S = table_of(SentCount)
 
 
 _A = table_of(Account)
+_C = table_of(Contact)
 _GUARDED = (events.CONTACT_COMPLAINED, events.CONTACT_HARD_BOUNCED)
+#: The guarded events with the consent method of their contact (a deleted contact's:
+#: ``unknown``), counted per action and method in one grouped read.
+_METHOD = _C.c.consent_method.label("method")
+_WITH_CONTACT = _E.outerjoin(_C, sa.and_(_E.c.subject_type == "contact",
+                                         _C.c.id == _E.c.subject_id))
+
+
+def _counting(*keys: sa.ColumnElement[Any]) -> sa.Select[Any]:
+    """Guarded events counted per ``keys``, action and consent method (group it so)."""
+    return sa.select(*keys, _E.c.action, _METHOD, sa.func.count()).select_from(_WITH_CONTACT)
+
+#: (action, consent method) -> events of that action whose contact came so.
+Counted = dict[tuple[str, str | None], int]
 
 
 def guard_figures(session: Session, account: Account, window: float,
@@ -214,10 +238,9 @@ def _account_figures(reader: Session | sa.Connection, account_id: int,
     since = _guard_since(resumed_at, window, now)
     sent = reader.execute(sa.select(sa.func.coalesce(sa.func.sum(_S.c.count), 0)).where(
         _S.c.account_id == account_id, _S.c.day >= since.date().isoformat())).scalar_one()
-    counted = dict(reader.execute(
-        sa.select(_E.c.action, sa.func.count()).where(
-            _E.c.account_id == account_id, _E.c.at >= since, _E.c.action.in_(_GUARDED))
-        .group_by(_E.c.action)).all())
+    counted = {(action, method): n for action, method, n in reader.execute(
+        _counting().where(_E.c.account_id == account_id, _E.c.at >= since,
+                       _E.c.action.in_(_GUARDED)).group_by(_E.c.action, _METHOD))}
     return _figures(since, int(sent), counted)
 
 
@@ -231,12 +254,11 @@ def every_guard_figures(conn: sa.Connection, window: float, now: datetime | None
     sent = dict(conn.execute(
         sa.select(_S.c.account_id, sa.func.sum(_S.c.count))
         .where(_S.c.day >= since.date().isoformat()).group_by(_S.c.account_id)).all())
-    counted: dict[int, dict[str, int]] = {}
-    for account_id, action, count in conn.execute(
-            sa.select(_E.c.account_id, _E.c.action, sa.func.count())
-            .where(_E.c.at >= since, _E.c.action.in_(_GUARDED))
-            .group_by(_E.c.account_id, _E.c.action)):
-        counted.setdefault(account_id, {})[action] = count
+    counted: dict[int, Counted] = {}
+    for account_id, action, method, count in conn.execute(
+            _counting(_E.c.account_id).where(_E.c.at >= since, _E.c.action.in_(_GUARDED))
+            .group_by(_E.c.account_id, _E.c.action, _METHOD)):
+        counted.setdefault(account_id, {})[(action, method)] = count
     out = []
     for row in conn.execute(sa.select(_A.c.id, _A.c.sending, _A.c.resumed_at)
                             .order_by(_A.c.id)):
@@ -253,13 +275,24 @@ def _guard_since(resumed_at: datetime | None, window: float, now: datetime) -> d
     return since if resumed_at is None else max(since, db.aware(resumed_at))
 
 
-def _figures(since: datetime, sent: int, counted: dict[str, int]) -> dict[str, Any]:
-    complaints = int(counted.get(events.CONTACT_COMPLAINED, 0))
-    bounces = int(counted.get(events.CONTACT_HARD_BOUNCED, 0))
+def _figures(since: datetime, sent: int, counted: Counted) -> dict[str, Any]:
+    """The figures of one account; ``complaints_by_consent``: its complaints by how the
+    complaining contacts came (an account mailing imported lists shows before its ESP
+    sees it)."""
+    by_consent: dict[str, int] = {}
+    bounces = 0
+    for (action, method), n in counted.items():
+        if action == events.CONTACT_COMPLAINED:
+            key = method or ConsentMethod.UNKNOWN.value
+            by_consent[key] = by_consent.get(key, 0) + int(n)
+        else:
+            bounces += int(n)
+    complaints = sum(by_consent.values())
     return {"since": since.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
             "sent": sent, "complaints": complaints, "hard_bounces": bounces,
             "complaint_rate": round(complaints / sent, 6) if sent else 0.0,
-            "bounce_rate": round(bounces / sent, 6) if sent else 0.0}
+            "bounce_rate": round(bounces / sent, 6) if sent else 0.0,
+            "complaints_by_consent": dict(sorted(by_consent.items()))}
 
 
 #: The event each state the guard sets is announced with.

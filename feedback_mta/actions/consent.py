@@ -13,7 +13,7 @@ deadline passing (``unconfirmed``, by a scheduled job).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from feedback_mta import events
@@ -61,7 +61,18 @@ class ConsentIn:
         if len(source) > MAX_SOURCE:
             raise Invalid(f"source: at most {MAX_SOURCE} characters", field="source")
         agent = check_text("user_agent", self.user_agent or "")[:MAX_USER_AGENT] or None
-        return ConsentIn(method, source.strip(), self.at, normalize_ip(self.ip), agent)
+        return ConsentIn(method, source.strip(), _utc(self.at), normalize_ip(self.ip), agent)
+
+
+def _utc(at: datetime | None) -> datetime | None:
+    """``at`` in UTC (UTC when it names no zone); ``Invalid`` naming ``at`` when UTC cannot
+    hold it (year 1 at +05:00)."""
+    if at is None:
+        return None
+    try:
+        return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    except OverflowError:
+        raise Invalid("at: out of range", field="at") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,20 +138,32 @@ SYSTEM_REASONS = frozenset({"complaint", "unsubscribe", INVALID_REASON, EXPIRED_
                             ContactStatus.PENDING.value})
 
 
+def known_bad(contact: Contact) -> bool:
+    """Found bad (its name is not a person's) and not verified since by an admin as a real
+    person (``contact verify``, which clears the verdict): whatever the reason of its
+    opt-out now, no opt-in lifts it (seed 000: contacts found bad are not opted in again).
+    An ``invalid_contact`` opt-out counts as the verdict unless the contact was verified."""
+    return contact.quality == Level.INVALID or (
+        contact.opt_out_reason == INVALID_REASON and contact.verified_at is None)
+
+
 def why_kept(contact: Contact, complained: bool = False) -> str | None:
     """Why the contact's suppression is not lifted by an opt-in (None: it may be, or there
     is none): the person ever complained (``complained``: the audit trail says so, whatever
-    later opt-out reason the contact carries), it is known bad and no admin verified it,
-    the address bounced, the opt-out is one of ``KEPT``, or the contact awaits the
-    person's own confirmation."""
+    later opt-out reason the contact carries), the address bounced, the contact is known
+    bad (``known_bad``), the opt-out is one of ``KEPT``, or the contact awaits the person's
+    own confirmation."""
     if complained:
         return KEPT["complaint"]
-    if contact.quality == Level.INVALID:
-        return KEPT[INVALID_REASON]
     if contact.undeliverable_at is not None:
         return (f"the address bounced ({contact.undeliverable_reason or 'hard'}): mail to "
                 "it is not delivered")
     if contact.status == ContactStatus.OPTED_OUT:
+        if known_bad(contact):
+            return (f"{KEPT[INVALID_REASON]}, unless a contact admin verifies it as a real "
+                    "person first (contact verify)")
+        if contact.opt_out_reason == INVALID_REASON:
+            return None  # verified as a real person since
         return KEPT.get(contact.opt_out_reason or "")
     if contact.status != ContactStatus.ACTIVE:
         return f"the contact is {contact.status}: only the person's confirmation changes that"

@@ -59,6 +59,15 @@ class Leads:
         ip = normalize_ip(ip)
         check_text("comments", comments, lines=True)
         contact, _ = self.contacts.add(account_id, email, first, last, ip)
+        return self.add_for(book, contact, ip, comments)
+
+    def add_for(self, book: AddressBook, contact: Contact, ip: str | None = None,
+                comments: str = "") -> Lead:
+        """A new lead of ``contact`` (``add``, once its contact is found or made: the
+        registration needs to know which of the two, and reads it once)."""
+        ip = normalize_ip(ip)
+        check_text("comments", comments, lines=True)
+        account_id = contact.account_id
         assert contact.id is not None
         lead = Lead(account_id=account_id, contact_id=contact.id, source_ip=ip,
                     source_net=network_of(ip), comments=comments)

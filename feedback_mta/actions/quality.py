@@ -56,6 +56,9 @@ class ImportResult:
 
     counts: Counter[str] = field(default_factory=Counter)
     errors: list[tuple[int, str]] = field(default_factory=list)
+    #: Each contact of the batch, and whether it was made now (its consent is recorded
+    #: next: ``Registration.import_contacts``).
+    contacts: list[tuple[Contact, bool]] = field(default_factory=list)
 
 
 def policy(session: Session, config: Config) -> Policy:
@@ -174,6 +177,7 @@ class Quality:
                     col(Lead.source_ip).is_not(None))):
                 lead_ips[contact_id].append(ip)
         deadline = utcnow() + timedelta(seconds=period)
+        result.contacts += [(c, False) for c in found.values()] + [(c, True) for c in new]
         for contact in [*found.values(), *new]:
             if contact.quality == Level.INVALID:
                 verdict = verdict_for(contact, pol, (), 0)

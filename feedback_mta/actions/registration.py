@@ -4,20 +4,24 @@ the same."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 from feedback_mta.actions.audit import SYSTEM, Invalid, Recorder
 from feedback_mta.actions.behaviour import Behaviour
+from feedback_mta.actions.consent import Consent, ConsentIn
 from feedback_mta.actions.contacts import Contacts
 from feedback_mta.actions.leads import Leads
 from feedback_mta.actions.learning import Learning
-from feedback_mta.actions.quality import Quality, policy
+from feedback_mta.actions.quality import ImportResult, Quality, policy
 from feedback_mta.addresses import AddressBook
 from feedback_mta.config import Config
 from feedback_mta.quality import spam
 from feedback_mta.quality.spam import SpamScore
 from feedback_mta.quality.verdict import Verdict
 from feedback_mta.store.models import Contact, Lead
+from feedback_mta.store.states import ConsentMethod, ContactStatus
 
 
 def read_comments(config: Config, text: str) -> spam.Comments:
@@ -37,23 +41,27 @@ class Registration:
     (``quality``), the lead scored (``learning``, ``behaviour``) and flagged from the
     threshold on (``leads``)."""
 
-    __slots__ = ("behaviour", "contacts", "leads", "learning", "quality", "recorder",
-                 "session")
+    __slots__ = ("behaviour", "consent", "contacts", "leads", "learning", "quality",
+                 "recorder", "session")
 
     def __init__(self, recorder: Recorder, contacts: Contacts, leads: Leads,
-                 quality: Quality, learning: Learning, behaviour: Behaviour) -> None:
+                 quality: Quality, learning: Learning, behaviour: Behaviour,
+                 consent: Consent) -> None:
         self.recorder, self.session = recorder, recorder.session
         self.contacts, self.leads, self.quality = contacts, leads, quality
-        self.learning, self.behaviour = learning, behaviour
+        self.learning, self.behaviour, self.consent = learning, behaviour, consent
 
     def add_lead(self, config: Config, account_id: int, email: str, first: str,
-                 last: str, ip: str | None,
-                 comments: spam.Comments) -> tuple[Lead, Contact, Verdict]:
+                 last: str, ip: str | None, comments: spam.Comments,
+                 consent: ConsentIn | None = None,
+                 default_method: str = ConsentMethod.UNKNOWN) -> tuple[Lead, Contact, Verdict]:
         """The new lead (of the contact, created if new), its contact and the verdict on it.
-        ``comments``: ``read_comments``, called before the unit of work begins."""
-        lead = self.leads.add(AddressBook.from_config(config), account_id, email, first, last,
-                              ip, comments.text)
-        contact = self.contacts.get(lead.contact_id)
+        ``comments``: ``read_comments``, called before the unit of work begins; ``consent``
+        and ``default_method``: ``record_consent``. A pending contact's lead is registered
+        all the same: the lead exists, the contact is only not mailed."""
+        contact, created = self.contacts.add(account_id, email, first, last, ip)
+        self.record_consent(config, contact, created, consent, default_method)
+        lead = self.leads.add_for(AddressBook.from_config(config), contact, ip, comments.text)
         verdict = self.quality.screen(contact, policy(self.session, config),
                                       config.review.period)
         self.score_lead(lead, contact, verdict, config.leads.auto_flag_threshold, comments)
@@ -86,9 +94,42 @@ class Registration:
                 self.leads.flag_spam(lead, score=found.score, reasons=list(found.reasons))
         return found
 
+    def record_consent(self, config: Config, contact: Contact, created: bool,
+                       consent: ConsentIn | None, default_method: str) -> bool:
+        """How the contact came (``Consent.record``): as given; a ``created`` one given
+        nothing came by ``default_method`` (``api`` over HTTP; on the command line
+        ``unknown``, which leaves the record as the migrated contacts have it). An existing
+        contact given nothing keeps its record, neither read nor locked: the lead
+        registration's hot path costs nothing more then."""
+        if consent is None:
+            if not created or default_method == ConsentMethod.UNKNOWN:
+                return False  # nothing known: the record stays as it is (``unknown``)
+            consent = ConsentIn(default_method)
+        return self.consent.record(contact, consent, new=created,
+                                   confirm_methods=config.consent.confirm_methods,
+                                   confirm_within=config.consent.confirm_within)
+
     def add_contact(self, config: Config, account_id: int, email: str, first: str = "",
-                    last: str = "", ip: str | None = None) -> tuple[Contact, bool]:
-        """The contact (created if new, screened either way) and whether it was new."""
+                    last: str = "", ip: str | None = None, consent: ConsentIn | None = None,
+                    default_method: str = ConsentMethod.UNKNOWN) -> tuple[Contact, bool]:
+        """The contact (created if new, screened either way) and whether it was new, with
+        its consent (``record_consent``)."""
         contact, created = self.contacts.add(account_id, email, first, last, ip)
+        self.record_consent(config, contact, created, consent, default_method)
         self.quality.screen(contact, policy(self.session, config), config.review.period)
         return contact, created
+
+    def import_contacts(self, config: Config, account_id: int,
+                        rows: Sequence[tuple[int, Mapping[str, Any]]],
+                        consent: ConsentIn) -> ImportResult:
+        """A batch of ``contact import`` (``Quality.import_contacts``: made and checked),
+        each contact's consent recorded (``pending`` counts those now waiting for the
+        person's confirmation). The consent is checked before any row is."""
+        consent = consent.checked()
+        result = self.quality.import_contacts(account_id, rows, policy(self.session, config),
+                                              config.review.period)
+        for contact, created in result.contacts:
+            self.record_consent(config, contact, created, consent, consent.method)
+        result.counts["pending"] += sum(1 for c, _ in result.contacts
+                                        if c.status == ContactStatus.PENDING)
+        return result

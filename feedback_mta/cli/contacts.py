@@ -31,9 +31,19 @@ from feedback_mta.cli.common import (
     write_engine,
     writing,
 )
-from feedback_mta.cli.leads import EmailOpt, FirstOpt, IpOpt, LastOpt, LimitOpt, checked_ip
+from feedback_mta.cli.leads import (
+    ConsentMethodOpt,
+    EmailOpt,
+    FirstOpt,
+    IpOpt,
+    LastOpt,
+    LimitOpt,
+    SourceOpt,
+    checked_ip,
+    consent_in,
+)
 from feedback_mta.quality.verdict import Engagement
-from feedback_mta.store.states import ContactStatus
+from feedback_mta.store.states import ConsentMethod, ContactStatus
 
 if TYPE_CHECKING:
     from feedback_mta.actions import UnitOfWork
@@ -54,16 +64,40 @@ def contact_show(contact_id: IdArg, config: ConfigOpt = None, as_json: JsonOpt =
     reads.contact_show(config, contact_id, as_json)  # __main__ runs it without typer, too
 
 
+@contact_app.command("consent")
+@command
+def contact_consent(contact_id: IdArg, config: ConfigOpt = None,
+                    as_json: JsonOpt = False) -> None:
+    """The proof of consent: how the contact came (method, source, time, address, browser),
+    its confirmation with the evidence, and the events that made it."""
+    from feedback_mta.queries import contacts
+
+    with reading(config) as (_, session):
+        proof = contacts.consent(session, contact_id)
+    if as_json:
+        emit(proof, True)
+        return
+    # For people: the record, then its events as a table.
+    emit({k: v for k, v in proof.items() if k != "events"}, False)
+    print()
+    emit_rows(proof["events"], ("id", "type", "at", "actor", "via", "reason", "data"), False)
+
+
 @contact_app.command("add")
 @command
 def contact_add(account: AccountOpt, email: EmailOpt, first: FirstOpt = "", last: LastOpt = "",
-                ip: IpOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Add a contact (checked as it arrives: known bad ones are opted out at once)."""
+                ip: IpOpt = None, consent_method: ConsentMethodOpt = None,
+                source: SourceOpt = None, config: ConfigOpt = None,
+                as_json: JsonOpt = False) -> None:
+    """Add a contact (checked as it arrives: known bad ones are opted out at once), with how
+    it came (--consent-method, --source): one of [consent] confirm_methods is pending."""
     from feedback_mta.queries.contacts import contact_dict
 
     address = checked_ip(ip)
+    consent = consent_in(consent_method, source)
     with writing(config) as (cfg, uow):
-        contact, created = uow.registration.add_contact(cfg, account, email, first, last, address)
+        contact, created = uow.registration.add_contact(cfg, account, email, first, last,
+                                                        address, consent)
         result = {**contact_dict(uow.session, contact), "created": created}
     emit(result, as_json)
 
@@ -102,15 +136,22 @@ IMPORT_BATCH = 500
 def contact_import(
     file: Annotated[Path, typer.Argument(metavar="FILE", help="CSV or JSON lines; - for stdin",
                                          show_default=False)],
-    account: AccountOpt, config: ConfigOpt = None, as_json: JsonOpt = False,
+    account: AccountOpt,
+    consent_method: Annotated[ConsentMethod, typer.Option(
+        "--consent-method", help="How these people came; an import is one, and by default "
+        "([consent] confirm_methods) its new contacts wait for their confirmation.")
+    ] = ConsentMethod.IMPORT,
+    source: SourceOpt = None, config: ConfigOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Import contacts (CSV with a header email,first,last,ip, or JSON lines with those
-    keys); each is checked as it arrives. Bad rows are reported by line and skipped."""
+    keys); each is checked as it arrives, and keeps how it came (--consent-method,
+    --source). Bad rows are reported by line and skipped."""
     import itertools
 
     from feedback_mta.actions import CLI, unit_of_work
-    from feedback_mta.actions.quality import policy
 
+    consent = consent_in(consent_method, source)
+    assert consent is not None
     cfg = load(config)
     engine = write_engine(cfg)
     counts: Counter[str] = Counter()
@@ -125,21 +166,23 @@ def contact_import(
             unreadable = [(n, row) for n, row in batch if UNREADABLE in row]
             errors += [{"line": n, "error": row[UNREADABLE]} for n, row in unreadable]
             with unit_of_work(engine, CLI) as uow:
-                done = uow.quality.import_contacts(
-                    account, [(n, row) for n, row in batch if UNREADABLE not in row],
-                    policy(uow.session, cfg), cfg.review.period)
+                done = uow.registration.import_contacts(
+                    cfg, account, [(n, row) for n, row in batch if UNREADABLE not in row],
+                    consent)
             counts.update(done.counts)
             errors += [{"line": n, "error": why} for n, why in done.errors]
             bar.update(len(batch))
     errors.sort(key=lambda e: e["line"])
     result = {"account_id": account, "created": counts["created"],
               "existing": counts["existing"], "ok": counts["ok"],
-              "suspected": counts["suspected"], "invalid": counts["invalid"], "errors": errors}
+              "suspected": counts["suspected"], "invalid": counts["invalid"],
+              "pending": counts["pending"], "errors": errors}
     if as_json:
         emit(result, True)
         return
     print(f"imported {counts['created']} new, {counts['existing']} existing: {counts['ok']} ok,"
-          f" {counts['suspected']} suspected, {counts['invalid']} invalid; "
+          f" {counts['suspected']} suspected, {counts['invalid']} invalid, "
+          f"{counts['pending']} awaiting confirmation; "
           f"{len(errors)} rows refused")
     for error in errors[:20]:
         print(f"  line {error['line']}: {error['error']}")

@@ -28,10 +28,11 @@ from feedback_mta.cli.common import (
     writing,
 )
 from feedback_mta.cli.reads import since_time
-from feedback_mta.store.states import LeadStatus
+from feedback_mta.store.states import ConsentMethod, LeadStatus
 
 if TYPE_CHECKING:
     from feedback_mta.actions import UnitOfWork
+    from feedback_mta.actions.consent import ConsentIn
     from feedback_mta.store.models import Lead
 
 lead_app = typer.Typer(help="Leads (contact activities).", no_args_is_help=True)
@@ -45,6 +46,27 @@ LastOpt = Annotated[str, typer.Option("--last", metavar="NAME", help="Last name.
 IpOpt = Annotated[str | None, typer.Option("--ip", metavar="IP",
                                            help="Source IP of the form.")]
 LimitOpt = Annotated[int, typer.Option("--limit", metavar="N", min=1)]
+ConsentMethodOpt = Annotated[ConsentMethod | None, typer.Option(
+    "--consent-method", help="How the person came: a new contact of an [consent] "
+    "confirm_methods one waits, not mailed, for their confirmation. Default: unknown "
+    "(nothing is claimed).", show_default=False)]
+SourceOpt = Annotated[str | None, typer.Option(
+    "--source", metavar="TEXT", help="Where from: a form's URL, a list's name.",
+    show_default=False)]
+
+
+def consent_in(method: ConsentMethod | None, source: str | None) -> ConsentIn | None:
+    """``--consent-method`` and ``--source`` as the actions take them (None: neither given),
+    checked before anything runs: a bad one is a usage error."""
+    from feedback_mta.actions import Invalid
+    from feedback_mta.actions.consent import ConsentIn
+
+    if method is None and source is None:
+        return None
+    try:
+        return ConsentIn((method or ConsentMethod.UNKNOWN).value, source or "").checked()
+    except Invalid as exc:
+        raise Failure(f"--{exc}", EXIT_USAGE) from None
 
 
 def checked_ip(ip: str | None) -> str | None:
@@ -64,19 +86,22 @@ def lead_add(account: AccountOpt, email: EmailOpt, first: FirstOpt = "", last: L
              ip: IpOpt = None,
              comments: Annotated[str, typer.Option("--comments", metavar="TEXT",
                                                    help="Form comments.")] = "",
+             consent_method: ConsentMethodOpt = None, source: SourceOpt = None,
              config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Add a lead (and its contact if new); prints the Reply-To and Message-ID to send with."""
+    """Add a lead (and its contact if new); prints the Reply-To and Message-ID to send with.
+    A new contact keeps how it came (--consent-method, --source)."""
     from feedback_mta.actions.registration import read_comments
     from feedback_mta.addresses import AddressBook
     from feedback_mta.queries.leads import registered
 
     address = checked_ip(ip)
+    consent = consent_in(consent_method, source)
     with writing(config) as (cfg, uow):
         # Before the first statement, which begins the transaction: scoring grows with
         # the comments, and no lock is held while it reads them.
         said = read_comments(cfg, comments)
         lead, contact, verdict = uow.registration.add_lead(cfg, account, email, first, last,
-                                                           address, said)
+                                                           address, said, consent)
     emit(registered(lead, contact, verdict, AddressBook.from_config(cfg)), as_json)
 
 

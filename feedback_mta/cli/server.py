@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -134,10 +134,12 @@ def check_config(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         url = engine.url.render_as_string()
     except db.SchemaError:  # no SQLite file yet: serve (or db upgrade) creates it
         engine, url = None, cfg.database.url
-    revision = None
+    revision, unknown = None, 0
     if engine is not None:
         try:
             revision = db.current_revision(engine)
+            if revision == head:
+                unknown = _consent_unknown(engine)
         except sa.exc.SQLAlchemyError as exc:
             raise Failure(f"database {url}: {first_line(exc)}", EXIT_DATABASE) from None
         finally:
@@ -167,6 +169,11 @@ def check_config(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     if cfg.webhooks.allow_private_networks:
         warnings.append("[webhooks] allow_private_networks is on: webhook URLs may point at "
                         "this host and its private networks; turn it off outside a test setup")
+    if unknown:
+        warnings.append(f"{unknown} contact{'s' if unknown != 1 else ''} with consent method "
+                        "unknown (from before consent was kept, or added without "
+                        "--consent-method): mailed without a confirmation; yours to decide "
+                        "(contact consent ID shows a record)")
     if (hooks or cfg.http.public_url) and cfg.http.address is None:
         warnings.append("[http] listen is empty: one-click unsubscribes and ESP webhooks "
                         "have nowhere to arrive")
@@ -177,6 +184,18 @@ def check_config(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
           "metrics": cfg.metrics.listen or "off", "http": cfg.http.listen or "off",
           "one_click": cfg.http.public_url or "off", "hooks": hooks,
           "warnings": warnings}, as_json)
+
+
+def _consent_unknown(engine: Any) -> int:
+    """How many contacts have consent method ``unknown``: one count."""
+    import sqlalchemy as sa
+
+    from feedback_mta.store import tables
+    from feedback_mta.store.states import ConsentMethod
+
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).where(
+            tables.contact.c.consent_method == ConsentMethod.UNKNOWN.value)).scalar_one())
 
 
 def _hooks_enabled(cfg: config_mod.Config) -> list[str]:

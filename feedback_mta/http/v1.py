@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from feedback_mta.actions import Invalid, UnitOfWork, unit_of_work
+from feedback_mta.actions.consent import MAX_SOURCE, MAX_USER_AGENT, ConsentIn
 from feedback_mta.actions.platform import BadUrl
 from feedback_mta.actions.registration import read_comments
 from feedback_mta.http.auth import Caller, caller
@@ -37,6 +38,7 @@ from feedback_mta.queries import (
 )
 from feedback_mta.queries import events as event_queries
 from feedback_mta.queries.cursors import MAX_ID
+from feedback_mta.store.states import ConsentMethod
 
 router = APIRouter(prefix="/v1", responses=RESPONSES)
 LeadId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
@@ -49,6 +51,34 @@ Who = Annotated[Caller, Depends(caller)]
 
 # --- the shapes (the OpenAPI document is made from these) ----------------------------------
 
+class ConsentBody(BaseModel):
+    """How the person came to the platform, kept as the proof of their consent."""
+
+    method: ConsentMethod = Field(
+        ConsentMethod.API, description="A new contact of a method in [consent] "
+        "confirm_methods (by default import, social, purchased) is pending until the "
+        "person confirms.")
+    source: str = Field("", max_length=MAX_SOURCE,
+                        description="Where from: a form's URL, a list's name.")
+    at: datetime | None = Field(None, description="When they consented (ISO 8601; UTC "
+                                                  "unless a zone is given); default: now")
+    ip: str | None = Field(None, max_length=64, description="The address they consented from")
+    user_agent: str | None = Field(None, max_length=1000,
+                                   description=f"Their browser (the first {MAX_USER_AGENT} "
+                                               "characters are kept)")
+
+    def checked(self) -> ConsentIn:
+        """As the actions take it, checked before the transaction: a 422 naming the field
+        (``consent.ip``) otherwise."""
+        try:
+            return ConsentIn(self.method.value, self.source, self.at, self.ip,
+                             self.user_agent).checked()
+        except Invalid as exc:
+            raise ProblemError(422, f"consent.{exc}", errors=[
+                {"loc": ["body", "consent", exc.field or "method"],
+                 "msg": str(exc)}]) from None
+
+
 class ContactIn(BaseModel):
     account_id: int | None = Field(None, ge=1, le=MAX_ID,
                                    description="Needed with an every-account key.")
@@ -56,6 +86,9 @@ class ContactIn(BaseModel):
     first: str = ""
     last: str = ""
     ip: str | None = None
+    consent: ConsentBody | None = Field(
+        None, description="How the person came; none: a new contact's method is api (an "
+                          "existing contact keeps its record).")
 
 
 class LeadIn(ContactIn):
@@ -92,13 +125,25 @@ class LeadChanged(LeadOut):
     changed: bool
 
 
+class ConsentOut(BaseModel):
+    method: str = Field(description="form, double_opt_in, api, import, social, purchased or "
+                                    "unknown (contacts from before it was kept)")
+    source: str
+    at: Timestamp | None
+    confirmed_at: Timestamp | None
+    confirmed_via: str | None = Field(description="link or reply")
+    confirm_by: Timestamp | None = Field(description="While pending: opted out (reason "
+                                                     "unconfirmed) unless confirmed by then")
+
+
 class ContactOut(BaseModel):
     id: int
     account_id: int
     email: str
     first_name: str
     last_name: str
-    status: str = Field(description="active or opted_out")
+    status: str = Field(description="active, pending (awaiting the person's confirmation) "
+                                    "or opted_out")
     opt_out_reason: str | None
     opted_out_at: Timestamp | None
     mailable: bool = Field(description="Mail may be sent: not opted out, not pending, did "
@@ -115,6 +160,7 @@ class ContactOut(BaseModel):
     engaged: bool
     engagement: list[str]
     source_ip: str | None
+    consent: ConsentOut
 
 
 class ContactDetail(ContactOut):
@@ -126,6 +172,38 @@ class ContactDetail(ContactOut):
     leads: list[int]
     created_at: Timestamp
     updated_at: Timestamp | None
+
+
+class ConsentEvent(BaseModel):
+    id: int
+    type: str = Field(description="contact.consent_recorded, contact.confirmation_sent, "
+                                  "contact.confirmed, contact.opted_out, contact.opted_in")
+    at: Timestamp
+    actor: str
+    via: str | None
+    reason: str | None
+    data: dict[str, Any]
+
+
+class ConsentProof(BaseModel):
+    contact_id: int
+    account_id: int
+    email: str
+    status: str
+    method: str
+    source: str
+    at: Timestamp | None
+    ip: str | None
+    user_agent: str | None
+    confirmed_at: Timestamp | None
+    confirmed_via: str | None = Field(description="link or reply")
+    evidence: dict[str, Any] | None = Field(
+        description="The confirming reply's message_id and inbound_message_id, or the "
+                    "click's ip and user_agent")
+    confirm_by: Timestamp | None
+    confirmation_sent_at: Timestamp | None
+    events: list[ConsentEvent] = Field(description="The events that made the record, in "
+                                                   "order")
 
 
 class ContactCreated(ContactOut):
@@ -231,6 +309,9 @@ class GuardFigures(BaseModel):
     hard_bounces: int
     complaint_rate: float
     bounce_rate: float
+    complaints_by_consent: dict[str, int] = Field(
+        description="The complaints by how the complaining contacts came (consent method): "
+                    "an account mailing imported lists shows here first")
 
 
 class AccountOut(BaseModel):
@@ -291,9 +372,12 @@ def add_lead(request: Request, services: Services, who: Who, lead: LeadIn,
         raise ProblemError(422, str(exc), errors=[
             {"loc": ["body", "comments"], "msg": str(exc).partition(": ")[2]}]) from None
 
+    consent = lead.consent.checked() if lead.consent is not None else None
+
     def register(uow: UnitOfWork) -> tuple[dict[str, Any], int]:
         created, contact, verdict = uow.registration.add_lead(
-            services.config, account, lead.email, lead.first, lead.last, lead.ip, comments)
+            services.config, account, lead.email, lead.first, lead.last, lead.ip, comments,
+            consent, ConsentMethod.API)
         return leads.registered(created, contact, verdict, services.book), 201
 
     return _once(request, services.engine, who, idempotency_key, lead.model_dump(), register)
@@ -371,11 +455,12 @@ def restore_lead(services: Services, who: Who, lead_id: LeadId) -> Any:
 def add_contact(request: Request, services: Services, who: Who, contact: ContactIn,
                 idempotency_key: IdempotencyHeader = None) -> Any:
     account = needs_account(who, contact.account_id)
+    consent = contact.consent.checked() if contact.consent is not None else None
 
     def register(uow: UnitOfWork) -> tuple[dict[str, Any], int]:
         row, created = uow.registration.add_contact(services.config, account,
                                                     contact.email, contact.first, contact.last,
-                                                    contact.ip)
+                                                    contact.ip, consent, ConsentMethod.API)
         return {**contacts.contact_dict(uow.session, row), "created": created}, (
             201 if created else 200)
 
@@ -389,6 +474,14 @@ def show_contact(who: Who, reader: Reader, contact_id: ContactId) -> Any:
     with Session(reader) as session:
         who.check(contacts.get(session, contact_id).account_id, f"contact {contact_id}")
         return contacts.show(session, contact_id)
+
+
+@router.get("/contacts/{contact_id}/consent", response_model=ConsentProof,
+            summary="The proof of consent: the record and its events (contact consent)")
+def contact_consent(who: Who, reader: Reader, contact_id: ContactId) -> Any:
+    with Session(reader) as session:
+        who.check(contacts.get(session, contact_id).account_id, f"contact {contact_id}")
+        return contacts.consent(session, contact_id)
 
 
 @router.get("/contacts/{contact_id}/headers", response_model=dict[str, str],

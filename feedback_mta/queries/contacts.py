@@ -49,6 +49,11 @@ def show(session: Session, contact_id: int) -> dict[str, Any]:
     return records.contact(session.connection(), contact_id)
 
 
+def consent(session: Session, contact_id: int) -> dict[str, Any]:
+    """The proof of a contact's consent (``records.consent``)."""
+    return records.consent(session.connection(), contact_id)
+
+
 def count(session: Session, *, account: int | None = None) -> int:
     """How many contacts (of one account, which must exist, or all)."""
     query = select(sa.func.count()).select_from(Contact)

@@ -62,7 +62,11 @@ def contact_fields(contact: Contact | sa.Row[Any], tag_names: list[str]) -> dict
             "review_deadline": contact.review_deadline,
             "verified": contact.verified_at is not None, "verified_at": contact.verified_at,
             "engaged": contact.engaged_at is not None,
-            "engagement": contact.engagement.split(), "source_ip": contact.source_ip}
+            "engagement": contact.engagement.split(), "source_ip": contact.source_ip,
+            "consent": {"method": contact.consent_method, "source": contact.consent_source,
+                        "at": contact.consent_at, "confirmed_at": contact.confirmed_at,
+                        "confirmed_via": contact.confirmed_via,
+                        "confirm_by": contact.confirm_by}}
 
 
 #: A contact with ``mailable`` and ``not_mailable_reason``, as the model has them.
@@ -98,3 +102,32 @@ def contact(conn: Connection, contact_id: int) -> dict[str, Any]:
             "complaints": counts.get(events.CONTACT_COMPLAINED, 0),
             "leads": list(leads),
             "created_at": row.created_at, "updated_at": row.updated_at}
+
+
+#: The events that made a contact's consent what it is: how it came, the requests sent,
+#: the person's confirmation, and every opt-out and opt-in (a "no", a deadline passed, an
+#: admin's, a complaint's).
+CONSENT_EVENTS = (events.CONTACT_CONSENT_RECORDED, events.CONTACT_CONFIRMATION_SENT,
+                  events.CONTACT_CONFIRMED, events.CONTACT_OPTED_OUT,
+                  events.CONTACT_OPTED_IN)
+
+
+def consent(conn: Connection, contact_id: int) -> dict[str, Any]:
+    """The proof of a contact's consent (``contact consent``, ``GET
+    /v1/contacts/ID/consent``): its record, with the evidence of the confirmation, and
+    the events that made it, in order (``ix_event_subject``)."""
+    row = conn.execute(sa.select(_C).where(_C.c.id == contact_id)).first()
+    if row is None:
+        raise NotFound(f"no contact {contact_id}")
+    made = conn.execute(sa.select(_E).where(
+        _E.c.subject_type == "contact", _E.c.subject_id == contact_id,
+        _E.c.action.in_(CONSENT_EVENTS)).order_by(_E.c.id))
+    return {"contact_id": row.id, "account_id": row.account_id, "email": row.email,
+            "status": row.status, "method": row.consent_method, "source": row.consent_source,
+            "at": row.consent_at, "ip": row.consent_ip, "user_agent": row.consent_user_agent,
+            "confirmed_at": row.confirmed_at, "confirmed_via": row.confirmed_via,
+            "evidence": row.confirmation_evidence, "confirm_by": row.confirm_by,
+            "confirmation_sent_at": row.confirmation_sent_at,
+            "events": [{"id": e.id, "type": e.action, "at": e.at, "actor": e.actor,
+                        "via": e.via, "reason": e.reason, "data": e.data or {}}
+                       for e in made]}
