@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import email
 import email.message
-import re
 import time
 from datetime import UTC, datetime, timedelta
 

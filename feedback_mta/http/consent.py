@@ -32,7 +32,7 @@ from feedback_mta.actions import Actor, Conflict, NotFound, unit_of_work
 from feedback_mta.actions.consent import MAX_USER_AGENT, Evidence
 from feedback_mta.addresses import AddressBook, confirm_link
 from feedback_mta.edge.limits import client_address
-from feedback_mta.http.problems import ProblemError
+from feedback_mta.http.problems import RESPONSES, ProblemError
 from feedback_mta.http.review import base_url
 from feedback_mta.http.services import Book, Config_, HttpServices, Reader, Services
 from feedback_mta.http.suppressions import CONFLICT
@@ -49,7 +49,7 @@ MAX_FORM = 1024
 _BAD_LINK = "not a valid confirmation link"
 _GONE = "this link names no address on our lists"
 
-api = APIRouter(prefix="/v1")
+api = APIRouter(prefix="/v1", responses=RESPONSES)
 pages = APIRouter(include_in_schema=False, route_class=PageRoute)
 
 

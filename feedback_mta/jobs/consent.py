@@ -14,10 +14,10 @@ while no server ran is caught up then):
 
 The request is found by the job, not sent where the contact is made: an import of 50,000
 rows commits its rows and answers, and the requests follow in batches of ``BATCH``, each
-queued in the transaction that notes it sent (the transactional outbox: a crash loses
-none and sends none twice, short of the outbox's own relay-250 window). Each run holds
-a PostgreSQL advisory lock per step, so two nodes on one database ask, remind and opt
-out each contact once.
+composed outside the write transaction and queued in the transaction that notes it sent
+(the transactional outbox: a crash loses none and sends none twice, short of the outbox's
+own relay-250 window). Each run holds a PostgreSQL advisory lock per step, so two nodes
+on one database ask, remind and opt out each contact once.
 """
 
 from __future__ import annotations
@@ -28,21 +28,22 @@ from email.utils import make_msgid
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
 
 from feedback_mta import logs, tokens
-from feedback_mta.actions import SCHEDULER, UnitOfWork, unit_of_work
+from feedback_mta.actions import SCHEDULER, unit_of_work
 from feedback_mta.actions.mail import digest
 from feedback_mta.addresses import AddressBook, Box, confirm_link
 from feedback_mta.config import Config
 from feedback_mta.store import db
-from feedback_mta.store.models import Contact, ContactStatus, table_of, utcnow
+from feedback_mta.store.models import Account, Contact, ContactStatus, table_of, utcnow
 
 log = logs.get(__name__)
 
 _C = table_of(Contact)
 #: Contacts per transaction: a run over a large import commits (and hands the outbox its
 #: mail) every this many.
-BATCH = 500
+BATCH = 200
 #: ``purpose`` of the queued mail (``outbox list``).
 PURPOSE = "consent.confirmation"
 
@@ -86,42 +87,38 @@ def compose(*, contact: Contact, sender: str, book: AddressBook, page: str,
                                                     contact.account_id)})
 
 
-def _pending(*where: sa.ColumnElement[bool]) -> sa.Select[tuple[int]]:
-    return (sa.select(_C.c.id).where(_C.c.status == ContactStatus.PENDING.value, *where)
-            .order_by(_C.c.id).limit(BATCH))
+_PENDING = _C.c.status == ContactStatus.PENDING.value
 
 
-def _ask(uow: UnitOfWork, ids: list[int], book: AddressBook, page: str,
-         reminder: bool) -> None:
-    """Queue the request (or reminder) to each contact of ``ids`` and note it sent."""
-    senders: dict[int, str] = {}
-    for contact_id in ids:
-        contact = uow.contacts.get(contact_id)
-        if contact.account_id not in senders:
-            senders[contact.account_id] = uow.accounts.get(contact.account_id).name
-        raw = compose(contact=contact, sender=senders[contact.account_id], book=book,
-                      page=page, reminder=reminder)
-        mail = uow.mail.queue(PURPOSE, contact.email, raw,
-                              mail_from=book.address(Box.BOUNCE, contact_id))
-        uow.consent.confirmation_sent(contact, reminder=reminder, outbound_id=mail.id)
-
-
-def _in_batches(engine: Engine, lock: str, select: sa.Select[tuple[int]],
-                act: Callable[[UnitOfWork, list[int]], None], submit: Submit) -> list[int]:
-    """Run ``act`` over what ``select`` finds, a batch per transaction under the advisory
-    lock ``lock``, until it finds less than a batch; the ids of the mail queued (each
-    batch's handed to ``submit`` once committed)."""
+def _ask(engine: Engine, book: AddressBook, page: str, where: tuple[sa.ColumnElement[bool], ...],
+         *, reminder: bool, lock: str, submit: Submit) -> list[int]:
+    """Queue the request (or reminder) to every pending contact ``where`` says, and note
+    each sent; the ids of the queued mails (each batch's handed to ``submit`` once
+    committed). Each batch is read and its mail composed outside the write transaction
+    (composing is most of the work: a SQLite writer holds the database meanwhile), then,
+    under the advisory lock ``lock``, each contact still ``where`` is queued its mail."""
     queued: list[int] = []
     while True:
+        with Session(db.reader(engine)) as session:
+            batch = session.exec(select(Contact).where(_PENDING, *where)
+                                 .order_by(col(Contact.id)).limit(BATCH)).all()
+            senders = {a: session.get_one(Account, a).name
+                       for a in {c.account_id for c in batch}}
+        raw = {c.id: compose(contact=c, sender=senders[c.account_id], book=book, page=page,
+                             reminder=reminder) for c in batch}
         with unit_of_work(engine, SCHEDULER) as uow:
             if not db.try_lock(uow.session.connection(), lock):
                 break  # another node is at it right now
-            ids = [row.id for row in uow.session.connection().execute(select)]
-            act(uow, ids)
-            mail = list(uow.recorder.queued_mail)
-        submit(mail)
-        queued += mail
-        if len(ids) < BATCH:
+            for contact in uow.session.exec(select(Contact).where(
+                    col(Contact.id).in_(list(raw)), _PENDING, *where)).all():
+                assert contact.id is not None
+                mail = uow.mail.queue(PURPOSE, contact.email, raw[contact.id],
+                                      mail_from=book.address(Box.BOUNCE, contact.id))
+                uow.consent.confirmation_sent(contact, reminder=reminder, outbound_id=mail.id)
+            mail_ids = list(uow.recorder.queued_mail)
+        submit(mail_ids)
+        queued += mail_ids
+        if len(batch) < BATCH:
             break
     return queued
 
@@ -131,10 +128,8 @@ def send_due(engine: Engine, book: AddressBook, page: str, now: datetime | None 
     """Queue the request to every pending contact not asked yet (whose deadline has not
     passed: that one is opted out instead); the ids of the queued mails."""
     now = now or utcnow()
-    return _in_batches(
-        engine, "consent.send",
-        _pending(_C.c.confirmation_sent_at.is_(None), _C.c.confirm_by > now),
-        lambda uow, ids: _ask(uow, ids, book, page, reminder=False), submit)
+    return _ask(engine, book, page, (_C.c.confirmation_sent_at.is_(None), _C.c.confirm_by > now),
+                reminder=False, lock="consent.send", submit=submit)
 
 
 def remind_due(engine: Engine, book: AddressBook, page: str, remind_before: float,
@@ -146,25 +141,27 @@ def remind_due(engine: Engine, book: AddressBook, page: str, remind_before: floa
         return []
     now = now or utcnow()
     window = timedelta(seconds=remind_before)
-    return _in_batches(
-        engine, "consent.remind",
-        _pending(_C.c.confirmation_reminded_at.is_(None), _C.c.confirm_by > now,
+    return _ask(engine, book, page,
+                (_C.c.confirmation_reminded_at.is_(None), _C.c.confirm_by > now,
                  _C.c.confirm_by <= now + window, _C.c.confirmation_sent_at <= now - window),
-        lambda uow, ids: _ask(uow, ids, book, page, reminder=True), submit)
+                reminder=True, lock="consent.remind", submit=submit)
 
 
 def expire_due(engine: Engine, now: datetime | None = None) -> int:
-    """Opt out (reason ``unconfirmed``) every pending contact whose deadline passed; how
-    many were."""
+    """Opt out (reason ``unconfirmed``) every pending contact whose deadline passed, a
+    batch per transaction; how many were."""
     now = now or utcnow()
     expired = 0
-
-    def expire(uow: UnitOfWork, ids: list[int]) -> None:
-        nonlocal expired
-        expired += sum(uow.consent.expire(uow.contacts.get(i), now) for i in ids)
-
-    _in_batches(engine, "consent.expire", _pending(_C.c.confirm_by <= now), expire,
-                lambda ids: None)
+    while True:
+        with unit_of_work(engine, SCHEDULER) as uow:
+            if not db.try_lock(uow.session.connection(), "consent.expire"):
+                break  # another node is at it right now
+            ids = [row.id for row in uow.session.connection().execute(
+                sa.select(_C.c.id).where(_PENDING, _C.c.confirm_by <= now)
+                .order_by(_C.c.confirm_by).limit(BATCH))]
+            expired += sum(uow.consent.expire(uow.contacts.get(i), now) for i in ids)
+        if len(ids) < BATCH:
+            break
     if expired:
         log.info("consent.expired", opted_out=expired)
     return expired
