@@ -113,3 +113,21 @@ def notification_message_id(book: AddressBook, lead_id: int) -> str:
     """The Message-ID (without brackets) for the lead-notification email of ``lead_id``."""
     token = book.address(Box.REPLY, lead_id).split("@")[0].partition("+")[2]
     return f"lead.{token}@{book.domain}"
+
+
+class ConfirmLink(NamedTuple):
+    """How a pending contact confirms: the token, the address to reply to, and the page."""
+
+    token: str
+    #: ``confirm+TOKEN@domain``: a reply saying yes (or no) there answers.
+    reply_to: str
+    #: ``<base>/c/TOKEN``; "" when there is no page to link to (no ``base``).
+    url: str
+
+
+def confirm_link(book: AddressBook, contact_id: int, base: str) -> ConfirmLink:
+    """The confirmation request's Reply-To and link for ``contact_id``; ``base`` is where
+    the HTTP listener answers (``[http] public_url``, else its own address). Pure."""
+    reply_to = book.address(Box.CONFIRM, contact_id)
+    token = reply_to.split("@")[0].partition("+")[2]
+    return ConfirmLink(token, reply_to, f"{base.rstrip('/')}/c/{token}" if base else "")

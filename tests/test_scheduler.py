@@ -48,6 +48,8 @@ def test_every_job_its_trigger_from_the_config_and_what_it_needs():
                          "flush"),
         "review.check": ("interval", {"seconds": config.review.check_interval}, True,
                          "check_reviews"),
+        "consent.check": ("interval", {"seconds": config.review.check_interval}, True,
+                          "check_consent"),
         "leads.digest": ("cron", {"hour": 7, "minute": 30}, False, "digest_spam"),
         "retention.purge": ("interval", {"seconds": 3600}, True, "purge"),
         "spam.retrain": ("interval", {"seconds": 86400}, False, "retrain"),
@@ -62,7 +64,8 @@ def test_every_job_its_trigger_from_the_config_and_what_it_needs():
     assert set(every) - set(_planned(off, "engine", "book", Outbox(True))) == {
         "leads.digest", "retention.purge"}
     # Left out for what the server lacks: a disabled outbox sends nothing, but the review
-    # check still runs; no engine leaves only the sweep.
+    # and consent checks still run (deadlines pass without mail); no engine leaves only the
+    # sweep.
     assert set(every) - set(_planned(config, "engine", "book", Outbox(False))) == {
         "outbox.flush", "leads.digest"}
     assert set(_planned(config, "engine", None, None)) == {

@@ -65,11 +65,13 @@ class Mail:
         self.recorder, self.session = recorder, recorder.session
 
     def queue(self, purpose: str, rcpt_to: str, raw: bytes,
-                   lead: Lead | None = None) -> OutboundMessage:
-        """Queue a mail in this transaction; the service sends it after the commit."""
+                   lead: Lead | None = None, mail_from: str = "") -> OutboundMessage:
+        """Queue a mail in this transaction; the service sends it after the commit.
+        ``mail_from`` is the envelope sender: the null sender (no bounce comes back) unless
+        a bounce is worth hearing (a confirmation request's ``bounce+TOKEN``)."""
         mail = OutboundMessage(inbound_message_id=self.recorder.inbound_message_id,
                                lead_id=lead.id if lead else None, purpose=purpose,
-                               mail_from="", rcpt_to=rcpt_to, raw=raw)
+                               mail_from=mail_from, rcpt_to=rcpt_to, raw=raw)
         self.session.add(mail)
         self.session.flush()
         assert mail.id is not None

@@ -13,6 +13,7 @@ from feedback_mta import counters, logs
 from feedback_mta.config import Config
 from feedback_mta.edge.intake import Intake
 from feedback_mta.http import (
+    consent,
     docs,
     hooks,
     lists,
@@ -57,11 +58,12 @@ def create_app(config: Config, engine: Engine, intake: Intake | None = None,
               generate_unique_id_function=lambda route: route.name)
     problems.install(app)
     app.include_router(v1.router)
-    for router in (lists.router, suppressions.router, platform.router, reports.router,
-                   docs.router):
+    for router in (consent.api, lists.router, suppressions.router, platform.router,
+                   reports.router, docs.router):
         app.include_router(router)
     app.include_router(hooks.router)
     app.include_router(unsubscribe.router)
+    app.include_router(consent.pages)
     app.include_router(review.router)
 
     @app.get("/healthz", summary="Does the database answer?", tags=["health"])

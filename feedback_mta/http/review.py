@@ -139,7 +139,9 @@ async def _form(request: Request) -> dict[str, str]:
         return {}
 
 
-def _base_url(config: Config, request: Request) -> str:
+def base_url(config: Config, request: Request) -> str:
+    """Where links to our pages point: ``[http] public_url``, else the address this
+    listener bound (never the request's Host header, which anyone can set)."""
     if config.http.public_url:
         return config.http.public_url
     host, port = request.scope["server"][:2]
@@ -182,7 +184,7 @@ async def ask_for_link(request: Request, services: Services) -> Response:
     except ActionError:
         return _page("sign_in", 400, title="Review",
                      error="That is not an email address. Please check it.")
-    services.sign_ins.offer(address, _base_url(config, request))
+    services.sign_ins.offer(address, base_url(config, request))
     return _page("sign_in", title="Review",
                  note=f"If {email} may review leads, a sign-in link is on its way to it.")
 

@@ -103,11 +103,17 @@ def prefers_html(accept: str) -> bool:
     return html > json
 
 
+def render(template: str, status: int = 200, headers: dict[str, str] | None = None,
+           **values: Any) -> HTMLResponse:
+    """A page a person opens from a mail (``templates/<template>``: this one's, and the
+    confirmation page's), never cached, framed, indexed or told where it came from."""
+    html = _ENV.get_template(template).render(**values)
+    return HTMLResponse(html, status_code=status, headers={**_HEADERS, **(headers or {})})
+
+
 def _page(name: str, status: int = 200, headers: dict[str, str] | None = None,
           **values: Any) -> HTMLResponse:
-    html = _ENV.get_template(f"unsubscribe/{name}.html").render(
-        window_hours=_HOURS, **values)
-    return HTMLResponse(html, status_code=status, headers={**_HEADERS, **(headers or {})})
+    return render(f"unsubscribe/{name}.html", status, headers, window_hours=_HOURS, **values)
 
 
 class PageRoute(APIRoute):

@@ -23,7 +23,9 @@ check; ``retention.purge`` empties the raw bytes of messages past ``[retention] 
 account's complaint and hard-bounce rates (``jobs.guard``); ``spam.retrain`` counts the lead
 spam model again from the leads, daily (``jobs.spam_model``); ``leads.digest`` sends each
 account's digest of automatically flagged leads at ``[leads] digest_time``
-(``jobs.spam_digest``).
+(``jobs.spam_digest``); ``consent.check`` opts out pending contacts whose confirmation
+deadline passed and, with a relay, sends the confirmation requests and reminders that are
+due (``jobs.consent``; every ``[review] check_interval``, and at start).
 
 Jobs coalesce and never overlap, so a slow run is not stacked on top of itself. Scheduled
 work runs once across nodes: ``serve`` starts the scheduler in its first worker only, and the
@@ -45,7 +47,7 @@ from sqlalchemy.engine import Engine
 from feedback_mta import counters, logs
 from feedback_mta.addresses import AddressBook
 from feedback_mta.config import Config
-from feedback_mta.jobs import guard, retention, review, spam_digest, spam_model
+from feedback_mta.jobs import consent, guard, retention, review, spam_digest, spam_model
 from feedback_mta.service.outbox import Outbox
 from feedback_mta.service.process import Sweeper
 from feedback_mta.store.models import utcnow
@@ -70,8 +72,8 @@ class Needs:
     ``call`` takes is also what its job needs."""
 
     def __init__(self, config: Config, processor: Sweeper, scheduler: BackgroundScheduler,
-                 engine: Engine | None, book: AddressBook | None, outbox: Outbox | None
-                 ) -> None:
+                 engine: Engine | None, book: AddressBook | None, outbox: Outbox | None,
+                 page: Callable[[], str | None] = lambda: None) -> None:
         self.config = config
         self.processor = processor
         self.scheduler = scheduler
@@ -79,6 +81,9 @@ class Needs:
         self._book = book
         #: The outbox, if any, enabled or not (``review.check`` sends digests only when it is).
         self.any_outbox = outbox
+        #: Where links in our mail point (``[http] public_url``, else the HTTP listener's
+        #: bound address): "" when there is no page, None while the listener is not up.
+        self.page = page
 
     @property
     def engine(self) -> Engine:
@@ -185,6 +190,14 @@ def check_reviews(scheduler: BackgroundScheduler, engine: Engine, config: Config
                           run_date=upcoming, replace_existing=True, misfire_grace_time=None)
 
 
+def check_consent(engine: Engine, config: Config, book: AddressBook,
+                  page: Callable[[], str | None], outbox: Outbox | None) -> None:
+    """Opt out the pending contacts past their deadline; with a relay, ask (and remind)
+    the others."""
+    consent.check(engine, config, book, page,
+                  outbox.submit if outbox is not None and outbox.enabled else None)
+
+
 def digest_spam(engine: Engine, config: Config, book: AddressBook, outbox: Outbox) -> None:
     outbox.submit(spam_digest.send(engine, config, book))
 
@@ -197,6 +210,8 @@ JOBS: tuple[Job, ...] = (
         lambda n: Call(flush, n.outbox)),
     Job("review.check", every(lambda c: c.review.check_interval, at_start=True),
         lambda n: Call(check_reviews, n.scheduler, n.engine, n.config, n.book, n.any_outbox)),
+    Job("consent.check", every(lambda c: c.review.check_interval, at_start=True),
+        lambda n: Call(check_consent, n.engine, n.config, n.book, n.page, n.any_outbox)),
     Job("leads.digest", daily(lambda c: c.leads.digest_at),
         lambda n: Call(digest_spam, n.engine, n.config, n.book, n.outbox)),
     Job("retention.purge",
@@ -226,13 +241,14 @@ def _count(event: JobEvent) -> None:
 
 def start(config: Config, processor: Sweeper, outbox: Outbox | None = None,
           engine: Engine | None = None, book: AddressBook | None = None,
-          jobs: tuple[Job, ...] = JOBS) -> BackgroundScheduler:
+          jobs: tuple[Job, ...] = JOBS, page: Callable[[], str | None] = lambda: None
+          ) -> BackgroundScheduler:
     """Start every row of ``jobs`` whose trigger is on and whose needs this server has."""
     scheduler = BackgroundScheduler(
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
         timezone="UTC",
     )
-    needs = Needs(config, processor, scheduler, engine, book, outbox)
+    needs = Needs(config, processor, scheduler, engine, book, outbox, page)
     for job in jobs:
         trigger = job.trigger(config)
         if trigger is None:

@@ -210,8 +210,21 @@ class Service:
         if not self.leader:
             return
         jobs = scheduler.start(self.config, self.processor, self.outbox, self.engine,
-                               self.book)
+                               self.book, page=self.page_url)
         stack.push_async_callback(asyncio.to_thread, jobs.shutdown, wait=True)
+
+    def page_url(self) -> str | None:
+        """Where the links in our mail point: ``[http] public_url``, else the address the
+        HTTP listener bound (as the review page's links do); "" without a listener, None
+        while it is not listening yet (the scheduler starts first)."""
+        if self.config.http.public_url:
+            return self.config.http.public_url
+        if self.config.http.address is None:
+            return ""
+        if self.http_address is None:
+            return None
+        host, port = self.http_address
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
     async def _http(self, stack: AsyncExitStack) -> None:
         if self.config.http.address is None:

@@ -1,0 +1,177 @@
+"""Confirmation by link: the page a pending contact opens from its confirmation request
+(``/c/TOKEN``), and, for a platform that sends its own request, the link and Reply-To of
+a pending contact (``GET /v1/contacts/{id}/confirmation``).
+
+* ``GET /c/TOKEN`` shows who asks (the account's name), to which address (partly masked,
+  as the unsubscribe page shows it), and two buttons; it changes nothing (mail scanners
+  open links).
+* ``POST /c/TOKEN``, a form with ``confirm=yes``, confirms (``Consent.confirm``, the
+  evidence: the client's address and browser; the time is the confirmation's); with
+  ``confirm=no`` it declines (opted out, reason ``declined``). The answer says what
+  happened. A contact opted out by a complaint, a bounce or an unsubscribe is refused,
+  politely (409). The token is the capability, as for ``/u/TOKEN``.
+
+Errors are pages for browsers and problem+json for everyone else, as on ``/u/TOKEN``
+(``unsubscribe.PageRoute``). Only the page's own form is read, and only ``MAX_FORM``
+bytes of it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, Field
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+
+from feedback_mta import tokens
+from feedback_mta.actions import Actor, Conflict, NotFound, unit_of_work
+from feedback_mta.actions.consent import MAX_USER_AGENT, Evidence
+from feedback_mta.addresses import AddressBook, confirm_link
+from feedback_mta.edge.limits import client_address
+from feedback_mta.http.problems import RESPONSES, ProblemError
+from feedback_mta.http.review import base_url
+from feedback_mta.http.services import Book, Config_, HttpServices, Reader, Services
+from feedback_mta.http.suppressions import CONFLICT
+from feedback_mta.http.unsubscribe import PageRoute, render
+from feedback_mta.http.v1 import ContactId, Timestamp, Who
+from feedback_mta.queries import contacts
+from feedback_mta.queries.confirmation import Confirmation, confirmation
+from feedback_mta.store.states import ConfirmedVia, ContactStatus
+
+#: Who acts on the page: the person holding the link, by way of it.
+LINK = Actor("http:confirm", "link")
+#: The largest form read: the page's is ``confirm=yes``.
+MAX_FORM = 1024
+_BAD_LINK = "not a valid confirmation link"
+_GONE = "this link names no address on our lists"
+
+api = APIRouter(prefix="/v1", responses=RESPONSES)
+pages = APIRouter(include_in_schema=False, route_class=PageRoute)
+
+
+# --- for a platform that sends its own request -----------------------------------------------
+
+class ConfirmationOut(BaseModel):
+    token: str = Field(description="Names the contact in the link and the Reply-To")
+    url: str = Field(description="The confirmation page: GET shows two buttons, the "
+                                 "person's POST confirms or declines")
+    reply_to: str = Field(description="confirm+TOKEN@ our domain: a reply saying yes "
+                                      "confirms, no declines")
+    confirm_by: Timestamp | None = Field(description="Still pending then: opted out, "
+                                                     "reason unconfirmed")
+
+
+@api.get("/contacts/{contact_id}/confirmation", response_model=ConfirmationOut,
+         responses=CONFLICT,
+         summary="The confirmation link and Reply-To of a pending contact, for a platform "
+                 "that sends its own request")
+def contact_confirmation(request: Request, who: Who, reader: Reader, book: Book,
+                         config: Config_, contact_id: ContactId) -> Any:
+    with Session(reader) as session:
+        contact = contacts.get(session, contact_id)
+        who.check(contact.account_id, f"contact {contact_id}")
+    if contact.status != ContactStatus.PENDING:
+        why = (f"opted out ({contact.opt_out_reason})"
+               if contact.status == ContactStatus.OPTED_OUT
+               else "confirmed already" if contact.confirmed_at is not None
+               else "mailable without a confirmation")
+        raise ProblemError(409, f"contact {contact_id} is not pending: it is {why}",
+                           type="/problems/conflict")
+    link = confirm_link(book, contact_id, base_url(config, request))
+    return {"token": link.token, "url": link.url, "reply_to": link.reply_to,
+            "confirm_by": contact.confirm_by}
+
+
+# --- the page ----------------------------------------------------------------------------------
+
+def _page(name: str, status: int = 200, **values: Any) -> HTMLResponse:
+    return render(f"consent/{name}.html", status, **values)
+
+
+def _contact_of(book: AddressBook, token: str) -> int:
+    contact_id = tokens.verify(book.secrets, tokens.Purpose.CONFIRM, token.lower())
+    if contact_id is None:
+        raise ProblemError(404, _BAD_LINK)
+    return contact_id
+
+
+def _read(services: HttpServices, contact_id: int) -> Confirmation:
+    with Session(services.reader) as session:
+        found = confirmation(session, contact_id)
+    if found is None:
+        raise ProblemError(404, _GONE)
+    return found
+
+
+@pages.get("/c/{token}")
+async def confirmation_page(services: Services, token: str) -> HTMLResponse:
+    """Who asks, to which address, and two buttons that POST; nothing changes here."""
+    found = await run_in_threadpool(_read, services, _contact_of(services.book, token))
+    return _page("ask", title="Confirm", found=found)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The page's form, at most ``MAX_FORM`` bytes (413 past it); anything but a form
+    (JSON, a bare body) is refused: 415."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        raise ProblemError(415, "send the page's form (application/x-www-form-urlencoded)")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM:
+            raise ProblemError(413, f"the form is larger than {MAX_FORM} bytes")
+    try:
+        fields = parse_qs(body.decode("utf-8", errors="replace"), max_num_fields=10)
+    except ValueError:  # more fields than the page's form has: not ours
+        return {}
+    return {k: v[0] for k, v in fields.items()}
+
+
+def _answer(services: HttpServices, contact_id: int, yes: bool, evidence: Evidence) -> bool:
+    with unit_of_work(services.engine, LINK) as uow:
+        contact = uow.contacts.get(contact_id)
+        return (uow.consent.confirm(contact, evidence) if yes
+                else uow.consent.decline(contact, evidence))
+
+
+def _evidence(request: Request) -> Evidence:
+    host = request.client.host if request.client else None
+    address = client_address(host) if host else None
+    return Evidence(ConfirmedVia.LINK, {
+        "ip": str(address) if address else None,
+        "user_agent": request.headers.get("user-agent", "")[:MAX_USER_AGENT]})
+
+
+@pages.post("/c/{token}")
+async def answer_confirmation(request: Request, services: Services, token: str
+                              ) -> HTMLResponse:
+    """``confirm=yes`` confirms, ``confirm=no`` declines; the page says which happened
+    (or that it had already)."""
+    contact_id = _contact_of(services.book, token)
+    said = (await _form(request)).get("confirm")
+    if said not in ("yes", "no"):
+        raise ProblemError(400, "the form must carry confirm=yes or confirm=no")
+    found = await run_in_threadpool(_read, services, contact_id)
+    try:
+        changed = await run_in_threadpool(_answer, services, contact_id, said == "yes",
+                                          _evidence(request))
+    except NotFound:
+        raise ProblemError(404, _GONE) from None
+    except Conflict:
+        raise ProblemError(409, f"this address cannot be confirmed here: it was "
+                                f"unsubscribed, reported as spam or its mail bounced, and "
+                                f"{found.sender} does not email it") from None
+    return _page("done", title="Confirmed" if said == "yes" else "No emails",
+                 found=found, said=said, changed=changed)
+
+
+@pages.get("/c/{rest:path}", name="mangled_confirmation_link")
+@pages.post("/c/{rest:path}", name="mangled_confirmation_link_post")
+async def mangled(rest: str) -> Response:
+    """A link cut or mangled on its way (a mail client's line break, a stray slash)."""
+    raise ProblemError(404, _BAD_LINK)
