@@ -795,7 +795,9 @@ class Config:
         return [what for what, on in (
             ("the review page's sign-in links ([http] listen)", self.http.address is not None),
             ("acknowledgements of dealers' replies ([replies] acknowledge)",
-             self.replies.acknowledge)) if on]
+             self.replies.acknowledge),
+            ("confirmation requests to pending contacts ([consent] send_confirmation)",
+             self.consent.send_confirmation and bool(self.consent.confirm_methods))) if on]
 
 
 #: [section] -> (settings class, {key: check}); derived from the dataclasses above.

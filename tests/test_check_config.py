@@ -96,35 +96,39 @@ def test_no_relay_and_the_example_secret_are_said(tmp_path, sqlite_url):
     assert out["metrics"] == "off"
     assert out["warnings"] == [
         "[security] secret_key is the example's: set a long random one",
-        NO_RELAY + "acknowledgements of dealers' replies ([replies] acknowledge) are on but "
-                   "never sent (nor the digests); set a relay"]
+        NO_RELAY + "acknowledgements of dealers' replies ([replies] acknowledge) and "
+                   "confirmation requests to pending contacts ([consent] send_confirmation) "
+                   "are on but never sent (nor the digests); set a relay"]
 
 
 def test_webhooks_to_private_networks_are_said(tmp_path, sqlite_url):
     """The example config lets a receiver on loopback have the events (the walkthrough);
     a deployment that keeps it is told."""
-    path = write_config(tmp_path / "c.toml", sqlite_url, replies={"acknowledge": False},
+    quiet = {"replies": {"acknowledge": False}, "consent": {"send_confirmation": False}}
+    path = write_config(tmp_path / "c.toml", sqlite_url, **quiet,
                         webhooks={"allow_private_networks": True})
     ok_json(path, "db", "upgrade")
     [warning] = ok_json(path, "check-config")["warnings"]
     assert warning.startswith("[webhooks] allow_private_networks is on")
-    path = write_config(tmp_path / "c.toml", sqlite_url, replies={"acknowledge": False})
+    path = write_config(tmp_path / "c.toml", sqlite_url, **quiet)
     assert ok_json(path, "check-config")["warnings"] == []
 
 
 def test_mail_that_cannot_go_without_a_relay_is_said(tmp_path, sqlite_url, relay):
-    """The review page (its sign-in links) and acknowledgements, on without a relay: each
-    named; neither on, or a relay set: no such warning."""
+    """The review page (its sign-in links), acknowledgements and consent's confirmation
+    requests, on without a relay: each named; none on, or a relay set: no such warning."""
     path = write_config(tmp_path / "c.toml", sqlite_url, http={"listen": "127.0.0.1:0"})
     ok_json(path, "db", "upgrade")
     [warning] = ok_json(path, "check-config")["warnings"]
     assert warning.startswith(NO_RELAY) and "review page's sign-in links" in warning
-    assert "acknowledgements" in warning
+    assert "acknowledgements" in warning and "confirmation requests" in warning
     path = write_config(tmp_path / "c.toml", sqlite_url, http={"listen": "127.0.0.1:0"},
-                        replies={"acknowledge": False})
+                        replies={"acknowledge": False}, consent={"confirm_methods": []})
     [warning] = ok_json(path, "check-config")["warnings"]
     assert "review page" in warning and "acknowledgements" not in warning
-    path = write_config(tmp_path / "c.toml", sqlite_url, replies={"acknowledge": False})
+    assert "confirmation requests" not in warning  # nobody is asked to confirm
+    path = write_config(tmp_path / "c.toml", sqlite_url, replies={"acknowledge": False},
+                        consent={"send_confirmation": False})
     assert ok_json(path, "check-config")["warnings"] == []
     path = write_config(tmp_path / "c.toml", sqlite_url, http={"listen": "127.0.0.1:0"},
                         outbound={"relay": f"127.0.0.1:{relay.port}"})

@@ -370,3 +370,63 @@ def test_the_api_gives_a_pending_contact_s_link_and_reply_to(site):
     assert done.status_code == 409 and done.headers["content-type"] == PROBLEM
     assert done.json()["detail"].endswith("is not pending: it is confirmed already")
     assert site.contact(contact).mailable
+
+
+# --- the whole way: an import, its mail, the person's reply, the proof -----------------------
+
+
+def _answer(request: email.message.Message, text: str, *, sender: str) -> bytes:
+    """The person's reply as a mail client writes it: top-posted, the request quoted below
+    with Gmail's attribution line, threaded to it."""
+    quoted = "\n".join(f"> {line}" if line else ">" for line in _body(request).splitlines())
+    return (f"From: Ann Lee <{sender}>\r\nTo: {request['Reply-To']}\r\n"
+            f"Subject: Re: {request['Subject']}\r\nIn-Reply-To: {request['Message-ID']}\r\n"
+            f"Message-ID: <answer.{time.monotonic_ns()}@people.test>\r\n\r\n"
+            f"{text}\r\n\r\nOn Mon, 7 Dec 2026 at 14:02, Dealer One <{request['Reply-To']}> "
+            f"wrote:\r\n{quoted}\r\n").replace("\n", "\r\n").replace("\r\r\n", "\r\n").encode()
+
+
+def test_an_imported_social_list_waits_for_each_persons_yes_and_keeps_the_proof(
+        tmp_path, database_url, server_factory, relay):
+    """``contact import --consent-method social``: pending, not mailable; each gets its
+    request; a reply that only quotes it does nothing, the person's "Yes please" above the
+    quote confirms; ``contact consent`` shows method, source, time and the reply as the
+    evidence; the other, who never answers, stays pending."""
+    from tests.support import send
+    from tests.test_cli import ok_json, ok_rows
+
+    s = Site(tmp_path, database_url, server_factory,
+             outbound={"relay": f"127.0.0.1:{relay.port}"})
+    rows = tmp_path / "linkedin.csv"
+    rows.write_text("email,first,last\nann@people.test,Ann,Lee\nbo@people.test,Bo,Li\n")
+    done = ok_json(s.path, "contact", "import", str(rows), "--account", str(s.account),
+                   "--consent-method", "social", "--source", "LinkedIn connections")
+    assert done["pending"] == 2
+    listed = {c["email"]: c for c in ok_rows(s.path, "contact", "list", "--account",
+                                                  str(s.account))}
+    assert {c["status"] for c in listed.values()} == {"pending"}
+    assert not any(c["mailable"] for c in listed.values())
+    requests = {rcpts[0]: email.message_from_bytes(raw) for _, rcpts, raw in relay.wait(2)}
+    ann = listed["ann@people.test"]["id"]
+
+    quote_only = _answer(requests["ann@people.test"], "", sender="ann@people.test")
+    assert send(s.server.port, "ann@people.test", [requests["ann@people.test"]["Reply-To"]],
+                quote_only)[0] == 250
+    ignored = s.server.wait_for("message.processed", state="ignored")
+    assert ignored["reason"] == "confirm: no yes or no in the reply"
+    assert s.contact(ann).status == "pending"
+
+    yes = _answer(requests["ann@people.test"], "Yes please!", sender="ann@people.test")
+    assert send(s.server.port, "ann@people.test", [requests["ann@people.test"]["Reply-To"]],
+                yes)[0] == 250
+    s.server.wait_for("contact.confirmed", contact_id=ann)
+    proof = ok_json(s.path, "contact", "consent", str(ann))
+    assert (proof["method"], proof["source"], proof["confirmed_via"]) == (
+        "social", "LinkedIn connections", "reply")
+    assert proof["at"] and proof["confirmed_at"]
+    assert proof["evidence"]["message_id"].strip("<>").startswith("answer.")
+    assert proof["evidence"]["inbound_message_id"]
+    assert [e["type"] for e in proof["events"]][:3] == [
+        "contact.consent_recorded", "contact.confirmation_sent", "contact.confirmed"]
+    assert ok_json(s.path, "contact", "show", str(ann))["mailable"] is True
+    assert s.contact(listed["bo@people.test"]["id"]).status == "pending"
