@@ -41,7 +41,8 @@ def test_account_show_prints_nested_objects_as_indented_lines(config_file):
     assert "figures" in lines  # a heading of its own, its keys under it
     figures = lines[lines.index("figures") + 1:lines.index("user_list")]
     assert [line.split()[0] for line in figures] == [
-        "since", "sent", "complaints", "hard_bounces", "complaint_rate", "bounce_rate"]
+        "since", "sent", "complaints", "hard_bounces", "complaint_rate", "bounce_rate",
+        "complaints_by_consent"]
     assert all(line.startswith("  ") for line in figures)
     users = lines[lines.index("user_list") + 1:]
     assert [line.split()[:2] for line in users if line.lstrip().startswith("-")] == [

@@ -47,6 +47,7 @@ from feedback_mta.store.models import (
     table_of,
     utcnow,
 )
+from feedback_mta.store.states import UNDECIDED
 
 
 @dataclass
@@ -210,7 +211,7 @@ class Quality:
         A contact already suspected keeps its deadline (new reasons are added); an opted-out
         or invalid one is left alone. False when nothing changed."""
         self.recorder.lock(contact)
-        if contact.status != ContactStatus.ACTIVE or contact.quality == Level.INVALID:
+        if contact.status == ContactStatus.OPTED_OUT or contact.quality == Level.INVALID:
             return False
         reasons = list(reasons)
         if contact.quality == Level.SUSPECTED and contact.review_deadline is not None:
@@ -305,7 +306,7 @@ class Quality:
         done = self.session.connection().execute(
             sa.update(table).where(
                 table.c.id == contact_id, table.c.review_deadline <= now,
-                table.c.status == ContactStatus.ACTIVE.value, table.c.verified_at.is_(None),
+                table.c.status.in_(UNDECIDED), table.c.verified_at.is_(None),
                 table.c.engaged_at.is_(None), tagged)
             .values(status=ContactStatus.OPTED_OUT.value, opt_out_reason=EXPIRED_REASON,
                     opted_out_at=now, updated_at=now, review_deadline=None)).rowcount

@@ -90,6 +90,8 @@ def readable(obj: dict[str, Any], indent: str = "") -> list[str]:
             for item in value:
                 block = readable(item, indent + "    ")
                 lines += [f"{indent}  - {block[0].lstrip()}", *block[1:]]
+        elif isinstance(value, dict | list) and not value:  # nothing to show: no "{}"
+            lines.append(f"{indent}{key}")
         else:
             lines.append(f"{indent}{key:<{width}}  {output.human(value)}".rstrip())
     return lines

@@ -33,10 +33,10 @@ from feedback_mta.store import db
 from feedback_mta.store.models import (
     Account,
     Contact,
-    ContactStatus,
     table_of,
     utcnow,
 )
+from feedback_mta.store.states import UNDECIDED
 
 log = logs.get(__name__)
 
@@ -53,7 +53,7 @@ def expire_due(engine: Engine, now: datetime | None = None, batch: int = 500) ->
             if not db.try_lock(uow.session.connection(), "review.expire"):
                 return total  # another node is at it right now
             ids = uow.session.connection().execute(sa.select(_C.c.id).where(
-                _C.c.review_deadline <= now, _C.c.status == ContactStatus.ACTIVE.value)
+                _C.c.review_deadline <= now, _C.c.status.in_(UNDECIDED))
                 .order_by(_C.c.review_deadline).limit(batch)).scalars().all()
             done = sum(uow.quality.expire_review(contact_id, now) for contact_id in ids)
         total += done
@@ -68,7 +68,7 @@ def next_deadline(engine: Engine) -> datetime | None:
     """The earliest pending review deadline (indexed), or None."""
     with Session(db.reader(engine)) as session:
         value = session.exec(select(sa.func.min(Contact.review_deadline)).where(
-            Contact.status == ContactStatus.ACTIVE.value)).one()
+            col(Contact.status).in_(UNDECIDED))).one()
     return db.aware(value) if value is not None else None
 
 
@@ -119,7 +119,7 @@ def remind_due(engine: Engine, config, book: AddressBook, now: datetime | None =
         due = uow.session.connection().execute(sa.select(_C.c.id, _C.c.account_id).where(
             _C.c.review_deadline.is_not(None), _C.c.review_deadline <= horizon,
             _C.c.review_deadline > now, _C.c.reminded_at.is_(None),
-            _C.c.status == ContactStatus.ACTIVE.value)
+            _C.c.status.in_(UNDECIDED))
             .order_by(_C.c.account_id, _C.c.review_deadline).limit(5000)).all()
         by_account: dict[int, list[int]] = defaultdict(list)
         for contact_id, account_id in due:

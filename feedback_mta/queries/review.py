@@ -14,12 +14,12 @@ from feedback_mta import events
 from feedback_mta.store.models import (
     Account,
     Contact,
-    ContactStatus,
     Event,
     Lead,
     LeadStatus,
     utcnow,
 )
+from feedback_mta.store.states import UNDECIDED
 
 #: At most this many spam leads per account on one page (the newest first; older ones on
 #: the next page), and at most this many suspected contacts and restored leads.
@@ -161,7 +161,7 @@ def _suspected(session: Session, account_id: int) -> list[SuspectedContact]:
     contacts = session.exec(
         select(Contact).where(Contact.account_id == account_id,
                               col(Contact.review_deadline).is_not(None),
-                              Contact.status == ContactStatus.ACTIVE.value)
+                              col(Contact.status).in_(UNDECIDED))
         .order_by(col(Contact.review_deadline)).limit(CONTACTS)).all()
     return [SuspectedContact(c.id or 0, _name(c), c.email, tuple(c.quality_reasons or ()),
                              c.review_deadline) for c in contacts]

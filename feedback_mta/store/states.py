@@ -15,6 +15,11 @@ class ContactStatus(StrEnum):
     OPTED_OUT = "opted_out"
 
 
+#: Contacts not opted out: mailable, or awaiting the person's confirmation. A suspected
+#: bot's review deadline opts out either (``suspected_invalid``).
+UNDECIDED = (ContactStatus.ACTIVE.value, ContactStatus.PENDING.value)
+
+
 class ConsentMethod(StrEnum):
     """How a contact came to us. A social connection, an imported or a bought list is no
     opt-in (DESIGN: "B2B spam is still spam"): by default those wait for a confirmation."""
