@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from feedback_mta.quality import campaigns
 
@@ -434,3 +434,23 @@ def with_learned(rules: SpamScore, learned_p: float, strongest: tuple[str, ...]
     words = ", ".join(f.partition(":")[2] for f in strongest)
     score = 1.0 - (1.0 - rules.score) * (1.0 - learned_p)
     return SpamScore(round(score, 4), (*rules.reasons, f"{LEARNED} ({words})"))
+
+
+# --- one lead judged ----------------------------------------------------------------------------
+
+
+def what_it_says(facts: LeadFacts, text: Comments) -> tuple[list[tuple[str, float]], list[str]]:
+    """(the content signals, the model's features) of a lead: what it says and who sent
+    it, how it came aside (the features are read from the first, never from the
+    behaviour)."""
+    said = content_signals(facts, text)
+    return said, features(text, facts.email, score(facts, said).reasons)
+
+
+def judge(facts: LeadFacts, text: Comments, said: list[tuple[str, float]],
+          platform: dict[str, Counts], account: dict[str, Counts]) -> SpamScore:
+    """The lead's score: the rules (with the behaviour in ``facts``) joined with what the
+    counts of its features (``what_it_says``) taught. The one function the service
+    (``actions.registration``) and the in-process bench both call."""
+    rules = score(replace(facts, script_share=script_share(account, text.script)), said)
+    return with_learned(rules, *learned(platform, account))
