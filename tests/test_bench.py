@@ -57,3 +57,23 @@ def test_the_api_benchmark_runs_and_every_request_is_answered(tmp_path):
     # Signed ESP webhooks: every one answered 200 and processed (its contact unmailable).
     assert result["hooks"]["codes"] == {"200": 200} and result["hooks"]["undeliverable"] == 200
     assert [name for name, *_ in result["verdicts"]] == ["leads / bare", "p99 at 80% (ms)"]
+
+
+def test_the_lead_spam_benchmark_runs_in_process_on_a_committed_corpus_and_a_given_file(
+        tmp_path):
+    done = subprocess.run([sys.executable, "bench/lead_spam.py", "--fast", "--corpus",
+                           "youtube", "--json"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    half = json.loads(done.stdout)["second_half"]
+    assert half["leads"] == 978 and half["real"] + half["spam"] == 978
+    assert 0 <= half["false_flag_pct"] <= 100 and half["recall_pct"] > 50
+    own = tmp_path / "own.tsv"
+    own.write_text("".join(f"ham\tIs the car {n} still available?\nspam\tWin cash now at "
+                           f"https://win{n % 3}.example\n" for n in range(40)))
+    done = subprocess.run([sys.executable, "bench/lead_spam.py", "--fast", "--corpus-file",
+                           str(own), "--json"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["whole"] | {"leads": 80, "real": 40, "spam": 40} == (
+        json.loads(done.stdout)["whole"])

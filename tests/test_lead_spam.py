@@ -123,6 +123,12 @@ def test_dealers_flags_teach_and_restores_teach_the_other_way(api):  # noqa: F81
     assert set(strongest[-2:]) == {"d:people.test", "s:latin"}, strongest
     assert set(strongest[:-2]) <= flagged_words, strongest
     assert model["features"][0]["spam"] == 2 and model["learning"] is True
+    # Calibration: every scored lead in a band; the low band holds the two watches people
+    # flagged among the buyers, the top one the lead the system flagged.
+    bands = model["calibration"]
+    assert sum(b["leads"] for b in bands) == n
+    assert bands[0]["low"] == 0.0 and bands[0]["observed"] == round(2 / bands[0]["leads"], 4)
+    assert bands[-1]["observed"] == 1.0 and bands[-1]["expected"] >= 0.9, bands
 
     # A person restores it: a label the other way, and the next one scores lower.
     assert api.client.post(f"/v1/leads/{similar['id']}/restore").json()["status"] == "active"

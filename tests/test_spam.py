@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from feedback_mta.quality import campaigns
+from feedback_mta.quality import campaigns, spam
 from feedback_mta.quality.spam import KNOWN_BAD, LeadFacts, score, script
 
 THRESHOLD = 0.9
@@ -161,3 +161,24 @@ def test_reading_comments_is_linear_in_their_length(run):
     found = score(LeadFacts(text + " write to ann@mail.example", "bo@b.example"))
     assert time.process_time() - started < 1.0
     assert "an email address in the comments" in found.reasons
+
+
+def test_a_link_s_domain_is_a_feature_whatever_its_path():
+    found = spam.features("see https://www.Example.com/a?b=1 and http://promo.bit.ly/x, "
+                          "not example.org", "pat@people.test")
+    assert {"u:example.com", "u:bit.ly"} <= set(found)
+    assert not any(f.startswith("u:") for f in spam.features("see example.org", "p@q.test"))
+
+
+def test_character_grams_survive_obfuscation_and_need_no_spaces():
+    assert spam.grams("Casino", 10) == ["c: cas", "c:asin", "c:casi", "c:ino ", "c:sino"]
+    # The same text, the same ones; a cap keeps the same subset whatever the order.
+    assert spam.grams("cas1no fr33 spins", 4) == spam.grams("spins fr33 cas1no", 4)
+    assert len(spam.grams("cas1no fr33 spins", 4)) == 4
+    assert "c:免费赢取" in spam.grams("免费赢取大奖", 50)  # no spaces between the words
+
+
+def test_calibration_compares_the_scores_with_the_spam_observed_per_band():
+    assert spam.band(0.0) == 0.0 and spam.band(0.95) == 0.9 and spam.band(1.0) == 0.99
+    bands = spam.calibration([(0.9, 4, 3.8, 3), (0.0, 10, 0.2, 1), (0.5, 0, 0.0, 0)])
+    assert bands == [spam.Band(0.0, 0.1, 10, 0.02, 0.1), spam.Band(0.9, 0.99, 4, 0.95, 0.75)]

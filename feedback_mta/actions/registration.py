@@ -77,15 +77,11 @@ class Registration:
         text = comments if comments is not None else spam.read(lead.comments)
         content = spam.LeadFacts(lead.comments, contact.email, verdict.level.value,
                                  tuple(verdict.reasons), contact.first_name, contact.last_name)
-        said = spam.content_signals(content, text)
-        # What it says (and who sent it) are the features; how it came is not.
-        features = spam.features(text, contact.email, spam.score(content, said).reasons)
+        said, features = spam.what_it_says(content, text)
         platform, account = self.learning.counts(lead.account_id, features)
-        rules = spam.score(replace(
+        found = spam.judge(replace(
             content, **self.behaviour.facts(lead, contact.email,  # type: ignore[arg-type]
-                                            text.bands),
-            script_share=spam.script_share(account, text.script)), said)
-        found = spam.with_learned(rules, *spam.learned(platform, account))
+                                            text.bands)), text, said, platform, account)
         self.learning.learn(lead.account_id, features, seen=1)
         lead.spam_score, lead.spam_reasons = found.score, list(found.reasons)
         self.session.add(lead)

@@ -239,7 +239,8 @@ def lead_export(account: AccountOpt, limit: LimitOpt = 1000,
 def leads_model(limit: LimitOpt = 20, config: ConfigOpt = None, as_json: JsonOpt = False
                 ) -> None:
     """What the lead spam model learned: labels (people's flags and restores) per account,
-    leads seen, and the strongest features."""
+    leads seen, the strongest features, and the calibration (per score band, the spam rate
+    the scores expect against the one observed)."""
     from feedback_mta.queries import leads
 
     with reading(config) as (_, session):

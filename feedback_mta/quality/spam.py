@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, replace
 
 from feedback_mta.quality import campaigns
 
@@ -315,6 +316,11 @@ RESTORE_WEIGHT = 4
 HAM_WEIGHT = 2
 STRENGTH = 3.0
 INTERESTING = 15
+#: Character n-grams of the text's words: their length, and how many a lead counts (0:
+#: none; see docs/benchmarks.md for what 40 did across corpora).
+GRAM = 4
+GRAMS = 0
+MAX_FEATURES = 48
 LEARNED = "like leads people flagged"
 #: Below this the features say "more likely a real lead": no reason, nothing added.
 LEARNED_MIN = 0.5
@@ -351,7 +357,7 @@ def features(comments: str | Comments, email: str,
     domain = (email or "").rpartition("@")[2].lower()
     if domain:
         found.add(f"d:{domain}")
-    return sorted(found)[:48]
+    return sorted(found)[:MAX_FEATURES]
 
 
 def _text_features(comments: str, written: str) -> tuple[str, ...]:
@@ -364,7 +370,33 @@ def _text_features(comments: str, written: str) -> tuple[str, ...]:
         found.add("n:long number")
     if _MONEY.search(comments):
         found.add("n:money")
+    found |= {f"u:{host}" for host in _hosts(comments)}
+    if GRAMS:
+        found |= set(grams(comments, GRAMS))
     return tuple(sorted(found))
+
+
+_HOST = re.compile(r"\b(?:https?://|www\.)(?:www\.)?([\w-]+(?:\.[\w-]+)+)", re.IGNORECASE)
+_GRAM_WORD = re.compile(r"[^\W_]+")
+
+
+def _hosts(comments: str) -> set[str]:
+    """The registered part of every link's host (``bit.ly``, ``example.com``): a domain
+    spam repeats, whatever the path."""
+    return {".".join(h.lower().split(".")[-2:]) for h in _HOST.findall(comments)[:8]}
+
+
+def grams(comments: str, limit: int) -> list[str]:
+    """Character ``GRAM``-grams of the words (a word shorter whole, with its edges): what
+    survives obfuscation (``fr33``, ``c.a.s.i.n.o``) and needs no spaces between words
+    (Chinese, Thai). Of a long text, the ``limit`` whose hashes are smallest: the same
+    text always gives the same ones."""
+    found: set[str] = set()
+    for word in _GRAM_WORD.findall(comments.lower()):
+        padded = f" {word} "
+        found.update(padded[i:i + GRAM] for i in range(max(1, len(padded) - GRAM + 1)))
+    kept = sorted(found, key=lambda g: (zlib.crc32(g.encode()), g))[:limit]
+    return sorted(f"c:{g}" for g in kept)
 
 
 @dataclass(frozen=True)
@@ -434,3 +466,61 @@ def with_learned(rules: SpamScore, learned_p: float, strongest: tuple[str, ...]
     words = ", ".join(f.partition(":")[2] for f in strongest)
     score = 1.0 - (1.0 - rules.score) * (1.0 - learned_p)
     return SpamScore(round(score, 4), (*rules.reasons, f"{LEARNED} ({words})"))
+
+
+# --- calibration -------------------------------------------------------------------------------
+
+#: The score bands ``calibration`` reports: lower bounds, each up to the next (the last to 1).
+BANDS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99)
+
+
+def band(score: float) -> float:
+    """The lower bound of the ``BANDS`` band a score falls in."""
+    return max(b for b in BANDS if score >= b) if score >= 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Band:
+    """Leads scored within [low, high): how many, their mean score (the spam rate the
+    scores expect) and the share that is spam now (flagged by a person, or by the system
+    and not restored: the rate observed)."""
+
+    low: float
+    high: float
+    leads: int
+    expected: float
+    observed: float
+
+
+def calibration(rows: list[tuple[float, int, float, int]]) -> list[Band]:
+    """Bands from (band's lower bound, leads, sum of their scores, spam among them): does a
+    score of 0.8 mean that 8 leads in 10 like it are spam? Bands without leads are left
+    out."""
+    found = []
+    for low, leads, total, spam_leads in sorted(rows):
+        if not leads:
+            continue
+        high = next((b for b in BANDS if b > low), 1.0)
+        found.append(Band(low, high, leads, round(total / leads, 4),
+                          round(spam_leads / leads, 4)))
+    return found
+
+
+# --- one lead judged ----------------------------------------------------------------------------
+
+
+def what_it_says(facts: LeadFacts, text: Comments) -> tuple[list[tuple[str, float]], list[str]]:
+    """(the content signals, the model's features) of a lead: what it says and who sent
+    it, how it came aside (the features are read from the first, never from the
+    behaviour)."""
+    said = content_signals(facts, text)
+    return said, features(text, facts.email, score(facts, said).reasons)
+
+
+def judge(facts: LeadFacts, text: Comments, said: list[tuple[str, float]],
+          platform: dict[str, Counts], account: dict[str, Counts]) -> SpamScore:
+    """The lead's score: the rules (with the behaviour in ``facts``) joined with what the
+    counts of its features (``what_it_says``) taught. The one function the service
+    (``actions.registration``) and the in-process bench both call."""
+    rules = score(replace(facts, script_share=script_share(account, text.script)), said)
+    return with_learned(rules, *learned(platform, account))

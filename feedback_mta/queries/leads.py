@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any
 
@@ -86,9 +87,27 @@ def export_row(lead: Lead, contact: Contact, book: AddressBook) -> dict[str, Any
             "last_name": contact.last_name}
 
 
+def _bands(session: Session) -> list[tuple[float, int, float, int]]:
+    """(band, leads, sum of scores, spam leads) per score band (``spam.BANDS``), counted
+    by the database: one row per band, whatever the number of leads."""
+    from feedback_mta.quality import spam
+    from feedback_mta.store.models import Lead, LeadStatus
+
+    score = col(Lead.spam_score)
+    band = sa.case(*[(score >= low, low) for low in reversed(spam.BANDS)], else_=0.0)
+    query = (sa.select(band, sa.func.count(), sa.func.sum(score),
+                       sa.func.sum(sa.case((col(Lead.status) == LeadStatus.SPAM.value, 1),
+                                           else_=0)))
+             .where(score.is_not(None)).group_by(band))
+    return [(float(b), int(n), float(total or 0), int(flagged or 0))
+            for b, n, total, flagged in session.connection().execute(query)]
+
+
 def model(session: Session, limit: int = 20) -> dict[str, Any]:
     """What the lead spam model learned (``leads model``): labels per account, leads seen
-    and flagged by the system, and the features most like spam (flagged twice or more)."""
+    and flagged by the system, the features most like spam (flagged twice or more), and
+    the calibration: per score band, the spam rate the scores expect against the one
+    observed (the leads flagged now, by people or by the system and not restored)."""
     from feedback_mta.quality import spam
     from feedback_mta.store.models import SpamFeature
 
@@ -105,6 +124,7 @@ def model(session: Session, limit: int = 20) -> dict[str, Any]:
     rated = sorted(((spam.probability(spam.Counts(r.seen, r.spam, r.ham, r.auto), totals), r)
                     for r in rows), key=lambda pair: (-pair[0], pair[1].feature))[:limit]
     return {"leads_seen": totals.seen,
+            "calibration": [dataclasses.asdict(b) for b in spam.calibration(_bands(session))],
             "learning": totals.seen >= spam.MIN_LEADS and totals.flagged >= spam.MIN_FLAGS,
             "labels": labels, "flagged_by_system": totals.auto,
             "features": [{"feature": r.feature, "seen": r.seen, "spam": r.spam, "ham": r.ham,
