@@ -312,7 +312,8 @@ def run(args: argparse.Namespace) -> dict:
             registered = asyncio.run(closed_loop(serve.port, key, Bodies("h"), n,
                                                  args.connections))
             last_answer = time.perf_counter()
-            expected = 2 * n + 1  # contact.created, lead.created each; webhook.created
+            # contact.created, contact.consent_recorded and lead.created each; webhook.created
+            expected = 3 * n + 1
             deadline = time.monotonic() + 300
             while len(receiver.arrivals) < expected and time.monotonic() < deadline:
                 time.sleep(0.05)
