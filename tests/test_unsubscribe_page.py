@@ -25,7 +25,7 @@ from feedback_mta.actions.contacts import (
 )
 from feedback_mta.addresses import AddressBook
 from feedback_mta.edge.intake import Arrival, Intake
-from feedback_mta.http.unsubscribe import prefers_html
+from feedback_mta.http.pages import prefers_html
 from feedback_mta.queries.unsubscribe import mask
 from feedback_mta.reading.hooks import one_click
 from feedback_mta.service.process import process_one

@@ -12,14 +12,13 @@ a pending contact (``GET /v1/contacts/{id}/confirmation``).
   politely (409). The token is the capability, as for ``/u/TOKEN``.
 
 Errors are pages for browsers and problem+json for everyone else, as on ``/u/TOKEN``
-(``unsubscribe.PageRoute``). Only the page's own form is read, and only ``MAX_FORM``
+(``pages.PageRoute``). Only the page's own form is read, and only ``MAX_FORM``
 bytes of it.
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
@@ -32,11 +31,11 @@ from feedback_mta.actions import Actor, Conflict, NotFound, unit_of_work
 from feedback_mta.actions.consent import MAX_USER_AGENT, Evidence
 from feedback_mta.addresses import AddressBook, confirm_link
 from feedback_mta.edge.limits import client_address
+from feedback_mta.http.pages import PageRoute, read_form, render
 from feedback_mta.http.problems import RESPONSES, ProblemError
 from feedback_mta.http.review import base_url
 from feedback_mta.http.services import Book, Config_, HttpServices, Reader, Services
 from feedback_mta.http.suppressions import CONFLICT
-from feedback_mta.http.unsubscribe import PageRoute, render
 from feedback_mta.http.v1 import ContactId, Timestamp, Who
 from feedback_mta.queries import contacts
 from feedback_mta.queries.confirmation import Confirmation, confirmation
@@ -44,8 +43,6 @@ from feedback_mta.store.states import ConfirmedVia, ContactStatus
 
 #: Who acts on the page: the person holding the link, by way of it.
 LINK = Actor("http:confirm", "link")
-#: The largest form read: the page's is ``confirm=yes``.
-MAX_FORM = 1024
 _BAD_LINK = "not a valid confirmation link"
 _GONE = "this link names no address on our lists"
 
@@ -114,24 +111,6 @@ async def confirmation_page(services: Services, token: str) -> HTMLResponse:
     return _page("ask", title="Confirm", found=found)
 
 
-async def _form(request: Request) -> dict[str, str]:
-    """The page's form, at most ``MAX_FORM`` bytes (413 past it); anything but a form
-    (JSON, a bare body) is refused: 415."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind != "application/x-www-form-urlencoded":
-        raise ProblemError(415, "send the page's form (application/x-www-form-urlencoded)")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM:
-            raise ProblemError(413, f"the form is larger than {MAX_FORM} bytes")
-    try:
-        fields = parse_qs(body.decode("utf-8", errors="replace"), max_num_fields=10)
-    except ValueError:  # more fields than the page's form has: not ours
-        return {}
-    return {k: v[0] for k, v in fields.items()}
-
-
 def _answer(services: HttpServices, contact_id: int, yes: bool, evidence: Evidence) -> bool:
     with unit_of_work(services.engine, LINK) as uow:
         contact = uow.contacts.get(contact_id)
@@ -153,7 +132,7 @@ async def answer_confirmation(request: Request, services: Services, token: str
     """``confirm=yes`` confirms, ``confirm=no`` declines; the page says which happened
     (or that it had already)."""
     contact_id = _contact_of(services.book, token)
-    said = (await _form(request)).get("confirm")
+    said = (await read_form(request)).get("confirm")
     if said not in ("yes", "no"):
         raise ProblemError(400, "the form must carry confirm=yes or confirm=no")
     found = await run_in_threadpool(_read, services, contact_id)

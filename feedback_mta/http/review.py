@@ -30,11 +30,9 @@ import hmac
 import time
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, get_args
-from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
@@ -45,6 +43,7 @@ from feedback_mta.actions.accounts import normalize_email
 from feedback_mta.actions.review import reviewer_accounts, session_email
 from feedback_mta.config import Config
 from feedback_mta.http.charts import review_charts
+from feedback_mta.http.pages import fields, render
 from feedback_mta.http.services import Config_, Engine_, Reader, Services
 from feedback_mta.queries.cursors import MAX_ID
 from feedback_mta.queries.reports import account_days
@@ -61,8 +60,6 @@ ByFilter = Literal["", "system", "reply", "api", "page", "cli"]
 assert set(get_args(ByFilter)) == {"", *FLAGGERS}
 
 COOKIE = "fm_review"
-_ENV = Environment(loader=PackageLoader("feedback_mta.http", "templates"),
-                   autoescape=select_autoescape(default=True))
 _NOTES = {"restored": "Lead #{id} restored: it is back among the leads and goes out as usual.",
           "flagged": "Lead #{id} flagged as spam again: it is off the leads and kept here.",
           "kept": "Contact #{id} kept: it will not be opted out.",
@@ -71,11 +68,7 @@ _NOTES = {"restored": "Lead #{id} restored: it is back among the leads and goes 
 
 def _page(name: str, status: int = 200, **values: Any) -> HTMLResponse:
     values.setdefault("email", None)
-    html = _ENV.get_template(f"review/{name}.html").render(**values)
-    return HTMLResponse(html, status_code=status, headers={
-        "Cache-Control": "no-store", "X-Frame-Options": "DENY",
-        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                                   "form-action 'self'; frame-ancestors 'none'"})
+    return render(f"review/{name}.html", status, **values)
 
 
 def _mac(secret: str, what: str) -> str:
@@ -132,11 +125,9 @@ def csrf_token(config: Config, cookie: str) -> str:
 
 
 async def _form(request: Request) -> dict[str, str]:
-    body = (await request.body()).decode("utf-8", errors="replace")
-    try:
-        return {k: v[0] for k, v in parse_qs(body, max_num_fields=10).items()}
-    except ValueError:  # more fields than any of our forms has: none of ours
-        return {}
+    """The page's own forms; anything else reads as an empty one (the answer is then
+    what a missing field gets)."""
+    return fields(await request.body())
 
 
 def base_url(config: Config, request: Request) -> str:

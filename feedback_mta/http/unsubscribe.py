@@ -21,16 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
 from datetime import UTC, date, datetime, timedelta
-from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
-from fastapi.routing import APIRoute
-from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -40,6 +35,7 @@ from feedback_mta.actions.contacts import RESUBSCRIBE_WINDOW, Resubscribe
 from feedback_mta.addresses import AddressBook
 from feedback_mta.edge.limits import client_address
 from feedback_mta.http.hooks import refuse, store_events
+from feedback_mta.http.pages import PageRoute, read_form, render
 from feedback_mta.http.problems import ProblemError
 from feedback_mta.http.services import HttpServices, Services
 from feedback_mta.queries.unsubscribe import Subscription, clicks_pending, subscription
@@ -53,12 +49,6 @@ _POLL = 0.1
 #: Who acts on the page: the person holding the link, by way of it (as their click did).
 LINK = Actor(f"http:{one_click.NAME}", one_click.NAME)
 
-_ENV = Environment(loader=PackageLoader("feedback_mta.http", "templates"),
-                   autoescape=select_autoescape(default=True))
-_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
-            "X-Frame-Options": "DENY", "X-Robots-Tag": "noindex",
-            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                                       "form-action 'self'; frame-ancestors 'none'"}
 _HOURS = int(RESUBSCRIBE_WINDOW / timedelta(hours=1))
 _REFUSALS = {
     Resubscribe.EXPIRED: f"an unsubscribe can be undone here for {_HOURS} hours only, and "
@@ -66,74 +56,11 @@ _REFUSALS = {
     Resubscribe.REFUSED: "this page cannot resubscribe this address: it was not unsubscribed "
                          "through this link (it was reported as spam, its mail bounced, or "
                          "it was stopped otherwise), and it is not mailed again from here"}
-_ERRORS = {400: "Not understood", 404: "Link not recognised", 409: "Not possible",
-           415: "Not understood", 503: "Try again in a moment"}
-
-
-def _quality(range_: str) -> tuple[str, float]:
-    media, *params = (part.strip() for part in range_.split(";"))
-    q = 1.0
-    for param in params:
-        name, _, value = param.partition("=")
-        if name.strip().lower() == "q":
-            try:
-                q = float(value)
-            except ValueError:
-                q = 0.0
-    return media.lower(), q
-
-
-def _accepts(ranges: list[tuple[str, float]], media: str) -> float:
-    """The quality ``ranges`` give ``media``: that of the most specific range naming it."""
-    kind = media.split("/")[0] + "/*"
-    for candidate in (media, kind, "*/*"):
-        found = [q for m, q in ranges if m == candidate]
-        if found:
-            return max(found)
-    return 0.0
-
-
-def prefers_html(accept: str) -> bool:
-    """Does an ``Accept`` header prefer ``text/html`` to JSON (a browser's does; no header,
-    ``*/*`` or ``application/json`` do not)?"""
-    ranges = [_quality(r) for r in accept.split(",")[:50] if r.strip()]
-    html = _accepts(ranges, "text/html")
-    json = max(_accepts(ranges, "application/json"),
-               _accepts(ranges, "application/problem+json"))
-    return html > json
-
-
-def render(template: str, status: int = 200, headers: dict[str, str] | None = None,
-           **values: Any) -> HTMLResponse:
-    """A page a person opens from a mail (``templates/<template>``: this one's, and the
-    confirmation page's), never cached, framed, indexed or told where it came from."""
-    html = _ENV.get_template(template).render(**values)
-    return HTMLResponse(html, status_code=status, headers={**_HEADERS, **(headers or {})})
 
 
 def _page(name: str, status: int = 200, headers: dict[str, str] | None = None,
           **values: Any) -> HTMLResponse:
     return render(f"unsubscribe/{name}.html", status, headers, window_hours=_HOURS, **values)
-
-
-class PageRoute(APIRoute):
-    """A route whose problems a browser sees as a page: ``ProblemError``s become the
-    ``error`` template, with their status and headers, when ``prefers_html``."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def answer(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except ProblemError as exc:
-                if not prefers_html(request.headers.get("accept", "")):
-                    raise
-                return _page("error", exc.status, exc.headers,
-                             title=_ERRORS.get(exc.status, HTTPStatus(exc.status).phrase),
-                             detail=exc.detail[:1].upper() + exc.detail[1:] + ".")
-
-        return answer
 
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
@@ -187,18 +114,6 @@ async def unsubscribe(request: Request, services: Services, token: str) -> HTMLR
     return _page("done", title="Unsubscribed", found=found, offer=offer, token=token)
 
 
-async def _form(request: Request) -> dict[str, str]:
-    """A form post's fields; anything else (JSON, a bare body) is refused: 415."""
-    if request.headers.get("content-type", "").split(";")[0].strip().lower() \
-            != "application/x-www-form-urlencoded":
-        raise ProblemError(415, "send the page's form (application/x-www-form-urlencoded)")
-    body = (await request.body()).decode("utf-8", errors="replace")
-    try:
-        return {k: v[0] for k, v in parse_qs(body, max_num_fields=10).items()}
-    except ValueError:
-        return {}
-
-
 def _days(today: date) -> tuple[date, date]:
     """A click is named by its day: today's, or yesterday's made before midnight."""
     return today, today - timedelta(days=1)
@@ -234,7 +149,7 @@ async def resubscribe(request: Request, services: Services, token: str) -> HTMLR
     """Undo this link's unsubscribe, within the window; 409 (and why) when it may not, and
     503 while a click of the link is still being processed."""
     contact_id = _contact_of(request, services.book, token)
-    if (await _form(request)).get("resubscribe") != "yes":
+    if (await read_form(request)).get("resubscribe") != "yes":
         raise ProblemError(400, "the form must carry resubscribe=yes")
     token = token.lower()
     found = await run_in_threadpool(_read, services, contact_id)
