@@ -1,10 +1,12 @@
 """Units of work committed together: the API's registrations (``POST /v1/leads``,
 ``POST /v1/contacts``), as the intake commits mail.
 
-A request hands its work (what it does in its unit of work, and the answer it makes of
-it) to ``Together.run`` and awaits it. One writer thread takes everything queued, begins
-one transaction (on SQLite, once the write lock is ours, what arrived meanwhile joins),
-runs each request's work in a SAVEPOINT of its own, with a ``UnitOfWork`` of its own (its
+A request hands what makes its work (``Prepare``: the checks and reads that need no
+transaction, such as reading a lead's comments for its score) to ``Together.run`` and
+awaits it. One writer thread takes everything queued, prepares each request's work
+(outside any transaction: a slow one holds no lock), begins one transaction, runs each
+request's work (what it does in its unit of work, and the answer it makes of it) in a
+SAVEPOINT of its own, with a ``UnitOfWork`` of its own (its
 actor, its recorder), and commits once: one fsync for all of them. A request whose work
 raised is rolled back to its SAVEPOINT alone, its recorder forgets its events
 (``Recorder.discard``), and it is answered its own error; the others commit. Only when the
@@ -38,6 +40,9 @@ log = logs.get(__name__)
 T = TypeVar("T")
 #: What a request does in its unit of work; its value is the request's answer.
 Work = Callable[[UnitOfWork], T]
+#: What makes a request's work, run on the writer thread before the transaction: the
+#: request's checks and reads that need none (no thread hop on the request's path).
+Prepare = Callable[[], Work[T]]
 
 
 class NotCommitted(Exception):
@@ -48,7 +53,7 @@ class NotCommitted(Exception):
 @dataclass(frozen=True, slots=True)
 class _Job:
     actor: Actor
-    work: Work[Any]
+    prepare: Prepare[Any]
     promise: LoopPromise[Any]
 
 
@@ -58,6 +63,12 @@ class _Done:
     uow: UnitOfWork | None
     value: Any = None
     error: BaseException | None = None
+
+
+@dataclass(slots=True)
+class _Ready:
+    job: _Job
+    work: Work[Any]
 
 
 class Together(Runner[_Job]):
@@ -72,57 +83,71 @@ class Together(Runner[_Job]):
         self._engine = engine
         self.batches = 0
 
-    async def run(self, actor: Actor, work: Work[T], timeout: float = 30.0) -> T:
-        """``work``'s value once its unit of work committed; what it raised otherwise."""
+    async def run(self, actor: Actor, prepare: Prepare[T], timeout: float = 30.0) -> T:
+        """The value of the work ``prepare`` made, once its unit of work committed; what
+        either raised otherwise."""
         if not self.alive:
-            return await asyncio.to_thread(self._alone, actor, work)
+            return await asyncio.to_thread(self._alone, actor, prepare)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self.put(_Job(actor, work, LoopPromise(loop, future)))
+        self.put(_Job(actor, prepare, LoopPromise(loop, future)))
         try:
             async with asyncio.timeout(timeout):
                 return await future
         except TimeoutError:
             raise NotCommitted(f"not committed within {timeout:g}s") from None
 
-    def _alone(self, actor: Actor, work: Work[T]) -> T:
+    def _alone(self, actor: Actor, prepare: Prepare[T]) -> T:
+        work = prepare()
         with unit_of_work(self._engine, actor) as uow:
             return work(uow)
 
     def run_batch(self, batch: list[_Job]) -> None:
+        ready: list[_Ready] = []
+        for job in batch:
+            if not job.promise.set_running_or_notify_cancel():
+                continue  # its request gave up waiting
+            try:
+                ready.append(_Ready(job, job.prepare()))
+            except Exception as exc:
+                self._answer([_Done(job, None, error=exc)])
+        if ready:
+            self._run(ready)
+
+    def _run(self, ready: list[_Ready]) -> None:
         started = time.perf_counter()
         try:
-            done = self._commit(batch)
+            done = self._commit(ready)
         except Exception as exc:
-            if len(batch) == 1:
-                self._answer([_Done(batch[0], None, error=exc)])
+            if len(ready) == 1:
+                self._answer([_Done(ready[0].job, None, error=exc)])
                 return
             # The transaction failed, not one request's work: each again on its own.
-            log.warning("together.retry_alone", items=len(batch), error=logs.error_line(exc))
-            for job in batch:
-                self.run_batch([job])
+            log.warning("together.retry_alone", items=len(ready), error=logs.error_line(exc))
+            for one in ready:
+                self._run([one])
             return
         self.batches += 1
         log.debug("together.committed", count=len(done),
                   commit_ms=round((time.perf_counter() - started) * 1000, 2))
         self._answer(done)
 
-    def _commit(self, batch: list[_Job]) -> list[_Done]:
+    def _commit(self, ready: list[_Ready]) -> list[_Done]:
+        # What arrives while this one runs (or waits for SQLite's write lock) is the next
+        # batch: its work is prepared before its own transaction, never inside this one.
         with AuditedSession(self._engine, expire_on_commit=False) as session:
-            session.connection()  # BEGIN (IMMEDIATE on SQLite: the write lock may take a while)
-            self.take_more(batch)
-            done = [self._one(session, job) for job in batch
-                    if job.promise.set_running_or_notify_cancel()]
+            done = [self._one(session, one) for one in ready]
             session.commit()
         return done
 
     @staticmethod
-    def _one(session: AuditedSession, job: _Job) -> _Done:
+    def _one(session: AuditedSession, one: _Ready) -> _Done:
         """The job's work in a SAVEPOINT: what it raised rolls back its part alone."""
+        job = one.job
         uow = UnitOfWork(session, job.actor)
         try:
             with session.begin_nested():
-                value = job.work(uow)
+                value = one.work(uow)
                 # Its deferred rows (the spam model's counts) in its own SAVEPOINT: written
                 # by the next one's read, they would go with that one's rollback.
                 write_deferred(session)

@@ -15,7 +15,6 @@ from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, PlainSerializer
-from starlette.concurrency import run_in_threadpool
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -24,7 +23,7 @@ from feedback_mta.actions import Invalid, UnitOfWork, unit_of_work
 from feedback_mta.actions.consent import MAX_SOURCE, MAX_USER_AGENT, ConsentIn
 from feedback_mta.actions.platform import BadUrl
 from feedback_mta.actions.registration import read_comments
-from feedback_mta.actions.together import NotCommitted, Work
+from feedback_mta.actions.together import NotCommitted, Prepare, Work
 from feedback_mta.http.auth import Caller, caller
 from feedback_mta.http.problems import RESPONSES, ProblemError
 from feedback_mta.http.services import Book, Config_, Engine_, HttpServices, Reader, Services
@@ -367,32 +366,35 @@ _CONTACT_LINKS = _links(ShowContact="show_contact:contact_id",
 async def add_lead(request: Request, services: Services, who: Who, lead: LeadIn,
                    idempotency_key: IdempotencyHeader = None) -> Any:
     account = needs_account(who, lead.account_id)
-    # Checked and read before the transaction, off the event loop (the SMTP sessions'
-    # too): scoring grows with the comments.
-    try:
-        comments = await run_in_threadpool(read_comments, services.config, lead.comments)
-    except Invalid as exc:
-        raise ProblemError(422, str(exc), errors=[
-            {"loc": ["body", "comments"], "msg": str(exc).partition(": ")[2]}]) from None
-
     consent = lead.consent.checked() if lead.consent is not None else None
+    payload = lead.model_dump()
 
-    def register(uow: UnitOfWork) -> tuple[dict[str, Any], int]:
-        created, contact, verdict = uow.registration.add_lead(
-            services.config, account, lead.email, lead.first, lead.last, lead.ip, comments,
-            consent, ConsentMethod.API)
-        return leads.registered(created, contact, verdict, services.book), 201
+    def prepare() -> Work[JSONResponse]:
+        # Checked and read before the transaction: scoring grows with the comments.
+        try:
+            comments = read_comments(services.config, lead.comments)
+        except Invalid as exc:
+            raise ProblemError(422, str(exc), errors=[
+                {"loc": ["body", "comments"], "msg": str(exc).partition(": ")[2]}]) from None
 
-    return await _together(services, who, _once(request, who, idempotency_key,
-                                                 lead.model_dump(), register))
+        def register(uow: UnitOfWork) -> tuple[dict[str, Any], int]:
+            created, contact, verdict = uow.registration.add_lead(
+                services.config, account, lead.email, lead.first, lead.last, lead.ip,
+                comments, consent, ConsentMethod.API)
+            return leads.registered(created, contact, verdict, services.book), 201
+
+        return _once(request, who, idempotency_key, payload, register)
+
+    return await _together(services, who, prepare)
 
 
-async def _together(services: HttpServices, who: Caller, work: Work[JSONResponse]
+async def _together(services: HttpServices, who: Caller, prepare: Prepare[JSONResponse]
                     ) -> JSONResponse:
-    """``work`` committed with the registrations that arrive meanwhile (``Together``), its
-    own answer or its own error; 503 when it was not committed in time."""
+    """The work ``prepare`` makes (off the event loop, before the transaction), committed
+    with the registrations that arrive meanwhile (``Together``): its own answer or its own
+    error; 503 when it was not committed in time."""
     try:
-        return await services.together.run(who.actor, work)
+        return await services.together.run(who.actor, prepare)
     except NotCommitted:
         raise ProblemError(503, "not committed in time; try again (an Idempotency-Key makes "
                                 "the retry safe)", headers={"Retry-After": "5"}) from None
@@ -490,8 +492,8 @@ async def add_contact(request: Request, services: Services, who: Who, contact: C
         return {**contacts.contact_dict(uow.session, row), "created": created}, (
             201 if created else 200)
 
-    return await _together(services, who, _once(request, who, idempotency_key,
-                                                 contact.model_dump(), register))
+    work = _once(request, who, idempotency_key, contact.model_dump(), register)
+    return await _together(services, who, lambda: work)
 
 
 @router.get("/contacts/{contact_id}", response_model=ContactDetail,
