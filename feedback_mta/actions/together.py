@@ -32,7 +32,7 @@ from sqlalchemy.engine import Engine
 
 from feedback_mta import logs
 from feedback_mta.actions import AuditedSession, UnitOfWork, unit_of_work
-from feedback_mta.actions.audit import Actor, write_deferred
+from feedback_mta.actions.audit import Actor
 from feedback_mta.runner import LoopPromise, Runner
 
 log = logs.get(__name__)
@@ -148,9 +148,6 @@ class Together(Runner[_Job]):
         try:
             with session.begin_nested():
                 value = one.work(uow)
-                # Its deferred rows (the spam model's counts) in its own SAVEPOINT: written
-                # by the next one's read, they would go with that one's rollback.
-                write_deferred(session)
                 session.flush()
         except sa.exc.OperationalError:
             raise  # the database, not the request: the batch is tried one by one

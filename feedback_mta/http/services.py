@@ -1,9 +1,10 @@
 """What the HTTP endpoints work with, typed, and handed to them by FastAPI's ``Depends``.
 
 ``create_app`` builds one :class:`HttpServices` (config, engine, reader, address book,
-intake, on_mail, SNS certificates, the registrations' writer) and gives it to the :class:`App` it makes. An endpoint
-names what it uses by an ``Annotated`` alias (``Config_``, ``Engine_``, ``Reader``,
-``Book``) or, when it uses several, the whole object (``Services``)::
+intake, on_mail, SNS certificates, the registrations' writer) and gives it to the
+:class:`App` it makes. An endpoint names what it uses by an ``Annotated`` alias
+(``Config_``, ``Engine_``, ``Reader``, ``Book``) or, when it uses several, the whole
+object (``Services``)::
 
     def show_lead(who: Who, reader: Reader, book: Book, lead_id: LeadId) -> Any: ...
 
