@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import functools
 import os
-import sys
 import threading
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -323,23 +322,12 @@ class Service:
         self.stop()
 
 
-#: How often a thread holding the GIL hands it over to one waiting for it (Python's
-#: default: 5 ms). The writer threads (the intake's, the registrations') run Python for
-#: milliseconds at a time; meanwhile the event loop, which reads the requests and queues
-#: them, waited up to 5 ms at each turn, so it fed the writers one request at a time and
-#: every thread hop on a request's path (a dependency in the thread pool) cost 5 ms. At
-#: 0.5 ms, measured with bench/api.py on SQLite: registrations 108 -> 189/s, signed
-#: webhooks 485 -> 982/s (0.5 ms of CPU each instead of 1.1: fewer, larger commits).
-SWITCH_INTERVAL = float(os.environ.get("FMTA_SWITCH", "0.0005"))
-
-
 def main(config: Config, *, worker: Worker | None = None, smtp: bool = True) -> None:
     """``run`` on libuv's event loop (uvloop) where it is installed, else asyncio's own.
 
     uvloop runs the loop's own work (sockets, timers, callbacks) in C, where most of an
     SMTP session's time goes besides aiosmtpd's own. Without it (a platform with no
-    wheel) nothing else changes. The GIL changes hands every ``SWITCH_INTERVAL``."""
-    sys.setswitchinterval(SWITCH_INTERVAL)
+    wheel) nothing else changes."""
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(run(config, worker=worker, smtp=smtp))
 
