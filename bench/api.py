@@ -440,8 +440,9 @@ class _pg_database:
 def run(args: argparse.Namespace) -> dict:
     result: dict = {"bare": bare(args)}
     rate = result["bare"]["rate"]
-    args.label = "sqlite"
-    result["sqlite"] = engine_run(args, rate, args.database)
+    if args.sqlite or args.database is not None:
+        args.label = "sqlite"
+        result["sqlite"] = engine_run(args, rate, args.database)
     if args.database is None:
         with _pg_database(args.postgresql) as url:
             if url is not None:
@@ -487,6 +488,8 @@ def main() -> None:
                         help=f"PostgreSQL server for the second run (default {PG_SERVER})")
     parser.add_argument("--no-postgresql", dest="postgresql", action="store_const",
                         const=None)
+    parser.add_argument("--no-sqlite", dest="sqlite", action="store_false",
+                        help="PostgreSQL only")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="py-spy record the server (GIL holders) per phase into DIR")
     parser.add_argument("--json", action="store_true")

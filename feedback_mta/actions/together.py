@@ -6,13 +6,13 @@ transaction, such as reading a lead's comments for its score) to ``Together.run`
 awaits it. One writer thread takes everything queued, prepares each request's work
 (outside any transaction: a slow one holds no lock), begins one transaction, runs each
 request's work (what it does in its unit of work, and the answer it makes of it) in a
-SAVEPOINT of its own, with a ``UnitOfWork`` of its own (its
-actor, its recorder), and commits once: one fsync for all of them. A request whose work
-raised is rolled back to its SAVEPOINT alone, its recorder forgets its events
+SAVEPOINT of its own, with a ``UnitOfWork`` of its own (its actor, its recorder), and
+commits once: one fsync for all of them. A request whose work raised is rolled back to its
+SAVEPOINT alone, its recorder forgets its events and its spam counts
 (``Recorder.discard``), and it is answered its own error; the others commit. Only when the
 commit returned is anyone answered, so nothing answered is lost (the store-then-answer
 rule of the intake). A commit that failed is tried again one request at a time, so a
-request whose rows break the commit fails alone.
+request whose rows break the commit fails alone. What arrives meanwhile is the next batch.
 
 On SQLite sixteen connections queued on the one write lock, an fsync each; on PostgreSQL
 each registration was a transaction that took the event lock and the platform's count
@@ -71,15 +71,25 @@ class _Ready:
     work: Work[Any]
 
 
+#: Writer threads on PostgreSQL. A transaction there is a round trip per statement, and
+#: one thread spent the registrations' time waiting on them in turn (half the rate of a
+#: thread per request); a few batches at once overlap those waits. (SQLite has one writer.)
+PG_WRITERS = 4
+
+
+def writers(engine: Engine) -> int:
+    return 1 if engine.dialect.name == "sqlite" else PG_WRITERS
+
+
 class Together(Runner[_Job]):
     """One writer thread committing queued units of work in batches. Not started (an app
-    made without its server) or stopped, ``run`` does the work alone, in the caller's
-    thread pool, as before."""
+    made without its server) or stopped, ``run`` does the work alone, in a transaction
+    of its own on a thread of its own, as before."""
 
     name = "together"
 
     def __init__(self, engine: Engine, *, max_batch: int = 128) -> None:
-        super().__init__(threads=1, max_batch=max_batch)
+        super().__init__(threads=writers(engine), max_batch=max_batch)
         self._engine = engine
         self.batches = 0
 
