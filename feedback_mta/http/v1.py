@@ -400,10 +400,6 @@ async def _together(services: HttpServices, who: Caller, prepare: Prepare[JSONRe
                                 "the retry safe)", headers={"Retry-After": "5"}) from None
 
 
-class _KeyTaken(Exception):
-    """Another request kept an answer for this Idempotency-Key first."""
-
-
 def _once(request: Request, who: Caller, key: str | None, payload: dict[str, Any],
           work: Work[tuple[dict[str, Any], int]]) -> Work[JSONResponse]:
     """What a registration does in its unit of work: ``work`` (it gives the answer and its
@@ -427,12 +423,13 @@ def _once(request: Request, who: Caller, key: str | None, payload: dict[str, Any
                     with uow.session.begin_nested():
                         answer, status = work(uow)
                         body = jsonable_encoder(answer, custom_encoder=_TIMES)
-                        try:
-                            uow.platform.remember(scope, key, digest, status, body)
-                        except IntegrityError as exc:  # the same key at the same moment
-                            raise _KeyTaken from exc
-                except _KeyTaken:  # the other won: its answer is ours
+                        uow.platform.remember(scope, key, digest, status, body)
+                except IntegrityError:
                     uow.recorder.discard()
+                    # The same key at the same moment (the same contact made, or the key
+                    # kept, by the other first): its answer is ours once it committed.
+                    if platform.remembered(uow.session, scope, key) is None:
+                        raise
                     continue
                 return JSONResponse(body, status_code=status)
             if seen.request_hash != digest:
