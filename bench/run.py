@@ -403,10 +403,10 @@ def report(r: dict) -> None:
         p = r["parse"]
         print(f"bulk parse of {p['files']} files: feedback-mta {p['ours_s']} s, "
               f"Sisimai {p['sisimai_version']} {p['sisimai_s']} s")
-    print("target                          measured   target   met")
+    print(f"{'target':<36}{'measured':>10}  target   met")
     for name, value, target, ok in verdicts(r):
         sign = TARGETS[name][0]
-        print(f"{name:<30}{value:>10}  {sign}{target:<7} {'yes' if ok else 'NO'}")
+        print(f"{name:<36}{value:>10}  {sign}{target:<7} {'yes' if ok else 'NO'}")
 
 
 def main() -> None:
