@@ -11,10 +11,12 @@ that raised (``failed``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from feedback_mta import logs
 
@@ -43,6 +45,42 @@ def batches(source: queue.Queue[object], limit: int, stop: object) -> Iterator[l
                 return
             batch.append(item)
         yield batch
+
+
+class LoopPromise(Generic[T]):
+    """An asyncio future of a request waiting on a runner, resolved from the runner's
+    thread on the request's loop. (``asyncio.wrap_future`` of a ``concurrent.futures.Future``
+    chains two futures and their callbacks for every item.)"""
+
+    __slots__ = ("_future", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[T]) -> None:
+        self._loop = loop
+        self._future = future
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return not self._future.done()  # done: the request gave up waiting
+
+    def set_result(self, result: T) -> None:
+        self._tell(result, None)
+
+    def set_exception(self, exception: BaseException) -> None:
+        self._tell(None, exception)
+
+    def _tell(self, result: Any, exception: BaseException | None) -> None:
+        # RuntimeError: the loop closed (the server stopped), and nobody is waiting.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(_resolve, self._future, result, exception)
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, exception: BaseException | None
+             ) -> None:
+    if future.done():  # timed out meanwhile
+        return
+    if exception is not None:
+        future.set_exception(exception)
+    else:
+        future.set_result(result)
 
 
 class Runner(Generic[T]):

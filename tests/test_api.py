@@ -554,3 +554,112 @@ def test_a_lead_s_scoring_holds_no_lock_an_smtp_message_waits_for(api, monkeypat
         lead.join(30)
     assert took < 1.0, took
     assert answers[0].status_code == 201, answers[0].text
+
+
+# -- registrations committed together ----------------------------------------------------------
+
+@pytest.fixture
+def api_debug(tmp_path, database_url, server_factory):
+    """``api`` logging at debug: each group commit of registrations is a line."""
+    from feedback_mta import config as config_mod
+    from feedback_mta.store import db
+
+    path = write_config(tmp_path / "api.toml", database_url, http={"listen": "127.0.0.1:0"},
+                        logging={"format": "json", "level": "debug"})
+    engine = db.create_engine(config_mod.load(path, env={}).database)
+    db.upgrade(engine)
+    server = server_factory(path)
+    yield Api(server, engine, path)
+    engine.dispose()
+
+
+def _while_commits_wait(api, requests: list[tuple[dict, dict]]) -> list[httpx.Response]:
+    """Send ``requests`` (body, headers) at once while a commit cannot finish (SQLite's
+    write lock, PostgreSQL's event lock held here for a second), then let it go."""
+    import threading
+    import time
+
+    from feedback_mta.actions.audit import EVENT_LOCK
+
+    answers: list[httpx.Response | None] = [None] * len(requests)
+
+    def send(i: int, body: dict, headers: dict) -> None:
+        with api.as_(api.all_key) as client:
+            answers[i] = client.post("/v1/leads", json=body, headers=headers, timeout=30)
+
+    with api.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("SELECT 1")  # BEGIN IMMEDIATE: the write lock is ours
+        else:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": EVENT_LOCK})
+        threads = [threading.Thread(target=send, args=(i, body, headers))
+                   for i, (body, headers) in enumerate(requests)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.5)
+        conn.rollback()
+    for thread in threads:
+        thread.join(30)
+    assert all(a is not None for a in answers)
+    return answers  # type: ignore[return-value]
+
+
+def test_registrations_arriving_meanwhile_are_committed_together(api_debug):
+    """Registrations that arrive while a commit waits go in the next one (one transaction,
+    one fsync for many), each answered with its own lead and its own audit events."""
+    api = api_debug
+    bodies = [({**LEAD, "email": f"n{i}@people.test", "account_id": api.account}, {})
+              for i in range(8)]
+    answers = _while_commits_wait(api, bodies)
+    assert [a.status_code for a in answers] == [201] * 8, [a.text for a in answers]
+    ids = [a.json()["id"] for a in answers]
+    assert len(set(ids)) == 8
+    with api.engine.connect() as conn:
+        rows = dict(conn.execute(sa.select(Lead.__table__.c.id, Lead.__table__.c.contact_id))
+                    .all())
+        emails = {a.json()["id"]: b["email"] for a, (b, _) in zip(answers, bodies, strict=True)}
+        contact = sa.table("contact", sa.column("id"), sa.column("email"))
+        for lead_id, email in emails.items():
+            assert conn.execute(sa.select(contact.c.email).where(
+                contact.c.id == rows[lead_id])).scalar() == email
+    # Each its audit events, as alone.
+    assert sorted(e["subject_id"] for e in api.events("lead.created")) == sorted(ids)
+    commits = [e["count"] for e in api.server.events if e.get("event") == "together.committed"]
+    assert max(commits) >= 2, commits
+
+
+def test_a_bad_registration_in_a_group_commit_fails_alone(api_debug):
+    """In one group commit: a lead whose comments are refused after its contact was made
+    (rolled back to its SAVEPOINT: no contact, no event), one for an account that does not
+    exist, an Idempotency-Key reused for another request, and the same new key twice; the
+    others are registered, each request answered its own result or error."""
+    api = api_debug
+    first = api.as_(api.all_key).post(
+        "/v1/leads", json={**LEAD, "email": "kept@people.test", "account_id": api.account},
+        headers={"Idempotency-Key": "used"})
+    assert first.status_code == 201, first.text
+    good = [({**LEAD, "email": f"g{i}@people.test", "account_id": api.account}, {})
+            for i in range(4)]
+    twice = ({**LEAD, "email": "twice@people.test", "account_id": api.account},
+             {"Idempotency-Key": "twice"})
+    bad = [({**LEAD, "email": "control@people.test", "comments": "hi\x01there",
+             "account_id": api.account}, {}),
+           ({**LEAD, "email": "nowhere@people.test", "account_id": 999999}, {}),
+           ({**LEAD, "email": "other@people.test", "account_id": api.account},
+            {"Idempotency-Key": "used"})]
+    answers = _while_commits_wait(api, [*good, twice, twice, *bad])
+    assert [a.status_code for a in answers[:4]] == [201] * 4, [a.text for a in answers]
+    # The same key twice in one commit: registered once, the second answered as the first.
+    assert [a.status_code for a in answers[4:6]] == [201, 201]
+    assert answers[4].json() == answers[5].json()
+    assert {a.headers.get("idempotent-replayed") for a in answers[4:6]} == {None, "true"}
+    control, nowhere, reused = answers[6:]
+    assert control.status_code == 422 and "control character" in control.json()["detail"]
+    assert nowhere.status_code == 404, nowhere.text
+    assert reused.status_code == 422 and "Idempotency-Key" in reused.json()["detail"]
+    with api.engine.connect() as conn:
+        emails = set(conn.execute(sa.text("SELECT email FROM contact")).scalars())
+    assert emails == {"kept@people.test", "twice@people.test",
+                      *(f"g{i}@people.test" for i in range(4))}
+    assert len(api.events("contact.created")) == 6
+    assert len(api.events("lead.created")) == 6

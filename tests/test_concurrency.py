@@ -112,3 +112,44 @@ def test_flags_in_two_open_transactions_do_not_wait_for_each_other(engine, cfg):
         labels = session.exec(select(SpamFeature).where(
             SpamFeature.account_id == 0, SpamFeature.feature == spam.LABELS)).one()
     assert labels.spam == 2
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_registrations_committed_together_hold_no_count_row_before_the_commit(engine, cfg):
+    """Registrations committed together (``actions.together``) score one after the other
+    in one transaction: the second reads the spam model's counts with the first's added,
+    without writing them first (which took the platform's rows, every registration's, for
+    the rest of the batch), so another worker's registration commits meanwhile; and the
+    counts at the end are all three."""
+    from feedback_mta.actions import UnitOfWork
+    from feedback_mta.actions.registration import read_comments
+    from feedback_mta.quality import spam
+    from feedback_mta.store.models import SpamFeature
+
+    s = seed(engine, cfg, contacts=1)
+    comments = read_comments(cfg, "please call me")
+    done: list[bool] = []
+
+    def register(uow, email):
+        return uow.registration.add_lead(cfg, s.account_id, email, "Ann", "Lee",
+                                         "192.0.2.1", comments)
+
+    def other_worker():
+        with unit_of_work(engine, CLI) as uow:
+            register(uow, "other@people.test")
+        done.append(True)
+
+    with unit_of_work(engine, CLI) as uow:
+        register(uow, "first@people.test")
+        second = UnitOfWork(uow.session, CLI)  # the next request of the batch
+        seen = second.learning.counts(s.account_id, [])[0][spam.LABELS].seen
+        register(second, "second@people.test")
+        worker = threading.Thread(target=other_worker)
+        worker.start()
+        worker.join(10)
+        assert done == [True]  # committed while the batch is still open
+    assert seen >= 1  # the first registration's count, not written yet, was read
+    with Session(engine) as session:
+        labels = session.exec(select(SpamFeature).where(
+            SpamFeature.account_id == 0, SpamFeature.feature == spam.LABELS)).one()
+    assert labels.seen == seen + 2

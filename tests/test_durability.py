@@ -163,6 +163,88 @@ def test_kill_9_under_load_loses_nothing_and_acts_once(tmp_path, database_url, e
           f"{len(events)} opt-outs for {len(s.contact_ids)} contacts")
 
 
+class _Registrar(threading.Thread):
+    """Load: lead registrations over HTTP in a loop, each with a new address; the 201s
+    remembered as (lead id, address). ``url_ref[0]`` is read for each request, so the
+    server can be restarted on another port underneath it (kill -9)."""
+
+    def __init__(self, url_ref: list[str], key: str, stop: threading.Event, n: int) -> None:
+        super().__init__(daemon=True)
+        self.url_ref, self.key, self.stop, self.n = url_ref, key, stop, n
+        self.registered: list[tuple[int, str]] = []
+
+    def run(self) -> None:
+        import httpx
+
+        i = 0
+        while not self.stop.is_set():
+            i += 1
+            email = f"r{self.n}-{i}@people.test"
+            try:
+                answer = httpx.post(f"{self.url_ref[0]}/v1/leads", timeout=15,
+                                    headers={"Authorization": f"Bearer {self.key}"},
+                                    json={"email": email, "first": "Ann", "last": "Lee",
+                                          "comments": "please call"})
+            except httpx.HTTPError:
+                time.sleep(0.05)
+                continue
+            if answer.status_code == 201:
+                self.registered.append((answer.json()["id"], email))
+
+
+@pytest.mark.process
+def test_kill_9_under_api_load_loses_no_registration_answered_201(
+        tmp_path, database_url, engine, server_factory):
+    """Registrations are committed together (``actions.together``): kill -9 at random
+    moments while eight clients register leads; every lead answered 201 is there after,
+    with its contact and its audit event, and none twice."""
+    from feedback_mta.actions import CLI, unit_of_work
+    from feedback_mta.store.models import Lead
+    from tests.test_cli import ok_json
+
+    with unit_of_work(engine, CLI) as uow:
+        account = uow.accounts.add("Dealer One").id
+    config_path = write_config(tmp_path / "c.toml", database_url, smtp={"port": 0},
+                               http={"listen": "127.0.0.1:0"})
+    key = ok_json(config_path, "key", "add", "--account", str(account))["key"]
+
+    def start():
+        server = server_factory(config_path)
+        return server, f"http://127.0.0.1:{server.wait_for('http.started')['port']}"
+
+    server, url = start()
+    url_ref = [url]
+    stop = threading.Event()
+    clients = [_Registrar(url_ref, key, stop, i) for i in range(8)]
+    for c in clients:
+        c.start()
+    rng = random.Random(11)
+    try:
+        for _ in range(3):
+            time.sleep(rng.uniform(0.5, 1.5))
+            server.kill()
+            server, url_ref[0] = start()
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for c in clients:
+            c.join(20)
+    registered = [r for c in clients for r in c.registered]
+    assert len(registered) > 20, "the load did not get going"
+    lead, contact = Lead.__table__, sa.table("contact", sa.column("id"), sa.column("email"))
+    with engine.connect() as conn:
+        stored = dict(conn.execute(sa.select(lead.c.id, contact.c.email).join(
+            contact, contact.c.id == lead.c.contact_id)).all())
+        created = [r[0] for r in conn.execute(sa.select(Event.subject_id).where(
+            Event.action == "lead.created"))]
+    missing = [(i, email) for i, email in registered if stored.get(i) != email]
+    assert missing == [], f"answered 201 but not stored: {missing}"
+    assert set(created) >= {i for i, _ in registered}
+    assert len(created) == len(set(created)) == len(stored)
+    print(f"3 kills: {len(registered)} registrations answered 201, {len(stored)} stored, "
+          "0 lost")
+
+
 # -- the processing process ---------------------------------------------------------------
 
 def _alive(pid: int) -> bool:

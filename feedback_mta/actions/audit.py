@@ -125,6 +125,12 @@ def deferred_writer(kind: str) -> Callable[[Callable[[Session, list[Any]], None]
     return register
 
 
+def deferred_rows(session: Session, kind: str) -> list[Any]:
+    """The transaction's rows of ``kind`` not written yet (``defer``): a reader of what
+    they change adds them to what it read, and takes no row lock before the commit."""
+    return [row for _, row in session.info.get(_DEFERRED, {}).get(kind, ())]
+
+
 def write_deferred(session: Session, kind: str | None = None) -> None:
     """Write the transaction's deferred rows (of ``kind``, or all) now."""
     deferred: dict[str, list[tuple[int, Any]]] = session.info.get(_DEFERRED, {})

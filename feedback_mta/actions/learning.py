@@ -6,8 +6,9 @@ of that change, so the next lead already benefits. Not an audit event of its own
 The counts are written at the commit, a transaction's all in one statement (``Recorder.defer``):
 every flag adds to the platform's count of the labels, one row, and on PostgreSQL the
 first flag of a processing batch held that row's lock until the batch committed, so that
-the batches of two workers ran one after the other. A read of the counts writes the
-transaction's own first."""
+the batches of two workers ran one after the other. A read of the counts adds the
+transaction's own, not written yet, to what it read (writing them first took the row locks
+then: registrations committed together queued on one batch's)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
 
-from feedback_mta.actions.audit import Recorder, deferred_writer, write_deferred
+from feedback_mta.actions.audit import Recorder, deferred_rows, deferred_writer
 from feedback_mta.quality import spam
 from feedback_mta.store.models import SpamFeature, table_of
 
@@ -74,14 +75,22 @@ class Learning:
     def counts(self, account_id: int, features: Iterable[str]
                ) -> tuple[dict[str, spam.Counts], dict[str, spam.Counts]]:
         """(the platform's, the account's) counts of these features (and of the labels)."""
-        write_deferred(self.session, _COUNTS_KIND)  # this transaction's own, counted
         wanted = [*features, spam.LABELS]
+        totals: dict[tuple[int, str], list[int]] = {
+            (row.account_id, row.feature): [row.seen, row.spam, row.ham, row.auto]
+            for row in self.session.connection().execute(
+                _COUNTS, {"accounts": [0, account_id], "features": wanted})}
+        asked = set(wanted)
+        for row in deferred_rows(self.session, _COUNTS_KIND):  # this transaction's own
+            if row["account_id"] in (0, account_id) and row["feature"] in asked:
+                total = totals.setdefault((row["account_id"], row["feature"]), [0, 0, 0, 0])
+                for i, name in enumerate(_COUNTED):
+                    total[i] += row[name]
         platform: dict[str, spam.Counts] = {}
         account: dict[str, spam.Counts] = {}
-        for row in self.session.connection().execute(
-                _COUNTS, {"accounts": [0, account_id], "features": wanted}):
-            counts = spam.Counts(row.seen, row.spam, row.ham, row.auto)
-            (platform if row.account_id == 0 else account)[row.feature] = counts
+        for (owner, feature), (seen, spam_, ham, auto) in totals.items():
+            counts = spam.Counts(seen, spam_, ham, auto)
+            (platform if owner == 0 else account)[feature] = counts
         return platform, account
 
     def learn(self, account_id: int, features: Iterable[str], *, seen: int = 0,

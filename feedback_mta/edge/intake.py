@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import hashlib
 import re
 import time
@@ -28,7 +27,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
 from feedback_mta import logs
-from feedback_mta.runner import Runner
+from feedback_mta.runner import LoopPromise, Runner
 from feedback_mta.store.models import (
     HookNonce,
     InboundMessage,
@@ -160,42 +159,6 @@ class _Promise(Protocol):
     def set_exception(self, exception: BaseException) -> None: ...
 
 
-class _SessionPromise:
-    """An SMTP session's asyncio future, resolved from the writer thread on its loop.
-    (``asyncio.wrap_future`` of a ``concurrent.futures.Future`` chains two futures and
-    their callbacks for every message.)"""
-
-    __slots__ = ("_future", "_loop")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[int]) -> None:
-        self._loop = loop
-        self._future = future
-
-    def set_running_or_notify_cancel(self) -> bool:
-        return not self._future.done()  # done: the session gave up waiting
-
-    def set_result(self, result: int) -> None:
-        self._tell(result, None)
-
-    def set_exception(self, exception: BaseException) -> None:
-        self._tell(0, exception)
-
-    def _tell(self, result: int, exception: BaseException | None) -> None:
-        # RuntimeError: the loop closed (the server stopped), and nobody is waiting.
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(_resolve, self._future, result, exception)
-
-
-def _resolve(future: asyncio.Future[int], result: int, exception: BaseException | None
-             ) -> None:
-    if future.done():  # timed out meanwhile
-        return
-    if exception is not None:
-        future.set_exception(exception)
-    else:
-        future.set_result(result)
-
-
 _Pending = tuple[Arrival, _Promise]
 
 
@@ -223,7 +186,7 @@ class Intake(Runner[_Pending]):
         """The id of the committed row; StoreError if it was not committed in time."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
-        self.put((arrival, _SessionPromise(loop, future)))
+        self.put((arrival, LoopPromise(loop, future)))
         try:
             async with asyncio.timeout(timeout):
                 return await future

@@ -3,7 +3,9 @@ one-click unsubscribes (``/u/TOKEN``, in ``unsubscribe``) share with them: the s
 durable path as mail (``store_events``) and the same refusals (``refuse``).
 
 The order is the SMTP server's: check first (the token, the provider's signature; 404 or
-401 and nothing stored), then commit the raw body through the intake, then answer 2xx.
+401 and nothing stored), then commit the raw body through the intake's group commit, with
+whatever else arrived meanwhile (mail too), then answer 2xx; nothing else runs before the
+answer.
 Processing reads it with its ``reading.hooks`` module and hands it to the same handlers as
 mail; a request seen twice (a provider's retry, a second click) is deduplicated there by
 the provider's event id. Everything provider-specific lives in ``reading.hooks``; here are
@@ -39,6 +41,16 @@ router = APIRouter(include_in_schema=False)
 
 #: How long a request waits for its events to be committed before it is answered 503.
 STORE_TIMEOUT = 30.0
+#: Bodies up to this size are verified on the event loop (``_inline``).
+INLINE_VERIFY = 64 * 1024
+
+
+def _inline(provider: str, body: bytes) -> bool:
+    """Verify on the event loop: a small body's check (an HMAC, a JSON parse of a few
+    kilobytes, a password) costs less than the hop to a thread. SNS's may fetch a
+    certificate, and a large body's parse would hold the loop (the SMTP sessions' too):
+    those go to a thread."""
+    return provider != ses.NAME and len(body) <= INLINE_VERIFY
 
 
 def _alive(intake: Intake | None) -> Intake:
@@ -56,13 +68,13 @@ async def store_events(request: Request, intake: Intake | None, provider: str,
     event, it is a replay (401)."""
     intake = _alive(intake)
     client = request.client.host if request.client else None
-    futures = [intake.submit(Arrival(event.raw, "", rcpt_tos, protocol="http", peer=client,
-                                     helo=None, provider=provider,
-                                     key=dedupe_key(provider, event.id), nonce=nonce))
-               for event in events]
+    arrivals = [Arrival(event.raw, "", rcpt_tos, protocol="http", peer=client, helo=None,
+                        provider=provider, key=dedupe_key(provider, event.id), nonce=nonce)
+                for event in events]
     try:
-        ids = await asyncio.wait_for(
-            asyncio.gather(*(asyncio.wrap_future(f) for f in futures)), STORE_TIMEOUT)
+        # One event (the usual request) is awaited as an SMTP session awaits its commit.
+        ids = ([await intake.store(arrivals[0], STORE_TIMEOUT)] if len(arrivals) == 1 else
+               await asyncio.gather(*(intake.store(a, STORE_TIMEOUT) for a in arrivals)))
     except Replayed:
         raise refuse(provider, request, "replayed token") from None
     except (StoreError, TimeoutError) as exc:
@@ -101,7 +113,8 @@ async def provider_hook(request: Request, services: Services, provider: str) -> 
     hook = HookRequest({k.lower(): v for k, v in request.headers.items()}, body, time.time(),
                        certificates.get)
     try:
-        verified = await run_in_threadpool(module.verify, hook, settings)
+        verified = (module.verify(hook, settings) if _inline(provider, body)
+                    else await run_in_threadpool(module.verify, hook, settings))
     except Refused as exc:
         headers = ({"WWW-Authenticate": 'Basic realm="feedback-mta"'}
                    if provider == "postmark" else None)

@@ -33,6 +33,9 @@ class HttpServer:
         #: Work an answer leaves behind (the review page's sign-ins): started and stopped
         #: with the server.
         self.sign_ins = app.services.sign_ins
+        #: The registrations' writer: started with the server, stopped (what is queued
+        #: committed first) once no request is left.
+        self.together = app.services.together
         self.config = uvicorn.Config(
             app, lifespan="off", log_config=None,
             log_level="warning", access_log=False,
@@ -55,10 +58,12 @@ class HttpServer:
         self.config.load()
         self.server.lifespan = self.config.lifespan_class(self.config)
         self.sign_ins.start()
+        self.together.start()
         await self.server.startup(sockets=[self.sock])
 
     async def stop(self) -> None:
         self.server.should_exit = True
         self.gate.end_closing()
         await self.server.shutdown(sockets=[self.sock])
+        await asyncio.to_thread(self.together.stop)
         await asyncio.to_thread(self.sign_ins.stop)  # what was asked for is still sent

@@ -1,9 +1,10 @@
 """What the HTTP endpoints work with, typed, and handed to them by FastAPI's ``Depends``.
 
 ``create_app`` builds one :class:`HttpServices` (config, engine, reader, address book,
-intake, on_mail, SNS certificates) and gives it to the :class:`App` it makes. An endpoint
-names what it uses by an ``Annotated`` alias (``Config_``, ``Engine_``, ``Reader``,
-``Book``) or, when it uses several, the whole object (``Services``)::
+intake, on_mail, SNS certificates, the registrations' writer) and gives it to the
+:class:`App` it makes. An endpoint names what it uses by an ``Annotated`` alias
+(``Config_``, ``Engine_``, ``Reader``, ``Book``) or, when it uses several, the whole
+object (``Services``)::
 
     def show_lead(who: Who, reader: Reader, book: Book, lead_id: LeadId) -> Any: ...
 
@@ -39,6 +40,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from sqlalchemy.engine import Engine
 
+from feedback_mta.actions.together import Together
 from feedback_mta.addresses import AddressBook
 from feedback_mta.config import Config
 from feedback_mta.edge.intake import Intake
@@ -62,6 +64,8 @@ class HttpServices:
     certificates: Certificates
     #: The review page's sign-in requests, worked out after their answer.
     sign_ins: SignIns
+    #: The registrations' units of work, committed together (started with the server).
+    together: Together
 
     @classmethod
     def build(cls, config: Config, engine: Engine, intake: Intake | None,
@@ -70,7 +74,8 @@ class HttpServices:
         return cls(config=config, engine=engine, reader=db.reader(engine), book=book,
                    intake=intake, on_mail=on_mail,
                    certificates=Certificates(config.webhooks.ses),
-                   sign_ins=SignIns(config, engine, book, on_mail))
+                   sign_ins=SignIns(config, engine, book, on_mail),
+                   together=Together(engine))
 
 
 class App(FastAPI):

@@ -23,6 +23,7 @@ from feedback_mta.actions import Invalid, UnitOfWork, unit_of_work
 from feedback_mta.actions.consent import MAX_SOURCE, MAX_USER_AGENT, ConsentIn
 from feedback_mta.actions.platform import BadUrl
 from feedback_mta.actions.registration import read_comments
+from feedback_mta.actions.together import NotCommitted, Prepare, Work
 from feedback_mta.http.auth import Caller, caller
 from feedback_mta.http.problems import RESPONSES, ProblemError
 from feedback_mta.http.services import Book, Config_, Engine_, HttpServices, Reader, Services
@@ -362,60 +363,84 @@ _CONTACT_LINKS = _links(ShowContact="show_contact:contact_id",
 @router.post("/leads", status_code=201, response_model=LeadCreated,
              responses={201: {"links": _LEAD_LINKS, "description": "Registered"}},
              summary="Register a lead (lead add)")
-def add_lead(request: Request, services: Services, who: Who, lead: LeadIn,
-             idempotency_key: IdempotencyHeader = None) -> Any:
+async def add_lead(request: Request, services: Services, who: Who, lead: LeadIn,
+                   idempotency_key: IdempotencyHeader = None) -> Any:
     account = needs_account(who, lead.account_id)
-    # Checked and read before the transaction: scoring grows with the comments.
-    try:
-        comments = read_comments(services.config, lead.comments)
-    except Invalid as exc:
-        raise ProblemError(422, str(exc), errors=[
-            {"loc": ["body", "comments"], "msg": str(exc).partition(": ")[2]}]) from None
-
     consent = lead.consent.checked() if lead.consent is not None else None
+    payload = lead.model_dump()
 
-    def register(uow: UnitOfWork) -> tuple[dict[str, Any], int]:
-        created, contact, verdict = uow.registration.add_lead(
-            services.config, account, lead.email, lead.first, lead.last, lead.ip, comments,
-            consent, ConsentMethod.API)
-        return leads.registered(created, contact, verdict, services.book), 201
+    def prepare() -> Work[JSONResponse]:
+        # Checked and read before the transaction: scoring grows with the comments.
+        try:
+            comments = read_comments(services.config, lead.comments)
+        except Invalid as exc:
+            raise ProblemError(422, str(exc), errors=[
+                {"loc": ["body", "comments"], "msg": str(exc).partition(": ")[2]}]) from None
 
-    return _once(request, services.engine, who, idempotency_key, lead.model_dump(), register)
+        def register(uow: UnitOfWork) -> tuple[dict[str, Any], int]:
+            created, contact, verdict = uow.registration.add_lead(
+                services.config, account, lead.email, lead.first, lead.last, lead.ip,
+                comments, consent, ConsentMethod.API)
+            return leads.registered(created, contact, verdict, services.book), 201
+
+        return _once(request, who, idempotency_key, payload, register)
+
+    return await _together(services, who, prepare)
 
 
-def _once(request: Request, engine: Engine, who: Caller, key: str | None,
-          payload: dict[str, Any], work: Any) -> JSONResponse:
-    """Do ``work`` (in one transaction; it gives the answer and its status) unless this key
-    was answered before: then answer as before. A key reused for another request is
-    refused (422)."""
+async def _together(services: HttpServices, who: Caller, prepare: Prepare[JSONResponse]
+                    ) -> JSONResponse:
+    """The work ``prepare`` makes (off the event loop, before the transaction), committed
+    with the registrations that arrive meanwhile (``Together``): its own answer or its own
+    error; 503 when it was not committed in time."""
+    try:
+        return await services.together.run(who.actor, prepare)
+    except NotCommitted:
+        raise ProblemError(503, "not committed in time; try again (an Idempotency-Key makes "
+                                "the retry safe)", headers={"Retry-After": "5"}) from None
+
+
+def _once(request: Request, who: Caller, key: str | None, payload: dict[str, Any],
+          work: Work[tuple[dict[str, Any], int]]) -> Work[JSONResponse]:
+    """What a registration does in its unit of work: ``work`` (it gives the answer and its
+    status) unless this key was answered before: then the answer as before. A key reused
+    for another request is refused (422)."""
     if key is None:
-        with unit_of_work(engine, who.actor) as uow:
+        def plain(uow: UnitOfWork) -> JSONResponse:
             body, status = work(uow)
-        return JSONResponse(jsonable_encoder(body, custom_encoder=_TIMES), status_code=status)
+            return JSONResponse(jsonable_encoder(body, custom_encoder=_TIMES),
+                                status_code=status)
+        return plain
     scope = f"key:{who.key_id}"
     digest = hashlib.sha256(json.dumps([request.method, request.url.path, payload],
                                        sort_keys=True, default=str).encode()).hexdigest()
-    for _ in range(2):
-        with unit_of_work(engine, who.actor) as uow:
+
+    def once(uow: UnitOfWork) -> JSONResponse:
+        for _ in range(2):
             seen = platform.remembered(uow.session, scope, key)
             if seen is None:
-                answer, status = work(uow)
-                body = jsonable_encoder(answer, custom_encoder=_TIMES)
                 try:
-                    uow.platform.remember(scope, key, digest, status, body)
-                except IntegrityError:  # the same key at the same moment: the other won
+                    with uow.session.begin_nested():
+                        answer, status = work(uow)
+                        body = jsonable_encoder(answer, custom_encoder=_TIMES)
+                        uow.platform.remember(scope, key, digest, status, body)
+                except IntegrityError:
                     uow.recorder.discard()
-                    uow.session.rollback()
+                    # The same key at the same moment (the same contact made, or the key
+                    # kept, by the other first): its answer is ours once it committed.
+                    if platform.remembered(uow.session, scope, key) is None:
+                        raise
                     continue
                 return JSONResponse(body, status_code=status)
-        if seen.request_hash != digest:
-            raise ProblemError(422, "this Idempotency-Key was used for another request",
-                               type="/problems/idempotency-key-reused", errors=[
-                                   {"loc": ["header", "Idempotency-Key"],
-                                    "msg": "used for another request"}])
-        return JSONResponse(seen.body, status_code=seen.status_code,
-                            headers={"Idempotent-Replayed": "true"})
-    raise ProblemError(409, "this Idempotency-Key is being used by another request")
+            if seen.request_hash != digest:
+                raise ProblemError(422, "this Idempotency-Key was used for another request",
+                                   type="/problems/idempotency-key-reused", errors=[
+                                       {"loc": ["header", "Idempotency-Key"],
+                                        "msg": "used for another request"}])
+            return JSONResponse(seen.body, status_code=seen.status_code,
+                                headers={"Idempotent-Replayed": "true"})
+        raise ProblemError(409, "this Idempotency-Key is being used by another request")
+    return once
 
 
 @router.get("/leads/{lead_id}", response_model=LeadOut, summary="One lead (lead show)")
@@ -452,8 +477,8 @@ def restore_lead(services: Services, who: Who, lead_id: LeadId) -> Any:
                               "links": _CONTACT_LINKS},
                         201: {"links": _CONTACT_LINKS, "description": "Added"}},
              summary="Add a contact, checked as it arrives (contact add)")
-def add_contact(request: Request, services: Services, who: Who, contact: ContactIn,
-                idempotency_key: IdempotencyHeader = None) -> Any:
+async def add_contact(request: Request, services: Services, who: Who, contact: ContactIn,
+                      idempotency_key: IdempotencyHeader = None) -> Any:
     account = needs_account(who, contact.account_id)
     consent = contact.consent.checked() if contact.consent is not None else None
 
@@ -464,8 +489,8 @@ def add_contact(request: Request, services: Services, who: Who, contact: Contact
         return {**contacts.contact_dict(uow.session, row), "created": created}, (
             201 if created else 200)
 
-    return _once(request, services.engine, who, idempotency_key, contact.model_dump(),
-                 register)
+    work = _once(request, who, idempotency_key, contact.model_dump(), register)
+    return await _together(services, who, lambda: work)
 
 
 @router.get("/contacts/{contact_id}", response_model=ContactDetail,
