@@ -36,8 +36,7 @@ from feedback_mta.http.problems import RESPONSES, ProblemError
 from feedback_mta.http.review import base_url
 from feedback_mta.http.services import Book, Config_, HttpServices, Reader, Services
 from feedback_mta.http.suppressions import CONFLICT
-from feedback_mta.http.v1 import ContactId, Timestamp, Who
-from feedback_mta.queries import contacts
+from feedback_mta.http.v1 import ContactId, Timestamp, Who, readable_contact
 from feedback_mta.queries.confirmation import Confirmation, confirmation
 from feedback_mta.store.states import ConfirmedVia, ContactStatus
 
@@ -69,8 +68,7 @@ class ConfirmationOut(BaseModel):
 def contact_confirmation(request: Request, who: Who, reader: Reader, book: Book,
                          config: Config_, contact_id: ContactId) -> Any:
     with Session(reader) as session:
-        contact = contacts.get(session, contact_id)
-        who.check(contact.account_id, f"contact {contact_id}")
+        contact = readable_contact(session, who, contact_id)
     if contact.status != ContactStatus.PENDING:
         why = (f"opted out ({contact.opt_out_reason})"
                if contact.status == ContactStatus.OPTED_OUT

@@ -16,7 +16,7 @@ from feedback_mta.actions.accounts import check_text
 from feedback_mta.http.problems import RESPONSES, ProblemError
 from feedback_mta.http.services import Book, Reader
 from feedback_mta.http.v1 import ContactOut, LeadOut, Who, needs_account
-from feedback_mta.queries import contacts, cursors, leads, utc
+from feedback_mta.queries import contacts, leads, utc
 from feedback_mta.queries.cursors import MAX_ID
 from feedback_mta.store.states import ContactStatus, LeadStatus
 
@@ -59,16 +59,6 @@ def _since(value: datetime | None) -> datetime | None:
             {"loc": ["query", "since"], "msg": "out of range"}]) from None
 
 
-def _page(read: Any) -> tuple[list[dict[str, Any]], str | None]:
-    """A query's page; a cursor that is not one of its own is a 422 naming ``after``."""
-    try:
-        rows, cursor = read()
-    except cursors.BadCursor as exc:
-        raise ProblemError(422, str(exc), errors=[
-            {"loc": ["query", "after"], "msg": str(exc)}]) from None
-    return rows, cursor
-
-
 @router.get("/leads", response_model=LeadPage,
             summary="Leads, newest first, filtered, a page at a time (lead list)")
 def list_leads(who: Who, reader: Reader, book: Book, account_id: AccountQuery = None,
@@ -88,9 +78,9 @@ def list_leads(who: Who, reader: Reader, book: Book, account_id: AccountQuery = 
     account = needs_account(who, account_id, "query")
     way, created = text_query("via", via), _since(since)
     with Session(reader) as session:
-        rows, cursor = _page(lambda: leads.page(
+        rows, cursor = leads.page(
             session, book, account=account, status=status, via=way, contact=contact_id,
-            since=created, after=after, limit=limit))
+            since=created, after=after, limit=limit)
     return {"leads": rows, "next": cursor}
 
 
@@ -105,7 +95,7 @@ def list_contacts(who: Who, reader: Reader, account_id: AccountQuery = None,
                   after: After = None, limit: Limit = 100) -> Any:
     account, address = who.account(account_id), text_query("email", email)
     with Session(reader) as session:
-        rows, cursor = _page(lambda: contacts.page(
+        rows, cursor = contacts.page(
             session, account=account, status=status.value if status else None, email=address,
-            mailable=mailable, after=after, limit=limit))
+            mailable=mailable, after=after, limit=limit)
     return {"contacts": rows, "next": cursor}

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from feedback_mta import logs, queries
 from feedback_mta.actions import ActionError, Conflict, Invalid, NotFound
 from feedback_mta.logs import error_line
+from feedback_mta.queries.cursors import BadCursor
 
 log = logs.get(__name__)
 
@@ -105,6 +106,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(queries.NotFound)
     async def _missing(request: Request, exc: queries.NotFound) -> JSONResponse:
         return problem(404, str(exc))
+
+    @app.exception_handler(BadCursor)
+    async def _bad_cursor(request: Request, exc: BadCursor) -> JSONResponse:
+        # Every list takes its cursor as ``after``: one it did not hand out is the caller's.
+        return problem(422, str(exc), errors=[{"loc": ["query", "after"], "msg": str(exc)}])
 
     @app.exception_handler(IntegrityError)
     async def _raced(request: Request, exc: IntegrityError) -> JSONResponse:

@@ -291,6 +291,13 @@ def _own_contact(uow: UnitOfWork, who: Caller, contact_id: int) -> Any:
     return contact
 
 
+def readable_contact(session: Session, who: Caller, contact_id: int) -> Any:
+    """The contact, read for a caller that may see it (404 for another account's)."""
+    contact = contacts.get(session, contact_id)
+    who.check(contact.account_id, f"contact {contact_id}")
+    return contact
+
+
 def needs_account(who: Caller, asked: int | None, where: str = "body") -> int:
     """The account a request acts in: ``account_id`` (in the body or the ``query``) is
     needed with a key of every account."""
@@ -497,7 +504,7 @@ async def add_contact(request: Request, services: Services, who: Who, contact: C
             summary="One contact (contact show)")
 def show_contact(who: Who, reader: Reader, contact_id: ContactId) -> Any:
     with Session(reader) as session:
-        who.check(contacts.get(session, contact_id).account_id, f"contact {contact_id}")
+        readable_contact(session, who, contact_id)
         return contacts.show(session, contact_id)
 
 
@@ -505,7 +512,7 @@ def show_contact(who: Who, reader: Reader, contact_id: ContactId) -> Any:
             summary="The proof of consent: the record and its events (contact consent)")
 def contact_consent(who: Who, reader: Reader, contact_id: ContactId) -> Any:
     with Session(reader) as session:
-        who.check(contacts.get(session, contact_id).account_id, f"contact {contact_id}")
+        readable_contact(session, who, contact_id)
         return contacts.consent(session, contact_id)
 
 
@@ -514,7 +521,7 @@ def contact_consent(who: Who, reader: Reader, contact_id: ContactId) -> Any:
 def contact_headers(who: Who, reader: Reader, book: Book, config: Config_,
                     contact_id: ContactId) -> Any:
     with Session(reader) as session:
-        who.check(contacts.get(session, contact_id).account_id, f"contact {contact_id}")
+        readable_contact(session, who, contact_id)
         return contacts.headers(session, book, contact_id, config.http.public_url)
 
 
@@ -559,11 +566,7 @@ def list_suppressions(request: Request, who: Who, reader: Reader,
                       after: Annotated[str | None, Query(max_length=64)] = None,
                       limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> Any:
     account = who.account(account_id)
-    try:
-        suppressions.decode_cursor(after)
-    except suppressions.BadCursor as exc:
-        raise ProblemError(422, str(exc), errors=[
-            {"loc": ["query", "after"], "msg": str(exc)}]) from None
+    suppressions.decode_cursor(after)  # a bad one is a 422 before any CSV is streamed
     if "text/csv" in request.headers.get("accept", ""):
         return StreamingResponse(_csv(reader, account, after), media_type="text/csv")
     with Session(reader) as session:

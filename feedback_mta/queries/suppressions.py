@@ -15,17 +15,10 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from feedback_mta.queries import cursors
-from feedback_mta.queries.cursors import MAX_ID, BadCursor
 from feedback_mta.store.models import BOUNCED, Contact, ContactStatus
-
-__all__ = ["COLUMNS", "MAX_ID", "BadCursor", "decode_cursor", "encode_cursor", "page", "row"]
 
 COLUMNS = ("contact_id", "account_id", "email", "reason", "since", "opted_out", "mailable",
            "undeliverable_reason", "bounced")
-
-
-def encode_cursor(contact_id: int) -> str:
-    return cursors.encode("c", contact_id)
 
 
 def decode_cursor(cursor: str | None) -> int:
