@@ -37,8 +37,8 @@ from feedback_mta.http.review import base_url
 from feedback_mta.http.services import Book, Config_, HttpServices, Reader, Services
 from feedback_mta.http.suppressions import CONFLICT
 from feedback_mta.http.v1 import ContactId, Timestamp, Who, readable_contact
-from feedback_mta.queries.confirmation import Confirmation, confirmation
-from feedback_mta.store.states import ConfirmedVia, ContactStatus
+from feedback_mta.queries.confirmation import Confirmation, Standing, confirmation, standing
+from feedback_mta.store.states import ConfirmedVia
 
 #: Who acts on the page: the person holding the link, by way of it.
 LINK = Actor("http:confirm", "link")
@@ -61,6 +61,11 @@ class ConfirmationOut(BaseModel):
                                                      "reason unconfirmed")
 
 
+#: Why a platform gets no confirmation link (an opted-out contact: its reason).
+_NOT_PENDING = {Standing.CONFIRMED: "confirmed already",
+                Standing.SUBSCRIBED: "mailable without a confirmation"}
+
+
 @api.get("/contacts/{contact_id}/confirmation", response_model=ConfirmationOut,
          responses=CONFLICT,
          summary="The confirmation link and Reply-To of a pending contact, for a platform "
@@ -69,11 +74,9 @@ def contact_confirmation(request: Request, who: Who, reader: Reader, book: Book,
                          config: Config_, contact_id: ContactId) -> Any:
     with Session(reader) as session:
         contact = readable_contact(session, who, contact_id)
-    if contact.status != ContactStatus.PENDING:
-        why = (f"opted out ({contact.opt_out_reason})"
-               if contact.status == ContactStatus.OPTED_OUT
-               else "confirmed already" if contact.confirmed_at is not None
-               else "mailable without a confirmation")
+    where = standing(contact)
+    if where is not Standing.PENDING:
+        why = _NOT_PENDING.get(where) or f"opted out ({contact.opt_out_reason})"
         raise ProblemError(409, f"contact {contact_id} is not pending: it is {why}",
                            type="/problems/conflict")
     link = confirm_link(book, contact_id, base_url(config, request))
