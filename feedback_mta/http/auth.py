@@ -3,21 +3,37 @@
 A key is one account's or every account's. A key of account A asking for anything of
 account B is told it does not exist (404), as an unknown id is: it learns nothing about
 other accounts, not even that an id is taken.
+
+A key found valid is remembered for ``KEY_CACHE_SECONDS`` (``Keys``): a request with it
+then reads nothing and takes no thread pool hop (the read was a fifth of a registration's
+time on the event loop). A key revoked in this process (``key revoke``, the API) is
+forgotten as its ``key.revoked`` event is committed; one revoked by another process (a
+``feedback-mta key revoke`` elsewhere, another node) stops working within
+``KEY_CACHE_SECONDS``. Unknown and revoked keys are never remembered: a new key works at
+once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from feedback_mta.actions import Actor
-from feedback_mta.actions.platform import hash_key, note_key_used
+from feedback_mta import events
+from feedback_mta.actions import Actor, listen
+from feedback_mta.actions.platform import KEY_USE_EVERY, hash_key, note_key_used
 from feedback_mta.http.problems import ProblemError
 from feedback_mta.http.services import Engine_, Reader
-from feedback_mta.store.models import ApiKey
+from feedback_mta.store import db
+from feedback_mta.store.models import ApiKey, utcnow
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: feedback-mta key add")
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="feedback-mta"'}
@@ -50,20 +66,96 @@ class Caller:
         return asked
 
 
-def caller(reader: Reader, engine: Engine_,
-           credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Caller:
+#: How long a valid key is taken as valid without reading it again: the bound on how late
+#: a revocation made by another process (or node) takes effect.
+KEY_CACHE_SECONDS = 5.0
+#: Keys remembered at most (each a hash and a few numbers); past it, all are forgotten.
+_MAX_KEYS = 4096
+
+
+@dataclass(slots=True)
+class _Known:
+    caller: Caller
+    #: The key's ``last_used_at`` as read or last noted (``note_key_used``).
+    used: datetime | None
+    until: float
+
+
+class Keys:
+    """Valid keys, by (reader, hash), for ``KEY_CACHE_SECONDS`` each (see the module)."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[int, str], _Known] = {}
+        self._lock = threading.Lock()
+        #: Counts ``forget``s: a key read before a revocation is not remembered after it.
+        self.generation = 0
+
+    def get(self, reader: Engine, digest: str) -> _Known | None:
+        known = self._known.get((id(reader), digest))
+        if known is None or known.until < time.monotonic():
+            return None
+        return known
+
+    def put(self, reader: Engine, digest: str, known: _Known, generation: int) -> None:
+        with self._lock:
+            if generation != self.generation:
+                return  # a key was revoked while this one was read: it may be the one
+            if len(self._known) >= _MAX_KEYS:
+                self._known.clear()
+            self._known[(id(reader), digest)] = known
+
+    def forget(self) -> None:
+        with self._lock:
+            self.generation += 1
+            self._known.clear()
+
+
+KEYS = Keys()
+
+
+def _revoked(action: str, fields: dict[str, Any]) -> None:
+    if action == events.KEY_REVOKED:
+        KEYS.forget()
+
+
+listen(_revoked)
+
+
+def _read(reader: Engine, engine: Engine, digest: str) -> _Known | None:
+    """The key's holder as stored (None: unknown or revoked), its use noted."""
+    with Session(reader) as session:
+        row = session.exec(select(ApiKey.id, ApiKey.account_id, ApiKey.last_used_at).where(
+            ApiKey.key_hash == digest, col(ApiKey.revoked_at).is_(None))).first()
+    if row is None:
+        return None
+    key_id = row[0] or 0
+    note_key_used(engine, key_id, row[2])
+    used, now = db.aware(row[2]) if row[2] is not None else None, utcnow()
+    if used is None or used < now - KEY_USE_EVERY:
+        used = now  # noted now (or by another request meanwhile)
+    return _Known(Caller(key_id, row[1]), used, time.monotonic() + KEY_CACHE_SECONDS)
+
+
+async def caller(reader: Reader, engine: Engine_,
+                 credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
+                 ) -> Caller:
     """The key's holder; the key's ``last_used_at`` is noted on the way (a write at most
-    once a minute per key: ``note_key_used``)."""
+    once a minute per key: ``note_key_used``). A key read in the last
+    ``KEY_CACHE_SECONDS`` is not read again (``Keys``)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ProblemError(401, "an API key is needed: Authorization: Bearer KEY",
                            headers=_CHALLENGE)
-    with Session(reader) as session:
-        row = session.exec(select(ApiKey.id, ApiKey.account_id, ApiKey.last_used_at).where(
-            ApiKey.key_hash == hash_key(credentials.credentials),
-            col(ApiKey.revoked_at).is_(None))).first()
-    if row is None:
-        raise ProblemError(401, "this API key is not valid (unknown or revoked)",
-                           headers=_CHALLENGE)
-    key_id = row[0] or 0
-    note_key_used(engine, key_id, row[2])
-    return Caller(key_id, row[1])
+    digest = hash_key(credentials.credentials)
+    known = KEYS.get(reader, digest)
+    if known is None:
+        generation = KEYS.generation
+        known = await asyncio.to_thread(_read, reader, engine, digest)
+        if known is None:
+            raise ProblemError(401, "this API key is not valid (unknown or revoked)",
+                               headers=_CHALLENGE)
+        KEYS.put(reader, digest, known, generation)
+    elif known.used is None or known.used < utcnow() - KEY_USE_EVERY:
+        # Noted at most once a minute, as before: in a thread, the request waits for it.
+        seen, known.used = known.used, utcnow()
+        await asyncio.to_thread(note_key_used, engine, known.caller.key_id, seen)
+    return known.caller
