@@ -72,6 +72,12 @@ _USER = select(User).where(User.account_id == sa.bindparam("b_account"),
                            User.email == sa.bindparam("b_email"))
 
 
+_A = table_of(Account)
+_EXISTS = sa.select(_A.c.id).where(_A.c.id == sa.bindparam("b_id"))
+#: The accounts a session found (``Accounts.check``): none is ever deleted.
+_FOUND = "feedback_mta.accounts_found"
+
+
 class Accounts:
     """Accounts and their users: the tenant every other area checks first."""
 
@@ -79,6 +85,16 @@ class Accounts:
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder, self.session = recorder, recorder.session
+
+    def check(self, account_id: int) -> None:
+        """``NotFound`` unless the account exists: ``get`` without the ORM object, read
+        once per session (the registrations committed together share one)."""
+        found: set[int] = self.session.info.setdefault(_FOUND, set())
+        if account_id in found:
+            return
+        if self.session.connection().execute(_EXISTS, {"b_id": account_id}).first() is None:
+            raise NotFound(f"no account {account_id}")
+        found.add(account_id)
 
     def get(self, account_id: int) -> Account:
         account = self.session.get(Account, account_id)

@@ -8,12 +8,16 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
 from feedback_mta.quality import campaigns, spam
 from feedback_mta.store.models import CommentBand, Lead, table_of, utcnow
+
+if TYPE_CHECKING:
+    from feedback_mta.actions.leads import NewLead
 
 _L, _B = table_of(Lead), table_of(CommentBand)
 
@@ -46,7 +50,7 @@ class Behaviour:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def facts(self, lead: Lead, email: str,
+    def facts(self, lead: Lead | NewLead, email: str,
               bands: Sequence[int] | None = None) -> dict[str, int]:
         """The ``LeadFacts`` fields of behaviour for this (flushed) lead: leads from its
         address and network within the hour (one indexed count), senders of nearly the

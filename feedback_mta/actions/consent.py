@@ -84,6 +84,21 @@ class Evidence:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+def consented(consent: ConsentIn, *, pending: bool, confirm_within: float,
+              now: datetime | None = None) -> dict[str, Any]:
+    """A contact's columns once its consent (checked) is recorded: how it came, and, when
+    it is to be ``pending``, that status and its deadline."""
+    now = now or utcnow()
+    values: dict[str, Any] = {
+        "consent_method": consent.method, "consent_source": consent.source,
+        "consent_at": consent.at or now, "consent_ip": consent.ip,
+        "consent_user_agent": consent.user_agent, "updated_at": now}
+    if pending:
+        values["status"] = ContactStatus.PENDING.value
+        values["confirm_by"] = now + timedelta(seconds=confirm_within)
+    return values
+
+
 class Consent:
     """The consent record of contacts, and its changes, each an audit event."""
 
@@ -104,25 +119,24 @@ class Consent:
         self.recorder.lock(contact)
         if contact.consent_method != ConsentMethod.UNKNOWN:
             return False
-        now = utcnow()
-        contact.consent_method = consent.method
-        contact.consent_source = consent.source
-        contact.consent_at = consent.at or now
-        contact.consent_ip = consent.ip
-        contact.consent_user_agent = consent.user_agent
-        pending = (new and consent.method in confirm_methods
-                   and contact.status == ContactStatus.ACTIVE)
-        if pending:
-            contact.status = ContactStatus.PENDING
-            contact.confirm_by = now + timedelta(seconds=confirm_within)
-        contact.updated_at = now
+        values = consented(consent, pending=new and consent.method in confirm_methods
+                           and contact.status == ContactStatus.ACTIVE,
+                           confirm_within=confirm_within)
+        for name, value in values.items():
+            setattr(contact, name, value)
         self.recorder.session.add(contact)
-        self.recorder.record(
-            events.CONTACT_CONSENT_RECORDED, "contact", contact.id, contact.account_id,
-            method=consent.method, source=consent.source, pending=pending,
-            confirm_by=contact.confirm_by.isoformat() if pending and contact.confirm_by
-            else None)
+        self.recorded(contact.id, contact.account_id, values)
         return True
+
+    def recorded(self, contact_id: int | None, account_id: int, values: dict[str, Any]
+                 ) -> None:
+        """The event of a record made of ``values`` (``consented``): ``record``'s, and a
+        registration's that makes its new contact with them at once."""
+        pending = values.get("status") == ContactStatus.PENDING
+        self.recorder.record(
+            events.CONTACT_CONSENT_RECORDED, "contact", contact_id, account_id,
+            method=values["consent_method"], source=values["consent_source"],
+            pending=pending, confirm_by=values["confirm_by"].isoformat() if pending else None)
 
     def confirmation_sent(self, contact: Contact, *, reminder: bool = False,
                           outbound_id: int | None = None) -> None:

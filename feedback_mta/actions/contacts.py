@@ -15,7 +15,7 @@ from feedback_mta import events
 from feedback_mta.actions.accounts import Accounts, check_text, normalize_email, normalize_ip
 from feedback_mta.actions.audit import Conflict, Invalid, NotFound, Recorder
 from feedback_mta.quality.verdict import EXPIRED_REASON, INVALID_REASON, Level
-from feedback_mta.store import db
+from feedback_mta.store import db, tables
 from feedback_mta.store.models import (
     Contact,
     ContactStatus,
@@ -170,6 +170,12 @@ def why_kept(contact: Contact, complained: bool = False) -> str | None:
     return None
 
 
+# A registration's contact (``Contacts.same_address``, ``Contacts.insert``), in Core.
+_SAME_ADDRESS = sa.select(tables.contact.c.id, tables.contact.c.account_id,
+                          tables.contact.c.first_name, tables.contact.c.last_name).where(
+    tables.contact.c.email == sa.bindparam("b_email"))
+_INSERT = sa.insert(tables.contact).returning(tables.contact.c.id)
+
 _CONTACTS = select(Contact).where(_C.c.id.in_(sa.bindparam("b_ids", expanding=True)))
 _CONTACT_KEY = sa.inspect(Contact).identity_key_from_primary_key
 _PRELOADED = "feedback_mta.preloaded_contacts"
@@ -215,6 +221,20 @@ class Contacts:
         """The account's contact with this address, or None (indexed: account, email)."""
         return self.session.exec(select(Contact).where(
             Contact.account_id == account_id, Contact.email == email.strip().lower())).first()
+
+    def same_address(self, email: str) -> list[sa.Row[Any]]:
+        """Every account's contact with this (normalized) address: id, account_id,
+        first_name, last_name (indexed: email)."""
+        return list(self.session.connection().execute(_SAME_ADDRESS, {"b_email": email}))
+
+    def insert(self, values: dict[str, Any]) -> int:
+        """A new contact of these column values (one prepared INSERT; ``add`` checked
+        them, ``same_address`` found none of its account): its id, ``contact.created``
+        recorded."""
+        contact_id: int = self.session.connection().execute(_INSERT, values).scalar_one()
+        self.recorder.record(events.CONTACT_CREATED, "contact", contact_id,
+                             values["account_id"])
+        return contact_id
 
     def add(self, account_id: int, email: str, first: str = "",
                     last: str = "", ip: str | None = None) -> tuple[Contact, bool]:

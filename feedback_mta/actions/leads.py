@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,12 +12,13 @@ from sqlmodel import select
 
 from feedback_mta import events
 from feedback_mta.actions.accounts import check_text, normalize_ip
-from feedback_mta.actions.audit import NotFound, Recorded, Recorder
+from feedback_mta.actions.audit import SYSTEM, NotFound, Recorded, Recorder
 from feedback_mta.actions.behaviour import network_of
 from feedback_mta.actions.contacts import Contacts
 from feedback_mta.actions.learning import Learning
 from feedback_mta.addresses import AddressBook, notification_message_id
 from feedback_mta.quality import spam
+from feedback_mta.store import tables
 from feedback_mta.store.models import Contact, Lead, LeadStatus, table_of, utcnow
 
 _L = table_of(Lead)
@@ -27,6 +29,37 @@ _FLAG = sa.update(_L).where(
     _L.c.id == sa.bindparam("b_id"), _L.c.status != LeadStatus.SPAM.value).values(
     status=LeadStatus.SPAM.value, flagged_at=sa.bindparam("b_flagged_at"),
     flagged_by=sa.bindparam("b_flagged_by"), flagged_via=sa.bindparam("b_flagged_via"))
+# A registration's lead (``Leads.insert``, ``Leads.scored``), as prepared Core statements.
+_T = tables.lead
+_INSERT = sa.insert(_T).returning(_T.c.id)
+_SCORED = sa.update(_T).where(_T.c.id == sa.bindparam("b_id")).values(
+    notification_message_id=sa.bindparam("b_message_id"),
+    spam_score=sa.bindparam("b_score"), spam_reasons=sa.bindparam("b_reasons"))
+_SCORED_SPAM = _SCORED.values(
+    status=LeadStatus.SPAM.value, flagged_at=sa.bindparam("b_flagged_at"),
+    flagged_by=SYSTEM.name, flagged_via=SYSTEM.via)
+
+
+@dataclass(slots=True)
+class NewLead:
+    """A lead as a registration makes it (``Leads.insert``): plain data with the fields of a
+    ``Lead`` that its answer shows (``lead_dict``) and its score reads, no ORM object."""
+
+    id: int
+    account_id: int
+    contact_id: int
+    source_ip: str | None
+    source_net: str | None
+    comments: str
+    created_at: datetime
+    notification_message_id: str
+    status: str = LeadStatus.ACTIVE.value
+    spam_score: float | None = None
+    spam_reasons: list[str] | None = None
+    flagged_at: datetime | None = None
+    flagged_by: str | None = None
+    flagged_via: str | None = None
+    exported_at: datetime | None = None
 
 
 class Leads:
@@ -80,6 +113,42 @@ class Leads:
                              contact_id=contact.id)
         return lead
 
+    def insert(self, book: AddressBook, account_id: int, contact_id: int, ip: str | None,
+               comments: str) -> NewLead:
+        """A new lead of the contact (``add_for`` as one prepared INSERT, for a
+        registration: ``ip`` normalized already); its notification's Message-ID is written
+        with its score (``scored``)."""
+        check_text("comments", comments, lines=True)
+        now, net = utcnow(), network_of(ip)
+        lead_id = self.session.connection().execute(_INSERT, {
+            "account_id": account_id, "contact_id": contact_id, "source_ip": ip,
+            "source_net": net, "comments": comments, "status": LeadStatus.ACTIVE.value,
+            "created_at": now}).scalar_one()
+        lead = NewLead(lead_id, account_id, contact_id, ip, net, comments, now,
+                       notification_message_id(book, lead_id))
+        self.recorder.record(events.LEAD_CREATED, "lead", lead_id, account_id,
+                             contact_id=contact_id)
+        return lead
+
+    def scored(self, lead: NewLead, email: str, score: float, reasons: Sequence[str],
+               flag: bool) -> None:
+        """Write a new lead's Message-ID and score (one UPDATE) and, with ``flag``, flag it
+        as the system as ``flag_spam`` does (the same columns and event): a lead that
+        ``insert`` just made is neither spam nor exported yet."""
+        lead.spam_score, lead.spam_reasons = score, list(reasons)
+        params = {"b_id": lead.id, "b_message_id": lead.notification_message_id,
+                  "b_score": score, "b_reasons": lead.spam_reasons}
+        if not flag:
+            self.session.connection().execute(_SCORED, params)
+            return
+        lead.status, lead.flagged_at = LeadStatus.SPAM.value, utcnow()
+        lead.flagged_by, lead.flagged_via = SYSTEM.name, SYSTEM.via
+        self.session.connection().execute(_SCORED_SPAM, {**params,
+                                                         "b_flagged_at": lead.flagged_at})
+        with self.recorder.acting_as(SYSTEM):
+            self._flagged(lead, spam.features(lead.comments, email, lead.spam_reasons),
+                          score=score, reasons=list(reasons))
+
     def flag_spam(self, lead: Lead, **why: Any) -> bool:
         """Mark this lead (only this activity) spam: it leaves the inbox, search, reports and,
         if not exported yet, the CRM export. False (and no event) when it already was.
@@ -88,14 +157,20 @@ class Leads:
         if not self.recorder.change(lead, _FLAG, status=LeadStatus.SPAM, flagged_at=utcnow(),
                                     flagged_by=actor.name, flagged_via=actor.via):
             return False
+        self._flagged(lead, self._features(lead), **why)
+        return True
+
+    def _flagged(self, lead: Lead | NewLead, features: list[str], **why: Any) -> None:
+        """What a flag records, once the lead is spam: its event, and what the model
+        counts (a person's flag is a label; the system's counts as spam until a person
+        restores it)."""
         self.recorder.record(events.LEAD_FLAGGED_SPAM, "lead", lead.id, lead.account_id,
                              contact_id=lead.contact_id,
                              exported=lead.exported_at is not None, **why)
-        if actor.via != "auto":  # a person's flag: a label
-            self.learning.learn(lead.account_id, self._features(lead), spam_=1)
-        else:  # the system's: counted as spam until a person restores it
-            self.learning.learn(lead.account_id, self._features(lead), auto=1)
-        return True
+        if self.recorder.actor.via != "auto":
+            self.learning.learn(lead.account_id, features, spam_=1)
+        else:
+            self.learning.learn(lead.account_id, features, auto=1)
 
     def restore(self, lead: Lead) -> bool:
         """Undo ``flag_spam``; False (and no event) when the lead is not spam."""

@@ -5,22 +5,23 @@ the same."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
+from feedback_mta.actions.accounts import check_text, normalize_email, normalize_ip
 from feedback_mta.actions.audit import SYSTEM, Invalid, Recorder
 from feedback_mta.actions.behaviour import Behaviour
-from feedback_mta.actions.consent import Consent, ConsentIn
+from feedback_mta.actions.consent import Consent, ConsentIn, consented
 from feedback_mta.actions.contacts import Contacts
-from feedback_mta.actions.leads import Leads
+from feedback_mta.actions.leads import Leads, NewLead
 from feedback_mta.actions.learning import Learning
 from feedback_mta.actions.quality import ImportResult, Quality, policy
 from feedback_mta.addresses import AddressBook
 from feedback_mta.config import Config
 from feedback_mta.quality import spam
 from feedback_mta.quality.spam import SpamScore
-from feedback_mta.quality.verdict import Verdict
-from feedback_mta.store.models import Contact, Lead
+from feedback_mta.quality.verdict import Level, Policy, Submission, Verdict, assess, name_key
+from feedback_mta.store.models import Contact, Lead, utcnow
 from feedback_mta.store.states import ConsentMethod, ContactStatus
 
 
@@ -34,6 +35,16 @@ def read_comments(config: Config, text: str) -> spam.Comments:
         raise Invalid(f"comments: longer than {limit} bytes (UTF-8); "
                       "[http] max_comment_bytes")
     return spam.read(text)
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """A lead as registered: the lead, its contact's id and status, the verdict on it."""
+
+    lead: NewLead
+    contact_id: int
+    contact_status: str
+    verdict: Verdict
 
 
 class Registration:
@@ -54,18 +65,81 @@ class Registration:
     def add_lead(self, config: Config, account_id: int, email: str, first: str,
                  last: str, ip: str | None, comments: spam.Comments,
                  consent: ConsentIn | None = None,
-                 default_method: str = ConsentMethod.UNKNOWN) -> tuple[Lead, Contact, Verdict]:
-        """The new lead (of the contact, created if new), its contact and the verdict on it.
-        ``comments``: ``read_comments``, called before the unit of work begins; ``consent``
-        and ``default_method``: ``record_consent``. A pending contact's lead is registered
-        all the same: the lead exists, the contact is only not mailed."""
-        contact, created = self.contacts.add(account_id, email, first, last, ip)
-        self.record_consent(config, contact, created, consent, default_method)
-        lead = self.leads.add_for(AddressBook.from_config(config), contact, ip, comments.text)
-        verdict = self.quality.screen(contact, policy(self.session, config),
-                                      config.review.period)
-        self.score_lead(lead, contact, verdict, config.leads.auto_flag_threshold, comments)
-        return lead, contact, verdict
+                 default_method: str = ConsentMethod.UNKNOWN) -> Registered:
+        """The new lead (of the contact, created if new), its contact's status and the
+        verdict on it. ``comments``: ``read_comments``, called before the unit of work
+        begins; ``consent`` and ``default_method``: ``record_consent``. A pending contact's
+        lead is registered all the same: the lead exists, the contact is only not mailed.
+
+        Prepared Core statements, not the ORM's flushes: a new contact is one INSERT made
+        with its consent and its verdict (``_new_contact``), the lead one INSERT and one
+        UPDATE with its Message-ID and score. A contact known already, or one the check
+        suspects or finds bad, is screened through the ORM as before (``Quality.screen``:
+        tags, opt-outs, the other accounts' contacts)."""
+        first, last = check_text("first", first).strip(), check_text("last", last).strip()
+        self.contacts.accounts.check(account_id)  # in ``Contacts.add``'s order
+        email, ip = normalize_email(email), normalize_ip(ip)
+        pol = policy(self.session, config)
+        same = self.contacts.same_address(email)
+        known = next((row.id for row in same if row.account_id == account_id), None)
+        contact: Contact | None = None
+        status = ""
+        verdict: Verdict | None = None
+        if known is not None:
+            contact = self.contacts.get(known)
+            self.record_consent(config, contact, False, consent, default_method)
+            contact_id = known
+        else:
+            contact_id, status, verdict = self._new_contact(
+                config, pol, account_id, email, first, last, ip, same, consent,
+                default_method)
+        lead = self.leads.insert(AddressBook.from_config(config), account_id, contact_id, ip,
+                                 comments.text)
+        if verdict is None:  # known already, or more to do than a verdict of ok
+            contact = contact or self.contacts.get(contact_id)
+            verdict = self.quality.screen(contact, pol, config.review.period)
+            email, first, last = contact.email, contact.first_name, contact.last_name
+        found = self._score(lead, email, first, last, verdict, comments)
+        self.leads.scored(lead, email, found.score, found.reasons,
+                          found.flagged(config.leads.auto_flag_threshold))
+        return Registered(lead, contact_id, str(contact.status if contact else status),
+                          verdict)
+
+    def _new_contact(self, config: Config, pol: Policy, account_id: int, email: str,
+                     first: str, last: str, ip: str | None, same: list[Any],
+                     consent: ConsentIn | None, default_method: str
+                     ) -> tuple[int, str, Verdict | None]:
+        """A contact the account does not have, made in one INSERT with its consent
+        (``record_consent``'s) and, when the check finds nothing, its ``ok`` verdict
+        (``Quality.mark_checked``'s): (its id, its status, the verdict). Any other verdict,
+        or an address under ``cross_account_threshold`` names across accounts, is
+        ``Quality.screen``'s (tags, opt-outs, the other accounts' contacts): the verdict is
+        then None. Its source IP is its lead's, if it is given one. The events are
+        ``Contacts.add``'s and ``Consent.record``'s, in their order."""
+        now = utcnow()
+        values: dict[str, Any] = {
+            "account_id": account_id, "email": email, "first_name": first,
+            "last_name": last, "source_ip": ip, "status": ContactStatus.ACTIVE.value,
+            "engagement": "", "consent_method": ConsentMethod.UNKNOWN.value,
+            "consent_source": "", "created_at": now, "updated_at": now}
+        if consent is None and default_method != ConsentMethod.UNKNOWN:
+            consent = ConsentIn(default_method)
+        if consent is not None:
+            consent = consent.checked()
+            values.update(consented(
+                consent, pending=consent.method in config.consent.confirm_methods,
+                confirm_within=config.consent.confirm_within, now=now))
+        names = len({name_key(first, last), *(name_key(row.first_name, row.last_name)
+                                               for row in same)})
+        verdict = assess(Submission(first, last, email, (ip,) if ip else ()), pol,
+                         names_across_accounts=names)
+        checked = verdict.level is Level.OK and names < pol.cross_account_threshold
+        if checked:
+            values["quality"], values["quality_reasons"] = Level.OK.value, []
+        contact_id = self.contacts.insert(values)
+        if consent is not None:
+            self.consent.recorded(contact_id, account_id, values)
+        return contact_id, values["status"], verdict if checked else None
 
     def score_lead(self, lead: Lead, contact: Contact, verdict: Verdict,
                    threshold: float, comments: spam.Comments | None = None) -> SpamScore:
@@ -74,20 +148,27 @@ class Registration:
         ``auto``, the event a dealer's flag writes): before the platform forwards or
         exports it. A known-bad contact's lead is always flagged. ``comments``: the lead's
         comments read already (``spam.read``), outside the transaction."""
-        text = comments if comments is not None else spam.read(lead.comments)
-        content = spam.LeadFacts(lead.comments, contact.email, verdict.level.value,
-                                 tuple(verdict.reasons), contact.first_name, contact.last_name)
-        said, features = spam.what_it_says(content, text)
-        platform, account = self.learning.counts(lead.account_id, features)
-        found = spam.judge(replace(
-            content, **self.behaviour.facts(lead, contact.email,  # type: ignore[arg-type]
-                                            text.bands)), text, said, platform, account)
-        self.learning.learn(lead.account_id, features, seen=1)
+        found = self._score(lead, contact.email, contact.first_name, contact.last_name,
+                            verdict, comments)
         lead.spam_score, lead.spam_reasons = found.score, list(found.reasons)
         self.session.add(lead)
         if found.flagged(threshold):
             with self.recorder.acting_as(SYSTEM):
                 self.leads.flag_spam(lead, score=found.score, reasons=list(found.reasons))
+        return found
+
+    def _score(self, lead: Lead | NewLead, email: str, first: str, last: str,
+               verdict: Verdict, comments: spam.Comments | None) -> SpamScore:
+        """The lead's score, read and counted (``learning``, ``behaviour``), not written."""
+        text = comments if comments is not None else spam.read(lead.comments)
+        content = spam.LeadFacts(lead.comments, email, verdict.level.value,
+                                 tuple(verdict.reasons), first, last)
+        said, features = spam.what_it_says(content, text)
+        platform, account = self.learning.counts(lead.account_id, features)
+        found = spam.judge(replace(
+            content, **self.behaviour.facts(lead, email,  # type: ignore[arg-type]
+                                            text.bands)), text, said, platform, account)
+        self.learning.learn(lead.account_id, features, seen=1)
         return found
 
     def record_consent(self, config: Config, contact: Contact, created: bool,

@@ -100,9 +100,10 @@ def lead_add(account: AccountOpt, email: EmailOpt, first: FirstOpt = "", last: L
         # Before the first statement, which begins the transaction: scoring grows with
         # the comments, and no lock is held while it reads them.
         said = read_comments(cfg, comments)
-        lead, contact, verdict = uow.registration.add_lead(cfg, account, email, first, last,
-                                                           address, said, consent)
-    emit(registered(lead, contact, verdict, AddressBook.from_config(cfg)), as_json)
+        done = uow.registration.add_lead(cfg, account, email, first, last, address, said,
+                                         consent)
+    emit(registered(done.lead, done.contact_status, done.verdict,
+                    AddressBook.from_config(cfg)), as_json)
 
 
 @lead_app.command("show")

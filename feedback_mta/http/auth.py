@@ -4,9 +4,9 @@ A key is one account's or every account's. A key of account A asking for anythin
 account B is told it does not exist (404), as an unknown id is: it learns nothing about
 other accounts, not even that an id is taken.
 
-A key found valid is remembered for ``KEY_CACHE_SECONDS`` (``Keys``): a request with it
-then reads nothing and takes no thread pool hop (the read was a fifth of a registration's
-time on the event loop). A key revoked in this process (``key revoke``, the API) is
+For the registrations (``registrar``), a key found valid is remembered for
+``KEY_CACHE_SECONDS`` (``Keys``): a registration with it then reads nothing and takes no
+thread pool hop. A key revoked in this process (``key revoke``, the API) is
 forgotten as its ``key.revoked`` event is committed; one revoked by another process (a
 ``feedback-mta key revoke`` elsewhere, another node) stops working within
 ``KEY_CACHE_SECONDS``. Unknown and revoked keys are never remembered: a new key works at
@@ -136,26 +136,45 @@ def _read(reader: Engine, engine: Engine, digest: str) -> _Known | None:
     return _Known(Caller(key_id, row[1]), used, time.monotonic() + KEY_CACHE_SECONDS)
 
 
-async def caller(reader: Reader, engine: Engine_,
-                 credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
-                 ) -> Caller:
+def caller(reader: Reader, engine: Engine_,
+           credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Caller:
     """The key's holder; the key's ``last_used_at`` is noted on the way (a write at most
-    once a minute per key: ``note_key_used``). A key read in the last
-    ``KEY_CACHE_SECONDS`` is not read again (``Keys``)."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise ProblemError(401, "an API key is needed: Authorization: Bearer KEY",
-                           headers=_CHALLENGE)
-    digest = hash_key(credentials.credentials)
+    once a minute per key: ``note_key_used``)."""
+    known = _read(reader, engine, _digest(credentials))
+    if known is None:
+        raise _invalid()
+    return known.caller
+
+
+async def registrar(reader: Reader, engine: Engine_,
+                    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
+                    ) -> Caller:
+    """``caller`` for the registrations (``POST /v1/leads``, ``POST /v1/contacts``), the
+    API's hot path: a key read in the last ``KEY_CACHE_SECONDS`` is not read again
+    (``Keys``), and its ``last_used_at`` is noted when what was read, or noted since, is a
+    minute old."""
+    digest = _digest(credentials)
     known = KEYS.get(reader, digest)
     if known is None:
         generation = KEYS.generation
         known = await asyncio.to_thread(_read, reader, engine, digest)
         if known is None:
-            raise ProblemError(401, "this API key is not valid (unknown or revoked)",
-                               headers=_CHALLENGE)
+            raise _invalid()
         KEYS.put(reader, digest, known, generation)
     elif known.used is None or known.used < utcnow() - KEY_USE_EVERY:
         # Noted at most once a minute, as before: in a thread, the request waits for it.
         seen, known.used = known.used, utcnow()
         await asyncio.to_thread(note_key_used, engine, known.caller.key_id, seen)
     return known.caller
+
+
+def _digest(credentials: HTTPAuthorizationCredentials | None) -> str:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise ProblemError(401, "an API key is needed: Authorization: Bearer KEY",
+                           headers=_CHALLENGE)
+    return hash_key(credentials.credentials)
+
+
+def _invalid() -> ProblemError:
+    return ProblemError(401, "this API key is not valid (unknown or revoked)",
+                        headers=_CHALLENGE)

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, PlainSerializer
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -24,7 +24,7 @@ from feedback_mta.actions.consent import MAX_SOURCE, MAX_USER_AGENT, ConsentIn
 from feedback_mta.actions.platform import BadUrl
 from feedback_mta.actions.registration import read_comments
 from feedback_mta.actions.together import NotCommitted, Prepare, Work
-from feedback_mta.http.auth import Caller, caller
+from feedback_mta.http.auth import Caller, caller, registrar
 from feedback_mta.http.problems import RESPONSES, ProblemError
 from feedback_mta.http.services import Book, Config_, Engine_, HttpServices, Reader, Services
 from feedback_mta.quality.verdict import Engagement
@@ -48,6 +48,8 @@ AccountId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 #: Times as the command line prints them: UTC, ISO 8601, ``Z``.
 Timestamp = Annotated[datetime, PlainSerializer(iso, return_type=str)]
 Who = Annotated[Caller, Depends(caller)]
+#: The registrations' caller: the key remembered for a few seconds (``auth.registrar``).
+Registrar = Annotated[Caller, Depends(registrar)]
 
 
 # --- the shapes (the OpenAPI document is made from these) ----------------------------------
@@ -370,13 +372,14 @@ _CONTACT_LINKS = _links(ShowContact="show_contact:contact_id",
 @router.post("/leads", status_code=201, response_model=LeadCreated,
              responses={201: {"links": _LEAD_LINKS, "description": "Registered"}},
              summary="Register a lead (lead add)")
-async def add_lead(request: Request, services: Services, who: Who, lead: LeadIn,
+async def add_lead(request: Request, services: Services, who: Registrar, lead: LeadIn,
                    idempotency_key: IdempotencyHeader = None) -> Any:
     account = needs_account(who, lead.account_id)
     consent = lead.consent.checked() if lead.consent is not None else None
-    payload = lead.model_dump()
+    # Only an Idempotency-Key's request is hashed (``_once``).
+    payload = lead.model_dump() if idempotency_key is not None else {}
 
-    def prepare() -> Work[JSONResponse]:
+    def prepare() -> Work[Response]:
         # Checked and read before the transaction: scoring grows with the comments.
         try:
             comments = read_comments(services.config, lead.comments)
@@ -385,18 +388,19 @@ async def add_lead(request: Request, services: Services, who: Who, lead: LeadIn,
                 {"loc": ["body", "comments"], "msg": str(exc).partition(": ")[2]}]) from None
 
         def register(uow: UnitOfWork) -> tuple[dict[str, Any], int]:
-            created, contact, verdict = uow.registration.add_lead(
+            done = uow.registration.add_lead(
                 services.config, account, lead.email, lead.first, lead.last, lead.ip,
                 comments, consent, ConsentMethod.API)
-            return leads.registered(created, contact, verdict, services.book), 201
+            return leads.registered(done.lead, done.contact_status, done.verdict,
+                                    services.book), 201
 
         return _once(request, who, idempotency_key, payload, register)
 
     return await _together(services, who, prepare)
 
 
-async def _together(services: HttpServices, who: Caller, prepare: Prepare[JSONResponse]
-                    ) -> JSONResponse:
+async def _together(services: HttpServices, who: Caller, prepare: Prepare[Response]
+                    ) -> Response:
     """The work ``prepare`` makes (off the event loop, before the transaction), committed
     with the registrations that arrive meanwhile (``Together``): its own answer or its own
     error; 503 when it was not committed in time."""
@@ -407,22 +411,37 @@ async def _together(services: HttpServices, who: Caller, prepare: Prepare[JSONRe
                                 "the retry safe)", headers={"Retry-After": "5"}) from None
 
 
+def _time(value: Any) -> str | None:
+    if isinstance(value, datetime):
+        return iso(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _json(body: dict[str, Any], status: int) -> Response:
+    """``body`` as ``JSONResponse(jsonable_encoder(body, ...))`` answers it, times as
+    ``iso``, in one ``json.dumps``: a registration's answer is plain data (str, numbers,
+    lists, dicts, times), and the encoder's walk through it cost more than the rest of the
+    answer."""
+    return Response(json.dumps(body, ensure_ascii=False, allow_nan=False, indent=None,
+                               separators=(",", ":"), default=_time).encode(),
+                    status_code=status, media_type="application/json")
+
+
 def _once(request: Request, who: Caller, key: str | None, payload: dict[str, Any],
-          work: Work[tuple[dict[str, Any], int]]) -> Work[JSONResponse]:
+          work: Work[tuple[dict[str, Any], int]]) -> Work[Response]:
     """What a registration does in its unit of work: ``work`` (it gives the answer and its
     status) unless this key was answered before: then the answer as before. A key reused
     for another request is refused (422)."""
     if key is None:
-        def plain(uow: UnitOfWork) -> JSONResponse:
+        def plain(uow: UnitOfWork) -> Response:
             body, status = work(uow)
-            return JSONResponse(jsonable_encoder(body, custom_encoder=_TIMES),
-                                status_code=status)
+            return _json(body, status)
         return plain
     scope = f"key:{who.key_id}"
     digest = hashlib.sha256(json.dumps([request.method, request.url.path, payload],
                                        sort_keys=True, default=str).encode()).hexdigest()
 
-    def once(uow: UnitOfWork) -> JSONResponse:
+    def once(uow: UnitOfWork) -> Response:
         for _ in range(2):
             seen = platform.remembered(uow.session, scope, key)
             if seen is None:
@@ -484,7 +503,8 @@ def restore_lead(services: Services, who: Who, lead_id: LeadId) -> Any:
                               "links": _CONTACT_LINKS},
                         201: {"links": _CONTACT_LINKS, "description": "Added"}},
              summary="Add a contact, checked as it arrives (contact add)")
-async def add_contact(request: Request, services: Services, who: Who, contact: ContactIn,
+async def add_contact(request: Request, services: Services, who: Registrar,
+                      contact: ContactIn,
                       idempotency_key: IdempotencyHeader = None) -> Any:
     account = needs_account(who, contact.account_id)
     consent = contact.consent.checked() if contact.consent is not None else None
@@ -496,7 +516,8 @@ async def add_contact(request: Request, services: Services, who: Who, contact: C
         return {**contacts.contact_dict(uow.session, row), "created": created}, (
             201 if created else 200)
 
-    work = _once(request, who, idempotency_key, contact.model_dump(), register)
+    work = _once(request, who, idempotency_key,
+                 contact.model_dump() if idempotency_key is not None else {}, register)
     return await _together(services, who, lambda: work)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from feedback_mta.actions.leads import NewLead
 from feedback_mta.addresses import AddressBook
 from feedback_mta.quality.verdict import Verdict
 from feedback_mta.queries import NotFound, cursors, records, utc
@@ -19,11 +20,11 @@ from feedback_mta.store.models import Contact, Lead, LeadStatus
 __all__ = ["lead_dict"]  # the fields of a lead, with the Core read of one (``records``)
 
 
-def registered(lead: Lead, contact: Contact, verdict: Verdict,
+def registered(lead: Lead | NewLead, contact_status: str, verdict: Verdict,
                book: AddressBook) -> dict[str, Any]:
     """A new lead as ``lead add`` and ``POST /v1/leads`` answer: what to send it with, and
     what we know of its contact."""
-    return {**lead_dict(lead, book), "contact_status": contact.status,
+    return {**lead_dict(lead, book), "contact_status": contact_status,
             "quality": verdict.level.value, "quality_reasons": list(verdict.reasons),
             # Flagged on arrival: the platform must not forward it to the dealer.
             "notify": lead.status == LeadStatus.ACTIVE}

@@ -22,13 +22,15 @@ from feedback_mta.store.states import LeadStatus
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
+    from feedback_mta.actions.leads import NewLead
     from feedback_mta.store.models import Contact, Lead
 
 _L, _C, _T, _E = tables.lead, tables.contact, tables.tag, tables.event
 
 
-def lead_dict(lead: Lead | sa.Row[Any], book: AddressBook) -> dict[str, Any]:
-    """A lead's fields, of a ``Lead`` or of a row of ``tables.lead``."""
+def lead_dict(lead: Lead | NewLead | sa.Row[Any], book: AddressBook) -> dict[str, Any]:
+    """A lead's fields, of a ``Lead``, of a row of ``tables.lead`` or of a lead just
+    registered."""
     assert lead.id is not None
     return {
         "id": lead.id, "account_id": lead.account_id, "contact_id": lead.contact_id,
