@@ -69,8 +69,24 @@ _NETWORKS = sa.select(table_of(SuspectNetwork).c.cidr).order_by(table_of(Suspect
 _POLICIES: dict[tuple[QualityConfig, tuple[str, ...]], Policy] = {}
 
 
+#: The transaction's policy (``policy``): (its transaction, the config's part, the policy).
+_TRANSACTION_POLICY = "feedback_mta.policy"
+
+
 def policy(session: Session, config: Config) -> Policy:
-    """The config's quality policy plus the networks added with ``network add``."""
+    """The config's quality policy plus the networks added with ``network add``; read once
+    per transaction (the registrations committed together share one)."""
+    transaction = session.get_transaction()
+    kept = session.info.get(_TRANSACTION_POLICY)
+    if kept is not None and kept[0] is transaction and kept[1] is config.quality:
+        made: Policy = kept[2]
+        return made
+    made = _policy(session, config)
+    session.info[_TRANSACTION_POLICY] = (transaction, config.quality, made)
+    return made
+
+
+def _policy(session: Session, config: Config) -> Policy:
     cidrs = tuple(session.connection().execute(_NETWORKS).scalars())
     key = (config.quality, cidrs)
     made = _POLICIES.get(key)
