@@ -1,0 +1,129 @@
+"""A registration (``POST /v1/leads``) in prepared Core statements makes what the ORM's
+actions made, row for row and event for event; the registrations' API key is remembered
+for ``KEY_CACHE_SECONDS``, forgotten at once when revoked in this process.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from feedback_mta.actions import Actor, UnitOfWork, unit_of_work
+from feedback_mta.actions.quality import policy
+from feedback_mta.actions.registration import read_comments
+from feedback_mta.addresses import AddressBook
+from feedback_mta.config import load
+from feedback_mta.http.auth import KEY_CACHE_SECONDS
+from feedback_mta.store import tables
+from feedback_mta.store.models import ApiKey, Event, utcnow
+from feedback_mta.store.states import ConsentMethod
+from tests.conftest import write_config
+from tests.test_api import Api
+from tests.test_cli import ok_json
+
+
+@pytest.fixture
+def api(tmp_path, database_url, server_factory):
+    """``test_api``'s: a server with its HTTP listener, two accounts, their keys."""
+    from feedback_mta.store import db
+
+    path = write_config(tmp_path / "api.toml", database_url, http={"listen": "127.0.0.1:0"})
+    engine = db.create_engine(load(path, env={}).database)
+    server = server_factory(path)
+    yield Api(server, engine, path)
+    engine.dispose()
+
+
+#: Who the API's registrations act as: the first key (``Api``'s, of its first account).
+AS_THE_API = Actor("api:key1", "api")
+#: Made by each path: what differs is ids, times and the address.
+_APART = {"id", "contact_id", "email", "notification_message_id", "created_at", "updated_at",
+          "consent_at", "confirm_by", "flagged_at", "review_deadline", "opted_out_at"}
+
+
+def _orm_registration(uow: UnitOfWork, cfg, account: int, email: str, body: dict) -> int:
+    """A registration as ``Registration.add_lead`` made it before it was written in Core:
+    the areas' ORM actions, one after the other."""
+    reg = uow.registration
+    comments = read_comments(cfg, body.get("comments", ""))
+    contact, created = uow.contacts.add(account, email, body["first"], body["last"],
+                                        body.get("ip"))
+    reg.record_consent(cfg, contact, created, None, ConsentMethod.API)
+    lead = uow.leads.add_for(AddressBook.from_config(cfg), contact, body.get("ip"),
+                             comments.text)
+    verdict = uow.quality.screen(contact, policy(uow.session, cfg), cfg.review.period)
+    reg.score_lead(lead, contact, verdict, cfg.leads.auto_flag_threshold, comments)
+    assert lead.id is not None
+    return lead.id
+
+
+def _made(api, lead_id: int) -> tuple[dict, dict, list[tuple]]:
+    with api.engine.connect() as conn:
+        lead = conn.execute(sa.select(tables.lead).where(tables.lead.c.id == lead_id)).one()
+        contact = conn.execute(sa.select(tables.contact).where(
+            tables.contact.c.id == lead.contact_id)).one()
+        trail = conn.execute(sa.select(Event.__table__).where(sa.or_(
+            sa.and_(Event.subject_type == "lead", Event.subject_id == lead_id),
+            sa.and_(Event.subject_type == "contact", Event.subject_id == contact.id)))
+            .order_by(Event.id)).all()
+
+    def keep(row: sa.Row) -> dict:
+        return {k: v for k, v in row._mapping.items() if k not in _APART}
+
+    events = [(e.action, e.subject_type, e.actor, e.via, e.reason,
+               {k: v for k, v in e.data.items() if k not in _APART}) for e in trail]
+    return keep(lead), keep(contact), events
+
+
+def test_a_registration_makes_the_rows_and_events_the_orm_actions_made(api):
+    """Plain, flagged as it arrives (its words), suspected (its network), known bad (its
+    name), a second lead of a known contact: the API's registration and the areas' ORM
+    actions make the same lead and contact rows (but ids, times and the address) and the
+    same audit events, in the same order."""
+    cfg = load(api.path, env={})
+    ok_json(api.path, "network", "add", "198.51.100.0/24")
+    bodies = [
+        {"first": "Ann", "last": "Lee", "ip": "192.0.2.1", "comments": "please call me"},
+        {"first": "Bo", "last": "Li", "ip": "192.0.2.9",
+         "comments": "CHEAP VIAGRA!!! buy now http://spam.example/x http://spam.example/y "
+                     "casino bitcoin loans $$$ click here"},
+        {"first": "Cy", "last": "Ng", "ip": "198.51.100.7", "comments": "a quote please"},
+        {"first": "asdfgh", "last": "qwerty", "ip": "192.0.2.3", "comments": "hello"},
+    ]
+    for n, body in enumerate(bodies):
+        answer = api.client.post("/v1/leads", json={**body, "email": f"api{n}@people.test"})
+        assert answer.status_code == 201, answer.text
+        with unit_of_work(api.engine, AS_THE_API) as uow:
+            orm_id = _orm_registration(uow, cfg, api.account, f"orm{n}@people.test", body)
+        assert _made(api, answer.json()["id"]) == _made(api, orm_id), body
+    # A known contact's second lead: screened again, its names as stored.
+    again = api.client.post("/v1/leads", json={**bodies[0], "email": "api0@people.test"})
+    with unit_of_work(api.engine, AS_THE_API) as uow:
+        orm_id = _orm_registration(uow, cfg, api.account, "orm0@people.test", bodies[0])
+    assert _made(api, again.json()["id"]) == _made(api, orm_id)
+    flagged = api.events("lead.flagged_spam")
+    assert len(flagged) >= 2 and {e["via"] for e in flagged} == {"auto"}
+
+
+def test_a_registration_s_key_is_remembered_for_a_few_seconds_and_forgotten_when_revoked(api):
+    """A key revoked elsewhere (another node, a command on another machine: here, its row
+    changed behind the server's back) stops registering within ``KEY_CACHE_SECONDS``,
+    not at once: the registrations do not read it each time. One revoked through the
+    actions of this process (``key revoke``) stops at once."""
+    lead = {"email": "ann@people.test", "first": "Ann", "last": "Lee"}
+    assert api.client.post("/v1/leads", json=lead).status_code == 201
+    keys = ApiKey.__table__
+    with api.engine.begin() as conn:
+        conn.execute(sa.update(keys).where(keys.c.id == 1).values(revoked_at=utcnow()))
+    revoked = time.monotonic()
+    assert api.client.post("/v1/leads", json=lead).status_code == 201  # remembered
+    while api.client.post("/v1/leads", json=lead).status_code != 401:
+        assert time.monotonic() - revoked < KEY_CACHE_SECONDS + 5
+        time.sleep(0.2)
+
+    other = api.as_(api.other_key)
+    assert other.post("/v1/leads", json=lead).status_code == 201
+    assert ok_json(api.path, "key", "revoke", "2")["changed"] is True
+    assert other.post("/v1/leads", json=lead).status_code == 401
