@@ -107,6 +107,43 @@ def test_a_registration_makes_the_rows_and_events_the_orm_actions_made(api):
     assert len(flagged) >= 2 and {e["via"] for e in flagged} == {"auto"}
 
 
+def _contact_made(api, contact_id: int) -> tuple[dict, list[tuple]]:
+    with api.engine.connect() as conn:
+        contact = conn.execute(sa.select(tables.contact).where(
+            tables.contact.c.id == contact_id)).one()
+        trail = conn.execute(sa.select(Event.__table__).where(
+            Event.subject_type == "contact", Event.subject_id == contact_id)
+            .order_by(Event.id)).all()
+        tags = conn.execute(sa.select(tables.tag.c.name).where(
+            tables.tag.c.contact_id == contact_id)).scalars().all()
+    return ({k: v for k, v in contact._mapping.items() if k not in _APART}, [
+        (e.action, e.actor, e.via, e.reason, {k: v for k, v in e.data.items()
+                                               if k not in _APART}) for e in trail] + tags)
+
+
+def test_a_contact_added_over_the_api_is_the_one_the_orm_actions_made(api):
+    """``POST /v1/contacts``: the same contact row, tags and events as ``Contacts.add``,
+    ``record_consent`` and ``Quality.screen``, for a plain, a suspected and a known-bad
+    contact, and its answer is ``contact show``'s fields."""
+    cfg = load(api.path, env={})
+    ok_json(api.path, "network", "add", "198.51.100.0/24")
+    for n, (first, last, ip) in enumerate([("Ann", "Lee", "192.0.2.1"),
+                                           ("Cy", "Ng", "198.51.100.7"),
+                                           ("asdfgh", "qwerty", None)]):
+        body = {"email": f"api{n}@people.test", "first": first, "last": last, "ip": ip}
+        answer = api.client.post("/v1/contacts", json=body)
+        assert answer.status_code == 201, answer.text
+        with unit_of_work(api.engine, AS_THE_API) as uow:
+            contact, created = uow.contacts.add(api.account, f"orm{n}@people.test", first,
+                                                last, ip)
+            uow.registration.record_consent(cfg, contact, created, None, ConsentMethod.API)
+            uow.quality.screen(contact, policy(uow.session, cfg), cfg.review.period)
+        assert _contact_made(api, answer.json()["id"]) == _contact_made(api, contact.id)
+        shown = api.client.get(f"/v1/contacts/{answer.json()['id']}").json()
+        assert {k: shown[k] for k in answer.json() if k != "created"} == {
+            k: v for k, v in answer.json().items() if k != "created"}
+
+
 def test_a_registration_s_key_is_remembered_for_a_few_seconds_and_forgotten_when_revoked(api):
     """A key revoked elsewhere (another node, a command on another machine: here, its row
     changed behind the server's back) stops registering within ``KEY_CACHE_SECONDS``,

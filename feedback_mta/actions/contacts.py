@@ -175,6 +175,7 @@ _SAME_ADDRESS = sa.select(tables.contact.c.id, tables.contact.c.account_id,
                           tables.contact.c.first_name, tables.contact.c.last_name).where(
     tables.contact.c.email == sa.bindparam("b_email"))
 _INSERT = sa.insert(tables.contact).returning(tables.contact.c.id)
+_ROW = tables.CONTACT.where(tables.contact.c.id == sa.bindparam("b_id"))
 
 _CONTACTS = select(Contact).where(_C.c.id.in_(sa.bindparam("b_ids", expanding=True)))
 _CONTACT_KEY = sa.inspect(Contact).identity_key_from_primary_key
@@ -235,6 +236,11 @@ class Contacts:
         self.recorder.record(events.CONTACT_CREATED, "contact", contact_id,
                              values["account_id"])
         return contact_id
+
+    def row(self, contact_id: int) -> sa.Row[Any]:
+        """The contact as a row of ``tables.CONTACT`` (its fields, ``mailable`` and
+        ``not_mailable_reason``, as a ``Contact`` has them), not an ORM object."""
+        return self.session.connection().execute(_ROW, {"b_id": contact_id}).one()
 
     def add(self, account_id: int, email: str, first: str = "",
                     last: str = "", ip: str | None = None) -> tuple[Contact, bool]:

@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import sqlalchemy as sa
+
 from feedback_mta.actions.accounts import check_text, normalize_email, normalize_ip
 from feedback_mta.actions.audit import SYSTEM, Invalid, Recorder
 from feedback_mta.actions.behaviour import Behaviour
@@ -76,12 +78,8 @@ class Registration:
         UPDATE with its Message-ID and score. A contact known already, or one the check
         suspects or finds bad, is screened through the ORM as before (``Quality.screen``:
         tags, opt-outs, the other accounts' contacts)."""
-        first, last = check_text("first", first).strip(), check_text("last", last).strip()
-        self.contacts.accounts.check(account_id)  # in ``Contacts.add``'s order
-        email, ip = normalize_email(email), normalize_ip(ip)
-        pol = policy(self.session, config)
-        same = self.contacts.same_address(email)
-        known = next((row.id for row in same if row.account_id == account_id), None)
+        sub, pol, same, known = self._arrived(config, account_id, email, first, last, ip)
+        email, first, last, ip = sub.email, sub.first, sub.last, (sub.ips or (None,))[0]
         contact: Contact | None = None
         status = ""
         verdict: Verdict | None = None
@@ -104,6 +102,20 @@ class Registration:
                           found.flagged(config.leads.auto_flag_threshold))
         return Registered(lead, contact_id, str(contact.status if contact else status),
                           verdict)
+
+    def _arrived(self, config: Config, account_id: int, email: str, first: str, last: str,
+                 ip: str | None) -> tuple[Submission, Policy, list[Any], int | None]:
+        """What a registration is given, checked as ``Contacts.add`` checks it and in its
+        order (``Invalid``, ``NotFound``), with what it is judged by: the policy, every
+        account's contact with the address (``Contacts.same_address``) and the id of the
+        account's own (None: a new contact)."""
+        first, last = check_text("first", first).strip(), check_text("last", last).strip()
+        self.contacts.accounts.check(account_id)
+        email, ip = normalize_email(email), normalize_ip(ip)
+        pol = policy(self.session, config)
+        same = self.contacts.same_address(email)
+        known = next((row.id for row in same if row.account_id == account_id), None)
+        return Submission(first, last, email, (ip,) if ip else ()), pol, same, known
 
     def _new_contact(self, config: Config, pol: Policy, account_id: int, email: str,
                      first: str, last: str, ip: str | None, same: list[Any],
@@ -188,13 +200,26 @@ class Registration:
 
     def add_contact(self, config: Config, account_id: int, email: str, first: str = "",
                     last: str = "", ip: str | None = None, consent: ConsentIn | None = None,
-                    default_method: str = ConsentMethod.UNKNOWN) -> tuple[Contact, bool]:
+                    default_method: str = ConsentMethod.UNKNOWN
+                    ) -> tuple[Contact | sa.Row[Any], bool]:
         """The contact (created if new, screened either way) and whether it was new, with
-        its consent (``record_consent``)."""
-        contact, created = self.contacts.add(account_id, email, first, last, ip)
-        self.record_consent(config, contact, created, consent, default_method)
-        self.quality.screen(contact, policy(self.session, config), config.review.period)
-        return contact, created
+        its consent (``record_consent``). A new one the check finds nothing against is made
+        in one INSERT (``_new_contact``) and given as a row of ``tables.CONTACT``; any
+        other as a ``Contact``, screened through the ORM (``Quality.screen``)."""
+        sub, pol, same, known = self._arrived(config, account_id, email, first, last, ip)
+        email, first, last, ip = sub.email, sub.first, sub.last, (sub.ips or (None,))[0]
+        if known is None:
+            contact_id, _, verdict = self._new_contact(config, pol, account_id, email, first,
+                                                       last, ip, same, consent,
+                                                       default_method)
+            if verdict is not None:
+                return self.contacts.row(contact_id), True
+            contact = self.contacts.get(contact_id)
+        else:
+            contact = self.contacts.get(known)
+            self.record_consent(config, contact, False, consent, default_method)
+        self.quality.screen(contact, pol, config.review.period)
+        return contact, known is None
 
     def import_contacts(self, config: Config, account_id: int,
                         rows: Sequence[tuple[int, Mapping[str, Any]]],

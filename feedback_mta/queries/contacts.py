@@ -36,7 +36,7 @@ def tags(session: Session, contact_id: int) -> list[str]:
                              .order_by(col(Tag.name))).all())
 
 
-def contact_dict(session: Session, contact: Contact,
+def contact_dict(session: Session, contact: Contact | sa.Row[Any],
                  tag_names: list[str] | None = None) -> dict[str, Any]:
     """A contact as the command line shows it (``tag_names`` when already read)."""
     assert contact.id is not None

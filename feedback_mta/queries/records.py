@@ -72,8 +72,7 @@ def contact_fields(contact: Contact | sa.Row[Any], tag_names: list[str]) -> dict
 
 
 #: A contact with ``mailable`` and ``not_mailable_reason``, as the model has them.
-CONTACT = sa.select(_C, tables.CONTACT_NOT_MAILABLE.label("not_mailable_reason"),
-                    tables.CONTACT_NOT_MAILABLE.is_(None).label("mailable"))
+CONTACT = tables.CONTACT
 
 #: The bounces and complaints ``contact show`` counts, as the bounce handler counts them.
 _COUNTED = (events.CONTACT_HARD_BOUNCED, events.CONTACT_SOFT_BOUNCED, events.CONTACT_COMPLAINED)

@@ -131,3 +131,7 @@ inbound_message = sa.Table(
 #: contact's own (``models.Contact.mailable`` and ``not_mailable_reason`` of a row).
 CONTACT_NOT_MAILABLE = not_mailable_reason(contact.c.status, contact.c.opt_out_reason,
                                            contact.c.undeliverable_at)
+
+#: A contact with ``mailable`` and ``not_mailable_reason``, as the model has them.
+CONTACT = sa.select(contact, CONTACT_NOT_MAILABLE.label("not_mailable_reason"),
+                    CONTACT_NOT_MAILABLE.is_(None).label("mailable"))
