@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlmodel import Session
@@ -16,8 +16,20 @@ from sqlmodel import Session
 from feedback_mta.quality import campaigns, spam
 from feedback_mta.store.models import CommentBand, Lead, table_of, utcnow
 
-if TYPE_CHECKING:
-    from feedback_mta.actions.leads import NewLead
+
+class NewLeadLike(Protocol):
+    """What ``facts`` reads of a lead: a ``Lead``, or a registration's ``leads.NewLead``."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def account_id(self) -> int: ...
+    @property
+    def source_ip(self) -> str | None: ...
+    @property
+    def source_net(self) -> str | None: ...
+    @property
+    def comments(self) -> str: ...
 
 _L, _B = table_of(Lead), table_of(CommentBand)
 
@@ -50,7 +62,7 @@ class Behaviour:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def facts(self, lead: Lead | NewLead, email: str,
+    def facts(self, lead: NewLeadLike, email: str,
               bands: Sequence[int] | None = None) -> dict[str, int]:
         """The ``LeadFacts`` fields of behaviour for this (flushed) lead: leads from its
         address and network within the hour (one indexed count), senders of nearly the
