@@ -36,6 +36,13 @@ def read_comments(config: Config, text: str) -> spam.Comments:
     return spam.read(text)
 
 
+def flagging(config: Config) -> spam.Flagging:
+    """``[leads]``'s threshold and false-flag budget."""
+    leads = config.leads
+    return spam.Flagging(leads.auto_flag_threshold, leads.false_flag_budget,
+                         leads.restored_share)
+
+
 class Registration:
     """What the platform registers, created and judged at once: the contact screened
     (``quality``), the lead scored (``learning``, ``behaviour``) and flagged from the
@@ -64,16 +71,18 @@ class Registration:
         lead = self.leads.add_for(AddressBook.from_config(config), contact, ip, comments.text)
         verdict = self.quality.screen(contact, policy(self.session, config),
                                       config.review.period)
-        self.score_lead(lead, contact, verdict, config.leads.auto_flag_threshold, comments)
+        self.score_lead(lead, contact, verdict, flagging(config), comments)
         return lead, contact, verdict
 
     def score_lead(self, lead: Lead, contact: Contact, verdict: Verdict,
-                   threshold: float, comments: spam.Comments | None = None) -> SpamScore:
+                   flagging: spam.Flagging, comments: spam.Comments | None = None
+                   ) -> SpamScore:
         """Score the new lead (``quality.spam``: the rules, and what people's flags and
-        restores taught) and, from ``threshold`` on, flag it as the system (``flagged_via``
-        ``auto``, the event a dealer's flag writes): before the platform forwards or
-        exports it. A known-bad contact's lead is always flagged. ``comments``: the lead's
-        comments read already (``spam.read``), outside the transaction."""
+        restores taught) and, from ``flagging``'s threshold on (moved by the restores), flag
+        it as the system (``flagged_via`` ``auto``, the event a dealer's flag writes):
+        before the platform forwards or exports it. A known-bad contact's lead is always
+        flagged. ``comments``: the lead's comments read already (``spam.read``), outside
+        the transaction."""
         text = comments if comments is not None else spam.read(lead.comments)
         content = spam.LeadFacts(lead.comments, contact.email, verdict.level.value,
                                  tuple(verdict.reasons), contact.first_name, contact.last_name)
@@ -85,7 +94,7 @@ class Registration:
         self.learning.learn(lead.account_id, features, seen=1)
         lead.spam_score, lead.spam_reasons = found.score, list(found.reasons)
         self.session.add(lead)
-        if found.flagged(threshold):
+        if found.flagged(flagging.threshold(platform, account)):
             with self.recorder.acting_as(SYSTEM):
                 self.leads.flag_spam(lead, score=found.score, reasons=list(found.reasons))
         return found
