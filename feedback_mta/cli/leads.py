@@ -242,13 +242,11 @@ def leads_model(limit: LimitOpt = 20, config: ConfigOpt = None, as_json: JsonOpt
     leads seen, the strongest features, and the calibration (per score band, the spam rate
     the scores expect against the one observed), and the threshold a new lead meets now,
     moved by the restores ([leads] false_flag_budget)."""
-    from feedback_mta.quality import spam
+    from feedback_mta.actions.registration import flagging
     from feedback_mta.queries import leads
 
     with reading(config) as (cfg, session):
-        flagging = spam.Flagging(cfg.leads.auto_flag_threshold, cfg.leads.false_flag_budget,
-                                 cfg.leads.restored_share)
-        emit(leads.model(session, limit, flagging), as_json)
+        emit(leads.model(session, limit, flagging(cfg)), as_json)
 
 
 @leads_app.command("retrain")
