@@ -705,13 +705,41 @@ def _time_of_day(v: Any) -> str:
     return text
 
 
+def _fraction(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < 1:
+        raise ValueError(f"expected a fraction such as 0.001 (0.1%), got {v!r}")
+    return float(v)
+
+
+def _share(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 1:
+        raise ValueError(f"expected a share above 0 and at most 1, such as 0.5, got {v!r}")
+    return float(v)
+
+
+def _budget(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1:
+        raise ValueError(f"expected a share from 0 to below 1, such as 0.005 (0.5%), got {v!r}")
+    return float(v)
+
+
 @dataclass(frozen=True)
 class LeadsConfig:
     auto_flag_threshold: float = key(
         0.9, _threshold,
         "Spam score (0-1) from which a new lead is flagged spam by itself (`flagged_via` "
-        "`auto`), held back from export and not to be forwarded; 1: only the leads of known "
-        "bad contacts.")
+        "`auto`), held back from export and not to be forwarded, until the restores move it "
+        "(`false_flag_budget`); 1: only the leads of known bad contacts.")
+    false_flag_budget: float = key(
+        0.005, _budget,
+        "Share of real leads that may be flagged wrongly: the threshold rises when people "
+        "restore more than `false_flag_budget * restored_share` of the real leads, and falls "
+        "(at most 1 in log-odds below `auto_flag_threshold`) while they restore less; 0: the "
+        "threshold stays at `auto_flag_threshold`.")
+    restored_share: float = key(
+        0.5, _share,
+        "Share of the wrongly flagged leads people restore (from the digest, the review page "
+        "or the API): what a restore is taken to stand for.")
     digest_time: str = key(
         "07:00", _time_of_day,
         "Time of day (UTC, `HH:MM`) of the daily digest to each account's contact admins of "
@@ -725,12 +753,6 @@ class LeadsConfig:
             return None
         hour, minute = self.digest_time.split(":")
         return int(hour), int(minute)
-
-
-def _fraction(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < 1:
-        raise ValueError(f"expected a fraction such as 0.001 (0.1%), got {v!r}")
-    return float(v)
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,35 @@ def test_the_threshold_is_the_config_s(tmp_path, sqlite_url):
     assert bot["status"] == "spam"  # 1.0: only known-bad contacts' leads
 
 
+def test_restores_past_the_false_flag_budget_raise_the_threshold(tmp_path, database_url):
+    """Every restore here is past the budget (1% of one real lead, all restored): after two,
+    the threshold is above the pitch's score, and the same pitch is shown to the dealer;
+    ``leads model`` says the threshold it meets."""
+    path = write_config(tmp_path / "c.toml", database_url, leads={
+        "auto_flag_threshold": 0.9, "false_flag_budget": 0.01, "restored_share": 1.0})
+    ok_json(path, "db", "upgrade")
+    account = str(ok_json(path, "account", "add", "Dealer")["id"])
+
+    def pitch(n: int) -> dict:
+        return ok_json(path, "lead", "add", "--account", account, "--email",
+                       f"p{n}@agency.test", "--first", "Sam", "--last", "Hill",
+                       "--comments", SEO)
+
+    assert ok_json(path, "leads", "model")["threshold"] == 0.9
+    first = pitch(1)
+    assert first["status"] == "spam" and 0.9 < first["spam_score"] < 0.96
+    ok_json(path, "lead", "restore", str(first["id"]))
+    raised = ok_json(path, "leads", "model")
+    assert 0.9 < raised["threshold"] < first["spam_score"]
+    assert raised["labels"][account]["threshold"] == raised["threshold"]  # the platform's
+    second = pitch(2)
+    assert second["status"] == "spam"
+    ok_json(path, "lead", "restore", str(second["id"]))
+    assert ok_json(path, "leads", "model")["threshold"] > first["spam_score"]
+    third = pitch(3)
+    assert (third["status"], third["spam_score"]) == ("active", first["spam_score"])
+
+
 BUYERS = ["Is the {} still available?", "Can I test drive the {} on Saturday?",
           "What is the best price on the {}?", "Do you take trade-ins for the {}?",
           "Does the {} come with a warranty?", "How many miles on the {}?"]
@@ -115,7 +144,10 @@ def test_dealers_flags_teach_and_restores_teach_the_other_way(api):  # noqa: F81
     assert (buyer["status"], buyer["notify"]) == ("active", True)
 
     model = ok_json(api.path, "leads", "model")
-    assert model["labels"][str(api.account)] == {"spam": 2, "ham": 0}
+    # 31 real leads and no restore yet: the threshold a little below the configured 0.9.
+    assert model["labels"][str(api.account)] == {"spam": 2, "ham": 0,
+                                                 "threshold": model["threshold"]}
+    assert 0.85 < model["threshold"] < 0.9
     assert model["leads_seen"] == n
     flagged_words = {f"w:{w.strip(',').lower()}" for text in WATCHES[:2] for w in text.split()}
     strongest = [f["feature"] for f in model["features"]]
@@ -136,7 +168,9 @@ def test_dealers_flags_teach_and_restores_teach_the_other_way(api):  # noqa: F81
     again = add(WATCHES[2], n)
     assert again["spam_score"] < similar["spam_score"]
     learned = ok_json(api.path, "leads", "model")
-    assert learned["labels"][str(api.account)] == {"spam": 2, "ham": 1}
+    assert learned["labels"][str(api.account)] == {"spam": 2, "ham": 1,
+                                                   "threshold": learned["threshold"]}
+    assert learned["threshold"] > model["threshold"]  # one restore, past the budget
     # Counted again from the leads: what the counts say now holds (the restored lead is a
     # ham label, the two flagged ones spam; every lead seen once).
     assert ok_json(api.path, "leads", "retrain")["leads"] == n

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from feedback_mta.actions import Actor, UnitOfWork, unit_of_work
 from feedback_mta.actions.quality import policy
-from feedback_mta.actions.registration import read_comments
+from feedback_mta.actions.registration import flagging, read_comments
 from feedback_mta.addresses import AddressBook
 from feedback_mta.config import load
 from feedback_mta.http.auth import KEY_CACHE_SECONDS
@@ -54,7 +54,7 @@ def _orm_registration(uow: UnitOfWork, cfg, account: int, email: str, body: dict
     lead = uow.leads.add_for(AddressBook.from_config(cfg), contact, body.get("ip"),
                              comments.text)
     verdict = uow.quality.screen(contact, policy(uow.session, cfg), cfg.review.period)
-    reg.score_lead(lead, contact, verdict, cfg.leads.auto_flag_threshold, comments)
+    reg.score_lead(lead, contact, verdict, flagging(cfg), comments)
     assert lead.id is not None
     return lead.id
 

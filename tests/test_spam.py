@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from feedback_mta.quality import campaigns, spam
@@ -182,3 +184,44 @@ def test_calibration_compares_the_scores_with_the_spam_observed_per_band():
     assert spam.band(0.0) == 0.0 and spam.band(0.95) == 0.9 and spam.band(1.0) == 0.99
     bands = spam.calibration([(0.9, 4, 3.8, 3), (0.0, 10, 0.2, 1), (0.5, 0, 0.0, 0)])
     assert bands == [spam.Band(0.0, 0.1, 10, 0.02, 0.1), spam.Band(0.9, 0.99, 4, 0.95, 0.75)]
+
+
+def _labels(seen: int, flagged: int = 0, restored: int = 0) -> dict[str, spam.Counts]:
+    """The labels' counts of ``seen`` leads, ``flagged`` by the system and not restored,
+    ``restored`` of them restored (their ``auto`` taken back, as ``Leads.restore`` does)."""
+    return {spam.LABELS: spam.Counts(seen=seen, ham=restored, auto=flagged)}
+
+
+def test_the_threshold_rises_with_restores_past_the_budget_and_falls_only_so_far():
+    flagging = spam.Flagging(0.9, budget=0.01, restored_share=0.5)
+    assert flagging.threshold({}, {}) == 0.9  # nothing counted yet
+    # 1,000 real leads, 5 restores: exactly the budget's (1% flagged wrongly, half restored).
+    assert flagging.threshold(_labels(1000, 0, 5), {}) == 0.9
+    more = [flagging.threshold(_labels(1000, 0, restored), {}) for restored in (6, 8, 12)]
+    assert 0.9 < more[0] < more[1] < more[2] <= spam.THRESHOLD_MAX
+    assert flagging.threshold(_labels(1000, 0, 100), {}) == spam.THRESHOLD_MAX
+    # Fewer restores than the budget allows: lower, but never far below the configured one
+    # (people who never restore must not slide it towards flagging everything).
+    fewer = flagging.threshold(_labels(1000, 0, 4), {})
+    assert fewer < 0.9
+    never = flagging.threshold(_labels(1_000_000, 0, 0), {})
+    assert never == round(1 / (1 + math.exp(-(math.log(9) - spam.THRESHOLD_DROP))), 4)
+    assert 0.75 < never < fewer
+    # Flagged leads not restored are no real leads: they move nothing.
+    assert flagging.threshold(_labels(1500, 500, 5), {}) == 0.9
+
+
+def test_the_threshold_stays_put_without_a_budget_or_at_one():
+    restored = _labels(1000, 0, 50)
+    assert spam.Flagging(0.9, budget=0).threshold(restored, {}) == 0.9
+    assert spam.Flagging(1.0).threshold(restored, {}) == 1.0
+    assert spam.SpamScore(1.0).flagged(spam.Flagging(0.9).threshold(restored, {}))
+
+
+def test_an_account_s_own_restores_set_its_threshold_once_it_has_enough_real_leads():
+    flagging = spam.Flagging(0.9, budget=0.01, restored_share=0.5)
+    platform = _labels(100_000, 0, 500)  # the platform within its budget
+    young = _labels(spam.OWN_THRESHOLD_LEADS - 1, 0, 40)
+    grown = _labels(spam.OWN_THRESHOLD_LEADS, 0, 40)
+    assert flagging.threshold(platform, young) == 0.9
+    assert flagging.threshold(platform, grown) > 0.99

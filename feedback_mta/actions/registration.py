@@ -39,6 +39,13 @@ def read_comments(config: Config, text: str) -> spam.Comments:
     return spam.read(text)
 
 
+def flagging(config: Config) -> spam.Flagging:
+    """``[leads]``'s threshold and false-flag budget."""
+    leads = config.leads
+    return spam.Flagging(leads.auto_flag_threshold, leads.false_flag_budget,
+                         leads.restored_share)
+
+
 @dataclass(frozen=True, slots=True)
 class Registered:
     """A lead as registered: the lead, its contact's id and status, the verdict on it."""
@@ -97,9 +104,9 @@ class Registration:
             contact = contact or self.contacts.get(contact_id)
             verdict = self.quality.screen(contact, pol, config.review.period)
             email, first, last = contact.email, contact.first_name, contact.last_name
-        found = self._score(lead, email, first, last, verdict, comments)
-        self.leads.scored(lead, email, found.score, found.reasons,
-                          found.flagged(config.leads.auto_flag_threshold))
+        found, flag = self._score(lead, email, first, last, verdict, comments,
+                                  flagging(config))
+        self.leads.scored(lead, email, found.score, found.reasons, flag)
         return Registered(lead, contact_id, str(contact.status if contact else status),
                           verdict)
 
@@ -154,24 +161,29 @@ class Registration:
         return contact_id, values["status"], verdict if checked else None
 
     def score_lead(self, lead: Lead, contact: Contact, verdict: Verdict,
-                   threshold: float, comments: spam.Comments | None = None) -> SpamScore:
+                   flagging: spam.Flagging, comments: spam.Comments | None = None
+                   ) -> SpamScore:
         """Score the new lead (``quality.spam``: the rules, and what people's flags and
-        restores taught) and, from ``threshold`` on, flag it as the system (``flagged_via``
-        ``auto``, the event a dealer's flag writes): before the platform forwards or
-        exports it. A known-bad contact's lead is always flagged. ``comments``: the lead's
-        comments read already (``spam.read``), outside the transaction."""
-        found = self._score(lead, contact.email, contact.first_name, contact.last_name,
-                            verdict, comments)
+        restores taught) and, from ``flagging``'s threshold on (moved by the restores), flag
+        it as the system (``flagged_via`` ``auto``, the event a dealer's flag writes):
+        before the platform forwards or exports it. A known-bad contact's lead is always
+        flagged. ``comments``: the lead's comments read already (``spam.read``), outside
+        the transaction."""
+        found, flag = self._score(lead, contact.email, contact.first_name,
+                                  contact.last_name, verdict, comments, flagging)
         lead.spam_score, lead.spam_reasons = found.score, list(found.reasons)
         self.session.add(lead)
-        if found.flagged(threshold):
+        if flag:
             with self.recorder.acting_as(SYSTEM):
                 self.leads.flag_spam(lead, score=found.score, reasons=list(found.reasons))
         return found
 
     def _score(self, lead: Lead | NewLead, email: str, first: str, last: str,
-               verdict: Verdict, comments: spam.Comments | None) -> SpamScore:
-        """The lead's score, read and counted (``learning``, ``behaviour``), not written."""
+               verdict: Verdict, comments: spam.Comments | None, flagging: spam.Flagging
+               ) -> tuple[SpamScore, bool]:
+        """The lead's score, read and counted (``learning``, ``behaviour``), not written,
+        and whether it is to be flagged (``flagging``'s threshold now, from the counts
+        read)."""
         text = comments if comments is not None else spam.read(lead.comments)
         content = spam.LeadFacts(lead.comments, email, verdict.level.value,
                                  tuple(verdict.reasons), first, last)
@@ -181,7 +193,7 @@ class Registration:
             content, **self.behaviour.facts(lead, email,  # type: ignore[arg-type]
                                             text.bands)), text, said, platform, account)
         self.learning.learn(lead.account_id, features, seen=1)
-        return found
+        return found, found.flagged(flagging.threshold(platform, account))
 
     def record_consent(self, config: Config, contact: Contact, created: bool,
                        consent: ConsentIn | None, default_method: str) -> bool:

@@ -241,11 +241,13 @@ def leads_model(limit: LimitOpt = 20, config: ConfigOpt = None, as_json: JsonOpt
                 ) -> None:
     """What the lead spam model learned: labels (people's flags and restores) per account,
     leads seen, the strongest features, and the calibration (per score band, the spam rate
-    the scores expect against the one observed)."""
+    the scores expect against the one observed), and the threshold a new lead meets now,
+    moved by the restores ([leads] false_flag_budget)."""
+    from feedback_mta.actions.registration import flagging
     from feedback_mta.queries import leads
 
-    with reading(config) as (_, session):
-        emit(leads.model(session, limit), as_json)
+    with reading(config) as (cfg, session):
+        emit(leads.model(session, limit, flagging(cfg)), as_json)
 
 
 @leads_app.command("retrain")

@@ -326,16 +326,24 @@ LEARNED = "like leads people flagged"
 LEARNED_MIN = 0.5
 
 _WORD = re.compile(r"[^\W\d_]{3,24}")
-_STOPWORDS = frozenset((
+#: Words that carry grammar, not meaning: never counted.
+FUNCTION_WORDS = frozenset((
     "the", "and", "for", "you", "your", "are", "with", "this", "that", "have", "has", "had",
     "not", "but", "can", "will", "would", "could", "should", "our", "out", "any", "all", "was",
     "were", "been", "from", "they", "them", "their", "there", "then", "than", "what", "when",
     "where", "which", "who", "why", "how", "about", "into", "just", "also", "more", "some",
-    "such", "only", "very", "much", "many", "here", "its", "it's", "i'm", "please", "thanks",
-    "thank", "hello", "dear", "call", "phone", "email", "contact", "interested", "information",
-    "info", "would", "like", "want", "need", "know", "let", "get", "got", "see", "look",
-    "looking", "car", "cars", "vehicle", "price", "available",
+    "such", "only", "very", "much", "many", "here", "its", "it's", "i'm",
 ))
+#: Words nearly every lead says, whatever it is (greetings, asking, the car): a prior from
+#: the domain rather than something learned.
+LEAD_WORDS = frozenset((
+    "please", "thanks", "thank", "hello", "dear", "call", "phone", "email", "contact",
+    "interested", "information", "info", "like", "want", "need", "know", "let", "get", "got",
+    "see", "look", "looking", "car", "cars", "vehicle", "price", "available",
+))
+#: The words the model does not count (``features``); ``bench/lead_spam.py`` chooses among
+#: these lists on the corpora it leaves out of a run.
+STOPWORDS = FUNCTION_WORDS | LEAD_WORDS
 
 
 _LONG_NUMBER = re.compile(r"\d{5,}")
@@ -362,7 +370,7 @@ def features(comments: str | Comments, email: str,
 
 def _text_features(comments: str, written: str) -> tuple[str, ...]:
     """The features of the text alone (``features``: words, script, number shapes)."""
-    words = {w for w in (m.lower() for m in _WORD.findall(comments)) if w not in _STOPWORDS}
+    words = {w for w in (m.lower() for m in _WORD.findall(comments)) if w not in STOPWORDS}
     found = {f"w:{w}" for w in sorted(words)[:40]}
     if written:
         found.add(f"s:{written}")
@@ -466,6 +474,64 @@ def with_learned(rules: SpamScore, learned_p: float, strongest: tuple[str, ...]
     words = ", ".join(f.partition(":")[2] for f in strongest)
     score = 1.0 - (1.0 - rules.score) * (1.0 - learned_p)
     return SpamScore(round(score, 4), (*rules.reasons, f"{LEARNED} ({words})"))
+
+
+# --- the threshold ------------------------------------------------------------------------------
+#
+# A fixed threshold flags what it flags whatever the model has become; the false flags it
+# costs differ between platforms by several times (docs/benchmarks.md). The threshold is
+# chosen instead for a false-flag budget: a share of the real leads that may be flagged.
+# The evidence of a false flag is a restore, and people restore only some of what was
+# hidden wrongly (``restored_share``), so ``budget * restored_share`` restores per real lead
+# are expected at the budget. Each restore beyond that raises the threshold by
+# ``THRESHOLD_STEP`` in log-odds, each real lead without one lowers it by that much times
+# the expected rate (integral control over the counts the model keeps anyway: no state of
+# its own). Bounds: never more than ``THRESHOLD_DROP`` below the configured threshold (a
+# platform whose people never restore does not slide towards flagging everything), never
+# above ``THRESHOLD_MAX``. An account's own counts decide once it has
+# ``OWN_THRESHOLD_LEADS`` real leads; before, the platform's.
+
+THRESHOLD_STEP = 0.5
+THRESHOLD_DROP = 1.0
+THRESHOLD_MAX = 0.999
+OWN_THRESHOLD_LEADS = 1000
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1.0 - 1e-6)
+    return math.log(p / (1.0 - p))
+
+
+@dataclass(frozen=True)
+class Flagging:
+    """From which score a new lead is flagged (``[leads]``): ``start``, moved by the
+    restores against a false-flag ``budget`` (0: fixed at ``start``; ``start`` 1: only
+    known-bad contacts' leads, never moved)."""
+
+    start: float = 0.9
+    budget: float = 0.005
+    restored_share: float = 0.5
+
+    def threshold(self, platform: dict[str, Counts], account: dict[str, Counts]) -> float:
+        """The threshold now, from the labels' counts (``LABELS``) of the account, or of
+        the platform while the account has too few real leads."""
+        if self.start >= 1.0 or self.budget <= 0:
+            return self.start
+        labels = account.get(LABELS)
+        if labels is None or _real(labels) < OWN_THRESHOLD_LEADS:
+            labels = platform.get(LABELS)
+        if labels is None:
+            return self.start
+        expected = self.budget * self.restored_share * _real(labels)
+        start = _logit(self.start)
+        x = start + THRESHOLD_STEP * (max(labels.ham, 0) - expected)
+        x = min(_logit(THRESHOLD_MAX), max(start - THRESHOLD_DROP, x))
+        return round(1.0 / (1.0 + math.exp(-x)), 4)
+
+
+def _real(labels: Counts) -> int:
+    """Leads not flagged now (a restored one among them: its ``auto`` was taken back)."""
+    return max(labels.seen - labels.flagged, 0)
 
 
 # --- calibration -------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
@@ -16,6 +16,9 @@ from feedback_mta.queries import NotFound, cursors, records, utc
 from feedback_mta.queries.accounts import require_account
 from feedback_mta.queries.records import lead_dict
 from feedback_mta.store.models import Contact, Lead, LeadStatus
+
+if TYPE_CHECKING:
+    from feedback_mta.quality import spam
 
 __all__ = ["lead_dict"]  # the fields of a lead, with the Core read of one (``records``)
 
@@ -104,27 +107,39 @@ def _bands(session: Session) -> list[tuple[float, int, float, int]]:
             for b, n, total, flagged in session.connection().execute(query)]
 
 
-def model(session: Session, limit: int = 20) -> dict[str, Any]:
+def model(session: Session, limit: int = 20, flagging: spam.Flagging | None = None
+          ) -> dict[str, Any]:
     """What the lead spam model learned (``leads model``): labels per account, leads seen
     and flagged by the system, the features most like spam (flagged twice or more), and
     the calibration: per score band, the spam rate the scores expect against the one
-    observed (the leads flagged now, by people or by the system and not restored)."""
+    observed (the leads flagged now, by people or by the system and not restored); with
+    ``flagging`` (``[leads]``), the threshold a new lead meets now, the platform's and each
+    account's (``spam.Flagging``: moved by the restores)."""
     from feedback_mta.quality import spam
     from feedback_mta.store.models import SpamFeature
 
-    labels: dict[str, dict[str, int]] = {}
+    labels: dict[str, dict[str, Any]] = {}
     totals = spam.Counts()
+    own: dict[str, spam.Counts] = {}
     for row in session.exec(select(SpamFeature).where(SpamFeature.feature == spam.LABELS)):
         if row.account_id == 0:
             totals = spam.Counts(row.seen, row.spam, row.ham, row.auto)
         else:
             labels[str(row.account_id)] = {"spam": row.spam, "ham": row.ham}
+            own[str(row.account_id)] = spam.Counts(row.seen, row.spam, row.ham, row.auto)
+    platform = {spam.LABELS: totals}
+    found: dict[str, Any] = {}
+    if flagging is not None:
+        found["threshold"] = flagging.threshold(platform, {})
+        for account, counts in own.items():
+            labels[account]["threshold"] = flagging.threshold(platform,
+                                                              {spam.LABELS: counts})
     rows = session.exec(select(SpamFeature).where(
         SpamFeature.account_id == 0, SpamFeature.feature != spam.LABELS,
         SpamFeature.spam + SpamFeature.auto >= spam.MIN_FLAGS)).all()
     rated = sorted(((spam.probability(spam.Counts(r.seen, r.spam, r.ham, r.auto), totals), r)
                     for r in rows), key=lambda pair: (-pair[0], pair[1].feature))[:limit]
-    return {"leads_seen": totals.seen,
+    return {"leads_seen": totals.seen, **found,
             "calibration": [dataclasses.asdict(b) for b in spam.calibration(_bands(session))],
             "learning": totals.seen >= spam.MIN_LEADS and totals.flagged >= spam.MIN_FLAGS,
             "labels": labels, "flagged_by_system": totals.auto,
