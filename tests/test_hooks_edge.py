@@ -212,6 +212,7 @@ def test_oversized_cut_off_and_refused_webhooks_store_nothing(hooks):
     line = hooks.server.wait_for("http.request", route=ROUTE, status=401)
     assert (line["method"], line["path"]) == ("POST", "/hooks/mailgun")
     assert hooks.server.wait_for("hook.refused", provider="mailgun")["reason"] == "bad signature"
+    hooks.server.wait_for("hook.stored", provider="mailgun")  # counted, then written
     after = _figures()
     assert {k: after[k] - before[k] for k in after} == {
         "ok": 1, "refused": 1, "stored": 1, "accepted": 1}
