@@ -20,8 +20,6 @@ What each connection gets (``[http]``):
   already open are untouched. ``max_connections_per_ip`` (an IPv6 /64 counts as one
   address; ``limit_exempt`` networks are not counted): ``429`` likewise. The peer address
   is the client: uvicorn's proxy headers are off.
-- an answer is one write (``Coalescing``): uvicorn writes a response's head and body
-  apart, and each write is a system call (the most CPU a small answer cost).
 - uvicorn's plain-text ``400 Invalid HTTP request received.`` is problem+json; its
   plain-text ``503`` at ``limit_concurrency`` cannot happen, that cap is off (these replace
   it: a connection carries one request at a time, so tasks are bounded by connections).
@@ -183,7 +181,7 @@ class Guarded(H11Protocol):
             self._finish(self.gate.refusals[refusal])
             return
         self._counted = True
-        super().connection_made(Coalescing(transport, self.loop))  # type: ignore[arg-type]
+        super().connection_made(transport)
         self._watch()
 
     def data_received(self, data: bytes) -> None:
@@ -215,7 +213,6 @@ class Guarded(H11Protocol):
     # --- H11Protocol's own ----------------------------------------------------------------
 
     def on_response_complete(self) -> None:
-        self.transport.flush()  # type: ignore[attr-defined]  # the whole answer, one write
         super().on_response_complete()
         self._watch(after_response=True)
 
@@ -290,63 +287,6 @@ class Guarded(H11Protocol):
         transport.write_eof()
         self.gate.closing.add(transport)
         self._linger = self.loop.call_later(LINGER, transport.abort)
-
-
-class Coalescing:
-    """A connection's transport whose writes go out together: uvicorn writes a response's
-    head and its body apart, two ``send`` calls (the most CPU an answer costs here) where
-    one does. Writes are held until the response is complete (``Guarded`` flushes then) or
-    the loop's turn ends, whichever comes first, and always before the connection is closed
-    or half-closed; the rest is the transport's own."""
-
-    __slots__ = ("_held", "_loop", "_scheduled", "transport")
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self.transport = transport
-        self._loop = loop
-        self._held: list[bytes] = []
-        self._scheduled = False
-
-    def write(self, data: bytes) -> None:
-        if not data:
-            return
-        self._held.append(data)
-        if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self._turn_ended)
-
-    def _turn_ended(self) -> None:
-        self._scheduled = False
-        self.flush()
-
-    def flush(self) -> None:
-        if not self._held:
-            return
-        held, self._held = self._held, []
-        if self.transport.is_closing():
-            return  # the connection is gone: nobody to answer
-        self.transport.write(held[0] if len(held) == 1 else b"".join(held))
-
-    def close(self) -> None:
-        self.flush()
-        self.transport.close()
-
-    def write_eof(self) -> None:
-        self.flush()
-        self.transport.write_eof()
-
-    def abort(self) -> None:
-        self._held = []
-        self.transport.abort()
-
-    def is_closing(self) -> bool:
-        return self.transport.is_closing()
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self.transport.get_extra_info(name, default)
-
-    def __getattr__(self, name: str) -> Any:  # pause_reading, can_write_eof, ...
-        return getattr(self.transport, name)
 
 
 def protocol(gate: Gate) -> type[Guarded]:
