@@ -79,9 +79,10 @@ def create_app(config: Config, engine: Engine, intake: Intake | None = None,
 
     app.add_middleware(canonical.Canonical)
     app.add_middleware(BodyLimit, limit=config.smtp.max_message_size)
-    # Outermost: a signed webhook is answered before any of the above (hooks.Fast says how
-    # it keeps their behaviour); everything else passes through.
-    app.add_middleware(hooks.Fast, services=app.services, limit=config.smtp.max_message_size)
+    # In front of it all, FastAPI's own middleware too: a signed webhook is answered before
+    # any of the above (hooks.Fast says how it keeps their behaviour); the rest goes on.
+    limit = config.smtp.max_message_size
+    app.front(lambda inner: hooks.Fast(inner, app.services, limit))
     return app
 
 
