@@ -13,7 +13,7 @@ import socket
 import time
 
 from feedback_mta import counters
-from tests.test_hooks import _mailgun, _unsubscribe_url, hooks  # noqa: F401 (a fixture)
+from tests.test_hooks import _mailgun, _unsubscribe_url, hooks  # noqa: F401 (the fixture)
 
 ROUTE = "/hooks/{provider}"
 
@@ -74,11 +74,11 @@ class Raw:
         self.sock.close()
 
 
-def _port(hooks) -> int:
+def _port(hooks) -> int:  # noqa: F811
     return int(hooks.url.rsplit(":", 1)[1])
 
 
-def test_a_stored_webhook_is_one_line_and_counted_once(hooks):
+def test_a_stored_webhook_is_one_line_and_counted_once(hooks):  # noqa: F811
     hooks.contact("ida@people.test")
     before = _figures()
     answer = hooks.client.post("/hooks/mailgun", content=_mailgun(
@@ -111,7 +111,7 @@ def test_a_stored_webhook_is_one_line_and_counted_once(hooks):
                 if e.get("event") == "http.request" and e.get("route") == "/u/{token}"]
 
 
-def test_bodies_in_pieces_pipelined_chunked_or_large_are_read_whole(hooks):
+def test_bodies_in_pieces_pipelined_chunked_or_large_are_read_whole(hooks):  # noqa: F811
     for n in range(6):
         hooks.contact(f"piece{n}@people.test")
 
@@ -150,7 +150,7 @@ def test_bodies_in_pieces_pipelined_chunked_or_large_are_read_whole(hooks):
     assert hooks.server.count("hook.stored") == 6
 
 
-def test_oversized_cut_off_and_refused_webhooks_store_nothing(hooks):
+def test_oversized_cut_off_and_refused_webhooks_store_nothing(hooks):  # noqa: F811
     port = _port(hooks)
     signed = _mailgun("complained.json", recipient="kim@people.test")
     raw = Raw(port)
