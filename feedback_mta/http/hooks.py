@@ -213,7 +213,7 @@ class Fast:
             return
         headers = _headers(scope)
         declared = headers.get("content-length", "")
-        if not declared.isdigit() or int(declared) > self.limit:
+        if not (declared.isascii() and declared.isdigit()) or int(declared) > self.limit:
             await self.app(scope, receive, send)  # chunked, or BodyLimit's 413
             return
         started = time.perf_counter()
