@@ -116,7 +116,9 @@ def test_the_spam_digest_and_a_not_spam_reply_restore_the_lead_and_teach(desk):
     assert f"Restored: #{desk.spam['id']}." in ack and f"#{desk.elsewhere['id']}" in ack
     # A label the model counts: a restore by a person.
     model = ok_json(desk.path, "leads", "model")
-    assert model["labels"][str(desk.account)] == {"spam": 0, "ham": 1}
+    labels = model["labels"][str(desk.account)]
+    assert (labels["spam"], labels["ham"]) == (0, 1)
+    assert labels["threshold"] > 0.9  # a restore past the false-flag budget raises it
 
 
 def _signed_in_client(desk, n: int = 1) -> httpx.Client:
@@ -234,7 +236,9 @@ def test_the_review_page_in_a_real_browser(desk):
     contact = ok_json(desk.path, "contact", "show", str(desk.suspect))
     assert contact["verified"] is True and contact["tags"] == []
     model = ok_json(desk.path, "leads", "model")
-    assert model["labels"][str(desk.account)] == {"spam": 0, "ham": 1}
+    labels = model["labels"][str(desk.account)]
+    assert (labels["spam"], labels["ham"]) == (0, 1)
+    assert labels["threshold"] > 0.9  # a restore past the false-flag budget raises it
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ import concurrent.futures
 import hashlib
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -251,16 +252,26 @@ class Intake(Runner[_Pending]):
 
     @staticmethod
     def _replays(conn: sa.Connection, arrivals: list[Arrival]) -> set[int]:
-        """Record the nonces; the positions of arrivals whose nonce signed another event."""
+        """Record the nonces; the positions of arrivals whose nonce signed another event.
+        A nonce new to the table and alone in the batch is its arrival's (the insert
+        returns it): only the others (seen before, or twice in the batch) are read back."""
         signed = [(n, a) for n, a in enumerate(arrivals) if a.nonce]
+        now = utcnow()
         values = [{"provider": a.provider or "", "nonce": a.nonce, "content_hash": a.key or "",
-                   "seen_at": utcnow()} for _, a in signed]
+                   "seen_at": now} for _, a in signed]
         insert = (sqlite_insert if conn.dialect.name == "sqlite" else pg_insert)(_NONCES)
-        conn.execute(insert.on_conflict_do_nothing(), values)
+        new = {(r.provider, r.nonce) for r in conn.execute(
+            insert.on_conflict_do_nothing().returning(_NONCES.c.provider, _NONCES.c.nonce),
+            values)}
+        times = Counter((a.provider or "", a.nonce) for _, a in signed)
+        unsure = [(n, a) for n, a in signed
+                  if times[a.provider or "", a.nonce] > 1 or (a.provider or "", a.nonce) not in new]
+        if not unsure:
+            return set()
         stored = {(r.provider, r.nonce): r.content_hash for r in conn.execute(
             sa.select(_NONCES.c.provider, _NONCES.c.nonce, _NONCES.c.content_hash).where(
-                _NONCES.c.nonce.in_([a.nonce for _, a in signed])))}
-        return {n for n, a in signed
+                _NONCES.c.nonce.in_([a.nonce for _, a in unsure])))}
+        return {n for n, a in unsure
                 if stored.get((a.provider or "", a.nonce)) != (a.key or "")}
 
     @staticmethod

@@ -39,6 +39,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from sqlalchemy.engine import Engine
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from feedback_mta.actions.together import Together
 from feedback_mta.addresses import AddressBook
@@ -79,11 +80,24 @@ class HttpServices:
 
 
 class App(FastAPI):
-    """A FastAPI application that carries the services its endpoints are given."""
+    """A FastAPI application that carries the services its endpoints are given, and may
+    have a front: an ASGI app that sees each request first, before FastAPI's own
+    middleware, and hands on what it does not answer (``front``)."""
 
     def __init__(self, services: HttpServices, **settings: Any) -> None:
         super().__init__(**settings)
         self.services = services
+        self._front: ASGIApp | None = None
+
+    def front(self, make: Callable[[ASGIApp], ASGIApp]) -> None:
+        """Put ``make(the app as it is)`` in front of it."""
+        self._front = make(super().__call__)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._front is None:
+            await super().__call__(scope, receive, send)
+        else:
+            await self._front(scope, receive, send)
 
 
 def _of(request: Request) -> HttpServices:

@@ -69,7 +69,7 @@ router = APIRouter(include_in_schema=False, route_class=PageRoute)
 def _contact_of(request: Request, book: AddressBook, token: str) -> int:
     contact_id = tokens.verify(book.secrets, tokens.Purpose.UNSUBSCRIBE, token.lower())
     if contact_id is None:
-        raise refuse(one_click.NAME, request, "not a valid unsubscribe link", status=404)
+        raise refuse(one_click.NAME, request.scope, "not a valid unsubscribe link", status=404)
     return contact_id
 
 
@@ -91,7 +91,7 @@ def _one_click_body(request: Request, body: bytes) -> None:
     try:
         one_click.check_body(body, request.headers.get("content-type", ""))
     except Malformed as exc:
-        raise refuse(one_click.NAME, request, str(exc), 400) from None
+        raise refuse(one_click.NAME, request.scope, str(exc), 400) from None
 
 
 @router.post("/u/{token}")
@@ -105,7 +105,7 @@ async def unsubscribe(request: Request, services: Services, token: str) -> HTMLR
     found = await run_in_threadpool(_read, services, contact_id)
     generation = found.resubscriptions if found else 0
     event = one_click.event_id(token, datetime.now(UTC).date(), generation)
-    await store_events(request, services.intake, one_click.NAME,
+    await store_events(request.scope, services.intake, one_click.NAME,
                        [HookEvent(event, body)],
                        rcpt_tos=(f"unsubscribe+{token}@{book.domain}",))
     # What it was before this click: already opted out otherwise, nothing to undo here.
@@ -175,4 +175,4 @@ async def resubscribe(request: Request, services: Services, token: str) -> HTMLR
 @router.post("/u/{rest:path}", name="mangled_link_post")
 async def mangled(request: Request, rest: str) -> Response:
     """A link cut or mangled on its way (a mail client's line break, a stray slash)."""
-    raise refuse(one_click.NAME, request, "not a valid unsubscribe link", status=404)
+    raise refuse(one_click.NAME, request.scope, "not a valid unsubscribe link", status=404)
