@@ -411,14 +411,16 @@ class _pg_database:
 
         self.url = None
         self.admin = None
+        # One database a run: two runs on one server must not drop each other's.
+        self.name = f"fbmta_bench_api_{os.getpid()}"
         if server is None:
             return
         try:
             self.admin = sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT",
                                           connect_args={"connect_timeout": 3})
-            self._run('DROP DATABASE IF EXISTS "fbmta_bench_api" WITH (FORCE)')
-            self._run('CREATE DATABASE "fbmta_bench_api"')
-            self.url = f"{server}/fbmta_bench_api"
+            self._run(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            self._run(f'CREATE DATABASE "{self.name}"')
+            self.url = f"{server}/{self.name}"
         except sa.exc.SQLAlchemyError:
             self.admin = None
 
@@ -434,7 +436,7 @@ class _pg_database:
 
     def __exit__(self, *exc) -> None:
         if self.admin is not None:
-            self._run('DROP DATABASE IF EXISTS "fbmta_bench_api" WITH (FORCE)')
+            self._run(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
             self.admin.dispose()
 
 
