@@ -176,7 +176,7 @@ class Counted:
         from feedback_mta.quality import spam
 
         platform, own = {}, {}
-        for feature in [*features, spam.LABELS]:
+        for feature in [*features, *spam.COUNTERS]:
             for who, into in ((0, platform), (account, own)):
                 row = self.rows.get((who, feature))
                 if row is not None:
@@ -194,6 +194,12 @@ class Counted:
                 row[1] += spam_
                 row[2] += ham
                 row[3] += auto
+
+    def restored_from_system(self, account: int) -> None:
+        from feedback_mta.quality import spam
+
+        for who in {0, account}:
+            self.rows.setdefault((who, spam.AUTO_RESTORED), [0, 0, 0, 0])[2] += 1
 
 
 def simulate(corpus: list[tuple[str, str]], seed: int, accounts: int,
@@ -233,6 +239,7 @@ def simulate(corpus: list[tuple[str, str]], seed: int, accounts: int,
             wrong += 1
             if wrong % 2 == 1:
                 model.learn(account, labelled, ham=1, auto=-1)
+                model.restored_from_system(account)
     half = len(outcomes) // 2
     return {"second_half": _rates(outcomes[half:]), "whole": _rates(outcomes)}
 

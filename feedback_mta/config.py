@@ -732,10 +732,10 @@ class LeadsConfig:
         "(`false_flag_budget`); 1: only the leads of known bad contacts.")
     false_flag_budget: float = key(
         0.005, _budget,
-        "Share of real leads that may be flagged wrongly: the threshold rises when people "
-        "restore more than `false_flag_budget * restored_share` of the real leads, and falls "
-        "(at most 1 in log-odds below `auto_flag_threshold`) while they restore less; 0: the "
-        "threshold stays at `auto_flag_threshold`.")
+        "Share of real leads that may be flagged wrongly: the threshold rises while people "
+        "restore more of the system's flags than `false_flag_budget * restored_share` of "
+        "the real leads, and falls (at most 1 in log-odds below `auto_flag_threshold`) while "
+        "they restore fewer; 0: the threshold stays at `auto_flag_threshold`.")
     restored_share: float = key(
         0.5, _share,
         "Share of the wrongly flagged leads people restore (from the digest, the review page "

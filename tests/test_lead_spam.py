@@ -78,32 +78,37 @@ def test_the_threshold_is_the_config_s(tmp_path, sqlite_url):
 
 
 def test_restores_past_the_false_flag_budget_raise_the_threshold(tmp_path, database_url):
-    """Every restore here is past the budget (1% of one real lead, all restored): after two,
-    the threshold is above the pitch's score, and the same pitch is shown to the dealer;
-    ``leads model`` says the threshold it meets."""
+    """A restore of what the system flagged is past the budget here (1% of one real lead,
+    all restored): the threshold rises above the pitch's score, and the same pitch is shown
+    to the dealer. A dealer undoing their own flag is no false flag: it moves nothing.
+    ``leads model`` says the threshold a lead meets now; ``leads retrain`` counts the
+    same."""
     path = write_config(tmp_path / "c.toml", database_url, leads={
         "auto_flag_threshold": 0.9, "false_flag_budget": 0.01, "restored_share": 1.0})
     ok_json(path, "db", "upgrade")
     account = str(ok_json(path, "account", "add", "Dealer")["id"])
 
-    def pitch(n: int) -> dict:
+    def lead(n: int, comments: str) -> dict:
         return ok_json(path, "lead", "add", "--account", account, "--email",
                        f"p{n}@agency.test", "--first", "Sam", "--last", "Hill",
-                       "--comments", SEO)
+                       "--comments", comments)
 
     assert ok_json(path, "leads", "model")["threshold"] == 0.9
-    first = pitch(1)
+    buyer = lead(0, BUYER)
+    ok_json(path, "lead", "flag", str(buyer["id"]))  # the dealer's mistake...
+    ok_json(path, "lead", "restore", str(buyer["id"]))  # ...undone
+    assert ok_json(path, "leads", "model")["threshold"] <= 0.9
+    first = lead(1, SEO)
     assert first["status"] == "spam" and 0.9 < first["spam_score"] < 0.96
     ok_json(path, "lead", "restore", str(first["id"]))
     raised = ok_json(path, "leads", "model")
-    assert 0.9 < raised["threshold"] < first["spam_score"]
-    assert raised["labels"][account]["threshold"] == raised["threshold"]  # the platform's
-    second = pitch(2)
-    assert second["status"] == "spam"
-    ok_json(path, "lead", "restore", str(second["id"]))
-    assert ok_json(path, "leads", "model")["threshold"] > first["spam_score"]
-    third = pitch(3)
-    assert (third["status"], third["spam_score"]) == ("active", first["spam_score"])
+    assert raised["threshold"] > first["spam_score"]
+    assert raised["labels"][account]["threshold"] == raised["threshold"]  # one account
+    second = lead(2, SEO)
+    assert (second["status"], second["spam_score"]) == ("active", first["spam_score"])
+    counted = ok_json(path, "leads", "model")
+    assert ok_json(path, "leads", "retrain")["leads"] == 3
+    assert ok_json(path, "leads", "model") == counted
 
 
 BUYERS = ["Is the {} still available?", "Can I test drive the {} on Saturday?",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -187,41 +188,65 @@ def test_calibration_compares_the_scores_with_the_spam_observed_per_band():
 
 
 def _labels(seen: int, flagged: int = 0, restored: int = 0) -> dict[str, spam.Counts]:
-    """The labels' counts of ``seen`` leads, ``flagged`` by the system and not restored,
-    ``restored`` of them restored (their ``auto`` taken back, as ``Leads.restore`` does)."""
-    return {spam.LABELS: spam.Counts(seen=seen, ham=restored, auto=flagged)}
+    """The counters of ``seen`` leads, ``flagged`` by the system and not restored,
+    ``restored`` of the system's flags restored by a person (as ``Leads.restore`` counts
+    them: the flag taken back, a label the other way, one more ``AUTO_RESTORED``)."""
+    return {spam.LABELS: spam.Counts(seen=seen, ham=restored, auto=flagged),
+            spam.AUTO_RESTORED: spam.Counts(ham=restored)}
 
 
-def test_the_threshold_rises_with_restores_past_the_budget_and_falls_only_so_far():
+def _odds(p: float) -> float:
+    return p / (1 - p)
+
+
+def test_the_threshold_follows_restores_against_the_budget_within_bounds():
     flagging = spam.Flagging(0.9, budget=0.01, restored_share=0.5)
     assert flagging.threshold({}, {}) == 0.9  # nothing counted yet
     # 1,000 real leads, 5 restores: exactly the budget's (1% flagged wrongly, half restored).
-    assert flagging.threshold(_labels(1000, 0, 5), {}) == 0.9
+    assert flagging.threshold(_labels(1000, 0, 5), {}) == pytest.approx(0.9)
+    # Four times as many and one more (the +1s): the threshold's odds times 4 squared.
+    assert _odds(flagging.threshold(_labels(1000, 0, 23), {})) == pytest.approx(9 * 16)
     more = [flagging.threshold(_labels(1000, 0, restored), {}) for restored in (6, 8, 12)]
-    assert 0.9 < more[0] < more[1] < more[2] <= spam.THRESHOLD_MAX
-    assert flagging.threshold(_labels(1000, 0, 100), {}) == spam.THRESHOLD_MAX
-    # Fewer restores than the budget allows: lower, but never far below the configured one
-    # (people who never restore must not slide it towards flagging everything).
+    assert 0.9 < more[0] < more[1] < more[2] < spam.THRESHOLD_MAX
+    assert flagging.threshold(_labels(1000, 0, 100), {}) == pytest.approx(spam.THRESHOLD_MAX)
+    # Fewer restores than the budget expects: lower, but never far below the configured
+    # one (people who never restore must not slide it towards flagging everything).
     fewer = flagging.threshold(_labels(1000, 0, 4), {})
-    assert fewer < 0.9
     never = flagging.threshold(_labels(1_000_000, 0, 0), {})
-    assert never == round(1 / (1 + math.exp(-(math.log(9) - spam.THRESHOLD_DROP))), 4)
-    assert 0.75 < never < fewer
+    assert never == pytest.approx(1 / (1 + math.exp(-(math.log(9) - spam.THRESHOLD_DROP))))
+    assert 0.75 < never < fewer < 0.9
     # Flagged leads not restored are no real leads: they move nothing.
-    assert flagging.threshold(_labels(1500, 500, 5), {}) == 0.9
+    assert flagging.threshold(_labels(1500, 500, 5), {}) == pytest.approx(0.9)
 
 
-def test_the_threshold_stays_put_without_a_budget_or_at_one():
+def test_a_burst_of_restores_weighs_less_as_real_leads_follow_it():
+    """A ratio of the counts, not a running sum: ten restores at once raise the threshold,
+    and the real leads that follow without any bring it back, whatever came before."""
+    flagging = spam.Flagging(0.9, budget=0.005, restored_share=0.5)
+    after = [flagging.threshold(_labels(real, 0, 10), {})
+             for real in (1_000, 4_000, 10_000)]
+    assert after[0] > 0.98 and after[0] > after[1] > after[2]
+    assert after[2] < 0.9  # 10 against the 25 the budget allows 10,000 real leads
+    # However long it ran within its budget, a platform's threshold is where it was set.
+    assert flagging.threshold(_labels(1_000_000, 0, 2_500), {}) == pytest.approx(0.9, 1e-3)
+
+
+def test_the_threshold_stays_put_without_a_budget_or_at_one_and_keeps_a_higher_start():
     restored = _labels(1000, 0, 50)
     assert spam.Flagging(0.9, budget=0).threshold(restored, {}) == 0.9
     assert spam.Flagging(1.0).threshold(restored, {}) == 1.0
     assert spam.SpamScore(1.0).flagged(spam.Flagging(0.9).threshold(restored, {}))
+    # A configured threshold above the cap is not lowered by it.
+    assert spam.Flagging(0.9995).threshold(_labels(1000, 0, 5), {}) == pytest.approx(0.9995)
 
 
-def test_an_account_s_own_restores_set_its_threshold_once_it_has_enough_real_leads():
+def test_an_account_s_own_restores_weigh_in_as_its_real_leads_grow():
     flagging = spam.Flagging(0.9, budget=0.01, restored_share=0.5)
     platform = _labels(100_000, 0, 500)  # the platform within its budget
-    young = _labels(spam.OWN_THRESHOLD_LEADS - 1, 0, 40)
-    grown = _labels(spam.OWN_THRESHOLD_LEADS, 0, 40)
-    assert flagging.threshold(platform, young) == 0.9
-    assert flagging.threshold(platform, grown) > 0.99
+    young, grown = _labels(10, 0, 2), _labels(spam.OWN_THRESHOLD_LEADS * 9, 0, 400)
+    assert flagging.threshold(platform, {}) == pytest.approx(0.9)
+    assert 0.9 < flagging.threshold(platform, young) < 0.91  # 10 real leads: a 1% say
+    assert flagging.threshold(platform, grown) > 0.99  # 90% of the say, 9x its budget
+    # No jump where an account crosses any count of real leads.
+    steps = [flagging.threshold(platform, _labels(n, 0, 20)) for n in range(990, 1011)]
+    assert max(abs(a - b) for a, b in itertools.pairwise(steps)) < 0.001

@@ -186,6 +186,8 @@ class Leads:
         if self.recorder.actor.via != "auto":  # a person's restore: a label the other way
             self.learning.learn(lead.account_id, self._features(lead), ham=1,
                                 **({"spam_": -1} if flagged_by_person else {"auto": -1}))
+            if not flagged_by_person:  # the system's flag was wrong: the threshold hears it
+                self.learning.restored_from_system(lead.account_id)
         return True
 
     def _features(self, lead: Lead) -> list[str]:

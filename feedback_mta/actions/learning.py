@@ -75,7 +75,7 @@ class Learning:
     def counts(self, account_id: int, features: Iterable[str]
                ) -> tuple[dict[str, spam.Counts], dict[str, spam.Counts]]:
         """(the platform's, the account's) counts of these features (and of the labels)."""
-        wanted = [*features, spam.LABELS]
+        wanted = [*features, *spam.COUNTERS]
         totals: dict[tuple[int, str], list[int]] = {
             (row.account_id, row.feature): [row.seen, row.spam, row.ham, row.auto]
             for row in self.session.connection().execute(
@@ -101,3 +101,11 @@ class Learning:
             {"account_id": a, "feature": f, "seen": seen, "spam": spam_, "ham": ham,
              "auto": auto}
             for a in {0, account_id} for f in {*features, spam.LABELS}))
+
+    def restored_from_system(self, account_id: int) -> None:
+        """Count a person's restore of a lead the system flagged (``spam.AUTO_RESTORED``:
+        the evidence of a false flag the threshold answers to), the platform's and the
+        account's, at the commit."""
+        self.recorder.defer(_COUNTS_KIND, (
+            {"account_id": a, "feature": spam.AUTO_RESTORED, "seen": 0, "spam": 0, "ham": 1,
+             "auto": 0} for a in {0, account_id}))

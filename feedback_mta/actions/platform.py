@@ -87,7 +87,9 @@ class Platform:
         return row, key
 
     def revoke_key(self, key_id: int) -> bool:
-        """Revoke a key: requests with it get 401 from now on. False when it was revoked."""
+        """Revoke a key: requests with it get 401 from now on (a running ``serve`` that
+        remembers it for its registrations, in another process, within
+        ``http.auth.KEY_CACHE_SECONDS``). False when it was revoked."""
         row = self.session.get(ApiKey, key_id)
         if row is None:
             raise NotFound(f"no key {key_id}")

@@ -34,6 +34,10 @@ def retrain(engine: Engine) -> int | None:
             return None
         restored = set(conn.execute(sa.select(_E.c.subject_id).where(
             _E.c.action == events.LEAD_RESTORED, _E.c.via != "auto")).scalars())
+        # Restored after the system flagged it: the threshold's evidence of a false flag
+        # (a person undoing their own flag is not).
+        flagged_by_system = set(conn.execute(sa.select(_E.c.subject_id).where(
+            _E.c.action == events.LEAD_FLAGGED_SPAM, _E.c.via == "auto")).scalars())
         counts: Counter[tuple[int, str, str]] = Counter()
         leads = 0
         for row in conn.execute(sa.select(
@@ -50,6 +54,10 @@ def retrain(engine: Engine) -> int | None:
                     counts[(account, feature, "spam")] += flagged
                     counts[(account, feature, "ham")] += kept
                     counts[(account, feature, "auto")] += auto
+            if kept and row.id in flagged_by_system:
+                for account in {0, row.account_id}:
+                    counts[(account, spam.AUTO_RESTORED, "seen")] += 0
+                    counts[(account, spam.AUTO_RESTORED, "ham")] += 1
         keys = {(a, f) for a, f, _ in counts}
         conn.execute(sa.delete(_F))
         if keys:

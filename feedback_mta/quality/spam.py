@@ -447,7 +447,7 @@ def learned(platform: dict[str, Counts], account: dict[str, Counts]
     own_totals = account.get(LABELS)
     rated = []
     for feature, counts in platform.items():
-        if feature == LABELS:
+        if feature in COUNTERS:
             continue
         p = probability(counts, totals)
         own = account.get(feature)
@@ -481,24 +481,32 @@ def with_learned(rules: SpamScore, learned_p: float, strongest: tuple[str, ...]
 # A fixed threshold flags what it flags whatever the model has become; the false flags it
 # costs differ between platforms by several times (docs/benchmarks.md). The threshold is
 # chosen instead for a false-flag budget: a share of the real leads that may be flagged.
-# The evidence of a false flag is a restore, and people restore only some of what was
-# hidden wrongly (``restored_share``), so ``budget * restored_share`` restores per real lead
-# are expected at the budget. Each restore beyond that raises the threshold by
-# ``THRESHOLD_STEP`` in log-odds, each real lead without one lowers it by that much times
-# the expected rate (integral control over the counts the model keeps anyway: no state of
-# its own). Bounds: never more than ``THRESHOLD_DROP`` below the configured threshold (a
-# platform whose people never restore does not slide towards flagging everything), never
-# above ``THRESHOLD_MAX``. An account's own counts decide once it has
-# ``OWN_THRESHOLD_LEADS`` real leads; before, the platform's.
+# The evidence of a false flag is a person's restore of a lead the system flagged
+# (``AUTO_RESTORED``: undoing one's own flag is not one), and people restore only some of
+# what was hidden wrongly (``restored_share``), so ``budget * restored_share`` such
+# restores per real lead are expected at the budget. The threshold's odds are the
+# configured threshold's times (restores + 1) / (expected + 1), to the power
+# ``THRESHOLD_GAIN``: as many restores as the budget expects leave it where it was
+# configured, four times as many (and one more) raise 0.9 to about 0.99. A ratio of the
+# lifetime counts, not a sum: a burst of restores weighs less as real leads follow it, and
+# nothing winds up however long a platform runs. Bounds: never more than
+# ``THRESHOLD_DROP`` below the configured threshold (a platform whose people never restore
+# does not slide towards flagging everything), never above ``THRESHOLD_MAX`` (or the
+# configured threshold, when that is higher). An account's own counts weigh in as its real
+# leads grow: half at ``OWN_THRESHOLD_LEADS``, the platform's the other half.
 
-THRESHOLD_STEP = 0.5
+#: The feature whose ``ham`` counts a person's restores of leads the system flagged.
+AUTO_RESTORED = "*restored from the system*"
+#: Not features of a lead: the model's own counters.
+COUNTERS = frozenset({LABELS, AUTO_RESTORED})
+THRESHOLD_GAIN = 2.0
 THRESHOLD_DROP = 1.0
 THRESHOLD_MAX = 0.999
 OWN_THRESHOLD_LEADS = 1000
 
 
 def _logit(p: float) -> float:
-    p = min(max(p, 1e-6), 1.0 - 1e-6)
+    p = min(max(p, 1e-9), 1.0 - 1e-9)
     return math.log(p / (1.0 - p))
 
 
@@ -513,24 +521,34 @@ class Flagging:
     restored_share: float = 0.5
 
     def threshold(self, platform: dict[str, Counts], account: dict[str, Counts]) -> float:
-        """The threshold now, from the labels' counts (``LABELS``) of the account, or of
-        the platform while the account has too few real leads."""
+        """The threshold now, from the counts of real leads (``LABELS``) and of the
+        system's flags people restored (``AUTO_RESTORED``), the platform's and, as it
+        grows, the account's."""
         if self.start >= 1.0 or self.budget <= 0:
             return self.start
-        labels = account.get(LABELS)
-        if labels is None or _real(labels) < OWN_THRESHOLD_LEADS:
-            labels = platform.get(LABELS)
-        if labels is None:
+        x = self._odds(platform)
+        if x is None:
             return self.start
-        expected = self.budget * self.restored_share * _real(labels)
+        own = self._odds(account)
+        if own is not None:
+            weight = _real(account) / (_real(account) + OWN_THRESHOLD_LEADS)
+            x = weight * own + (1.0 - weight) * x
+        return 1.0 / (1.0 + math.exp(-x))
+
+    def _odds(self, counts: dict[str, Counts]) -> float | None:
+        """The threshold in log-odds from these counts; None without labels."""
+        if LABELS not in counts:
+            return None
+        restored = max(counts.get(AUTO_RESTORED, Counts()).ham, 0)
+        expected = self.budget * self.restored_share * _real(counts)
         start = _logit(self.start)
-        x = start + THRESHOLD_STEP * (max(labels.ham, 0) - expected)
-        x = min(_logit(THRESHOLD_MAX), max(start - THRESHOLD_DROP, x))
-        return round(1.0 / (1.0 + math.exp(-x)), 4)
+        x = start + THRESHOLD_GAIN * math.log((restored + 1.0) / (expected + 1.0))
+        return min(max(_logit(THRESHOLD_MAX), start), max(start - THRESHOLD_DROP, x))
 
 
-def _real(labels: Counts) -> int:
-    """Leads not flagged now (a restored one among them: its ``auto`` was taken back)."""
+def _real(counts: dict[str, Counts]) -> int:
+    """Leads not flagged now (a restored one among them: its flag was taken back)."""
+    labels = counts.get(LABELS, Counts())
     return max(labels.seen - labels.flagged, 0)
 
 

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from feedback_mta.actions.leads import NewLead
 from feedback_mta.addresses import AddressBook
 from feedback_mta.quality.verdict import Verdict
 from feedback_mta.queries import NotFound, cursors, records, utc
@@ -18,6 +17,7 @@ from feedback_mta.queries.records import lead_dict
 from feedback_mta.store.models import Contact, Lead, LeadStatus
 
 if TYPE_CHECKING:
+    from feedback_mta.actions.leads import NewLead
     from feedback_mta.quality import spam
 
 __all__ = ["lead_dict"]  # the fields of a lead, with the Core read of one (``records``)
@@ -120,22 +120,26 @@ def model(session: Session, limit: int = 20, flagging: spam.Flagging | None = No
 
     labels: dict[str, dict[str, Any]] = {}
     totals = spam.Counts()
-    own: dict[str, spam.Counts] = {}
-    for row in session.exec(select(SpamFeature).where(SpamFeature.feature == spam.LABELS)):
+    counters: dict[int, dict[str, spam.Counts]] = {}
+    for row in session.exec(select(SpamFeature).where(
+            col(SpamFeature.feature).in_(sorted(spam.COUNTERS)))):
+        counts = spam.Counts(row.seen, row.spam, row.ham, row.auto)
+        counters.setdefault(row.account_id, {})[row.feature] = counts
+        if row.feature != spam.LABELS:
+            continue
         if row.account_id == 0:
-            totals = spam.Counts(row.seen, row.spam, row.ham, row.auto)
+            totals = counts
         else:
             labels[str(row.account_id)] = {"spam": row.spam, "ham": row.ham}
-            own[str(row.account_id)] = spam.Counts(row.seen, row.spam, row.ham, row.auto)
-    platform = {spam.LABELS: totals}
     found: dict[str, Any] = {}
     if flagging is not None:
-        found["threshold"] = flagging.threshold(platform, {})
-        for account, counts in own.items():
-            labels[account]["threshold"] = flagging.threshold(platform,
-                                                              {spam.LABELS: counts})
+        platform = counters.get(0, {})
+        found["threshold"] = round(flagging.threshold(platform, {}), 4)
+        for account in labels:
+            labels[account]["threshold"] = round(
+                flagging.threshold(platform, counters[int(account)]), 4)
     rows = session.exec(select(SpamFeature).where(
-        SpamFeature.account_id == 0, SpamFeature.feature != spam.LABELS,
+        SpamFeature.account_id == 0, col(SpamFeature.feature).not_in(sorted(spam.COUNTERS)),
         SpamFeature.spam + SpamFeature.auto >= spam.MIN_FLAGS)).all()
     rated = sorted(((spam.probability(spam.Counts(r.seen, r.spam, r.ham, r.auto), totals), r)
                     for r in rows), key=lambda pair: (-pair[0], pair[1].feature))[:limit]
