@@ -91,6 +91,22 @@ def _int(lo: int, hi: int) -> Callable[[Any], int]:
     return check
 
 
+def _share_of(accepts: Callable[[float], bool], expected: str) -> Callable[[Any], float]:
+    """A number between 0 and 1 that ``accepts`` takes (which ends it may reach); the error
+    says it ``expected``."""
+    def check(v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not accepts(v):
+            raise ValueError(f"expected {expected}, got {v!r}")
+        return float(v)
+    return check
+
+
+_threshold = _share_of(lambda v: 0 < v <= 1, "a score above 0 and at most 1, such as 0.9")
+_fraction = _share_of(lambda v: 0 < v < 1, "a fraction such as 0.001 (0.1%)")
+_share = _share_of(lambda v: 0 < v <= 1, "a share above 0 and at most 1, such as 0.5")
+_budget = _share_of(lambda v: 0 <= v < 1, "a share from 0 to below 1, such as 0.005 (0.5%)")
+
+
 def _str(nonempty: bool = True) -> Callable[[Any], str]:
     def check(v: Any) -> str:
         if not isinstance(v, str) or (nonempty and not v.strip()):
@@ -690,12 +706,6 @@ class RetentionConfig:
         "kept until retried, since a retry needs them.")
 
 
-def _threshold(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 1:
-        raise ValueError(f"expected a score above 0 and at most 1, such as 0.9, got {v!r}")
-    return float(v)
-
-
 def _time_of_day(v: Any) -> str:
     text = str(v).strip() if isinstance(v, str) else None
     if text is None:
@@ -703,24 +713,6 @@ def _time_of_day(v: Any) -> str:
     if text and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", text):
         raise ValueError(f"expected a time of day as HH:MM (UTC), such as \"07:00\", got {v!r}")
     return text
-
-
-def _fraction(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < 1:
-        raise ValueError(f"expected a fraction such as 0.001 (0.1%), got {v!r}")
-    return float(v)
-
-
-def _share(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 1:
-        raise ValueError(f"expected a share above 0 and at most 1, such as 0.5, got {v!r}")
-    return float(v)
-
-
-def _budget(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1:
-        raise ValueError(f"expected a share from 0 to below 1, such as 0.005 (0.5%), got {v!r}")
-    return float(v)
 
 
 @dataclass(frozen=True)
