@@ -64,6 +64,19 @@ class ConsentIn:
         return ConsentIn(method, source.strip(), _utc(self.at), normalize_ip(self.ip), agent)
 
 
+def given(consent: ConsentIn | None, default_method: str, new: bool) -> ConsentIn | None:
+    """What is recorded of a contact's consent: as given; for a ``new`` contact given
+    nothing, that it came by ``default_method`` (``api`` over HTTP), unless that is
+    ``unknown``, which leaves the record as the migrated contacts have it; otherwise
+    nothing (an existing contact given nothing keeps its record, neither read nor
+    locked)."""
+    if consent is not None:
+        return consent
+    if not new or default_method == ConsentMethod.UNKNOWN:
+        return None
+    return ConsentIn(default_method)
+
+
 def _utc(at: datetime | None) -> datetime | None:
     """``at`` in UTC (UTC when it names no zone); ``Invalid`` naming ``at`` when UTC cannot
     hold it (year 1 at +05:00)."""

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from feedback_mta.actions.accounts import check_text, normalize_email, normalize_ip
 from feedback_mta.actions.audit import SYSTEM, Invalid, Recorder
 from feedback_mta.actions.behaviour import Behaviour
-from feedback_mta.actions.consent import Consent, ConsentIn, consented
+from feedback_mta.actions.consent import Consent, ConsentIn, consented, given
 from feedback_mta.actions.contacts import Contacts
 from feedback_mta.actions.leads import Leads, NewLead
 from feedback_mta.actions.learning import Learning
@@ -141,8 +141,7 @@ class Registration:
             "last_name": last, "source_ip": ip, "status": ContactStatus.ACTIVE.value,
             "engagement": "", "consent_method": ConsentMethod.UNKNOWN.value,
             "consent_source": "", "created_at": now, "updated_at": now}
-        if consent is None and default_method != ConsentMethod.UNKNOWN:
-            consent = ConsentIn(default_method)
+        consent = given(consent, default_method, new=True)
         if consent is not None:
             consent = consent.checked()
             values.update(consented(
@@ -197,15 +196,12 @@ class Registration:
 
     def record_consent(self, config: Config, contact: Contact, created: bool,
                        consent: ConsentIn | None, default_method: str) -> bool:
-        """How the contact came (``Consent.record``): as given; a ``created`` one given
-        nothing came by ``default_method`` (``api`` over HTTP; on the command line
-        ``unknown``, which leaves the record as the migrated contacts have it). An existing
-        contact given nothing keeps its record, neither read nor locked: the lead
-        registration's hot path costs nothing more then."""
+        """How the contact came (``Consent.record``), what ``consent.given`` says is to be
+        recorded (nothing for an existing contact given nothing: its record neither read nor
+        locked, the lead registration's hot path costs nothing more then)."""
+        consent = given(consent, default_method, created)
         if consent is None:
-            if not created or default_method == ConsentMethod.UNKNOWN:
-                return False  # nothing known: the record stays as it is (``unknown``)
-            consent = ConsentIn(default_method)
+            return False  # nothing known: the record stays as it is
         return self.consent.record(contact, consent, new=created,
                                    confirm_methods=config.consent.confirm_methods,
                                    confirm_within=config.consent.confirm_within)
