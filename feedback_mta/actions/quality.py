@@ -76,6 +76,7 @@ _TRANSACTION_POLICY = "feedback_mta.policy"
 def policy(session: Session, config: Config) -> Policy:
     """The config's quality policy plus the networks added with ``network add``; read once
     per transaction (the registrations committed together share one)."""
+    session.connection()  # begun: outside a transaction there is none to key it by
     transaction = session.get_transaction()
     kept = session.info.get(_TRANSACTION_POLICY)
     if kept is not None and kept[0] is transaction and kept[1] is config.quality:
