@@ -97,15 +97,17 @@ class Learning:
               spam_: int = 0, ham: int = 0, auto: int = 0) -> None:
         """Add to the counts of these features (and the labels'), the platform's and the
         account's, at the commit."""
-        self.recorder.defer(_COUNTS_KIND, (
-            {"account_id": a, "feature": f, "seen": seen, "spam": spam_, "ham": ham,
-             "auto": auto}
-            for a in {0, account_id} for f in {*features, spam.LABELS}))
+        self._add(account_id, {*features, spam.LABELS}, seen, spam_, ham, auto)
 
     def restored_from_system(self, account_id: int) -> None:
         """Count a person's restore of a lead the system flagged (``spam.AUTO_RESTORED``:
         the evidence of a false flag the threshold answers to), the platform's and the
         account's, at the commit."""
+        self._add(account_id, {spam.AUTO_RESTORED}, 0, 0, 1, 0)
+
+    def _add(self, account_id: int, features: set[str], seen: int, spam_: int, ham: int,
+             auto: int) -> None:
         self.recorder.defer(_COUNTS_KIND, (
-            {"account_id": a, "feature": spam.AUTO_RESTORED, "seen": 0, "spam": 0, "ham": 1,
-             "auto": 0} for a in {0, account_id}))
+            {"account_id": a, "feature": f, "seen": seen, "spam": spam_, "ham": ham,
+             "auto": auto}
+            for a in {0, account_id} for f in features))
