@@ -333,7 +333,9 @@ def table(names: list[str], seeds: int, accounts: int, threshold: float,
     """Each corpus alone (as shipped: ``spam.STOPWORDS``, ``threshold``), then each left
     out (the variant and threshold chosen on the others)."""
     runs = Runs(names, seeds, accounts, budget)
-    shipped = next(v for v in VARIANTS if stopwords(v) == _shipped_stopwords())
+    from feedback_mta.quality import spam
+
+    shipped = next(v for v in VARIANTS if stopwords(v) == spam.STOPWORDS)
     runs.run([(name, variant, t) for name in names for variant in VARIANTS
               for t in {*THRESHOLDS, threshold}])
     rows = [{"run": f"{name} alone", "words": shipped, "threshold": threshold,
@@ -345,12 +347,6 @@ def table(names: list[str], seeds: int, accounts: int, threshold: float,
     for row in rows:
         row["met"] = _met(row)
     return rows
-
-
-def _shipped_stopwords() -> frozenset[str]:
-    from feedback_mta.quality import spam
-
-    return spam.STOPWORDS
 
 
 def print_table(rows: list[dict], seeds: int) -> None:
