@@ -2,6 +2,10 @@
 request counter by route and status: ``Canonical`` around the app, ``line`` for what
 answers before it (the ESP webhooks' fast path, ``hooks.Fast``).
 
+A request whose client went away before it was answered (mid-body, say) is counted and
+logged with status 499, nginx's "client closed request": nobody was answered, and a gone
+client is no server error (it sets off no 5xx alert) nor the client's bad request.
+
 A request that stored feedback (an ESP webhook, a one-click unsubscribe) is one line too:
 ``hook.stored``, with what was stored (provider, events, ids, put in the scope by
 ``hooks.store_events``) and the request's fields, in place of ``http.request``, as a
@@ -13,6 +17,7 @@ from __future__ import annotations
 import time
 
 from prometheus_client import Counter
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from feedback_mta import counters, logs
@@ -21,6 +26,9 @@ log = logs.get(__name__)
 
 #: The scope's key for what a request stored: ``{"provider", "events", "ids"}``.
 STORED = "feedback_mta.stored"
+
+#: The status of a request whose client went away before its answer began.
+CLIENT_CLOSED = 499
 
 _COUNTED: dict[tuple[str, int], Counter] = {}
 
@@ -60,15 +68,28 @@ class Canonical:
             return
         started = time.perf_counter()
         status = 500
+        answering = gone = False
+
+        async def heard() -> Message:
+            nonlocal gone
+            message = await receive()
+            if message["type"] == "http.disconnect" and not answering:
+                gone = True
+            return message
 
         async def watched(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answering
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answering = message["status"], True
             await send(message)
 
         try:
-            await self.app(scope, receive, watched)
+            await self.app(scope, heard, watched)
+        except ClientDisconnect:
+            if not gone:
+                raise
         finally:
+            if gone:
+                status = CLIENT_CLOSED
             line(scope, getattr(scope.get("route"), "path", None) or "unmatched", status,
                  started)

@@ -221,7 +221,8 @@ class Fast:
         try:
             body = await _body(receive)
             if body is None:
-                return  # the client went away
+                status = canonical.CLIENT_CLOSED
+                return
             status = await self._answer(scope, receive, send, found, headers, body)
         finally:
             canonical.line(scope, ROUTE, status, started)
