@@ -402,6 +402,17 @@ def verdicts(result: dict) -> list[tuple[str, float, float, bool]]:
     return found
 
 
+def _alive(pid: int) -> bool:
+    """Whether a process of this machine has this pid."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class _pg_database:
     """A scratch database on the PostgreSQL server, dropped afterwards; None when the
     server does not answer."""
@@ -418,6 +429,7 @@ class _pg_database:
         try:
             self.admin = sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT",
                                           connect_args={"connect_timeout": 3})
+            self._drop_abandoned()
             self._run(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
             self._run(f'CREATE DATABASE "{self.name}"')
             self.url = f"{server}/{self.name}"
@@ -430,6 +442,21 @@ class _pg_database:
         assert self.admin is not None
         with self.admin.connect() as conn:
             conn.execute(sa.text(sql))
+
+    def _drop_abandoned(self) -> None:
+        """Drop the databases of earlier runs on this machine whose process is gone (a run
+        killed before its ``__exit__``); those of runs still going are left alone."""
+        import sqlalchemy as sa
+
+        assert self.admin is not None
+        with self.admin.connect() as conn:
+            names = conn.execute(sa.text(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'fbmta_bench_api_%'"))
+            stale = [name for (name,) in names
+                     if name.rpartition("_")[2].isdigit()
+                     and not _alive(int(name.rpartition("_")[2]))]
+        for name in stale:
+            self._run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def __enter__(self) -> str | None:
         return self.url
