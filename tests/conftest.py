@@ -404,10 +404,10 @@ def server_factory(request):
         request.getfixturevalue("relay")
     servers: list[InProcessServer | Server] = []
 
-    def make(config_path: Path, **kwargs) -> InProcessServer | Server:
+    def make(config_path: Path, timeout: float = 30, **kwargs) -> InProcessServer | Server:
         server = (Server if real else InProcessServer)(config_path, **kwargs)
         servers.append(server)
-        return server.start()
+        return server.start(timeout)
 
     yield make
     for server in servers:
