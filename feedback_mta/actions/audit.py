@@ -187,8 +187,8 @@ def hold(session: Session, rows: Iterable[Any]) -> None:
 
 
 def _held(session: Session, row: Any) -> bool:
-    held = session.info.get(_HELD)
-    return bool(held) and sa.inspect(row).key in held
+    held: set[Any] | None = session.info.get(_HELD)
+    return held is not None and sa.inspect(row).key in held
 
 
 @deferred_writer(_CHANGES)

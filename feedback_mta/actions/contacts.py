@@ -180,10 +180,11 @@ _INSERT = sa.insert(tables.contact).returning(tables.contact.c.id)
 _ROW = tables.CONTACT.where(tables.contact.c.id == sa.bindparam("b_id"))
 
 # Locked, in id order (two batches' locks then never wait for each other in a cycle).
-_CONTACTS = select(Contact).where(_C.c.id.in_(sa.bindparam("b_ids", expanding=True)))
-_ADDRESSED = select(Contact).where(sa.tuple_(_C.c.account_id, _C.c.email).in_(
-    sa.bindparam("b_pairs", expanding=True)))
-_EITHER = select(Contact).where(sa.or_(_CONTACTS.whereclause, _ADDRESSED.whereclause))
+_BY_ID = _C.c.id.in_(sa.bindparam("b_ids", expanding=True))
+_BY_PAIR = sa.tuple_(_C.c.account_id, _C.c.email).in_(sa.bindparam("b_pairs", expanding=True))
+_CONTACTS = select(Contact).where(_BY_ID)
+_ADDRESSED = select(Contact).where(_BY_PAIR)
+_EITHER = select(Contact).where(sa.or_(_BY_ID, _BY_PAIR))
 _LOCKED = {(ids, pairs): statement.order_by(_C.c.id).with_for_update()
            for ids, pairs, statement in ((True, False, _CONTACTS), (False, True, _ADDRESSED),
                                          (True, True, _EITHER))}
