@@ -176,6 +176,63 @@ def test_a_failed_handler_leaves_its_held_contact_to_the_next_message(engine, cf
     assert _statuses(engine) == ["opted_out", "active"]
 
 
+def _breaks_a_constraint_at_its_flush(monkeypatch, kind: Kind, subject: str) -> None:
+    """The ``kind``'s handler, which for a message with ``subject`` acts and then adds a row
+    that breaks a constraint: its error comes at the flush of its changes (when its SAVEPOINT
+    is released), after the flush wrote what was waiting for the commit."""
+    from feedback_mta.store.models import Tag
+    real = process.HANDLERS[kind]
+
+    def breaks(ctx):
+        outcome = real(ctx)
+        if ctx.parsed.subject == subject:
+            ctx.uow.session.add(Tag(contact_id=ctx.classification.recipient.object_id,
+                                    name=None))  # NOT NULL
+        return outcome
+
+    monkeypatch.setitem(process.HANDLERS, kind, breaks)
+
+
+def test_a_handler_failing_at_its_flush_keeps_the_batch_s_other_changes(engine, cfg,
+                                                                        monkeypatch):
+    """The held contacts' changes wait for the commit or the next flush; a handler whose
+    own flush fails in its SAVEPOINT must not take the earlier messages' changes with it
+    (their events are kept, so the changes must be too)."""
+    s = seed(engine, cfg, contacts=2)
+    _breaks_a_constraint_at_its_flush(monkeypatch, Kind.UNSUBSCRIBE, "poison")
+    ids = _store(engine, [
+        Arrival(message(subject="fine", message_id="f@client.test"), "",
+                (s.unsubscribe(s.contact_ids[0]),)),
+        Arrival(message(subject="poison", message_id="p@client.test"), "",
+                (s.unsubscribe(s.contact_ids[1]),))])
+    outcomes = process_batch(engine, s.book, ids)
+    assert [outcomes[i].state.value for i in ids] == ["processed", "failed"]
+    assert outcomes[ids[0]].reason == "opted out"
+    with engine.connect() as conn:
+        opted_out = list(conn.execute(sa.select(Event.subject_id).where(
+            Event.action == "contact.opted_out")).scalars())
+    assert opted_out == [s.contact_ids[0]]
+    assert _statuses(engine) == ["opted_out", "active"]
+
+
+def test_a_handler_failing_at_its_flush_leaves_its_contact_to_the_next_message(
+        engine, cfg, monkeypatch):
+    """As ``test_a_failed_handler_leaves_its_held_contact_to_the_next_message``, with the
+    error at the flush, which had written the failed handler's change in its SAVEPOINT."""
+    s = seed(engine, cfg, contacts=2)
+    _breaks_a_constraint_at_its_flush(monkeypatch, Kind.UNSUBSCRIBE, "poison")
+    target = s.contact_ids[0]
+    ids = _store(engine, [
+        Arrival(message(subject="poison", message_id="p@client.test"), "",
+                (s.unsubscribe(target),)),
+        Arrival(message(subject="fine", message_id="f@client.test"), "",
+                (s.unsubscribe(target),))])
+    outcomes = process_batch(engine, s.book, ids)
+    assert [outcomes[i].state.value for i in ids] == ["failed", "processed"]
+    assert outcomes[ids[1]].reason == "opted out"
+    assert _statuses(engine) == ["opted_out", "active"]
+
+
 def test_a_failing_handler_rolls_back_only_its_own_message(engine, cfg, monkeypatch):
     s = seed(engine, cfg, contacts=3)
     book = AddressBook.from_config(cfg)
