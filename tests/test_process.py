@@ -291,3 +291,23 @@ def test_a_database_error_leaves_the_whole_batch_received(engine, cfg, tmp_path)
     assert _statuses(engine) == ["active", "active"]
     outcomes = process_batch(engine, book, ids)  # and once the lock is gone, all of it
     assert {o.reason for o in outcomes.values()} == {"opted out"}
+
+
+def test_a_held_contact_still_takes_new_leads_and_tags(engine, cfg):
+    """A batch holds its contacts as its UPDATEs would (``FOR NO KEY UPDATE``), not with
+    ``FOR UPDATE``: a registration's new lead (or a tag) for one of them checks its foreign
+    key with ``FOR KEY SHARE``, which ``FOR UPDATE`` would make wait for the whole batch."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks: PostgreSQL's (SQLite's writer holds the whole database)")
+    from feedback_mta.actions import AuditedSession
+    from feedback_mta.actions.contacts import preload_contacts
+    from feedback_mta.store.models import Tag, table_of, utcnow
+    s = seed(engine, cfg, contacts=2)
+    with AuditedSession(engine) as session:
+        preload_contacts(session, [s.contact_ids[0]])
+        with engine.connect() as other:
+            other.execute(sa.text("SET lock_timeout = '2s'"))
+            other.execute(sa.insert(table_of(Tag)).values(
+                contact_id=s.contact_ids[0], name="registered", created_at=utcnow()))
+            other.rollback()
+        session.rollback()

@@ -179,7 +179,7 @@ def write_events(session: Session) -> None:
 
 def hold(session: Session, rows: Iterable[Any]) -> None:
     """Note ORM rows this transaction read under a lock it holds until it ends (on
-    PostgreSQL ``SELECT ... FOR UPDATE``; SQLite's writer holds the whole database from
+    PostgreSQL ``SELECT ... FOR NO KEY UPDATE``; SQLite's writer holds the whole database from
     ``BEGIN IMMEDIATE`` on): nobody else can change them meanwhile, so what they show is
     what the database has, and ``Recorder.change`` decides on them without a statement and
     writes its UPDATEs at the commit, the transaction's all at once (on PostgreSQL, one
