@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import SessionTransaction
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session
 
@@ -178,7 +179,7 @@ def write_events(session: Session) -> None:
 
 def hold(session: Session, rows: Iterable[Any]) -> None:
     """Note ORM rows this transaction read under a lock it holds until it ends (on
-    PostgreSQL ``SELECT ... FOR UPDATE``; SQLite's writer holds the whole database from
+    PostgreSQL ``SELECT ... FOR NO KEY UPDATE``; SQLite's writer holds the whole database from
     ``BEGIN IMMEDIATE`` on): nobody else can change them meanwhile, so what they show is
     what the database has, and ``Recorder.change`` decides on them without a statement and
     writes its UPDATEs at the commit, the transaction's all at once (on PostgreSQL, one
@@ -234,6 +235,14 @@ class AuditedSession(Session):
     reads, the webhook senders' bookkeeping and a program that embeds the service open
     plain sessions, and pay for nothing of ours."""
 
+    def begin_nested(self) -> SessionTransaction:
+        """A SAVEPOINT, the held rows' changes made so far written first, outside it: a
+        flush in it writes them (``_changes_first``), and its rollback would then undo
+        changes whose events, another recorder's, are kept."""
+        if self.info.get(_DEFERRED, {}).get(_CHANGES):
+            write_deferred(self, _CHANGES)
+        return super().begin_nested()
+
 
 sa.event.listen(AuditedSession, "before_commit", write_events)
 sa.event.listen(AuditedSession, "after_soft_rollback", _forget_events)
@@ -271,6 +280,8 @@ class Recorder:
     _logged: list[tuple[str, dict[str, Any] | Recorded]] = field(default_factory=list)
     #: Outbound mail queued in this transaction, to hand to the sender after the commit.
     queued_mail: list[int] = field(default_factory=list)
+    #: (row, attribute names) of each change this recorder made to a held row.
+    _held_changes: list[tuple[Any, list[str]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not isinstance(self.session, AuditedSession):
@@ -306,9 +317,11 @@ class Recorder:
 
     def discard(self) -> None:
         """Forget what this recorder recorded: its part of the transaction rolled back."""
-        for owner, (_, params, row) in self.session.info.get(_DEFERRED, {}).get(_CHANGES, ()):
-            if owner == id(self):  # not made after all: the row shows the database's again
-                self.session.expire(row, [key[2:] for key in params if key != "b_id"])
+        for row, names in self._held_changes:
+            # Not made after all, whether still waiting or written by a flush in the
+            # SAVEPOINT that rolled back: the row shows the database's again.
+            self.session.expire(row, names)
+        self._held_changes.clear()
         mine = {id(item) for _, item in self._logged}
         pending = pending_events(self.session)
         pending[:] = [event for event in pending if id(event) not in mine]
@@ -347,6 +360,7 @@ class Recorder:
             if not change.applies(row):
                 return False
             self.defer(_CHANGES, [(change.statement, params, row)])
+            self._held_changes.append((row, list(values)))
         else:
             self.session.flush()  # the row's own pending changes go first, as they would
             if not self.session.connection().execute(change.statement, params).rowcount:

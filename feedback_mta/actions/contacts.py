@@ -179,13 +179,15 @@ _SAME_ADDRESS = sa.select(tables.contact.c.id, tables.contact.c.account_id,
 _INSERT = sa.insert(tables.contact).returning(tables.contact.c.id)
 _ROW = tables.CONTACT.where(tables.contact.c.id == sa.bindparam("b_id"))
 
-# Locked, in id order (two batches' locks then never wait for each other in a cycle).
+# Locked, in id order (two batches' locks then never wait for each other in a cycle), as
+# the UPDATEs would lock them (``FOR NO KEY UPDATE``): ``FOR UPDATE`` would also make a new
+# lead or tag of the contact (its foreign key checked ``FOR KEY SHARE``) wait for the batch.
 _BY_ID = _C.c.id.in_(sa.bindparam("b_ids", expanding=True))
 _BY_PAIR = sa.tuple_(_C.c.account_id, _C.c.email).in_(sa.bindparam("b_pairs", expanding=True))
 _CONTACTS = select(Contact).where(_BY_ID)
 _ADDRESSED = select(Contact).where(_BY_PAIR)
 _EITHER = select(Contact).where(sa.or_(_BY_ID, _BY_PAIR))
-_LOCKED = {(ids, pairs): statement.order_by(_C.c.id).with_for_update()
+_LOCKED = {(ids, pairs): statement.order_by(_C.c.id).with_for_update(key_share=True)
            for ids, pairs, statement in ((True, False, _CONTACTS), (False, True, _ADDRESSED),
                                          (True, True, _EITHER))}
 _CONTACT_KEY = sa.inspect(Contact).identity_key_from_primary_key
