@@ -200,6 +200,10 @@ def process_batch(engine: Engine, book: AddressBook, message_ids: Sequence[int],
 #: one starts, so a session's 250 never waits long behind a batch. (PostgreSQL's intake
 #: does not wait on the processors: a batch there is one transaction, however long.)
 TRANSACTION_SECONDS = 0.01
+#: What one SQLite transaction claims (and reads the contacts of) of a batch: about what it
+#: handles within ``TRANSACTION_SECONDS``. Claiming a batch of ``MAX_BATCH`` each time, to
+#: hand back all but a few at the deadline, held the write lock longer for nothing.
+SQLITE_CLAIM = 16
 
 
 class _HandlerRaised(Exception):
@@ -214,8 +218,12 @@ def _act(engine: Engine, book: AddressBook, batch: list[_Work], settings: Settin
         # The batch's own statements are Core ones, run on the session's connection: the
         # ORM's execute path (for ORM statements) cost as much as the statements.
         conn = session.connection()
-        ids = [w.id for w in (batch[:1] if one_each else batch)]
-        claimed = set(conn.execute(_CLAIM, {"ids": ids}).scalars())
+        later: list[_Work] = []
+        if one_each:
+            batch, later = batch[:1], batch[1:]
+        elif engine.dialect.name == "sqlite":
+            batch, later = batch[:SQLITE_CLAIM], batch[SQLITE_CLAIM:]
+        claimed = set(conn.execute(_CLAIM, {"ids": [w.id for w in batch]}).scalars())
         # ``dedupe_key`` (unique) is the content hash of the message that acted; a copy,
         # stored earlier or earlier in this batch, ends ``ignored``/``duplicate``.
         known = dict(conn.execute(
@@ -228,8 +236,7 @@ def _act(engine: Engine, book: AddressBook, batch: list[_Work], settings: Settin
         done: list[_Work] = []
         rest: list[_Work] = []
         for index, work in enumerate(batch):
-            if done and (one_each or time.monotonic() > deadline
-                         or db.writers_waiting(engine)):
+            if done and (time.monotonic() > deadline or db.writers_waiting(engine)):
                 rest = batch[index:]
                 break
             if work.id not in claimed:
@@ -252,7 +259,7 @@ def _act(engine: Engine, book: AddressBook, batch: list[_Work], settings: Settin
                 "b_kind": w.kind.value if w.kind else None, "b_error": w.error,
                 "b_dup": w.duplicate_of, "b_at": now} for w in done])
         session.commit()
-    return done, rest
+    return done, rest + later
 
 
 def _report(done: list[_Work], started: float, batch: int, on_mail: MailSink | None,
