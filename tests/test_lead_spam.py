@@ -232,3 +232,36 @@ def test_campaigns_across_accounts_and_many_leads_from_one_address(api):  # noqa
     # flag on its own (a platform's prefilled comment is the same for every buyer).
     same = [post(api.key, 300 + n, BUYER, ip=f"10.{n}.0.1") for n in range(5)]
     assert CAMPAIGN in same[-1]["spam_reasons"] and same[-1]["notify"] is True
+
+
+def test_a_flood_from_one_address_is_counted_only_as_far_as_its_signals_need(engine, cfg):
+    """A lead's behaviour counts stop where their signals do (``spam.MANY_*``): a bot's
+    thousandth lead from one address, or a campaign's hundredth sender, reads no more
+    rows than its twentieth, instead of registering slower with each lead."""
+    from feedback_mta.addresses import AddressBook
+    from feedback_mta.quality import campaigns, spam
+
+    pitch = "We can get your website on the first page of Google, contact us for an audit"
+    bands = campaigns.bands(pitch)
+    book = AddressBook.from_config(cfg)
+    counted = []
+    with unit_of_work(engine, CLI) as uow:
+        account = uow.accounts.add("Dealer One").id
+        for n in range(spam.MANY_LEADS_FROM_NETWORK + 10):
+            # The first 30 from one address, the rest each from another of its network.
+            ip = "203.0.113.5" if n < 30 else f"203.0.113.{100 + n}"
+            email = f"bot{n}@mail.test"
+            lead = uow.leads.add(book, account, email, "Sam", "Hill", ip, pitch)
+            counted.append(uow.behaviour.facts(lead, email, bands))
+    assert [c["ip_leads"] for c in counted[:30]] == [
+        min(n, spam.MANY_LEADS_FROM_ADDRESS) for n in range(30)]
+    assert [c["net_leads"] for c in counted] == [
+        min(n, spam.MANY_LEADS_FROM_NETWORK) for n in range(len(counted))]
+    assert [c["campaign_senders"] for c in counted] == [
+        min(n, spam.MANY_SENDERS) for n in range(len(counted))]
+    assert counted[-1]["ip_leads"] == 0
+    # Counted so, they still say what they said.
+    reasons = [r for r, _ in spam.behaviour(spam.LeadFacts(**counted[29]))]
+    assert reasons == [spam.MANY_FROM_ADDRESS, spam.CAMPAIGN_MANY]
+    reasons = [r for r, _ in spam.behaviour(spam.LeadFacts(**counted[-1]))]
+    assert reasons == [spam.MANY_FROM_NETWORK, spam.CAMPAIGN_MANY]

@@ -73,6 +73,21 @@ _DEFERRED = "feedback_mta.deferred_rows"
 _WRITERS: dict[str, Callable[[Session, list[Any]], None]] = {}
 #: pg_advisory_xact_lock key of event writers: "fmta" as a 32-bit number.
 EVENT_LOCK = 0x666D7461
+#: Identity keys of the rows this transaction read under a lock it holds to its end (``hold``).
+_HELD = "feedback_mta.held_rows"
+#: The deferred rows' kind of ``Recorder.change`` on a held row: (statement, parameters).
+_CHANGES = "held-changes"
+
+
+@dataclass(frozen=True)
+class Change:
+    """A change ``Recorder.change`` makes to one row: ``statement``, an UPDATE whose WHERE
+    says when it is still to be made (bound: ``b_id``, and ``b_<column>`` for each value
+    it sets), and ``applies``, the same test in Python, for a row the transaction holds
+    locked (``hold``) and so knows as it is."""
+
+    statement: sa.Update
+    applies: Callable[[Any], bool]
 
 
 @dataclass(eq=False, slots=True)
@@ -161,6 +176,49 @@ def write_events(session: Session) -> None:
         event.id = event_id
 
 
+def hold(session: Session, rows: Iterable[Any]) -> None:
+    """Note ORM rows this transaction read under a lock it holds until it ends (on
+    PostgreSQL ``SELECT ... FOR UPDATE``; SQLite's writer holds the whole database from
+    ``BEGIN IMMEDIATE`` on): nobody else can change them meanwhile, so what they show is
+    what the database has, and ``Recorder.change`` decides on them without a statement and
+    writes its UPDATEs at the commit, the transaction's all at once (on PostgreSQL, one
+    round trip instead of one a change)."""
+    session.info.setdefault(_HELD, set()).update(sa.inspect(row).key for row in rows)
+
+
+def _held(session: Session, row: Any) -> bool:
+    held: set[Any] | None = session.info.get(_HELD)
+    return held is not None and sa.inspect(row).key in held
+
+
+@deferred_writer(_CHANGES)
+def _write_changes(session: Session, changes: list[tuple[sa.Update, dict[str, Any], Any]]
+                   ) -> None:
+    """The held rows' changes, in the order they were made: each run of one statement in
+    one executemany. Each row was locked and found still to change, so each matches."""
+    conn = session.connection()
+    start = 0
+    while start < len(changes):
+        statement = changes[start][0]
+        end = start
+        while end < len(changes) and changes[end][0] is statement:
+            end += 1
+        conn.execute(statement, [params for _, params, _ in changes[start:end]])
+        start = end
+
+
+def _changes_first(session: Session, *_: Any) -> None:
+    """Before a flush of the ORM's own changes, the held rows' deferred ones: a row changed
+    both ways (made undeliverable, then mailable again) ends as the last change says."""
+    if session.info.get(_DEFERRED, {}).get(_CHANGES):
+        write_deferred(session, _CHANGES)
+
+
+def _end_holding(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:  # the locks go with the whole transaction
+        session.info.pop(_HELD, None)
+
+
 def _forget_events(session: Session, transaction: Any) -> None:
     if transaction.parent is None:  # the whole transaction; a SAVEPOINT's ``discard``s
         session.info.pop(_PENDING, None)
@@ -179,6 +237,8 @@ class AuditedSession(Session):
 
 sa.event.listen(AuditedSession, "before_commit", write_events)
 sa.event.listen(AuditedSession, "after_soft_rollback", _forget_events)
+sa.event.listen(AuditedSession, "before_flush", _changes_first)
+sa.event.listen(AuditedSession, "after_transaction_end", _end_holding)
 
 #: Called with (event name, fields) for every committed event, after its log line.
 Listener = Callable[[str, dict[str, Any]], None]
@@ -246,6 +306,9 @@ class Recorder:
 
     def discard(self) -> None:
         """Forget what this recorder recorded: its part of the transaction rolled back."""
+        for owner, (_, params, row) in self.session.info.get(_DEFERRED, {}).get(_CHANGES, ()):
+            if owner == id(self):  # not made after all: the row shows the database's again
+                self.session.expire(row, [key[2:] for key in params if key != "b_id"])
         mine = {id(item) for _, item in self._logged}
         pending = pending_events(self.session)
         pending[:] = [event for event in pending if id(event) not in mine]
@@ -262,30 +325,35 @@ class Recorder:
         second one waits and sees the first one's commit. SQLite writers hold the database
         lock from ``BEGIN IMMEDIATE`` on, so there is nothing to do there.
         """
-        if self.session.get_bind().dialect.name == "sqlite":
+        if self.session.get_bind().dialect.name == "sqlite" or _held(self.session, row):
             return
         self.session.flush()
         self.session.refresh(row, with_for_update=True)
 
-    def change(self, row: Any, statement: sa.Update, **values: Any) -> bool:
-        """Run ``statement``, an UPDATE of ``row`` whose WHERE says when the change is still
-        to be made (bound: ``b_id``, the row's id, and ``b_<column>`` for each of
-        ``values`` it sets); True when it was made, and ``row`` then holds ``values`` as
-        committed ones, so that no flush writes them again.
+    def change(self, row: Any, change: Change, **values: Any) -> bool:
+        """Make ``change`` to ``row`` with ``values``; True when it was made, and ``row``
+        then holds ``values`` as committed ones, so that no flush writes them again.
 
         The statement is the check and the row lock at once: of two transactions making
         one change (two nodes opting out one contact), the second waits for the first and
         finds it made (PostgreSQL evaluates the WHERE again on the row it waited for;
         SQLite has one writer). The hot changes of the message handlers use it: it costs
         a fraction of changing the object and flushing it through the ORM's unit of work
-        after a ``lock`` read."""
-        self.session.flush()  # the row's own pending changes go first, as they would
+        after a ``lock`` read. A row the transaction holds (``hold``: the processor's
+        batch reads its contacts so) is checked in Python instead, and its UPDATE waits
+        for the commit, or for the next flush of the ORM's own changes."""
         params = {"b_id": row.id, **{f"b_{key}": value for key, value in values.items()}}
-        if not self.session.connection().execute(statement, params).rowcount:
-            # Made already (maybe by another node meanwhile): the object shows it as it
-            # is, also to a caller that reads it once the session is closed.
-            self.session.refresh(row, attribute_names=list(values))
-            return False
+        if _held(self.session, row):
+            if not change.applies(row):
+                return False
+            self.defer(_CHANGES, [(change.statement, params, row)])
+        else:
+            self.session.flush()  # the row's own pending changes go first, as they would
+            if not self.session.connection().execute(change.statement, params).rowcount:
+                # Made already (maybe by another node meanwhile): the object shows it as
+                # it is, also to a caller that reads it once the session is closed.
+                self.session.refresh(row, attribute_names=list(values))
+                return False
         for key, value in values.items():
             set_committed_value(row, key, value)
         return True

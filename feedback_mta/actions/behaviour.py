@@ -33,14 +33,30 @@ class NewLeadLike(Protocol):
 
 _L, _B = table_of(Lead), table_of(CommentBand)
 
+#: The most comment-band rows of the day one lead's campaign count reads: its
+#: ``spam.MANY_SENDERS`` distinct senders are looked for among these (any of the day's
+#: rows; a lead writes one a band).
+CAMPAIGN_ROWS = 1000
+
+
+def _up_to(rows: sa.Select, cap: int) -> sa.Select:
+    """How many rows ``rows`` finds, but at most ``cap``: an index scan that stops there,
+    however many there are (a flood from one address made every new lead count them all,
+    its registrations slower with each lead)."""
+    return sa.select(sa.func.count()).select_from(rows.limit(cap).subquery())
+
+
 # Built once: they run for every new lead.
-_VELOCITY = sa.select(
-    sa.func.count().filter(_L.c.source_ip == sa.bindparam("ip")), sa.func.count()).where(
-    _L.c.source_net == sa.bindparam("net"), _L.c.id != sa.bindparam("lead"),
-    _L.c.created_at >= sa.bindparam("since"))
-_SENDERS = sa.select(sa.func.count(sa.distinct(_B.c.sender))).where(
+_RECENT = (_L.c.id != sa.bindparam("lead"), _L.c.created_at >= sa.bindparam("since"))
+_FROM_ADDRESS = _up_to(sa.select(_L.c.id).where(_L.c.source_ip == sa.bindparam("ip"), *_RECENT),
+                       spam.MANY_LEADS_FROM_ADDRESS)
+_FROM_NETWORK = _up_to(sa.select(_L.c.id).where(_L.c.source_net == sa.bindparam("net"),
+                                                *_RECENT),
+                       spam.MANY_LEADS_FROM_NETWORK)
+_BANDS = sa.select(_B.c.sender).where(
     _B.c.band.in_(sa.bindparam("bands", expanding=True)), _B.c.sender != sa.bindparam("sender"),
-    _B.c.created_at >= sa.bindparam("since"))
+    _B.c.created_at >= sa.bindparam("since")).limit(CAMPAIGN_ROWS).subquery()
+_SENDERS = _up_to(sa.select(_BANDS.c.sender).distinct(), spam.MANY_SENDERS)
 _ADD_BANDS = sa.insert(_B)
 
 
@@ -65,17 +81,18 @@ class Behaviour:
     def facts(self, lead: NewLeadLike, email: str,
               bands: Sequence[int] | None = None) -> dict[str, int]:
         """The ``LeadFacts`` fields of behaviour for this (flushed) lead: leads from its
-        address and network within the hour (one indexed count), senders of nearly the
-        same comments within the day; stores its comment bands (``bands``: computed
-        already, outside the transaction)."""
+        address and from its network within the hour, senders of nearly the same comments
+        within the day, each counted only as far as a signal needs (``_up_to``); stores
+        its comment bands (``bands``: computed already, outside the transaction)."""
         now = utcnow()
         conn = self.session.connection()
         facts: dict[str, int] = {}
         if lead.source_net:
-            row = conn.execute(_VELOCITY, {
-                "ip": lead.source_ip, "net": lead.source_net, "lead": lead.id,
-                "since": now - timedelta(seconds=spam.VELOCITY_WINDOW)}).one()
-            facts["ip_leads"], facts["net_leads"] = row[0], row[1]
+            recent = {"lead": lead.id, "since": now - timedelta(seconds=spam.VELOCITY_WINDOW)}
+            facts["ip_leads"] = conn.execute(
+                _FROM_ADDRESS, {**recent, "ip": lead.source_ip}).scalar_one()
+            facts["net_leads"] = conn.execute(
+                _FROM_NETWORK, {**recent, "net": lead.source_net}).scalar_one()
         keys = list(bands) if bands is not None else campaigns.bands(lead.comments)
         if keys:
             sender = email.lower()

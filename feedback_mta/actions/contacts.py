@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from feedback_mta import events
 from feedback_mta.actions.accounts import Accounts, check_text, normalize_email, normalize_ip
-from feedback_mta.actions.audit import Conflict, Invalid, NotFound, Recorder
+from feedback_mta.actions.audit import Change, Conflict, Invalid, NotFound, Recorder, hold
 from feedback_mta.quality.verdict import EXPIRED_REASON, INVALID_REASON, Level
 from feedback_mta.store import db, tables
 from feedback_mta.store.models import (
@@ -33,15 +33,17 @@ _C = table_of(Contact)
 #: (the processor reads a contact for nearly every message).
 _CONTACT = select(Contact).where(Contact.id == sa.bindparam("b_id"))
 # The handlers' changes, as single conditional statements (``Recorder.change``).
-_OPT_OUT = sa.update(_C).where(
+_OPT_OUT = Change(sa.update(_C).where(
     _C.c.id == sa.bindparam("b_id"), _C.c.status != ContactStatus.OPTED_OUT.value).values(
     status=ContactStatus.OPTED_OUT.value, opt_out_reason=sa.bindparam("b_opt_out_reason"),
-    opted_out_at=sa.bindparam("b_opted_out_at"), updated_at=sa.bindparam("b_updated_at"))
-_UNDELIVERABLE = sa.update(_C).where(
+    opted_out_at=sa.bindparam("b_opted_out_at"), updated_at=sa.bindparam("b_updated_at")),
+    lambda contact: contact.status != ContactStatus.OPTED_OUT)
+_UNDELIVERABLE = Change(sa.update(_C).where(
     _C.c.id == sa.bindparam("b_id"), _C.c.undeliverable_at.is_(None)).values(
     undeliverable_at=sa.bindparam("b_undeliverable_at"),
     undeliverable_reason=sa.bindparam("b_undeliverable_reason"),
-    updated_at=sa.bindparam("b_updated_at"))
+    updated_at=sa.bindparam("b_updated_at")),
+    lambda contact: contact.undeliverable_at is None)
 
 
 #: The reason of the opt-in a person makes on the unsubscribe page, undoing their click.
@@ -177,20 +179,42 @@ _SAME_ADDRESS = sa.select(tables.contact.c.id, tables.contact.c.account_id,
 _INSERT = sa.insert(tables.contact).returning(tables.contact.c.id)
 _ROW = tables.CONTACT.where(tables.contact.c.id == sa.bindparam("b_id"))
 
-_CONTACTS = select(Contact).where(_C.c.id.in_(sa.bindparam("b_ids", expanding=True)))
+# Locked, in id order (two batches' locks then never wait for each other in a cycle).
+_BY_ID = _C.c.id.in_(sa.bindparam("b_ids", expanding=True))
+_BY_PAIR = sa.tuple_(_C.c.account_id, _C.c.email).in_(sa.bindparam("b_pairs", expanding=True))
+_CONTACTS = select(Contact).where(_BY_ID)
+_ADDRESSED = select(Contact).where(_BY_PAIR)
+_EITHER = select(Contact).where(sa.or_(_BY_ID, _BY_PAIR))
+_LOCKED = {(ids, pairs): statement.order_by(_C.c.id).with_for_update()
+           for ids, pairs, statement in ((True, False, _CONTACTS), (False, True, _ADDRESSED),
+                                         (True, True, _EITHER))}
 _CONTACT_KEY = sa.inspect(Contact).identity_key_from_primary_key
 _PRELOADED = "feedback_mta.preloaded_contacts"
+#: {(account id, address): contact} of what ``preload_contacts`` read by address.
+_BY_ADDRESS = "feedback_mta.contacts_by_address"
 
 
-def preload_contacts(session: Session, ids: Iterable[int]) -> None:
-    """Read these contacts into the session in one query, for ``Contacts.get`` to find there:
-    the processor reads a batch's contacts so, one statement (on PostgreSQL, one round
-    trip) instead of one per message. The session holds them until it ends (its identity
-    map alone would let them go)."""
+def preload_contacts(session: Session, ids: Iterable[int],
+                     addresses: Iterable[tuple[int, str]] = ()) -> None:
+    """Read these contacts (by id; by account and address) into the write transaction of
+    ``session`` in one query, locked until it ends (``audit.hold``), for ``Contacts.get``
+    and ``Contacts.by_email`` to find there and their changes to be decided without a
+    statement each: the processor reads a batch's contacts so, a statement (on PostgreSQL,
+    a round trip) a batch instead of two a message. The session holds them until it ends
+    (its identity map alone would let them go). An address read so and not found is
+    looked up again when asked: a hint, never an answer."""
     wanted = sorted(set(ids))
-    if wanted:
-        session.info.setdefault(_PRELOADED, []).extend(
-            session.exec(_CONTACTS, params={"b_ids": wanted}).all())
+    pairs = sorted({(account_id, email.strip().lower()) for account_id, email in addresses})
+    if not wanted and not pairs:
+        return
+    found = session.exec(_LOCKED[bool(wanted), bool(pairs)],
+                         params={"b_ids": wanted, "b_pairs": pairs}).all()
+    session.info.setdefault(_PRELOADED, []).extend(found)
+    hold(session, found)
+    if pairs:
+        asked = set(pairs)
+        session.info.setdefault(_BY_ADDRESS, {}).update(
+            ((c.account_id, c.email), c) for c in found if (c.account_id, c.email) in asked)
 
 
 def check_reason(reason: str) -> str:
@@ -220,8 +244,17 @@ class Contacts:
 
     def by_email(self, account_id: int, email: str) -> Contact | None:
         """The account's contact with this address, or None (indexed: account, email)."""
+        email = email.strip().lower()
+        preloaded = self.session.info.get(_BY_ADDRESS)
+        if preloaded:
+            contact = preloaded.get((account_id, email))
+            # Still that contact's address and still there (a hint: else the query).
+            if (contact is not None and contact.account_id == account_id
+                    and contact.email == email and contact in self.session
+                    and contact not in self.session.deleted):
+                return contact
         return self.session.exec(select(Contact).where(
-            Contact.account_id == account_id, Contact.email == email.strip().lower())).first()
+            Contact.account_id == account_id, Contact.email == email)).first()
 
     def same_address(self, email: str) -> list[sa.Row[Any]]:
         """Every account's contact with this (normalized) address: id, account_id,

@@ -12,7 +12,7 @@ from sqlmodel import select
 
 from feedback_mta import events
 from feedback_mta.actions.accounts import check_text, normalize_ip
-from feedback_mta.actions.audit import SYSTEM, NotFound, Recorded, Recorder
+from feedback_mta.actions.audit import SYSTEM, Change, NotFound, Recorded, Recorder
 from feedback_mta.actions.behaviour import network_of
 from feedback_mta.actions.contacts import Contacts
 from feedback_mta.actions.learning import Learning
@@ -25,10 +25,11 @@ _L = table_of(Lead)
 _C = table_of(Contact)
 _EMAIL = sa.select(_C.c.email).where(_C.c.id == sa.bindparam("b_id"))
 _LEAD = select(Lead).where(Lead.id == sa.bindparam("b_id"))  # as ``contacts._CONTACT``
-_FLAG = sa.update(_L).where(
+_FLAG = Change(sa.update(_L).where(
     _L.c.id == sa.bindparam("b_id"), _L.c.status != LeadStatus.SPAM.value).values(
     status=LeadStatus.SPAM.value, flagged_at=sa.bindparam("b_flagged_at"),
-    flagged_by=sa.bindparam("b_flagged_by"), flagged_via=sa.bindparam("b_flagged_via"))
+    flagged_by=sa.bindparam("b_flagged_by"), flagged_via=sa.bindparam("b_flagged_via")),
+    lambda lead: lead.status != LeadStatus.SPAM)
 # A registration's lead (``Leads.insert``, ``Leads.scored``), as prepared Core statements.
 _T = tables.lead
 _INSERT = sa.insert(_T).returning(_T.c.id)

@@ -51,6 +51,20 @@ def named_contacts(classification: Classification, book: AddressBook
     return tuple((how, contact_id) for how, contact_id in found if contact_id is not None)
 
 
+def reported_addresses(classification: Classification, book: AddressBook,
+                       provider_account: int | None) -> tuple[tuple[int, str], ...]:
+    """(account id, address) for each reported recipient step 3 may look up; pure. The
+    processor reads their contacts for the whole batch in one query, as it does the
+    tokens' (``named_contacts``); ``resolve`` still decides, the reporter's trust
+    included. ``provider_account``: ``[webhooks.<provider>] account`` of an ESP's event."""
+    account_id = account_named(classification, book)
+    if classification.provider is not None:
+        account_id = account_id or provider_account
+    if account_id is None:
+        return ()
+    return tuple((account_id, address) for address in classification.recipients)
+
+
 def resolve(ctx: HandlerContext) -> Attributed | None:
     """The contact the report in ``ctx`` is about, or None (unattributed: change nothing)."""
     named = ctx.named_contacts

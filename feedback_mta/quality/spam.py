@@ -109,7 +109,7 @@ class LeadFacts:
     first: str = ""
     last: str = ""
     #: Behaviour: other leads from the same source address, and from its network (IPv4
-    #: /24, IPv6 /64), within ``VELOCITY_WINDOW``.
+    #: /24, IPv6 /64), within ``VELOCITY_WINDOW`` (counted up to ``MANY_LEADS_FROM_*``).
     ip_leads: int = 0
     net_leads: int = 0
     #: Other senders whose leads' comments were nearly these (``quality.campaigns``)
@@ -249,19 +249,30 @@ BEHAVIOUR = frozenset({MANY_FROM_ADDRESS, SEVERAL_FROM_ADDRESS, MANY_FROM_NETWOR
                        CAMPAIGN_MANY, CAMPAIGN_SEVERAL, UNUSUAL_SCRIPT})
 
 
+#: From how many other leads (of an address, of a network, within ``VELOCITY_WINDOW``) or
+#: other senders (of nearly the same comments, within ``CAMPAIGN_WINDOW``) each behaviour
+#: signal speaks. The highest of each is also where ``actions.behaviour`` stops counting:
+#: past it the signal says no more, and a flood's count would grow with every lead.
+MANY_LEADS_FROM_ADDRESS = 20
+SEVERAL_LEADS_FROM_ADDRESS = 5
+MANY_LEADS_FROM_NETWORK = 50
+MANY_SENDERS = 10
+SEVERAL_SENDERS = 3
+
+
 def behaviour(facts: LeadFacts) -> list[tuple[str, float]]:
     """The signals of how the lead came rather than what it says. None flags a lead alone:
     a showroom's kiosk sends many leads from one address, platforms prefill comments."""
     found: list[tuple[str, float]] = []
-    if facts.ip_leads >= 20:
+    if facts.ip_leads >= MANY_LEADS_FROM_ADDRESS:
         found.append((MANY_FROM_ADDRESS, 0.6))
-    elif facts.ip_leads >= 5:
+    elif facts.ip_leads >= SEVERAL_LEADS_FROM_ADDRESS:
         found.append((SEVERAL_FROM_ADDRESS, 0.3))
-    if facts.net_leads >= 50:
+    if facts.net_leads >= MANY_LEADS_FROM_NETWORK:
         found.append((MANY_FROM_NETWORK, 0.4))
-    if facts.campaign_senders >= 10:
+    if facts.campaign_senders >= MANY_SENDERS:
         found.append((CAMPAIGN_MANY, 0.7))
-    elif facts.campaign_senders >= 3:
+    elif facts.campaign_senders >= SEVERAL_SENDERS:
         found.append((CAMPAIGN_SEVERAL, 0.5))
     if facts.script_share is not None and facts.script_share < 0.02:
         found.append((UNUSUAL_SCRIPT, 0.5))

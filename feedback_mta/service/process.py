@@ -9,7 +9,7 @@ module (``complaint``, ``bounce``, ``unsubscribe``, ``reply``), which finds its 
 lead (``attribution``, tokens) and changes it only through ``actions``.
 
 ``process_batch`` takes stored messages from ``received`` to ``processed``, ``ignored`` or
-``failed``, each exactly once (``Processor`` feeds it what the intake committed, up to 16 at
+``failed``, each exactly once (``Processor`` feeds it what the intake committed, up to 64 at
 a time; ``process_one`` is a batch of one):
 
 * parse and classify are pure and run before the transaction; the claim (``UPDATE ...
@@ -47,7 +47,7 @@ from feedback_mta import counters, logs
 from feedback_mta.actions import Actor, AuditedSession, UnitOfWork
 from feedback_mta.actions.contacts import preload_contacts
 from feedback_mta.addresses import AddressBook
-from feedback_mta.handlers.attribution import named_contacts
+from feedback_mta.handlers.attribution import named_contacts, reported_addresses
 from feedback_mta.handlers.base import NO_ACTION, HandlerContext, Outcome, Settings
 from feedback_mta.handlers.registry import HANDLERS
 from feedback_mta.reading import hooks
@@ -123,9 +123,12 @@ class _Work:
     uow: UnitOfWork | None = None
     #: Its genuine tokens' contacts, best first (``attribution.named_contacts``).
     named: tuple[tuple[str, int], ...] = ()
+    #: Without those, the reported recipients' (account, address) to read
+    #: (``attribution.reported_addresses``).
+    reported: tuple[tuple[int, str], ...] = ()
 
 
-def _decide(row, book: AddressBook) -> _Work:
+def _decide(row, book: AddressBook, settings: Settings) -> _Work:
     """parse -> classify: pure, before any lock is taken; an error fails only this message."""
     work = _Work(row.id, row.content_hash, row.provider)
     try:
@@ -138,6 +141,10 @@ def _decide(row, book: AddressBook) -> _Work:
             work.classification = classify(work.parsed, book.resolve_all(rcpt_tos))
         work.kind = work.classification.kind
         work.named = named_contacts(work.classification, book)
+        if not work.named:
+            work.reported = reported_addresses(
+                work.classification, book,
+                settings.hook_account(row.provider) if row.provider is not None else None)
     except Exception as exc:
         work.problem = f"{type(exc).__name__}: {exc}"[:2000]
     return work
@@ -168,7 +175,7 @@ def process_batch(engine: Engine, book: AddressBook, message_ids: Sequence[int],
     started = time.perf_counter()
     with db.reader(engine).connect() as conn:
         rows = conn.execute(_LOAD, {"ids": list(message_ids)}).all()
-    pending = [_decide(row, book) for row in rows]
+    pending = [_decide(row, book, settings) for row in rows]
     outcomes: dict[int, Outcome] = {}
     one_each = savepoints = False
     while pending:
@@ -213,7 +220,9 @@ def _act(engine: Engine, book: AddressBook, batch: list[_Work], settings: Settin
         # stored earlier or earlier in this batch, ends ``ignored``/``duplicate``.
         known = dict(conn.execute(
             _KNOWN, {"keys": sorted({w.content_hash for w in batch})}).all())
-        preload_contacts(session, (w.named[0][1] for w in batch if w.id in claimed and w.named))
+        mine = [w for w in batch if w.id in claimed]
+        preload_contacts(session, (w.named[0][1] for w in mine if w.named),
+                         (pair for w in mine for pair in w.reported))
         deadline = time.monotonic() + (TRANSACTION_SECONDS if engine.dialect.name == "sqlite"
                                        else float("inf"))
         done: list[_Work] = []
@@ -332,6 +341,12 @@ class Sweeper(Protocol):
     def sweep(self) -> int: ...
 
 
+#: A batch grows only while processing is behind; then each of its statements serves up to
+#: this many messages (on PostgreSQL about ten round trips a batch: 16 left them a third
+#: of a message's time there). SQLite's transactions end at ``TRANSACTION_SECONDS`` anyway.
+MAX_BATCH = 64
+
+
 class Processor(Runner[int]):
     """Threads that process stored messages, fed by the intake and the sweep. ``stop``
     drops what is queued: those messages stay ``received`` and the next start (or another
@@ -341,7 +356,7 @@ class Processor(Runner[int]):
 
     def __init__(self, engine: Engine, book: AddressBook, workers: int = 1,
                  settings: Settings = Settings(), on_mail: MailSink | None = None,
-                 max_batch: int = 16, counter: Counter = count) -> None:
+                 max_batch: int = MAX_BATCH, counter: Counter = count) -> None:
         super().__init__(threads=workers, max_batch=max_batch)
         self._engine = engine
         self._book = book
