@@ -104,9 +104,7 @@ class Registration:
             contact = contact or self.contacts.get(contact_id)
             verdict = self.quality.screen(contact, pol, config.review.period)
             email, first, last = contact.email, contact.first_name, contact.last_name
-        found, flag = self._score(lead, email, first, last, verdict, comments,
-                                  flagging(config))
-        self.leads.scored(lead, email, found.score, found.reasons, flag)
+        self.score_new_lead(lead, email, first, last, verdict, comments, flagging(config))
         return Registered(lead, contact_id, str(contact.status if contact else status),
                           verdict)
 
@@ -159,6 +157,18 @@ class Registration:
             self.consent.recorded(contact_id, account_id, values)
         return contact_id, values["status"], verdict if checked else None
 
+    def score_new_lead(self, lead: NewLead, email: str, first: str, last: str,
+                       verdict: Verdict, comments: spam.Comments, flagging: spam.Flagging
+                       ) -> SpamScore:
+        """What ``add_lead`` does to score the lead it just inserted: the score
+        (``_score``), written with its Message-ID in one UPDATE and, from ``flagging``'s
+        threshold on, the system's flag (``Leads.scored``). ``comments``:
+        ``read_comments``'s, outside the transaction. (``bench/lead_spam.py`` times it.)"""
+        found, flag, features = self._score(lead, email, first, last, verdict, comments,
+                                            flagging)
+        self.leads.scored(lead, email, found.score, found.reasons, flag, features)
+        return found
+
     def score_lead(self, lead: Lead, contact: Contact, verdict: Verdict,
                    flagging: spam.Flagging, comments: spam.Comments | None = None
                    ) -> SpamScore:
@@ -168,8 +178,8 @@ class Registration:
         before the platform forwards or exports it. A known-bad contact's lead is always
         flagged. ``comments``: the lead's comments read already (``spam.read``), outside
         the transaction."""
-        found, flag = self._score(lead, contact.email, contact.first_name,
-                                  contact.last_name, verdict, comments, flagging)
+        found, flag, _ = self._score(lead, contact.email, contact.first_name,
+                                     contact.last_name, verdict, comments, flagging)
         lead.spam_score, lead.spam_reasons = found.score, list(found.reasons)
         self.session.add(lead)
         if flag:
@@ -179,10 +189,12 @@ class Registration:
 
     def _score(self, lead: Lead | NewLead, email: str, first: str, last: str,
                verdict: Verdict, comments: spam.Comments | None, flagging: spam.Flagging
-               ) -> tuple[SpamScore, bool]:
+               ) -> tuple[SpamScore, bool, list[str]]:
         """The lead's score, read and counted (``learning``, ``behaviour``), not written,
-        and whether it is to be flagged (``flagging``'s threshold now, from the counts
-        read)."""
+        whether it is to be flagged (``flagging``'s threshold now, from the counts read)
+        and the model's features of it (what a flag counts: ``spam.features`` of the lead
+        and the score's reasons, which are these features' reasons and the behaviour's and
+        the model's, neither of which is a feature)."""
         text = comments if comments is not None else spam.read(lead.comments)
         content = spam.LeadFacts(lead.comments, email, verdict.level.value,
                                  tuple(verdict.reasons), first, last)
@@ -192,7 +204,7 @@ class Registration:
             content, **self.behaviour.facts(lead, email,  # type: ignore[arg-type]
                                             text.bands)), text, said, platform, account)
         self.learning.learn(lead.account_id, features, seen=1)
-        return found, found.flagged(flagging.threshold(platform, account))
+        return found, found.flagged(flagging.threshold(platform, account)), features
 
     def record_consent(self, config: Config, contact: Contact, created: bool,
                        consent: ConsentIn | None, default_method: str) -> bool:

@@ -439,12 +439,19 @@ class Counts:
 def probability(feature: Counts, totals: Counts) -> float:
     """How likely a lead with this feature is spam (Graham's, with Robinson's pull to 1/2
     for features seen few times), within 0.01-0.99."""
-    spam_share = min(1.0, feature.flagged / max(totals.flagged, 1))
-    ham_share = min(1.0, HAM_WEIGHT * feature.kept / max(totals.kept, 1))
+    return _probability(feature, max(totals.flagged, 1), max(totals.kept, 1))
+
+
+def _probability(feature: Counts, all_flagged: int, all_kept: int) -> float:
+    """``probability``, the totals' flagged and kept (at least 1) worked out already: a
+    lead's 40-odd features are rated against the same totals."""
+    flagged, kept = feature.flagged, feature.kept
+    spam_share = min(1.0, flagged / all_flagged)
+    ham_share = min(1.0, HAM_WEIGHT * kept / all_kept)
     if spam_share + ham_share == 0:
         return 0.5
     p = spam_share / (spam_share + ham_share)
-    n = feature.flagged + feature.kept
+    n = flagged + kept
     return min(0.99, max(0.01, (STRENGTH * 0.5 + n * p) / (STRENGTH + n)))
 
 
@@ -456,14 +463,18 @@ def learned(platform: dict[str, Counts], account: dict[str, Counts]
     if totals.seen < MIN_LEADS or totals.flagged < MIN_FLAGS:
         return 0.0, ()
     own_totals = account.get(LABELS)
+    all_flagged, all_kept = max(totals.flagged, 1), max(totals.kept, 1)
+    if own_totals is not None:
+        own_flagged, own_kept = max(own_totals.flagged, 1), max(own_totals.kept, 1)
     rated = []
     for feature, counts in platform.items():
         if feature in COUNTERS:
             continue
-        p = probability(counts, totals)
+        p = _probability(counts, all_flagged, all_kept)
         own = account.get(feature)
         if own is not None and own_totals is not None and own.spam + own.auto + own.ham:
-            p = (p + probability(own, own_totals)) / 2  # the account's own view beside
+            # the account's own view beside
+            p = (p + _probability(own, own_flagged, own_kept)) / 2
         rated.append((abs(p - 0.5), p, feature))
     top = [(p, f) for distance, p, f in sorted(rated, reverse=True)[:INTERESTING]
            if distance >= 0.1]
