@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from feedback_mta.actions import NotFound
 from feedback_mta.addresses import AddressBook
-from feedback_mta.handlers.base import HandlerContext
+from feedback_mta.handlers.base import HandlerContext, Settings
 from feedback_mta.reading.candidates import (
     account_named,
     candidates,
@@ -51,15 +51,24 @@ def named_contacts(classification: Classification, book: AddressBook
     return tuple((how, contact_id) for how, contact_id in found if contact_id is not None)
 
 
+def reporting_account(classification: Classification, book: AddressBook,
+                      settings: Settings) -> int | None:
+    """The account whose contacts a report's recipients are looked up in (step 3): the
+    one its addresses name or, for an ESP's event, ``[webhooks.<provider>] account``.
+    Whether the reporter is believed is ``resolve``'s to say."""
+    account_id = account_named(classification, book)
+    if classification.provider is not None:
+        account_id = account_id or settings.hook_account(classification.provider)
+    return account_id
+
+
 def reported_addresses(classification: Classification, book: AddressBook,
-                       provider_account: int | None) -> tuple[tuple[int, str], ...]:
+                       settings: Settings) -> tuple[tuple[int, str], ...]:
     """(account id, address) for each reported recipient step 3 may look up; pure. The
     processor reads their contacts for the whole batch in one query, as it does the
     tokens' (``named_contacts``); ``resolve`` still decides, the reporter's trust
-    included. ``provider_account``: ``[webhooks.<provider>] account`` of an ESP's event."""
-    account_id = account_named(classification, book)
-    if classification.provider is not None:
-        account_id = account_id or provider_account
+    included."""
+    account_id = reporting_account(classification, book, settings)
     if account_id is None:
         return ()
     return tuple((account_id, address) for address in classification.recipients)
@@ -75,15 +84,13 @@ def resolve(ctx: HandlerContext) -> Attributed | None:
             return Attributed(ctx.uow.contacts.get(contact_id), how)
         except NotFound:  # genuine token of a contact since deleted
             continue
-    account_id = account_named(ctx.classification, ctx.book)
-    provider = ctx.classification.provider
-    if provider is not None:
-        # Its signature was verified before it was stored: an ESP is believed about the
-        # recipients of its own account, as a trusted feedback loop is.
-        account_id = account_id or ctx.settings.hook_account(provider)
-    elif not trusted_reporter(ctx.parsed, ctx.settings.feedback.trusted_reporters,
-                              ctx.settings.security.trusted_authserv_ids):
+    # An ESP's event had its signature verified before it was stored: an ESP is believed
+    # about the recipients of its own account, as a trusted feedback loop is.
+    if ctx.classification.provider is None and not trusted_reporter(
+            ctx.parsed, ctx.settings.feedback.trusted_reporters,
+            ctx.settings.security.trusted_authserv_ids):
         return None
+    account_id = reporting_account(ctx.classification, ctx.book, ctx.settings)
     if account_id is None:
         return None
     for address in ctx.classification.recipients:

@@ -142,9 +142,7 @@ def _decide(row, book: AddressBook, settings: Settings) -> _Work:
         work.kind = work.classification.kind
         work.named = named_contacts(work.classification, book)
         if not work.named:
-            work.reported = reported_addresses(
-                work.classification, book,
-                settings.hook_account(row.provider) if row.provider is not None else None)
+            work.reported = reported_addresses(work.classification, book, settings)
     except Exception as exc:
         work.problem = f"{type(exc).__name__}: {exc}"[:2000]
     return work
@@ -350,7 +348,7 @@ class Sweeper(Protocol):
 
 #: A batch grows only while processing is behind; then each of its statements serves up to
 #: this many messages (on PostgreSQL about ten round trips a batch: 16 left them a third
-#: of a message's time there). SQLite's transactions end at ``TRANSACTION_SECONDS`` anyway.
+#: of a message's time there). On SQLite a transaction takes ``SQLITE_CLAIM`` of them.
 MAX_BATCH = 64
 
 
