@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import groupby
 from typing import Any
 
 import sqlalchemy as sa
@@ -198,19 +199,15 @@ def _write_changes(session: Session, changes: list[tuple[sa.Update, dict[str, An
     """The held rows' changes, in the order they were made: each run of one statement in
     one executemany. Each row was locked and found still to change, so each matches."""
     conn = session.connection()
-    start = 0
-    while start < len(changes):
-        statement = changes[start][0]
-        end = start
-        while end < len(changes) and changes[end][0] is statement:
-            end += 1
-        conn.execute(statement, [params for _, params, _ in changes[start:end]])
-        start = end
+    for _, same in groupby(changes, key=lambda change: id(change[0])):
+        run = list(same)
+        conn.execute(run[0][0], [params for _, params, _ in run])
 
 
 def _changes_first(session: Session, *_: Any) -> None:
-    """Before a flush of the ORM's own changes, the held rows' deferred ones: a row changed
-    both ways (made undeliverable, then mailable again) ends as the last change says."""
+    """The held rows' deferred changes, written now if there are any: before a flush of
+    the ORM's own changes (a row changed both ways, made undeliverable then mailable
+    again, ends as the last change says) and before a SAVEPOINT begins."""
     if session.info.get(_DEFERRED, {}).get(_CHANGES):
         write_deferred(session, _CHANGES)
 
@@ -239,8 +236,7 @@ class AuditedSession(Session):
         """A SAVEPOINT, the held rows' changes made so far written first, outside it: a
         flush in it writes them (``_changes_first``), and its rollback would then undo
         changes whose events, another recorder's, are kept."""
-        if self.info.get(_DEFERRED, {}).get(_CHANGES):
-            write_deferred(self, _CHANGES)
+        _changes_first(self)
         return super().begin_nested()
 
 

@@ -184,12 +184,11 @@ _ROW = tables.CONTACT.where(tables.contact.c.id == sa.bindparam("b_id"))
 # lead or tag of the contact (its foreign key checked ``FOR KEY SHARE``) wait for the batch.
 _BY_ID = _C.c.id.in_(sa.bindparam("b_ids", expanding=True))
 _BY_PAIR = sa.tuple_(_C.c.account_id, _C.c.email).in_(sa.bindparam("b_pairs", expanding=True))
-_CONTACTS = select(Contact).where(_BY_ID)
-_ADDRESSED = select(Contact).where(_BY_PAIR)
-_EITHER = select(Contact).where(sa.or_(_BY_ID, _BY_PAIR))
-_LOCKED = {(ids, pairs): statement.order_by(_C.c.id).with_for_update(key_share=True)
-           for ids, pairs, statement in ((True, False, _CONTACTS), (False, True, _ADDRESSED),
-                                         (True, True, _EITHER))}
+#: By (ids given, addresses given): the statement that reads those.
+_LOCKED = {(ids, pairs): select(Contact).where(sa.or_(*(
+    test for given, test in ((ids, _BY_ID), (pairs, _BY_PAIR)) if given)))
+    .order_by(_C.c.id).with_for_update(key_share=True)
+    for ids, pairs in ((True, False), (False, True), (True, True))}
 _CONTACT_KEY = sa.inspect(Contact).identity_key_from_primary_key
 _PRELOADED = "feedback_mta.preloaded_contacts"
 #: {(account id, address): contact} of what ``preload_contacts`` read by address.
