@@ -131,13 +131,12 @@ class Leads:
                              contact_id=contact_id)
         return lead
 
-    def scored(self, lead: NewLead, email: str, score: float, reasons: Sequence[str],
-               flag: bool, features: Sequence[str] | None = None) -> None:
+    def scored(self, lead: NewLead, score: float, reasons: Sequence[str], flag: bool,
+               features: Sequence[str]) -> None:
         """Write a new lead's Message-ID and score (one UPDATE) and, with ``flag``, flag it
         as the system as ``flag_spam`` does (the same columns and event): a lead that
         ``insert`` just made is neither spam nor exported yet. ``features``: what the
-        model counts of it (``spam.features``), found already as it was scored; else
-        read again from its comments."""
+        model counts of it (``spam.features``), found as it was scored."""
         lead.spam_score, lead.spam_reasons = score, list(reasons)
         params = {"b_id": lead.id, "b_message_id": lead.notification_message_id,
                   "b_score": score, "b_reasons": lead.spam_reasons}
@@ -149,8 +148,6 @@ class Leads:
         self.session.connection().execute(_SCORED_SPAM, {**params,
                                                          "b_flagged_at": lead.flagged_at})
         with self.recorder.acting_as(SYSTEM):
-            if features is None:
-                features = spam.features(lead.comments, email, lead.spam_reasons)
             self._flagged(lead, list(features), score=score, reasons=list(reasons))
 
     def flag_spam(self, lead: Lead, **why: Any) -> bool:

@@ -166,7 +166,7 @@ class Registration:
         ``read_comments``'s, outside the transaction. (``bench/lead_spam.py`` times it.)"""
         found, flag, features = self._score(lead, email, first, last, verdict, comments,
                                             flagging)
-        self.leads.scored(lead, email, found.score, found.reasons, flag, features)
+        self.leads.scored(lead, found.score, found.reasons, flag, features)
         return found
 
     def score_lead(self, lead: Lead, contact: Contact, verdict: Verdict,
