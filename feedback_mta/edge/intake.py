@@ -255,24 +255,25 @@ class Intake(Runner[_Pending]):
         """Record the nonces; the positions of arrivals whose nonce signed another event.
         A nonce new to the table and alone in the batch is its arrival's (the insert
         returns it): only the others (seen before, or twice in the batch) are read back."""
-        signed = [(n, a) for n, a in enumerate(arrivals) if a.nonce]
+        # (position, (provider, nonce), content hash) of each signed arrival.
+        signed = [(n, (a.provider or "", a.nonce), a.key or "")
+                  for n, a in enumerate(arrivals) if a.nonce]
         now = utcnow()
-        values = [{"provider": a.provider or "", "nonce": a.nonce, "content_hash": a.key or "",
-                   "seen_at": now} for _, a in signed]
+        values = [{"provider": provider, "nonce": nonce, "content_hash": content,
+                   "seen_at": now} for _, (provider, nonce), content in signed]
         insert = (sqlite_insert if conn.dialect.name == "sqlite" else pg_insert)(_NONCES)
         new = {(r.provider, r.nonce) for r in conn.execute(
             insert.on_conflict_do_nothing().returning(_NONCES.c.provider, _NONCES.c.nonce),
             values)}
-        times = Counter((a.provider or "", a.nonce) for _, a in signed)
-        unsure = [(n, a) for n, a in signed
-                  if times[a.provider or "", a.nonce] > 1 or (a.provider or "", a.nonce) not in new]
+        times = Counter(key for _, key, _ in signed)
+        unsure = [(n, key, content) for n, key, content in signed
+                  if times[key] > 1 or key not in new]
         if not unsure:
             return set()
         stored = {(r.provider, r.nonce): r.content_hash for r in conn.execute(
             sa.select(_NONCES.c.provider, _NONCES.c.nonce, _NONCES.c.content_hash).where(
-                _NONCES.c.nonce.in_([a.nonce for _, a in unsure])))}
-        return {n for n, a in unsure
-                if stored.get((a.provider or "", a.nonce)) != (a.key or "")}
+                _NONCES.c.nonce.in_([nonce for _, (_, nonce), _ in unsure])))}
+        return {n for n, key, content in unsure if stored.get(key) != content}
 
     @staticmethod
     def _fail(batch, exc: Exception) -> None:
