@@ -24,7 +24,7 @@ from feedback_mta.service.process import process_batch
 from feedback_mta.store import db
 from feedback_mta.store.models import Contact, Event
 from tests.conftest import write_config
-from tests.support import inbound_rows, message, seed
+from tests.support import inbound_rows, message, seed, wait_until
 
 
 def _store(engine, arrivals: list[Arrival]) -> list[int]:
@@ -303,3 +303,70 @@ def test_a_held_contact_still_takes_new_leads_and_tags(engine, cfg):
                 contact_id=s.contact_ids[0], name="registered", created_at=utcnow()))
             other.rollback()
         session.rollback()
+
+
+@pytest.mark.parametrize("job", ["review", "consent", "remind"])
+def test_the_deadline_jobs_lock_contacts_in_the_order_a_batch_does(engine, cfg, job):
+    """A processing batch locks its contacts in id order (``preload_contacts``). The jobs
+    that opt out contacts whose deadline passed, or name those near it in a digest, take
+    theirs in that order too, whatever order the deadlines come in: a job that took a
+    later id first, then waited on an earlier one a batch holds, while the batch waited on
+    the later one, was a deadlock (PostgreSQL aborts one of the two after its
+    ``deadlock_timeout``)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks: PostgreSQL's (SQLite's writer holds the whole database)")
+    import threading
+    from datetime import timedelta
+
+    from feedback_mta.actions import AuditedSession
+    from feedback_mta.actions.contacts import preload_contacts
+    from feedback_mta.jobs import consent, review
+    from feedback_mta.quality.verdict import SUSPECTED_TAG
+    from feedback_mta.store.models import Tag, table_of, utcnow
+    s = seed(engine, cfg, contacts=2)
+    low, high = sorted(s.contact_ids)
+    now = utcnow()
+    contacts = table_of(Contact)
+    with engine.begin() as conn:
+        for contact_id, due in ((high, now - timedelta(hours=2)), (low, now - timedelta(hours=1))):
+            if job == "remind":  # a suspected contact whose review deadline is near
+                due += timedelta(hours=2, seconds=cfg.review.remind_before / 2)
+            if job != "consent":  # a suspected contact past (or near) its review deadline
+                conn.execute(sa.update(contacts).where(contacts.c.id == contact_id)
+                             .values(review_deadline=due))
+                conn.execute(sa.insert(table_of(Tag)).values(
+                    contact_id=contact_id, name=SUSPECTED_TAG, created_at=now))
+            else:  # a pending contact past its confirmation deadline
+                conn.execute(sa.update(contacts).where(contacts.c.id == contact_id)
+                             .values(status="pending", confirm_by=due))
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            if job == "remind":  # both named in the account's one digest
+                review.remind_due(engine, cfg, AddressBook.from_config(cfg), now)
+                with engine.connect() as conn:
+                    outcome["done"] = conn.execute(sa.select(sa.func.count()).where(
+                        contacts.c.reminded_at.is_not(None))).scalar()
+            else:
+                expire = review.expire_due if job == "review" else consent.expire_due
+                outcome["done"] = expire(engine, now)
+        except Exception as exc:  # a deadlock's victim, on the old order
+            outcome["error"] = exc
+
+    def job_waits() -> bool:
+        with engine.connect() as conn:
+            return bool(conn.execute(sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database()")).scalar())
+
+    thread = threading.Thread(target=run)
+    with AuditedSession(engine) as session:
+        preload_contacts(session, [low])  # a batch holding the earlier id
+        thread.start()
+        wait_until(job_waits, 10, "the job waiting for the held contact")
+        session.execute(sa.text("SET LOCAL lock_timeout = '5s'"))
+        preload_contacts(session, [high])  # ... and then the later one
+        session.rollback()
+    thread.join(10)
+    assert outcome == {"done": 2}

@@ -55,7 +55,11 @@ def expire_due(engine: Engine, now: datetime | None = None, batch: int = 500) ->
             ids = uow.session.connection().execute(sa.select(_C.c.id).where(
                 _C.c.review_deadline <= now, _C.c.status.in_(UNDECIDED))
                 .order_by(_C.c.review_deadline).limit(batch)).scalars().all()
-            done = sum(uow.quality.expire_review(contact_id, now) for contact_id in ids)
+            # The earliest deadlines, changed (and so locked) in id order: the order a
+            # processing batch locks its contacts in (``preload_contacts``), so that on
+            # PostgreSQL the two never wait on each other in a cycle (a deadlock).
+            done = sum(uow.quality.expire_review(contact_id, now)
+                       for contact_id in sorted(ids))
         total += done
         if len(ids) < batch:
             break
@@ -121,12 +125,15 @@ def remind_due(engine: Engine, config, book: AddressBook, now: datetime | None =
             _C.c.review_deadline > now, _C.c.reminded_at.is_(None),
             _C.c.status.in_(UNDECIDED))
             .order_by(_C.c.account_id, _C.c.review_deadline).limit(5000)).all()
+        # Claimed (and so locked) in id order, as ``expire_due`` changes its contacts;
+        # each account's digest still names them by deadline.
+        claimed = set(uow.quality.claim_reminders(sorted(row.id for row in due), now))
         by_account: dict[int, list[int]] = defaultdict(list)
         for contact_id, account_id in due:
-            by_account[account_id].append(contact_id)
+            if contact_id in claimed:
+                by_account[account_id].append(contact_id)
         for account_id, ids in by_account.items():
-            _remind_account(uow, account_id, uow.quality.claim_reminders(ids, now), book,
-                            config.outbound.from_name)
+            _remind_account(uow, account_id, ids, book, config.outbound.from_name)
         return list(uow.recorder.queued_mail)
 
 
