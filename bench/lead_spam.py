@@ -28,7 +28,7 @@ Two ways to run the stream:
   one left out), min/median/max over ``--seeds`` seeds.
 
     .venv/bin/python bench/lead_spam.py [--corpus NAME | --corpus-file FILE] [--accounts 8]
-        [--seed 1] [--fast] [--table [--seeds 5]] [--json]
+        [--seed 1] [--fast [--ranking N]] [--table [--seeds 5]] [--json]
 """
 
 from __future__ import annotations
@@ -231,9 +231,10 @@ class Counted:
 
 
 def simulate(corpus: list[tuple[str, str]], seed: int, accounts: int,
-             threshold: float, budget: float = BUDGET) -> dict:
+             threshold: float, budget: float = BUDGET, shown: int = 0) -> dict:
     """The stream in this process (``--fast``): the service's pure functions, the counts in
-    a ``Counted``, the dealers as in ``stream``."""
+    a ``Counted``, the dealers as in ``stream``; with ``shown``, the second half's
+    ``ranking`` too."""
     from feedback_mta.quality import spam
 
     rng = random.Random(seed)
@@ -242,6 +243,7 @@ def simulate(corpus: list[tuple[str, str]], seed: int, accounts: int,
     model = Counted()
     flagging = spam.Flagging(threshold, budget, RESTORED_SHARE)
     outcomes: list[tuple[str, bool]] = []
+    scored: list[tuple[str, float, str, tuple[str, ...]]] = []
     wrong = 0
     for n, (label, text) in enumerate(order):
         account = 1 + rng.randrange(accounts)
@@ -261,6 +263,7 @@ def simulate(corpus: list[tuple[str, str]], seed: int, accounts: int,
         if flagged:
             model.learn(account, labelled, auto=1)
         outcomes.append((label, flagged))
+        scored.append((label, found.score, text, found.reasons))
         if label == "spam" and not flagged:
             model.learn(account, labelled, spam_=1)
         elif label == "ham" and flagged:
@@ -269,7 +272,31 @@ def simulate(corpus: list[tuple[str, str]], seed: int, accounts: int,
                 model.learn(account, labelled, ham=1, auto=-1)
                 model.restored_from_system(account)
     half = len(outcomes) // 2
-    return {"second_half": _rates(outcomes[half:]), "whole": _rates(outcomes)}
+    result = {"second_half": _rates(outcomes[half:]), "whole": _rates(outcomes)}
+    if shown:
+        result["ranking"] = ranking(scored[half:], budget, shown)
+    return result
+
+
+def ranking(scored: list[tuple[str, float, str, tuple[str, ...]]], budget: float,
+            shown: int) -> dict:
+    """How well the scores rank (``--ranking N``): the best recall any threshold could have
+    had over these leads within the false-flag budget (above the score of the real lead
+    just past the budget's count: ``budget`` of 500 real leads lets 2 be flagged), and the
+    ``shown`` highest-scored real leads and lowest-scored spam leads under that score."""
+    real = sorted((s for s in scored if s[0] == "ham"), key=lambda s: -s[1])
+    spam_ = sorted((s for s in scored if s[0] == "spam"), key=lambda s: s[1])
+    allowed = int(budget * len(real))
+    cut = real[allowed][1] if allowed < len(real) else -1.0
+    below = [s for s in spam_ if s[1] <= cut]
+
+    def lead(s: tuple[str, float, str, tuple[str, ...]]) -> dict:
+        return {"score": s[1], "reasons": list(s[3]), "comments": s[2][:200]}
+
+    return {"real_flagged_within_budget": allowed, "score_past_budget": cut,
+            "best_recall_pct": round(100 * (len(spam_) - len(below)) / max(len(spam_), 1), 1),
+            "spam_under_it": len(below), "top_real": [lead(s) for s in real[:shown]],
+            "lowest_spam": [lead(s) for s in below[:shown]]}
 
 
 def corpus_of(name: str) -> list[tuple[str, str]]:
@@ -385,7 +412,7 @@ def print_table(rows: list[dict], seeds: int) -> None:
     for row in rows:
         f, r = row["false_flag_pct"], row["recall_pct"]
         print(f"{row['run']:<20}{row['words']:<16}{row['threshold']:>9}  "
-              f"{f['min']:.2f} / {f['median']:.2f} / {f['max']:.2f}".ljust(56)
+              + f"{f['min']:.2f} / {f['median']:.2f} / {f['max']:.2f}".ljust(22)
               + f"{r['min']:.1f} / {r['median']:.1f} / {r['max']:.1f}".ljust(22)
               + ("met" if row["met"] else "NOT met"))
 
@@ -440,6 +467,10 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=BUDGET,
                         help="--fast: [leads] false_flag_budget (0: the threshold stays put)")
     parser.add_argument("--fast", action="store_true", help="in this process, no server")
+    parser.add_argument("--ranking", type=int, default=0, metavar="N",
+                        help="--fast: also the best recall any threshold could have had within "
+                             "the budget, the N highest-scored real leads and the N "
+                             "lowest-scored spam leads under them (second half)")
     parser.add_argument("--table", action="store_true",
                         help="every corpus alone and left out, --fast, over --seeds seeds")
     parser.add_argument("--seeds", type=int, default=5)
@@ -456,7 +487,8 @@ def main() -> None:
     corpus = load(args.corpus_file) if args.corpus_file else corpus_of(args.corpus)
     args.corpus_name = str(args.corpus_file or args.corpus)
     if args.fast:
-        result = simulate(corpus, args.seed, args.accounts, args.threshold, args.budget)
+        result = simulate(corpus, args.seed, args.accounts, args.threshold, args.budget,
+                          args.ranking)
         print(json.dumps(result, indent=None if not args.json else 2))
         return
     result = run(args, corpus)

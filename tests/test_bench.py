@@ -86,3 +86,37 @@ def test_the_lead_spam_benchmark_runs_in_process_on_a_committed_corpus_and_a_giv
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["whole"] | {"leads": 80, "real": 40, "spam": 40} == (
         json.loads(done.stdout)["whole"])
+
+
+def test_the_lead_spam_benchmark_shows_how_well_the_scores_rank():
+    done = subprocess.run([sys.executable, "bench/lead_spam.py", "--fast", "--corpus",
+                           "youtube", "--ranking", "3", "--json"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    half, ranked = result["second_half"], result["ranking"]
+    # 0.5% of the second half's real leads may be flagged: the score past them is the cut
+    assert ranked["real_flagged_within_budget"] == int(0.005 * half["real"])
+    top = [lead["score"] for lead in ranked["top_real"]]
+    assert len(top) == 3 and top == sorted(top, reverse=True)
+    assert top[-1] >= ranked["score_past_budget"]
+    lowest = [lead["score"] for lead in ranked["lowest_spam"]]
+    assert len(lowest) == 3 and lowest == sorted(lowest)
+    assert all(score <= ranked["score_past_budget"] for score in lowest)
+    assert ranked["best_recall_pct"] == round(
+        100 * (half["spam"] - ranked["spam_under_it"]) / half["spam"], 1)
+    assert all(lead["comments"] for lead in ranked["top_real"] + ranked["lowest_spam"])
+
+
+def test_the_lead_spam_table_keeps_its_columns_apart(capsys):
+    sys.path.insert(0, str(ROOT / "bench"))
+    import lead_spam
+
+    spread = {"min": 0.29, "median": 0.37, "max": 0.5}
+    lead_spam.print_table([{"run": "youtube left out", "words": "function words",
+                            "threshold": 0.97, "false_flag_pct": spread,
+                            "recall_pct": {"min": 91.9, "median": 93.1, "max": 95.0},
+                            "met": True}], 5)
+    row = capsys.readouterr().out.splitlines()[-1]
+    assert row.split() == ["youtube", "left", "out", "function", "words", "0.97", "0.29",
+                           "/", "0.37", "/", "0.50", "91.9", "/", "93.1", "/", "95.0", "met"]
