@@ -322,3 +322,29 @@ def test_the_idle_timeout_cannot_outlast_the_header_timeout():
                             env={})
     with pytest.raises(ConfigError, match=r"\[http\] max_connections_per_ip: expected"):
         config.from_mapping({**base, "http": {"max_connections_per_ip": 0}}, env={})
+
+
+# --- what a response costs the wire ------------------------------------------------------------
+
+
+def _data_segments_in(sock: socket.socket) -> int:
+    """Linux's count of segments carrying data that this socket received
+    (``tcpi_data_segs_in`` of ``struct tcp_info``)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 160)
+    return int.from_bytes(info[152:156], "little")
+
+
+def test_a_small_answer_leaves_in_one_segment(serve_http):
+    """The head and the body of an answer go out in one write: one segment on the wire
+    (and one send for the server, one wake-up for the client) instead of two."""
+    http = serve_http()
+    sock = http.open()
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for _ in range(3):
+        before = _data_segments_in(sock)
+        _request(sock)
+        status, _, body, _ = _read_answer(sock)
+        assert status == 200 and json.loads(body)["database"]
+        time.sleep(0.2)  # anything still on its way would arrive and be counted
+        assert _data_segments_in(sock) - before == 1
+    sock.close()

@@ -47,7 +47,7 @@ import json
 import math
 from collections.abc import Iterable
 from http import HTTPStatus
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -212,6 +212,13 @@ class Guarded(H11Protocol):
 
     # --- H11Protocol's own ----------------------------------------------------------------
 
+    def handle_events(self) -> None:
+        super().handle_events()
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport:
+            # A new request's, not yet started: its writes go through the cork.
+            cycle.transport = cast(asyncio.Transport, Corked(self.transport))
+
     def on_response_complete(self) -> None:
         super().on_response_complete()
         self._watch(after_response=True)
@@ -287,6 +294,39 @@ class Guarded(H11Protocol):
         transport.write_eof()
         self.gate.closing.add(transport)
         self._linger = self.loop.call_later(LINGER, transport.abort)
+
+
+class Corked:
+    """The transport as one request's cycle sees it: the response head is held until the
+    next write (the body, or the end of a response without one), so that a small answer
+    leaves in one ``send`` and one segment instead of two. ``close`` sends what is held
+    first; everything else is the transport's."""
+
+    __slots__ = ("_held", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is None:
+            if data[9:10] != b"1":  # a 100 Continue goes at once: the client waits for it
+                self._held = data
+            else:
+                self._transport.write(data)
+            return
+        self._held = b""  # the head went out: the rest as it comes
+        self._transport.write(held + data if held else data)
+
+    def close(self) -> None:
+        if self._held:
+            self._transport.write(self._held)
+        self._held = b""
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def protocol(gate: Gate) -> type[Guarded]:
