@@ -22,7 +22,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from feedback_mta import counters, logs
 from feedback_mta.config import Config, SesHookConfig
@@ -227,6 +227,23 @@ class Fast:
         finally:
             canonical.line(scope, ROUTE, status, started)
 
+    @property
+    def paths(self) -> frozenset[str]:
+        """The paths it answers (``POST`` only)."""
+        return frozenset(self.providers)
+
+    async def direct(self, scope: Scope, body: bytes, send: Send) -> None:
+        """The same answer to a request the connection read whole itself
+        (``connections.Guarded``): ``scope`` of one of ``paths``, the body as declared,
+        within ``limit``."""
+        started = time.perf_counter()
+        status = 500
+        try:
+            status = await self._answer(scope, _nothing_more, send,
+                                        self.providers[scope["path"]], _headers(scope), body)
+        finally:
+            canonical.line(scope, ROUTE, status, started)
+
     async def _answer(self, scope: Scope, receive: Receive, send: Send,
                       found: tuple[str, Provider[Any], Any], headers: dict[str, str],
                       body: bytes) -> int:
@@ -256,6 +273,11 @@ class Fast:
 
 #: The answer to the usual request, made once.
 _STORED = {1: b'{"stored":1}'}
+
+
+async def _nothing_more() -> Message:
+    """What a request read whole has left to receive (a response never asks)."""
+    return {"type": "http.disconnect"}
 
 
 async def _body(receive: Receive) -> bytes | None:
