@@ -26,11 +26,14 @@ What each connection gets (``[http]``):
 
 How: a subclass of uvicorn's ``H11Protocol``, handed to ``uvicorn.Config(http=...)``, its
 public way to choose the protocol class (so h11 is always used, never httptools: one
-protocol is watched). It overrides the asyncio protocol methods and three of
-``H11Protocol``'s own (``on_response_complete`` to start waiting for the next head,
-``send_400_response``, ``shutdown``); it reads h11's public state (``conn.their_state``,
+protocol is watched). It overrides the asyncio protocol methods and four of
+``H11Protocol``'s own (``handle_events`` to cork a new request's writes, ``Corked``;
+``on_response_complete`` to start waiting for the next head; ``send_400_response``;
+``shutdown``); it reads h11's public state (``conn.their_state``, ``conn.our_state``,
 ``conn.trailing_data``) and takes a socket it is closing out of uvicorn's
-``ServerState.connections``, the set uvicorn's shutdown waits on. None of uvicorn's
+``ServerState.connections``, the set uvicorn's shutdown waits on. A signed webhook that
+came whole in one read is answered without h11 (``Guarded``, ``whole_request``): its task
+goes in uvicorn's ``ServerState.tasks``, which its shutdown waits for. None of uvicorn's
 protocol internals is a documented API, so there is no other way to watch a socket before
 its first request; ``tests/test_http_connections.py`` fails if these names change.
 A refused or timed-out socket is closed gracefully ("lingering close", as nginx does):
@@ -158,6 +161,8 @@ _FIELD = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*"
                     rb"((?:[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*)?)[ \t]*")
 #: Fields that ask for more than one whole request answered in turn: h11 takes those.
 _NOT_DIRECT = frozenset({b"transfer-encoding", b"expect", b"connection", b"upgrade"})
+#: Each status's reason phrase, for an answer's status line.
+_PHRASES = {status.value: status.phrase.encode() for status in HTTPStatus}
 #: The longest request head read directly (h11's own limit).
 _MAX_HEAD = 16 * 1024
 
@@ -295,7 +300,7 @@ class Guarded(H11Protocol):
         started = self._started
         assert started is not None and not message.get("more_body", False)
         status = started["status"]
-        head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode()]
+        head = [b"HTTP/1.1 %d %s\r\n" % (status, _PHRASES[status])]
         for name, value in (*self.server_state.default_headers, *started.get("headers", ())):
             head += (name, b": ", value, b"\r\n")
         head.append(b"\r\n")

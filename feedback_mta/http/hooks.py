@@ -195,7 +195,9 @@ class Fast:
     the body, ``_verify``, ``_store``, answer ``{"stored": N}`` (or the same problem+json),
     and its one line (``canonical.line``, as ``Canonical`` writes it). Anything else
     (another path or method, SES, a provider not set up, a chunked body or one over the
-    limit) goes on to the app, ``BodyLimit`` and FastAPI as before."""
+    limit) goes on to the app, ``BodyLimit`` and FastAPI as before. A request that came
+    whole in one read (the usual webhook) reaches ``direct`` from the connection itself,
+    before h11 and uvicorn (``connections.Guarded``)."""
 
     def __init__(self, app: ASGIApp, services: HttpServices, limit: int) -> None:
         self.app, self.services, self.limit = app, services, limit
