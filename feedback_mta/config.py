@@ -385,6 +385,11 @@ class ProcessingConfig:
         "Run those threads in a process of their own beside the server's, so the SMTP "
         "sessions and the processing each have a core (false: in the server's process, "
         "for a machine with one core or little memory).")
+    nice: int = key(
+        5, _int(0, 19),
+        "How much lower the processing process's CPU priority is than the server's (as "
+        "nice(1)): when the cores are busy, the answers to SMTP and HTTP clients go first "
+        "and the processing catches up after (0: the same priority).")
     sweep_interval: float = key(
         30.0, _positive_duration,
         "How often the scheduler looks for stored messages nobody is processing (left by a "

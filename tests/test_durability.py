@@ -283,6 +283,23 @@ def test_processing_runs_in_its_own_process(server, engine, cfg):
 
 
 @pytest.mark.process
+def test_the_processing_process_yields_the_cpu_to_the_server(tmp_path, sqlite_template,
+                                                             server_factory):
+    """``[processing] nice``: the processing process runs that much below the server's CPU
+    priority, so when the cores are busy the clients' answers go first."""
+    import shutil
+
+    database = tmp_path / "feedback.sqlite3"
+    shutil.copyfile(sqlite_template, database)
+    server = server_factory(write_config(tmp_path / "nice.toml", f"sqlite:///{database}",
+                                         processing={"nice": 7}))
+    started = server.wait_for("server.started")
+    assert server.wait_for("processing.started")["pid"] == started["processing_pid"]
+    assert os.getpriority(os.PRIO_PROCESS, started["processing_pid"]) \
+        == os.getpriority(os.PRIO_PROCESS, started["pid"]) + 7
+
+
+@pytest.mark.process
 def test_processing_in_the_server_process_when_configured(tmp_path, database_url, engine,
                                                           cfg, server_factory):
     server = server_factory(write_config(tmp_path / "one.toml", database_url,

@@ -150,6 +150,51 @@ def test_bodies_in_pieces_pipelined_chunked_or_large_are_read_whole(hooks):  # n
     assert hooks.server.count("hook.stored") == 6
 
 
+def test_webhooks_sent_whole_in_one_write_are_answered_as_any_other(hooks):  # noqa: F811
+    """A request that arrives whole in one read is answered by the connection itself
+    (``connections.whole_request``): the same answers, lines and rows as through h11, on a
+    connection that goes on as after any response; anything unusual goes to h11."""
+    for n in range(4):
+        hooks.contact(f"one{n}@people.test")
+    raw = Raw(_port(hooks))
+    try:
+        first = _mailgun("failed-permanent.json", recipient="one0@people.test",
+                         event_id="one-0")
+        raw.send(_request(first))
+        status, headers, body = raw.answer()
+        assert (status, body) == (200, b'{"stored":1}')
+        assert headers["content-type"] == "application/json"
+        # Hostile input gets the same problems: forged (401), not the provider's (400).
+        raw.send(_request(_mailgun("complained.json", recipient="one1@people.test",
+                                   key="not-the-key")))
+        status, headers, body = raw.answer()
+        assert status == 401 and headers["content-type"] == "application/problem+json"
+        assert json.loads(body)["status"] == 401
+        junk = json.loads(_mailgun("complained.json", recipient="one1@people.test"))
+        del junk["event-data"]
+        raw.send(_request(json.dumps(junk).encode()))
+        status, headers, _ = raw.answer()
+        assert status == 400 and headers["content-type"] == "application/problem+json"
+        # The same connection then goes through h11: another route, two pipelined hooks.
+        raw.send(b"GET /healthz HTTP/1.1\r\nHost: fb.test\r\n\r\n")
+        assert raw.answer()[0] == 200
+        raw.send(b"".join(_request(_mailgun("failed-permanent.json",
+                                            recipient=f"one{n}@people.test",
+                                            event_id=f"one-{n}")) for n in (2, 3)))
+        assert [raw.answer()[::2] for _ in range(2)] == [(200, b'{"stored":1}')] * 2
+        # A field h11 refuses: its 400, problem+json too.
+        raw.send(_request(first).replace(b"Host:", b"Bad Name: x\r\nHost:"))
+        status, headers, _ = raw.answer()
+        assert status == 400 and headers["content-type"] == "application/problem+json"
+    finally:
+        raw.close()
+    rows = hooks.done(3)
+    assert [r["provider"] for r in rows] == ["mailgun"] * 3
+    stored = [e for e in hooks.server.events if e.get("event") == "hook.stored"]
+    assert [(e["route"], e["status"], e["events"]) for e in stored] == [(ROUTE, 200, 1)] * 3
+    assert hooks.server.count("hook.refused") == 1
+
+
 def test_oversized_cut_off_and_refused_webhooks_store_nothing(hooks):  # noqa: F811
     port = _port(hooks)
     signed = _mailgun("complained.json", recipient="kim@people.test")

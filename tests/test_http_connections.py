@@ -22,7 +22,7 @@ import pytest
 
 from feedback_mta import config, counters
 from feedback_mta.config import ConfigError
-from feedback_mta.http.connections import Gate, Refusal
+from feedback_mta.http.connections import Gate, Refusal, whole_request
 from tests.conftest import write_config
 from tests.support import wait_until
 from tests.test_cli import ok_json
@@ -322,3 +322,75 @@ def test_the_idle_timeout_cannot_outlast_the_header_timeout():
                             env={})
     with pytest.raises(ConfigError, match=r"\[http\] max_connections_per_ip: expected"):
         config.from_mapping({**base, "http": {"max_connections_per_ip": 0}}, env={})
+
+
+# --- what a response costs the wire ------------------------------------------------------------
+
+
+def _data_segments_in(sock: socket.socket) -> int:
+    """Linux's count of segments carrying data that this socket received
+    (``tcpi_data_segs_in`` of ``struct tcp_info``)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 160)
+    return int.from_bytes(info[152:156], "little")
+
+
+def test_a_small_answer_leaves_in_one_segment(serve_http):
+    """The head and the body of an answer go out in one write: one segment on the wire
+    (and one send for the server, one wake-up for the client) instead of two."""
+    http = serve_http()
+    sock = http.open()
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for _ in range(3):
+        before = _data_segments_in(sock)
+        _request(sock)
+        status, _, body, _ = _read_answer(sock)
+        assert status == 200 and json.loads(body)["database"]
+        time.sleep(0.2)  # anything still on its way would arrive and be counted
+        assert _data_segments_in(sock) - before == 1
+    sock.close()
+
+
+# --- requests read whole by the connection -------------------------------------------------
+
+
+def _whole(head: str, body: bytes = b"{}", after: bytes = b"") -> bytes:
+    return head.replace("\n", "\r\n").encode() + b"\r\n" + body + after
+
+
+PLAIN = "POST /hooks/mailgun HTTP/1.1\nHost: fb.test\nContent-Length: 2\n"
+
+
+@pytest.mark.parametrize("data", [
+    _whole(PLAIN, after=b"POST"),                                   # something after it
+    _whole(PLAIN, body=b"{"),                                       # the body not all here
+    _whole(PLAIN.replace("2", "3")),                                # nor as declared
+    _whole(PLAIN.replace("mailgun", "ses")),                        # a path not answered
+    _whole(PLAIN.replace("mailgun", "mailgun?x=1")),
+    _whole(PLAIN.replace("POST", "PUT")),
+    _whole(PLAIN.replace("1.1", "1.0")),
+    _whole(PLAIN.replace("Host: fb.test\n", "")),                  # no Host, or two
+    _whole(PLAIN + "Host: other.test\n"),
+    _whole(PLAIN + "Content-Length: 2\n"),                         # two lengths
+    _whole(PLAIN.replace("2", "+2")),
+    _whole(PLAIN + "Transfer-Encoding: chunked\n"),
+    _whole(PLAIN + "Expect: 100-continue\n"),
+    _whole(PLAIN + "Connection: close\n"),
+    _whole(PLAIN + "X-Folded: a\n b\n"),                          # obsolete folding
+    _whole(PLAIN + "Bad Name: x\n"),
+    _whole(PLAIN + "X-Nul: a\x00b\n"),
+    _whole(PLAIN.replace("Content-Length: 2", "Content-Length: 99999999"),
+           body=b"x" * 99999999)[:200],
+])
+def test_only_one_plain_whole_request_is_read_by_the_connection(data):
+    """Anything but one plain request, whole, to a path ``Direct`` answers, is left to h11."""
+    assert whole_request(data, frozenset({"/hooks/mailgun"}), 1024) is None
+
+
+def test_a_plain_whole_request_is_read_with_its_fields():
+    data = _whole(PLAIN + "X-Mailgun-Sid:  a b\t\n", body=b"{}")
+    assert whole_request(data, frozenset({"/hooks/mailgun"}), 1024) == (
+        "/hooks/mailgun",
+        [(b"host", b"fb.test"), (b"content-length", b"2"), (b"x-mailgun-sid", b"a b")],
+        b"{}")
+    over = _whole(PLAIN.replace("2", "2000"), body=b"x" * 2000)
+    assert whole_request(over, frozenset({"/hooks/mailgun"}), 1024) is None  # BodyLimit's 413

@@ -82,7 +82,7 @@ def create_app(config: Config, engine: Engine, intake: Intake | None = None,
     # In front of it all, FastAPI's own middleware too: a signed webhook is answered before
     # any of the above (hooks.Fast says how it keeps their behaviour); the rest goes on.
     limit = config.smtp.max_message_size
-    app.front(lambda inner: hooks.Fast(inner, app.services, limit))
+    app.direct = app.front(lambda inner: hooks.Fast(inner, app.services, limit))
     return app
 
 

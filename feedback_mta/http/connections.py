@@ -26,11 +26,14 @@ What each connection gets (``[http]``):
 
 How: a subclass of uvicorn's ``H11Protocol``, handed to ``uvicorn.Config(http=...)``, its
 public way to choose the protocol class (so h11 is always used, never httptools: one
-protocol is watched). It overrides the asyncio protocol methods and three of
-``H11Protocol``'s own (``on_response_complete`` to start waiting for the next head,
-``send_400_response``, ``shutdown``); it reads h11's public state (``conn.their_state``,
+protocol is watched). It overrides the asyncio protocol methods and four of
+``H11Protocol``'s own (``handle_events`` to cork a new request's writes, ``Corked``;
+``on_response_complete`` to start waiting for the next head; ``send_400_response``;
+``shutdown``); it reads h11's public state (``conn.their_state``, ``conn.our_state``,
 ``conn.trailing_data``) and takes a socket it is closing out of uvicorn's
-``ServerState.connections``, the set uvicorn's shutdown waits on. None of uvicorn's
+``ServerState.connections``, the set uvicorn's shutdown waits on. A signed webhook that
+came whole in one read is answered without h11 (``Guarded``, ``whole_request``): its task
+goes in uvicorn's ``ServerState.tasks``, which its shutdown waits for. None of uvicorn's
 protocol internals is a documented API, so there is no other way to watch a socket before
 its first request; ``tests/test_http_connections.py`` fails if these names change.
 A refused or timed-out socket is closed gracefully ("lingering close", as nginx does):
@@ -45,17 +48,20 @@ import enum
 import ipaddress
 import json
 import math
+import re
 from collections.abc import Iterable
 from http import HTTPStatus
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import h11
+from starlette.types import Message
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from feedback_mta import counters, logs
 from feedback_mta.config import HttpConfig
 from feedback_mta.edge.limits import client_address, networks
 from feedback_mta.http import problems
+from feedback_mta.http.services import Direct
 
 log = logs.get(__name__)
 
@@ -149,11 +155,69 @@ class Gate:
         self.closing.clear()
 
 
+#: A header field as h11 takes it (RFC 9110's token, then a value of visible characters
+#: and inner spaces; no line folding).
+_FIELD = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*"
+                    rb"((?:[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*)?)[ \t]*")
+#: Fields that ask for more than one whole request answered in turn: h11 takes those.
+_NOT_DIRECT = frozenset({b"transfer-encoding", b"expect", b"connection", b"upgrade"})
+#: Each status's reason phrase, for an answer's status line.
+_PHRASES = {status.value: status.phrase.encode() for status in HTTPStatus}
+#: The longest request head read directly (h11's own limit).
+_MAX_HEAD = 16 * 1024
+
+
+def whole_request(data: bytes, paths: frozenset[str], limit: int
+                  ) -> tuple[str, list[tuple[bytes, bytes]], bytes] | None:
+    """(path, header fields with lower-case names, body) of ``data`` when it is exactly one
+    plain request that ``Direct`` answers: ``POST`` to one of ``paths`` over HTTP/1.1, every
+    field well formed, one ``Host``, one ``Content-Length`` (at most ``limit``) and the
+    whole body, nothing after it, none of ``_NOT_DIRECT``. None otherwise: then h11 reads
+    it as any other request (and answers what is malformed)."""
+    end = data.find(b"\r\n\r\n", 0, _MAX_HEAD)
+    if end < 0:
+        return None
+    lines = data[:end].split(b"\r\n")
+    first = lines[0]
+    if not (first.startswith(b"POST /") and first.endswith(b" HTTP/1.1")):
+        return None
+    path = first[5:-9].decode("latin-1")
+    if path not in paths:
+        return None
+    fields: list[tuple[bytes, bytes]] = []
+    length = None
+    hosts = 0
+    for line in lines[1:]:
+        match = _FIELD.fullmatch(line)
+        if match is None:
+            return None
+        name, value = match[1].lower(), match[2]
+        if name == b"content-length":
+            if length is not None or not value.isdigit():
+                return None
+            length = int(value)
+        elif name == b"host":
+            hosts += 1
+        elif name in _NOT_DIRECT:
+            return None
+        fields.append((name, value))
+    body = data[end + 4:]
+    if hosts != 1 or length is None or length > limit or len(body) != length:
+        return None
+    return path, fields, body
+
+
 class Guarded(H11Protocol):
     """uvicorn's h11 protocol with the gate's caps and the two timeouts (module docstring);
-    ``protocol(gate)`` gives the class bound to one server's gate."""
+    ``protocol(gate)`` gives the class bound to one server's gate.
+
+    A request that came whole in one read and that ``direct`` answers (a signed webhook:
+    ``whole_request``) is handed to it without h11, uvicorn's request cycle or the app,
+    and its answer written in one piece; the connection reads nothing more until then,
+    and goes on as after any response. Anything else goes to h11 as before."""
 
     gate: ClassVar[Gate]
+    direct: ClassVar[Direct | None] = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -166,6 +230,11 @@ class Guarded(H11Protocol):
         self._idle = False
         self._since = 0.0
         self._linger: asyncio.TimerHandle | None = None
+        #: A request handed to ``direct`` is being answered; close once it is.
+        self._answering = False
+        self._close_after = False
+        #: Its answer's status and header fields, until its body is sent.
+        self._started: Message | None = None
 
     # --- asyncio.Protocol ---------------------------------------------------------------
 
@@ -187,8 +256,56 @@ class Guarded(H11Protocol):
     def data_received(self, data: bytes) -> None:
         if self._finishing:
             return  # read and dropped while the socket is being closed
+        direct = self.direct
+        if direct is not None and not self._answering and data.startswith(b"POST /") \
+                and self.conn.our_state is h11.IDLE and self.conn.their_state is h11.IDLE \
+                and not self.conn.trailing_data[0]:
+            request = whole_request(data, direct.paths, direct.limit)
+            if request is not None:
+                self._answer_directly(direct, *request)
+                return
         super().data_received(data)
         self._watch()
+
+    def _answer_directly(self, direct: Direct, path: str, fields: list[tuple[bytes, bytes]],
+                         body: bytes) -> None:
+        self._unset_keepalive_if_required()
+        self._stop_waiting()
+        self._answering = True
+        self.flow.pause_reading()  # one request at a time, as h11 would
+        scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+                 "http_version": "1.1", "server": self.server, "client": self.client,
+                 "scheme": self.scheme, "method": "POST", "root_path": "", "path": path,
+                 "raw_path": path.encode("latin-1"), "query_string": b"", "headers": fields,
+                 "state": self.app_state.copy()}
+        task = self.loop.create_task(self._directly(direct, scope, body))
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)  # uvicorn's shutdown waits for it
+
+    async def _directly(self, direct: Direct, scope: dict[str, Any], body: bytes) -> None:
+        try:
+            await direct.direct(scope, body, self._send_direct)
+        finally:
+            self._answering = False
+            self._started = None
+            self.on_response_complete()
+            if self._close_after:
+                self.transport.close()
+
+    async def _send_direct(self, message: Message) -> None:
+        """The answer's two ASGI messages, written as one HTTP/1.1 response."""
+        if message["type"] == "http.response.start":
+            self._started = message
+            return
+        started = self._started
+        assert started is not None and not message.get("more_body", False)
+        status = started["status"]
+        head = [b"HTTP/1.1 %d %s\r\n" % (status, _PHRASES[status])]
+        for name, value in (*self.server_state.default_headers, *started.get("headers", ())):
+            head += (name, b": ", value, b"\r\n")
+        head.append(b"\r\n")
+        if not self.transport.is_closing():
+            self.transport.write(b"".join(head) + message.get("body", b""))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_waiting()
@@ -212,6 +329,13 @@ class Guarded(H11Protocol):
 
     # --- H11Protocol's own ----------------------------------------------------------------
 
+    def handle_events(self) -> None:
+        super().handle_events()
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport:
+            # A new request's, not yet started: its writes go through the cork.
+            cycle.transport = cast(asyncio.Transport, Corked(self.transport))
+
     def on_response_complete(self) -> None:
         super().on_response_complete()
         self._watch(after_response=True)
@@ -224,13 +348,16 @@ class Guarded(H11Protocol):
         if self._finishing:
             self.transport.abort()
             return
+        if self._answering:
+            self._close_after = True  # once its answer is written
+            return
         super().shutdown()
 
     # --- the wait for a request head ------------------------------------------------------
 
     def _watch(self, after_response: bool = False) -> None:
         """Start, move or stop the deadline of the wait for a request head."""
-        if self._finishing or self.transport.is_closing() \
+        if self._finishing or self._answering or self.transport.is_closing() \
                 or self.conn.their_state is not h11.IDLE:
             self._stop_waiting()  # a request is being read or answered: no deadline
             return
@@ -255,7 +382,7 @@ class Guarded(H11Protocol):
 
     def _expired(self) -> None:
         self._deadline = None
-        if self._finishing or self.transport.is_closing() \
+        if self._finishing or self._answering or self.transport.is_closing() \
                 or self.conn.their_state is not h11.IDLE:
             return
         if self._idle:
@@ -289,11 +416,45 @@ class Guarded(H11Protocol):
         self._linger = self.loop.call_later(LINGER, transport.abort)
 
 
-def protocol(gate: Gate) -> type[Guarded]:
+class Corked:
+    """The transport as one request's cycle sees it: the response head is held until the
+    next write (the body, or the end of a response without one), so that a small answer
+    leaves in one ``send`` and one segment instead of two. ``close`` sends what is held
+    first; everything else is the transport's."""
+
+    __slots__ = ("_held", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is None:
+            if data[9:10] != b"1":  # a 100 Continue goes at once: the client waits for it
+                self._held = data
+            else:
+                self._transport.write(data)
+            return
+        self._held = b""  # the head went out: the rest as it comes
+        self._transport.write(held + data if held else data)
+
+    def close(self) -> None:
+        if self._held:
+            self._transport.write(self._held)
+        self._held = b""
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def protocol(gate: Gate, direct: Direct | None = None) -> type[Guarded]:
     """The protocol class for one server (uvicorn makes one instance per connection)."""
 
     class Bound(Guarded):
         pass
 
     Bound.gate = gate
+    Bound.direct = direct
     return Bound

@@ -22,7 +22,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from feedback_mta import counters, logs
 from feedback_mta.config import Config, SesHookConfig
@@ -195,7 +195,9 @@ class Fast:
     the body, ``_verify``, ``_store``, answer ``{"stored": N}`` (or the same problem+json),
     and its one line (``canonical.line``, as ``Canonical`` writes it). Anything else
     (another path or method, SES, a provider not set up, a chunked body or one over the
-    limit) goes on to the app, ``BodyLimit`` and FastAPI as before."""
+    limit) goes on to the app, ``BodyLimit`` and FastAPI as before. A request that came
+    whole in one read (the usual webhook) reaches ``direct`` from the connection itself,
+    before h11 and uvicorn (``connections.Guarded``)."""
 
     def __init__(self, app: ASGIApp, services: HttpServices, limit: int) -> None:
         self.app, self.services, self.limit = app, services, limit
@@ -224,6 +226,23 @@ class Fast:
                 status = canonical.CLIENT_CLOSED
                 return
             status = await self._answer(scope, receive, send, found, headers, body)
+        finally:
+            canonical.line(scope, ROUTE, status, started)
+
+    @property
+    def paths(self) -> frozenset[str]:
+        """The paths it answers (``POST`` only)."""
+        return frozenset(self.providers)
+
+    async def direct(self, scope: Scope, body: bytes, send: Send) -> None:
+        """The same answer to a request the connection read whole itself
+        (``connections.Guarded``): ``scope`` of one of ``paths``, the body as declared,
+        within ``limit``."""
+        started = time.perf_counter()
+        status = 500
+        try:
+            status = await self._answer(scope, _nothing_more, send,
+                                        self.providers[scope["path"]], _headers(scope), body)
         finally:
             canonical.line(scope, ROUTE, status, started)
 
@@ -256,6 +275,11 @@ class Fast:
 
 #: The answer to the usual request, made once.
 _STORED = {1: b'{"stored":1}'}
+
+
+async def _nothing_more() -> Message:
+    """What a request read whole has left to receive (a response never asks)."""
+    return {"type": "http.disconnect"}
 
 
 async def _body(receive: Receive) -> bytes | None:

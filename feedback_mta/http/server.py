@@ -30,6 +30,7 @@ class HttpServer:
         self.sock = sock
         self.gate = connections.Gate.from_config(config.http)
         app = create_app(config, engine, intake, on_mail)
+        protocol = connections.protocol(self.gate, app.direct)
         #: Work an answer leaves behind (the review page's sign-ins): started and stopped
         #: with the server.
         self.sign_ins = app.services.sign_ins
@@ -43,7 +44,7 @@ class HttpServer:
             # keep-alive timer is set past them (it never fires first), its
             # limit_concurrency (a plain-text 503 counting idle sockets) is off, and no
             # WebSocket upgrade hands a socket to a protocol that does not count it.
-            http=connections.protocol(self.gate), ws="none", limit_concurrency=None,
+            http=protocol, ws="none", limit_concurrency=None,
             timeout_keep_alive=math.ceil(config.http.header_timeout) + 1,
             timeout_graceful_shutdown=int(config.smtp.drain_timeout),
             server_header=False, proxy_headers=False)

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Depends, FastAPI, Request
 from sqlalchemy.engine import Engine
@@ -79,6 +79,25 @@ class HttpServices:
                    together=Together(engine))
 
 
+#: A front's own type (``App.front`` returns it).
+F = TypeVar("F", bound=ASGIApp)
+
+
+class Direct(Protocol):
+    """What answers requests a connection read whole itself, before uvicorn and the app
+    (``hooks.Fast``: signed webhooks); ``connections.Guarded`` hands it those."""
+
+    limit: int
+
+    @property
+    def paths(self) -> frozenset[str]:
+        """The paths it answers (``POST`` only)."""
+        ...
+
+    async def direct(self, scope: Scope, body: bytes, send: Send) -> None:
+        ...
+
+
 class App(FastAPI):
     """A FastAPI application that carries the services its endpoints are given, and may
     have a front: an ASGI app that sees each request first, before FastAPI's own
@@ -88,10 +107,14 @@ class App(FastAPI):
         super().__init__(**settings)
         self.services = services
         self._front: ASGIApp | None = None
+        #: Answers requests before uvicorn does (``Direct``), if any.
+        self.direct: Direct | None = None
 
-    def front(self, make: Callable[[ASGIApp], ASGIApp]) -> None:
-        """Put ``make(the app as it is)`` in front of it."""
-        self._front = make(super().__call__)
+    def front(self, make: Callable[[ASGIApp], F]) -> F:
+        """Put ``make(the app as it is)`` in front of it; that front."""
+        front = make(super().__call__)
+        self._front = front
+        return front
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._front is None:

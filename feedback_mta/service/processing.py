@@ -186,6 +186,7 @@ class _RelayingProcessor(process.Processor):
 def _main(config: Config, log_settings: dict, conn: Connection, parent: int) -> None:
     """The processing process: processors fed by ``serve`` until it says stop."""
     die_with_parent(parent, signal.SIGKILL)
+    os.nice(config.processing.nice)  # the answers to clients go first (``[processing] nice``)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)
     logs.configure_as(log_settings)
