@@ -195,6 +195,22 @@ def test_webhooks_sent_whole_in_one_write_are_answered_as_any_other(hooks):  # n
     assert hooks.server.count("hook.refused") == 1
 
 
+def test_a_content_length_of_thousands_of_digits_whole_in_one_write_gets_a_400(
+        hooks):  # noqa: F811
+    """More digits than a length has (5,000: past int()'s own limit) are h11's 400, not an
+    error in the connection that resets it without an answer."""
+    raw = Raw(_port(hooks))
+    try:
+        body = _mailgun("failed-permanent.json", recipient="long@people.test")
+        raw.send(_request(body).replace(b"Content-Length: ",
+                                        b"Content-Length: " + b"0" * 5000))
+        status, headers, _ = raw.answer()
+        assert status == 400 and headers["content-type"] == "application/problem+json"
+    finally:
+        raw.close()
+    assert hooks.server.count("hook.stored") == 0
+
+
 def test_oversized_cut_off_and_refused_webhooks_store_nothing(hooks):  # noqa: F811
     port = _port(hooks)
     signed = _mailgun("complained.json", recipient="kim@people.test")

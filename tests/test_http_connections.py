@@ -19,6 +19,8 @@ import time
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from feedback_mta import config, counters
 from feedback_mta.config import ConfigError
@@ -380,10 +382,34 @@ PLAIN = "POST /hooks/mailgun HTTP/1.1\nHost: fb.test\nContent-Length: 2\n"
     _whole(PLAIN + "X-Nul: a\x00b\n"),
     _whole(PLAIN.replace("Content-Length: 2", "Content-Length: 99999999"),
            body=b"x" * 99999999)[:200],
+    _whole(PLAIN.replace("Content-Length: 2", "Content-Length: " + "0" * 5000 + "2")),
 ])
 def test_only_one_plain_whole_request_is_read_by_the_connection(data):
     """Anything but one plain request, whole, to a path ``Direct`` answers, is left to h11."""
     assert whole_request(data, frozenset({"/hooks/mailgun"}), 1024) is None
+
+
+_FIELD_LINES = st.tuples(
+    st.sampled_from([b"Host", b"Content-Length", b"Transfer-Encoding", b"X-Sid", b"Bad Name",
+                     b""]),
+    st.sampled_from([b": ", b":", b" :", b":\t"]),
+    st.one_of(st.sampled_from([b"fb.test", b"2", b"chunked", b"", b"+2", b"\xff"]),
+              st.sampled_from([19, 20, 4300, 5000]).map(lambda n: b"0" * n + b"2"),
+              st.binary(max_size=8)),
+).map(b"".join)
+#: A request to the path answered, its fields drawn (where a mistake would be).
+_REQUESTS = st.tuples(st.lists(_FIELD_LINES, max_size=6), st.binary(max_size=4)).map(
+    lambda r: b"POST /hooks/mailgun HTTP/1.1\r\n" + b"".join(f + b"\r\n" for f in r[0])
+    + b"\r\n" + r[1])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(_REQUESTS, st.binary(max_size=64)))
+def test_whatever_arrives_the_connection_s_reading_never_raises(data):
+    """It runs inside ``data_received``: an exception there resets the connection with no
+    answer (h11 answers what it refuses with a 400)."""
+    found = whole_request(data, frozenset({"/hooks/mailgun"}), 1024)
+    assert found is None or found[0] == "/hooks/mailgun"
 
 
 def test_a_plain_whole_request_is_read_with_its_fields():

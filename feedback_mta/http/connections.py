@@ -165,6 +165,8 @@ _NOT_DIRECT = frozenset({b"transfer-encoding", b"expect", b"connection", b"upgra
 _PHRASES = {status.value: status.phrase.encode() for status in HTTPStatus}
 #: The longest request head read directly (h11's own limit).
 _MAX_HEAD = 16 * 1024
+#: The most digits of a Content-Length read directly (h11's ``CONTENT_LENGTH_MAX_DIGITS``).
+_MAX_DIGITS = 20
 
 
 def whole_request(data: bytes, paths: frozenset[str], limit: int
@@ -193,7 +195,9 @@ def whole_request(data: bytes, paths: frozenset[str], limit: int
             return None
         name, value = match[1].lower(), match[2]
         if name == b"content-length":
-            if length is not None or not value.isdigit():
+            # More digits than any length within a limit has are h11's to refuse (and
+            # int() refuses more than 4,300 digits with an error of its own).
+            if length is not None or not value.isdigit() or len(value) > _MAX_DIGITS:
                 return None
             length = int(value)
         elif name == b"host":
