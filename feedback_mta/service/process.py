@@ -47,6 +47,7 @@ from feedback_mta import counters, logs
 from feedback_mta.actions import Actor, AuditedSession, UnitOfWork
 from feedback_mta.actions.contacts import preload_contacts
 from feedback_mta.addresses import AddressBook
+from feedback_mta.handlers import reply
 from feedback_mta.handlers.attribution import named_contacts, reported_addresses
 from feedback_mta.handlers.base import NO_ACTION, HandlerContext, Outcome, Settings
 from feedback_mta.handlers.registry import HANDLERS
@@ -126,6 +127,8 @@ class _Work:
     #: Without those, the reported recipients' (account, address) to read
     #: (``attribution.reported_addresses``).
     reported: tuple[tuple[int, str], ...] = ()
+    #: The lead a reply names (``reply.named_lead``), read with the batch's.
+    lead: int | None = None
 
 
 def _decide(row, book: AddressBook, settings: Settings) -> _Work:
@@ -140,6 +143,7 @@ def _decide(row, book: AddressBook, settings: Settings) -> _Work:
             work.parsed = parse(row.raw, row.mail_from, rcpt_tos)
             work.classification = classify(work.parsed, book.resolve_all(rcpt_tos))
         work.kind = work.classification.kind
+        work.lead = reply.named_lead(work.classification)
         work.named = named_contacts(work.classification, book)
         if not work.named:
             work.reported = reported_addresses(work.classification, book, settings)
@@ -229,6 +233,8 @@ def _act(engine: Engine, book: AddressBook, batch: list[_Work], settings: Settin
         mine = [w for w in batch if w.id in claimed]
         preload_contacts(session, (w.named[0][1] for w in mine if w.named),
                          (pair for w in mine for pair in w.reported))
+        reply.preload(session, ((w.lead, w.parsed) for w in mine
+                                if w.lead is not None and w.parsed is not None))
         deadline = time.monotonic() + (TRANSACTION_SECONDS if engine.dialect.name == "sqlite"
                                        else float("inf"))
         done: list[_Work] = []
