@@ -175,7 +175,7 @@ def process_batch(engine: Engine, book: AddressBook, message_ids: Sequence[int],
     committed.
     """
     started = time.perf_counter()
-    with db.reader(engine).connect() as conn:
+    with db.reading(engine) as conn:
         rows = conn.execute(_LOAD, {"ids": list(message_ids)}).all()
     pending = [_decide(row, book, settings) for row in rows]
     outcomes: dict[int, Outcome] = {}
@@ -338,7 +338,7 @@ def _finish_duplicate(engine: Engine, work: _Work) -> list[_Work]:
 
 
 def received_ids(engine: Engine, limit: int = 10000) -> list[int]:
-    with db.reader(engine).connect() as conn:
+    with db.reading(engine) as conn:
         return list(conn.execute(
             sa.select(_T.c.id).where(_T.c.state == MessageState.RECEIVED)
             .order_by(_T.c.id).limit(limit)).scalars())
