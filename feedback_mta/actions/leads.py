@@ -18,7 +18,7 @@ from feedback_mta.actions.contacts import Contacts
 from feedback_mta.actions.learning import Learning
 from feedback_mta.addresses import AddressBook, notification_message_id
 from feedback_mta.quality import spam
-from feedback_mta.store import tables
+from feedback_mta.store import db, tables
 from feedback_mta.store.models import Contact, Lead, LeadStatus, table_of, utcnow
 
 _L = table_of(Lead)
@@ -27,8 +27,8 @@ _EMAIL = sa.select(_C.c.email).where(_C.c.id == sa.bindparam("b_id"))
 _LEAD = select(Lead).where(Lead.id == sa.bindparam("b_id"))  # as ``contacts._CONTACT``
 _LEAD_KEY = sa.inspect(Lead).identity_key_from_primary_key
 #: A batch's leads (``preload_leads``), locked in id order as ``contacts._LOCKED`` is.
-_LOCKED = (select(Lead).where(_L.c.id.in_(sa.bindparam("b_ids", expanding=True)))
-           .order_by(_L.c.id).with_for_update(key_share=True))
+_LOCKED = {d: select(Lead).where(db.one_of(_L.c.id, "b_ids", d))
+           .order_by(_L.c.id).with_for_update(key_share=True) for d in db.DIALECTS}
 _PRELOADED = "feedback_mta.preloaded_leads"
 _FLAG = Change(sa.update(_L).where(
     _L.c.id == sa.bindparam("b_id"), _L.c.status != LeadStatus.SPAM.value).values(
@@ -76,7 +76,8 @@ def preload_leads(session: Session, ids: Iterable[int]) -> list[Lead]:
     wanted = sorted(set(ids))
     if not wanted:
         return []
-    found = list(session.exec(_LOCKED, params={"b_ids": wanted}).all())
+    found = list(session.exec(_LOCKED[session.get_bind().dialect.name],
+                              params={"b_ids": wanted}).all())
     session.info.setdefault(_PRELOADED, []).extend(found)  # held while the session is
     hold(session, found)
     return found
