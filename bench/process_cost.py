@@ -86,7 +86,7 @@ def run(config: Path, warm: int, count: int, batch: int, profile: Path | None,
     """Process the first ``warm`` stored messages, then ``count`` more, ``batch`` to a
     transaction; CPU seconds per message of the latter."""
     cfg = config_mod.load(config, env={})
-    with open(os.devnull, "w") as sink:  # noqa: PTH123
+    with open(os.devnull, "w") as sink:
         logs.configure("info", "json", stream=sink)
         engine = db.create_engine(cfg.database)
         if statements:

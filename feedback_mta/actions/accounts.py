@@ -70,7 +70,7 @@ def normalize_ip(value: object) -> str | None:
 #: Built once (the reply handler asks per message): building costs more than running it.
 _USER = select(User).where(User.account_id == sa.bindparam("b_account"),
                            User.email == sa.bindparam("b_email"))
-_USERS = select(User).where(sa.tuple_(User.account_id, User.email).in_(  # type: ignore[arg-type]
+_USERS = select(User).where(sa.tuple_(User.account_id, User.email).in_(
     sa.bindparam("b_pairs", expanding=True)))
 #: {(account id, address): user} of what ``preload_users`` read.
 _USERS_BY_ADDRESS = "feedback_mta.users_by_address"
