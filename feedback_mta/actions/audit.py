@@ -211,11 +211,22 @@ def _held(session: Session, row: Any) -> bool:
 @deferred_writer(_CHANGES)
 def _write_changes(session: Session, changes: list[tuple[sa.Update, dict[str, Any], Any]]
                    ) -> None:
-    """The held rows' changes, in the order they were made: each run of one statement in
-    one executemany. Each row was locked and found still to change, so each matches."""
+    """The held rows' changes: each statement's in one executemany, in the order the
+    statements first came. Each row was locked and found still to change, so each matches,
+    and each UPDATE changes its own row only: the order among rows does not matter, and a
+    row's changes keep theirs. A row changed by two statements (opted out, then made
+    undeliverable: both set ``updated_at``) keeps the order among them too: then each
+    run of one statement is one executemany, in the order they were made."""
     conn = session.connection()
-    for _, same in groupby(changes, key=lambda change: id(change[0])):
-        run = list(same)
+    statements: dict[int, int] = {}  # id(row) -> id(statement)
+    runs: dict[int, list[tuple[sa.Update, dict[str, Any], Any]]] = {}
+    for change in changes:
+        if statements.setdefault(id(change[2]), id(change[0])) != id(change[0]):
+            runs = {n: list(run) for n, (_, run) in enumerate(
+                groupby(changes, key=lambda change: id(change[0])))}
+            break
+        runs.setdefault(id(change[0]), []).append(change)
+    for run in runs.values():
         conn.execute(run[0][0], [params for _, params, _ in run])
 
 
