@@ -28,6 +28,48 @@ def test_mask(text, masked):
     assert logs.mask(text) == masked
 
 
+class _Unknown:
+    def __repr__(self) -> str:
+        return "<unknown>"
+
+
+@pytest.mark.parametrize("mask", [False, True])
+def test_a_json_line_is_what_the_processors_write(mask):
+    """``serve``'s JSON lines come from one processor (``logs._JsonLine``): the same text as
+    ``logs.processors`` with the JSON renderer (the console's and the tests' own), for
+    every level, an exception, masked addresses, a value JSON cannot encode."""
+    import structlog
+
+    middle = [logs._mask_addresses] if mask else []
+    chain = logs.processors(*middle, renderer=structlog.processors.JSONRenderer(sort_keys=False))
+    fused = [structlog.contextvars.merge_contextvars, logs._JsonLine(mask)]
+    try:
+        1 / 0
+    except ZeroDivisionError:
+        import sys
+
+        error = sys.exc_info()
+    cases = [("info", {"event": "message.processed", "id": 1, "kind": "reply", "reason": None,
+                       "duration_ms": 1.5}),
+             ("warn", {"event": "x", "address": "jane.doe@example.com",
+                       "list": ["a@b.example", 3], "other": _Unknown(), "text": "é\u2028"}),
+             ("exception", {"event": "boom", "exc_info": error, "level": "given", "ts": "t"}),
+             ("debug", {"event": "quiet", "exc_info": False, "nan": float("nan")})]
+    structlog.contextvars.bind_contextvars(request="r1")
+    try:
+        for method, fields in cases:
+            lines = []
+            for processors in (chain, fused):
+                line = dict(fields)
+                for processor in processors:
+                    line = processor(None, method, line)
+                assert line.startswith('{"ts": "') and line[8:12].isdigit()
+                lines.append(line.split('"level"', 1)[1])  # all but the time, as written
+            assert lines[0] == lines[1]
+    finally:
+        structlog.contextvars.clear_contextvars()
+
+
 @pytest.mark.parametrize("mask", [False, True])
 def test_logs_never_carry_bodies_and_mask_addresses(server_factory, tmp_path, database_url,
                                                     engine, cfg, mask):

@@ -157,6 +157,50 @@ def test_a_batch_of_esp_bounces_takes_its_contacts_and_changes_them_at_once(
             Event.action == "contact.undeliverable")).scalar() == 4
 
 
+def test_a_batchs_changes_of_its_contacts_are_one_update_per_kind_of_change(
+        engine, cfg, tmp_path, one_transaction):
+    """Opt-outs and bounces interleaved in a batch: the held contacts' changes go to the
+    database at the commit as one executemany per statement, not one per run of the same
+    statement; a contact changed both ways keeps the order of its changes."""
+    s = seed(engine, cfg, contacts=5)
+    settings = Settings.from_config(config_mod.load(write_config(
+        tmp_path / "hooks.toml", cfg.database.url,
+        webhooks={"mailgun": {"signing_key": "k" * 16, "account": s.account_id}})))
+    c = s.contact_ids
+    ids = _store(engine, [
+        Arrival(message(body="stop 0"), "", (s.unsubscribe(c[0]),)),
+        _bounce(1, "lead1@people.test"),
+        Arrival(message(body="stop 2"), "", (s.unsubscribe(c[2]),)),
+        _bounce(3, "lead3@people.test")])
+    updates: list[bool] = []
+
+    def seen(conn, cursor, statement: str, parameters, context, executemany) -> None:
+        if statement.startswith("UPDATE contact"):
+            updates.append(executemany)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    outcomes = process_batch(engine, s.book, ids, settings)
+    assert [outcomes[i].reason for i in ids] == ["opted out", "hard bounce"] * 2
+    assert updates == [True, True], updates
+    assert _statuses(engine) == ["opted_out", "active", "opted_out", "active", "active"]
+    with engine.connect() as conn:
+        bounced = conn.execute(sa.select(Contact.id).where(
+            Contact.undeliverable_at.is_not(None)).order_by(Contact.id)).scalars().all()
+    assert bounced == [c[1], c[3]]
+
+    # One contact opted out and bounced in one batch: both changes, in their order.
+    updates.clear()
+    ids = _store(engine, [Arrival(message(body="stop 4"), "", (s.unsubscribe(c[4]),)),
+                          _bounce(5, "lead4@people.test")])
+    outcomes = process_batch(engine, s.book, ids, settings)
+    assert [outcomes[i].reason for i in ids] == ["opted out", "hard bounce"]
+    assert len(updates) == 2, updates  # each change alone, in the order made
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(Contact.status, Contact.undeliverable_at).where(
+            Contact.id == c[4])).one()
+    assert row.status == "opted_out" and row.undeliverable_at is not None
+
+
 def _poison(monkeypatch, how: str) -> None:
     """The unsubscribe handler, which for a message with subject ``poison`` acts and then
     fails: ``raises``, or ``at flush``: it adds a row that breaks a constraint, and its

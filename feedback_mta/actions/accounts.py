@@ -70,6 +70,22 @@ def normalize_ip(value: object) -> str | None:
 #: Built once (the reply handler asks per message): building costs more than running it.
 _USER = select(User).where(User.account_id == sa.bindparam("b_account"),
                            User.email == sa.bindparam("b_email"))
+_USERS = select(User).where(sa.tuple_(User.account_id, User.email).in_(
+    sa.bindparam("b_pairs", expanding=True)))
+#: {(account id, address): user} of what ``preload_users`` read.
+_USERS_BY_ADDRESS = "feedback_mta.users_by_address"
+
+
+def preload_users(session: Session, pairs: Iterable[tuple[int, str]]) -> None:
+    """Read the users with these (account, address) in one query, for ``Accounts.user``
+    to find there: the processor reads its batch's reply senders so, a statement a batch
+    instead of one a reply. An address read so and not found is looked up again when
+    asked: a hint, never an answer."""
+    wanted = sorted({(account_id, email.strip().lower()) for account_id, email in pairs})
+    if wanted:
+        session.info.setdefault(_USERS_BY_ADDRESS, {}).update(
+            ((u.account_id, u.email), u)
+            for u in session.exec(_USERS, params={"b_pairs": wanted}))
 
 
 _A = table_of(Account)
@@ -104,8 +120,16 @@ class Accounts:
 
     def user(self, account_id: int, email: str) -> User | None:
         """The account's user with this address, or None."""
-        return self.session.exec(_USER, params={
-            "b_account": account_id, "b_email": email.strip().lower()}).first()
+        email = email.strip().lower()
+        preloaded = self.session.info.get(_USERS_BY_ADDRESS)
+        if preloaded:
+            user = preloaded.get((account_id, email))
+            # Still that user's address and still there (a hint: else the query).
+            if (user is not None and user.account_id == account_id and user.email == email
+                    and user in self.session and user not in self.session.deleted):
+                return user
+        return self.session.exec(_USER, params={"b_account": account_id, "b_email": email}
+                                 ).first()
 
     def contact_admins(self, account_id: int) -> list[User]:
         """The account's users holding ``contact-admin`` (who get its digests)."""

@@ -124,6 +124,11 @@ class Recorded:
 
 _EVENTS = table_of(Event)
 _INSERT = sa.insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
+#: SQLite's: one executemany, no RETURNING. With ``sort_by_parameter_order`` SQLAlchemy
+#: inserts SQLite's rows one statement each (its RETURNING order is not promised), which
+#: cost a tenth of a busy processor's time; the ids are known without it (``write_events``).
+_INSERT_MANY = sa.insert(_EVENTS)
+_LAST_ROWID = sa.text("SELECT last_insert_rowid()")
 
 
 def pending_events(session: Session) -> list[Recorded]:
@@ -167,13 +172,23 @@ def write_events(session: Session) -> None:
     pending: list[Recorded] | None = session.info.pop(_PENDING, None)
     if not pending:
         return
-    if session.get_bind().dialect.name != "sqlite":
+    rows = [event.row() for event in pending]
+    ids: Iterable[int]
+    if session.get_bind().dialect.name == "sqlite":
+        # The transaction holds the database's write lock (``BEGIN IMMEDIATE``) and gives
+        # no ids itself: each row gets the largest rowid so far plus one, so the rows of
+        # one executemany have consecutive ids, the last one's ``last_insert_rowid()``.
+        conn = session.connection()
+        conn.execute(_INSERT_MANY, rows)
+        last = conn.execute(_LAST_ROWID).scalar_one()
+        ids = range(last - len(rows) + 1, last + 1)
+    else:
         # The transaction's own changes first, with the row locks they take: a writer
         # that holds the event lock then only inserts and commits, and never waits for
         # a row another one, waiting for the event lock, holds (a deadlock).
         session.flush()
         session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": EVENT_LOCK})
-    ids = session.execute(_INSERT, [event.row() for event in pending]).scalars()
+        ids = session.execute(_INSERT, rows).scalars()
     for event, event_id in zip(pending, ids, strict=True):
         event.id = event_id
 
@@ -196,11 +211,22 @@ def _held(session: Session, row: Any) -> bool:
 @deferred_writer(_CHANGES)
 def _write_changes(session: Session, changes: list[tuple[sa.Update, dict[str, Any], Any]]
                    ) -> None:
-    """The held rows' changes, in the order they were made: each run of one statement in
-    one executemany. Each row was locked and found still to change, so each matches."""
+    """The held rows' changes: each statement's in one executemany, in the order the
+    statements first came. Each row was locked and found still to change, so each matches,
+    and each UPDATE changes its own row only: the order among rows does not matter, and a
+    row's changes keep theirs. A row changed by two statements (opted out, then made
+    undeliverable: both set ``updated_at``) keeps the order among them too: then each
+    run of one statement is one executemany, in the order they were made."""
     conn = session.connection()
-    for _, same in groupby(changes, key=lambda change: id(change[0])):
-        run = list(same)
+    statements: dict[int, int] = {}  # id(row) -> id(statement)
+    runs: dict[int, list[tuple[sa.Update, dict[str, Any], Any]]] = {}
+    for change in changes:
+        if statements.setdefault(id(change[2]), id(change[0])) != id(change[0]):
+            runs = {n: list(run) for n, (_, run) in enumerate(
+                groupby(changes, key=lambda change: id(change[0])))}
+            break
+        runs.setdefault(id(change[0]), []).append(change)
+    for run in runs.values():
         conn.execute(run[0][0], [params for _, params, _ in run])
 
 

@@ -182,13 +182,12 @@ _ROW = tables.CONTACT.where(tables.contact.c.id == sa.bindparam("b_id"))
 # Locked, in id order (two batches' locks then never wait for each other in a cycle), as
 # the UPDATEs would lock them (``FOR NO KEY UPDATE``): ``FOR UPDATE`` would also make a new
 # lead or tag of the contact (its foreign key checked ``FOR KEY SHARE``) wait for the batch.
-_BY_ID = _C.c.id.in_(sa.bindparam("b_ids", expanding=True))
 _BY_PAIR = sa.tuple_(_C.c.account_id, _C.c.email).in_(sa.bindparam("b_pairs", expanding=True))
-#: By (ids given, addresses given): the statement that reads those.
-_LOCKED = {(ids, pairs): select(Contact).where(sa.or_(*(
-    test for given, test in ((ids, _BY_ID), (pairs, _BY_PAIR)) if given)))
-    .order_by(_C.c.id).with_for_update(key_share=True)
-    for ids, pairs in ((True, False), (False, True), (True, True))}
+#: By (database, ids given, addresses given): the statement that reads those.
+_LOCKED = {(d, ids, pairs): select(Contact).where(sa.or_(*(
+    test for given, test in ((ids, db.one_of(_C.c.id, "b_ids", d)), (pairs, _BY_PAIR))
+    if given))).order_by(_C.c.id).with_for_update(key_share=True)
+    for d in db.DIALECTS for ids, pairs in ((True, False), (False, True), (True, True))}
 _CONTACT_KEY = sa.inspect(Contact).identity_key_from_primary_key
 _PRELOADED = "feedback_mta.preloaded_contacts"
 #: {(account id, address): contact} of what ``preload_contacts`` read by address.
@@ -208,7 +207,7 @@ def preload_contacts(session: Session, ids: Iterable[int],
     pairs = sorted({(account_id, email.strip().lower()) for account_id, email in addresses})
     if not wanted and not pairs:
         return
-    found = session.exec(_LOCKED[bool(wanted), bool(pairs)],
+    found = session.exec(_LOCKED[session.get_bind().dialect.name, bool(wanted), bool(pairs)],
                          params={"b_ids": wanted, "b_pairs": pairs}).all()
     session.info.setdefault(_PRELOADED, []).extend(found)
     hold(session, found)

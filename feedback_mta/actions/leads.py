@@ -8,23 +8,28 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from feedback_mta import events
 from feedback_mta.actions.accounts import check_text, normalize_ip
-from feedback_mta.actions.audit import SYSTEM, Change, NotFound, Recorded, Recorder
+from feedback_mta.actions.audit import SYSTEM, Change, NotFound, Recorded, Recorder, hold
 from feedback_mta.actions.behaviour import network_of
 from feedback_mta.actions.contacts import Contacts
 from feedback_mta.actions.learning import Learning
 from feedback_mta.addresses import AddressBook, notification_message_id
 from feedback_mta.quality import spam
-from feedback_mta.store import tables
+from feedback_mta.store import db, tables
 from feedback_mta.store.models import Contact, Lead, LeadStatus, table_of, utcnow
 
 _L = table_of(Lead)
 _C = table_of(Contact)
 _EMAIL = sa.select(_C.c.email).where(_C.c.id == sa.bindparam("b_id"))
 _LEAD = select(Lead).where(Lead.id == sa.bindparam("b_id"))  # as ``contacts._CONTACT``
+_LEAD_KEY = sa.inspect(Lead).identity_key_from_primary_key
+#: A batch's leads (``preload_leads``), locked in id order as ``contacts._LOCKED`` is.
+_LOCKED = {d: select(Lead).where(db.one_of(_L.c.id, "b_ids", d))
+           .order_by(_L.c.id).with_for_update(key_share=True) for d in db.DIALECTS}
+_PRELOADED = "feedback_mta.preloaded_leads"
 _FLAG = Change(sa.update(_L).where(
     _L.c.id == sa.bindparam("b_id"), _L.c.status != LeadStatus.SPAM.value).values(
     status=LeadStatus.SPAM.value, flagged_at=sa.bindparam("b_flagged_at"),
@@ -63,6 +68,21 @@ class NewLead:
     exported_at: datetime | None = None
 
 
+def preload_leads(session: Session, ids: Iterable[int]) -> list[Lead]:
+    """Read these leads into the write transaction of ``session`` in one query, locked
+    until it ends (``audit.hold``), as ``contacts.preload_contacts`` reads a batch's
+    contacts: ``Leads.get`` finds them there, and a flag is decided without a statement
+    and written with the batch's others at the commit. The ones found."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return []
+    found = list(session.exec(_LOCKED[session.get_bind().dialect.name],
+                              params={"b_ids": wanted}).all())
+    session.info.setdefault(_PRELOADED, []).extend(found)  # held while the session is
+    hold(session, found)
+    return found
+
+
 class Leads:
     """Leads, one activity of a contact each. A person's flag or restore teaches the spam
     model (``learning``), in the transaction of the change."""
@@ -74,7 +94,9 @@ class Leads:
         self.contacts, self.learning = contacts, learning
 
     def get(self, lead_id: int) -> Lead:
-        lead = self.session.exec(_LEAD, params={"b_id": lead_id}).first()
+        lead = self.session.identity_map.get(_LEAD_KEY((lead_id,)))
+        if lead is None:
+            lead = self.session.exec(_LEAD, params={"b_id": lead_id}).first()
         if lead is None:
             raise NotFound(f"no lead {lead_id}")
         return lead

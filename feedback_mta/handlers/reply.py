@@ -26,11 +26,20 @@ contact) goes to ``handlers.confirmation``: yes confirms, no declines.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from sqlmodel import Session
+
 from feedback_mta.actions import NotFound
+from feedback_mta.actions.accounts import preload_users
+from feedback_mta.actions.leads import preload_leads
 from feedback_mta.actions.mail import compose
 from feedback_mta.addresses import SPAM_DIGEST_ID, Box
 from feedback_mta.handlers import commands, confirmation
 from feedback_mta.handlers.base import HandlerContext, Outcome
+from feedback_mta.kinds import Kind
+from feedback_mta.reading.classify import Classification
+from feedback_mta.reading.parse import ParsedMessage
 from feedback_mta.reading.reply_text import (
     DIGEST_MARKERS,
     SPAM_DIGEST_MARKER,
@@ -41,6 +50,26 @@ from feedback_mta.reading.reply_text import (
 from feedback_mta.store.models import Contact, Lead, MessageState, Role
 
 NOT_CONTACT_ADMIN = "not a contact admin"
+
+
+def named_lead(classification: Classification) -> int | None:
+    """The lead a reply's ``reply+TOKEN`` recipient names (its token verified); pure."""
+    recipient = classification.recipient
+    if (classification.kind is Kind.REPLY and recipient is not None
+            and recipient.box is Box.REPLY):
+        return recipient.object_id
+    return None
+
+
+def preload(session: Session, replies: Iterable[tuple[int, ParsedMessage]]) -> None:
+    """Read a batch's replies' leads (``named_lead``: locked, as the batch's contacts are)
+    and the users their senders would be, two statements a batch instead of two a reply:
+    ``find_lead`` and ``refusal`` then find them in the session."""
+    replies = list(replies)
+    leads = {lead.id: lead for lead in preload_leads(session, (i for i, _ in replies))}
+    preload_users(session, (
+        (leads[lead_id].account_id, sender) for lead_id, parsed in replies if lead_id in leads
+        for sender in (parsed.from_address, parsed.mail_from) if sender))
 
 
 def find_lead(ctx: HandlerContext) -> Lead | None:

@@ -47,6 +47,7 @@ from feedback_mta import counters, logs
 from feedback_mta.actions import Actor, AuditedSession, UnitOfWork
 from feedback_mta.actions.contacts import preload_contacts
 from feedback_mta.addresses import AddressBook
+from feedback_mta.handlers import reply
 from feedback_mta.handlers.attribution import named_contacts, reported_addresses
 from feedback_mta.handlers.base import NO_ACTION, HandlerContext, Outcome, Settings
 from feedback_mta.handlers.registry import HANDLERS
@@ -83,17 +84,18 @@ def count(kind: str, state: str, seconds: float) -> None:
     counters.PROCESS_SECONDS.observe(seconds)
 
 #: Prepared once: building a statement costs more than running it (the profile said so).
-_LOAD = (sa.select(_T.c.id, _T.c.raw, _T.c.mail_from, _T.c.rcpt_tos, _T.c.content_hash,
-                   _T.c.provider)
-         .where(_T.c.id.in_(sa.bindparam("ids", expanding=True)),
-                _T.c.state == MessageState.RECEIVED))
-_CLAIM = (sa.update(_T).where(_T.c.id.in_(sa.bindparam("ids", expanding=True)),
-                              _T.c.state == MessageState.RECEIVED)
-          .values(attempts=_T.c.attempts + 1).returning(_T.c.id))
-_UNCLAIM = (sa.update(_T).where(_T.c.id.in_(sa.bindparam("ids", expanding=True)))
-            .values(attempts=_T.c.attempts - 1))
-_KNOWN = (sa.select(_T.c.dedupe_key, _T.c.id)
-          .where(_T.c.dedupe_key.in_(sa.bindparam("keys", expanding=True))))
+#: Each for each database (``db.one_of``: one parameter for the list of ids).
+_LOAD = {d: sa.select(_T.c.id, _T.c.raw, _T.c.mail_from, _T.c.rcpt_tos, _T.c.content_hash,
+                      _T.c.provider)
+         .where(db.one_of(_T.c.id, "ids", d), _T.c.state == MessageState.RECEIVED)
+         for d in db.DIALECTS}
+_CLAIM = {d: sa.update(_T).where(db.one_of(_T.c.id, "ids", d),
+                                 _T.c.state == MessageState.RECEIVED)
+          .values(attempts=_T.c.attempts + 1).returning(_T.c.id) for d in db.DIALECTS}
+_UNCLAIM = {d: sa.update(_T).where(db.one_of(_T.c.id, "ids", d))
+            .values(attempts=_T.c.attempts - 1) for d in db.DIALECTS}
+_KNOWN = {d: sa.select(_T.c.dedupe_key, _T.c.id).where(db.one_of(_T.c.dedupe_key, "keys", d))
+          for d in db.DIALECTS}
 #: The final state, and the content hash as ``dedupe_key`` of a message that is not a copy
 #: (None for a copy, whose key stays unset).
 _FINISH = sa.update(_T).where(_T.c.id == sa.bindparam("b_id")).values(
@@ -126,6 +128,8 @@ class _Work:
     #: Without those, the reported recipients' (account, address) to read
     #: (``attribution.reported_addresses``).
     reported: tuple[tuple[int, str], ...] = ()
+    #: The lead a reply names (``reply.named_lead``), read with the batch's.
+    lead: int | None = None
 
 
 def _decide(row, book: AddressBook, settings: Settings) -> _Work:
@@ -140,6 +144,7 @@ def _decide(row, book: AddressBook, settings: Settings) -> _Work:
             work.parsed = parse(row.raw, row.mail_from, rcpt_tos)
             work.classification = classify(work.parsed, book.resolve_all(rcpt_tos))
         work.kind = work.classification.kind
+        work.lead = reply.named_lead(work.classification)
         work.named = named_contacts(work.classification, book)
         if not work.named:
             work.reported = reported_addresses(work.classification, book, settings)
@@ -171,8 +176,8 @@ def process_batch(engine: Engine, book: AddressBook, message_ids: Sequence[int],
     committed.
     """
     started = time.perf_counter()
-    with db.reader(engine).connect() as conn:
-        rows = conn.execute(_LOAD, {"ids": list(message_ids)}).all()
+    with db.reading(engine) as conn:
+        rows = conn.execute(_LOAD[engine.dialect.name], {"ids": list(message_ids)}).all()
     pending = [_decide(row, book, settings) for row in rows]
     outcomes: dict[int, Outcome] = {}
     one_each = savepoints = False
@@ -221,14 +226,17 @@ def _act(engine: Engine, book: AddressBook, batch: list[_Work], settings: Settin
             batch, later = batch[:1], batch[1:]
         elif engine.dialect.name == "sqlite":
             batch, later = batch[:SQLITE_CLAIM], batch[SQLITE_CLAIM:]
-        claimed = set(conn.execute(_CLAIM, {"ids": [w.id for w in batch]}).scalars())
+        dialect = engine.dialect.name
+        claimed = set(conn.execute(_CLAIM[dialect], {"ids": [w.id for w in batch]}).scalars())
         # ``dedupe_key`` (unique) is the content hash of the message that acted; a copy,
         # stored earlier or earlier in this batch, ends ``ignored``/``duplicate``.
         known = dict(conn.execute(
-            _KNOWN, {"keys": sorted({w.content_hash for w in batch})}).all())
+            _KNOWN[dialect], {"keys": sorted({w.content_hash for w in batch})}).all())
         mine = [w for w in batch if w.id in claimed]
         preload_contacts(session, (w.named[0][1] for w in mine if w.named),
                          (pair for w in mine for pair in w.reported))
+        reply.preload(session, ((w.lead, w.parsed) for w in mine
+                                if w.lead is not None and w.parsed is not None))
         deadline = time.monotonic() + (TRANSACTION_SECONDS if engine.dialect.name == "sqlite"
                                        else float("inf"))
         done: list[_Work] = []
@@ -246,7 +254,7 @@ def _act(engine: Engine, book: AddressBook, batch: list[_Work], settings: Settin
             work.outcome = _handle(session, book, work, settings, savepoints)
             done.append(work)
         if unclaim := [w.id for w in rest if w.id in claimed]:
-            conn.execute(_UNCLAIM, {"ids": unclaim})  # the next transaction claims them
+            conn.execute(_UNCLAIM[dialect], {"ids": unclaim})  # the next transaction claims them
         if done:
             now = utcnow()
             assert all(w.outcome is not None for w in done)
@@ -320,7 +328,7 @@ def _handle(session: Session, book: AddressBook, work: _Work, settings: Settings
 def _finish_duplicate(engine: Engine, work: _Work) -> list[_Work]:
     """A lone message whose content another node committed meanwhile: ``duplicate``."""
     with engine.begin() as conn:
-        original = conn.execute(_KNOWN, {"keys": [work.content_hash]}).first()
+        original = conn.execute(_KNOWN[engine.dialect.name], {"keys": [work.content_hash]}).first()
         work.duplicate_of = original.id if original else None
         work.outcome = Outcome(MessageState.IGNORED, "duplicate")
         done = conn.execute(
@@ -332,7 +340,7 @@ def _finish_duplicate(engine: Engine, work: _Work) -> list[_Work]:
 
 
 def received_ids(engine: Engine, limit: int = 10000) -> list[int]:
-    with db.reader(engine).connect() as conn:
+    with db.reading(engine) as conn:
         return list(conn.execute(
             sa.select(_T.c.id).where(_T.c.state == MessageState.RECEIVED)
             .order_by(_T.c.id).limit(limit)).scalars())
