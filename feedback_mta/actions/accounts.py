@@ -12,7 +12,13 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from feedback_mta import events
-from feedback_mta.actions.audit import Invalid, NotFound, Recorder
+from feedback_mta.actions.audit import (
+    Invalid,
+    NotFound,
+    Recorder,
+    remember_by_address,
+    remembered,
+)
 from feedback_mta.store import db
 from feedback_mta.store.models import (
     Account,
@@ -83,9 +89,8 @@ def preload_users(session: Session, pairs: Iterable[tuple[int, str]]) -> None:
     asked: a hint, never an answer."""
     wanted = sorted({(account_id, email.strip().lower()) for account_id, email in pairs})
     if wanted:
-        session.info.setdefault(_USERS_BY_ADDRESS, {}).update(
-            ((u.account_id, u.email), u)
-            for u in session.exec(_USERS, params={"b_pairs": wanted}))
+        remember_by_address(session, _USERS_BY_ADDRESS,
+                            session.exec(_USERS, params={"b_pairs": wanted}))
 
 
 _A = table_of(Account)
@@ -121,13 +126,8 @@ class Accounts:
     def user(self, account_id: int, email: str) -> User | None:
         """The account's user with this address, or None."""
         email = email.strip().lower()
-        preloaded = self.session.info.get(_USERS_BY_ADDRESS)
-        if preloaded:
-            user = preloaded.get((account_id, email))
-            # Still that user's address and still there (a hint: else the query).
-            if (user is not None and user.account_id == account_id and user.email == email
-                    and user in self.session and user not in self.session.deleted):
-                return user
+        if (user := remembered(self.session, _USERS_BY_ADDRESS, account_id, email)) is not None:
+            return user
         return self.session.exec(_USER, params={"b_account": account_id, "b_email": email}
                                  ).first()
 

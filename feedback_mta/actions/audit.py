@@ -199,12 +199,31 @@ def hold(session: Session, rows: Iterable[Any]) -> None:
     ``BEGIN IMMEDIATE`` on): nobody else can change them meanwhile, so what they show is
     what the database has, and ``Recorder.change`` decides on them without a statement and
     writes its UPDATEs at the commit, the transaction's all at once (on PostgreSQL, one
-    round trip instead of one a change)."""
-    session.info.setdefault(_HELD, set()).update(sa.inspect(row).key for row in rows)
+    round trip instead of one a change). The rows are kept until the transaction ends: the
+    session's identity map alone would let them go, and a later ``get`` would read them
+    again."""
+    session.info.setdefault(_HELD, {}).update((sa.inspect(row).key, row) for row in rows)
+
+
+def remember_by_address(session: Session, key: str, rows: Iterable[Any]) -> None:
+    """Keep rows read ahead (a batch's contacts, its reply senders' users) by their
+    (``account_id``, ``email``) under ``key`` of ``session.info``, for ``remembered``."""
+    session.info.setdefault(key, {}).update(((r.account_id, r.email), r) for r in rows)
+
+
+def remembered(session: Session, key: str, account_id: int, email: str) -> Any | None:
+    """The row ``remember_by_address`` kept with this account and (normalized) address,
+    if it still has them and is still in the session: a hint, never an answer (None:
+    the caller reads it)."""
+    row = session.info.get(key, {}).get((account_id, email))
+    if (row is not None and row.account_id == account_id and row.email == email
+            and row in session and row not in session.deleted):
+        return row
+    return None
 
 
 def _held(session: Session, row: Any) -> bool:
-    held: set[Any] | None = session.info.get(_HELD)
+    held: dict[Any, Any] | None = session.info.get(_HELD)
     return held is not None and sa.inspect(row).key in held
 
 
@@ -217,16 +236,15 @@ def _write_changes(session: Session, changes: list[tuple[sa.Update, dict[str, An
     row's changes keep theirs. A row changed by two statements (opted out, then made
     undeliverable: both set ``updated_at``) keeps the order among them too: then each
     run of one statement is one executemany, in the order they were made."""
+    if len({(id(row), id(update)) for update, _, row in changes}) == len(
+            {id(row) for _, _, row in changes}):  # one statement a row: each's together
+        first: dict[int, int] = {}
+        for n, (update, _, _) in enumerate(changes):
+            first.setdefault(id(update), n)
+        changes = sorted(changes, key=lambda change: first[id(change[0])])
     conn = session.connection()
-    statements: dict[int, int] = {}  # id(row) -> id(statement)
-    runs: dict[int, list[tuple[sa.Update, dict[str, Any], Any]]] = {}
-    for change in changes:
-        if statements.setdefault(id(change[2]), id(change[0])) != id(change[0]):
-            runs = {n: list(run) for n, (_, run) in enumerate(
-                groupby(changes, key=lambda change: id(change[0])))}
-            break
-        runs.setdefault(id(change[0]), []).append(change)
-    for run in runs.values():
+    for _, same in groupby(changes, key=lambda change: id(change[0])):
+        run = list(same)
         conn.execute(run[0][0], [params for _, params, _ in run])
 
 

@@ -13,7 +13,16 @@ from sqlmodel import Session, select
 
 from feedback_mta import events
 from feedback_mta.actions.accounts import Accounts, check_text, normalize_email, normalize_ip
-from feedback_mta.actions.audit import Change, Conflict, Invalid, NotFound, Recorder, hold
+from feedback_mta.actions.audit import (
+    Change,
+    Conflict,
+    Invalid,
+    NotFound,
+    Recorder,
+    hold,
+    remember_by_address,
+    remembered,
+)
 from feedback_mta.quality.verdict import EXPIRED_REASON, INVALID_REASON, Level
 from feedback_mta.store import db, tables
 from feedback_mta.store.models import (
@@ -183,13 +192,12 @@ _ROW = tables.CONTACT.where(tables.contact.c.id == sa.bindparam("b_id"))
 # the UPDATEs would lock them (``FOR NO KEY UPDATE``): ``FOR UPDATE`` would also make a new
 # lead or tag of the contact (its foreign key checked ``FOR KEY SHARE``) wait for the batch.
 _BY_PAIR = sa.tuple_(_C.c.account_id, _C.c.email).in_(sa.bindparam("b_pairs", expanding=True))
-#: By (database, ids given, addresses given): the statement that reads those.
-_LOCKED = {(d, ids, pairs): select(Contact).where(sa.or_(*(
-    test for given, test in ((ids, db.one_of(_C.c.id, "b_ids", d)), (pairs, _BY_PAIR))
+#: By (ids given, addresses given): the statement that reads those.
+_LOCKED = {(ids, pairs): select(Contact).where(sa.or_(*(
+    test for given, test in ((ids, db.one_of(_C.c.id, "b_ids")), (pairs, _BY_PAIR))
     if given))).order_by(_C.c.id).with_for_update(key_share=True)
-    for d in db.DIALECTS for ids, pairs in ((True, False), (False, True), (True, True))}
+    for ids, pairs in ((True, False), (False, True), (True, True))}
 _CONTACT_KEY = sa.inspect(Contact).identity_key_from_primary_key
-_PRELOADED = "feedback_mta.preloaded_contacts"
 #: {(account id, address): contact} of what ``preload_contacts`` read by address.
 _BY_ADDRESS = "feedback_mta.contacts_by_address"
 
@@ -200,21 +208,19 @@ def preload_contacts(session: Session, ids: Iterable[int],
     ``session`` in one query, locked until it ends (``audit.hold``), for ``Contacts.get``
     and ``Contacts.by_email`` to find there and their changes to be decided without a
     statement each: the processor reads a batch's contacts so, a statement (on PostgreSQL,
-    a round trip) a batch instead of two a message. The session holds them until it ends
-    (its identity map alone would let them go). An address read so and not found is
-    looked up again when asked: a hint, never an answer."""
+    a round trip) a batch instead of two a message. An address read so and not found is
+    looked up again when asked: a hint, never an answer (``audit.remember_by_address``)."""
     wanted = sorted(set(ids))
     pairs = sorted({(account_id, email.strip().lower()) for account_id, email in addresses})
     if not wanted and not pairs:
         return
-    found = session.exec(_LOCKED[session.get_bind().dialect.name, bool(wanted), bool(pairs)],
+    found = session.exec(_LOCKED[bool(wanted), bool(pairs)],
                          params={"b_ids": wanted, "b_pairs": pairs}).all()
-    session.info.setdefault(_PRELOADED, []).extend(found)
     hold(session, found)
     if pairs:
         asked = set(pairs)
-        session.info.setdefault(_BY_ADDRESS, {}).update(
-            ((c.account_id, c.email), c) for c in found if (c.account_id, c.email) in asked)
+        remember_by_address(session, _BY_ADDRESS,
+                            (c for c in found if (c.account_id, c.email) in asked))
 
 
 def check_reason(reason: str) -> str:
@@ -245,14 +251,8 @@ class Contacts:
     def by_email(self, account_id: int, email: str) -> Contact | None:
         """The account's contact with this address, or None (indexed: account, email)."""
         email = email.strip().lower()
-        preloaded = self.session.info.get(_BY_ADDRESS)
-        if preloaded:
-            contact = preloaded.get((account_id, email))
-            # Still that contact's address and still there (a hint: else the query).
-            if (contact is not None and contact.account_id == account_id
-                    and contact.email == email and contact in self.session
-                    and contact not in self.session.deleted):
-                return contact
+        if (contact := remembered(self.session, _BY_ADDRESS, account_id, email)) is not None:
+            return contact
         return self.session.exec(select(Contact).where(
             Contact.account_id == account_id, Contact.email == email)).first()
 

@@ -27,9 +27,8 @@ _EMAIL = sa.select(_C.c.email).where(_C.c.id == sa.bindparam("b_id"))
 _LEAD = select(Lead).where(Lead.id == sa.bindparam("b_id"))  # as ``contacts._CONTACT``
 _LEAD_KEY = sa.inspect(Lead).identity_key_from_primary_key
 #: A batch's leads (``preload_leads``), locked in id order as ``contacts._LOCKED`` is.
-_LOCKED = {d: select(Lead).where(db.one_of(_L.c.id, "b_ids", d))
-           .order_by(_L.c.id).with_for_update(key_share=True) for d in db.DIALECTS}
-_PRELOADED = "feedback_mta.preloaded_leads"
+_LOCKED = (select(Lead).where(db.one_of(_L.c.id, "b_ids"))
+           .order_by(_L.c.id).with_for_update(key_share=True))
 _FLAG = Change(sa.update(_L).where(
     _L.c.id == sa.bindparam("b_id"), _L.c.status != LeadStatus.SPAM.value).values(
     status=LeadStatus.SPAM.value, flagged_at=sa.bindparam("b_flagged_at"),
@@ -76,9 +75,7 @@ def preload_leads(session: Session, ids: Iterable[int]) -> list[Lead]:
     wanted = sorted(set(ids))
     if not wanted:
         return []
-    found = list(session.exec(_LOCKED[session.get_bind().dialect.name],
-                              params={"b_ids": wanted}).all())
-    session.info.setdefault(_PRELOADED, []).extend(found)  # held while the session is
+    found = list(session.exec(_LOCKED, params={"b_ids": wanted}).all())
     hold(session, found)
     return found
 

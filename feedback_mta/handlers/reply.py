@@ -73,10 +73,9 @@ def preload(session: Session, replies: Iterable[tuple[int, ParsedMessage]]) -> N
 
 
 def find_lead(ctx: HandlerContext) -> Lead | None:
-    recipient = ctx.classification.recipient
-    if recipient is not None and recipient.box is Box.REPLY and recipient.object_id is not None:
+    if (lead_id := named_lead(ctx.classification)) is not None:
         try:
-            return ctx.uow.leads.get(recipient.object_id)
+            return ctx.uow.leads.get(lead_id)
         except NotFound:
             return None
     parsed = ctx.parsed

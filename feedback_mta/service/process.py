@@ -84,18 +84,13 @@ def count(kind: str, state: str, seconds: float) -> None:
     counters.PROCESS_SECONDS.observe(seconds)
 
 #: Prepared once: building a statement costs more than running it (the profile said so).
-#: Each for each database (``db.one_of``: one parameter for the list of ids).
-_LOAD = {d: sa.select(_T.c.id, _T.c.raw, _T.c.mail_from, _T.c.rcpt_tos, _T.c.content_hash,
-                      _T.c.provider)
-         .where(db.one_of(_T.c.id, "ids", d), _T.c.state == MessageState.RECEIVED)
-         for d in db.DIALECTS}
-_CLAIM = {d: sa.update(_T).where(db.one_of(_T.c.id, "ids", d),
-                                 _T.c.state == MessageState.RECEIVED)
-          .values(attempts=_T.c.attempts + 1).returning(_T.c.id) for d in db.DIALECTS}
-_UNCLAIM = {d: sa.update(_T).where(db.one_of(_T.c.id, "ids", d))
-            .values(attempts=_T.c.attempts - 1) for d in db.DIALECTS}
-_KNOWN = {d: sa.select(_T.c.dedupe_key, _T.c.id).where(db.one_of(_T.c.dedupe_key, "keys", d))
-          for d in db.DIALECTS}
+_LOAD = (sa.select(_T.c.id, _T.c.raw, _T.c.mail_from, _T.c.rcpt_tos, _T.c.content_hash,
+                   _T.c.provider)
+         .where(db.one_of(_T.c.id, "ids"), _T.c.state == MessageState.RECEIVED))
+_CLAIM = (sa.update(_T).where(db.one_of(_T.c.id, "ids"), _T.c.state == MessageState.RECEIVED)
+          .values(attempts=_T.c.attempts + 1).returning(_T.c.id))
+_UNCLAIM = sa.update(_T).where(db.one_of(_T.c.id, "ids")).values(attempts=_T.c.attempts - 1)
+_KNOWN = sa.select(_T.c.dedupe_key, _T.c.id).where(db.one_of(_T.c.dedupe_key, "keys"))
 #: The final state, and the content hash as ``dedupe_key`` of a message that is not a copy
 #: (None for a copy, whose key stays unset).
 _FINISH = sa.update(_T).where(_T.c.id == sa.bindparam("b_id")).values(
@@ -177,7 +172,7 @@ def process_batch(engine: Engine, book: AddressBook, message_ids: Sequence[int],
     """
     started = time.perf_counter()
     with db.reading(engine) as conn:
-        rows = conn.execute(_LOAD[engine.dialect.name], {"ids": list(message_ids)}).all()
+        rows = conn.execute(_LOAD, {"ids": list(message_ids)}).all()
     pending = [_decide(row, book, settings) for row in rows]
     outcomes: dict[int, Outcome] = {}
     one_each = savepoints = False
@@ -226,12 +221,11 @@ def _act(engine: Engine, book: AddressBook, batch: list[_Work], settings: Settin
             batch, later = batch[:1], batch[1:]
         elif engine.dialect.name == "sqlite":
             batch, later = batch[:SQLITE_CLAIM], batch[SQLITE_CLAIM:]
-        dialect = engine.dialect.name
-        claimed = set(conn.execute(_CLAIM[dialect], {"ids": [w.id for w in batch]}).scalars())
+        claimed = set(conn.execute(_CLAIM, {"ids": [w.id for w in batch]}).scalars())
         # ``dedupe_key`` (unique) is the content hash of the message that acted; a copy,
         # stored earlier or earlier in this batch, ends ``ignored``/``duplicate``.
         known = dict(conn.execute(
-            _KNOWN[dialect], {"keys": sorted({w.content_hash for w in batch})}).all())
+            _KNOWN, {"keys": sorted({w.content_hash for w in batch})}).all())
         mine = [w for w in batch if w.id in claimed]
         preload_contacts(session, (w.named[0][1] for w in mine if w.named),
                          (pair for w in mine for pair in w.reported))
@@ -254,7 +248,7 @@ def _act(engine: Engine, book: AddressBook, batch: list[_Work], settings: Settin
             work.outcome = _handle(session, book, work, settings, savepoints)
             done.append(work)
         if unclaim := [w.id for w in rest if w.id in claimed]:
-            conn.execute(_UNCLAIM[dialect], {"ids": unclaim})  # the next transaction claims them
+            conn.execute(_UNCLAIM, {"ids": unclaim})  # the next transaction claims them
         if done:
             now = utcnow()
             assert all(w.outcome is not None for w in done)
@@ -328,7 +322,7 @@ def _handle(session: Session, book: AddressBook, work: _Work, settings: Settings
 def _finish_duplicate(engine: Engine, work: _Work) -> list[_Work]:
     """A lone message whose content another node committed meanwhile: ``duplicate``."""
     with engine.begin() as conn:
-        original = conn.execute(_KNOWN[engine.dialect.name], {"keys": [work.content_hash]}).first()
+        original = conn.execute(_KNOWN, {"keys": [work.content_hash]}).first()
         work.duplicate_of = original.id if original else None
         work.outcome = Outcome(MessageState.IGNORED, "duplicate")
         done = conn.execute(

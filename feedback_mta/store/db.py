@@ -30,6 +30,9 @@ import sqlalchemy as sa
 from sqlalchemy import Text, event
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import TypeDecorator
 
 from feedback_mta.config import DatabaseConfig
@@ -288,10 +291,6 @@ def _queue_writers(engine: Engine, timeout: float, database: str | None) -> None
     event.listen(engine, "invalidate", release)
 
 
-#: The databases we run on: statements that differ between them are built for each.
-DIALECTS = ("sqlite", "postgresql")
-
-
 class _Listed(TypeDecorator[Any]):
     """A list of values bound as one parameter (``one_of``): JSON text on SQLite, for
     ``json_each``; an array of the column's type on PostgreSQL."""
@@ -312,17 +311,39 @@ class _Listed(TypeDecorator[Any]):
         return list(value) if dialect.name == "postgresql" else json.dumps(list(value))
 
 
-def one_of(column: sa.ColumnElement[Any], name: str, dialect: str) -> sa.ColumnElement[bool]:
-    """``column IN`` the list bound as ``name``, for the database ``dialect`` names: one
-    parameter however long the list (SQLite's ``json_each``, PostgreSQL's ``= ANY``), so
-    the statement is the same text every time. SQLAlchemy's expanding ``IN`` renders the
-    statement afresh for each execution, which cost five times the statement itself (a
-    processing batch runs five)."""
-    values = sa.bindparam(name, type_=_Listed(column.type))
-    if dialect == "sqlite":
-        listed = sa.func.json_each(values).table_valued("value")
-        return column.in_(sa.select(listed.c.value))
-    return column == sa.any_(values)
+class _OneOf(ColumnElement[bool]):
+    """``column`` among the values of one bound list (``one_of``), as each database says
+    it (``_one_of_sqlite``, ``_one_of_postgresql``)."""
+
+    inherit_cache = True
+    type = sa.Boolean()
+    _is_implicitly_boolean = True  # a condition itself, not a value to compare with true
+    _traverse_internals = [("column", InternalTraversal.dp_clauseelement),
+                           ("values", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, column: sa.ColumnElement[Any], values: sa.BindParameter[Any]) -> None:
+        self.column, self.values = column, values
+
+
+@compiles(_OneOf, "sqlite")
+def _one_of_sqlite(element: _OneOf, compiler: Any, **kw: Any) -> str:
+    return (f"{compiler.process(element.column, **kw)} IN "
+            f"(SELECT value FROM json_each({compiler.process(element.values, **kw)}))")
+
+
+@compiles(_OneOf, "postgresql")
+def _one_of_postgresql(element: _OneOf, compiler: Any, **kw: Any) -> str:
+    return (f"{compiler.process(element.column, **kw)} = "
+            f"ANY ({compiler.process(element.values, **kw)})")
+
+
+def one_of(column: sa.ColumnElement[Any], name: str) -> sa.ColumnElement[bool]:
+    """``column IN`` the list bound as ``name``: one parameter however long the list
+    (SQLite's ``json_each``, PostgreSQL's ``= ANY``), so the statement is the same text
+    every time. SQLAlchemy's expanding ``IN`` renders the statement afresh for each
+    execution, which cost five times the statement itself (a processing batch runs
+    five)."""
+    return _OneOf(column, sa.bindparam(name, type_=_Listed(column.type)))
 
 
 def reader(engine: Engine) -> Engine:
