@@ -164,3 +164,134 @@ def test_a_registration_s_key_is_remembered_for_a_few_seconds_and_forgotten_when
     assert other.post("/v1/leads", json=lead).status_code == 201
     assert ok_json(api.path, "key", "revoke", "2")["changed"] is True
     assert other.post("/v1/leads", json=lead).status_code == 401
+
+
+# -- registrations committed together: SAVEPOINTs only when a work raised ------------------
+
+def _one_batch(engine, works) -> tuple[list, list[str]]:
+    """``works`` (each a registration's unit of work, or an exception its ``Prepare``
+    raises) handed to a started ``Together`` of one writer while that writer waits in the
+    ``Prepare`` of a request before them, so that they are committed as one batch: each
+    one's result or error, and the statements the batch ran."""
+    import asyncio
+    import threading
+
+    from feedback_mta.actions.together import Together
+
+    together = Together(engine, threads=1)
+    statements: list[str] = []
+    taken, go = threading.Event(), threading.Event()
+
+    def gate():
+        taken.set()
+        go.wait(10)
+        return lambda uow: None
+
+    def prepare(work):
+        def made():
+            if isinstance(work, Exception):
+                raise work
+            return work
+        return made
+
+    async def send() -> list:
+        first = asyncio.ensure_future(together.run(AS_THE_API, gate))
+        while not taken.is_set():
+            await asyncio.sleep(0.01)
+        futures = [asyncio.ensure_future(together.run(AS_THE_API, prepare(w))) for w in works]
+        await asyncio.sleep(0.2)  # all queued behind the first
+        sa.event.listen(engine, "before_cursor_execute",
+                        lambda *a: statements.append(a[2].split()[0].upper()))
+        go.set()
+        await first
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    together.start()
+    try:
+        results = asyncio.run(send())
+    finally:
+        together.stop()
+    assert together.batches == 2  # the first request's, then all of ``works``
+    return results, statements
+
+
+def _lead(cfg, account_id: int, email: str):
+    comments = read_comments(cfg, "please call me about the car")
+
+    def work(uow):
+        return uow.registration.add_lead(cfg, account_id, email, "Ann", "Lee", "192.0.2.1",
+                                         comments).lead.id
+    return work
+
+
+def _contacts(engine) -> set[str]:
+    with engine.connect() as conn:
+        return set(conn.execute(sa.select(tables.contact.c.email)).scalars())
+
+
+def test_registrations_committed_together_run_without_savepoints(engine, cfg):
+    """A batch whose works all succeed is one transaction without a SAVEPOINT for each:
+    they were a fifth of a registration's time on the writer, two round trips on
+    PostgreSQL."""
+    from tests.support import seed
+
+    s = seed(engine, cfg, contacts=1)
+    works = [_lead(cfg, s.account_id, f"t{i}@people.test") for i in range(6)]
+    results, statements = _one_batch(engine, works)
+    assert all(isinstance(r, int) for r in results), results
+    assert "SAVEPOINT" not in statements, statements
+    assert {f"t{i}@people.test" for i in range(6)} <= _contacts(engine)
+
+
+def test_a_work_that_raises_sends_its_batch_again_in_savepoints(engine, cfg):
+    """One work raises after its contact was made: the batch's transaction is rolled back
+    and the batch run again, each work in its SAVEPOINT; the others are committed once,
+    the one that raised is answered its error and leaves nothing; a refusal from its
+    ``Prepare`` costs the batch nothing."""
+    from feedback_mta.actions import Invalid
+    from tests.support import seed
+
+    s = seed(engine, cfg, contacts=1)
+
+    def broken(uow):
+        uow.registration.add_lead(cfg, s.account_id, "broken@people.test", "Ann", "Lee",
+                                  None, read_comments(cfg, ""))
+        raise Invalid("comments: refused after the contact was made")
+
+    works = [_lead(cfg, s.account_id, "a@people.test"), broken, Invalid("refused ahead"),
+             _lead(cfg, s.account_id, "b@people.test")]
+    results, statements = _one_batch(engine, works)
+    assert isinstance(results[0], int) and isinstance(results[3], int), results
+    assert isinstance(results[1], Invalid) and "after the contact" in str(results[1])
+    assert isinstance(results[2], Invalid) and str(results[2]) == "refused ahead"
+    # Run once without, then again with a SAVEPOINT for each of the three works.
+    assert statements.count("SAVEPOINT") == 3, statements
+    assert statements.count("ROLLBACK") == 1, statements  # TO broken's SAVEPOINT
+    contacts = _contacts(engine)
+    assert {"a@people.test", "b@people.test"} <= contacts
+    assert "broken@people.test" not in contacts
+    with engine.connect() as conn:
+        events = conn.execute(sa.select(tables.event.c.action).where(
+            tables.event.c.actor == AS_THE_API.name)).scalars().all()
+    assert sorted(events).count("lead.created") == 2, events
+
+
+def test_a_registration_s_fields_are_refused_before_its_transaction(engine, cfg):
+    """``check_ahead``: the names at once; the address and IP once the account is known
+    to exist (a committed session found it), so that an unknown account is still refused
+    before a bad address, as ``Contacts.add`` refuses them."""
+    from feedback_mta.actions import Invalid
+    from feedback_mta.actions.registration import check_ahead
+    from tests.support import seed
+
+    s = seed(engine, cfg, contacts=1)
+    with pytest.raises(Invalid, match="first"):
+        check_ahead(engine, 999_999, "a@people.test", "A\x01", "", None)
+    check_ahead(engine, s.account_id, "not an address", "Ann", "", None)  # not known yet
+    results, _ = _one_batch(engine, [_lead(cfg, s.account_id, "known@people.test")])
+    assert isinstance(results[0], int), results
+    with pytest.raises(Invalid):
+        check_ahead(engine, s.account_id, "not an address", "Ann", "", None)
+    with pytest.raises(Invalid):
+        check_ahead(engine, s.account_id, "a@people.test", "Ann", "", "300.1.1.1")
+    check_ahead(engine, 999_999, "not an address", "Ann", "", None)  # NotFound comes first

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import weakref
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from feedback_mta import events
@@ -97,6 +99,24 @@ _A = table_of(Account)
 _EXISTS = sa.select(_A.c.id).where(_A.c.id == sa.bindparam("b_id"))
 #: The accounts a session found (``Accounts.check``): none is ever deleted.
 _FOUND = "feedback_mta.accounts_found"
+#: The accounts found by sessions that then committed (``remember_accounts``), by engine.
+_KNOWN: weakref.WeakKeyDictionary[Engine, set[int]] = weakref.WeakKeyDictionary()
+
+
+def remember_accounts(engine: Engine, session: Session) -> None:
+    """After ``session`` committed: the accounts it found exist, and will (none is ever
+    deleted), so ``known`` can say so without the database. Not before: an account a
+    transaction made is not there if it rolls back."""
+    found = session.info.get(_FOUND)
+    if found:
+        _KNOWN.setdefault(engine, set()).update(found)
+
+
+def known(bind: Engine | sa.Connection, account_id: int) -> bool:
+    """Whether the account was found by a committed session (``remember_accounts``) of
+    ``bind``'s engine: it exists. False says nothing."""
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    return account_id in _KNOWN.get(engine, ())
 
 
 class Accounts:
@@ -111,7 +131,7 @@ class Accounts:
         """``NotFound`` unless the account exists: ``get`` without the ORM object, read
         once per session (the registrations committed together share one)."""
         found: set[int] = self.session.info.setdefault(_FOUND, set())
-        if account_id in found:
+        if account_id in found or known(self.session.get_bind(), account_id):
             return
         if self.session.connection().execute(_EXISTS, {"b_id": account_id}).first() is None:
             raise NotFound(f"no account {account_id}")

@@ -9,7 +9,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
+from feedback_mta.actions import accounts
 from feedback_mta.actions.accounts import check_text, normalize_email, normalize_ip
 from feedback_mta.actions.audit import SYSTEM, Invalid, Recorder
 from feedback_mta.actions.behaviour import Behaviour
@@ -37,6 +39,19 @@ def read_comments(config: Config, text: str) -> spam.Comments:
         raise Invalid(f"comments: longer than {limit} bytes (UTF-8); "
                       "[http] max_comment_bytes")
     return spam.read(text)
+
+
+def check_ahead(engine: Engine, account_id: int, email: str, first: str, last: str,
+                ip: str | None) -> None:
+    """What a registration (``add_lead``, ``add_contact``) is refused for without the
+    database, checked before its unit of work begins (``Invalid``): its names and, once the
+    account is known to exist (``accounts.known``), its address and IP. A refusal in the
+    unit of work costs the batch it is committed with a second run (``together``).
+    ``_arrived`` checks again, cheaply, in its own order: an unknown account is refused
+    before a bad address, and this keeps that order by leaving the address to it then."""
+    check_text("first", first), check_text("last", last)
+    if accounts.known(engine, account_id):
+        normalize_email(email), normalize_ip(ip)
 
 
 def flagging(config: Config) -> spam.Flagging:

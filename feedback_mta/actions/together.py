@@ -14,6 +14,13 @@ commit returned is anyone answered, so nothing answered is lost (the store-then-
 rule of the intake). A commit that failed is tried again one request at a time, so a
 request whose rows break the commit fails alone. What arrives meanwhile is the next batch.
 
+The SAVEPOINTs are taken only when needed: a batch runs first without them, and only if
+one request's work raised is the transaction rolled back and the batch run again, each
+request in its SAVEPOINT. A SAVEPOINT and its release were a fifth of a registration's
+time on the writer (and two round trips on PostgreSQL), and a work that raises is rare:
+what a request can be refused for without the database (its fields) is checked before,
+in its ``Prepare``.
+
 On SQLite sixteen connections queued on the one write lock, an fsync each; on PostgreSQL
 each registration was a transaction that took the event lock and the platform's count
 rows (``learning``) for its commit. Now one transaction does both for a batch.
@@ -33,6 +40,7 @@ from sqlalchemy.engine import Engine
 
 from feedback_mta import logs
 from feedback_mta.actions import AuditedSession, UnitOfWork, unit_of_work
+from feedback_mta.actions.accounts import remember_accounts
 from feedback_mta.actions.audit import Actor
 from feedback_mta.runner import LoopPromise, Runner
 
@@ -89,10 +97,13 @@ class Together(Runner[_Job]):
 
     name = "together"
 
-    def __init__(self, engine: Engine, *, max_batch: int = 128) -> None:
-        super().__init__(threads=writers(engine), max_batch=max_batch)
+    def __init__(self, engine: Engine, *, max_batch: int = 128,
+                 threads: int | None = None) -> None:
+        super().__init__(threads=threads or writers(engine), max_batch=max_batch)
         self._engine = engine
         self.batches = 0
+        #: Batches run again with SAVEPOINTs (a work raised).
+        self.reruns = 0
 
     async def run(self, actor: Actor, prepare: Prepare[T], timeout: float = 30.0) -> T:
         """The value of the work ``prepare`` made, once its unit of work committed; what
@@ -146,30 +157,46 @@ class Together(Runner[_Job]):
     def _commit(self, ready: list[_Ready]) -> list[_Done]:
         # What arrives while this one runs (or waits for SQLite's write lock) is the next
         # batch: its work is prepared before its own transaction, never inside this one.
+        done = self._transaction(ready, savepoints=False)
+        if done is None:  # a work raised: again, each in its SAVEPOINT
+            self.reruns += 1
+            log.debug("together.savepoints", items=len(ready))
+            done = self._transaction(ready, savepoints=True)
+            assert done is not None
+        return done
+
+    def _transaction(self, ready: list[_Ready], savepoints: bool) -> list[_Done] | None:
+        """Every job's work in one transaction, committed; None when, without
+        ``savepoints``, one of several raised: the transaction is rolled back (nothing of
+        any is kept, their recorders go with the session) for the batch to run again with
+        them. A batch of one needs none: what its SAVEPOINT would hold is all there is."""
         with AuditedSession(self._engine, expire_on_commit=False) as session:
-            alone = len(ready) == 1
-            done = [self._one(session, one, alone) for one in ready]
+            done: list[_Done] = []
+            for one in ready:
+                item = self._one(session, one, savepoints)
+                if item.error is not None and not savepoints:
+                    session.rollback()
+                    if len(ready) > 1:
+                        return None
+                done.append(item)
             session.commit()
+            remember_accounts(self._engine, session)
         return done
 
     @staticmethod
-    def _one(session: AuditedSession, one: _Ready, alone: bool = False) -> _Done:
-        """The job's work in a SAVEPOINT: what it raised rolls back its part alone. A batch
-        of one (``alone``) runs in the transaction itself, which a failure rolls back: what
-        its SAVEPOINT would hold is all there is (a SAVEPOINT and its release were a tenth
-        of a registration's time on the writer)."""
+    def _one(session: AuditedSession, one: _Ready, savepoint: bool) -> _Done:
+        """The job's work (in a SAVEPOINT, if ``savepoint``: what it raised rolls back its
+        part alone); what it raised is its answer."""
         job = one.job
         uow = UnitOfWork(session, job.actor)
         try:
-            with nullcontext() if alone else session.begin_nested():
+            with session.begin_nested() if savepoint else nullcontext():
                 value = one.work(uow)
                 session.flush()
         except sa.exc.OperationalError:
             raise  # the database, not the request: the batch is tried one by one
         except Exception as exc:
             uow.recorder.discard()
-            if alone:
-                session.rollback()
             return _Done(job, None, error=exc)
         return _Done(job, uow, value)
 

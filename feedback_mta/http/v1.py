@@ -22,7 +22,7 @@ from sqlmodel import Session
 from feedback_mta.actions import Invalid, UnitOfWork, unit_of_work
 from feedback_mta.actions.consent import MAX_SOURCE, MAX_USER_AGENT, ConsentIn
 from feedback_mta.actions.platform import BadUrl
-from feedback_mta.actions.registration import read_comments
+from feedback_mta.actions.registration import check_ahead, read_comments
 from feedback_mta.actions.together import NotCommitted, Prepare, Work
 from feedback_mta.http.auth import Caller, caller, registrar
 from feedback_mta.http.problems import RESPONSES, ProblemError
@@ -381,6 +381,7 @@ async def add_lead(request: Request, services: Services, who: Registrar, lead: L
 
     def prepare() -> Work[Response]:
         # Checked and read before the transaction: scoring grows with the comments.
+        check_ahead(services.engine, account, lead.email, lead.first, lead.last, lead.ip)
         try:
             comments = read_comments(services.config, lead.comments)
         except Invalid as exc:
@@ -518,7 +519,13 @@ async def add_contact(request: Request, services: Services, who: Registrar,
 
     work = _once(request, who, idempotency_key,
                  contact.model_dump() if idempotency_key is not None else {}, register)
-    return await _together(services, who, lambda: work)
+
+    def prepare() -> Work[Response]:
+        check_ahead(services.engine, account, contact.email, contact.first, contact.last,
+                    contact.ip)
+        return work
+
+    return await _together(services, who, prepare)
 
 
 @router.get("/contacts/{contact_id}", response_model=ContactDetail,
