@@ -349,6 +349,14 @@ def test_a_held_contact_still_takes_new_leads_and_tags(engine, cfg):
         session.rollback()
 
 
+def _waiting_for_a_lock(engine) -> bool:
+    """Whether a session of the test's PostgreSQL database waits for a lock now."""
+    with engine.connect() as conn:
+        return bool(conn.execute(sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()")).scalar())
+
+
 @pytest.mark.parametrize("job", ["review", "consent", "remind"])
 def test_the_deadline_jobs_lock_contacts_in_the_order_a_batch_does(engine, cfg, job):
     """A processing batch locks its contacts in id order (``preload_contacts``). The jobs
@@ -398,19 +406,80 @@ def test_the_deadline_jobs_lock_contacts_in_the_order_a_batch_does(engine, cfg, 
         except Exception as exc:  # a deadlock's victim, on the old order
             outcome["error"] = exc
 
-    def job_waits() -> bool:
-        with engine.connect() as conn:
-            return bool(conn.execute(sa.text(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND datname = current_database()")).scalar())
-
     thread = threading.Thread(target=run)
     with AuditedSession(engine) as session:
         preload_contacts(session, [low])  # a batch holding the earlier id
         thread.start()
-        wait_until(job_waits, 10, "the job waiting for the held contact")
+        wait_until(lambda: _waiting_for_a_lock(engine), 10, "the job waiting for the held contact")
         session.execute(sa.text("SET LOCAL lock_timeout = '5s'"))
         preload_contacts(session, [high])  # ... and then the later one
         session.rollback()
     thread.join(10)
     assert outcome == {"done": 2}
+
+
+def test_an_import_locks_contacts_in_the_order_a_batch_does(engine, cfg):
+    """``contact import`` locks every contact it may change (the account's own, and the
+    other accounts' with the same addresses, which it suspects too) in one statement, in
+    id order, as a processing batch does: taken one by one as the rows came, an import
+    that held a later contact and waited on an earlier one a batch held, while the batch
+    waited on the later one, was a deadlock on PostgreSQL. Now the import waits, holding
+    none of the batch's, and both commit. (SQLite has one writer: the same import, after
+    the batch, comes to the same.)"""
+    import threading
+
+    from feedback_mta.actions import CLI, SYSTEM, AuditedSession, UnitOfWork, unit_of_work
+    from feedback_mta.actions.consent import ConsentIn
+    from feedback_mta.actions.contacts import preload_contacts
+    from feedback_mta.quality.verdict import Level
+    from feedback_mta.store.models import table_of
+    ids: dict[tuple[str, str], int] = {}
+    with unit_of_work(engine, CLI) as uow:
+        dealers = {name: uow.accounts.add(f"Dealer {name}").id for name in "BCA"}
+        for dealer, first, last in (("B", "Bob", "Stone"), ("C", "Carla", "Diaz")):
+            for email in ("early@people.test", "late@people.test"):
+                contact, _ = uow.contacts.add(dealers[dealer], email, first, last)
+                ids[dealer, email] = contact.id
+    low, high = ids["B", "early@people.test"], ids["B", "late@people.test"]
+    assert low < high
+    # A third name for each address: the other accounts' contacts with it are suspected
+    # (``cross_account_threshold``), the later address's first, as the file has it.
+    rows = [(1, {"email": "late@people.test", "first": "Dora", "last": "Fox"}),
+            (2, {"email": "early@people.test", "first": "Dora", "last": "Fox"})]
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            with unit_of_work(engine, CLI) as uow:
+                done = uow.registration.import_contacts(cfg, dealers["A"], rows,
+                                                        ConsentIn("import"))
+            outcome["done"] = dict(done.counts)
+        except Exception as exc:  # a deadlock's victim, on the old order
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    postgres = engine.dialect.name == "postgresql"
+    with AuditedSession(engine, expire_on_commit=False) as session:
+        uow = UnitOfWork(session, SYSTEM)
+        preload_contacts(session, [low])  # a batch holding the earlier id
+        if postgres:
+            thread.start()
+            wait_until(lambda: _waiting_for_a_lock(engine), 10,
+                       "the import waiting for the held contact")
+            session.execute(sa.text("SET LOCAL lock_timeout = '5s'"))
+        preload_contacts(session, [high])  # ... and then the later one
+        for contact_id in (low, high):
+            uow.contacts.mark_undeliverable(uow.contacts.get(contact_id), "mailbox full")
+        session.commit()
+    if postgres:
+        thread.join(10)
+    else:
+        run()
+    assert outcome == {"done": {"created": 2, "existing": 0, "suspected": 2, "pending": 2}}
+    contacts = table_of(Contact)
+    with engine.connect() as conn:
+        got = {row.id: row for row in conn.execute(sa.select(contacts).where(
+            contacts.c.id.in_(list(ids.values()))))}
+    assert {got[i].quality for i in ids.values()} == {Level.SUSPECTED.value}
+    assert [got[i].undeliverable_reason for i in sorted(ids.values())] == [
+        "mailbox full", "mailbox full", None, None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -192,35 +193,43 @@ _ROW = tables.CONTACT.where(tables.contact.c.id == sa.bindparam("b_id"))
 # the UPDATEs would lock them (``FOR NO KEY UPDATE``): ``FOR UPDATE`` would also make a new
 # lead or tag of the contact (its foreign key checked ``FOR KEY SHARE``) wait for the batch.
 _BY_PAIR = sa.tuple_(_C.c.account_id, _C.c.email).in_(sa.bindparam("b_pairs", expanding=True))
-#: By (ids given, addresses given): the statement that reads those.
-_LOCKED = {(ids, pairs): select(Contact).where(sa.or_(*(
-    test for given, test in ((ids, db.one_of(_C.c.id, "b_ids")), (pairs, _BY_PAIR))
-    if given))).order_by(_C.c.id).with_for_update(key_share=True)
-    for ids, pairs in ((True, False), (False, True), (True, True))}
+_TESTS = (db.one_of(_C.c.id, "b_ids"), _BY_PAIR, db.one_of(_C.c.email, "b_emails"))
+#: By (ids given, addresses given, addresses in every account given): the statement that
+#: reads those.
+_LOCKED = {given: select(Contact).where(sa.or_(*(
+    test for wanted, test in zip(given, _TESTS, strict=True) if wanted)))
+    .order_by(_C.c.id).with_for_update(key_share=True)
+    for given in itertools.product((False, True), repeat=len(_TESTS)) if any(given)}
 _CONTACT_KEY = sa.inspect(Contact).identity_key_from_primary_key
 #: {(account id, address): contact} of what ``preload_contacts`` read by address.
 _BY_ADDRESS = "feedback_mta.contacts_by_address"
 
 
-def preload_contacts(session: Session, ids: Iterable[int],
-                     addresses: Iterable[tuple[int, str]] = ()) -> None:
-    """Read these contacts (by id; by account and address) into the write transaction of
-    ``session`` in one query, locked until it ends (``audit.hold``), for ``Contacts.get``
-    and ``Contacts.by_email`` to find there and their changes to be decided without a
-    statement each: the processor reads a batch's contacts so, a statement (on PostgreSQL,
-    a round trip) a batch instead of two a message. An address read so and not found is
-    looked up again when asked: a hint, never an answer (``audit.remember_by_address``)."""
+def preload_contacts(session: Session, ids: Iterable[int] = (),
+                     addresses: Iterable[tuple[int, str]] = (),
+                     emails: Iterable[str] = ()) -> list[Contact]:
+    """Read these contacts (by id; by account and address; by address, in every account)
+    into the write transaction of ``session`` in one query, locked until it ends
+    (``audit.hold``), for ``Contacts.get`` and ``Contacts.by_email`` to find there and
+    their changes to be decided without a statement each: the processor reads a batch's
+    contacts so, a statement (on PostgreSQL, a round trip) a batch instead of two a
+    message; ``Quality.import_contacts`` reads so every contact an import may change. An
+    address read so and not found is looked up again when asked: a hint, never an answer
+    (``audit.remember_by_address``). The contacts read, in id order."""
     wanted = sorted(set(ids))
     pairs = sorted({(account_id, email.strip().lower()) for account_id, email in addresses})
-    if not wanted and not pairs:
-        return
-    found = session.exec(_LOCKED[bool(wanted), bool(pairs)],
-                         params={"b_ids": wanted, "b_pairs": pairs}).all()
+    everywhere = sorted({email.strip().lower() for email in emails})
+    if not wanted and not pairs and not everywhere:
+        return []
+    found = list(session.exec(_LOCKED[bool(wanted), bool(pairs), bool(everywhere)],
+                              params={"b_ids": wanted, "b_pairs": pairs,
+                                      "b_emails": everywhere}).all())
     hold(session, found)
     if pairs:
         asked = set(pairs)
         remember_by_address(session, _BY_ADDRESS,
                             (c for c in found if (c.account_id, c.email) in asked))
+    return found
 
 
 def check_reason(reason: str) -> str:

@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 from feedback_mta import events
 from feedback_mta.actions.accounts import Accounts, normalize_email, normalize_ip
 from feedback_mta.actions.audit import Invalid, Recorded, Recorder
-from feedback_mta.actions.contacts import Contacts
+from feedback_mta.actions.contacts import Contacts, preload_contacts
 from feedback_mta.config import Config, QualityConfig
 from feedback_mta.quality.verdict import (
     CROSS_ACCOUNT,
@@ -38,6 +38,7 @@ from feedback_mta.quality.verdict import (
     assess,
     name_key,
 )
+from feedback_mta.store import db
 from feedback_mta.store.models import (
     Contact,
     ContactStatus,
@@ -62,6 +63,10 @@ class ImportResult:
     contacts: list[tuple[Contact, bool]] = field(default_factory=list)
 
 
+_C = table_of(Contact)
+#: Which of an import's addresses its account has (not locked: ``import_contacts``).
+_KNOWN = sa.select(_C.c.email).where(_C.c.account_id == sa.bindparam("b_account"),
+                                     db.one_of(_C.c.email, "b_emails"))
 _NETWORKS = sa.select(table_of(SuspectNetwork).c.cidr).order_by(table_of(SuspectNetwork).c.id)
 #: Policies made, by (the config's ``[quality]``, the networks added): each registration
 #: reads the networks (one short statement) and finds its policy made already, instead of
@@ -188,19 +193,30 @@ class Quality:
         if not wanted:
             return result
         emails = list(wanted)
-        found = {c.email: c for c in self.session.exec(select(Contact).where(
-            Contact.account_id == account_id, col(Contact.email).in_(emails)))}
+        known = set(self.session.connection().execute(
+            _KNOWN, {"b_account": account_id, "b_emails": emails}).scalars())
         new = [Contact(account_id=account_id, email=email, first_name=first, last_name=last,
                        source_ip=ip)
-               for email, (first, last, ip) in wanted.items() if email not in found]
+               for email, (first, last, ip) in wanted.items() if email not in known]
         self.session.add_all(new)
         self.session.flush()
+        # Every contact the batch may change (the account's, the new ones with them, and
+        # the other accounts' with these addresses, which ``_judge`` may suspect too) read
+        # in one statement, locked in id order before any is changed and held to the end,
+        # as a processing batch locks its own: taken one by one as the rows came, two
+        # transactions could each hold one the other waits for (on PostgreSQL a deadlock).
+        # After the INSERT: waiting there for another writer's new contact with one of
+        # these addresses, the import holds none of the others yet.
+        same_address = preload_contacts(self.session, emails=emails)
+        made = set(map(id, new))
+        found = {c.email: c for c in same_address
+                 if c.account_id == account_id and id(c) not in made}
         for contact in new:
             self.recorder.record(events.CONTACT_CREATED, "contact", contact.id, account_id)
         result.counts["created"] += len(new)
         result.counts["existing"] += len(found)
         by_email: dict[str, list[Contact]] = defaultdict(list)
-        for other in self.session.exec(select(Contact).where(col(Contact.email).in_(emails))):
+        for other in same_address:
             by_email[other.email].append(other)
         lead_ips: dict[int, list[str | None]] = defaultdict(list)
         if found:
