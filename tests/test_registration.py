@@ -295,3 +295,57 @@ def test_a_registration_s_fields_are_refused_before_its_transaction(engine, cfg)
     with pytest.raises(Invalid):
         check_ahead(engine, s.account_id, "a@people.test", "Ann", "", "300.1.1.1")
     check_ahead(engine, 999_999, "not an address", "Ann", "", None)  # NotFound comes first
+
+
+# -- db.Prepared: a registration's statements on the driver's cursor -----------------------
+
+def test_a_prepared_statement_binds_and_reads_as_sqlalchemy_does(engine, cfg):
+    """Times, JSON lists, lists bound as one parameter (``one_of``), values the statement
+    holds, an INSERT compiled for the columns given: written and read back the same
+    through ``db.Prepared`` as through ``Connection.execute``; a driver's error raised as
+    SQLAlchemy's."""
+    from datetime import UTC, datetime
+
+    from feedback_mta.store import db
+    from tests.support import seed
+
+    s = seed(engine, cfg, contacts=1)
+    c = tables.contact.c
+    insert = db.Prepared(sa.insert(tables.contact).returning(c.id), by_keys=True)
+    when = datetime(2026, 12, 7, 23, 59, 1, 250_000, tzinfo=UTC)
+    values = {"account_id": s.account_id, "email": "p@people.test", "first_name": "Pé",
+              "last_name": "", "status": "active", "quality": "ok",
+              "quality_reasons": ["a", "b"], "engagement": "", "consent_method": "api",
+              "consent_source": "", "created_at": when, "updated_at": when}
+    changed = db.Prepared(sa.update(tables.contact).where(
+        db.one_of(c.id, "b_ids")).values(status="opted_out", opted_out_at=sa.bindparam("b_at"),
+                                          opt_out_reason=sa.bindparam("b_reason")))
+    read = db.Prepared(sa.select(c.id, c.email, c.quality_reasons, c.opted_out_at, c.status)
+                       .where(db.one_of(c.id, "b_ids")).order_by(c.id))
+    with engine.begin() as conn:
+        new = insert.scalar(conn, values)
+        short = insert.scalar(conn, {"account_id": s.account_id, "email": "q@people.test",
+                                     "first_name": "", "last_name": "", "status": "active",
+                                     "engagement": "", "consent_method": "api",
+                                     "consent_source": "", "created_at": when,
+                                     "updated_at": when})
+        assert changed.run(conn, {"b_ids": [new], "b_at": when, "b_reason": "asked"}) == 1
+        rows = read.rows(conn, {"b_ids": [short, new]})
+        with pytest.raises(sa.exc.IntegrityError), conn.begin_nested():
+            insert.scalar(conn, values)  # the account has this address already
+    assert [row.id for row in rows] == sorted([new, short])
+    mine = next(row for row in rows if row.id == new)
+    assert (mine.email, mine.quality_reasons, mine.status) == (
+        "p@people.test", ["a", "b"], "opted_out")
+    assert db.aware(mine.opted_out_at) == when
+    with engine.connect() as conn:  # what SQLAlchemy's execution reads and writes
+        assert [tuple(row) for row in rows] == [tuple(row) for row in conn.execute(
+            read.statement, {"b_ids": [short, new]})]
+        same = conn.execute(sa.select(c.quality_reasons, c.opted_out_at, c.created_at,
+                                      c.opt_out_reason, c.first_name)
+                            .where(c.id == new)).one()
+    assert (same[0], db.aware(same[1]), db.aware(same[2]), *same[3:]) == (
+        ["a", "b"], when, when, "asked", "Pé")
+    expanding = db.Prepared(sa.select(c.id).where(c.id.in_(sa.bindparam("x", expanding=True))))
+    with engine.connect() as conn, pytest.raises(ValueError, match="expanding"):
+        expanding.rows(conn, {"x": [1]})

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from feedback_mta.quality import campaigns, spam
+from feedback_mta.store import db
 from feedback_mta.store.models import CommentBand, Lead, table_of, utcnow
 
 
@@ -46,13 +47,13 @@ def _up_to(rows: sa.Select, cap: int) -> sa.Select:
     return sa.select(sa.func.count()).select_from(rows.limit(cap).subquery())
 
 
-# Built once: they run for every new lead.
+# Built once: they run for every new lead (the counts on the driver's cursor,
+# ``db.Prepared``).
 _RECENT = (_L.c.id != sa.bindparam("lead"), _L.c.created_at >= sa.bindparam("since"))
-_FROM_ADDRESS = _up_to(sa.select(_L.c.id).where(_L.c.source_ip == sa.bindparam("ip"), *_RECENT),
-                       spam.MANY_LEADS_FROM_ADDRESS)
-_FROM_NETWORK = _up_to(sa.select(_L.c.id).where(_L.c.source_net == sa.bindparam("net"),
-                                                *_RECENT),
-                       spam.MANY_LEADS_FROM_NETWORK)
+_FROM_ADDRESS = db.Prepared(_up_to(sa.select(_L.c.id).where(
+    _L.c.source_ip == sa.bindparam("ip"), *_RECENT), spam.MANY_LEADS_FROM_ADDRESS))
+_FROM_NETWORK = db.Prepared(_up_to(sa.select(_L.c.id).where(
+    _L.c.source_net == sa.bindparam("net"), *_RECENT), spam.MANY_LEADS_FROM_NETWORK))
 _BANDS = sa.select(_B.c.sender).where(
     _B.c.band.in_(sa.bindparam("bands", expanding=True)), _B.c.sender != sa.bindparam("sender"),
     _B.c.created_at >= sa.bindparam("since")).limit(CAMPAIGN_ROWS).subquery()
@@ -89,10 +90,8 @@ class Behaviour:
         facts: dict[str, int] = {}
         if lead.source_net:
             recent = {"lead": lead.id, "since": now - timedelta(seconds=spam.VELOCITY_WINDOW)}
-            facts["ip_leads"] = conn.execute(
-                _FROM_ADDRESS, {**recent, "ip": lead.source_ip}).scalar_one()
-            facts["net_leads"] = conn.execute(
-                _FROM_NETWORK, {**recent, "net": lead.source_net}).scalar_one()
+            facts["ip_leads"] = _FROM_ADDRESS.scalar(conn, {**recent, "ip": lead.source_ip})
+            facts["net_leads"] = _FROM_NETWORK.scalar(conn, {**recent, "net": lead.source_net})
         keys = list(bands) if bands is not None else campaigns.bands(lead.comments)
         if keys:
             sender = email.lower()

@@ -183,10 +183,11 @@ def why_kept(contact: Contact, complained: bool = False) -> str | None:
 
 
 # A registration's contact (``Contacts.same_address``, ``Contacts.insert``), in Core.
-_SAME_ADDRESS = sa.select(tables.contact.c.id, tables.contact.c.account_id,
-                          tables.contact.c.first_name, tables.contact.c.last_name).where(
-    tables.contact.c.email == sa.bindparam("b_email"))
-_INSERT = sa.insert(tables.contact).returning(tables.contact.c.id)
+# A registration's: run on the driver's cursor (``db.Prepared``).
+_SAME_ADDRESS = db.Prepared(sa.select(
+    tables.contact.c.id, tables.contact.c.account_id, tables.contact.c.first_name,
+    tables.contact.c.last_name).where(tables.contact.c.email == sa.bindparam("b_email")))
+_INSERT = db.Prepared(sa.insert(tables.contact).returning(tables.contact.c.id), by_keys=True)
 _ROW = tables.CONTACT.where(tables.contact.c.id == sa.bindparam("b_id"))
 
 # Locked, in id order (two batches' locks then never wait for each other in a cycle), as
@@ -265,16 +266,16 @@ class Contacts:
         return self.session.exec(select(Contact).where(
             Contact.account_id == account_id, Contact.email == email)).first()
 
-    def same_address(self, email: str) -> list[sa.Row[Any]]:
+    def same_address(self, email: str) -> list[Any]:
         """Every account's contact with this (normalized) address: id, account_id,
         first_name, last_name (indexed: email)."""
-        return list(self.session.connection().execute(_SAME_ADDRESS, {"b_email": email}))
+        return _SAME_ADDRESS.rows(self.session.connection(), {"b_email": email})
 
     def insert(self, values: dict[str, Any]) -> int:
         """A new contact of these column values (one prepared INSERT; ``add`` checked
         them, ``same_address`` found none of its account): its id, ``contact.created``
         recorded."""
-        contact_id: int = self.session.connection().execute(_INSERT, values).scalar_one()
+        contact_id: int = _INSERT.scalar(self.session.connection(), values)
         self.recorder.record(events.CONTACT_CREATED, "contact", contact_id,
                              values["account_id"])
         return contact_id

@@ -36,13 +36,15 @@ _FLAG = Change(sa.update(_L).where(
     lambda lead: lead.status != LeadStatus.SPAM)
 # A registration's lead (``Leads.insert``, ``Leads.scored``), as prepared Core statements.
 _T = tables.lead
-_INSERT = sa.insert(_T).returning(_T.c.id)
-_SCORED = sa.update(_T).where(_T.c.id == sa.bindparam("b_id")).values(
+# A registration's: run on the driver's cursor (``db.Prepared``).
+_INSERT = db.Prepared(sa.insert(_T).returning(_T.c.id), by_keys=True)
+_SCORED_ANY = sa.update(_T).where(_T.c.id == sa.bindparam("b_id")).values(
     notification_message_id=sa.bindparam("b_message_id"),
     spam_score=sa.bindparam("b_score"), spam_reasons=sa.bindparam("b_reasons"))
-_SCORED_SPAM = _SCORED.values(
+_SCORED = db.Prepared(_SCORED_ANY)
+_SCORED_SPAM = db.Prepared(_SCORED_ANY.values(
     status=LeadStatus.SPAM.value, flagged_at=sa.bindparam("b_flagged_at"),
-    flagged_by=SYSTEM.name, flagged_via=SYSTEM.via)
+    flagged_by=SYSTEM.name, flagged_via=SYSTEM.via))
 
 
 @dataclass(slots=True)
@@ -140,10 +142,10 @@ class Leads:
         with its score (``scored``)."""
         check_text("comments", comments, lines=True)
         now, net = utcnow(), network_of(ip)
-        lead_id = self.session.connection().execute(_INSERT, {
+        lead_id: int = _INSERT.scalar(self.session.connection(), {
             "account_id": account_id, "contact_id": contact_id, "source_ip": ip,
             "source_net": net, "comments": comments, "status": LeadStatus.ACTIVE.value,
-            "created_at": now}).scalar_one()
+            "created_at": now})
         lead = NewLead(lead_id, account_id, contact_id, ip, net, comments, now,
                        notification_message_id(book, lead_id))
         self.recorder.record(events.LEAD_CREATED, "lead", lead_id, account_id,
@@ -160,12 +162,12 @@ class Leads:
         params = {"b_id": lead.id, "b_message_id": lead.notification_message_id,
                   "b_score": score, "b_reasons": lead.spam_reasons}
         if not flag:
-            self.session.connection().execute(_SCORED, params)
+            _SCORED.run(self.session.connection(), params)
             return
         lead.status, lead.flagged_at = LeadStatus.SPAM.value, utcnow()
         lead.flagged_by, lead.flagged_via = SYSTEM.name, SYSTEM.via
-        self.session.connection().execute(_SCORED_SPAM, {**params,
-                                                         "b_flagged_at": lead.flagged_at})
+        _SCORED_SPAM.run(self.session.connection(), {**params,
+                                                     "b_flagged_at": lead.flagged_at})
         with self.recorder.acting_as(SYSTEM):
             self._flagged(lead, list(features), score=score, reasons=list(reasons))
 

@@ -21,17 +21,18 @@ from sqlmodel import Session
 
 from feedback_mta.actions.audit import Recorder, deferred_rows, deferred_writer
 from feedback_mta.quality import spam
+from feedback_mta.store import db
 from feedback_mta.store.models import SpamFeature, table_of
 
 _F = table_of(SpamFeature)
 
 _COUNTED = ("seen", "spam", "ham", "auto")
-# Built once (the statements run for every new lead): expanding parameters keep their
-# compiled form cached whatever the number of features. The key and the counts only,
-# fetched at once: a long lead reads some 90 rows.
-_COUNTS = sa.select(_F.c.account_id, _F.c.feature, *(_F.c[name] for name in _COUNTED)).where(
-    _F.c.account_id.in_(sa.bindparam("accounts", expanding=True)),
-    _F.c.feature.in_(sa.bindparam("features", expanding=True)))
+# Built once (the statement runs for every new lead, on the driver's cursor:
+# ``db.Prepared``), the lists each one parameter (``db.one_of``), whatever the number of
+# features. The key and the counts only, fetched at once: a long lead reads some 90 rows.
+_COUNTS = db.Prepared(sa.select(
+    _F.c.account_id, _F.c.feature, *(_F.c[name] for name in _COUNTED)).where(
+    db.one_of(_F.c.account_id, "accounts"), db.one_of(_F.c.feature, "features")))
 
 
 def _upsert(dialect: str) -> sa.Insert:
@@ -80,8 +81,8 @@ class Learning:
         wanted = [*features, *spam.COUNTERS]
         totals: dict[tuple[int, str], list[int]] = {
             (owner, feature): [seen, spam_, ham, auto]
-            for owner, feature, seen, spam_, ham, auto in self.session.connection().execute(
-                _COUNTS, {"accounts": [0, account_id], "features": wanted}).all()}
+            for owner, feature, seen, spam_, ham, auto in _COUNTS.rows(
+                self.session.connection(), {"accounts": [0, account_id], "features": wanted})}
         asked = set(wanted)
         for row in deferred_rows(self.session, _COUNTS_KIND):  # this transaction's own
             if row["account_id"] in (0, account_id) and row["feature"] in asked:
