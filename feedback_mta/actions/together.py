@@ -82,8 +82,13 @@ class _Ready:
 
 #: Writer threads on PostgreSQL. A transaction there is a round trip per statement, and
 #: one thread spent the registrations' time waiting on them in turn (half the rate of a
-#: thread per request); a few batches at once overlap those waits. (SQLite has one writer.)
-PG_WRITERS = 4
+#: thread per request, when a registration's statements cost more); two batches at once
+#: overlap those waits. More threads bought nothing once the statements ran on the
+#: driver's cursor (``db.Prepared``): on the 2-core machine with PostgreSQL beside it, 1, 2,
+#: 3 and 4 writers registered 280-300 leads/s alike, at 2.3-2.5, 3.1, 3.2 and 3.5-3.8 ms of
+#: ``serve``'s CPU each (their threads taking the GIL from each other). Two keep some
+#: overlap for a server a network away. (SQLite has one writer.)
+PG_WRITERS = 2
 
 
 def writers(engine: Engine) -> int:
