@@ -663,3 +663,22 @@ def test_a_bad_registration_in_a_group_commit_fails_alone(api_debug):
                       *(f"g{i}@people.test" for i in range(4))}
     assert len(api.events("contact.created")) == 6
     assert len(api.events("lead.created")) == 6
+
+
+def test_a_registration_bad_in_two_ways_is_refused_for_what_comes_first(api):
+    """Checked in the order a registration always checked them: a lead's comments before
+    its names, address and IP; an Idempotency-Key used before (its answer, or the key
+    reused for another request) before anything of the request itself."""
+    long = "x" * (16 * 1024 + 1)
+    for lead in ({**LEAD, "first": "A\x01n", "comments": long},
+                 {**LEAD, "email": "not an address", "comments": long},
+                 {**LEAD, "ip": "999.1.1.1", "comments": long}):
+        body = _problem(api.client.post("/v1/leads", json=lead), 422)
+        assert body["errors"][0]["loc"] == ["body", "comments"], body
+    for path, good in (("/v1/leads", LEAD),
+                       ("/v1/contacts", {k: LEAD[k] for k in ("email", "first", "last")})):
+        headers = {"Idempotency-Key": f"k{path}"}
+        assert api.client.post(path, json=good, headers=headers).status_code in (200, 201)
+        for bad in ({**good, "first": "A\x01n"}, {**good, "email": "not an address"}):
+            body = _problem(api.client.post(path, json=bad, headers=headers), 422)
+            assert body["type"].endswith("/problems/idempotency-key-reused"), body

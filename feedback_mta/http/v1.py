@@ -381,12 +381,13 @@ async def add_lead(request: Request, services: Services, who: Registrar, lead: L
 
     def prepare() -> Work[Response]:
         # Checked and read before the transaction: scoring grows with the comments.
-        check_ahead(services.engine, account, lead.email, lead.first, lead.last, lead.ip)
         try:
             comments = read_comments(services.config, lead.comments)
         except Invalid as exc:
             raise ProblemError(422, str(exc), errors=[
                 {"loc": ["body", "comments"], "msg": str(exc).partition(": ")[2]}]) from None
+        if idempotency_key is None:  # a key's answer (or its reuse) comes first: ``_once``
+            check_ahead(services.engine, account, lead.email, lead.first, lead.last, lead.ip)
 
         def register(uow: UnitOfWork) -> tuple[dict[str, Any], int]:
             done = uow.registration.add_lead(
@@ -521,8 +522,9 @@ async def add_contact(request: Request, services: Services, who: Registrar,
                  contact.model_dump() if idempotency_key is not None else {}, register)
 
     def prepare() -> Work[Response]:
-        check_ahead(services.engine, account, contact.email, contact.first, contact.last,
-                    contact.ip)
+        if idempotency_key is None:  # a key's answer (or its reuse) comes first: ``_once``
+            check_ahead(services.engine, account, contact.email, contact.first,
+                        contact.last, contact.ip)
         return work
 
     return await _together(services, who, prepare)
