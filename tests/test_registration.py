@@ -349,3 +349,5 @@ def test_a_prepared_statement_binds_and_reads_as_sqlalchemy_does(engine, cfg):
     expanding = db.Prepared(sa.select(c.id).where(c.id.in_(sa.bindparam("x", expanding=True))))
     with engine.connect() as conn, pytest.raises(ValueError, match="expanding"):
         expanding.rows(conn, {"x": [1]})
+    with engine.connect() as conn, pytest.raises(KeyError, match="b_reason"):
+        changed.run(conn, {"b_ids": [new], "b_at": when})  # a value not given: not NULL

@@ -369,14 +369,14 @@ class Prepared:
         columns each call's parameters name."""
         self.statement = statement
         self._by_keys = by_keys
-        self._compiled: dict[tuple[str, tuple[str, ...]], _Compiled] = {}
+        self._compiled: dict[tuple[str, str, tuple[str, ...]], _Compiled] = {}
 
     def _for(self, dialect: sa.Dialect, params: dict[str, Any]) -> _Compiled:
-        key = (dialect.name, tuple(params) if self._by_keys else ())
+        key = (dialect.name, dialect.driver, tuple(params) if self._by_keys else ())
         found = self._compiled.get(key)
         if found is None:
             found = self._compiled[key] = _Compiled.of(self.statement, dialect,
-                                                       list(key[1]) or None)
+                                                       list(key[2]) or None)
         return found
 
     def execute(self, conn: sa.Connection, params: dict[str, Any]) -> Any:
@@ -446,21 +446,25 @@ class _Compiled:
         if compiled.escaped_bind_names:
             raise ValueError("Prepared: a parameter name the driver needs escaped")
         positional = bool(dialect.positional)
-        names = tuple(compiled.positiontup if positional else compiled.binds)
+        sql = compiled.string
+        names = tuple(compiled.positiontup if positional else
+                      (name for name in compiled.binds if f"%({name})s" in sql))
+        # What the statement holds itself; the rest each call gives (``args``: KeyError).
         fixed = {name: value for name, value in
-                 compiled.construct_params(_check=False).items() if value is not None}
+                 compiled.construct_params(_check=False).items()
+                 if not compiled.binds[name].required}
         results = tuple(entry.type._cached_result_processor(dialect, None)
                         for entry in compiled._result_columns)
         columns = tuple(entry.keyname for entry in compiled._result_columns) or ("rowcount",)
-        return cls(compiled.string, names, positional, dict(compiled._bind_processors),
-                   fixed, results, columns)
+        return cls(sql, names, positional, dict(compiled._bind_processors), fixed, results,
+                   columns)
 
     def args(self, params: dict[str, Any]) -> Any:
         """The driver's parameters: a tuple in order (SQLite), a dict by name (psycopg)."""
         fixed, bind = self._fixed, self._bind
         values = []
         for name in self._names:
-            value = params[name] if name in params else fixed.get(name)
+            value = params[name] if name in params else fixed[name]
             process = bind.get(name)
             values.append(value if process is None or value is None else process(value))
         return tuple(values) if self._positional else dict(zip(self._names, values,
