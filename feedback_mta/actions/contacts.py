@@ -182,8 +182,8 @@ def why_kept(contact: Contact, complained: bool = False) -> str | None:
     return None
 
 
-# A registration's contact (``Contacts.same_address``, ``Contacts.insert``), in Core.
-# A registration's: run on the driver's cursor (``db.Prepared``).
+# A registration's contact (``Contacts.same_address``, ``Contacts.insert``), in Core, run
+# on the driver's cursor (``db.Prepared``).
 _SAME_ADDRESS = db.Prepared(sa.select(
     tables.contact.c.id, tables.contact.c.account_id, tables.contact.c.first_name,
     tables.contact.c.last_name).where(tables.contact.c.email == sa.bindparam("b_email")))

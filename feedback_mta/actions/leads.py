@@ -34,9 +34,9 @@ _FLAG = Change(sa.update(_L).where(
     status=LeadStatus.SPAM.value, flagged_at=sa.bindparam("b_flagged_at"),
     flagged_by=sa.bindparam("b_flagged_by"), flagged_via=sa.bindparam("b_flagged_via")),
     lambda lead: lead.status != LeadStatus.SPAM)
-# A registration's lead (``Leads.insert``, ``Leads.scored``), as prepared Core statements.
+# A registration's lead (``Leads.insert``, ``Leads.scored``), in Core, run on the driver's
+# cursor (``db.Prepared``).
 _T = tables.lead
-# A registration's: run on the driver's cursor (``db.Prepared``).
 _INSERT = db.Prepared(sa.insert(_T).returning(_T.c.id), by_keys=True)
 _SCORED_ANY = sa.update(_T).where(_T.c.id == sa.bindparam("b_id")).values(
     notification_message_id=sa.bindparam("b_message_id"),

@@ -65,7 +65,7 @@ class ImportResult:
 
 _C = table_of(Contact)
 #: Which of an import's addresses its account has (not locked: ``import_contacts``).
-_KNOWN = sa.select(_C.c.email).where(_C.c.account_id == sa.bindparam("b_account"),
+_ACCOUNT_HAS = sa.select(_C.c.email).where(_C.c.account_id == sa.bindparam("b_account"),
                                      db.one_of(_C.c.email, "b_emails"))
 _NETWORKS = sa.select(table_of(SuspectNetwork).c.cidr).order_by(table_of(SuspectNetwork).c.id)
 #: Policies made, by (the config's ``[quality]``, the networks added): each registration
@@ -194,7 +194,7 @@ class Quality:
             return result
         emails = list(wanted)
         known = set(self.session.connection().execute(
-            _KNOWN, {"b_account": account_id, "b_emails": emails}).scalars())
+            _ACCOUNT_HAS, {"b_account": account_id, "b_emails": emails}).scalars())
         new = [Contact(account_id=account_id, email=email, first_name=first, last_name=last,
                        source_ip=ip)
                for email, (first, last, ip) in wanted.items() if email not in known]

@@ -107,8 +107,6 @@ class Together(Runner[_Job]):
         super().__init__(threads=threads or writers(engine), max_batch=max_batch)
         self._engine = engine
         self.batches = 0
-        #: Batches run again with SAVEPOINTs (a work raised).
-        self.reruns = 0
 
     async def run(self, actor: Actor, prepare: Prepare[T], timeout: float = 30.0) -> T:
         """The value of the work ``prepare`` made, once its unit of work committed; what
@@ -164,7 +162,6 @@ class Together(Runner[_Job]):
         # batch: its work is prepared before its own transaction, never inside this one.
         done = self._transaction(ready, savepoints=False)
         if done is None:  # a work raised: again, each in its SAVEPOINT
-            self.reruns += 1
             log.debug("together.savepoints", items=len(ready))
             done = self._transaction(ready, savepoints=True)
             assert done is not None

@@ -51,17 +51,16 @@ import math
 import re
 from collections.abc import Iterable
 from http import HTTPStatus
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Protocol, cast
 
 import h11
-from starlette.types import Message
+from starlette.types import Message, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from feedback_mta import counters, logs
 from feedback_mta.config import HttpConfig
 from feedback_mta.edge.limits import client_address, networks
 from feedback_mta.http import problems
-from feedback_mta.http.services import Direct
 
 log = logs.get(__name__)
 
@@ -153,6 +152,21 @@ class Gate:
         for transport in list(self.closing):
             transport.abort()
         self.closing.clear()
+
+
+class Direct(Protocol):
+    """What answers requests a connection read whole itself, before uvicorn and the app
+    (``hooks.Fast``: signed webhooks); ``Guarded`` hands it those (``whole_request``)."""
+
+    limit: int
+
+    @property
+    def paths(self) -> frozenset[str]:
+        """The paths it answers (``POST`` only)."""
+        ...
+
+    async def direct(self, scope: Scope, body: bytes, send: Send) -> None:
+        ...
 
 
 #: A header field as h11 takes it (RFC 9110's token, then a value of visible characters

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Request
 from sqlalchemy.engine import Engine
@@ -48,6 +48,9 @@ from feedback_mta.edge.intake import Intake
 from feedback_mta.http.certificates import Certificates
 from feedback_mta.http.sign_ins import SignIns
 from feedback_mta.store import db
+
+if TYPE_CHECKING:
+    from feedback_mta.http.connections import Direct
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,21 +84,6 @@ class HttpServices:
 
 #: A front's own type (``App.front`` returns it).
 F = TypeVar("F", bound=ASGIApp)
-
-
-class Direct(Protocol):
-    """What answers requests a connection read whole itself, before uvicorn and the app
-    (``hooks.Fast``: signed webhooks); ``connections.Guarded`` hands it those."""
-
-    limit: int
-
-    @property
-    def paths(self) -> frozenset[str]:
-        """The paths it answers (``POST`` only)."""
-        ...
-
-    async def direct(self, scope: Scope, body: bytes, send: Send) -> None:
-        ...
 
 
 class App(FastAPI):

@@ -386,8 +386,7 @@ async def add_lead(request: Request, services: Services, who: Registrar, lead: L
         except Invalid as exc:
             raise ProblemError(422, str(exc), errors=[
                 {"loc": ["body", "comments"], "msg": str(exc).partition(": ")[2]}]) from None
-        if idempotency_key is None:  # a key's answer (or its reuse) comes first: ``_once``
-            check_ahead(services.engine, account, lead.email, lead.first, lead.last, lead.ip)
+        _check_ahead(services, account, lead, idempotency_key)
 
         def register(uow: UnitOfWork) -> tuple[dict[str, Any], int]:
             done = uow.registration.add_lead(
@@ -399,6 +398,14 @@ async def add_lead(request: Request, services: Services, who: Registrar, lead: L
         return _once(request, who, idempotency_key, payload, register)
 
     return await _together(services, who, prepare)
+
+
+def _check_ahead(services: HttpServices, account: int, body: ContactIn,
+                 key: str | None) -> None:
+    """``check_ahead`` of a registration's fields, in its ``Prepare``; not with an
+    Idempotency-Key, whose answer (or its reuse) comes first (``_once``)."""
+    if key is None:
+        check_ahead(services.engine, account, body.email, body.first, body.last, body.ip)
 
 
 async def _together(services: HttpServices, who: Caller, prepare: Prepare[Response]
@@ -522,9 +529,7 @@ async def add_contact(request: Request, services: Services, who: Registrar,
                  contact.model_dump() if idempotency_key is not None else {}, register)
 
     def prepare() -> Work[Response]:
-        if idempotency_key is None:  # a key's answer (or its reuse) comes first: ``_once``
-            check_ahead(services.engine, account, contact.email, contact.first,
-                        contact.last, contact.ip)
+        _check_ahead(services, account, contact, idempotency_key)
         return work
 
     return await _together(services, who, prepare)

@@ -165,10 +165,8 @@ def process_batch(engine: Engine, book: AddressBook, message_ids: Sequence[int],
     serves concurrent sessions. A transaction ends early when another writer of this
     process (the intake, whose sessions wait for their 250, when processors run in its
     process) is queued for the lock, or after ``TRANSACTION_SECONDS``, which bounds the
-    wait of ``serve``'s intake behind the processing process: batching must not make the
-    250s wait. (A signal across processes, the waiting writer holding a second file
-    locked, changed nothing measurable: p99 at 80% 17.6-22.2 ms against 12.9-19.2 in four
-    alternated ``bench/run.py --quick`` pairs, webhooks/s within 3%.) A handler's error
+    wait of ``serve``'s intake behind the processing process (a signal across processes
+    bought nothing measurable): batching must not make the 250s wait. A handler's error
     rolls back that message's changes only and leaves it ``failed`` (``_handle``); a
     database error rolls back the transaction, whose messages stay
     ``received`` for the next sweep. Mail the handlers queued goes to ``on_mail`` once
